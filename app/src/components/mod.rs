@@ -1,0 +1,4 @@
+//! Reusable parts of pages.
+
+pub mod async_view;
+pub mod layout;

@@ -1,0 +1,18 @@
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+#[component]
+pub fn Home() -> impl IntoView {
+    view! {
+        <section class="hero">
+            <h1>"See your whole system, live."</h1>
+            <p class="lead">
+                "Scopehub is hosted Weave Scope: run a probe on your hosts and watch a live map of your "
+                "processes, containers, hosts and the connections between them."
+            </p>
+            <p>
+                <A href="/status" attr:class="button">"Check the service status"</A>
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,102 @@
+//! Assembles the roles into one public router (what `scopehub serve` runs) and holds their shared state.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+
+use crate::error::Error;
+use crate::frontend::{self, EdgeConfig, spa::Spa};
+use crate::store::Store;
+use crate::telemetry::{self, Metrics};
+use crate::{meta, ops};
+
+/// State shared by every handler. Everything inside is reference-counted, so cloning is cheap.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: Metrics,
+    pub spa: Spa,
+    pub startup: StartupStatus,
+    pub client_error_limit: meta::ClientErrorLimiter,
+}
+
+impl AppState {
+    pub fn new(store: Store, spa: Spa) -> Self {
+        AppState {
+            store,
+            metrics: Metrics::new(),
+            spa,
+            startup: StartupStatus::default(),
+            client_error_limit: meta::ClientErrorLimiter::default(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Store {
+        state.store.clone()
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(state: &AppState) -> Metrics {
+        state.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for Spa {
+    fn from_ref(state: &AppState) -> Spa {
+        state.spa.clone()
+    }
+}
+
+/// Why the process is not ready yet, as last seen by the start-up task; `/readyz` reports it.
+#[derive(Clone, Default)]
+pub struct StartupStatus {
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl StartupStatus {
+    pub fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|slot| slot.clone())
+    }
+}
+
+/// The public router of `scopehub serve`: every built role behind the edge layers.
+pub fn router(state: AppState, edge: &EdgeConfig) -> Router {
+    let api = Router::new()
+        .merge(meta::router())
+        .fallback(|| async { Error::not_found("No API route matches this path.") })
+        .method_not_allowed_fallback(|| async { Error::method_not_allowed() });
+    let metrics = state.metrics.clone();
+    let routed = Router::new()
+        .merge(ops::router())
+        .nest("/api", api)
+        .fallback(frontend::spa::serve)
+        .with_state(state);
+    frontend::apply_layers(routed, metrics, edge)
+}
+
+/// The router of `scopehub ui`: the SPA and the operational endpoints, nothing else.
+pub fn ui_router(state: AppState, edge: &EdgeConfig) -> Router {
+    let metrics = state.metrics.clone();
+    let routed = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(telemetry::metrics_handler))
+        .nest(
+            "/api",
+            Router::new()
+                .fallback(|| async { Error::not_found("This server only serves the web app.") }),
+        )
+        .fallback(frontend::spa::serve)
+        .with_state(state);
+    frontend::apply_layers(routed, metrics, edge)
+}

@@ -1,0 +1,318 @@
+//! Command line and environment configuration. Every flag has a `SCOPEHUB_*` environment fallback.
+//!
+//! Parsing validates everything it can (addresses, URLs, database URLs) so that bad configuration
+//! fails at start with a one-line error naming the problem, never later at run time.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::DatabaseBackend;
+use url::Url;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scopehub",
+    version,
+    about = "Scopehub: hosted, multi-tenant Weave Scope",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Airplane Mode: every role in one process (SQLite by default, 127.0.0.1:4040).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(MigrateArgs),
+    /// Serve the built web app (`dist/`) with its cache headers, and nothing else.
+    Ui(UiArgs),
+    /// The users service (not available yet).
+    Users(UnbuiltArgs),
+    /// The provisioning service (not available yet).
+    Provisioning(UnbuiltArgs),
+    /// The collector: the Scope app for many tenants (not available yet).
+    Collector(UnbuiltArgs),
+    /// The edge router for split mode (not available yet).
+    Frontend(UnbuiltArgs),
+    /// Monitoring of the other roles (not available yet).
+    Monitoring(UnbuiltArgs),
+    /// Our probe: reports this host in Scope's wire format (not available yet).
+    Probe(UnbuiltArgs),
+    /// Operator tasks such as creating the first admin (not available yet).
+    Admin(UnbuiltArgs),
+}
+
+impl Command {
+    /// The name of a role that exists in the CLI but is not built yet.
+    pub fn unbuilt_role(&self) -> Option<&'static str> {
+        match self {
+            Command::Users(_) => Some("users"),
+            Command::Provisioning(_) => Some("provisioning"),
+            Command::Collector(_) => Some("collector"),
+            Command::Frontend(_) => Some("frontend"),
+            Command::Monitoring(_) => Some("monitoring"),
+            Command::Probe(_) => Some("probe"),
+            Command::Admin(_) => Some("admin"),
+            Command::Serve(_) | Command::Migrate(_) | Command::Ui(_) => None,
+        }
+    }
+}
+
+/// Roles that are not built yet accept any arguments, so that the message below is what the
+/// user sees rather than a complaint about flags.
+#[derive(Debug, Args)]
+pub struct UnbuiltArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log output format.
+    #[arg(long, env = "SCOPEHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info` or `scopehub=debug,tower_http=info`.
+    #[arg(long, env = "SCOPEHUB_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Where data lives: the default SQLite file, generated secrets.
+    #[arg(long, env = "SCOPEHUB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`. Defaults to `sqlite://<data-dir>/scopehub.db`.
+    #[arg(long, env = "SCOPEHUB_DATABASE_URL", value_parser = DatabaseUrl::from_str)]
+    pub database_url: Option<DatabaseUrl>,
+}
+
+impl DatabaseArgs {
+    pub fn database_url(&self) -> DatabaseUrl {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| DatabaseUrl::sqlite_file(&self.data_dir.join("scopehub.db")))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SCOPEHUB_LISTEN", default_value = "127.0.0.1:4040")]
+    pub listen: SocketAddr,
+    /// The URL users and probes reach this server at. Defaults to `http://<listen>`.
+    #[arg(long, env = "SCOPEHUB_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<Url>,
+    /// The built web app (trunk's output folder).
+    #[arg(long, env = "SCOPEHUB_DIST_DIR", default_value = "dist")]
+    pub dist_dir: PathBuf,
+    /// Largest request body accepted by the API, in bytes; larger ones get 413.
+    #[arg(long, env = "SCOPEHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Longest time one request may take, in seconds.
+    #[arg(long, env = "SCOPEHUB_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
+    /// On SIGTERM/Ctrl-C, how long in-flight requests may take to finish before the process exits anyway.
+    #[arg(long, env = "SCOPEHUB_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub shutdown_timeout: Duration,
+}
+
+impl HttpArgs {
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            // A SocketAddr always formats as a valid URL authority.
+            Url::parse(&format!("http://{}/", self.listen))
+                .expect("socket address is a valid URL host")
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UiArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("`{s}` must be between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_public_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "`{s}` must be an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(url)
+}
+
+/// A validated database URL. Parsing checks the scheme and that the driver accepts the rest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: DatabaseBackend,
+    url: String,
+}
+
+impl DatabaseUrl {
+    pub fn sqlite_file(path: &Path) -> Self {
+        DatabaseUrl {
+            backend: DatabaseBackend::Sqlite,
+            url: format!("sqlite://{}", path.display()),
+        }
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.backend
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The file behind a `sqlite://` URL, when it names one (not `:memory:`).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        if self.backend != DatabaseBackend::Sqlite {
+            return None;
+        }
+        let rest = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let backend = if s.starts_with("sqlite:") {
+            sqlx::sqlite::SqliteConnectOptions::from_str(s)
+                .map_err(|e| format!("invalid SQLite URL: {e}"))?;
+            DatabaseBackend::Sqlite
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            sqlx::postgres::PgConnectOptions::from_str(s)
+                .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+            DatabaseBackend::Postgres
+        } else {
+            return Err("must start with sqlite:// or postgres://".to_owned());
+        };
+        Ok(DatabaseUrl {
+            backend,
+            url: s.to_owned(),
+        })
+    }
+}
+
+/// Never print a password: logs and errors show the URL with its password replaced.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Url::parse(&self.url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                f.write_str(url.as_str())
+            }
+            _ => f.write_str(&self.url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_validated_by_scheme_and_driver() {
+        assert_eq!(
+            "sqlite://./data/x.db"
+                .parse::<DatabaseUrl>()
+                .unwrap()
+                .backend(),
+            DatabaseBackend::Sqlite
+        );
+        assert_eq!(
+            "postgres://u@localhost/db"
+                .parse::<DatabaseUrl>()
+                .unwrap()
+                .backend(),
+            DatabaseBackend::Postgres
+        );
+        assert!("mysql://localhost/db".parse::<DatabaseUrl>().is_err());
+        assert!(
+            "postgres://localhost:notaport/db"
+                .parse::<DatabaseUrl>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_the_display_form() {
+        let url: DatabaseUrl = "postgres://user:hunter2@db.internal/scopehub"
+            .parse()
+            .unwrap();
+        assert!(!url.to_string().contains("hunter2"));
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn sqlite_paths_are_extracted() {
+        let url: DatabaseUrl = "sqlite://./data/scopehub.db?mode=rwc".parse().unwrap();
+        assert_eq!(url.sqlite_path(), Some(PathBuf::from("./data/scopehub.db")));
+        let mem: DatabaseUrl = "sqlite::memory:".parse().unwrap();
+        assert_eq!(mem.sqlite_path(), None);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,136 @@
+//! Serves the built web app (trunk's `dist/`).
+//!
+//! - Paths without a file extension are app routes: they get `index.html` with status 200, so deep
+//!   links work, and `Cache-Control: no-cache` so a deploy is picked up on the next load.
+//! - Files whose names carry trunk's content hash are cached for a year, `immutable`.
+//! - Other files (favicon, …) are cached briefly.
+//! - A missing file with an extension is a plain 404 (a broken asset link must not look like a page).
+//! - `/api` and `/api/…` never get the app: they answer the API's JSON 404 (most are caught by the
+//!   `/api` router's own fallback; the bare prefix forms fall through to here).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::error::Error;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const NO_CACHE: &str = "no-cache";
+const SHORT: &str = "public, max-age=3600";
+
+#[derive(Clone)]
+pub struct Spa {
+    inner: Arc<SpaInner>,
+}
+
+struct SpaInner {
+    dir: PathBuf,
+    files: ServeDir,
+    index: ServeFile,
+}
+
+impl Spa {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        let files = ServeDir::new(&dir).append_index_html_on_directories(false);
+        let index = ServeFile::new(dir.join("index.html"));
+        Spa {
+            inner: Arc::new(SpaInner { dir, files, index }),
+        }
+    }
+
+    pub fn is_built(&self) -> bool {
+        self.inner.dir.join("index.html").is_file()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+/// Fallback handler for every path no route matched outside `/api`.
+pub async fn serve(State(spa): State<Spa>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    if path == "/api" || path.starts_with("/api/") {
+        return Error::not_found("No API route matches this path.").into_response();
+    }
+    let last_segment = path.rsplit('/').next().unwrap_or("");
+    if !last_segment.contains('.') {
+        return serve_index(&spa, req).await;
+    }
+    let response = match spa.inner.files.clone().oneshot(req).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    };
+    if response.status() == StatusCode::NOT_FOUND {
+        return (StatusCode::NOT_FOUND, "Not found").into_response();
+    }
+    let policy = if response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED
+    {
+        if is_hashed(last_segment) {
+            IMMUTABLE
+        } else {
+            SHORT
+        }
+    } else {
+        NO_CACHE
+    };
+    with_cache_control(response, policy)
+}
+
+async fn serve_index(spa: &Spa, req: Request) -> Response {
+    if !spa.is_built() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, NO_CACHE)],
+            "<!doctype html><title>Scopehub</title><h1>The web app is not built</h1>\
+             <p>Run <code>make run</code>, or <code>trunk build</code> in <code>app/</code>, then reload.</p>",
+        )
+            .into_response();
+    }
+    let response = match spa.inner.index.clone().oneshot(req).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    };
+    with_cache_control(response, NO_CACHE)
+}
+
+fn with_cache_control(mut response: Response, policy: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    response
+}
+
+/// Whether a file name carries trunk's content hash: `-` then 16 hex digits, then `.` or `_`
+/// (e.g. `scopehub-app-3f2a9c0d1e4b5a6f_bg.wasm`, `style-0123456789abcdef.css`).
+pub fn is_hashed(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.windows(18).any(|w| {
+        w[0] == b'-'
+            && w[1..17].iter().all(|b| b.is_ascii_hexdigit())
+            && matches!(w[17], b'.' | b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_hashed;
+
+    #[test]
+    fn recognises_trunk_hashes_only() {
+        assert!(is_hashed("scopehub-app-3f2a9c0d1e4b5a6f_bg.wasm"));
+        assert!(is_hashed("scopehub-app-3f2a9c0d1e4b5a6f.js"));
+        assert!(is_hashed("style-0123456789abcdef.css"));
+        assert!(!is_hashed("favicon.ico"));
+        assert!(!is_hashed("index.html"));
+        assert!(!is_hashed("app-0123456789abcde.js"));
+        assert!(!is_hashed("app-0123456789abcdeg.js"));
+    }
+}

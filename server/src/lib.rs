@@ -1,0 +1,58 @@
+//! Scopehub's server: one binary (`scopehub`), many roles (design.md §2).
+//!
+//! `main.rs` only parses the command line and calls [`run`]; everything testable is here.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod frontend;
+pub mod meta;
+pub mod ops;
+pub mod secrets;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub mod collector;
+pub mod monitoring;
+pub mod probe;
+pub mod provisioning;
+pub mod users;
+
+use config::{Cli, Command};
+
+/// Runs one subcommand to completion.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(role) = cli.command.unbuilt_role() {
+        anyhow::bail!(
+            "`scopehub {role}` is not available yet; `scopehub serve` runs every role that exists"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::serve(args).await
+            }
+            Command::Migrate(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::migrate(args).await
+            }
+            Command::Ui(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::ui(args).await
+            }
+            Command::Users(_)
+            | Command::Provisioning(_)
+            | Command::Collector(_)
+            | Command::Frontend(_)
+            | Command::Monitoring(_)
+            | Command::Probe(_)
+            | Command::Admin(_) => unreachable!("unbuilt roles return above"),
+        }
+    })
+}

@@ -1,0 +1,190 @@
+//! Running a role: binding, start-up with database retries, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::{self, AppState, StartupStatus};
+use crate::config::{HttpArgs, MigrateArgs, ServeArgs, UiArgs};
+use crate::frontend::EdgeConfig;
+use crate::frontend::spa::Spa;
+use crate::store::Store;
+
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(15);
+
+/// `scopehub serve`: every role in one process.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let url = args.database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let spa = Spa::new(&args.http.dist_dir);
+    let state = AppState::new(store.clone(), spa.clone());
+    let router = app::router(state.clone(), &edge_config(&args.http));
+
+    let listener = bind(&args.http).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(prepare_with_retry(
+        store.clone(),
+        state.startup.clone(),
+        shutdown_rx.clone(),
+    ));
+    announce(&listener, &args.http, &spa, Some(&url))?;
+
+    run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// `scopehub ui`: the SPA alone.
+pub async fn ui(args: UiArgs) -> anyhow::Result<()> {
+    // The UI role has no database; a pool is never opened because nothing queries it.
+    let store = Store::open(&"sqlite::memory:".parse().map_err(anyhow::Error::msg)?)?;
+    let spa = Spa::new(&args.http.dist_dir);
+    let state = AppState::new(store, spa.clone());
+    let router = app::ui_router(state, &edge_config(&args.http));
+    let listener = bind(&args.http).await?;
+    announce(&listener, &args.http, &spa, None)?;
+    let (shutdown_tx, _) = watch::channel(false);
+    run_until_shutdown(listener, router, &args.http, shutdown_tx).await
+}
+
+/// `scopehub migrate`: apply migrations once and exit; fails fast (a job runner retries).
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let url = args.database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    store
+        .prepare()
+        .await
+        .with_context(|| format!("cannot migrate {url}"))?;
+    store.close().await;
+    tracing::info!(database = %url, "migrations applied");
+    Ok(())
+}
+
+fn edge_config(http: &HttpArgs) -> EdgeConfig {
+    EdgeConfig {
+        max_body_bytes: http.max_body_bytes,
+        request_timeout: http.request_timeout,
+    }
+}
+
+async fn bind(http: &HttpArgs) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", http.listen))
+}
+
+/// Prints the one line a person (or a test) looks for on stdout: where the server is.
+fn announce(
+    listener: &TcpListener,
+    http: &HttpArgs,
+    spa: &Spa,
+    db: Option<&crate::config::DatabaseUrl>,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    if !spa.is_built() {
+        tracing::warn!(dist = %spa.dir().display(), "the web app is not built; pages will say so (run `make run`)");
+    }
+    let url = match &http.public_url {
+        Some(url) => url.to_string(),
+        None => format!("http://{addr}/"),
+    };
+    tracing::info!(%addr, database = ?db.map(ToString::to_string), "listening");
+    println!("Scopehub is running at {url}");
+    Ok(())
+}
+
+/// Applies migrations, retrying with exponential backoff until it works or the server shuts down.
+/// Until then `/readyz` answers 503 with the last error.
+async fn prepare_with_retry(
+    store: Store,
+    startup: StartupStatus,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = FIRST_RETRY;
+    let mut attempt = 1u32;
+    loop {
+        match store.prepare().await {
+            Ok(()) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, "database reachable and migrated");
+                }
+                startup.set_error(None);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "database not ready; retrying");
+                startup.set_error(Some(e.to_string()));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(MAX_RETRY);
+        attempt += 1;
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish (up to
+/// `--shutdown-timeout`) and returns.
+async fn run_until_shutdown(
+    listener: TcpListener,
+    router: Router,
+    http: &HttpArgs,
+    shutdown_tx: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let (signalled_tx, mut signalled_rx) = watch::channel(false);
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = shutdown_tx.send(true);
+        let _ = signalled_tx.send(true);
+    };
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
+    let deadline = async {
+        let _ = signalled_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(http.shutdown_timeout).await;
+    };
+    tokio::select! {
+        result = server => result.context("server failed")?,
+        () = deadline => tracing::warn!(timeout_s = http.shutdown_timeout.as_secs_f64(), "requests still in flight at the shutdown deadline; exiting anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn shutdown_signal() -> impl Future<Output = ()> {
+    async {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {}
+            () = terminate => {}
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The storage layer: every SQL statement of Scopehub lives under this folder.
+//!
+//! One `Store` works on SQLite (Airplane Mode) and PostgreSQL (staging, production). Queries are
+//! written once in SQL both dialects accept (`$1` placeholders, `ON CONFLICT`, `BIGINT` millisecond
+//! timestamps) and run on whichever pool is configured through [`on_pool!`]. Each backend has its own
+//! migration folder (`server/migrations/{sqlite,postgres}`), kept in step: same file names, same schema.
+//! Other modules never see a pool or write SQL; they call methods here.
+
+mod settings;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use shared::DatabaseBackend;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::config::DatabaseUrl;
+
+pub use settings::INSTALLATION_ID;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a caller waits for a pooled connection before the request fails as "unavailable".
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the database is not migrated yet")]
+    NotReady,
+}
+
+impl StoreError {
+    /// True when the database could not be reached (as opposed to a bad query or constraint).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::NotReady | StoreError::CreateDir { .. } => true,
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) | StoreError::Sqlx(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                )
+            }
+            StoreError::Migrate(_) => false,
+        }
+    }
+
+    /// True when the statement broke a unique constraint.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    url: DatabaseUrl,
+    migrated: AtomicBool,
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool. The body is expanded once per backend, so
+/// it type-checks against each driver separately while the SQL text is written once.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.inner.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+impl Store {
+    /// Builds the pool without touching the database: connections are made on first use, so a
+    /// server can start (and report itself not ready) while its database is still unreachable.
+    pub fn open(url: &DatabaseUrl) -> Result<Store> {
+        let pool = match url.backend() {
+            DatabaseBackend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url.as_str())?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .connect_lazy_with(options),
+                )
+            }
+            DatabaseBackend::Postgres => {
+                let options =
+                    PgConnectOptions::from_str(url.as_str())?.application_name("scopehub");
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(16)
+                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .connect_lazy_with(options),
+                )
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                url: url.clone(),
+                migrated: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.inner.url.backend()
+    }
+
+    /// Creates the SQLite file's folder if needed, applies pending migrations and seeds what every
+    /// deployment needs (its installation id). Safe to run again and from several processes.
+    pub async fn prepare(&self) -> Result<()> {
+        if let Some(path) = self.inner.url.sqlite_path()
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| StoreError::CreateDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+        }
+        match &self.inner.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        self.ensure_installation_id().await?;
+        self.inner.migrated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether [`Store::prepare`] has succeeded in this process.
+    pub fn is_prepared(&self) -> bool {
+        self.inner.migrated.load(Ordering::Acquire)
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes every pooled connection; in-flight queries finish first.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    fn require_prepared(&self) -> Result<()> {
+        if self.is_prepared() {
+            Ok(())
+        } else {
+            Err(StoreError::NotReady)
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}

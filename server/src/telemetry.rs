@@ -1,0 +1,155 @@
+//! Logs (tracing) and metrics (Prometheus text format) for every role.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogArgs, LogFormat};
+
+/// Installs the global tracing subscriber. Logs go to stderr so stdout stays for what the user asked
+/// for (the URL `serve` prints).
+pub fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&args.log)
+        .map_err(|e| anyhow::anyhow!("invalid --log filter `{}`: {e}", args.log))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match args.log_format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    // Already installed (e.g. a test that runs several servers in one process): keep the first.
+    let _ = result;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+type DurationFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// The process's metrics registry. Cheap to clone; one per server, never global.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+struct MetricsInner {
+    registry: Registry,
+    request_duration: DurationFamily,
+}
+
+fn request_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("scopehub");
+        let request_duration: DurationFamily = Family::new_with_constructor(request_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to response head, by method, route pattern and status",
+            request_duration.clone(),
+        );
+        Metrics {
+            inner: Arc::new(MetricsInner {
+                registry,
+                request_duration,
+            }),
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+/// The route pattern that served a request, recorded by [`record_route`] for [`track_requests`].
+#[derive(Clone)]
+struct RoutePattern(String);
+
+/// Route layer: copies the matched route pattern (`/api/version`, never the concrete path, so label
+/// cardinality stays bounded) into the response for the outer [`track_requests`] layer.
+pub async fn record_route(req: Request, next: Next) -> Response {
+    let pattern = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let mut response = next.run(req).await;
+    if let Some(pattern) = pattern {
+        response.extensions_mut().insert(RoutePattern(pattern));
+    }
+    response
+}
+
+/// Outer layer: observes every request's duration, labelled by route pattern and status. Requests
+/// no route matched are labelled by where they fell through to.
+pub async fn track_requests(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let fallback = if req.uri().path() == "/api" || req.uri().path().starts_with("/api/") {
+        "/api/{unmatched}"
+    } else {
+        "/{spa}"
+    };
+    let response = next.run(req).await;
+    let route = response
+        .extensions()
+        .get::<RoutePattern>()
+        .map_or_else(|| fallback.to_owned(), |p| p.0.clone());
+    let labels = RequestLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    metrics
+        .inner
+        .request_duration
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`.
+pub async fn metrics_handler(State(metrics): State<Metrics>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}

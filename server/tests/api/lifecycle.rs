@@ -1,0 +1,128 @@
+//! The binary's life: start-up while the database is unreachable, graceful shutdown on SIGTERM.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use shared::{ApiError, ErrorCode};
+
+use crate::support::process::ServerProcess;
+use crate::support::{eventually, pg};
+
+#[tokio::test]
+async fn starts_without_its_database_and_becomes_ready_when_it_appears() {
+    let Some(pg) = pg::server() else { return };
+    let name = pg.unique_database_name();
+    let url = pg.url(&name);
+    let server = ServerProcess::serve(&["--database-url", &url, "--dist-dir", "/nonexistent"]);
+    let client = reqwest::Client::new();
+
+    // Serving, alive, but not ready, and saying why; the API answers 503 in our shape.
+    let health = client
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = client
+        .get(format!("{}/readyz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let why: ApiError = ready.json().await.unwrap();
+    assert!(
+        why.message.contains("database not ready"),
+        "{}",
+        why.message
+    );
+    let version = client
+        .get(format!("{}/api/version", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version.status(), 503);
+    assert_eq!(
+        version.json::<ApiError>().await.unwrap().code,
+        ErrorCode::Unavailable
+    );
+
+    // The retries are logged.
+    let logs = &server;
+    eventually(
+        Duration::from_secs(30),
+        "a logged retry",
+        move || async move {
+            logs.stderr()
+                .contains("database not ready; retrying")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The database appears: the server migrates it and becomes ready by itself.
+    pg.create_named_database(&name).await;
+    eventually(Duration::from_secs(60), "/readyz to turn 200", || {
+        let client = client.clone();
+        let url = format!("{}/readyz", server.url);
+        async move { (client.get(url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    let version = client
+        .get(format!("{}/api/version", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version.status(), 200);
+    assert!(!server.stderr().contains("panicked"));
+}
+
+#[tokio::test]
+async fn sigterm_stops_accepting_and_finishes_in_flight_requests() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::serve(&["--data-dir", data.path().to_str().unwrap()]);
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(30), "readiness", || {
+        let client = client.clone();
+        let url = format!("{}/readyz", server.url);
+        async move { (client.get(url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let body = r#"{"message":"in flight during shutdown","url":"/"}"#;
+    let (head, tail) = body.split_at(10);
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /api/client-errors HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
+        body.len()
+    )
+    .unwrap();
+    conn.flush().unwrap();
+    // Let the server start on the request before it is told to stop.
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGTERM);
+
+    // It stops accepting new connections…
+    eventually(Duration::from_secs(10), "the listener to close", || {
+        let addr = addr.clone();
+        async move { std::net::TcpStream::connect(&addr).is_err().then_some(()) }
+    })
+    .await;
+
+    // …but the request already in flight completes normally.
+    conn.write_all(tail.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 204"), "{response}");
+
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(server.stderr().contains("draining in-flight requests"));
+}

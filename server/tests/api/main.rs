@@ -1,0 +1,13 @@
+//! Scopehub server tests through its real interfaces: HTTP (in-process app on a real socket), the
+//! `scopehub` binary (CLI, signals), and a browser (real Chromium through chromedriver).
+//! Tests that touch the database run on SQLite and on a throwaway PostgreSQL.
+
+mod support;
+
+mod browser;
+mod cli;
+mod errors;
+mod health;
+mod lifecycle;
+mod spa;
+mod store;

@@ -1,0 +1,238 @@
+//! Test harness: apps on both backends, the binary as a process, a throwaway PostgreSQL.
+
+pub mod pg;
+pub mod process;
+pub mod webdriver;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use scopehub::app::{self, AppState};
+use scopehub::config::DatabaseUrl;
+use scopehub::frontend::EdgeConfig;
+use scopehub::frontend::spa::Spa;
+use scopehub::store::Store;
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per backend: `both!(name);` next to `async fn name(b: Backend)`.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
+pub(crate) use both;
+
+/// A fresh, empty database of one backend. `None` when PostgreSQL is not installed and not required.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = DatabaseUrl::sqlite_file(&dir.path().join("nested/scopehub.db"));
+                Some(TestDb {
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let server = pg::server()?;
+                let url = server.create_database().await;
+                Some(TestDb { url, _dir: None })
+            }
+        }
+    }
+
+    /// Runs a query returning one integer on a raw connection, bypassing the store.
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        match self.url.backend() {
+            shared::DatabaseBackend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(self.url.as_str())
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("query")
+            }
+            shared::DatabaseBackend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(self.url.as_str())
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("query")
+            }
+        }
+    }
+
+    /// A store on this database, prepared (migrated) unless `prepared` is false.
+    pub async fn store(&self, prepared: bool) -> Store {
+        let store = Store::open(&self.url).expect("open store");
+        if prepared {
+            store.prepare().await.expect("prepare store");
+        }
+        store
+    }
+}
+
+/// The `serve` router on a real loopback socket, in this test's runtime.
+pub struct TestApp {
+    pub url: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Store,
+    _db: TestDb,
+    _dist: TempDir,
+}
+
+pub struct AppOptions {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub with_dist: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            with_dist: true,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, options: AppOptions) -> Option<TestApp> {
+        let db = TestDb::new(backend).await?;
+        let store = db.store(true).await;
+        let dist = tempfile::tempdir().expect("temp dir");
+        if options.with_dist {
+            write_fake_dist(dist.path());
+        }
+        let state = AppState::new(store.clone(), Spa::new(dist.path().join("dist")));
+        let edge = EdgeConfig {
+            max_body_bytes: options.max_body_bytes,
+            request_timeout: options.request_timeout,
+        };
+        let router = app::router(state, &edge);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("serve");
+        });
+        let client = reqwest::Client::builder()
+            .no_gzip()
+            .no_brotli()
+            .build()
+            .expect("client");
+        Some(TestApp {
+            url: format!("http://{addr}"),
+            addr,
+            client,
+            store,
+            _db: db,
+            _dist: dist,
+        })
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.at(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// A stand-in for trunk's output with the same kinds of files: an index, hashed assets, a favicon.
+pub fn write_fake_dist(root: &Path) {
+    let dist = root.join("dist");
+    std::fs::create_dir_all(&dist).expect("mkdir dist");
+    std::fs::write(
+        dist.join("index.html"),
+        "<!doctype html><html><body>SPA INDEX</body></html>",
+    )
+    .expect("write");
+    std::fs::write(
+        dist.join("scopehub-app-0123456789abcdef.js"),
+        "console.log('app');".repeat(50),
+    )
+    .expect("write");
+    std::fs::write(
+        dist.join("favicon.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .expect("write");
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`. For waiting on
+/// asynchronous effects (a server becoming ready), never for measuring speed.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether an environment flag such as `REQUIRE_POSTGRES` is set to a true value.
+pub fn required(var: &str) -> bool {
+    matches!(
+        std::env::var(var).as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
+/// Prints a warning that test output capture does not swallow (libtest captures only the print
+/// macros), so a skipped variant is visible in `make test` output.
+pub fn warn(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}

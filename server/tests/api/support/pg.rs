@@ -1,0 +1,217 @@
+//! A throwaway PostgreSQL server for this test process: `initdb` + `postgres` from
+//! `/usr/lib/postgresql/*/bin`, on a random loopback port, in a temp dir. As root (CI) it runs as
+//! the `postgres` user. It dies with the test process (parent-death signal), and each test gets its
+//! own database in it.
+
+use std::net::TcpListener;
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use scopehub::config::DatabaseUrl;
+use sqlx::Connection;
+
+use super::required;
+
+pub struct PgServer {
+    port: u16,
+}
+
+static SERVER: OnceLock<Option<PgServer>> = OnceLock::new();
+
+/// The shared server, started on first use. `None` (with a printed warning) when PostgreSQL is not
+/// installed, unless `REQUIRE_POSTGRES=1`, which turns that into a failure.
+pub fn server() -> Option<&'static PgServer> {
+    SERVER
+        .get_or_init(|| match find_bin_dir() {
+            Some(bin) => Some(start(&bin).unwrap_or_else(|e| panic!("cannot start the test PostgreSQL: {e}"))),
+            None if required("REQUIRE_POSTGRES") => {
+                panic!("REQUIRE_POSTGRES=1 but no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
+            }
+            None => {
+                crate::support::warn(&format!("WARNING: PostgreSQL not installed; skipping the PostgreSQL variant of the tests"));
+                None
+            }
+        })
+        .as_ref()
+}
+
+impl PgServer {
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A URL for a database that does not exist (yet).
+    pub fn unique_database_name(&self) -> String {
+        format!("t_{}", scopehub::secrets::random_hex(8))
+    }
+
+    /// Creates a fresh empty database and returns its URL.
+    pub async fn create_database(&self) -> DatabaseUrl {
+        let name = self.unique_database_name();
+        self.create_named_database(&name).await;
+        self.url(&name).parse().expect("valid URL")
+    }
+
+    pub async fn create_named_database(&self, name: &str) {
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to test PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        conn.close().await.ok();
+    }
+}
+
+fn find_bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, bin)| bin)
+}
+
+fn postgres_user_ids() -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, "postgres"]).output().ok()?;
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    Some((id("-u")?, id("-g")?))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start(bin: &Path) -> Result<PgServer, String> {
+    remove_stale_dirs();
+    let dir = std::env::temp_dir().join(format!("scopehub-test-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // PostgreSQL refuses to run as root: then run it as the `postgres` user.
+    let ids = if unsafe { libc::geteuid() } == 0 {
+        let ids = postgres_user_ids().ok_or("running as root and there is no `postgres` user")?;
+        chown(&dir, Some(ids.0), Some(ids.1)).map_err(|e| e.to_string())?;
+        Some(ids)
+    } else {
+        None
+    };
+    let as_user = |cmd: &mut Command| {
+        cmd.current_dir(&dir);
+        if let Some((uid, gid)) = ids {
+            cmd.uid(uid).gid(gid);
+        }
+    };
+
+    let data = dir.join("data");
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data);
+    as_user(&mut initdb);
+    let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+
+    let port = free_port();
+    let mut postgres = Command::new(bin.join("postgres"));
+    postgres
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(&dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?,
+        ));
+    as_user(&mut postgres);
+    // The parent-death signal fires when the spawning *thread* exits, so spawn from a thread that
+    // lives as long as the process.
+    unsafe {
+        postgres.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = postgres
+            .spawn()
+            .map(|_child| ())
+            .map_err(|e| format!("postgres: {e}"));
+        let _ = tx.send(result);
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().map_err(|e| e.to_string())??;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            return Err(format!(
+                "PostgreSQL did not start listening on port {port}: {log}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(PgServer { port })
+}
+
+/// Earlier test processes cannot clean up after themselves (they are gone when their server is):
+/// remove their folders when that process no longer exists.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("scopehub-test-pg-"))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
