@@ -32,7 +32,7 @@ pub fn server() -> Option<&'static PgServer> {
                 panic!("REQUIRE_POSTGRES=1 but no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
             }
             None => {
-                crate::support::warn(&format!("WARNING: PostgreSQL not installed; skipping the PostgreSQL variant of the tests"));
+                crate::support::warn("WARNING: PostgreSQL not installed; skipping the PostgreSQL variant of the tests");
                 None
             }
         })
