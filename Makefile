@@ -23,10 +23,10 @@ tools:
 # index.html that turns wasm-opt off rather than let trunk fail or use a broken one.
 app: tools
 	@if command -v wasm-opt >/dev/null 2>&1; then \
-		cd app && trunk build --release index.html; \
+		cd app && trunk build --release=true index.html; \
 	else \
 		sed 's/data-wasm-opt="z"/data-wasm-opt="0"/' app/index.html > app/index.noopt.html && \
-		cd app && trunk build --release index.noopt.html; \
+		cd app && trunk build --release=true index.noopt.html; \
 	fi
 
 server:

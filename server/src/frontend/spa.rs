@@ -108,14 +108,14 @@ fn with_cache_control(mut response: Response, policy: &'static str) -> Response 
     response
 }
 
-/// Whether a file name carries trunk's content hash: `-` then 16 hex digits, then `.` or `_`
-/// (e.g. `scopehub-app-3f2a9c0d1e4b5a6f_bg.wasm`, `style-0123456789abcdef.css`).
+/// Whether a file name carries trunk's content hash: `-`, the hash in hex, then `.` or `_`
+/// (e.g. `scopehub-app-3f2a9c0d1e4b5a6f_bg.wasm`, `favicon-8def0a0082ca655.svg`). Trunk prints the
+/// 64-bit hash without leading zeros, so it has up to 16 digits; fewer than 12 is taken as a name.
 pub fn is_hashed(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    bytes.windows(18).any(|w| {
-        w[0] == b'-'
-            && w[1..17].iter().all(|b| b.is_ascii_hexdigit())
-            && matches!(w[17], b'.' | b'_')
+    name.match_indices('-').any(|(at, _)| {
+        let rest = &name.as_bytes()[at + 1..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        (12..=16).contains(&digits) && matches!(rest.get(digits), Some(b'.' | b'_'))
     })
 }
 
@@ -130,7 +130,10 @@ mod tests {
         assert!(is_hashed("style-0123456789abcdef.css"));
         assert!(!is_hashed("favicon.ico"));
         assert!(!is_hashed("index.html"));
-        assert!(!is_hashed("app-0123456789abcde.js"));
+        assert!(is_hashed("favicon-8def0a0082ca655.svg"));
+        assert!(!is_hashed("app-0123456789a.js"));
+        assert!(!is_hashed("app-0123456789abcdef0.js"));
+        assert!(!is_hashed("my-deadbeef.js"));
         assert!(!is_hashed("app-0123456789abcdeg.js"));
     }
 }
