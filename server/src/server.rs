@@ -93,7 +93,10 @@ fn announce(
         Some(url) => url.to_string(),
         None => format!("http://{addr}/"),
     };
-    tracing::info!(%addr, database = ?db.map(ToString::to_string), "listening");
+    match db {
+        Some(db) => tracing::info!(%addr, database = %db, "listening"),
+        None => tracing::info!(%addr, "listening"),
+    }
     println!("Scopehub is running at {url}");
     Ok(())
 }

@@ -101,3 +101,26 @@ async fn landing_page_navigation_deep_links_and_api_answer() {
     );
     assert!(source.contains("Scopehub"));
 }
+
+#[tokio::test]
+async fn api_errors_are_shown_on_the_page() {
+    let Some(dist) = prerequisites() else { return };
+    // Nothing listens on port 1: the database never becomes reachable, so /api/version answers 503.
+    let server = ServerProcess::serve(&[
+        "--database-url",
+        "postgres://postgres@127.0.0.1:1/none",
+        "--dist-dir",
+        dist.to_str().unwrap(),
+    ]);
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/status", server.url)).await;
+    let message = browser
+        .wait_for_text(".error-notice .error-message", |t| !t.is_empty())
+        .await;
+    assert!(message.contains("database is unavailable"), "{message}");
+    let code = browser
+        .wait_for_text(".error-notice .error-code", |t| !t.is_empty())
+        .await;
+    assert!(code.contains("unavailable"), "{code}");
+    browser.quit().await;
+}

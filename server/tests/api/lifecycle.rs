@@ -126,3 +126,39 @@ async fn sigterm_stops_accepting_and_finishes_in_flight_requests() {
     );
     assert!(server.stderr().contains("draining in-flight requests"));
 }
+
+#[tokio::test]
+async fn the_ui_role_serves_the_app_and_no_api() {
+    let dist = tempfile::tempdir().unwrap();
+    crate::support::write_fake_dist(dist.path());
+    let dist_dir = dist.path().join("dist");
+    let server = ServerProcess::start("ui", &["--dist-dir", dist_dir.to_str().unwrap()]);
+    let client = reqwest::Client::new();
+
+    let page = client
+        .get(format!("{}/some/deep/link", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("SPA INDEX"));
+    let api = client
+        .get(format!("{}/api/version", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
+    assert_eq!(
+        api.json::<ApiError>().await.unwrap().code,
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

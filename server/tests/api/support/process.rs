@@ -26,8 +26,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `scopehub serve --listen 127.0.0.1:0 ARGS…` and waits for the line announcing its URL.
     pub fn serve(args: &[&str]) -> ServerProcess {
+        Self::start("serve", args)
+    }
+
+    /// Starts `scopehub ROLE --listen 127.0.0.1:0 ARGS…` and waits for the line announcing its URL.
+    pub fn start(role: &str, args: &[&str]) -> ServerProcess {
         let mut child = binary()
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args([role, "--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
