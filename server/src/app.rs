@@ -6,11 +6,16 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::get;
 
+use axum::middleware;
+
+use crate::clock::Clock;
 use crate::error::Error;
-use crate::frontend::{self, EdgeConfig, spa::Spa};
+use crate::frontend::{self, EdgeConfig, auth, spa::Spa};
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
-use crate::{meta, ops};
+use crate::users::UsersConfig;
+use crate::users::mail::Mailer;
+use crate::{meta, ops, users};
 
 /// State shared by every handler. Everything inside is reference-counted, so cloning is cheap.
 #[derive(Clone)]
@@ -20,17 +25,29 @@ pub struct AppState {
     pub spa: Spa,
     pub startup: StartupStatus,
     pub client_error_limit: meta::ClientErrorLimiter,
+    pub clock: Clock,
+    pub users: Arc<UsersConfig>,
+    pub mailer: Mailer,
 }
 
 impl AppState {
-    pub fn new(store: Store, spa: Spa) -> Self {
+    pub fn new(store: Store, spa: Spa, users: UsersConfig, mailer: Mailer) -> Self {
         AppState {
             store,
             metrics: Metrics::new(),
             spa,
             startup: StartupStatus::default(),
             client_error_limit: meta::ClientErrorLimiter::default(),
+            clock: Clock::system(),
+            users: Arc::new(users),
+            mailer,
         }
+    }
+
+    /// Replaces the clock (tests move an adjustable one to check expiry rules).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -74,6 +91,7 @@ impl StartupStatus {
 pub fn router(state: AppState, edge: &EdgeConfig) -> Router {
     let api = Router::new()
         .merge(meta::router())
+        .merge(users::router())
         .fallback(|| async { Error::not_found("No API route matches this path.") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() });
     let metrics = state.metrics.clone();
@@ -81,6 +99,10 @@ pub fn router(state: AppState, edge: &EdgeConfig) -> Router {
         .merge(ops::router())
         .nest("/api", api)
         .fallback(frontend::spa::serve)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state);
     frontend::apply_layers(routed, metrics, edge)
 }

@@ -45,8 +45,8 @@ pub enum Command {
     Monitoring(UnbuiltArgs),
     /// Our probe: reports this host in Scope's wire format (not available yet).
     Probe(UnbuiltArgs),
-    /// Operator tasks such as creating the first admin (not available yet).
-    Admin(UnbuiltArgs),
+    /// Operator tasks, such as creating a site admin.
+    Admin(AdminArgs),
 }
 
 impl Command {
@@ -59,8 +59,7 @@ impl Command {
             Command::Frontend(_) => Some("frontend"),
             Command::Monitoring(_) => Some("monitoring"),
             Command::Probe(_) => Some("probe"),
-            Command::Admin(_) => Some("admin"),
-            Command::Serve(_) | Command::Migrate(_) | Command::Ui(_) => None,
+            Command::Serve(_) | Command::Migrate(_) | Command::Ui(_) | Command::Admin(_) => None,
         }
     }
 }
@@ -139,6 +138,44 @@ impl HttpArgs {
     }
 }
 
+#[derive(Clone, Args)]
+pub struct UsersArgs {
+    /// Turn the early-access waitlist off: confirmed accounts are approved at once.
+    #[arg(long, env = "SCOPEHUB_OPEN_SIGNUP")]
+    pub open_signup: bool,
+    /// SMTP server for outgoing mail: `smtp://[user:pass@]host:port` (plain), `…?tls=required`
+    /// (STARTTLS) or `smtps://…`. Without it, mail stays in the outbox that site admins read.
+    #[arg(long, env = "SCOPEHUB_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of outgoing mail.
+    #[arg(
+        long,
+        env = "SCOPEHUB_MAIL_FROM",
+        default_value = "Scopehub <noreply@scopehub.localhost>"
+    )]
+    pub mail_from: String,
+    /// Extra origins allowed to make state-changing requests (comma-separated), e.g. the
+    /// `trunk serve` address http://127.0.0.1:8080.
+    #[arg(
+        long = "allowed-origin",
+        env = "SCOPEHUB_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+}
+
+/// The SMTP URL may hold a password: never print it.
+impl fmt::Debug for UsersArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsersArgs")
+            .field("open_signup", &self.open_signup)
+            .field("smtp_url", &self.smtp_url.as_ref().map(|_| "***"))
+            .field("mail_from", &self.mail_from)
+            .field("allowed_origins", &self.allowed_origins)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -146,7 +183,32 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
+    pub users: UsersArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make the account with this email an approved site admin (creating it if needed) and print a
+    /// one-time login link.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The URL the printed link points at.
+        #[arg(long, env = "SCOPEHUB_PUBLIC_URL", value_parser = parse_public_url, default_value = "http://127.0.0.1:4040/")]
+        public_url: Url,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        log: LogArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

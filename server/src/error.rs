@@ -19,6 +19,12 @@ pub enum Error {
     /// A client error with its status, code and message, shown to the client as is.
     #[error("{status}: {body}")]
     Client { status: StatusCode, body: ApiError },
+    /// 429 with `Retry-After`.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests {
+        retry_after_secs: u64,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -54,6 +60,18 @@ impl Error {
         )
     }
 
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Error::client(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::client(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::client(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
     pub fn timeout() -> Self {
         Error::client(
             StatusCode::REQUEST_TIMEOUT,
@@ -65,6 +83,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Client { status, .. } => *status,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) if e.is_unique_violation() => StatusCode::CONFLICT,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,6 +93,9 @@ impl Error {
     fn body(&self) -> ApiError {
         match self {
             Error::Client { body, .. } => body.clone(),
+            Error::TooManyRequests { message, .. } => {
+                ApiError::new(ErrorCode::TooManyRequests, message.clone())
+            }
             Error::Store(e) if e.is_unavailable() => ApiError::new(
                 ErrorCode::Unavailable,
                 "The database is unavailable; try again shortly.",
@@ -91,6 +113,12 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            Error::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
@@ -105,6 +133,11 @@ impl IntoResponse for Error {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
         }
         response
     }

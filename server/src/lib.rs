@@ -46,13 +46,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 telemetry::init_logging(&args.log)?;
                 server::ui(args).await
             }
+            Command::Admin(args) => match args.command {
+                config::AdminCommand::Create {
+                    email,
+                    public_url,
+                    database,
+                    log,
+                } => {
+                    telemetry::init_logging(&log)?;
+                    server::admin_create(&email, public_url, &database).await
+                }
+            },
             Command::Users(_)
             | Command::Provisioning(_)
             | Command::Collector(_)
             | Command::Frontend(_)
             | Command::Monitoring(_)
-            | Command::Probe(_)
-            | Command::Admin(_) => unreachable!("unbuilt roles return above"),
+            | Command::Probe(_) => unreachable!("unbuilt roles return above"),
         }
     })
 }

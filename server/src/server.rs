@@ -13,6 +13,8 @@ use crate::config::{HttpArgs, MigrateArgs, ServeArgs, UiArgs};
 use crate::frontend::EdgeConfig;
 use crate::frontend::spa::Spa;
 use crate::store::Store;
+use crate::users::UsersConfig;
+use crate::users::mail::Mailer;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(15);
@@ -22,16 +24,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = args.database.database_url();
     let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
     let spa = Spa::new(&args.http.dist_dir);
-    let state = AppState::new(store.clone(), spa.clone());
+    let listener = bind(&args.http).await?;
+    let mut public_url = args.http.public_url();
+    if args.http.public_url.is_none() {
+        // With `--listen …:0` the real port is known only now.
+        let _ = public_url.set_port(Some(listener.local_addr()?.port()));
+    }
+    // `serve` is Airplane Mode: the first account to sign up becomes the site admin.
+    let mut users = UsersConfig::new(public_url, true);
+    users.open_signup = args.users.open_signup;
+    users.extra_origins = args.users.allowed_origins.clone();
+    let mailer = Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?;
+    let state = AppState::new(store.clone(), spa.clone(), users, mailer.clone());
     let router = app::router(state.clone(), &edge_config(&args.http));
 
-    let listener = bind(&args.http).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(prepare_with_retry(
         store.clone(),
         state.startup.clone(),
         shutdown_rx.clone(),
     ));
+    tokio::spawn(mailer.run(store.clone(), state.clock.clone(), shutdown_rx.clone()));
     announce(&listener, &args.http, &spa, Some(&url))?;
 
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
@@ -44,7 +57,13 @@ pub async fn ui(args: UiArgs) -> anyhow::Result<()> {
     // The UI role has no database; a pool is never opened because nothing queries it.
     let store = Store::open(&"sqlite::memory:".parse().map_err(anyhow::Error::msg)?)?;
     let spa = Spa::new(&args.http.dist_dir);
-    let state = AppState::new(store, spa.clone());
+    let users = UsersConfig::new(args.http.public_url(), false);
+    let state = AppState::new(
+        store,
+        spa.clone(),
+        users,
+        Mailer::new(None, "Scopehub <noreply@scopehub.localhost>")?,
+    );
     let router = app::ui_router(state, &edge_config(&args.http));
     let listener = bind(&args.http).await?;
     announce(&listener, &args.http, &spa, None)?;
@@ -62,6 +81,30 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot migrate {url}"))?;
     store.close().await;
     tracing::info!(database = %url, "migrations applied");
+    Ok(())
+}
+
+/// `scopehub admin create`: makes an account an approved site admin and prints a one-time login
+/// link. Creates the account (with a random password to reset later) if there is none.
+pub async fn admin_create(
+    email: &str,
+    public_url: url::Url,
+    database: &crate::config::DatabaseArgs,
+) -> anyhow::Result<()> {
+    let email =
+        shared::users::normalize_email(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
+    let url = database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    store
+        .prepare()
+        .await
+        .with_context(|| format!("cannot prepare {url}"))?;
+    let users = UsersConfig::new(public_url, false);
+    let link =
+        crate::users::admin::create_site_admin(&store, &users, &email, crate::clock::now_millis())
+            .await?;
+    store.close().await;
+    println!("{email} is a site admin. Log in within 24 hours with this one-time link:\n{link}");
     Ok(())
 }
 

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     Unauthorized,
     Forbidden,
+    /// Login refused until the address is confirmed through the emailed link.
+    EmailNotVerified,
     NotFound,
     MethodNotAllowed,
     Conflict,
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::EmailNotVerified => "email_not_verified",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",

@@ -6,6 +6,7 @@
 //! do that itself. In split mode (`scopehub frontend`) the same layers sit in front of HTTP proxies
 //! to the roles; in `serve` they sit in front of the roles' routers in-process.
 
+pub mod auth;
 pub mod spa;
 
 use std::any::Any;

@@ -6,7 +6,11 @@
 //! migration folder (`server/migrations/{sqlite,postgres}`), kept in step: same file names, same schema.
 //! Other modules never see a pool or write SQL; they call methods here.
 
+mod accounts;
+mod audit;
+mod orgs;
 mod settings;
+mod tx;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,7 +23,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::config::DatabaseUrl;
 
+pub use accounts::{EmailTokenRow, SessionRow, UserRow};
+pub use audit::{AuditEntry, AuditRow, NewMail, OutboxRow};
+pub use orgs::{ApiTokenRow, InviteRow, MemberRow, MembershipRow, OrgRow, OrgSummaryRow};
 pub use settings::INSTALLATION_ID;
+pub use tx::Tx;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -58,6 +66,11 @@ impl StoreError {
             }
             StoreError::Migrate(_) => false,
         }
+    }
+
+    /// True when a row the operation needed does not exist (or no longer does).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::Sqlx(sqlx::Error::RowNotFound))
     }
 
     /// True when the statement broke a unique constraint.
@@ -174,6 +187,16 @@ impl Store {
     /// Closes every pooled connection; in-flight queries finish first.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
+    }
+
+    /// Starts a transaction: the write paths of the services are sequences of `Tx` calls
+    /// committed together, so that a failure never leaves half of an operation behind.
+    pub async fn begin(&self) -> Result<Tx> {
+        self.require_prepared()?;
+        Ok(match &self.inner.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
     }
 
     fn require_prepared(&self) -> Result<()> {

@@ -1,5 +1,111 @@
-//! The users service (issue: accounts, waitlist, orgs, invites, API tokens, admin console, audit, mail).
+//! The users service: accounts, sessions, the early-access waitlist, orgs, invites, API tokens,
+//! the admin console's API, the audit log and mail.
 //!
-//! Will own: its routes under `/api/users`, `/api/orgs`, `/api/tokens`, `/api/admin` (users part),
-//! and the tables users, sessions, orgs, memberships, invites, api_tokens, audit_log, outbox — through
-//! `store/`. Must not: read other roles' tables, or decide a request's tenant (the edge does).
+//! Owns the routes under `/api/users`, `/api/orgs`, `/api/invites`, `/api/tokens` and `/api/admin`
+//! and, through `store/`, the tables of migration 0002. Identity comes from the edge
+//! (`frontend::auth`); this module never reads a cookie or a token header itself.
+
+pub mod accounts;
+pub mod admin;
+pub mod mail;
+pub mod orgs;
+pub mod password;
+pub mod tokens;
+
+use axum::Router;
+use shared::users::{AccountStatus, AuditEvent, UserInfo};
+use url::Url;
+
+use crate::app::AppState;
+use crate::clock::{DAY, HOUR};
+use crate::store::{AuditRow, UserRow};
+
+/// How the users service behaves in this deployment.
+#[derive(Debug, Clone)]
+pub struct UsersConfig {
+    /// Where links in mail point, and the origin browsers must send.
+    pub public_url: Url,
+    /// Other origins allowed to make state-changing requests (e.g. `trunk serve` on :8080).
+    pub extra_origins: Vec<String>,
+    /// `Secure` and `__Host-` cookies (on whenever the public URL is https).
+    pub secure_cookies: bool,
+    /// No waitlist: verified accounts are approved at once.
+    pub open_signup: bool,
+    /// Airplane Mode: the first account to sign up is an approved site admin.
+    pub first_user_is_admin: bool,
+    pub session_idle: i64,
+    pub session_absolute: i64,
+}
+
+impl UsersConfig {
+    pub fn new(public_url: Url, first_user_is_admin: bool) -> Self {
+        UsersConfig {
+            secure_cookies: public_url.scheme() == "https",
+            public_url,
+            extra_origins: Vec::new(),
+            open_signup: false,
+            first_user_is_admin,
+            session_idle: 7 * DAY,
+            session_absolute: 30 * DAY,
+        }
+    }
+
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let own = self.public_url.origin().ascii_serialization();
+        origin == own
+            || self
+                .extra_origins
+                .iter()
+                .any(|o| o.trim_end_matches('/') == origin)
+    }
+
+    /// An absolute link into the web app, e.g. `link("verify", token)`.
+    pub fn link(&self, page: &str, token: &str) -> String {
+        let mut url = self.public_url.clone();
+        url.set_path(page);
+        url.set_query(Some(&format!("token={token}")));
+        url.to_string()
+    }
+}
+
+/// Lifetimes of single-use links.
+pub const VERIFY_LINK_TTL: i64 = DAY;
+pub const RESET_LINK_TTL: i64 = HOUR;
+pub const LOGIN_LINK_TTL: i64 = 15 * 60 * 1000;
+/// Approval mail carries a login link that may be read later than a requested one.
+pub const APPROVAL_LINK_TTL: i64 = DAY;
+pub const INVITE_TTL: i64 = 7 * DAY;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(accounts::router())
+        .merge(orgs::router())
+        .merge(tokens::router())
+        .merge(admin::router())
+}
+
+pub fn user_info(u: &UserRow) -> UserInfo {
+    UserInfo {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        status: AccountStatus::parse(&u.status).unwrap_or(AccountStatus::Unverified),
+        is_admin: u.is_admin,
+        suspended: u.suspended_at.is_some(),
+        rejection_reason: u.rejection_reason.clone(),
+        created_at: u.created_at,
+    }
+}
+
+pub fn audit_event(r: AuditRow) -> AuditEvent {
+    AuditEvent {
+        id: r.id,
+        at: r.at,
+        action: r.action,
+        actor_id: r.actor_id,
+        actor_email: r.actor_email,
+        org_id: r.org_id,
+        target: r.target,
+        ip: r.ip,
+        detail: r.detail,
+    }
+}

@@ -1,5 +1,6 @@
 //! Test harness: apps on both backends, the binary as a process, a throwaway PostgreSQL.
 
+pub mod agent;
 pub mod pg;
 pub mod process;
 pub mod webdriver;
@@ -9,10 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use scopehub::app::{self, AppState};
+use scopehub::clock::Clock;
 use scopehub::config::DatabaseUrl;
 use scopehub::frontend::EdgeConfig;
 use scopehub::frontend::spa::Spa;
 use scopehub::store::Store;
+use scopehub::users::UsersConfig;
+use scopehub::users::mail::Mailer;
 use tempfile::TempDir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
+    pub clock: Clock,
     _db: TestDb,
     _dist: TempDir,
 }
@@ -112,6 +117,8 @@ pub struct AppOptions {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub with_dist: bool,
+    pub open_signup: bool,
+    pub smtp_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -120,6 +127,8 @@ impl Default for AppOptions {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             with_dist: true,
+            open_signup: false,
+            smtp_url: None,
         }
     }
 }
@@ -136,17 +145,34 @@ impl TestApp {
         if options.with_dist {
             write_fake_dist(dist.path());
         }
-        let state = AppState::new(store.clone(), Spa::new(dist.path().join("dist")));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut users = UsersConfig::new(format!("http://{addr}/").parse().unwrap(), true);
+        users.open_signup = options.open_signup;
+        let mailer = Mailer::new(
+            options.smtp_url.as_deref(),
+            "Scopehub Tests <tests@scopehub.localhost>",
+        )
+        .expect("mailer");
+        let clock = Clock::adjustable();
+        let state = AppState::new(
+            store.clone(),
+            Spa::new(dist.path().join("dist")),
+            users,
+            mailer.clone(),
+        )
+        .with_clock(clock.clone());
         let edge = EdgeConfig {
             max_body_bytes: options.max_body_bytes,
             request_timeout: options.request_timeout,
         };
         let router = app::router(state, &edge);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(mailer.run(store.clone(), clock.clone(), shutdown_rx));
         tokio::spawn(async move {
+            let _keep_mailer_running = _shutdown_tx;
             axum::serve(
                 listener,
                 router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -164,6 +190,7 @@ impl TestApp {
             addr,
             client,
             store,
+            clock,
             _db: db,
             _dist: dist,
         })

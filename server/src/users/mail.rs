@@ -1,0 +1,155 @@
+//! Mail: messages are queued in the outbox table inside the transaction that causes them, then
+//! delivered by SMTP (`--smtp-url`) from a background task with retries. Without SMTP (Airplane
+//! Mode) they stay in the outbox, readable by site admins, and their links are logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::{Clock, MINUTE, SECOND};
+use crate::store::{NewMail, OutboxRow, Store, Tx};
+
+/// Deliveries tried before a message is marked `failed`.
+const MAX_ATTEMPTS: i64 = 8;
+const POLL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct Mailer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    wake: Notify,
+}
+
+impl Mailer {
+    /// `smtp_url` as lettre reads it: `smtp://host:port` (plain), `smtp://host?tls=required`
+    /// (STARTTLS), `smtps://host` (TLS), with optional `user:password@`.
+    pub fn new(smtp_url: Option<&str>, from: &str) -> anyhow::Result<Mailer> {
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("invalid --mail-from `{from}`: {e}"))?;
+        let smtp = match smtp_url {
+            Some(url) => Some(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| anyhow::anyhow!("invalid --smtp-url: {e}"))?
+                    .timeout(Some(Duration::from_secs(20)))
+                    .build(),
+            ),
+            None => None,
+        };
+        Ok(Mailer {
+            inner: Arc::new(Inner {
+                smtp,
+                from,
+                wake: Notify::new(),
+            }),
+        })
+    }
+
+    pub fn has_smtp(&self) -> bool {
+        self.inner.smtp.is_some()
+    }
+
+    /// Queues a message in the caller's transaction. Call [`Mailer::sent`] after the commit.
+    pub async fn queue(&self, tx: &mut Tx, mail: &NewMail, now: i64) -> crate::store::Result<()> {
+        let status = if self.has_smtp() { "pending" } else { "kept" };
+        tx.enqueue_mail(&crate::secrets::new_id(), mail, status, now)
+            .await
+    }
+
+    /// After a commit that queued `mail`: wakes the delivery task, or (no SMTP) logs the links so a
+    /// developer in Airplane Mode can follow them.
+    pub fn sent(&self, mail: &NewMail) {
+        if self.has_smtp() {
+            self.inner.wake.notify_one();
+        } else {
+            let links: Vec<&str> = mail
+                .body
+                .split_whitespace()
+                .filter(|w| w.starts_with("http"))
+                .collect();
+            tracing::info!(to = %mail.to, subject = %mail.subject, links = ?links, "mail kept in the outbox (no SMTP configured)");
+        }
+    }
+
+    /// Delivers queued mail until shutdown. Runs only when SMTP is configured.
+    pub async fn run(self, store: Store, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+        let Some(smtp) = self.inner.smtp.clone() else {
+            return;
+        };
+        loop {
+            if store.is_prepared() {
+                self.deliver_due(&smtp, &store, &clock).await;
+            }
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn deliver_due(
+        &self,
+        smtp: &AsyncSmtpTransport<Tokio1Executor>,
+        store: &Store,
+        clock: &Clock,
+    ) {
+        let due = match store.due_mail(clock.now(), 50).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                return;
+            }
+        };
+        for row in due {
+            let result = match self.message(&row) {
+                Ok(message) => smtp
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            let now = clock.now();
+            let marked = match result {
+                Ok(()) => {
+                    tracing::info!(to = %row.to_email, subject = %row.subject, "mail sent");
+                    store.mark_mail_sent(&row.id, now).await
+                }
+                Err(error) => {
+                    tracing::warn!(to = %row.to_email, %error, "mail delivery failed; will retry");
+                    // 30 s, 1 min, 2 min, … capped at an hour.
+                    let backoff = (30 * SECOND)
+                        .saturating_mul(1 << row.attempts.clamp(0, 7))
+                        .min(60 * MINUTE);
+                    store
+                        .mark_mail_failed(&row.id, &error, now + backoff, MAX_ATTEMPTS)
+                        .await
+                }
+            };
+            if let Err(e) = marked {
+                tracing::warn!(error = %e, "cannot update the outbox");
+            }
+        }
+    }
+
+    fn message(&self, row: &OutboxRow) -> Result<Message, String> {
+        let to: Mailbox = row
+            .to_email
+            .parse()
+            .map_err(|e| format!("bad recipient: {e}"))?;
+        Message::builder()
+            .from(self.inner.from.clone())
+            .to(to)
+            .subject(row.subject.clone())
+            .body(row.body.clone())
+            .map_err(|e| format!("cannot build message: {e}"))
+    }
+}
