@@ -48,6 +48,7 @@ async fn landing_page_navigation_deep_links_and_api_answer() {
         "--dist-dir",
         dist.to_str().unwrap(),
     ]);
+    server.wait_ready().await;
     let browser = Browser::start().await;
 
     // The landing page: index.html has no content of its own, so this text proves the WASM app ran.

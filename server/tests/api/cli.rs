@@ -74,7 +74,6 @@ fn roles_not_built_yet_say_so() {
         "frontend",
         "monitoring",
         "probe",
-        "admin",
     ] {
         let (code, _, stderr) = run(&[role, "--url", "x"]);
         assert_eq!(code, 1, "{role}");
@@ -127,3 +126,54 @@ async fn migrate_creates_and_migrates_the_database(backend: Backend) {
     assert!(applied >= 1);
 }
 crate::support::both!(migrate_creates_and_migrates_the_database);
+
+async fn admin_create_prints_a_working_one_time_login_link(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let (code, stdout, stderr) = run(&[
+        "admin",
+        "create",
+        "--email",
+        " Boss@Example.com",
+        "--database-url",
+        db.url.as_str(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("boss@example.com is a site admin"),
+        "{stdout}"
+    );
+    let token = crate::support::agent::link_token(&stdout).expect("a link in the output");
+
+    let server =
+        crate::support::process::ServerProcess::serve(&["--database-url", db.url.as_str()]);
+    server.wait_ready().await;
+    let client = reqwest::Client::new();
+    let consume = |token: String| {
+        client
+            .post(format!("{}/api/users/login-link/consume", server.url))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+    };
+    let response = consume(token.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let me: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(me["user"]["email"], "boss@example.com");
+    assert_eq!(me["user"]["is_admin"], true);
+    assert_eq!(me["user"]["status"], "approved");
+    // One-time.
+    assert_eq!(consume(token).await.unwrap().status(), 400);
+
+    let (code, _, stderr) = run(&[
+        "admin",
+        "create",
+        "--email",
+        "not an email",
+        "--database-url",
+        db.url.as_str(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--email"), "{stderr}");
+}
+crate::support::both!(admin_create_prints_a_working_one_time_login_link);

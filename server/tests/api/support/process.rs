@@ -66,6 +66,17 @@ impl ServerProcess {
         ServerProcess { child, url, stderr }
     }
 
+    /// Waits until `/readyz` answers 200 (migrations applied).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let url = format!("{}/readyz", self.url);
+        super::eventually(Duration::from_secs(30), "the server to be ready", || {
+            let (client, url) = (client.clone(), url.clone());
+            async move { (client.get(url).send().await.ok()?.status() == 200).then_some(()) }
+        })
+        .await;
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
