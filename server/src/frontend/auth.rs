@@ -397,3 +397,54 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
         Ok(MaybeUser(parts.extensions.get::<Identity>().cloned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Request};
+    use axum::middleware;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use crate::app::AppState;
+    use crate::frontend::spa::Spa;
+    use crate::store::Store;
+    use crate::users::UsersConfig;
+    use crate::users::mail::Mailer;
+
+    #[tokio::test]
+    async fn client_supplied_tenant_headers_never_reach_a_handler() {
+        let store = Store::open(&"sqlite::memory:".parse().unwrap()).unwrap();
+        let users = UsersConfig::new("http://127.0.0.1:4040/".parse().unwrap(), false);
+        let state = AppState::new(
+            store,
+            Spa::new("/nonexistent"),
+            users,
+            Mailer::new(None, "a@b.cd").unwrap(),
+        );
+        let seen = |headers: HeaderMap| async move {
+            format!(
+                "{:?}/{:?}",
+                headers.get("x-scope-orgid"),
+                headers.get("x-scope-userid")
+            )
+        };
+        let app = Router::new()
+            .route("/api/echo", get(seen))
+            .route("/echo", get(seen))
+            .layer(middleware::from_fn_with_state(state, super::authenticate));
+        for path in ["/api/echo", "/echo"] {
+            let request = Request::get(path)
+                .header("X-Scope-OrgID", "someone-elses-instance")
+                .header("x-scope-userid", "someone-else")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(&body[..], b"None/None", "{path}");
+        }
+    }
+}

@@ -10,5 +10,6 @@ mod cli;
 mod errors;
 mod health;
 mod lifecycle;
+mod orgs;
 mod spa;
 mod store;
