@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod health;
 mod lifecycle;
+mod mail;
 mod orgs;
 mod spa;
 mod store;

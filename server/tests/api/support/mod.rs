@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod pg;
 pub mod process;
+pub mod smtp;
 pub mod webdriver;
 
 use std::net::SocketAddr;

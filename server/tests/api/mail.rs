@@ -1,0 +1,113 @@
+//! Mail through a real SMTP server, and what happens when the server is down.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::agent::{Agent, PASSWORD, link_token, site_admin};
+use crate::support::smtp::SmtpServer;
+use crate::support::{AppOptions, Backend, TestApp, both, eventually};
+
+async fn verification_mail_arrives_over_smtp_and_its_link_works(b: Backend) {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let options = AppOptions {
+        smtp_url: Some(smtp.url()),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(b, options).await else {
+        return;
+    };
+    let _admin = site_admin(&app).await;
+    let mut user = Agent::new(&app);
+    assert_eq!(
+        user.post(
+            "/api/users/signup",
+            json!({"email": "mailme@example.com", "password": PASSWORD})
+        )
+        .await
+        .0,
+        202
+    );
+
+    let smtp_ref = &smtp;
+    let message = eventually(
+        Duration::from_secs(30),
+        "the verification mail at the SMTP server",
+        move || async move {
+            smtp_ref
+                .messages()
+                .into_iter()
+                .find(|m| m.contains("mailme@example.com"))
+        },
+    )
+    .await;
+    assert!(
+        message.contains("Subject: Confirm your email for Scopehub"),
+        "{message}"
+    );
+    assert!(
+        message.contains("From: \"Scopehub Tests\" <tests@scopehub.localhost>"),
+        "{message}"
+    );
+    let token = link_token(&message).expect("link in the mail");
+    assert_eq!(
+        user.post("/api/users/verify", json!({"token": token}))
+            .await
+            .0,
+        200
+    );
+
+    let outbox = app.store.outbox(10).await.unwrap();
+    let row = outbox
+        .iter()
+        .find(|m| m.to_email == "mailme@example.com")
+        .unwrap();
+    assert_eq!(row.status, "sent");
+}
+both!(verification_mail_arrives_over_smtp_and_its_link_works);
+
+#[tokio::test]
+async fn mail_is_kept_for_retry_while_the_smtp_server_is_down() {
+    // Nothing listens on this port: delivery fails, and the message must not be lost.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = AppOptions {
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let _admin = site_admin(&app).await;
+    let mut user = Agent::new(&app);
+    assert_eq!(
+        user.post(
+            "/api/users/signup",
+            json!({"email": "later@example.com", "password": PASSWORD})
+        )
+        .await
+        .0,
+        202
+    );
+    let store = &app.store;
+    let row = eventually(
+        Duration::from_secs(30),
+        "a failed delivery attempt",
+        move || async move {
+            store
+                .outbox(10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.to_email == "later@example.com" && m.attempts > 0)
+        },
+    )
+    .await;
+    assert_eq!(row.status, "pending", "it will be retried");
+    assert!(row.error.is_some());
+}
