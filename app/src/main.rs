@@ -3,13 +3,20 @@
 mod api;
 mod components;
 mod pages;
+mod session;
 
 use leptos::prelude::*;
 use leptos_meta::{Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
+use components::guard::{RequireAdmin, RequireApproved, RequireUser};
 use components::layout::Layout;
+use pages::account::Account;
+use pages::admin::Admin;
+use pages::auth::{ForgotPassword, Login, LoginLink, ResetPassword, Signup, Verify, Waitlist};
+use pages::orgs::{Invite, Org, OrgAudit, Orgs};
+use pages::tokens::Tokens;
 use pages::{home::Home, not_found::NotFound, status::Status};
 
 fn main() {
@@ -28,6 +35,7 @@ fn install_panic_reporting() {
 #[component]
 fn App() -> impl IntoView {
     provide_meta_context();
+    session::provide_session();
     view! {
         <Title text="Scopehub" />
         <Router>
@@ -35,6 +43,20 @@ fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=Home />
                     <Route path=path!("/status") view=Status />
+                    <Route path=path!("/signup") view=Signup />
+                    <Route path=path!("/verify") view=Verify />
+                    <Route path=path!("/login") view=Login />
+                    <Route path=path!("/login-link") view=LoginLink />
+                    <Route path=path!("/forgot-password") view=ForgotPassword />
+                    <Route path=path!("/reset-password") view=ResetPassword />
+                    <Route path=path!("/invite") view=Invite />
+                    <Route path=path!("/waitlist") view=|| view! { <RequireUser><Waitlist /></RequireUser> } />
+                    <Route path=path!("/account") view=|| view! { <RequireUser><Account /></RequireUser> } />
+                    <Route path=path!("/orgs") view=|| view! { <RequireApproved><Orgs /></RequireApproved> } />
+                    <Route path=path!("/orgs/:id") view=|| view! { <RequireApproved><Org /></RequireApproved> } />
+                    <Route path=path!("/orgs/:id/audit") view=|| view! { <RequireApproved><OrgAudit /></RequireApproved> } />
+                    <Route path=path!("/tokens") view=|| view! { <RequireApproved><Tokens /></RequireApproved> } />
+                    <Route path=path!("/admin") view=|| view! { <RequireAdmin><Admin /></RequireAdmin> } />
                 </Routes>
             </Layout>
         </Router>

@@ -10,8 +10,10 @@ pub fn Home() -> impl IntoView {
                 "Scopehub is hosted Weave Scope: run a probe on your hosts and watch a live map of your "
                 "processes, containers, hosts and the connections between them."
             </p>
-            <p>
-                <A href="/status" attr:class="button">"Check the service status"</A>
+            <p class="actions">
+                <A href="/signup" attr:class="button">"Request early access"</A>
+                " "
+                <A href="/login" attr:class="button secondary">"Log in"</A>
             </p>
         </section>
     }

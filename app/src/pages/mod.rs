@@ -1,5 +1,10 @@
-//! One module per page.
+//! One module per page (or group of closely related pages).
 
+pub mod account;
+pub mod admin;
+pub mod auth;
 pub mod home;
 pub mod not_found;
+pub mod orgs;
 pub mod status;
+pub mod tokens;

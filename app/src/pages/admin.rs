@@ -1,0 +1,243 @@
+//! The admin console: waitlist, users, orgs, outbox, audit.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::ApiError;
+use shared::users::{AuditEvent, UserInfo};
+
+use crate::api;
+use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::forms::{FormError, when};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Waitlist,
+    Users,
+    Orgs,
+    Outbox,
+    Audit,
+}
+
+#[component]
+pub fn Admin() -> impl IntoView {
+    let tab = RwSignal::new(Tab::Waitlist);
+    let tab_button = move |t: Tab, label: &'static str, id: &'static str| {
+        view! {
+            <button type="button" id=id class=move || if tab.get() == t { "tab active" } else { "tab" }
+                aria-pressed=move || (tab.get() == t).to_string() on:click=move |_| tab.set(t)>{label}</button>
+        }
+    };
+    view! {
+        <section class="admin">
+            <h1>"Admin console"</h1>
+            <nav class="tabs" aria-label="Admin sections">
+                {tab_button(Tab::Waitlist, "Waitlist", "tab-waitlist")}
+                {tab_button(Tab::Users, "Users", "tab-users")}
+                {tab_button(Tab::Orgs, "Orgs", "tab-orgs")}
+                {tab_button(Tab::Outbox, "Outbox", "tab-outbox")}
+                {tab_button(Tab::Audit, "Audit log", "tab-audit")}
+            </nav>
+            {move || match tab.get() {
+                Tab::Waitlist => view! { <WaitlistTab /> }.into_any(),
+                Tab::Users => view! { <UsersTab /> }.into_any(),
+                Tab::Orgs => view! { <OrgsTab /> }.into_any(),
+                Tab::Outbox => view! { <OutboxTab /> }.into_any(),
+                Tab::Audit => view! { <AuditTab /> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn WaitlistTab() -> impl IntoView {
+    let list = LocalResource::new(api::admin_waitlist);
+    let error = RwSignal::new(None::<ApiError>);
+    view! {
+        <FormError error=error />
+        <Suspense fallback=|| view! { <Loading what="the waitlist" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(users) if users.is_empty() => view! { <p>"Nobody is waiting."</p> }.into_any(),
+                Ok(users) => view! {
+                    <table class="list" id="waitlist">
+                        <thead><tr><th>"Email"</th><th>"Signed up"</th><th></th></tr></thead>
+                        <tbody>
+                            {users.into_iter().map(|u| {
+                                let reason = RwSignal::new(String::new());
+                                let (a, r) = (u.id.clone(), u.id.clone());
+                                let approve = move |_| {
+                                    let id = a.clone();
+                                    spawn_local(async move {
+                                        match api::admin_user_action(id, "approve").await {
+                                            Ok(_) => list.refetch(),
+                                            Err(e) => error.set(Some(e)),
+                                        }
+                                    });
+                                };
+                                let reject = move |_| {
+                                    let id = r.clone();
+                                    spawn_local(async move {
+                                        match api::admin_reject(id, reason.get_untracked()).await {
+                                            Ok(_) => list.refetch(),
+                                            Err(e) => error.set(Some(e)),
+                                        }
+                                    });
+                                };
+                                view! {
+                                    <tr data-email=u.email.clone()>
+                                        <td>{u.email.clone()}</td>
+                                        <td>{when(u.created_at)}</td>
+                                        <td class="actions">
+                                            <button type="button" class="approve" on:click=approve>"Approve"</button>
+                                            <input type="text" placeholder="Reason for rejecting" aria-label="Reason"
+                                                prop:value=reason on:input=move |ev| reason.set(event_target_value(&ev)) />
+                                            <button type="button" class="secondary" on:click=reject>"Reject"</button>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn UsersTab() -> impl IntoView {
+    let query = RwSignal::new(String::new());
+    let list = LocalResource::new(move || api::admin_users(query.get()));
+    let error = RwSignal::new(None::<ApiError>);
+    let act = move |fut: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<UserInfo, ApiError>>>,
+    >| {
+        spawn_local(async move {
+            match fut.await {
+                Ok(_) => {
+                    error.set(None);
+                    list.refetch();
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <label>"Search by email " <input type="search" prop:value=query on:input=move |ev| query.set(event_target_value(&ev)) /></label>
+        <FormError error=error />
+        <Suspense fallback=|| view! { <Loading what="users" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(users) => view! {
+                    <table class="list" id="users">
+                        <thead><tr><th>"Email"</th><th>"Status"</th><th>"Admin"</th><th></th></tr></thead>
+                        <tbody>
+                            {users.into_iter().map(|u| {
+                                let (id1, id2) = (u.id.clone(), u.id.clone());
+                                let suspended = u.suspended;
+                                let is_admin = u.is_admin;
+                                view! {
+                                    <tr>
+                                        <td>{u.email.clone()}</td>
+                                        <td>{format!("{:?}", u.status).to_lowercase()}{suspended.then_some(" (suspended)")}</td>
+                                        <td>{if is_admin { "yes" } else { "" }}</td>
+                                        <td class="actions">
+                                            <button type="button" class="secondary" on:click=move |_| {
+                                                let action = if suspended { "unsuspend" } else { "suspend" };
+                                                act(Box::pin(api::admin_user_action(id1.clone(), action)))
+                                            }>{if suspended { "Unsuspend" } else { "Suspend" }}</button>
+                                            <button type="button" class="secondary" on:click=move |_| {
+                                                act(Box::pin(api::admin_set_admin(id2.clone(), !is_admin)))
+                                            }>{if is_admin { "Remove admin" } else { "Make admin" }}</button>
+                                        </td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn OrgsTab() -> impl IntoView {
+    let list = LocalResource::new(api::admin_orgs);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="orgs" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(orgs) => view! {
+                    <table class="list" id="all-orgs">
+                        <thead><tr><th>"Name"</th><th>"Members"</th><th>"Created"</th></tr></thead>
+                        <tbody>
+                            {orgs.into_iter().map(|o| view! {
+                                <tr><td>{o.name.clone()}</td><td>{o.members}</td><td>{when(o.created_at)}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn OutboxTab() -> impl IntoView {
+    let list = LocalResource::new(api::admin_outbox);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="the outbox" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(messages) => view! {
+                    <ul class="outbox" id="outbox">
+                        {messages.into_iter().map(|m| view! {
+                            <li>
+                                <p><strong>{m.subject.clone()}</strong>" → "{m.to.clone()}" · "{when(m.created_at)}" · "
+                                   <span class="badge">{m.status.clone()}</span></p>
+                                <pre>{m.body.clone()}</pre>
+                                {m.error.clone().map(|e| view! { <p class="error-notice">{e}</p> })}
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn AuditTab() -> impl IntoView {
+    let list = LocalResource::new(api::admin_audit);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="the audit log" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(events) => view! { <AuditTable events=events /> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+/// Audit events as a table; shared with the org audit page.
+#[component]
+pub fn AuditTable(events: Vec<AuditEvent>) -> impl IntoView {
+    view! {
+        <table class="list audit">
+            <thead><tr><th>"When"</th><th>"Event"</th><th>"Who"</th><th>"Target"</th><th>"Address"</th><th>"Detail"</th></tr></thead>
+            <tbody>
+                {events.into_iter().map(|e| view! {
+                    <tr>
+                        <td>{when(e.at)}</td>
+                        <td>{e.action.clone()}</td>
+                        <td>{e.actor_email.clone().unwrap_or_default()}</td>
+                        <td>{e.target.clone().unwrap_or_default()}</td>
+                        <td>{e.ip.clone().unwrap_or_default()}</td>
+                        <td>{e.detail.clone().unwrap_or_default()}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
