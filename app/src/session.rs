@@ -10,6 +10,9 @@ pub struct Session {
     /// `None` while loading or when logged out; see `loaded`.
     pub me: RwSignal<Option<Me>>,
     pub loaded: RwSignal<bool>,
+    /// Bumped by every local change, so that a slower `/me` answer sent before a login or logout
+    /// cannot overwrite what that login or logout set.
+    generation: RwSignal<u64>,
 }
 
 impl Session {
@@ -29,22 +32,40 @@ impl Session {
 
     /// Reloads `Me` from the server (after login, joining an org, renaming one…).
     pub fn refresh(self) {
+        let generation = self.generation.get_untracked();
         leptos::task::spawn_local(async move {
-            if let Ok(me) = api::me().await {
-                self.me.set(me);
+            let result = api::me().await;
+            if self.generation.get_untracked() == generation {
+                if let Ok(me) = result {
+                    self.me.set(me);
+                }
+                self.loaded.set(true);
             }
-            self.loaded.set(true);
         });
     }
 
+    /// Reloads `Me` and waits for it: for changes (like joining an org) that the next page needs.
+    pub async fn reload(self) {
+        if let Ok(me) = api::me().await {
+            self.generation.update(|g| *g += 1);
+            self.me.set(me);
+            self.loaded.set(true);
+        }
+    }
+
     pub fn set(self, me: Me) {
+        self.generation.update(|g| *g += 1);
         self.me.set(Some(me));
         self.loaded.set(true);
     }
 
-    pub fn clear(self) {
+    /// After logging out: a full load of the login page, so no state of the old session survives
+    /// (and no guarded page reacts to the session ending).
+    pub fn leave(self) {
         api::forget_session();
-        self.me.set(None);
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().set_href("/login");
+        }
     }
 }
 
@@ -52,6 +73,7 @@ pub fn provide_session() -> Session {
     let session = Session {
         me: RwSignal::new(None),
         loaded: RwSignal::new(false),
+        generation: RwSignal::new(0),
     };
     provide_context(session);
     session.refresh();

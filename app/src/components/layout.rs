@@ -10,14 +10,11 @@ use crate::session::use_session;
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let logged_in = move || session.me.with(Option::is_some);
     let logout = move |_| {
-        let navigate = navigate.clone();
         spawn_local(async move {
             let _ = api::logout(false).await;
-            session.clear();
-            navigate("/login", Default::default());
+            session.leave();
         });
     };
     let switch = {

@@ -2,7 +2,6 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::hooks::use_navigate;
 use shared::ApiError;
 
 use crate::api;
@@ -13,7 +12,6 @@ use crate::session::use_session;
 #[component]
 pub fn Account() -> impl IntoView {
     let session = use_session();
-    let navigate = use_navigate();
     let current = RwSignal::new(String::new());
     let new = RwSignal::new(String::new());
     let error = RwSignal::new(None::<ApiError>);
@@ -39,11 +37,9 @@ pub fn Account() -> impl IntoView {
         });
     };
     let everywhere = move |_| {
-        let navigate = navigate.clone();
         spawn_local(async move {
             let _ = api::logout(true).await;
-            session.clear();
-            navigate("/login", Default::default());
+            session.leave();
         });
     };
     view! {

@@ -28,7 +28,7 @@ pub fn Orgs() -> impl IntoView {
         spawn_local(async move {
             match api::create_org(name.get_untracked()).await {
                 Ok(org) => {
-                    session.refresh();
+                    session.reload().await;
                     navigate(&format!("/orgs/{}", org.id), Default::default());
                 }
                 Err(e) => error.set(Some(e)),
@@ -306,7 +306,9 @@ pub fn Invite() -> impl IntoView {
             match api::accept_invite(token, password).await {
                 Ok(org) => {
                     done.set(Some(format!("You joined {}.", org.name)));
-                    session.refresh();
+                    // Accepting may have created the account and its session: know it before the
+                    // org page (which needs a user) opens.
+                    session.reload().await;
                     navigate(&format!("/orgs/{}", org.id), Default::default());
                 }
                 Err(e) => error.set(Some(e)),

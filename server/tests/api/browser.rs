@@ -13,7 +13,7 @@ fn dist_dir() -> PathBuf {
 }
 
 /// Skips (with a warning) or fails (REQUIRE_BROWSER=1) when the browser or the built app is missing.
-fn prerequisites() -> Option<PathBuf> {
+pub fn prerequisites() -> Option<PathBuf> {
     let dist = dist_dir();
     let missing = if !Browser::available() {
         Some(

@@ -56,6 +56,7 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -152,16 +153,102 @@ impl Browser {
 
     /// Waits until the element matching `css` exists and its text satisfies `accept`; returns the text.
     pub async fn wait_for_text(&self, css: &str, accept: impl Fn(&str) -> bool) -> String {
-        let accept = &accept;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        loop {
+            if let Some(element) = self.find(css).await {
+                last = self.text(&element).await;
+                if let Some(text) = last.as_ref().filter(|t| accept(t)) {
+                    return text.clone();
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                let url = self.current_url().await;
+                let main = match self.find("main").await {
+                    Some(main) => self.text(&main).await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                let logs = self
+                    .call(
+                        reqwest::Method::POST,
+                        "/se/log",
+                        Some(json!({"type": "browser"})),
+                    )
+                    .await;
+                let cookies = self.call(reqwest::Method::GET, "/cookie", None).await;
+                panic!(
+                    "timed out waiting for `{css}` with the expected text; it had {last:?}; at {url} showing: {main}\ncookies: {cookies}\nconsole: {logs}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Types `text` into the element matching `css` (waiting for it to exist).
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.wait_for(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{}/value", element.0),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Clicks the element matching `css` (waiting for it to exist).
+    pub async fn click_css(&self, css: &str) {
+        let element = self.wait_for(css).await;
+        self.click(&element).await;
+    }
+
+    pub async fn wait_for(&self, css: &str) -> Element {
         super::eventually(
             Duration::from_secs(30),
-            &format!("`{css}` with the expected text"),
-            move || async move {
-                let element = self.find(css).await?;
-                self.text(&element).await.filter(|t| accept(t))
-            },
+            &format!("`{css}` to appear"),
+            move || async move { self.find(css).await },
         )
         .await
+    }
+
+    /// The `value` property of a form field.
+    pub async fn value(&self, css: &str) -> String {
+        let element = self.wait_for(css).await;
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{}/property/value", element.0),
+                None,
+            )
+            .await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits until the current URL's path satisfies `accept`; returns the URL.
+    pub async fn wait_for_url(&self, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = self.current_url().await;
+            if accept(&url) {
+                return url;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let text = match self.find("main").await {
+                    Some(main) => self.text(&main).await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                let logs = self
+                    .call(
+                        reqwest::Method::POST,
+                        "/se/log",
+                        Some(json!({"type": "browser"})),
+                    )
+                    .await;
+                panic!(
+                    "timed out waiting for another page; still at {url}, showing: {text}\nconsole: {logs}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn page_source(&self) -> String {

@@ -1,0 +1,180 @@
+//! The whole users journey in real Chromium, with mail through a real SMTP server: sign up → confirm
+//! through the emailed link → waitlist page → an admin approves in the console → the user logs in →
+//! invites a teammate → the teammate accepts from the emailed link and sees the org.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::browser::prerequisites;
+use crate::support::eventually;
+use crate::support::process::ServerProcess;
+use crate::support::smtp::SmtpServer;
+use crate::support::webdriver::Browser;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The first link in the newest mail to `to` (waits for it to arrive).
+async fn mailed_link(smtp: &SmtpServer, to: &str, subject: &str) -> String {
+    let message = eventually(
+        Duration::from_secs(30),
+        &format!("mail \"{subject}\" to {to}"),
+        || async {
+            smtp.messages()
+                .into_iter()
+                .find(|m| m.contains(&format!("To: {to}")) && m.contains(subject))
+        },
+    )
+    .await;
+    let start = message.find("http://").expect("a link in the mail");
+    message[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn log_in(browser: &Browser, base: &str, email: &str) {
+    browser.goto(&format!("{base}/login")).await;
+    browser.type_into("#login-email", email).await;
+    browser.type_into("#login-password", PASSWORD).await;
+    browser.click_css("form button[type=submit]").await;
+}
+
+async fn log_out(browser: &Browser) {
+    browser.click_css("#logout").await;
+    browser.wait_for_url(|u| u.ends_with("/login")).await;
+}
+
+#[tokio::test]
+async fn sign_up_wait_get_approved_invite_a_teammate() {
+    let Some(dist) = prerequisites() else { return };
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        dist.to_str().unwrap(),
+        "--smtp-url",
+        &smtp.url(),
+    ]);
+    server.wait_ready().await;
+    let base = server.url.clone();
+
+    // The first account of an Airplane Mode server is its site admin (set up through the API).
+    let http = reqwest::Client::new();
+    let status = http
+        .post(format!("{base}/api/users/signup"))
+        .json(&json!({"email": "admin@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+
+    let browser = Browser::start().await;
+
+    // Sign up.
+    browser.goto(&format!("{base}/signup")).await;
+    browser
+        .type_into("#signup-email", "maria@example.com")
+        .await;
+    browser.type_into("#signup-password", PASSWORD).await;
+    browser.click_css("form button[type=submit]").await;
+    browser
+        .wait_for_text(".notice", |t| t.contains("Check your email"))
+        .await;
+
+    // Confirm through the real email.
+    let link = mailed_link(&smtp, "maria@example.com", "Confirm your email").await;
+    assert!(link.starts_with(&format!("{base}/verify?token=")), "{link}");
+    browser.goto(&link).await;
+    browser
+        .wait_for_text(".notice", |t| t.contains("early-access list"))
+        .await;
+
+    // Logging in shows the waitlist page.
+    log_in(&browser, &base, "maria@example.com").await;
+    browser.wait_for_url(|u| u.ends_with("/waitlist")).await;
+    browser
+        .wait_for_text("main h1", |t| t == "You're on the list")
+        .await;
+    log_out(&browser).await;
+
+    // The admin approves her in the console.
+    log_in(&browser, &base, "admin@example.com").await;
+    browser.wait_for_url(|u| u.contains("/orgs/")).await;
+    browser.goto(&format!("{base}/admin")).await;
+    browser
+        .wait_for_text("#waitlist tr[data-email='maria@example.com'] td", |t| {
+            t == "maria@example.com"
+        })
+        .await;
+    browser
+        .click_css("#waitlist tr[data-email='maria@example.com'] button.approve")
+        .await;
+    browser
+        .wait_for_text("main", |t| t.contains("Nobody is waiting."))
+        .await;
+    log_out(&browser).await;
+    let approval = mailed_link(&smtp, "maria@example.com", "approved").await;
+    assert!(approval.contains("/login-link?token="), "{approval}");
+
+    // She logs in and lands in her own org, as its admin, and invites a teammate.
+    log_in(&browser, &base, "maria@example.com").await;
+    browser.wait_for_url(|u| u.contains("/orgs/")).await;
+    let org_name = browser
+        .wait_for_text("#org-name", |t| t.contains("maria"))
+        .await;
+    browser.wait_for_text("#my-role", |t| t == "admin").await;
+    browser
+        .type_into("#invite-email", "tomas@example.com")
+        .await;
+    browser.click_css("#invite-form button[type=submit]").await;
+    let copied = eventually(
+        Duration::from_secs(30),
+        "the invite link to copy",
+        || async {
+            let v = browser.value("#invite-link").await;
+            (!v.is_empty()).then_some(v)
+        },
+    )
+    .await;
+    browser
+        .wait_for_text("#invites", |t| {
+            t.contains("tomas@example.com") && t.contains("pending")
+        })
+        .await;
+    log_out(&browser).await;
+
+    // The teammate follows the emailed link, creates his account and sees the org.
+    let invite = mailed_link(&smtp, "tomas@example.com", "invited you").await;
+    assert_eq!(
+        invite, copied,
+        "the mailed link is the one the inviter can copy"
+    );
+    browser.goto(&invite).await;
+    browser
+        .wait_for_text("#invite-summary", |t| {
+            t.contains("maria@example.com invited tomas@example.com")
+        })
+        .await;
+    browser.type_into("#invite-password", PASSWORD).await;
+    browser.click_css("#accept-invite").await;
+    browser.wait_for_url(|u| u.contains("/orgs/")).await;
+    browser.wait_for_text("#org-name", |t| t == org_name).await;
+    browser.wait_for_text("#my-role", |t| t == "viewer").await;
+    let members = browser
+        .wait_for_text("#members", |t| t.contains("tomas@example.com"))
+        .await;
+    assert!(members.contains("maria@example.com"), "{members}");
+    browser
+        .wait_for_text("#current-user", |t| t == "tomas@example.com")
+        .await;
+
+    browser.quit().await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
