@@ -58,7 +58,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                     <A href="/account">
                         <span id="current-user">{move || session.me.with(|m| m.as_ref().map(|m| m.user.email.clone()))}</span>
                     </A>
-                    <button type="button" class="link" id="logout" on:click=logout.clone()>"Log out"</button>
+                    <button type="button" class="link" id="logout" on:click=logout>"Log out"</button>
                 </Show>
             </div>
         </header>
