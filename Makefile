@@ -35,6 +35,8 @@ server:
 run: app server
 	@echo
 	@echo "Starting Scopehub in Airplane Mode (SQLite at $(DATA_DIR)/scopehub.db). Ctrl-C stops it."
+	@echo "First time? Sign up at http://$(LISTEN)/signup: the first account becomes the site admin."
+	@echo "Mail is not sent in Airplane Mode: read it in Admin > Outbox; its links are also logged below."
 	./target/release/scopehub serve --listen $(LISTEN) --data-dir $(DATA_DIR) --dist-dir dist
 
 fmt:
