@@ -742,3 +742,64 @@ async fn the_admin_console_is_for_site_admins_only(b: Backend) {
     assert!(older[0]["id"].as_i64().unwrap() < newest);
 }
 both!(the_admin_console_is_for_site_admins_only);
+
+async fn members_create_more_orgs_and_switch_between_them(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (mut alice, personal) = approved_user(&app, &mut admin, "alice@example.com").await;
+    let (status, org) = alice
+        .post("/api/orgs", json!({"name": "  Side project "}))
+        .await;
+    assert_eq!(
+        (status, org["name"].as_str(), org["role"].as_str()),
+        (201, Some("Side project"), Some("admin"))
+    );
+    assert_eq!(alice.post("/api/orgs", json!({"name": ""})).await.0, 422);
+    assert_eq!(
+        alice.post("/api/orgs", json!({"name": "a\u{7}b"})).await.0,
+        422
+    );
+    let (_, me) = alice.get("/api/users/me").await;
+    let mut names: Vec<_> = me["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["Side project", "alice's org"]);
+    // Viewers of an org do not see its invites.
+    let (_, invite) = alice
+        .post(
+            &format!("/api/orgs/{personal}/invites"),
+            json!({"email": "bob@example.com", "role": "viewer"}),
+        )
+        .await;
+    let (mut bob, _) = approved_user(&app, &mut admin, "bob@example.com").await;
+    let token = crate::support::agent::link_token(invite["link"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        bob.post("/api/invites/accept", json!({"token": token}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        bob.get(&format!("/api/orgs/{personal}/invites")).await.0,
+        403
+    );
+    // Orgs are not created with API tokens.
+    let (_, t) = alice
+        .post(
+            "/api/tokens",
+            json!({"org_id": personal, "name": "w", "scope": "write"}),
+        )
+        .await;
+    let mut api = Agent::with_token(&app, t["token"].as_str().unwrap());
+    assert_eq!(
+        api.post("/api/orgs", json!({"name": "By token"})).await.0,
+        403
+    );
+}
+both!(members_create_more_orgs_and_switch_between_them);
