@@ -21,7 +21,7 @@ use crate::clock::MINUTE;
 use crate::error::{Error, Json, Result};
 use crate::frontend::auth::{self, AuthUser, ClientIp, Identity, SessionUser, Via};
 use crate::secrets::{new_id, new_token, random_hex, sha256_hex};
-use crate::store::{AuditEntry, EmailTokenRow, NewMail, OrgRow, SessionRow, Tx, UserRow};
+use crate::store::{AuditEntry, NewMail, OrgRow, SessionRow, Tx, UserRow};
 
 /// Failed logins allowed per account, and per client address, within the window.
 const ACCOUNT_FAILURES: i64 = 5;
@@ -112,16 +112,7 @@ async fn queue_link(
         page,
         subject,
     } = *kind;
-    let (token, token_hash) = new_token("she_");
-    tx.insert_email_token(&EmailTokenRow {
-        token_hash,
-        user_id: user.id.clone(),
-        purpose: purpose.to_owned(),
-        created_at: now,
-        expires_at: now + ttl,
-        used_at: None,
-    })
-    .await?;
+    let token = super::issue_email_link(tx, &user.id, purpose, ttl, now).await?;
     let link = state.users.link(page, &token);
     let mail = NewMail {
         to: user.email.clone(),

@@ -9,12 +9,11 @@ use shared::users::{
     AccountStatus, AdminFlag, AuditEvent, OrgInfo, OutboxMessage, Rejection, UserInfo,
 };
 
-use super::{APPROVAL_LINK_TTL, audit_event, user_info};
+use super::{APPROVAL_LINK_TTL, audit_event, issue_email_link, user_info};
 use crate::app::AppState;
 use crate::error::{Error, Json, Result};
 use crate::frontend::auth::{ClientIp, Identity, SiteAdmin};
-use crate::secrets::new_token;
-use crate::store::{AuditEntry, EmailTokenRow, NewMail, Tx, UserRow};
+use crate::store::{AuditEntry, NewMail, Tx, UserRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -104,16 +103,7 @@ async fn approve(
     user.status = AccountStatus::Approved.as_str().to_owned();
     user.updated_at = now;
     tx.update_user(&user).await?;
-    let (token, token_hash) = new_token("she_");
-    tx.insert_email_token(&EmailTokenRow {
-        token_hash,
-        user_id: user.id.clone(),
-        purpose: "login".into(),
-        created_at: now,
-        expires_at: now + APPROVAL_LINK_TTL,
-        used_at: None,
-    })
-    .await?;
+    let token = issue_email_link(&mut tx, &user.id, "login", APPROVAL_LINK_TTL, now).await?;
     let mail = NewMail {
         to: user.email.clone(),
         subject: "You're in: your Scopehub account is approved".into(),
@@ -344,16 +334,7 @@ pub async fn create_site_admin(
     user.email_verified_at.get_or_insert(now);
     user.updated_at = now;
     tx.update_user(&user).await?;
-    let (token, token_hash) = new_token("she_");
-    tx.insert_email_token(&EmailTokenRow {
-        token_hash,
-        user_id: user.id.clone(),
-        purpose: "login".into(),
-        created_at: now,
-        expires_at: now + APPROVAL_LINK_TTL,
-        used_at: None,
-    })
-    .await?;
+    let token = issue_email_link(&mut tx, &user.id, "login", APPROVAL_LINK_TTL, now).await?;
     let entry = AuditEntry {
         action: "admin_granted",
         target: Some(user.id.clone()),

@@ -84,6 +84,27 @@ pub fn router() -> Router<AppState> {
         .merge(admin::router())
 }
 
+/// Creates a single-use emailed link token for `user_id`; returns the secret for the mail.
+pub(crate) async fn issue_email_link(
+    tx: &mut crate::store::Tx,
+    user_id: &str,
+    purpose: &str,
+    ttl: i64,
+    now: i64,
+) -> crate::store::Result<String> {
+    let (token, token_hash) = crate::secrets::new_token("she_");
+    tx.insert_email_token(&crate::store::EmailTokenRow {
+        token_hash,
+        user_id: user_id.to_owned(),
+        purpose: purpose.to_owned(),
+        created_at: now,
+        expires_at: now + ttl,
+        used_at: None,
+    })
+    .await?;
+    Ok(token)
+}
+
 pub fn user_info(u: &UserRow) -> UserInfo {
     UserInfo {
         id: u.id.clone(),
