@@ -11,11 +11,14 @@ use axum::middleware;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::frontend::{self, EdgeConfig, auth, spa::Spa};
+use crate::provisioning::reconciler::Reconciler;
+use crate::provisioning::shards::Placement;
+use crate::provisioning::{ProvisioningConfig, Wakeup};
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 use crate::users::UsersConfig;
 use crate::users::mail::Mailer;
-use crate::{meta, ops, users};
+use crate::{collector, meta, ops, provisioning, users};
 
 /// State shared by every handler. Everything inside is reference-counted, so cloning is cheap.
 #[derive(Clone)]
@@ -28,6 +31,9 @@ pub struct AppState {
     pub clock: Clock,
     pub users: Arc<UsersConfig>,
     pub mailer: Mailer,
+    pub provisioning: Arc<ProvisioningConfig>,
+    /// Wakes the reconciler after an API change.
+    pub wakeup: Wakeup,
 }
 
 impl AppState {
@@ -41,6 +47,25 @@ impl AppState {
             clock: Clock::system(),
             users: Arc::new(users),
             mailer,
+            provisioning: Arc::new(ProvisioningConfig::default()),
+            wakeup: Wakeup::default(),
+        }
+    }
+
+    pub fn with_provisioning(mut self, config: ProvisioningConfig) -> Self {
+        self.provisioning = Arc::new(config);
+        self
+    }
+
+    /// The reconciler for this state's store, clock and metrics, on `placement`.
+    pub fn reconciler(&self, placement: Placement) -> Reconciler {
+        Reconciler {
+            store: self.store.clone(),
+            placement,
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            wakeup: self.wakeup.clone(),
+            purge_grace: self.provisioning.purge_grace,
         }
     }
 
@@ -92,6 +117,8 @@ pub fn router(state: AppState, edge: &EdgeConfig) -> Router {
     let api = Router::new()
         .merge(meta::router())
         .merge(users::router())
+        .merge(provisioning::api::router())
+        .merge(collector::probe_router())
         .fallback(|| async { Error::not_found("No API route matches this path.") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() });
     let metrics = state.metrics.clone();

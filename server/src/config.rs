@@ -177,6 +177,26 @@ impl fmt::Debug for UsersArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ProvisioningArgs {
+    /// How long a rotated probe token keeps working, in hours.
+    #[arg(long, env = "SCOPEHUB_PROBE_TOKEN_GRACE_HOURS", default_value_t = 24)]
+    pub probe_token_grace_hours: u32,
+    /// Default limit of new instances: probes reporting at once.
+    #[arg(long, env = "SCOPEHUB_DEFAULT_MAX_PROBES", default_value_t = 50)]
+    pub default_max_probes: u32,
+    /// Default limit of new instances: bytes of one report after decompression.
+    #[arg(long, env = "SCOPEHUB_DEFAULT_MAX_REPORT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub default_max_report_bytes: u32,
+    /// Default limit of new instances: reports per second.
+    #[arg(
+        long,
+        env = "SCOPEHUB_DEFAULT_MAX_REPORTS_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub default_max_reports_per_second: u32,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpArgs,
@@ -184,6 +204,8 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub users: UsersArgs,
+    #[command(flatten)]
+    pub provisioning: ProvisioningArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -9,12 +9,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{self, AppState, StartupStatus};
+use crate::clock::HOUR;
 use crate::config::{HttpArgs, MigrateArgs, ServeArgs, UiArgs};
 use crate::frontend::EdgeConfig;
 use crate::frontend::spa::Spa;
+use crate::provisioning::ProvisioningConfig;
+use crate::provisioning::shards::Placement;
 use crate::store::Store;
 use crate::users::UsersConfig;
 use crate::users::mail::Mailer;
+use shared::instances::Limits;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(15);
@@ -35,7 +39,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     users.open_signup = args.users.open_signup;
     users.extra_origins = args.users.allowed_origins.clone();
     let mailer = Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?;
-    let state = AppState::new(store.clone(), spa.clone(), users, mailer.clone());
+    let p = &args.provisioning;
+    let provisioning = ProvisioningConfig {
+        default_limits: Limits {
+            max_probes: p.default_max_probes.into(),
+            max_report_bytes: p.default_max_report_bytes.into(),
+            max_reports_per_second: p.default_max_reports_per_second.into(),
+        },
+        token_grace: i64::from(p.probe_token_grace_hours) * HOUR,
+        ..ProvisioningConfig::default()
+    };
+    let state = AppState::new(store.clone(), spa.clone(), users, mailer.clone())
+        .with_provisioning(provisioning);
+    // Airplane Mode: one collector shard, in this process.
+    let (placement, _local_shard) = Placement::in_process();
     let router = app::router(state.clone(), &edge_config(&args.http));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -45,6 +62,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
     tokio::spawn(mailer.run(store.clone(), state.clock.clone(), shutdown_rx.clone()));
+    tokio::spawn(state.reconciler(placement).run(shutdown_rx.clone()));
     announce(&listener, &args.http, &spa, Some(&url))?;
 
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;

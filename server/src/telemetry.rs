@@ -8,7 +8,9 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
@@ -59,6 +61,10 @@ pub struct Metrics {
 struct MetricsInner {
     registry: Registry,
     request_duration: DurationFamily,
+    reconcile_passes: Counter,
+    reconcile_errors: Counter,
+    reconcile_duration: Histogram,
+    reconcile_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn request_histogram() -> Histogram {
@@ -81,12 +87,50 @@ impl Metrics {
             "Time from request to response head, by method, route pattern and status",
             request_duration.clone(),
         );
+        let reconcile_passes = Counter::default();
+        let reconcile_errors = Counter::default();
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let reconcile_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "reconcile_passes",
+            "Reconciler passes run",
+            reconcile_passes.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciler steps that failed and will be retried",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconciler pass took",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_lag_seconds",
+            "Age of the oldest instance change the reconciler has not converged yet",
+            reconcile_lag.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
                 request_duration,
+                reconcile_passes,
+                reconcile_errors,
+                reconcile_duration,
+                reconcile_lag,
             }),
         }
+    }
+
+    pub fn record_reconcile(&self, seconds: f64, errors: u64) {
+        self.inner.reconcile_passes.inc();
+        self.inner.reconcile_errors.inc_by(errors);
+        self.inner.reconcile_duration.observe(seconds);
+    }
+
+    pub fn set_reconcile_lag(&self, seconds: f64) {
+        self.inner.reconcile_lag.set(seconds);
     }
 
     pub fn encode(&self) -> String {

@@ -7,6 +7,7 @@
 
 pub mod client_error;
 pub mod error;
+pub mod instances;
 pub mod users;
 pub mod version;
 

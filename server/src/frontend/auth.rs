@@ -448,3 +448,100 @@ mod tests {
         }
     }
 }
+
+/// The probe token a request carries, in any of the forms the Weave Scope probe sends:
+/// `Authorization: Scope-Probe token=…`, `Bearer …`, or Basic auth with the token as password.
+pub fn probe_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let token = if let Some(rest) = value.strip_prefix("Scope-Probe ") {
+        rest.trim().strip_prefix("token=")?.trim().to_owned()
+    } else if let Some(rest) = value.strip_prefix("Bearer ") {
+        rest.trim().to_owned()
+    } else if let Some(rest) = value.strip_prefix("Basic ") {
+        let decoded = base64_decode(rest.trim())?;
+        let (_, password) = decoded.split_once(':')?;
+        password.to_owned()
+    } else {
+        return None;
+    };
+    (token.starts_with("shp_") && token.len() <= 128).then_some(token)
+}
+
+/// The instance a probe may upload to: its token is live and the instance accepts uploads (placed,
+/// not suspended, not being deleted). The collector trusts only this answer.
+pub async fn instance_for_probe(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::store::InstanceRow> {
+    let token = probe_token(headers).ok_or_else(unauthorized)?;
+    let row = state
+        .store
+        .instance_for_probe_token(&sha256_hex(&token), state.clock.now())
+        .await?
+        .ok_or_else(unauthorized)?;
+    let state_name = shared::instances::InstanceState::parse(&row.state);
+    let accepts = matches!(
+        state_name,
+        Some(shared::instances::InstanceState::Ready | shared::instances::InstanceState::Active)
+    ) && !row.refuse_uploads;
+    if !accepts {
+        return Err(Error::client(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "This instance does not accept reports now.",
+        ));
+    }
+    Ok(row)
+}
+
+fn base64_decode(input: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in input.bytes().filter(|b| *b != b'=') {
+        let value = ALPHABET.iter().position(|a| *a == byte)? as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod probe_token_tests {
+    use axum::http::HeaderMap;
+
+    fn with(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn every_form_the_scope_probe_sends_is_read() {
+        assert_eq!(
+            super::probe_token(&with("Scope-Probe token=shp_abc")).as_deref(),
+            Some("shp_abc")
+        );
+        assert_eq!(
+            super::probe_token(&with("Bearer shp_abc")).as_deref(),
+            Some("shp_abc")
+        );
+        // "user:shp_abc" in Basic auth.
+        assert_eq!(
+            super::probe_token(&with("Basic dXNlcjpzaHBfYWJj")).as_deref(),
+            Some("shp_abc")
+        );
+        assert_eq!(
+            super::probe_token(&with("Bearer sha_not_a_probe_token")),
+            None
+        );
+        assert_eq!(super::probe_token(&with("Scope-Probe token=")), None);
+        assert_eq!(super::probe_token(&HeaderMap::new()), None);
+    }
+}

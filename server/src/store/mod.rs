@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod instances;
 mod orgs;
 mod settings;
 mod tx;
@@ -25,6 +26,7 @@ use crate::config::DatabaseUrl;
 
 pub use accounts::{EmailTokenRow, SessionRow, UserRow};
 pub use audit::{AuditEntry, AuditRow, NewMail, OutboxRow};
+pub use instances::{InstanceEventRow, InstanceRow, ProbeTokenRow};
 pub use orgs::{ApiTokenRow, InviteRow, MemberRow, MembershipRow, OrgRow, OrgSummaryRow};
 pub use settings::INSTALLATION_ID;
 pub use tx::Tx;

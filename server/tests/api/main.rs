@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod errors;
 mod health;
+mod instances;
 mod journey;
 mod lifecycle;
 mod mail;

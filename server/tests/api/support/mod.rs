@@ -15,9 +15,11 @@ use scopehub::clock::Clock;
 use scopehub::config::DatabaseUrl;
 use scopehub::frontend::EdgeConfig;
 use scopehub::frontend::spa::Spa;
+use scopehub::provisioning::shards::{InProcessShard, Placement};
 use scopehub::store::Store;
 use scopehub::users::UsersConfig;
 use scopehub::users::mail::Mailer;
+use std::sync::Arc;
 use tempfile::TempDir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +112,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Store,
     pub clock: Clock,
+    /// The in-process collector shard the reconciler places instances on.
+    pub shard: Arc<InProcessShard>,
     _db: TestDb,
     _dist: TempDir,
 }
@@ -169,9 +173,11 @@ impl TestApp {
             max_body_bytes: options.max_body_bytes,
             request_timeout: options.request_timeout,
         };
-        let router = app::router(state, &edge);
+        let router = app::router(state.clone(), &edge);
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(mailer.run(store.clone(), clock.clone(), shutdown_rx));
+        tokio::spawn(mailer.run(store.clone(), clock.clone(), shutdown_rx.clone()));
+        let (placement, shard) = Placement::in_process();
+        tokio::spawn(state.reconciler(placement).run(shutdown_rx));
         tokio::spawn(async move {
             let _keep_mailer_running = _shutdown_tx;
             axum::serve(
@@ -192,6 +198,7 @@ impl TestApp {
             client,
             store,
             clock,
+            shard,
             _db: db,
             _dist: dist,
         })

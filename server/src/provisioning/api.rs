@@ -1,0 +1,447 @@
+//! `/api/instances…` and `/api/admin/instances…`.
+//!
+//! Viewers see instances; editors create, rename and rotate or revoke probe tokens; org admins
+//! suspend, resume and delete. Site admins can suspend any instance with a reason its org sees;
+//! only a site admin resumes what a site admin suspended.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use shared::instances::{
+    InstanceDetails, InstanceInfo, InstanceState, InstanceWithToken, NewInstance, Suspension,
+};
+use shared::users::{OrgName, Role};
+
+use super::{Actor, event_info, info, record, state_of, token_info, transition};
+use crate::app::AppState;
+use crate::error::{Error, Json, Result};
+use crate::frontend::auth::{Approved, ClientIp, Identity, SiteAdmin};
+use crate::secrets::{new_token, random_hex};
+use crate::store::{InstanceRow, ProbeTokenRow, Tx};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/instances", get(list).post(create))
+        .route("/instances/{id}", get(details).patch(rename).delete(remove))
+        .route("/instances/{id}/suspend", post(suspend))
+        .route("/instances/{id}/resume", post(resume))
+        .route("/instances/{id}/tokens", post(rotate_token))
+        .route("/instances/{id}/tokens/{token}", delete(revoke_token))
+        .route("/admin/instances", get(admin_list))
+        .route("/admin/instances/{id}/suspend", post(admin_suspend))
+        .route("/admin/instances/{id}/resume", post(admin_resume))
+}
+
+fn actor<'a>(identity: &'a Identity, ip: &ClientIp) -> Actor<'a> {
+    Actor {
+        id: &identity.user.id,
+        email: &identity.user.email,
+        ip: ip.0.clone(),
+    }
+}
+
+/// The instance, if the caller has at least `needed` in its org (404 otherwise).
+async fn load(
+    state: &AppState,
+    identity: &Identity,
+    id: &str,
+    needed: Role,
+) -> Result<InstanceRow> {
+    let not_found = || Error::not_found("No such instance.");
+    let row = state.store.instance(id).await?.ok_or_else(not_found)?;
+    identity
+        .require_role(&state.store, &row.org_id, needed)
+        .await
+        .map_err(|e| match e.status() {
+            StatusCode::NOT_FOUND => not_found(),
+            _ => e,
+        })?;
+    Ok(row)
+}
+
+/// A fresh probe token for `instance`, stored as its digest; returns the secret.
+async fn issue_probe_token(
+    tx: &mut Tx,
+    instance: &str,
+    by: &str,
+    now: i64,
+) -> crate::store::Result<(String, String)> {
+    let (token, token_hash) = new_token("shp_");
+    let id = crate::secrets::new_id();
+    tx.insert_probe_token(&ProbeTokenRow {
+        id: id.clone(),
+        instance_id: instance.to_owned(),
+        token_hash,
+        created_at: now,
+        created_by: Some(by.to_owned()),
+        expires_at: None,
+        revoked_at: None,
+    })
+    .await?;
+    Ok((id, token))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    org: String,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<InstanceInfo>>> {
+    identity
+        .require_role(&state.store, &q.org, Role::Viewer)
+        .await?;
+    let rows = state.store.instances_of_org(&q.org).await?;
+    Ok(Json(rows.iter().map(info).collect()))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Json(body): Json<NewInstance>,
+) -> Result<(StatusCode, Json<InstanceWithToken>)> {
+    let name = body.validate().map_err(Error::validation)?;
+    identity
+        .require_role(&state.store, &body.org_id, Role::Editor)
+        .await?;
+    let now = state.clock.now();
+    let limits = state.provisioning.default_limits;
+    let row = InstanceRow {
+        id: random_hex(10),
+        org_id: body.org_id.clone(),
+        name,
+        state: InstanceState::Created.as_str().to_owned(),
+        resume_state: None,
+        shard: None,
+        created_by: identity.user.id.clone(),
+        created_at: now,
+        updated_at: now,
+        max_probes: limits.max_probes,
+        max_report_bytes: limits.max_report_bytes,
+        max_reports_per_second: limits.max_reports_per_second,
+        refuse_reads: false,
+        refuse_uploads: false,
+        suspension_reason: None,
+        suspended_by_site: false,
+        deleted_at: None,
+        purge_after: None,
+    };
+    let mut tx = state.store.begin().await?;
+    tx.insert_instance(&row).await?;
+    record(
+        &mut tx,
+        "instance_created",
+        &row,
+        None,
+        Some(&actor(&identity, &ip)),
+        None,
+        now,
+    )
+    .await?;
+    let (_, token) = issue_probe_token(&mut tx, &row.id, &identity.user.email, now).await?;
+    tx.commit().await?;
+    state.wakeup.wake();
+    Ok((
+        StatusCode::CREATED,
+        Json(InstanceWithToken {
+            instance: info(&row),
+            probe_token: token,
+        }),
+    ))
+}
+
+async fn details(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceDetails>> {
+    let row = load(&state, &identity, &id, Role::Viewer).await?;
+    let tokens = state.store.probe_tokens_of(&id).await?;
+    let events = state.store.instance_events(&id).await?;
+    Ok(Json(InstanceDetails {
+        instance: info(&row),
+        tokens: tokens.iter().map(token_info).collect(),
+        events: events.into_iter().map(event_info).collect(),
+    }))
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Json(body): Json<OrgName>,
+) -> Result<Json<InstanceInfo>> {
+    let name = body.validate().map_err(Error::validation)?;
+    let mut row = load(&state, &identity, &id, Role::Editor).await?;
+    let current = state_of(&row);
+    if matches!(current, InstanceState::Deleting | InstanceState::Deleted) {
+        return Err(Error::conflict("A deleted instance cannot be renamed."));
+    }
+    let now = state.clock.now();
+    let old = std::mem::replace(&mut row.name, name);
+    row.updated_at = now;
+    let mut tx = state.store.begin().await?;
+    if !tx.update_instance(&row, &row.state.clone()).await? {
+        return Err(Error::conflict(
+            "The instance changed meanwhile; reload and try again.",
+        ));
+    }
+    let detail = Some(format!("renamed from {old}"));
+    record(
+        &mut tx,
+        "instance_renamed",
+        &row,
+        Some(current),
+        Some(&actor(&identity, &ip)),
+        detail,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(info(&row)))
+}
+
+async fn suspend_as(
+    state: &AppState,
+    identity: &Identity,
+    ip: &ClientIp,
+    mut row: InstanceRow,
+    body: Suspension,
+    by_site: bool,
+) -> Result<Json<InstanceInfo>> {
+    let reason = body.validate().map_err(Error::validation)?;
+    let now = state.clock.now();
+    let resume_to = state_of(&row);
+    let mut tx = state.store.begin().await?;
+    let detail = format!(
+        "{}{reason}",
+        if by_site {
+            "by the site's administrators: "
+        } else {
+            ""
+        }
+    );
+    transition(
+        &mut tx,
+        &mut row,
+        InstanceState::Suspended,
+        Some(&actor(identity, ip)),
+        Some(detail),
+        now,
+        |r| {
+            r.resume_state = Some(resume_to.as_str().to_owned());
+            r.refuse_uploads = true;
+            r.refuse_reads = body.refuse_reads;
+            r.suspension_reason = Some(reason.clone());
+            r.suspended_by_site = by_site;
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.wakeup.wake();
+    Ok(Json(info(&row)))
+}
+
+async fn resume_as(
+    state: &AppState,
+    identity: &Identity,
+    ip: &ClientIp,
+    mut row: InstanceRow,
+    by_site: bool,
+) -> Result<Json<InstanceInfo>> {
+    if row.suspended_by_site && !by_site {
+        return Err(Error::forbidden(
+            "The site's administrators suspended this instance; only they can resume it.",
+        ));
+    }
+    let to = row
+        .resume_state
+        .as_deref()
+        .and_then(InstanceState::parse)
+        .unwrap_or(InstanceState::Ready);
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    transition(
+        &mut tx,
+        &mut row,
+        to,
+        Some(&actor(identity, ip)),
+        None,
+        now,
+        |r| {
+            r.resume_state = None;
+            r.refuse_uploads = false;
+            r.refuse_reads = false;
+            r.suspension_reason = None;
+            r.suspended_by_site = false;
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.wakeup.wake();
+    Ok(Json(info(&row)))
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Json(body): Json<Suspension>,
+) -> Result<Json<InstanceInfo>> {
+    let row = load(&state, &identity, &id, Role::Admin).await?;
+    suspend_as(&state, &identity, &ip, row, body, false).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceInfo>> {
+    let row = load(&state, &identity, &id, Role::Admin).await?;
+    resume_as(&state, &identity, &ip, row, false).await
+}
+
+/// Deleting revokes the probe tokens at once; the reconciler then drops the collector state.
+async fn remove(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<InstanceInfo>)> {
+    let mut row = load(&state, &identity, &id, Role::Admin).await?;
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    transition(
+        &mut tx,
+        &mut row,
+        InstanceState::Deleting,
+        Some(&actor(&identity, &ip)),
+        None,
+        now,
+        |r| {
+            r.refuse_uploads = true;
+            r.refuse_reads = true;
+        },
+    )
+    .await?;
+    tx.revoke_probe_tokens(&row.id, None, now).await?;
+    tx.commit().await?;
+    state.wakeup.wake();
+    Ok((StatusCode::ACCEPTED, Json(info(&row))))
+}
+
+/// Rotation: a new token now; the old ones keep working for the grace period.
+async fn rotate_token(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<InstanceWithToken>)> {
+    let row = load(&state, &identity, &id, Role::Editor).await?;
+    if matches!(
+        state_of(&row),
+        InstanceState::Deleting | InstanceState::Deleted
+    ) {
+        return Err(Error::conflict("A deleted instance has no tokens."));
+    }
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let (token_id, token) = issue_probe_token(&mut tx, &row.id, &identity.user.email, now).await?;
+    tx.expire_probe_tokens(&row.id, &token_id, now + state.provisioning.token_grace)
+        .await?;
+    let detail = format!(
+        "probe token rotated; the previous ones work for {} more hours",
+        state.provisioning.token_grace / 3_600_000
+    );
+    record(
+        &mut tx,
+        "probe_token_rotated",
+        &row,
+        Some(state_of(&row)),
+        Some(&actor(&identity, &ip)),
+        Some(detail),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InstanceWithToken {
+            instance: info(&row),
+            probe_token: token,
+        }),
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    ip: ClientIp,
+    Path((id, token)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let row = load(&state, &identity, &id, Role::Editor).await?;
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    if tx.revoke_probe_tokens(&row.id, Some(&token), now).await? == 0 {
+        return Err(Error::not_found("No live probe token with that id."));
+    }
+    let detail = Some("probe token revoked".to_owned());
+    record(
+        &mut tx,
+        "probe_token_revoked",
+        &row,
+        Some(state_of(&row)),
+        Some(&actor(&identity, &ip)),
+        detail,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn admin_list(
+    State(state): State<AppState>,
+    SiteAdmin(_): SiteAdmin,
+) -> Result<Json<Vec<InstanceInfo>>> {
+    let rows = state.store.all_instances(1000).await?;
+    Ok(Json(rows.iter().map(info).collect()))
+}
+
+async fn admin_row(state: &AppState, id: &str) -> Result<InstanceRow> {
+    state
+        .store
+        .instance(id)
+        .await?
+        .ok_or_else(|| Error::not_found("No such instance."))
+}
+
+async fn admin_suspend(
+    State(state): State<AppState>,
+    SiteAdmin(identity): SiteAdmin,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Json(body): Json<Suspension>,
+) -> Result<Json<InstanceInfo>> {
+    let row = admin_row(&state, &id).await?;
+    suspend_as(&state, &identity, &ip, row, body, true).await
+}
+
+async fn admin_resume(
+    State(state): State<AppState>,
+    SiteAdmin(identity): SiteAdmin,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> Result<Json<InstanceInfo>> {
+    let row = admin_row(&state, &id).await?;
+    resume_as(&state, &identity, &ip, row, true).await
+}
