@@ -65,6 +65,12 @@ struct MetricsInner {
     reconcile_errors: Counter,
     reconcile_duration: Histogram,
     reconcile_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    shard_instances: Family<ShardLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabels {
+    shard: String,
 }
 
 fn request_histogram() -> Histogram {
@@ -111,6 +117,12 @@ impl Metrics {
             "Age of the oldest instance change the reconciler has not converged yet",
             reconcile_lag.clone(),
         );
+        let shard_instances = Family::<ShardLabels, Gauge>::default();
+        registry.register(
+            "shard_instances",
+            "Instances each collector shard holds",
+            shard_instances.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -119,6 +131,7 @@ impl Metrics {
                 reconcile_errors,
                 reconcile_duration,
                 reconcile_lag,
+                shard_instances,
             }),
         }
     }
@@ -127,6 +140,16 @@ impl Metrics {
         self.inner.reconcile_passes.inc();
         self.inner.reconcile_errors.inc_by(errors);
         self.inner.reconcile_duration.observe(seconds);
+    }
+
+    pub fn set_shard_instances(&self, shard: &str, count: usize) {
+        let labels = ShardLabels {
+            shard: shard.to_owned(),
+        };
+        self.inner
+            .shard_instances
+            .get_or_create(&labels)
+            .set(count as i64);
     }
 
     pub fn set_reconcile_lag(&self, seconds: f64) {

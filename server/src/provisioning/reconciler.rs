@@ -209,6 +209,11 @@ impl Reconciler {
                     continue;
                 }
             };
+            let kept = held
+                .iter()
+                .filter(|id| wanted.contains(&(shard.name().to_owned(), (*id).clone())))
+                .count();
+            self.metrics.set_shard_instances(shard.name(), kept);
             for id in held {
                 if !wanted.contains(&(shard.name().to_owned(), id.clone())) {
                     tracing::info!(shard = shard.name(), instance = %id, "dropping an instance the database does not want here");

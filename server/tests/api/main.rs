@@ -7,6 +7,7 @@ mod support;
 mod accounts;
 mod browser;
 mod cli;
+mod crash;
 mod errors;
 mod health;
 mod instances;

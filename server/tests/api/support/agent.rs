@@ -17,13 +17,18 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(app: &TestApp) -> Agent {
+        Agent::for_url(&app.url)
+    }
+
+    /// An agent for a server at `base` (e.g. a `scopehub serve` process).
+    pub fn for_url(base: &str) -> Agent {
         Agent {
-            base: app.url.clone(),
+            base: base.to_owned(),
             client: reqwest::Client::new(),
             cookie: None,
             csrf: None,
             bearer: None,
-            origin: Some(app.url.clone()),
+            origin: Some(base.to_owned()),
         }
     }
 
