@@ -10,6 +10,9 @@ use std::cell::RefCell;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use shared::instances::{
+    InstanceDetails, InstanceInfo, InstanceWithToken, NewInstance, Suspension,
+};
 use shared::users::{
     AcceptInvite, Accepted, AdminFlag, ApiTokenInfo, AuditEvent, ChangePassword, Credentials,
     EmailOnly, InviteInfo, InvitePreview, Me, MemberInfo, NewApiToken, NewInvite, OrgInfo,
@@ -228,6 +231,71 @@ pub async fn create_api_token(body: NewApiToken) -> Result<ApiTokenInfo, ApiErro
 
 pub async fn revoke_api_token(id: String) -> Result<(), ApiError> {
     send_empty::<()>("DELETE", &format!("/api/tokens/{id}"), None).await
+}
+
+// ---- instances --------------------------------------------------------------------------------------
+
+pub async fn instances(org: String) -> Result<Vec<InstanceInfo>, ApiError> {
+    get_json(&format!("/api/instances?org={}", js_sys_encode(&org))).await
+}
+
+pub async fn create_instance(org_id: String, name: String) -> Result<InstanceWithToken, ApiError> {
+    send(
+        "POST",
+        "/api/instances",
+        Some(&NewInstance { org_id, name }),
+    )
+    .await
+}
+
+pub async fn instance(id: String) -> Result<InstanceDetails, ApiError> {
+    get_json(&format!("/api/instances/{id}")).await
+}
+
+pub async fn rename_instance(id: String, name: String) -> Result<InstanceInfo, ApiError> {
+    send(
+        "PATCH",
+        &format!("/api/instances/{id}"),
+        Some(&OrgName { name }),
+    )
+    .await
+}
+
+pub async fn suspend_instance(
+    id: String,
+    reason: String,
+    refuse_reads: bool,
+) -> Result<InstanceInfo, ApiError> {
+    send(
+        "POST",
+        &format!("/api/instances/{id}/suspend"),
+        Some(&Suspension {
+            reason,
+            refuse_reads,
+        }),
+    )
+    .await
+}
+
+pub async fn resume_instance(id: String) -> Result<InstanceInfo, ApiError> {
+    send::<(), _>("POST", &format!("/api/instances/{id}/resume"), None).await
+}
+
+pub async fn delete_instance(id: String) -> Result<InstanceInfo, ApiError> {
+    send::<(), _>("DELETE", &format!("/api/instances/{id}"), None).await
+}
+
+pub async fn rotate_probe_token(id: String) -> Result<InstanceWithToken, ApiError> {
+    send::<(), _>("POST", &format!("/api/instances/{id}/tokens"), None).await
+}
+
+pub async fn revoke_probe_token(id: String, token: String) -> Result<(), ApiError> {
+    send_empty::<()>(
+        "DELETE",
+        &format!("/api/instances/{id}/tokens/{token}"),
+        None,
+    )
+    .await
 }
 
 // ---- admin ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ use components::layout::Layout;
 use pages::account::Account;
 use pages::admin::Admin;
 use pages::auth::{ForgotPassword, Login, LoginLink, ResetPassword, Signup, Verify, Waitlist};
+use pages::instances::{Instance, provide_fresh_token};
 use pages::orgs::{Invite, Org, OrgAudit, Orgs};
 use pages::tokens::Tokens;
 use pages::{home::Home, not_found::NotFound, status::Status};
@@ -36,6 +37,7 @@ fn install_panic_reporting() {
 fn App() -> impl IntoView {
     provide_meta_context();
     session::provide_session();
+    provide_fresh_token();
     view! {
         <Title text="Scopehub" />
         <Router>
@@ -55,6 +57,7 @@ fn App() -> impl IntoView {
                     <Route path=path!("/orgs") view=|| view! { <RequireApproved><Orgs /></RequireApproved> } />
                     <Route path=path!("/orgs/:id") view=|| view! { <RequireApproved><Org /></RequireApproved> } />
                     <Route path=path!("/orgs/:id/audit") view=|| view! { <RequireApproved><OrgAudit /></RequireApproved> } />
+                    <Route path=path!("/instances/:id") view=|| view! { <RequireApproved><Instance /></RequireApproved> } />
                     <Route path=path!("/tokens") view=|| view! { <RequireApproved><Tokens /></RequireApproved> } />
                     <Route path=path!("/admin") view=|| view! { <RequireAdmin><Admin /></RequireAdmin> } />
                 </Routes>

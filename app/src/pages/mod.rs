@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod home;
+pub mod instances;
 pub mod not_found;
 pub mod orgs;
 pub mod status;

@@ -136,6 +136,8 @@ pub fn Org() -> impl IntoView {
             <p>"Your role: " <span class="badge" id="my-role">{move || my_role().map(|r| r.as_str()).unwrap_or("none")}</span></p>
             <FormError error=action_error />
 
+            <crate::pages::instances::OrgInstances org=Signal::derive(org_id) role=Signal::derive(my_role) />
+
             <h2>"Members"</h2>
             <Suspense fallback=|| view! { <Loading what="members" /> }>
                 {move || members.get().map(|result| match result {

@@ -178,3 +178,101 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
     browser.quit().await;
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+#[tokio::test]
+async fn create_an_instance_see_its_token_and_commands_rotate_and_delete() {
+    let Some(dist) = prerequisites() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        dist.to_str().unwrap(),
+    ]);
+    server.wait_ready().await;
+    let base = server.url.clone();
+    let http = reqwest::Client::new();
+    let signup = json!({"email": "admin@example.com", "password": PASSWORD});
+    assert_eq!(
+        http.post(format!("{base}/api/users/signup"))
+            .json(&signup)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+
+    let browser = Browser::start().await;
+    log_in(&browser, &base, "admin@example.com").await;
+    browser.wait_for_url(|u| u.contains("/orgs/")).await;
+    browser.type_into("#instance-name", "production").await;
+    browser
+        .click_css("#create-instance button[type=submit]")
+        .await;
+
+    // The instance page shows the token once, with both probe commands pointing at this server.
+    browser.wait_for_url(|u| u.contains("/instances/")).await;
+    browser
+        .wait_for_text("#instance-name", |t| t == "production")
+        .await;
+    let token = eventually(Duration::from_secs(30), "the probe token", || async {
+        let v = browser.value("#probe-token").await;
+        v.starts_with("shp_").then_some(v)
+    })
+    .await;
+    let scope = browser.value("#scope-command").await;
+    assert!(
+        scope.contains(&format!("--probe.token={token} {base}")),
+        "{scope}"
+    );
+    let ours = browser.value("#scopehub-command").await;
+    assert_eq!(ours, format!("scopehub probe --url {base} --token {token}"));
+    // The reconciler makes it ready, and the page shows it.
+    browser.goto(&browser.current_url().await).await;
+    browser
+        .wait_for_text("#instance-state", |t| t == "ready")
+        .await;
+    assert!(
+        browser.find("#probe-token").await.is_none(),
+        "the token is shown only once"
+    );
+    let probe = |token: String| {
+        let http = http.clone();
+        let url = format!("{base}/api");
+        async move {
+            http.get(url)
+                .header("authorization", format!("Scope-Probe token={token}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(probe(token.clone()).await, 200);
+
+    // Rotate: a new token is shown; the old one still works during the grace period.
+    browser.click_css("#rotate-token").await;
+    let rotated = eventually(Duration::from_secs(30), "the rotated token", || async {
+        let v = browser.value("#probe-token").await;
+        (v.starts_with("shp_") && v != token).then_some(v)
+    })
+    .await;
+    assert_eq!(probe(rotated.clone()).await, 200);
+    assert_eq!(probe(token.clone()).await, 200);
+    browser
+        .wait_for_text("#events", |t| t.contains("probe token rotated"))
+        .await;
+
+    // Delete, after confirming: back to the org, where the instance shows as deleting or deleted.
+    browser.click_css("#delete-instance").await;
+    browser.accept_alert().await;
+    browser.wait_for_url(|u| u.contains("/orgs/")).await;
+    browser
+        .wait_for_text("#instances", |t| {
+            t.contains("production") && (t.contains("deleting") || t.contains("deleted"))
+        })
+        .await;
+    assert_eq!(probe(rotated).await, 401);
+    browser.quit().await;
+}

@@ -251,6 +251,20 @@ impl Browser {
         }
     }
 
+    /// Accepts the `confirm()` dialog that is (or is about to be) open.
+    pub async fn accept_alert(&self) {
+        super::eventually(
+            Duration::from_secs(30),
+            "a confirmation dialog",
+            move || async move {
+                let url = format!("{}/session/{}/alert/accept", self.base, self.session);
+                let response = self.http.post(url).json(&json!({})).send().await.ok()?;
+                response.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn page_source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None)
             .await

@@ -1,0 +1,256 @@
+//! Scope instances: the list and create form of an org, and one instance's page.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use shared::ApiError;
+use shared::instances::{InstanceInfo, InstanceState};
+use shared::users::Role;
+
+use crate::api;
+use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::forms::{FieldError, FormError, when};
+use crate::session::use_session;
+
+/// A probe token just created or rotated, shown once on the instance's page.
+#[derive(Clone, Copy)]
+pub struct FreshToken(pub RwSignal<Option<(String, String)>>);
+
+pub fn provide_fresh_token() {
+    provide_context(FreshToken(RwSignal::new(None)));
+}
+
+fn badge(state: InstanceState) -> impl IntoView {
+    view! { <span class=format!("badge state-{}", state.as_str())>{state.as_str()}</span> }
+}
+
+/// The instances of one org, with a create form for editors; part of the org page.
+#[component]
+pub fn OrgInstances(
+    #[prop(into)] org: Signal<String>,
+    #[prop(into)] role: Signal<Option<Role>>,
+) -> impl IntoView {
+    let navigate = use_navigate();
+    let fresh = expect_context::<FreshToken>();
+    let list = LocalResource::new(move || api::instances(org.get()));
+    let name = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<ApiError>);
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            match api::create_instance(org.get_untracked(), name.get_untracked()).await {
+                Ok(created) => {
+                    let id = created.instance.id.clone();
+                    fresh.0.set(Some((id.clone(), created.probe_token)));
+                    navigate(&format!("/instances/{id}"), Default::default());
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <h2>"Scope instances"</h2>
+        <Suspense fallback=|| view! { <Loading what="instances" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(items) if items.is_empty() => view! { <p>"No instances yet."</p> }.into_any(),
+                Ok(items) => view! {
+                    <table class="list" id="instances">
+                        <thead><tr><th>"Name"</th><th>"State"</th><th>"Created"</th></tr></thead>
+                        <tbody>
+                            {items.into_iter().map(|i: InstanceInfo| view! {
+                                <tr>
+                                    <td><A href=format!("/instances/{}", i.id)>{i.name.clone()}</A></td>
+                                    <td>{badge(i.state)}</td>
+                                    <td>{when(i.created_at)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Suspense>
+        <Show when=move || role.get().is_some_and(|r| r >= Role::Editor)>
+            <form on:submit=create.clone() id="create-instance">
+                <label>"New instance name" <input id="instance-name" type="text" maxlength="80" required
+                    prop:value=name on:input=move |ev| name.set(event_target_value(&ev)) /></label>
+                <FieldError error=error name="name" />
+                <FormError error=error />
+                <button type="submit">"Create instance"</button>
+            </form>
+        </Show>
+    }
+}
+
+#[component]
+pub fn Instance() -> impl IntoView {
+    let session = use_session();
+    let navigate = use_navigate();
+    let fresh = expect_context::<FreshToken>();
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").unwrap_or_default());
+    let details = LocalResource::new(move || api::instance(id()));
+    let error = RwSignal::new(None::<ApiError>);
+    let reason = RwSignal::new(String::new());
+    let new_name = RwSignal::new(String::new());
+    let origin = web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default();
+    let token_for_this = move || fresh.0.get().filter(|(i, _)| *i == id()).map(|(_, t)| t);
+
+    let role = move |org: &str| {
+        session.me.with(|m| {
+            m.as_ref()
+                .and_then(|m| m.orgs.iter().find(|o| o.id == org).map(|o| o.role))
+        })
+    };
+    let act = move |what: &'static str| {
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            let id = id();
+            let result = match what {
+                "rename" => api::rename_instance(id.clone(), new_name.get_untracked())
+                    .await
+                    .map(|_| new_name.set(String::new())),
+                "rotate" => api::rotate_probe_token(id.clone())
+                    .await
+                    .map(|r| fresh.0.set(Some((id.clone(), r.probe_token)))),
+                "suspend" => api::suspend_instance(id.clone(), reason.get_untracked(), false)
+                    .await
+                    .map(|_| ()),
+                "resume" => api::resume_instance(id.clone()).await.map(|_| ()),
+                "delete" => {
+                    let confirmed = web_sys::window()
+                        .and_then(|w| {
+                            w.confirm_with_message(
+                                "Delete this instance? Its probes stop reporting at once.",
+                            )
+                            .ok()
+                        })
+                        .unwrap_or(false);
+                    if !confirmed {
+                        return;
+                    }
+                    api::delete_instance(id.clone())
+                        .await
+                        .map(|i| navigate(&format!("/orgs/{}", i.org_id), Default::default()))
+                }
+                _ => Ok(()),
+            };
+            match result {
+                Ok(()) => {
+                    error.set(None);
+                    details.refetch();
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+
+    view! {
+        <section class="instance">
+            <FormError error=error />
+            <Suspense fallback=|| view! { <Loading what="the instance" /> }>
+                {move || details.get().map(|result| match result {
+                    Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                    Ok(d) => {
+                        let i = d.instance.clone();
+                        let my_role = role(&i.org_id);
+                        let editor = my_role.is_some_and(|r| r >= Role::Editor);
+                        let admin = my_role == Some(Role::Admin);
+                        let live = !matches!(i.state, InstanceState::Deleting | InstanceState::Deleted);
+                        let act = act.clone();
+                        let (a0, a1, a2, a3, a4) = (act.clone(), act.clone(), act.clone(), act.clone(), act);
+                        let origin = origin.clone();
+                        view! {
+                            <h1 id="instance-name">{i.name.clone()}</h1>
+                            <p>"State: " <span id="instance-state">{badge(i.state)}</span>
+                               {i.shard.clone().map(|s| format!(" · collector shard {s}"))}</p>
+                            {i.suspension_reason.clone().map(|r| view! {
+                                <p class="error-notice" role="status">{if i.suspended_by_site { "Suspended by the site's administrators: " } else { "Suspended: " }}{r}</p>
+                            })}
+                            {move || token_for_this().map(|token| {
+                                let scope = format!(
+                                    "docker run -d --name scope-probe --net=host --pid=host --privileged -v /var/run/docker.sock:/var/run/docker.sock weaveworks/scope:1.13.2 --mode=probe --probe-only --probe.token={token} {origin}"
+                                );
+                                let ours = format!("scopehub probe --url {origin} --token {token}");
+                                view! {
+                                    <div class="notice" role="status">
+                                        <p>"Your probe token — copy it now, it will not be shown again:"</p>
+                                        <input type="text" readonly class="copy" id="probe-token" prop:value=token.clone() />
+                                        <p>"Run the Weave Scope probe on each host:"</p>
+                                        <input type="text" readonly class="copy" id="scope-command" prop:value=scope />
+                                        <p>"Or ours:"</p>
+                                        <input type="text" readonly class="copy" id="scopehub-command" prop:value=ours />
+                                    </div>
+                                }
+                            })}
+                            <h2>"Limits"</h2>
+                            <p>{format!("{} probes · {} MiB per report · {} reports per second",
+                                i.limits.max_probes, i.limits.max_report_bytes / (1024 * 1024), i.limits.max_reports_per_second)}</p>
+                            <h2>"Probe tokens"</h2>
+                            <table class="list" id="probe-tokens">
+                                <thead><tr><th>"Created"</th><th>"Works until"</th><th></th></tr></thead>
+                                <tbody>
+                                    {d.tokens.iter().map(|t| {
+                                        let token_id = t.id.clone();
+                                        let revoke = move |_| {
+                                            let token_id = token_id.clone();
+                                            spawn_local(async move {
+                                                match api::revoke_probe_token(id(), token_id).await {
+                                                    Ok(()) => details.refetch(),
+                                                    Err(e) => error.set(Some(e)),
+                                                }
+                                            });
+                                        };
+                                        view! {
+                                            <tr>
+                                                <td>{when(t.created_at)}</td>
+                                                <td>{if t.revoked { "revoked".to_owned() } else { t.expires_at.map(when).unwrap_or_else(|| "no end".into()) }}</td>
+                                                <td>{(editor && !t.revoked).then(|| view! { <button type="button" class="secondary" on:click=revoke>"Revoke"</button> })}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            {(editor && live).then(|| view! {
+                                <button type="button" id="rotate-token" on:click=move |_| a1("rotate")>"Rotate probe token"</button>
+                                <div class="inline-form">
+                                    <input type="text" maxlength="80" placeholder="New name" aria-label="New name" prop:value=new_name
+                                        on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                                    <button type="button" class="secondary" on:click=move |_| a0("rename")>"Rename"</button>
+                                </div>
+                            })}
+                            {(admin && live).then(|| view! {
+                                <h2>"Manage"</h2>
+                                {if i.state == InstanceState::Suspended {
+                                    view! { <button type="button" id="resume" on:click=move |_| a2("resume")>"Resume"</button> }.into_any()
+                                } else {
+                                    view! {
+                                        <div class="inline-form">
+                                            <input type="text" placeholder="Reason for suspending" aria-label="Reason" prop:value=reason
+                                                on:input=move |ev| reason.set(event_target_value(&ev)) />
+                                            <button type="button" class="secondary" id="suspend" on:click=move |_| a3("suspend")>"Suspend"</button>
+                                        </div>
+                                    }.into_any()
+                                }}
+                                <button type="button" class="danger" id="delete-instance" on:click=move |_| a4("delete")>"Delete instance"</button>
+                            })}
+                            <h2>"Events"</h2>
+                            <ol class="timeline" id="events">
+                                {d.events.iter().rev().map(|e| view! {
+                                    <li>{when(e.at)}" · " {e.to_state.as_str()}
+                                        {e.actor.clone().map(|a| format!(" · by {a}")).unwrap_or_else(|| " · by the reconciler".into())}
+                                        {e.detail.clone().map(|d| format!(" · {d}"))}</li>
+                                }).collect_view()}
+                            </ol>
+                            <p><A href=format!("/orgs/{}", i.org_id)>"Back to the org"</A></p>
+                        }.into_any()
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
