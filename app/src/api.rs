@@ -331,6 +331,26 @@ pub async fn admin_set_admin(id: String, is_admin: bool) -> Result<UserInfo, Api
     .await
 }
 
+pub async fn admin_instances() -> Result<Vec<InstanceInfo>, ApiError> {
+    get_json("/api/admin/instances").await
+}
+
+pub async fn admin_suspend_instance(id: String, reason: String) -> Result<InstanceInfo, ApiError> {
+    send(
+        "POST",
+        &format!("/api/admin/instances/{id}/suspend"),
+        Some(&Suspension {
+            reason,
+            refuse_reads: false,
+        }),
+    )
+    .await
+}
+
+pub async fn admin_resume_instance(id: String) -> Result<InstanceInfo, ApiError> {
+    send::<(), _>("POST", &format!("/api/admin/instances/{id}/resume"), None).await
+}
+
 pub async fn admin_orgs() -> Result<Vec<OrgInfo>, ApiError> {
     get_json("/api/admin/orgs").await
 }

@@ -14,6 +14,7 @@ enum Tab {
     Waitlist,
     Users,
     Orgs,
+    Instances,
     Outbox,
     Audit,
 }
@@ -34,6 +35,7 @@ pub fn Admin() -> impl IntoView {
                 {tab_button(Tab::Waitlist, "Waitlist", "tab-waitlist")}
                 {tab_button(Tab::Users, "Users", "tab-users")}
                 {tab_button(Tab::Orgs, "Orgs", "tab-orgs")}
+                {tab_button(Tab::Instances, "Instances", "tab-instances")}
                 {tab_button(Tab::Outbox, "Outbox", "tab-outbox")}
                 {tab_button(Tab::Audit, "Audit log", "tab-audit")}
             </nav>
@@ -41,6 +43,7 @@ pub fn Admin() -> impl IntoView {
                 Tab::Waitlist => view! { <WaitlistTab /> }.into_any(),
                 Tab::Users => view! { <UsersTab /> }.into_any(),
                 Tab::Orgs => view! { <OrgsTab /> }.into_any(),
+                Tab::Instances => view! { <InstancesTab /> }.into_any(),
                 Tab::Outbox => view! { <OutboxTab /> }.into_any(),
                 Tab::Audit => view! { <AuditTab /> }.into_any(),
             }}
@@ -174,6 +177,60 @@ fn OrgsTab() -> impl IntoView {
                         <tbody>
                             {orgs.into_iter().map(|o| view! {
                                 <tr><td>{o.name.clone()}</td><td>{o.members}</td><td>{when(o.created_at)}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn InstancesTab() -> impl IntoView {
+    let list = LocalResource::new(api::admin_instances);
+    let error = RwSignal::new(None::<ApiError>);
+    view! {
+        <FormError error=error />
+        <Suspense fallback=|| view! { <Loading what="instances" /> }>
+            {move || list.get().map(|result| match result {
+                Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(instances) => view! {
+                    <table class="list" id="all-instances">
+                        <thead><tr><th>"Name"</th><th>"Org"</th><th>"State"</th><th></th></tr></thead>
+                        <tbody>
+                            {instances.into_iter().map(|i| {
+                                let reason = RwSignal::new(String::new());
+                                let id = i.id.clone();
+                                let suspended = i.state == shared::instances::InstanceState::Suspended;
+                                let toggle = move |_| {
+                                    let id = id.clone();
+                                    spawn_local(async move {
+                                        let result = if suspended {
+                                            api::admin_resume_instance(id).await
+                                        } else {
+                                            api::admin_suspend_instance(id, reason.get_untracked()).await
+                                        };
+                                        match result {
+                                            Ok(_) => { error.set(None); list.refetch(); }
+                                            Err(e) => error.set(Some(e)),
+                                        }
+                                    });
+                                };
+                                view! {
+                                    <tr>
+                                        <td>{i.name.clone()}</td>
+                                        <td>{i.org_id.clone()}</td>
+                                        <td>{i.state.as_str()}{i.suspension_reason.clone().map(|r| format!(" ({r})"))}</td>
+                                        <td class="actions">
+                                            {(!suspended).then(|| view! {
+                                                <input type="text" placeholder="Reason (the org sees it)" aria-label="Reason"
+                                                    prop:value=reason on:input=move |ev| reason.set(event_target_value(&ev)) />
+                                            })}
+                                            <button type="button" class="secondary" on:click=toggle>{if suspended { "Resume" } else { "Suspend" }}</button>
+                                        </td>
+                                    </tr>
+                                }
                             }).collect_view()}
                         </tbody>
                     </table>
