@@ -4,7 +4,11 @@
 //! Scope's topology views, websockets, the probe registry. Must not: see tokens; it trusts the tenant
 //! only as the edge resolves it (`frontend::auth::instance_for_probe`).
 //!
-//! Built so far: `GET /api`, the details a Scope probe asks for first.
+//! Built so far: `GET /api`, the details a Scope probe asks for first; the report model and its
+//! decoder (`report.rs`, `decode.rs`).
+
+pub mod decode;
+pub mod report;
 
 use axum::Router;
 use axum::extract::State;

@@ -1,0 +1,305 @@
+//! Turning a `POST /api/report` body into a [`Report`]: content type and encoding as Scope's app
+//! accepts them, decompression capped while streaming (a gzip bomb is refused without inflating it).
+
+use std::io::Read;
+
+use super::report::Report;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Msgpack,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("unsupported Content-Type `{0}`: send application/msgpack or application/json")]
+    UnsupportedContentType(String),
+    #[error("unsupported Content-Encoding `{0}`: send gzip or nothing")]
+    UnsupportedEncoding(String),
+    #[error("the report is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the report cannot be decoded: {0}")]
+    Malformed(String),
+}
+
+/// The format a `Content-Type` names; like Scope, only its prefix counts (parameters are ignored).
+pub fn format_of(content_type: Option<&str>) -> Result<Format, DecodeError> {
+    let ct = content_type.unwrap_or("").trim().to_ascii_lowercase();
+    if ct.starts_with("application/msgpack") {
+        Ok(Format::Msgpack)
+    } else if ct.starts_with("application/json") {
+        Ok(Format::Json)
+    } else {
+        Err(DecodeError::UnsupportedContentType(
+            content_type.unwrap_or("").chars().take(100).collect(),
+        ))
+    }
+}
+
+/// Whether a `Content-Encoding` means gzip; anything but gzip or identity is refused.
+pub fn is_gzip(content_encoding: Option<&str>) -> Result<bool, DecodeError> {
+    match content_encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => Ok(false),
+        Some("gzip") | Some("x-gzip") => Ok(true),
+        Some(other) => Err(DecodeError::UnsupportedEncoding(
+            other.chars().take(100).collect(),
+        )),
+    }
+}
+
+/// Decodes a report body of at most `max_bytes` after decompression.
+pub fn decode(
+    body: &[u8],
+    format: Format,
+    gzip: bool,
+    max_bytes: usize,
+) -> Result<Report, DecodeError> {
+    let inflated;
+    let raw: &[u8] = if gzip {
+        let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_bytes));
+        flate2::read::GzDecoder::new(body)
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| DecodeError::Malformed(format!("gzip: {e}")))?;
+        inflated = out;
+        &inflated
+    } else {
+        body
+    };
+    if raw.len() > max_bytes {
+        return Err(DecodeError::TooLarge(max_bytes));
+    }
+    match format {
+        Format::Msgpack => {
+            rmp_serde::from_slice(raw).map_err(|e| DecodeError::Malformed(format!("msgpack: {e}")))
+        }
+        Format::Json => {
+            serde_json::from_slice(raw).map_err(|e| DecodeError::Malformed(format!("json: {e}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const MAX: usize = 16 * 1024 * 1024;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/scope")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// Go's JSON encoder prints some floats one digit short, so compare metric values to 12
+    /// significant digits.
+    fn rounded(
+        nodes: &std::collections::BTreeMap<String, crate::collector::report::Node>,
+    ) -> serde_json::Value {
+        fn walk(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Number(n) if n.is_f64() => {
+                    let f = n.as_f64().unwrap_or_default();
+                    *v = serde_json::Value::String(format!("{f:.11e}"));
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+                serde_json::Value::Object(o) => o.values_mut().for_each(walk),
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(nodes).unwrap();
+        walk(&mut v);
+        v
+    }
+
+    #[test]
+    fn every_probe_fixture_decodes_alike_from_msgpack_and_json() {
+        for name in [
+            "probe-full-1",
+            "probe-delta-2",
+            "probe-delta-3",
+            "probe-full-4",
+        ] {
+            let wire = decode(
+                &fixture(&format!("{name}.msgpack.gz")),
+                Format::Msgpack,
+                true,
+                MAX,
+            )
+            .unwrap();
+            let json = decode(&fixture(&format!("{name}.json")), Format::Json, false, MAX).unwrap();
+            assert_eq!(wire.ts, json.ts, "{name}");
+            assert_eq!(wire.window, json.window, "{name}");
+            assert_eq!(wire.id, json.id, "{name}");
+            assert!(
+                wire.ts.0 > 0 && wire.window > 0 && !wire.id.is_empty(),
+                "{name}"
+            );
+            for (topology, t) in &json.topologies {
+                let empty = Default::default();
+                let w = wire.topologies.get(topology).map_or(&empty, |t| &t.nodes);
+                assert_eq!(rounded(w), rounded(&t.nodes), "{name} {topology}");
+            }
+            // The same report gzipped as JSON decodes too.
+            let again = decode(
+                &gzip(&fixture(&format!("{name}.json"))),
+                Format::Json,
+                true,
+                MAX,
+            )
+            .unwrap();
+            assert_eq!(again, json, "{name}");
+        }
+    }
+
+    #[test]
+    fn fixture_contents_are_what_the_readme_says() {
+        let full1 = decode(
+            &fixture("probe-full-1.msgpack.gz"),
+            Format::Msgpack,
+            true,
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(full1.ts.to_rfc3339(), "2026-11-28T06:10:18.062328274Z");
+        assert_eq!(full1.window, 3_001_390_756);
+        let count = |r: &Report, t: &str| r.topology(t).map_or(0, |t| t.nodes.len());
+        assert_eq!(
+            (
+                count(&full1, "Endpoint"),
+                count(&full1, "Process"),
+                count(&full1, "Host")
+            ),
+            (17, 9, 1)
+        );
+        let host = &full1.topology("Host").unwrap().nodes["scope-fixture-host;<host>"];
+        assert_eq!(host.latest["host_name"].value, "scope-fixture-host");
+        assert_eq!(
+            host.sets["local_networks"],
+            vec!["127.0.0.1/8", "192.0.2.2/24"]
+        );
+        assert!(host.metrics.values().any(|m| !m.samples.is_empty()));
+
+        // Deltas: process nodes without id or topology.
+        let delta = decode(
+            &fixture("probe-delta-2.msgpack.gz"),
+            Format::Msgpack,
+            true,
+            MAX,
+        )
+        .unwrap();
+        let processes = &delta.topology("Process").unwrap().nodes;
+        assert_eq!(processes.len(), 9);
+        assert!(
+            processes
+                .values()
+                .all(|n| n.id.is_empty() && n.topology.is_empty())
+        );
+
+        let full4 = decode(
+            &fixture("probe-full-4.msgpack.gz"),
+            Format::Msgpack,
+            true,
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(count(&full4, "Endpoint"), 34);
+    }
+
+    #[test]
+    fn scopes_own_and_legacy_json_fixtures_decode() {
+        let fixture_report =
+            decode(&fixture("fixture-report.json"), Format::Json, false, MAX).unwrap();
+        assert!(fixture_report.node_count() > 10);
+        // A 2016 report with obsolete `edges`, `controls` and `counters` keys.
+        let old = decode(
+            &fixture("render-report-2016.json"),
+            Format::Json,
+            false,
+            MAX,
+        )
+        .unwrap();
+        assert!(old.node_count() > 100, "{}", old.node_count());
+    }
+
+    #[test]
+    fn gzip_bombs_are_refused_without_inflating_them() {
+        // 64 MiB of zeros compress to about 64 KiB; the cap stops inflation at 1 MiB + 1 byte.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..64 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert_eq!(
+            decode(&bomb, Format::Msgpack, true, 1024 * 1024),
+            Err(DecodeError::TooLarge(1024 * 1024))
+        );
+        let plain = vec![b' '; 2048];
+        assert_eq!(
+            decode(&plain, Format::Json, false, 1024),
+            Err(DecodeError::TooLarge(1024))
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        let full = fixture("probe-full-1.msgpack.gz");
+        assert!(matches!(
+            decode(&full[..full.len() / 2], Format::Msgpack, true, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"\x93\x01\x02", Format::Msgpack, false, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"{\"TS\": 5", Format::Json, false, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"[]", Format::Json, false, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"{\"TS\": \"yesterday\"}", Format::Json, false, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"not gzip", Format::Json, true, MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+        // Unknown fields and nulls are fine.
+        let lenient = br#"{"TS":null,"Future":{"x":1},"Process":{"nodes":{"h;1":{"id":"h;1","sets":null,"parents":null,"children":null,"latest":null}}}}"#;
+        let report = decode(lenient, Format::Json, false, MAX).unwrap();
+        assert_eq!(report.topology("Process").unwrap().nodes.len(), 1);
+    }
+
+    #[test]
+    fn content_types_and_encodings_are_checked_like_scope() {
+        assert_eq!(format_of(Some("application/msgpack")), Ok(Format::Msgpack));
+        assert_eq!(
+            format_of(Some("application/json; charset=utf-8")),
+            Ok(Format::Json)
+        );
+        assert!(format_of(Some("text/plain")).is_err());
+        assert!(format_of(None).is_err());
+        assert_eq!(is_gzip(Some("gzip")), Ok(true));
+        assert_eq!(is_gzip(None), Ok(false));
+        assert!(is_gzip(Some("br")).is_err());
+    }
+}

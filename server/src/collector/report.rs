@@ -1,0 +1,337 @@
+//! Weave Scope's report model (shared scope-protocol.md §2), as the real probe sends it.
+//!
+//! Decoding is lenient where the probe is: `null` for empty maps and lists, unknown and legacy fields
+//! ignored, times either RFC 3339 strings (JSON) or Go `time.MarshalBinary` blobs inside msgpack
+//! strings. The same types decode both encodings.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The 23 topologies of a report, by their wire names.
+pub const TOPOLOGIES: [&str; 23] = [
+    "Endpoint",
+    "Process",
+    "Container",
+    "ContainerImage",
+    "Pod",
+    "Service",
+    "Deployment",
+    "ReplicaSet",
+    "DaemonSet",
+    "StatefulSet",
+    "CronJob",
+    "Namespace",
+    "Host",
+    "Overlay",
+    "ECSTask",
+    "ECSService",
+    "SwarmService",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "StorageClass",
+    "VolumeSnapshot",
+    "VolumeSnapshotData",
+    "Job",
+];
+
+/// Nanoseconds since the Unix epoch, UTC. Times outside what that can hold (Go's zero time,
+/// 0001-01-01, above all) are clamped to its ends; [`Time::ZERO`] is the oldest, and the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Time(pub i64);
+
+impl Default for Time {
+    fn default() -> Self {
+        Time::ZERO
+    }
+}
+
+/// Seconds from 0001-01-01 to 1970-01-01, as Go counts them.
+const GO_UNIX_OFFSET: i64 = 62_135_596_800;
+
+impl Time {
+    /// Go's zero time, "unset".
+    pub const ZERO: Time = Time(i64::MIN);
+
+    fn from_unix(secs: i64, nanos: u32) -> Time {
+        match secs
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(i64::from(nanos)))
+        {
+            Some(n) if n != i64::MIN => Time(n),
+            _ if secs < 0 => Time::ZERO,
+            _ => Time(i64::MAX),
+        }
+    }
+
+    /// Go's `time.MarshalBinary`: version 1 (15 bytes) or 2 (16 bytes: seconds in the zone offset).
+    pub fn from_go_binary(bytes: &[u8]) -> Option<Time> {
+        let (&version, rest) = bytes.split_first()?;
+        let expected = match version {
+            1 => 14,
+            2 => 15,
+            _ => return None,
+        };
+        if rest.len() != expected {
+            return None;
+        }
+        let secs = i64::from_be_bytes(rest[0..8].try_into().ok()?);
+        let nanos = i32::from_be_bytes(rest[8..12].try_into().ok()?);
+        if !(0..1_000_000_000).contains(&nanos) {
+            return None;
+        }
+        Some(Time::from_unix(
+            secs.checked_sub(GO_UNIX_OFFSET)?,
+            nanos as u32,
+        ))
+    }
+
+    pub fn parse_rfc3339(s: &str) -> Option<Time> {
+        let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+        Some(Time::from_unix(t.timestamp(), t.timestamp_subsec_nanos()))
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        if self == Time::ZERO {
+            return "0001-01-01T00:00:00Z".to_owned();
+        }
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        match chrono::DateTime::from_timestamp(secs, nanos) {
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            None => String::new(),
+        }
+    }
+}
+
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Time {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+        struct TimeVisitor;
+        impl<'de> Visitor<'de> for TimeVisitor {
+            type Value = Time;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 time or a Go binary time")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
+                // A binary blob that happens to be valid UTF-8 arrives here too.
+                Time::parse_rfc3339(v)
+                    .or_else(|| Time::from_go_binary(v.as_bytes()))
+                    .ok_or_else(|| E::custom(format!("invalid time `{}`", v.escape_debug())))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Time, E> {
+                Time::from_go_binary(v).ok_or_else(|| E::custom("invalid Go binary time"))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Time, E> {
+                Ok(Time::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Time, E> {
+                Ok(Time::default())
+            }
+        }
+        d.deserialize_any(TimeVisitor)
+    }
+}
+
+/// `null` decodes as the empty value (real probes send `null` for empty sets, parents, children).
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A map of string lists where the map, or any list in it, may be `null` (old probes do that).
+fn string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    let raw: Option<BTreeMap<String, Option<Vec<String>>>> = Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatestEntry {
+    #[serde(default)]
+    pub timestamp: Time,
+    #[serde(default, deserialize_with = "null_default")]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    #[serde(default)]
+    pub date: Time,
+    #[serde(default)]
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    #[serde(default, deserialize_with = "null_default")]
+    pub samples: Vec<Sample>,
+    #[serde(default)]
+    pub min: f64,
+    #[serde(default)]
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Empty in deltas, which carry only what changed.
+    #[serde(default, deserialize_with = "null_default")]
+    pub id: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub topology: String,
+    #[serde(default, deserialize_with = "string_sets")]
+    pub sets: BTreeMap<String, Vec<String>>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub adjacency: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub latest: BTreeMap<String, LatestEntry>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metrics: BTreeMap<String, Metric>,
+    #[serde(default, deserialize_with = "string_sets")]
+    pub parents: BTreeMap<String, Vec<String>>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub children: Vec<Node>,
+}
+
+/// Templates and controls are passed through to the UI as they came.
+pub type Templates = BTreeMap<String, serde_json::Value>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    #[serde(default, deserialize_with = "null_default")]
+    pub shape: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub tag: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub label: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub label_plural: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub nodes: BTreeMap<String, Node>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub controls: Templates,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata_templates: Templates,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metric_templates: Templates,
+    #[serde(default, deserialize_with = "null_default")]
+    pub table_templates: Templates,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    #[serde(rename = "TS")]
+    pub ts: Time,
+    /// Nanoseconds.
+    #[serde(rename = "Window")]
+    pub window: i64,
+    #[serde(rename = "Shortcut")]
+    pub shortcut: bool,
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// By wire name (`Endpoint`, `Process`, …); only topologies the report carried.
+    #[serde(flatten)]
+    pub topologies: BTreeMap<String, Topology>,
+    #[serde(rename = "DNS", skip_serializing_if = "serde_json::Value::is_null")]
+    pub dns: serde_json::Value,
+    #[serde(rename = "Plugins", skip_serializing_if = "serde_json::Value::is_null")]
+    pub plugins: serde_json::Value,
+}
+
+impl Report {
+    pub fn topology(&self, name: &str) -> Option<&Topology> {
+        self.topologies.get(name)
+    }
+
+    /// Nodes in all topologies.
+    pub fn node_count(&self) -> usize {
+        self.topologies.values().map(|t| t.nodes.len()).sum()
+    }
+}
+
+fn next<'de, A: MapAccess<'de>, T: DeserializeOwned + Default>(map: &mut A) -> Result<T, A::Error> {
+    Ok(map.next_value::<Option<T>>()?.unwrap_or_default())
+}
+
+impl<'de> Deserialize<'de> for Report {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Report, D::Error> {
+        struct ReportVisitor;
+        impl<'de> Visitor<'de> for ReportVisitor {
+            type Value = Report;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Scope report (a map)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Report, A::Error> {
+                let mut report = Report::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "TS" => report.ts = map.next_value()?,
+                        "Window" => report.window = next::<A, i64>(&mut map)?,
+                        "Shortcut" => report.shortcut = next::<A, bool>(&mut map)?,
+                        "ID" => report.id = next::<A, String>(&mut map)?,
+                        "DNS" => report.dns = map.next_value()?,
+                        "Plugins" => report.plugins = map.next_value()?,
+                        name if TOPOLOGIES.contains(&name) => {
+                            let topology: Option<Topology> = map.next_value()?;
+                            report.topologies.insert(key, topology.unwrap_or_default());
+                        }
+                        // Sampling, the legacy `nodes` (BugDNS), and anything newer.
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(report)
+            }
+        }
+        d.deserialize_map(ReportVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Time;
+
+    #[test]
+    fn go_binary_times_decode() {
+        // 2026-11-28T06:10:18.062328274Z, from probe-full-1's TS.
+        let raw = [
+            0x01, 0, 0, 0, 0x0e, 0xe2, 0x9c, 0x67, 0x4a, 0x03, 0xb7, 0x0d, 0xd2, 0, 0,
+        ];
+        let t = Time::from_go_binary(&raw).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-28T06:10:18.062328274Z");
+        assert_eq!(
+            Time::parse_rfc3339("2026-11-28T06:10:18.062328274Z"),
+            Some(t)
+        );
+        // An explicit UTC zone (-1) decodes the same.
+        let mut utc = raw;
+        utc[13] = 0xff;
+        utc[14] = 0xff;
+        assert_eq!(Time::from_go_binary(&utc), Some(t));
+        assert_eq!(Time::from_go_binary(&raw[..14]), None);
+        // Go's zero time, in both encodings.
+        let zero = [0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        assert_eq!(Time::from_go_binary(&zero), Some(Time::ZERO));
+        assert_eq!(
+            Time::parse_rfc3339("0001-01-01T00:00:00Z"),
+            Some(Time::ZERO)
+        );
+        assert_eq!(Time::ZERO.to_rfc3339(), "0001-01-01T00:00:00Z");
+        assert!(Time::ZERO < t);
+        assert_eq!(Time::from_go_binary(&[9; 15]), None);
+    }
+}
