@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::frontend::{self, EdgeConfig, auth, spa::Spa};
 use crate::provisioning::reconciler::Reconciler;
-use crate::provisioning::shards::Placement;
+use crate::provisioning::shards::{InProcessShard, Placement, Shard};
 use crate::provisioning::{ProvisioningConfig, Wakeup};
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
@@ -34,6 +34,8 @@ pub struct AppState {
     pub provisioning: Arc<ProvisioningConfig>,
     /// Wakes the reconciler after an API change.
     pub wakeup: Wakeup,
+    /// This process's collector shard (Airplane Mode: the only one).
+    pub collector: Arc<InProcessShard>,
 }
 
 impl AppState {
@@ -49,7 +51,13 @@ impl AppState {
             mailer,
             provisioning: Arc::new(ProvisioningConfig::default()),
             wakeup: Wakeup::default(),
+            collector: Arc::new(InProcessShard::new("local")),
         }
+    }
+
+    /// Placement over the shards this process knows: its own.
+    pub fn placement(&self) -> Placement {
+        Placement::new(vec![self.collector.clone() as Arc<dyn Shard>])
     }
 
     pub fn with_provisioning(mut self, config: ProvisioningConfig) -> Self {

@@ -14,7 +14,6 @@ use crate::config::{HttpArgs, MigrateArgs, ServeArgs, UiArgs};
 use crate::frontend::EdgeConfig;
 use crate::frontend::spa::Spa;
 use crate::provisioning::ProvisioningConfig;
-use crate::provisioning::shards::Placement;
 use crate::store::Store;
 use crate::users::UsersConfig;
 use crate::users::mail::Mailer;
@@ -52,7 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), spa.clone(), users, mailer.clone())
         .with_provisioning(provisioning);
     // Airplane Mode: one collector shard, in this process.
-    let (placement, _local_shard) = Placement::in_process();
+    let placement = state.placement();
     let router = app::router(state.clone(), &edge_config(&args.http));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -165,12 +165,36 @@ pub struct InstanceEvent {
     pub detail: Option<String>,
 }
 
+/// A probe that has reported to an instance recently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    /// `X-Scope-Probe-ID`: random per probe start.
+    pub id: String,
+    pub hostname: Option<String>,
+    pub version: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub last_seen: i64,
+}
+
+/// What the collector holds for an instance, and what it refused (the limits at work).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub probes: Vec<ProbeInfo>,
+    pub reports_in_window: u64,
+    pub reports_received: u64,
+    /// Refused reports by reason: `too_large`, `too_many_reports`, `too_many_probes`, `malformed`.
+    pub refused: std::collections::BTreeMap<String, u64>,
+}
+
 /// `GET /api/instances/{id}`: everything the instance page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceDetails {
     pub instance: InstanceInfo,
     pub tokens: Vec<ProbeTokenInfo>,
     pub events: Vec<InstanceEvent>,
+    /// From the collector shard; absent when the instance is not placed.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 #[cfg(test)]

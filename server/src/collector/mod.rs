@@ -4,25 +4,187 @@
 //! Scope's topology views, websockets, the probe registry. Must not: see tokens; it trusts the tenant
 //! only as the edge resolves it (`frontend::auth::instance_for_probe`).
 //!
-//! Built so far: `GET /api`, the details a Scope probe asks for first; the report model and its
-//! decoder (`report.rs`, `decode.rs`).
+//! Built so far: `GET /api` (the details a Scope probe asks for first), `POST /api/report` (decoded
+//! reports kept in the instance's 15 s window, within its limits), the report model and decoder.
+//! Merging, rendering and the browser API come next.
 
 pub mod decode;
 pub mod report;
+pub mod slot;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+use shared::ErrorCode;
+use shared::instances::{InstanceState, ProbeInfo};
 
+use self::decode::DecodeError;
+use self::slot::Refusal;
 use crate::app::AppState;
-use crate::error::{Json, Result};
+use crate::error::{Error, Json, Result};
 use crate::frontend::auth::instance_for_probe;
+use crate::provisioning::{state_of, transition};
+
+/// Nodes one topology of one report may carry.
+pub const MAX_NODES_PER_TOPOLOGY: usize = 100_000;
 
 /// Scope's probe-facing paths, mounted under `/api`.
 pub fn probe_router() -> Router<AppState> {
-    Router::new().route("/", get(details))
+    Router::new()
+        .route("/", get(details))
+        .route("/report", post(ingest))
+}
+
+fn refusal_error(why: Refusal, limit: i64) -> Error {
+    match why {
+        Refusal::TooLarge => Error::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("Reports to this instance may be at most {limit} bytes."),
+        ),
+        Refusal::TooManyReports => Error::TooManyRequests {
+            retry_after_secs: 1,
+            message: format!("This instance takes at most {limit} reports per second."),
+        },
+        Refusal::TooManyProbes => Error::TooManyRequests {
+            retry_after_secs: 60,
+            message: format!("This instance takes reports from at most {limit} probes."),
+        },
+        Refusal::Malformed => Error::bad_request("The report cannot be decoded."),
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /api/report`: a probe's report, full or delta, msgpack or JSON, gzipped or not.
+/// Refusals (401/403 credentials, 400 format, 413 size, 429 rate or probes) change nothing.
+async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode> {
+    let instance = instance_for_probe(&state, &headers).await?;
+    let format = decode::format_of(header_str(&headers, header::CONTENT_TYPE.as_str()))
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    let gzip = decode::is_gzip(header_str(&headers, header::CONTENT_ENCODING.as_str()))
+        .map_err(|e| Error::bad_request(e.to_string()))?;
+    let probe_id: String = header_str(&headers, "x-scope-probe-id")
+        .unwrap_or("unknown")
+        .chars()
+        .take(64)
+        .collect();
+    let version = header_str(&headers, "x-scope-probe-version")
+        .map(|v| v.chars().take(64).collect::<String>());
+    let now = state.clock.now();
+    let collector = &state.collector;
+    let unplaced = || {
+        Error::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "The instance is being placed; retry shortly.",
+        )
+    };
+
+    // Cheap refusals first, before reading the body.
+    match collector.with_slot(&instance.id, |slot| slot.admit(&probe_id, now)) {
+        None => return Err(unplaced()),
+        Some(Err(why)) => {
+            let limit = match why {
+                Refusal::TooManyProbes => instance.max_probes,
+                _ => instance.max_reports_per_second,
+            };
+            return Err(refusal_error(why, limit));
+        }
+        Some(Ok(())) => {}
+    }
+    let max = usize::try_from(instance.max_report_bytes).unwrap_or(usize::MAX);
+    let refuse = |why: Refusal| {
+        collector.with_slot(&instance.id, |slot| slot.refuse(why));
+        refusal_error(why, instance.max_report_bytes)
+    };
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| refuse(Refusal::TooLarge))?;
+    let report = tokio::task::spawn_blocking(move || decode::decode(&bytes, format, gzip, max))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    let report = match report {
+        Ok(report) => report,
+        Err(DecodeError::TooLarge(_)) => return Err(refuse(Refusal::TooLarge)),
+        Err(e) => {
+            refuse(Refusal::Malformed);
+            return Err(Error::bad_request(e.to_string()));
+        }
+    };
+    if report
+        .topologies
+        .values()
+        .any(|t| t.nodes.len() > MAX_NODES_PER_TOPOLOGY)
+    {
+        refuse(Refusal::TooLarge);
+        return Err(Error::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("A topology may carry at most {MAX_NODES_PER_TOPOLOGY} nodes."),
+        ));
+    }
+    let hostname = report.topology("Host").and_then(|t| {
+        t.nodes
+            .values()
+            .find_map(|n| n.latest.get("host_name").map(|l| l.value.clone()))
+    });
+    let probe = ProbeInfo {
+        id: probe_id,
+        hostname,
+        version,
+        last_seen: now,
+    };
+    let first = collector
+        .with_slot(&instance.id, |slot| {
+            slot.accept(probe, report, now);
+            !slot.activated
+        })
+        .ok_or_else(unplaced)?;
+    if first {
+        activate(&state, &instance.id).await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+/// The first report moves a ready instance to active (once; a race with another change is fine).
+async fn activate(state: &AppState, id: &str) -> Result<()> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    if let Some(mut row) = tx.instance(id).await?
+        && state_of(&row) == InstanceState::Ready
+    {
+        let detail = Some("first probe report".to_owned());
+        match transition(
+            &mut tx,
+            &mut row,
+            InstanceState::Active,
+            None,
+            detail,
+            now,
+            |_| {},
+        )
+        .await
+        {
+            Ok(()) => tx.commit().await?,
+            Err(Error::Client {
+                status: StatusCode::CONFLICT,
+                ..
+            }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    state.collector.with_slot(id, |slot| slot.activated = true);
+    Ok(())
 }
 
 /// `GET /api`: Scope's app details. The probe uses `id` to recognise one app behind several

@@ -26,6 +26,11 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-scopehub_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Headers only the edge may set; any copy from a client is deleted.
 const TENANT_HEADERS: [&str; 2] = ["x-scope-orgid", "x-scope-userid"];
+/// Scope's probe-facing paths (design.md §3): probe tokens, never cookies or API tokens.
+pub fn is_probe_path(path: &str) -> bool {
+    path == "/api/report" || path.starts_with("/api/control/") || path.starts_with("/api/pipe/")
+}
+
 /// Public endpoints that start or do not need a session.
 const SESSIONLESS_PATHS: [&str; 8] = [
     "/api/users/signup",
@@ -113,8 +118,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     req.extensions_mut().insert(ClientIp(ip));
-    // Only the API has identities; static files never touch the database.
-    if !req.uri().path().starts_with("/api/") {
+    // Only the API has user identities; static files never touch the database, and Scope's
+    // probe-facing paths authenticate the probe's token themselves (`instance_for_probe`).
+    if !req.uri().path().starts_with("/api/") || is_probe_path(req.uri().path()) {
         return next.run(req).await;
     }
 

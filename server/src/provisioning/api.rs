@@ -168,6 +168,9 @@ async fn details(
         instance: info(&row),
         tokens: tokens.iter().map(token_info).collect(),
         events: events.into_iter().map(event_info).collect(),
+        usage: state
+            .collector
+            .with_slot(&id, |slot| slot.usage(state.clock.now())),
     }))
 }
 

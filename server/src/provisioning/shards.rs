@@ -13,6 +13,8 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use shared::instances::Limits;
 
+use crate::collector::slot::Slot;
+
 pub type ShardResult<T> = Result<T, String>;
 
 pub trait Shard: Send + Sync {
@@ -28,7 +30,7 @@ pub trait Shard: Send + Sync {
 /// A shard inside this process (Airplane Mode).
 pub struct InProcessShard {
     name: String,
-    slots: Mutex<HashMap<String, Limits>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl InProcessShard {
@@ -39,8 +41,14 @@ impl InProcessShard {
         }
     }
 
+    /// Runs `f` on the instance's slot, if this shard holds the instance.
+    pub fn with_slot<R>(&self, instance: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let mut slots = self.slots.lock().ok()?;
+        slots.get_mut(instance).map(f)
+    }
+
     pub fn limits_of(&self, instance: &str) -> Option<Limits> {
-        self.slots.lock().ok()?.get(instance).copied()
+        self.slots.lock().ok()?.get(instance).map(|s| s.limits)
     }
 }
 
@@ -52,10 +60,14 @@ impl Shard for InProcessShard {
     fn ensure(&self, instance: &str, limits: Limits) -> BoxFuture<'_, ShardResult<()>> {
         let instance = instance.to_owned();
         Box::pin(async move {
-            self.slots
+            let mut slots = self
+                .slots
                 .lock()
-                .map_err(|_| "shard lock poisoned".to_owned())?
-                .insert(instance, limits);
+                .map_err(|_| "shard lock poisoned".to_owned())?;
+            slots
+                .entry(instance)
+                .and_modify(|slot| slot.limits = limits)
+                .or_insert_with(|| Slot::new(limits));
             Ok(())
         })
     }
@@ -96,12 +108,6 @@ impl Placement {
         Placement {
             shards: Arc::new(shards),
         }
-    }
-
-    /// Airplane Mode: one shard in this process.
-    pub fn in_process() -> (Self, Arc<InProcessShard>) {
-        let shard = Arc::new(InProcessShard::new("local"));
-        (Placement::new(vec![shard.clone() as Arc<dyn Shard>]), shard)
     }
 
     pub fn shards(&self) -> &[Arc<dyn Shard>] {

@@ -15,5 +15,6 @@ mod journey;
 mod lifecycle;
 mod mail;
 mod orgs;
+mod reports;
 mod spa;
 mod store;

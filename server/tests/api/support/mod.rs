@@ -15,7 +15,7 @@ use scopehub::clock::Clock;
 use scopehub::config::DatabaseUrl;
 use scopehub::frontend::EdgeConfig;
 use scopehub::frontend::spa::Spa;
-use scopehub::provisioning::shards::{InProcessShard, Placement};
+use scopehub::provisioning::shards::InProcessShard;
 use scopehub::store::Store;
 use scopehub::users::UsersConfig;
 use scopehub::users::mail::Mailer;
@@ -124,6 +124,8 @@ pub struct AppOptions {
     pub with_dist: bool,
     pub open_signup: bool,
     pub smtp_url: Option<String>,
+    /// Limits of new instances (the server's defaults when `None`).
+    pub limits: Option<shared::instances::Limits>,
 }
 
 impl Default for AppOptions {
@@ -134,6 +136,7 @@ impl Default for AppOptions {
             with_dist: true,
             open_signup: false,
             smtp_url: None,
+            limits: None,
         }
     }
 }
@@ -169,6 +172,11 @@ impl TestApp {
             mailer.clone(),
         )
         .with_clock(clock.clone());
+        let mut provisioning = scopehub::provisioning::ProvisioningConfig::default();
+        if let Some(limits) = options.limits {
+            provisioning.default_limits = limits;
+        }
+        let state = state.with_provisioning(provisioning);
         let edge = EdgeConfig {
             max_body_bytes: options.max_body_bytes,
             request_timeout: options.request_timeout,
@@ -176,8 +184,8 @@ impl TestApp {
         let router = app::router(state.clone(), &edge);
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(mailer.run(store.clone(), clock.clone(), shutdown_rx.clone()));
-        let (placement, shard) = Placement::in_process();
-        tokio::spawn(state.reconciler(placement).run(shutdown_rx));
+        let shard = state.collector.clone();
+        tokio::spawn(state.reconciler(state.placement()).run(shutdown_rx));
         tokio::spawn(async move {
             let _keep_mailer_running = _shutdown_tx;
             axum::serve(

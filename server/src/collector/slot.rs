@@ -1,0 +1,175 @@
+//! One instance's place on a collector shard: its reports of the last window, the probes that sent
+//! them, and the limits that guard it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use shared::instances::{Limits, ProbeInfo, Usage};
+
+use super::report::Report;
+
+/// Reports older than this are dropped (Scope's `--app.window`).
+pub const WINDOW_MS: i64 = 15_000;
+/// A probe counts towards `max_probes` while it has reported within this time.
+pub const PROBE_TTL_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    TooLarge,
+    TooManyReports,
+    TooManyProbes,
+    Malformed,
+}
+
+pub struct Slot {
+    pub limits: Limits,
+    reports: VecDeque<(i64, Arc<Report>)>,
+    probes: BTreeMap<String, ProbeInfo>,
+    tokens: f64,
+    refilled_ms: i64,
+    received: u64,
+    refused: BTreeMap<&'static str, u64>,
+    /// Whether the instance has been moved to `active` (done once, on the first report).
+    pub activated: bool,
+}
+
+impl Slot {
+    pub fn new(limits: Limits) -> Self {
+        Slot {
+            limits,
+            reports: VecDeque::new(),
+            probes: BTreeMap::new(),
+            tokens: limits.max_reports_per_second as f64,
+            refilled_ms: 0,
+            received: 0,
+            refused: BTreeMap::new(),
+            activated: false,
+        }
+    }
+
+    /// Checks the rate and probe limits for a report from `probe_id` arriving at `now_ms`.
+    pub fn admit(&mut self, probe_id: &str, now_ms: i64) -> Result<(), Refusal> {
+        let rate = self.limits.max_reports_per_second.max(1) as f64;
+        if self.refilled_ms == 0 {
+            self.refilled_ms = now_ms;
+        }
+        let elapsed = (now_ms - self.refilled_ms).max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled_ms = now_ms;
+        self.probes
+            .retain(|_, p| now_ms - p.last_seen < PROBE_TTL_MS);
+        if !self.probes.contains_key(probe_id) && self.probes.len() as i64 >= self.limits.max_probes
+        {
+            return Err(self.refuse(Refusal::TooManyProbes));
+        }
+        if self.tokens < 1.0 {
+            return Err(self.refuse(Refusal::TooManyReports));
+        }
+        self.tokens -= 1.0;
+        Ok(())
+    }
+
+    pub fn refuse(&mut self, why: Refusal) -> Refusal {
+        let key = match why {
+            Refusal::TooLarge => "too_large",
+            Refusal::TooManyReports => "too_many_reports",
+            Refusal::TooManyProbes => "too_many_probes",
+            Refusal::Malformed => "malformed",
+        };
+        *self.refused.entry(key).or_default() += 1;
+        why
+    }
+
+    /// Keeps a decoded report from `probe`.
+    pub fn accept(&mut self, probe: ProbeInfo, report: Report, now_ms: i64) {
+        self.received += 1;
+        self.probes.insert(probe.id.clone(), probe);
+        self.reports.push_back((now_ms, Arc::new(report)));
+        self.prune(now_ms);
+    }
+
+    fn prune(&mut self, now_ms: i64) {
+        while self
+            .reports
+            .front()
+            .is_some_and(|(at, _)| now_ms - at > WINDOW_MS)
+        {
+            self.reports.pop_front();
+        }
+    }
+
+    /// The reports of the current window, oldest first.
+    pub fn window(&mut self, now_ms: i64) -> Vec<Arc<Report>> {
+        self.prune(now_ms);
+        self.reports.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    pub fn usage(&mut self, now_ms: i64) -> Usage {
+        self.prune(now_ms);
+        self.probes
+            .retain(|_, p| now_ms - p.last_seen < PROBE_TTL_MS);
+        Usage {
+            probes: self.probes.values().cloned().collect(),
+            reports_in_window: self.reports.len() as u64,
+            reports_received: self.received,
+            refused: self
+                .refused
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(probes: i64, rate: i64) -> Limits {
+        Limits {
+            max_probes: probes,
+            max_report_bytes: 1024,
+            max_reports_per_second: rate,
+        }
+    }
+
+    fn probe(id: &str, at: i64) -> ProbeInfo {
+        ProbeInfo {
+            id: id.into(),
+            hostname: None,
+            version: None,
+            last_seen: at,
+        }
+    }
+
+    #[test]
+    fn rate_limit_refills_over_time() {
+        let mut slot = Slot::new(limits(10, 2));
+        assert!(slot.admit("p", 1_000).is_ok());
+        assert!(slot.admit("p", 1_000).is_ok());
+        assert_eq!(slot.admit("p", 1_000), Err(Refusal::TooManyReports));
+        assert!(slot.admit("p", 1_600).is_ok());
+        assert_eq!(slot.usage(1_600).refused["too_many_reports"], 1);
+    }
+
+    #[test]
+    fn probe_limit_counts_recent_probes_only() {
+        let mut slot = Slot::new(limits(1, 100));
+        slot.admit("a", 1_000).unwrap();
+        slot.accept(probe("a", 1_000), Report::default(), 1_000);
+        assert_eq!(slot.admit("b", 2_000), Err(Refusal::TooManyProbes));
+        assert!(slot.admit("a", 2_000).is_ok());
+        // Once "a" has been silent for a minute, "b" may take its place.
+        assert!(slot.admit("b", 1_000 + PROBE_TTL_MS + 1).is_ok());
+    }
+
+    #[test]
+    fn the_window_keeps_fifteen_seconds() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        slot.accept(probe("a", 0), Report::default(), 10_000);
+        assert_eq!(slot.window(15_500).len(), 2);
+        assert_eq!(slot.window(16_500).len(), 1);
+        assert_eq!(slot.usage(16_500).reports_received, 2);
+    }
+}
