@@ -190,6 +190,23 @@ pub fn Instance() -> impl IntoView {
                             <h2>"Limits"</h2>
                             <p>{format!("{} probes · {} MiB per report · {} reports per second",
                                 i.limits.max_probes, i.limits.max_report_bytes / (1024 * 1024), i.limits.max_reports_per_second)}</p>
+                            {d.usage.clone().map(|u| view! {
+                                <h2>"Probes"</h2>
+                                <p id="usage-summary">{format!("{} reports received · {} in the last 15 s", u.reports_received, u.reports_in_window)}</p>
+                                {(!u.refused.is_empty()).then(|| view! {
+                                    <p class="error-notice" id="refusals">"Refused by the limits: "
+                                        {u.refused.iter().map(|(why, n)| format!("{} {}", n, why.replace('_', " "))).collect::<Vec<_>>().join(" · ")}</p>
+                                })}
+                                <table class="list" id="probes">
+                                    <thead><tr><th>"Probe"</th><th>"Host"</th><th>"Version"</th><th>"Last report"</th></tr></thead>
+                                    <tbody>
+                                        {u.probes.into_iter().map(|p| view! {
+                                            <tr><td><code>{p.id}</code></td><td>{p.hostname.unwrap_or_default()}</td>
+                                                <td>{p.version.unwrap_or_default()}</td><td>{when(p.last_seen)}</td></tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            })}
                             <h2>"Probe tokens"</h2>
                             <table class="list" id="probe-tokens">
                                 <thead><tr><th>"Created"</th><th>"Works until"</th><th></th></tr></thead>

@@ -251,6 +251,30 @@ async fn create_an_instance_see_its_token_and_commands_rotate_and_delete() {
     };
     assert_eq!(probe(token.clone()).await, 200);
 
+    // A real probe report arrives: the page shows the instance active, with its probe.
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope/probe-full-1.msgpack.gz");
+    let report = http
+        .post(format!("{base}/api/report"))
+        .header("authorization", format!("Scope-Probe token={token}"))
+        .header("content-type", "application/msgpack")
+        .header("content-encoding", "gzip")
+        .header("x-scope-probe-id", "71c372b17f588646")
+        .body(std::fs::read(fixture).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    browser.goto(&browser.current_url().await).await;
+    browser
+        .wait_for_text("#instance-state", |t| t == "active")
+        .await;
+    browser
+        .wait_for_text("#probes", |t| {
+            t.contains("71c372b17f588646") && t.contains("scope-fixture-host")
+        })
+        .await;
+
     // Rotate: a new token is shown; the old one still works during the grace period.
     browser.click_css("#rotate-token").await;
     let rotated = eventually(Duration::from_secs(30), "the rotated token", || async {
