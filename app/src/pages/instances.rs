@@ -117,9 +117,20 @@ pub fn Instance() -> impl IntoView {
                 "rotate" => api::rotate_probe_token(id.clone())
                     .await
                     .map(|r| fresh.0.set(Some((id.clone(), r.probe_token)))),
-                "suspend" => api::suspend_instance(id.clone(), reason.get_untracked(), false)
-                    .await
-                    .map(|_| ()),
+                "suspend" => {
+                    let confirmed = web_sys::window()
+                        .and_then(|w| {
+                            w.confirm_with_message("Suspend this instance? Its probes' reports are refused until you resume it.")
+                                .ok()
+                        })
+                        .unwrap_or(false);
+                    if !confirmed {
+                        return;
+                    }
+                    api::suspend_instance(id.clone(), reason.get_untracked(), false)
+                        .await
+                        .map(|_| ())
+                }
                 "resume" => api::resume_instance(id.clone()).await.map(|_| ()),
                 "delete" => {
                     let confirmed = web_sys::window()
