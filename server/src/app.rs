@@ -127,6 +127,7 @@ pub fn router(state: AppState, edge: &EdgeConfig) -> Router {
         .merge(users::router())
         .merge(provisioning::api::router())
         .merge(collector::probe_router())
+        .merge(collector::app_router())
         .fallback(|| async { Error::not_found("No API route matches this path.") })
         .method_not_allowed_fallback(|| async { Error::method_not_allowed() });
     let metrics = state.metrics.clone();

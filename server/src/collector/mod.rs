@@ -9,12 +9,13 @@
 //! Merging, rendering and the browser API come next.
 
 pub mod decode;
+pub mod merge;
 pub mod report;
 pub mod slot;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -25,8 +26,99 @@ use self::decode::DecodeError;
 use self::slot::Refusal;
 use crate::app::AppState;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::instance_for_probe;
+use crate::frontend::auth::{Approved, instance_for_probe};
 use crate::provisioning::{state_of, transition};
+
+/// Scope's browser-facing API for one instance, mounted under `/api` as `/app/{instance}/api/…`.
+/// Callers need a session or API token and membership of the instance's org.
+pub fn app_router() -> Router<AppState> {
+    Router::new()
+        .route("/app/{instance}/api/report", get(merged_report))
+        .route("/app/{instance}/api/probes", get(probes))
+}
+
+/// The instance, checked for the caller's membership and for reads being allowed.
+async fn readable(
+    state: &AppState,
+    identity: &crate::frontend::auth::Identity,
+    id: &str,
+) -> Result<crate::store::InstanceRow> {
+    let not_found = || Error::not_found("No such instance.");
+    let row = state.store.instance(id).await?.ok_or_else(not_found)?;
+    identity
+        .require_role(&state.store, &row.org_id, shared::users::Role::Viewer)
+        .await
+        .map_err(|e| match e.status() {
+            StatusCode::NOT_FOUND => not_found(),
+            _ => e,
+        })?;
+    if row.refuse_reads
+        || matches!(
+            state_of(&row),
+            InstanceState::Deleting | InstanceState::Deleted
+        )
+    {
+        return Err(Error::forbidden("This instance's data cannot be read now."));
+    }
+    Ok(row)
+}
+
+/// `GET /api/app/{instance}/api/report`: the instance's window, merged.
+async fn merged_report(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path(instance): Path<String>,
+) -> Result<Json<report::Report>> {
+    readable(&state, &identity, &instance).await?;
+    let now = state.clock.now();
+    let window = state
+        .collector
+        .with_slot(&instance, |slot| slot.window(now))
+        .unwrap_or_default();
+    let merged = tokio::task::spawn_blocking(move || {
+        report::Report::merge_all(window.iter().map(|r| r.as_ref()))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?;
+    Ok(Json(merged))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ProbesQuery {
+    sparse: Option<String>,
+}
+
+/// `GET /api/app/{instance}/api/probes`: `[{id, hostname, version, lastSeen}]`, or with `?sparse`
+/// whether any probe is connected.
+async fn probes(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path(instance): Path<String>,
+    Query(q): Query<ProbesQuery>,
+) -> Result<Json<Value>> {
+    readable(&state, &identity, &instance).await?;
+    let now = state.clock.now();
+    let usage = state
+        .collector
+        .with_slot(&instance, |slot| slot.usage(now))
+        .unwrap_or_default();
+    if q.sparse.is_some() {
+        return Ok(Json(json!(!usage.probes.is_empty())));
+    }
+    let list: Vec<Value> = usage
+        .probes
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "hostname": p.hostname.clone().unwrap_or_default(),
+                "version": p.version.clone().unwrap_or_default(),
+                "lastSeen": report::Time(p.last_seen.saturating_mul(1_000_000)).to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
 
 /// Nodes one topology of one report may carry.
 pub const MAX_NODES_PER_TOPOLOGY: usize = 100_000;

@@ -287,3 +287,99 @@ async fn limits_answer_413_and_429_and_show_on_the_instance() {
     assert!(refused["too_many_reports"].as_u64().unwrap() >= 1);
     assert_eq!(refused["too_many_probes"], 1);
 }
+
+async fn members_read_the_merged_window_and_the_probes(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    for name in ["probe-full-1", "probe-delta-2", "probe-delta-3"] {
+        let (status, _) = post_report(
+            &app,
+            &token,
+            "71c372b17f588646",
+            fixture(&format!("{name}.msgpack.gz")),
+            "application/msgpack",
+            true,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, report) = alice.get(&format!("/api/app/{id}/api/report")).await;
+    assert_eq!(status, 200);
+    let processes = report["Process"]["nodes"].as_object().unwrap();
+    assert_eq!(processes.len(), 9);
+    assert!(
+        processes
+            .values()
+            .all(|n| n["topology"] == "process" && n["id"].is_string())
+    );
+    assert_eq!(report["TS"], "2026-11-28T06:10:18.062328274Z");
+    assert_eq!(
+        report["Host"]["nodes"]["scope-fixture-host;<host>"]["latest"]["host_name"]["value"],
+        "scope-fixture-host"
+    );
+
+    let (status, probes) = alice.get(&format!("/api/app/{id}/api/probes")).await;
+    assert_eq!(status, 200);
+    assert_eq!(probes[0]["id"], "71c372b17f588646");
+    assert_eq!(probes[0]["hostname"], "scope-fixture-host");
+    assert!(probes[0]["lastSeen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        alice
+            .get(&format!("/api/app/{id}/api/probes?sparse"))
+            .await
+            .1,
+        json!(true)
+    );
+
+    // A read-only API token of a member reads too.
+    let (_, me) = alice.get("/api/users/me").await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (_, t) = alice
+        .post(
+            "/api/tokens",
+            json!({"org_id": org, "name": "dash", "scope": "read"}),
+        )
+        .await;
+    assert_eq!(
+        Agent::with_token(&app, t["token"].as_str().unwrap())
+            .get(&format!("/api/app/{id}/api/report"))
+            .await
+            .0,
+        200
+    );
+
+    // Outsiders learn nothing; anonymous callers must log in; refused reads are refused.
+    let mut admin = Agent::new(&app);
+    admin
+        .login(
+            crate::support::agent::ADMIN,
+            crate::support::agent::PASSWORD,
+        )
+        .await;
+    let (mut outsider, _) = approved_user(&app, &mut admin, "outsider@example.com").await;
+    assert_eq!(
+        outsider.get(&format!("/api/app/{id}/api/report")).await.0,
+        404
+    );
+    assert_eq!(
+        outsider.get(&format!("/api/app/{id}/api/probes")).await.0,
+        404
+    );
+    assert_eq!(
+        Agent::new(&app)
+            .get(&format!("/api/app/{id}/api/report"))
+            .await
+            .0,
+        401
+    );
+    alice
+        .post(
+            &format!("/api/instances/{id}/suspend"),
+            json!({"reason": "audit", "refuse_reads": true}),
+        )
+        .await;
+    assert_eq!(alice.get(&format!("/api/app/{id}/api/report")).await.0, 403);
+}
+both!(members_read_the_merged_window_and_the_probes);

@@ -1,0 +1,273 @@
+//! Merging reports as Scope does (scope-protocol.md §2 "Merging"): the earliest `TS`, summed
+//! `Window`, topologies merged node by node — sets, adjacency, parents and children unioned, latest
+//! values newest-timestamp-wins per key, metric samples merged by time. Deltas (nodes without id or
+//! topology) complete the nodes of an earlier full report; nodes still incomplete after merging a
+//! window are dropped before rendering.
+
+use std::collections::BTreeMap;
+
+use super::report::{Metric, Node, Report, Time, Topology};
+
+impl Report {
+    /// Merges `other` into `self`.
+    pub fn merge(&mut self, other: &Report) {
+        if self.ts == Time::ZERO || (other.ts != Time::ZERO && other.ts < self.ts) {
+            self.ts = other.ts;
+        }
+        self.window = self.window.saturating_add(other.window);
+        self.shortcut |= other.shortcut;
+        if self.id.is_empty() {
+            self.id = other.id.clone();
+        }
+        for (name, topology) in &other.topologies {
+            self.topologies
+                .entry(name.clone())
+                .or_default()
+                .merge(topology);
+        }
+        if self.dns.is_null() {
+            self.dns = other.dns.clone();
+        }
+        if self.plugins.is_null() {
+            self.plugins = other.plugins.clone();
+        }
+    }
+
+    /// Merges a window of reports, oldest first, and drops nodes that only deltas described.
+    pub fn merge_all<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Report {
+        let mut merged = Report::default();
+        for report in reports {
+            merged.merge(report);
+        }
+        merged.remove_part_merged();
+        merged
+    }
+
+    /// Drops nodes that never got a topology (deltas whose full report left the window).
+    pub fn remove_part_merged(&mut self) {
+        for topology in self.topologies.values_mut() {
+            topology.nodes.retain(|_, node| !node.topology.is_empty());
+        }
+    }
+}
+
+fn keep_first(mine: &mut String, theirs: &str) {
+    if mine.is_empty() {
+        theirs.clone_into(mine);
+    }
+}
+
+impl Topology {
+    pub fn merge(&mut self, other: &Topology) {
+        keep_first(&mut self.shape, &other.shape);
+        keep_first(&mut self.tag, &other.tag);
+        keep_first(&mut self.label, &other.label);
+        keep_first(&mut self.label_plural, &other.label_plural);
+        for (id, node) in &other.nodes {
+            self.nodes.entry(id.clone()).or_default().merge(node);
+        }
+        for (mine, theirs) in [
+            (&mut self.controls, &other.controls),
+            (&mut self.metadata_templates, &other.metadata_templates),
+            (&mut self.metric_templates, &other.metric_templates),
+            (&mut self.table_templates, &other.table_templates),
+        ] {
+            for (k, v) in theirs {
+                mine.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+}
+
+fn union(mine: &mut Vec<String>, theirs: &[String]) {
+    if theirs.is_empty() {
+        return;
+    }
+    mine.extend(theirs.iter().cloned());
+    mine.sort();
+    mine.dedup();
+}
+
+fn union_sets(mine: &mut BTreeMap<String, Vec<String>>, theirs: &BTreeMap<String, Vec<String>>) {
+    for (k, v) in theirs {
+        union(mine.entry(k.clone()).or_default(), v);
+    }
+}
+
+impl Node {
+    pub fn merge(&mut self, other: &Node) {
+        keep_first(&mut self.id, &other.id);
+        keep_first(&mut self.topology, &other.topology);
+        union_sets(&mut self.sets, &other.sets);
+        union(&mut self.adjacency, &other.adjacency);
+        union_sets(&mut self.parents, &other.parents);
+        for (key, entry) in &other.latest {
+            match self.latest.get(key) {
+                Some(existing) if existing.timestamp > entry.timestamp => {}
+                _ => {
+                    self.latest.insert(key.clone(), entry.clone());
+                }
+            }
+        }
+        for (key, metric) in &other.metrics {
+            self.metrics.entry(key.clone()).or_default().merge(metric);
+        }
+        for child in &other.children {
+            match self
+                .children
+                .iter_mut()
+                .find(|c| !c.id.is_empty() && c.id == child.id)
+            {
+                Some(existing) => existing.merge(child),
+                None => self.children.push(child.clone()),
+            }
+        }
+    }
+}
+
+impl Metric {
+    /// Samples merged by time (one per date, the later report's value), min and max widened.
+    pub fn merge(&mut self, other: &Metric) {
+        if self.samples.is_empty() && other.samples.is_empty() {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+            return;
+        }
+        let was_empty = self.samples.is_empty();
+        let mut by_date: BTreeMap<Time, f64> =
+            self.samples.iter().map(|s| (s.date, s.value)).collect();
+        by_date.extend(other.samples.iter().map(|s| (s.date, s.value)));
+        self.samples = by_date
+            .into_iter()
+            .map(|(date, value)| super::report::Sample { date, value })
+            .collect();
+        if was_empty {
+            self.min = other.min;
+            self.max = other.max;
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::collector::decode::{Format, decode};
+    use crate::collector::report::{LatestEntry, Sample};
+
+    fn fixture(name: &str) -> Report {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/scope")
+            .join(name);
+        decode(
+            &std::fs::read(path).unwrap(),
+            Format::Msgpack,
+            true,
+            1 << 24,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn deltas_complete_the_full_report_they_follow() {
+        let full = fixture("probe-full-1.msgpack.gz");
+        let d2 = fixture("probe-delta-2.msgpack.gz");
+        let d3 = fixture("probe-delta-3.msgpack.gz");
+        let merged = Report::merge_all([&full, &d2, &d3]);
+        assert_eq!(merged.ts, full.ts, "the earliest TS");
+        assert_eq!(merged.window, full.window + d2.window + d3.window);
+        let processes = &merged.topology("Process").unwrap().nodes;
+        assert_eq!(processes.len(), 9);
+        for (id, node) in processes {
+            assert_eq!(&node.id, id);
+            assert_eq!(node.topology, "process");
+            // Samples from the full report and both deltas, one per date, in order.
+            let samples = &node.metrics["process_memory_usage_bytes"].samples;
+            assert!(samples.len() > full.topology("Process").unwrap().nodes[id].metrics["process_memory_usage_bytes"].samples.len());
+            assert!(samples.windows(2).all(|w| w[0].date < w[1].date));
+        }
+        // The delta's new endpoints are whole nodes; the full report's are kept.
+        let endpoints = merged.topology("Endpoint").unwrap().nodes.len();
+        assert!(endpoints > full.topology("Endpoint").unwrap().nodes.len());
+        // Latest values: the newest wins.
+        let host = &merged.topology("Host").unwrap().nodes["scope-fixture-host;<host>"];
+        let newest_uptime = d3.topology("Host").unwrap().nodes["scope-fixture-host;<host>"].latest
+            ["uptime"]
+            .clone();
+        assert_eq!(host.latest["uptime"], newest_uptime);
+        // Templates survive the deltas, which blank them.
+        assert!(!merged.topology("Host").unwrap().metric_templates.is_empty());
+    }
+
+    #[test]
+    fn a_delta_without_its_full_report_leaves_nothing_half_made() {
+        let d2 = fixture("probe-delta-2.msgpack.gz");
+        let merged = Report::merge_all([&d2]);
+        assert!(
+            merged
+                .topology("Process")
+                .is_none_or(|t| t.nodes.is_empty())
+        );
+        // Its whole (new) endpoint nodes stay.
+        assert_eq!(
+            merged.topology("Endpoint").unwrap().nodes.len(),
+            d2.topology("Endpoint").unwrap().nodes.len()
+        );
+    }
+
+    #[test]
+    fn node_merge_rules() {
+        let entry = |t: i64, v: &str| LatestEntry {
+            timestamp: Time(t),
+            value: v.into(),
+        };
+        let mut a = Node {
+            id: "n".into(),
+            topology: "process".into(),
+            ..Node::default()
+        };
+        a.sets.insert("ips".into(), vec!["b".into(), "a".into()]);
+        a.adjacency = vec!["x".into()];
+        a.latest.insert("name".into(), entry(2, "new"));
+        a.metrics.insert(
+            "cpu".into(),
+            Metric {
+                samples: vec![Sample {
+                    date: Time(1),
+                    value: 1.0,
+                }],
+                min: 1.0,
+                max: 1.0,
+            },
+        );
+        let mut b = Node::default();
+        b.sets.insert("ips".into(), vec!["c".into(), "a".into()]);
+        b.adjacency = vec!["y".into(), "x".into()];
+        b.latest.insert("name".into(), entry(1, "old"));
+        b.latest.insert("pid".into(), entry(1, "7"));
+        b.metrics.insert(
+            "cpu".into(),
+            Metric {
+                samples: vec![Sample {
+                    date: Time(2),
+                    value: 3.0,
+                }],
+                min: 0.0,
+                max: 3.0,
+            },
+        );
+        a.merge(&b);
+        assert_eq!(a.sets["ips"], vec!["a", "b", "c"]);
+        assert_eq!(a.adjacency, vec!["x", "y"]);
+        assert_eq!(a.latest["name"].value, "new", "newest timestamp wins");
+        assert_eq!(a.latest["pid"].value, "7");
+        let cpu = &a.metrics["cpu"];
+        assert_eq!(cpu.samples.len(), 2);
+        assert_eq!((cpu.min, cpu.max), (0.0, 3.0));
+        assert_eq!(a.id, "n");
+    }
+}
