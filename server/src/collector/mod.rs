@@ -128,6 +128,53 @@ pub fn probe_router() -> Router<AppState> {
     Router::new()
         .route("/", get(details))
         .route("/report", post(ingest))
+        .route("/control/ws", get(control_ws))
+}
+
+/// How often the app pings a probe's control websocket (Scope: about 33 s, pong wait 60 s).
+const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `GET /api/control/ws`: the probe's long-lived control channel. Scope's app is the JSON-RPC
+/// client on it; issuing controls comes later, so for now the connection is accepted and kept
+/// alive with pings (a probe whose handshake fails logs errors and retries forever).
+async fn control_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: axum::extract::WebSocketUpgrade,
+) -> Result<axum::response::Response> {
+    let instance = instance_for_probe(&state, &headers).await?;
+    let Some(probe_id) =
+        header_str(&headers, "x-scope-probe-id").map(|p| p.chars().take(64).collect::<String>())
+    else {
+        return Err(Error::bad_request(
+            "The X-Scope-Probe-ID header is required.",
+        ));
+    };
+    Ok(ws.on_upgrade(move |socket| async move {
+        tracing::debug!(instance = %instance.id, probe = %probe_id, "probe control channel open");
+        keep_alive(socket).await;
+        tracing::debug!(instance = %instance.id, probe = %probe_id, "probe control channel closed");
+    }))
+}
+
+async fn keep_alive(mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let mut ping = tokio::time::interval(CONTROL_PING);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+            message = socket.recv() => match message {
+                // Pongs and (until controls exist) anything else the probe sends are read and dropped.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 fn refusal_error(why: Refusal, limit: i64) -> Error {

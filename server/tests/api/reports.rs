@@ -383,3 +383,52 @@ async fn members_read_the_merged_window_and_the_probes(b: Backend) {
     assert_eq!(alice.get(&format!("/api/app/{id}/api/report")).await.0, 403);
 }
 both!(members_read_the_merged_window_and_the_probes);
+
+#[tokio::test]
+async fn the_probe_control_websocket_is_accepted_and_kept_alive() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (_, _, token) = ready_instance(&app).await;
+    let connect = |token: &str, probe: Option<&str>| {
+        let mut request = format!("ws://{}/api/control/ws", app.addr)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Scope-Probe token={token}").parse().unwrap(),
+        );
+        if let Some(probe) = probe {
+            request
+                .headers_mut()
+                .insert("x-scope-probe-id", probe.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    let (mut socket, response) = connect(&token, Some("71c372b17f588646"))
+        .await
+        .expect("handshake");
+    assert_eq!(response.status(), 101);
+    socket
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, Message::Pong(b"are you there".to_vec().into()));
+    socket.close(None).await.unwrap();
+
+    // Like Scope, the probe id is required; and only a live probe token opens the channel.
+    let refused = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(refused(connect(&token, None).await), 400);
+    assert_eq!(refused(connect("shp_nope", Some("p")).await), 401);
+}
