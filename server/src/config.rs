@@ -43,8 +43,8 @@ pub enum Command {
     Frontend(UnbuiltArgs),
     /// Monitoring of the other roles (not available yet).
     Monitoring(UnbuiltArgs),
-    /// Our probe: reports this host in Scope's wire format (not available yet).
-    Probe(UnbuiltArgs),
+    /// Our probe: reports this host in Scope's wire format.
+    Probe(ProbeArgs),
     /// Operator tasks, such as creating a site admin.
     Admin(AdminArgs),
 }
@@ -58,8 +58,11 @@ impl Command {
             Command::Collector(_) => Some("collector"),
             Command::Frontend(_) => Some("frontend"),
             Command::Monitoring(_) => Some("monitoring"),
-            Command::Probe(_) => Some("probe"),
-            Command::Serve(_) | Command::Migrate(_) | Command::Ui(_) | Command::Admin(_) => None,
+            Command::Serve(_)
+            | Command::Migrate(_)
+            | Command::Ui(_)
+            | Command::Admin(_)
+            | Command::Probe(_) => None,
         }
     }
 }
@@ -208,6 +211,41 @@ pub struct ServeArgs {
     pub provisioning: ProvisioningArgs,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Clone, Args)]
+pub struct ProbeArgs {
+    /// The Scopehub (or Scope app) URL to report to.
+    #[arg(long, env = "SCOPEHUB_PROBE_URL", value_parser = parse_public_url)]
+    pub url: Url,
+    /// The instance's probe token (`shp_…`).
+    #[arg(long, env = "SCOPEHUB_PROBE_TOKEN")]
+    pub token: String,
+    /// Time between reports, in seconds.
+    #[arg(long, env = "SCOPEHUB_PROBE_INTERVAL", default_value = "3", value_parser = parse_seconds)]
+    pub interval: Duration,
+    /// Send JSON instead of msgpack.
+    #[arg(long)]
+    pub json: bool,
+    /// Send one report and exit (non-zero if it was refused).
+    #[arg(long)]
+    pub once: bool,
+    /// Where the host's proc filesystem is (e.g. `/host/proc` in a container).
+    #[arg(long, env = "SCOPEHUB_PROBE_PROC", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The token is a secret: never print it.
+impl fmt::Debug for ProbeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProbeArgs")
+            .field("url", &self.url.as_str())
+            .field("token", &"***")
+            .field("interval", &self.interval)
+            .finish()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -57,12 +57,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     server::admin_create(&email, public_url, &database).await
                 }
             },
+            Command::Probe(args) => {
+                telemetry::init_logging(&args.log)?;
+                probe::run(args).await
+            }
             Command::Users(_)
             | Command::Provisioning(_)
             | Command::Collector(_)
             | Command::Frontend(_)
-            | Command::Monitoring(_)
-            | Command::Probe(_) => unreachable!("unbuilt roles return above"),
+            | Command::Monitoring(_) => unreachable!("unbuilt roles return above"),
         }
     })
 }

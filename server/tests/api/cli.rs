@@ -73,7 +73,6 @@ fn roles_not_built_yet_say_so() {
         "collector",
         "frontend",
         "monitoring",
-        "probe",
     ] {
         let (code, _, stderr) = run(&[role, "--url", "x"]);
         assert_eq!(code, 1, "{role}");

@@ -154,3 +154,95 @@ async fn survives_kill_9_while_instances_come_and_go(b: Backend) {
     );
 }
 both!(survives_kill_9_while_instances_come_and_go);
+
+/// `scopehub probe` against a real `scopehub serve`: this machine shows up in the instance.
+#[tokio::test]
+async fn our_probe_reports_this_machine() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        "/nonexistent",
+    ]);
+    server.wait_ready().await;
+    let mut agent = Agent::for_url(&server.url);
+    assert_eq!(
+        agent
+            .post(
+                "/api/users/signup",
+                json!({"email": ADMIN, "password": PASSWORD})
+            )
+            .await
+            .0,
+        202
+    );
+    let (_, me) = agent.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (_, created) = agent
+        .post("/api/instances", json!({"org_id": org, "name": "laptop"}))
+        .await;
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    let token = created["probe_token"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while agent.get(&format!("/api/instances/{id}")).await.1["instance"]["state"] != "ready" {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let probe = |extra: &[&str], token: &str| {
+        crate::support::process::binary()
+            .args(["probe", "--url", &server.url, "--token", token, "--once"])
+            .args(extra)
+            .output()
+            .expect("run scopehub probe")
+    };
+    for extra in [&[][..], &["--json"][..]] {
+        let out = probe(extra, &token);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let refused = probe(&[], "shp_not_a_real_token");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (_, details) = agent.get(&format!("/api/instances/{id}")).await;
+    assert_eq!(details["instance"]["state"], "active");
+    assert_eq!(details["usage"]["reports_received"], 2);
+    let (_, probes) = agent.get(&format!("/api/app/{id}/api/probes")).await;
+    assert_eq!(
+        probes.as_array().unwrap().len(),
+        2,
+        "each run is a new probe: {probes}"
+    );
+    assert!(
+        probes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["hostname"] == hostname.as_str())
+    );
+    let (_, report) = agent.get(&format!("/api/app/{id}/api/report")).await;
+    let processes = report["Process"]["nodes"].as_object().unwrap();
+    assert!(
+        processes
+            .values()
+            .any(|p| p["latest"]["name"]["value"] == "scopehub"),
+        "the probe saw itself"
+    );
+    assert!(
+        report["Host"]["nodes"][format!("{hostname};<host>")]["metrics"]["host_mem_usage_bytes"]
+            .is_object()
+    );
+}

@@ -1,0 +1,428 @@
+//! Reading this host from `/proc`: the host node, processes, and TCP connections mapped to the
+//! processes that own them (through socket inodes), as Scope's report topologies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use crate::collector::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+/// Bytes per page for `rss` (4 KiB on the platforms Scopehub builds for).
+const PAGE_SIZE: f64 = 4096.0;
+
+/// What one collection remembers for the next (CPU usage is a difference between two readings).
+#[derive(Default)]
+pub struct Previous {
+    at: Option<Time>,
+    host_cpu: Option<(u64, u64)>,
+    process_ticks: HashMap<u32, u64>,
+}
+
+pub struct Collector {
+    root: PathBuf,
+    pub hostname: String,
+    pub probe_id: String,
+    previous: Previous,
+}
+
+fn read(path: impl AsRef<Path>) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+fn latest(value: impl Into<String>, now: Time) -> LatestEntry {
+    LatestEntry {
+        timestamp: now,
+        value: value.into(),
+    }
+}
+
+fn metric(value: f64, min: f64, max: f64, now: Time) -> Metric {
+    Metric {
+        samples: vec![Sample { date: now, value }],
+        min,
+        max,
+    }
+}
+
+impl Collector {
+    /// `root` is normally `/proc`.
+    pub fn new(root: impl Into<PathBuf>, probe_id: String) -> Self {
+        let root = root.into();
+        let hostname = read(root.join("sys/kernel/hostname"))
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty());
+        Collector {
+            hostname: hostname.unwrap_or_else(|| "localhost".into()),
+            root,
+            probe_id,
+            previous: Previous::default(),
+        }
+    }
+
+    pub fn host_node_id(&self) -> String {
+        format!("{};<host>", self.hostname)
+    }
+
+    /// A full report of this host as it is now.
+    pub fn collect(&mut self, now: Time) -> Report {
+        let mut report = Report {
+            ts: now,
+            window: 0,
+            id: crate::secrets::random_hex(8),
+            ..Report::default()
+        };
+        let elapsed = self
+            .previous
+            .at
+            .map(|at| (now.0 - at.0) as f64 / 1e9)
+            .filter(|s| *s > 0.0);
+        let host = self.host(now, elapsed);
+        let (processes, sockets) = self.processes(now, elapsed);
+        let endpoints = self.endpoints(now, &sockets);
+        report.topologies.insert(
+            "Host".into(),
+            Topology {
+                shape: "circle".into(),
+                label: "host".into(),
+                label_plural: "hosts".into(),
+                nodes: host,
+                ..Topology::default()
+            },
+        );
+        report.topologies.insert(
+            "Process".into(),
+            Topology {
+                shape: "square".into(),
+                label: "process".into(),
+                label_plural: "processes".into(),
+                nodes: processes,
+                ..Topology::default()
+            },
+        );
+        report.topologies.insert(
+            "Endpoint".into(),
+            Topology {
+                nodes: endpoints,
+                ..Topology::default()
+            },
+        );
+        self.previous.at = Some(now);
+        report
+    }
+
+    fn host(&mut self, now: Time, elapsed: Option<f64>) -> BTreeMap<String, Node> {
+        let id = self.host_node_id();
+        let mut node = Node {
+            id: id.clone(),
+            topology: "host".into(),
+            ..Node::default()
+        };
+        let l = &mut node.latest;
+        l.insert("host_name".into(), latest(&self.hostname, now));
+        l.insert("host_node_id".into(), latest(&id, now));
+        l.insert("os".into(), latest("linux", now));
+        l.insert("control_probe_id".into(), latest(&self.probe_id, now));
+        l.insert(
+            "host_scope_version".into(),
+            latest(concat!("scopehub-", env!("CARGO_PKG_VERSION")), now),
+        );
+        l.insert("ts".into(), latest(now.to_rfc3339(), now));
+        if let Some(kernel) = read(self.root.join("sys/kernel/osrelease")) {
+            l.insert("kernel_version".into(), latest(kernel.trim(), now));
+        }
+        if let Some(uptime) = read(self.root.join("uptime"))
+            .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
+        {
+            l.insert("uptime".into(), latest((uptime as u64).to_string(), now));
+        }
+        if let Some(load1) = read(self.root.join("loadavg"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        {
+            node.metrics
+                .insert("load1".into(), metric(load1, 0.0, load1.max(1.0), now));
+        }
+        if let Some(meminfo) = read(self.root.join("meminfo")) {
+            let field = |name: &str| {
+                meminfo.lines().find_map(|line| {
+                    line.strip_prefix(name)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<f64>()
+                        .ok()
+                })
+            };
+            if let (Some(total), Some(available)) = (field("MemTotal:"), field("MemAvailable:")) {
+                node.metrics.insert(
+                    "host_mem_usage_bytes".into(),
+                    metric((total - available) * 1024.0, 0.0, total * 1024.0, now),
+                );
+            }
+        }
+        if let Some(stat) = read(self.root.join("stat"))
+            && let Some(cpu) = stat.lines().next().filter(|l| l.starts_with("cpu "))
+        {
+            let values: Vec<u64> = cpu
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: u64 = values.iter().sum();
+            let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+            if let Some((prev_total, prev_idle)) = self.previous.host_cpu
+                && total > prev_total
+            {
+                let busy =
+                    1.0 - (idle.saturating_sub(prev_idle)) as f64 / (total - prev_total) as f64;
+                node.metrics.insert(
+                    "host_cpu_usage_percent".into(),
+                    metric(busy * 100.0, 0.0, 100.0, now),
+                );
+            }
+            self.previous.host_cpu = Some((total, idle));
+        }
+        let _ = elapsed;
+        BTreeMap::from([(id, node)])
+    }
+
+    /// Processes, and which process owns each socket inode.
+    fn processes(
+        &mut self,
+        now: Time,
+        elapsed: Option<f64>,
+    ) -> (BTreeMap<String, Node>, HashMap<u64, u32>) {
+        let mut nodes = BTreeMap::new();
+        let mut sockets = HashMap::new();
+        let mut ticks_now = HashMap::new();
+        let host_id = self.host_node_id();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return (nodes, sockets);
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let dir = entry.path();
+            let Some(stat) = read(dir.join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`: comm may contain spaces and parentheses.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = stat[open + 1..close].to_owned();
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            // After `)`: 0 state, 1 ppid, 11 utime, 12 stime, 17 num_threads, 21 rss.
+            let ppid = field(1).unwrap_or(0);
+            let ticks = field(11).unwrap_or(0) + field(12).unwrap_or(0);
+            let threads = field(17).unwrap_or(1);
+            let rss = field(21).unwrap_or(0) as f64 * PAGE_SIZE;
+            let cmdline = read(dir.join("cmdline"))
+                .map(|c| c.replace('\0', " "))
+                .unwrap_or_default();
+
+            let id = format!("{};{pid}", self.hostname);
+            let mut node = Node {
+                id: id.clone(),
+                topology: "process".into(),
+                ..Node::default()
+            };
+            node.latest
+                .insert("pid".into(), latest(pid.to_string(), now));
+            node.latest
+                .insert("ppid".into(), latest(ppid.to_string(), now));
+            node.latest.insert("name".into(), latest(&name, now));
+            node.latest
+                .insert("cmdline".into(), latest(cmdline.trim_end(), now));
+            node.latest
+                .insert("threads".into(), latest(threads.to_string(), now));
+            node.latest
+                .insert("host_node_id".into(), latest(&host_id, now));
+            node.parents.insert("host".into(), vec![host_id.clone()]);
+            node.metrics.insert(
+                "process_memory_usage_bytes".into(),
+                metric(rss, 0.0, rss.max(1.0), now),
+            );
+            if let (Some(elapsed), Some(prev)) = (elapsed, self.previous.process_ticks.get(&pid)) {
+                let percent =
+                    ticks.saturating_sub(*prev) as f64 / TICKS_PER_SECOND / elapsed * 100.0;
+                node.metrics.insert(
+                    "process_cpu_usage_percent".into(),
+                    metric(percent, 0.0, 100.0, now),
+                );
+            }
+            ticks_now.insert(pid, ticks);
+            if let Ok(fds) = fs::read_dir(dir.join("fd")) {
+                let mut open_files = 0.0;
+                for fd in fds.flatten() {
+                    open_files += 1.0;
+                    if let Some(inode) = fs::read_link(fd.path()).ok().and_then(|t| {
+                        t.to_str()?
+                            .strip_prefix("socket:[")?
+                            .strip_suffix(']')?
+                            .parse::<u64>()
+                            .ok()
+                    }) {
+                        sockets.insert(inode, pid);
+                    }
+                }
+                node.metrics.insert(
+                    "open_files_count".into(),
+                    metric(open_files, 0.0, open_files.max(1.0), now),
+                );
+            }
+            nodes.insert(id, node);
+        }
+        self.previous.process_ticks = ticks_now;
+        (nodes, sockets)
+    }
+
+    /// Established TCP connections as endpoint nodes with adjacency from local to remote.
+    fn endpoints(&self, now: Time, sockets: &HashMap<u64, u32>) -> BTreeMap<String, Node> {
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let host_id = self.host_node_id();
+        for (file, v6) in [("net/tcp", false), ("net/tcp6", true)] {
+            let Some(table) = read(self.root.join(file)) else {
+                continue;
+            };
+            for line in table.lines().skip(1) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if cols.len() < 10 || cols[3] != "01" {
+                    continue; // only ESTABLISHED
+                }
+                let (Some(local), Some(remote)) =
+                    (parse_addr(cols[1], v6), parse_addr(cols[2], v6))
+                else {
+                    continue;
+                };
+                let inode = cols[9].parse::<u64>().unwrap_or(0);
+                let local_id = self.endpoint_id(&local);
+                let remote_id = self.endpoint_id(&remote);
+                let local_node = nodes.entry(local_id.clone()).or_insert_with(|| Node {
+                    id: local_id.clone(),
+                    topology: "endpoint".into(),
+                    ..Node::default()
+                });
+                if !local_node.adjacency.contains(&remote_id) {
+                    local_node.adjacency.push(remote_id.clone());
+                    local_node.adjacency.sort();
+                }
+                local_node
+                    .latest
+                    .insert("host_node_id".into(), latest(&host_id, now));
+                if let Some(pid) = sockets.get(&inode) {
+                    local_node
+                        .latest
+                        .insert("pid".into(), latest(pid.to_string(), now));
+                }
+                nodes.entry(remote_id.clone()).or_insert_with(|| Node {
+                    id: remote_id.clone(),
+                    topology: "endpoint".into(),
+                    ..Node::default()
+                });
+            }
+        }
+        nodes
+    }
+
+    /// Scope's endpoint id: `scope;addr;port`, the scope being the host for loopback addresses.
+    fn endpoint_id(&self, (addr, port): &(String, u16)) -> String {
+        let loopback = addr.starts_with("127.") || addr == "::1";
+        let scope = if loopback { self.hostname.as_str() } else { "" };
+        format!("{scope};{addr};{port}")
+    }
+}
+
+/// `0100007F:1F90` (little-endian words) → ("127.0.0.1", 8080).
+fn parse_addr(field: &str, v6: bool) -> Option<(String, u16)> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let bytes: Vec<u8> = (0..addr.len() / 2)
+        .map(|i| u8::from_str_radix(&addr[2 * i..2 * i + 2], 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let mut ordered = Vec::with_capacity(bytes.len());
+    for word in bytes.chunks(4) {
+        ordered.extend(word.iter().rev());
+    }
+    let text = if v6 {
+        let octets: [u8; 16] = ordered.try_into().ok()?;
+        let ip = Ipv6Addr::from(octets);
+        match ip.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => ip.to_string(),
+        }
+    } else {
+        let octets: [u8; 4] = ordered.try_into().ok()?;
+        Ipv4Addr::from(octets).to_string()
+    };
+    Some((text, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_addresses_decode() {
+        assert_eq!(
+            parse_addr("0100007F:1F90", false),
+            Some(("127.0.0.1".into(), 8080))
+        );
+        assert_eq!(
+            parse_addr("0000000000000000FFFF00000100007F:0050", true),
+            Some(("127.0.0.1".into(), 80))
+        );
+        assert_eq!(
+            parse_addr("00000000000000000000000001000000:0016", true),
+            Some(("::1".into(), 22))
+        );
+        assert_eq!(parse_addr("zz:1", false), None);
+    }
+
+    #[test]
+    fn this_host_is_collected_with_its_processes_and_their_connections() {
+        // A connection this test owns, so its endpoint must be found and mapped to this process.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+
+        let mut collector = Collector::new("/proc", "probe-1".into());
+        let first = collector.collect(Time(1_000_000_000));
+        let report = collector.collect(Time(2_000_000_000));
+        let host = &report.topology("Host").unwrap().nodes[&collector.host_node_id()];
+        assert_eq!(host.latest["host_name"].value, collector.hostname);
+        assert!(host.metrics.contains_key("host_mem_usage_bytes"));
+        let me = std::process::id();
+        let processes = &report.topology("Process").unwrap().nodes;
+        let mine = &processes[&format!("{};{me}", collector.hostname)];
+        assert_eq!(mine.latest["pid"].value, me.to_string());
+        assert!(
+            mine.metrics.contains_key("process_cpu_usage_percent"),
+            "CPU usage needs two readings"
+        );
+        assert!(
+            !first
+                .topology("Process")
+                .unwrap()
+                .nodes
+                .values()
+                .any(|n| n.metrics.contains_key("process_cpu_usage_percent"))
+        );
+        let endpoints = &report.topology("Endpoint").unwrap().nodes;
+        let server_side = format!("{};127.0.0.1;{port}", collector.hostname);
+        let ours = endpoints
+            .values()
+            .find(|n| n.adjacency.contains(&server_side))
+            .expect("the client end of our connection");
+        assert_eq!(ours.latest["pid"].value, me.to_string());
+    }
+}
