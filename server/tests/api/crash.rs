@@ -245,4 +245,51 @@ async fn our_probe_reports_this_machine() {
         report["Host"]["nodes"][format!("{hostname};<host>")]["metrics"]["host_mem_usage_bytes"]
             .is_object()
     );
+
+    // Running on: a full report, then deltas; the merged window stays whole.
+    let mut running = crate::support::process::binary()
+        .args([
+            "probe",
+            "--url",
+            &server.url,
+            "--token",
+            &token,
+            "--interval",
+            "0.3",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start scopehub probe");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, details) = agent.get(&format!("/api/instances/{id}")).await;
+        if details["usage"]["reports_received"].as_u64().unwrap_or(0) >= 6 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the probe did not keep reporting: {details}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = running.kill();
+    let _ = running.wait();
+    let (_, report) = agent.get(&format!("/api/app/{id}/api/report")).await;
+    let processes = report["Process"]["nodes"].as_object().unwrap();
+    assert!(
+        processes
+            .values()
+            .all(|p| p["topology"] == "process" && p["id"].is_string())
+    );
+    let cpu_samples = processes
+        .values()
+        .filter_map(|p| p["metrics"]["process_cpu_usage_percent"]["samples"].as_array())
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        cpu_samples >= 2,
+        "deltas added samples to the full report's nodes"
+    );
 }
