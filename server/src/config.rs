@@ -45,6 +45,8 @@ pub enum Command {
     Monitoring(UnbuiltArgs),
     /// Our probe: reports this host in Scope's wire format.
     Probe(ProbeArgs),
+    /// Synthetic hosts × containers × connections posting reports, for load tests (stops by itself).
+    Loadgen(LoadgenArgs),
     /// Operator tasks, such as creating a site admin.
     Admin(AdminArgs),
 }
@@ -62,7 +64,8 @@ impl Command {
             | Command::Migrate(_)
             | Command::Ui(_)
             | Command::Admin(_)
-            | Command::Probe(_) => None,
+            | Command::Probe(_)
+            | Command::Loadgen(_) => None,
         }
     }
 }
@@ -246,6 +249,33 @@ impl fmt::Debug for ProbeArgs {
             .field("interval", &self.interval)
             .finish()
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// The Scopehub URL to report to.
+    #[arg(long, value_parser = parse_public_url)]
+    pub url: Url,
+    /// The instance's probe token.
+    #[arg(long, env = "SCOPEHUB_PROBE_TOKEN")]
+    pub token: String,
+    /// Synthetic hosts (each a probe).
+    #[arg(long, default_value_t = 10)]
+    pub hosts: usize,
+    /// Containers per host.
+    #[arg(long, default_value_t = 10)]
+    pub containers: usize,
+    /// Connections per container.
+    #[arg(long, default_value_t = 3)]
+    pub connections: usize,
+    /// Seconds between one host's reports.
+    #[arg(long, default_value = "3", value_parser = parse_seconds)]
+    pub interval: Duration,
+    /// Seconds to run before stopping.
+    #[arg(long, default_value = "30", value_parser = parse_seconds)]
+    pub duration: Duration,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Args)]

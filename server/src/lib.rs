@@ -61,6 +61,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 telemetry::init_logging(&args.log)?;
                 probe::run(args).await
             }
+            Command::Loadgen(args) => {
+                telemetry::init_logging(&args.log)?;
+                probe::loadgen::run(args).await
+            }
             Command::Users(_)
             | Command::Provisioning(_)
             | Command::Collector(_)

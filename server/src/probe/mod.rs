@@ -6,6 +6,7 @@
 //! Containers are not read yet (see docs/collector.md).
 
 pub mod host;
+pub mod loadgen;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -196,7 +196,10 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx> {
         self.require_prepared()?;
         Ok(match &self.inner.pool {
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            // IMMEDIATE takes the write lock at the start (waiting up to the busy timeout), so a
+            // transaction that reads and then writes cannot fail with SQLITE_BUSY halfway when
+            // another writer committed in between, as a deferred one can.
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

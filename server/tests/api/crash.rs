@@ -293,3 +293,64 @@ async fn our_probe_reports_this_machine() {
         "deltas added samples to the full report's nodes"
     );
 }
+
+/// `scopehub loadgen` posts synthetic hosts through the real HTTP path and stops by itself.
+#[tokio::test]
+async fn the_load_generator_reports_synthetic_hosts() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        "/nonexistent",
+    ]);
+    server.wait_ready().await;
+    let mut agent = Agent::for_url(&server.url);
+    agent
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    let (_, me) = agent.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (_, created) = agent
+        .post("/api/instances", json!({"org_id": org, "name": "load"}))
+        .await;
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    let token = created["probe_token"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while agent.get(&format!("/api/instances/{id}")).await.1["instance"]["state"] != "ready" {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = crate::support::process::binary()
+        .args(["loadgen", "--url", &server.url, "--token", &token])
+        .args([
+            "--hosts",
+            "3",
+            "--containers",
+            "4",
+            "--connections",
+            "2",
+            "--interval",
+            "0.25",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .expect("run scopehub loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("accepted, refused: none"), "{stdout}");
+
+    let (_, probes) = agent.get(&format!("/api/app/{id}/api/probes")).await;
+    assert_eq!(probes.as_array().unwrap().len(), 3);
+    let (_, report) = agent.get(&format!("/api/app/{id}/api/report")).await;
+    assert_eq!(report["Container"]["nodes"].as_object().unwrap().len(), 12);
+    assert_eq!(report["Host"]["nodes"].as_object().unwrap().len(), 3);
+}
