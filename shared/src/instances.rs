@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::FieldErrors;
-use crate::users::{Checks, MAX_REASON_CHARS, normalize_name};
+use crate::users::{Checks, check_reason, normalize_name};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,17 +132,9 @@ pub struct Suspension {
 impl Suspension {
     pub fn validate(&self) -> Result<String, FieldErrors> {
         let mut c = Checks::default();
-        let reason = self.reason.trim();
-        if reason.is_empty() {
-            c.field::<()>("reason", Err("is required".into()));
-        } else if reason.chars().count() > MAX_REASON_CHARS {
-            c.field::<()>(
-                "reason",
-                Err(format!("must be at most {MAX_REASON_CHARS} characters")),
-            );
-        }
+        let reason = c.field("reason", check_reason(&self.reason));
         c.finish()?;
-        Ok(reason.to_owned())
+        Ok(reason.unwrap_or_default())
     }
 }
 

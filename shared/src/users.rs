@@ -468,20 +468,24 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// A reason shown to someone (a rejection, a suspension): trimmed, 1–500 characters.
+pub fn check_reason(raw: &str) -> Result<String, String> {
+    let reason = raw.trim();
+    if reason.is_empty() {
+        Err("is required".into())
+    } else if reason.chars().count() > MAX_REASON_CHARS {
+        Err(format!("must be at most {MAX_REASON_CHARS} characters"))
+    } else {
+        Ok(reason.to_owned())
+    }
+}
+
 impl Rejection {
     pub fn validate(&self) -> Result<String, FieldErrors> {
         let mut c = Checks::default();
-        let reason = self.reason.trim();
-        if reason.is_empty() {
-            c.field::<()>("reason", Err("is required".into()));
-        } else if reason.chars().count() > MAX_REASON_CHARS {
-            c.field::<()>(
-                "reason",
-                Err(format!("must be at most {MAX_REASON_CHARS} characters")),
-            );
-        }
+        let reason = c.field("reason", check_reason(&self.reason));
         c.finish()?;
-        Ok(reason.to_owned())
+        Ok(reason.unwrap_or_default())
     }
 }
 
