@@ -271,38 +271,47 @@ async fn verify(
     }))
 }
 
-async fn resend_verification(
-    State(state): State<AppState>,
-    Json(body): Json<EmailOnly>,
+/// The "email me a link" endpoints: mails a `kind` link to the account of `email` when
+/// `eligible` says so (retiring older links of that kind), and answers `answer` either way, so the
+/// answer never tells whether the address is registered.
+async fn mail_link_if(
+    state: &AppState,
+    email: &str,
+    kind: &LinkKind,
+    text: &str,
+    eligible: fn(&UserRow) -> bool,
+    answer: &str,
 ) -> Result<Response> {
-    let email = body.validate().map_err(Error::validation)?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let mut mail = None;
-    if let Some(user) = tx.user_by_email(&email).await?
-        && user.status == AccountStatus::Unverified.as_str()
+    if let Some(user) = tx.user_by_email(email).await?
+        && eligible(&user)
     {
-        tx.retire_email_tokens(&user.id, "verify", now).await?;
-        mail = Some(
-            queue_link(
-                &state,
-                &mut tx,
-                &user,
-                &VERIFY,
-                "Here is a new link to confirm your email address (valid 24 hours):",
-                now,
-            )
-            .await?,
-        );
+        tx.retire_email_tokens(&user.id, kind.purpose, now).await?;
+        mail = Some(queue_link(state, &mut tx, &user, kind, text, now).await?);
     }
     tx.commit().await?;
     if let Some(mail) = &mail {
         state.mailer.sent(mail);
     }
-    Ok(
-        accepted("If that address has an unconfirmed account, we sent it a new link.")
-            .into_response(),
+    Ok(accepted(answer).into_response())
+}
+
+async fn resend_verification(
+    State(state): State<AppState>,
+    Json(body): Json<EmailOnly>,
+) -> Result<Response> {
+    let email = body.validate().map_err(Error::validation)?;
+    mail_link_if(
+        &state,
+        &email,
+        &VERIFY,
+        "Here is a new link to confirm your email address (valid 24 hours):",
+        |user| user.status == AccountStatus::Unverified.as_str(),
+        "If that address has an unconfirmed account, we sent it a new link.",
     )
+    .await
 }
 
 async fn throttle(state: &AppState, keys: &[(&str, i64)], now: i64) -> Result<()> {
@@ -503,29 +512,15 @@ async fn request_login_link(
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    let mut mail = None;
-    if let Some(user) = tx.user_by_email(&email).await?
-        && check_can_log_in(&user).is_ok()
-    {
-        mail = Some(
-            queue_link(
-                &state,
-                &mut tx,
-                &user,
-                &LOGIN,
-                "Follow this link within 15 minutes to log in to Scopehub:",
-                now,
-            )
-            .await?,
-        );
-    }
-    tx.commit().await?;
-    if let Some(mail) = &mail {
-        state.mailer.sent(mail);
-    }
-    Ok(accepted("If that address has an account, we sent it a login link.").into_response())
+    mail_link_if(
+        &state,
+        &email,
+        &LOGIN,
+        "Follow this link within 15 minutes to log in to Scopehub:",
+        |user| check_can_log_in(user).is_ok(),
+        "If that address has an account, we sent it a login link.",
+    )
+    .await
 }
 
 async fn consume_login_link(
@@ -565,27 +560,15 @@ async fn forgot_password(
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    let mut mail = None;
-    if let Some(user) = tx.user_by_email(&email).await?
-        && user.suspended_at.is_none()
-    {
-        tx.retire_email_tokens(&user.id, "reset", now).await?;
-        mail = Some(
-            queue_link(&state, &mut tx, &user, &RESET,
-                "Follow this link within an hour to choose a new password. If you did not ask for it, ignore this mail.", now)
-            .await?,
-        );
-    }
-    tx.commit().await?;
-    if let Some(mail) = &mail {
-        state.mailer.sent(mail);
-    }
-    Ok(
-        accepted("If that address has an account, we sent it a link to reset the password.")
-            .into_response(),
+    mail_link_if(
+        &state,
+        &email,
+        &RESET,
+        "Follow this link within an hour to choose a new password. If you did not ask for it, ignore this mail.",
+        |user| user.suspended_at.is_none(),
+        "If that address has an account, we sent it a link to reset the password.",
     )
+    .await
 }
 
 async fn reset_password(
