@@ -35,12 +35,127 @@ impl Report {
 
     /// Merges a window of reports, oldest first, and drops nodes that only deltas described.
     pub fn merge_all<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Report {
-        let mut merged = Report::default();
+        let mut merged = Report::merge_window(reports);
+        merged.remove_part_merged();
+        merged
+    }
+
+    /// Merges a window of reports, oldest first, onto Scope's empty report (default shapes and
+    /// labels per topology), and upgrades what older probes sent (Scope's `Upgrade`).
+    pub fn merge_window<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Report {
+        let mut merged = Report::with_defaults();
         for report in reports {
             merged.merge(report);
         }
-        merged.remove_part_merged();
+        merged.upgrade_pods();
         merged
+    }
+
+    /// Scope's `MakeReport`: every topology present, with its shape, tag and labels.
+    pub fn with_defaults() -> Report {
+        const DEFAULTS: [(&str, &str, &str, &str, &str); 23] = [
+            ("Endpoint", "", "", "", ""),
+            ("Process", "square", "", "process", "processes"),
+            ("Container", "hexagon", "", "container", "containers"),
+            ("ContainerImage", "hexagon", "", "image", "images"),
+            ("Pod", "heptagon", "", "pod", "pods"),
+            ("Service", "heptagon", "", "service", "services"),
+            ("Deployment", "heptagon", "", "deployment", "deployments"),
+            ("ReplicaSet", "triangle", "", "replica set", "replica sets"),
+            ("DaemonSet", "pentagon", "", "daemonset", "daemonsets"),
+            (
+                "StatefulSet",
+                "octagon",
+                "",
+                "stateful set",
+                "stateful sets",
+            ),
+            ("CronJob", "triangle", "", "cron job", "cron jobs"),
+            ("Namespace", "", "", "", ""),
+            ("Host", "circle", "", "host", "hosts"),
+            ("Overlay", "circle", "", "peer", "peers"),
+            ("ECSTask", "heptagon", "", "task", "tasks"),
+            ("ECSService", "heptagon", "", "service", "services"),
+            ("SwarmService", "heptagon", "", "service", "services"),
+            (
+                "PersistentVolume",
+                "cylinder",
+                "",
+                "persistent volume",
+                "persistent volumes",
+            ),
+            (
+                "PersistentVolumeClaim",
+                "dottedcylinder",
+                "",
+                "persistent volume claim",
+                "persistent volume claims",
+            ),
+            (
+                "StorageClass",
+                "sheet",
+                "",
+                "storage class",
+                "storage classes",
+            ),
+            (
+                "VolumeSnapshot",
+                "dottedcylinder",
+                "camera",
+                "volume snapshot",
+                "volume snapshots",
+            ),
+            (
+                "VolumeSnapshotData",
+                "cylinder",
+                "camera",
+                "volume snapshot data",
+                "volume snapshot data",
+            ),
+            ("Job", "dottedtriangle", "", "job", "jobs"),
+        ];
+        let mut report = Report::default();
+        for (name, shape, tag, label, plural) in DEFAULTS {
+            report.topologies.insert(
+                name.to_owned(),
+                Topology {
+                    shape: shape.to_owned(),
+                    tag: tag.to_owned(),
+                    label: label.to_owned(),
+                    label_plural: plural.to_owned(),
+                    ..Topology::default()
+                },
+            );
+        }
+        report
+    }
+
+    /// Pods whose parents are replica sets get those replica sets' deployments as parents instead
+    /// (probes stopped reporting replica sets when they started naming deployments).
+    fn upgrade_pods(&mut self) {
+        let replica_sets = match self.topologies.get("ReplicaSet") {
+            Some(t) if !t.nodes.is_empty() => t.nodes.clone(),
+            _ => return,
+        };
+        if let Some(pods) = self.topologies.get_mut("Pod") {
+            for pod in pods.nodes.values_mut() {
+                let Some(sets) = pod.parents.remove("replica_set") else {
+                    continue;
+                };
+                for set in sets {
+                    if let Some(deployments) = replica_sets
+                        .get(&set)
+                        .and_then(|r| r.parents.get("deployment"))
+                    {
+                        let mine = pod.parents.entry("deployment".to_owned()).or_default();
+                        union(mine, deployments);
+                    }
+                }
+            }
+        }
+        if let Some(t) = self.topologies.get_mut("ReplicaSet") {
+            t.nodes.clear();
+        }
     }
 
     /// Drops nodes that never got a topology (deltas whose full report left the window).

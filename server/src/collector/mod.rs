@@ -10,6 +10,7 @@
 
 pub mod decode;
 pub mod merge;
+pub mod render;
 pub mod report;
 pub mod slot;
 

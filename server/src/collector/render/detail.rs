@@ -1,0 +1,450 @@
+//! Node details (scope-render.md §13): a node's summary with samples, its controls, its children
+//! grouped by topology, and its inbound and outbound connections.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::net;
+use super::summary::{Column, NodeSummary, primary_view, summarize};
+use super::topologies::{Query, ViewDesc, transform};
+use super::*;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Control {
+    #[serde(rename = "probeId")]
+    pub probe_id: String,
+    #[serde(rename = "nodeId")]
+    pub node_id: String,
+    pub id: String,
+    pub human: String,
+    pub icon: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub confirmation: String,
+    pub rank: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildGroup {
+    pub id: String,
+    pub label: String,
+    pub nodes: Option<Vec<NodeSummary>>,
+    #[serde(rename = "topologyId")]
+    pub topology_id: String,
+    pub columns: Option<Vec<Column>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionRow {
+    pub id: String,
+    #[serde(rename = "nodeId")]
+    pub node_id: String,
+    pub label: String,
+    #[serde(rename = "labelMinor", skip_serializing_if = "String::is_empty")]
+    pub label_minor: String,
+    pub metadata: Vec<super::summary::MetadataRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Connections {
+    pub id: String,
+    #[serde(rename = "topologyId")]
+    pub topology_id: String,
+    pub label: String,
+    pub columns: Vec<Column>,
+    pub connections: Vec<ConnectionRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeDetails {
+    #[serde(flatten)]
+    pub summary: NodeSummary,
+    pub controls: Vec<Control>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildGroup>,
+    pub connections: Vec<Connections>,
+}
+
+fn column(id: &str, label: &str, data_type: &str, default_sort: bool) -> Column {
+    Column {
+        id: id.to_owned(),
+        label: label.to_owned(),
+        default_sort,
+        data_type: data_type.to_owned(),
+    }
+}
+
+/// Children groups in Scope's fixed order, with their columns.
+fn child_group_specs() -> Vec<(&'static str, &'static str, Vec<Column>)> {
+    vec![
+        (
+            POD,
+            "Pods",
+            vec![
+                column("kubernetes_state", "State", "", false),
+                column(CONTAINER, "# Containers", "number", false),
+                column("kubernetes_ip", "IP", "ip", false),
+            ],
+        ),
+        (
+            ECS_TASK,
+            "Tasks",
+            vec![column("ecs_created_at", "Created At", "datetime", false)],
+        ),
+        (
+            CONTAINER,
+            "Containers",
+            vec![
+                column("docker_cpu_total_usage", "CPU", "number", false),
+                column("docker_memory_usage", "Memory", "number", false),
+            ],
+        ),
+        (
+            PROCESS,
+            "Processes",
+            vec![
+                column("pid", "PID", "number", false),
+                column("process_cpu_usage_percent", "CPU", "number", false),
+                column("process_memory_usage_bytes", "Memory", "number", false),
+            ],
+        ),
+        (CONTAINER_IMAGE, "Container images", Vec::new()),
+        (PERSISTENT_VOLUME, "Persistent Volumes", Vec::new()),
+        (
+            PERSISTENT_VOLUME_CLAIM,
+            "Persistent Volume Claims",
+            Vec::new(),
+        ),
+        (STORAGE_CLASS, "Storage Classes", Vec::new()),
+        (VOLUME_SNAPSHOT, "Volume Snapshots", Vec::new()),
+        (VOLUME_SNAPSHOT_DATA, "Volume Snapshot Data", Vec::new()),
+    ]
+}
+
+fn children(report: &Report, n: &RNode) -> Vec<ChildGroup> {
+    let mut by_topology: BTreeMap<String, Vec<NodeSummary>> = BTreeMap::new();
+    for child in n.children.values() {
+        if child.id == n.id {
+            continue;
+        }
+        if let Some(s) = summarize(report, child, false) {
+            by_topology
+                .entry(child.topology.clone())
+                .or_default()
+                .push(s);
+        }
+    }
+    let mut out = Vec::new();
+    for (topology, label, columns) in child_group_specs() {
+        if let Some(mut nodes) = by_topology.remove(topology) {
+            nodes.sort_by(|a, b| a.id.cmp(&b.id));
+            out.push(ChildGroup {
+                id: String::new(),
+                label: label.to_owned(),
+                nodes: Some(nodes),
+                topology_id: primary_view(topology).unwrap_or("").to_owned(),
+                columns: Some(columns),
+            });
+        }
+    }
+    // Scope lists other child topologies as groups without their nodes; so do we, for the same UI.
+    for topology in by_topology.keys() {
+        let (Some(view), Some(t)) = (
+            primary_view(topology),
+            wire_name(topology).and_then(|w| report.topology(w)),
+        ) else {
+            continue;
+        };
+        out.push(ChildGroup {
+            id: view.to_owned(),
+            label: t.label_plural.clone(),
+            nodes: None,
+            topology_id: view.to_owned(),
+            columns: None,
+        });
+    }
+    out
+}
+
+fn controls(report: &Report, n: &RNode) -> Vec<Control> {
+    let Some(topology) = wire_name(&n.topology).and_then(|w| report.topology(w)) else {
+        return Vec::new();
+    };
+    let Some(probe) = n.latest("control_probe_id") else {
+        return Vec::new();
+    };
+    if !topology.nodes.contains_key(&n.id) {
+        return Vec::new();
+    }
+    let active = n.latest("active_controls").unwrap_or("");
+    active
+        .split(';')
+        .filter_map(|name| {
+            let c = topology.controls.get(name)?;
+            let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let own_probe = s("probeId");
+            Some(Control {
+                probe_id: if own_probe.is_empty() {
+                    probe.to_owned()
+                } else {
+                    own_probe
+                },
+                node_id: n.id.clone(),
+                id: name.to_owned(),
+                human: s("human"),
+                icon: s("icon"),
+                confirmation: s("confirmation"),
+                rank: c.get("rank").and_then(Value::as_i64).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn is_internet(id: &str) -> bool {
+    id == INCOMING_INTERNET || id == OUTGOING_INTERNET
+}
+
+/// Endpoint children of a node by id, plus the ids they are copies of (mapped back to the child).
+fn endpoint_children(n: &RNode) -> (Vec<&Arc<RNode>>, BTreeMap<String, String>) {
+    let mut list = Vec::new();
+    let mut ids = BTreeMap::new();
+    for child in n.children.values().filter(|c| c.topology == ENDPOINT) {
+        list.push(child);
+        ids.insert(child.id.clone(), child.id.clone());
+        if let Some(copy) = child.latest("copy_of") {
+            ids.entry(copy.to_owned())
+                .or_insert_with(|| child.id.clone());
+        }
+    }
+    (list, ids)
+}
+
+#[derive(Default)]
+struct Counter {
+    counted: HashSet<String>,
+    counts: BTreeMap<(String, String, String, String), u64>,
+}
+
+impl Counter {
+    /// One connection between `local` (an endpoint of the viewed node) and `remote` (of another),
+    /// identified by its source endpoint so it counts once.
+    fn add(
+        &mut self,
+        outgoing: bool,
+        local_node: &str,
+        remote_node: &str,
+        local: (&str, Option<&RNode>),
+        remote: (&str, Option<&RNode>),
+    ) {
+        let (src, dst) = if outgoing {
+            (local, remote)
+        } else {
+            (remote, local)
+        };
+        let id = src
+            .1
+            .and_then(|n| n.latest("copy_of"))
+            .unwrap_or(src.0)
+            .to_owned();
+        if self.counted.contains(&id) {
+            return;
+        }
+        let Some((_, _, port)) = parse_endpoint_id(dst.0) else {
+            return;
+        };
+        let addr = |endpoint: &str| parse_endpoint_id(endpoint).map(|(_, a, _)| a.to_owned());
+        let local_addr = if is_internet(local_node) {
+            match addr(local.0) {
+                Some(a) => a,
+                None => return,
+            }
+        } else {
+            String::new()
+        };
+        let remote_addr = if is_internet(remote_node) {
+            match addr(remote.0) {
+                Some(a) => a,
+                None => return,
+            }
+        } else {
+            String::new()
+        };
+        let count = src
+            .1
+            .and_then(|n| n.latest("conn_count"))
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(1);
+        self.counted.insert(id);
+        *self
+            .counts
+            .entry((
+                remote_node.to_owned(),
+                remote_addr,
+                local_addr,
+                port.to_owned(),
+            ))
+            .or_default() += count;
+    }
+}
+
+fn address_label(report: &Report, addr: &str) -> String {
+    match net::dns_names(report, addr).first() {
+        Some(name) => format!("{name} ({addr})"),
+        None => addr.to_owned(),
+    }
+}
+
+fn meta(id: &str, value: String, data_type: &str) -> super::summary::MetadataRow {
+    super::summary::MetadataRow {
+        id: id.to_owned(),
+        label: String::new(),
+        value,
+        priority: 0.0,
+        data_type: data_type.to_owned(),
+        truncate: 0,
+    }
+}
+
+fn connection_rows(
+    report: &Report,
+    nodes: &Nodes,
+    counter: Counter,
+    include_local: bool,
+) -> Vec<ConnectionRow> {
+    let mut rows: Vec<ConnectionRow> = counter
+        .counts
+        .into_iter()
+        .map(|((remote_node, remote_addr, local_addr, port), count)| {
+            let summary = nodes
+                .get(&remote_node)
+                .and_then(|n| summarize(report, n, false));
+            let (mut label, mut label_minor) = summary
+                .map(|s| (s.label, s.label_minor))
+                .unwrap_or_default();
+            if !remote_addr.is_empty() {
+                label = address_label(report, &remote_addr);
+                label_minor = String::new();
+            }
+            let mut metadata = Vec::new();
+            if include_local {
+                metadata.push(meta("remote", address_label(report, &local_addr), "ip"));
+            }
+            metadata.push(meta("port", port.clone(), "number"));
+            metadata.push(meta("count", count.to_string(), "number"));
+            ConnectionRow {
+                id: format!("{remote_node}-{remote_addr}-{local_addr}-{port}"),
+                node_id: remote_node,
+                label,
+                label_minor,
+                metadata,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    rows
+}
+
+fn connections(report: &Report, view: &str, n: &RNode, nodes: &Nodes) -> Vec<Connections> {
+    let internet = is_internet(&n.id);
+    let mut columns = Vec::new();
+    if internet {
+        columns.push(column("remote", "Remote", "ip", false));
+    }
+    columns.push(column("port", "Port", "number", false));
+    columns.push(column("count", "Count", "number", true));
+
+    let (local_endpoints, local_ids) = endpoint_children(n);
+    // Inbound: nodes with an edge to this one, their endpoints' targets among ours.
+    let mut inbound = Counter::default();
+    for other in nodes.values() {
+        if !other.adjacency.contains(&n.id) {
+            continue;
+        }
+        let (remote_endpoints, _) = endpoint_children(other);
+        for remote in remote_endpoints {
+            for target in &remote.adjacency {
+                if let Some(local_id) = local_ids.get(target) {
+                    let local = n.children.get(local_id).map(|c| c.as_ref());
+                    inbound.add(
+                        false,
+                        &n.id,
+                        &other.id,
+                        (local_id, local),
+                        (&remote.id, Some(remote)),
+                    );
+                }
+            }
+        }
+    }
+    // Outbound: for each node we point to, our endpoints' targets among its endpoints.
+    let mut outbound = Counter::default();
+    for target_id in &n.adjacency {
+        let Some(other) = nodes.get(target_id) else {
+            continue;
+        };
+        let (_, remote_ids) = endpoint_children(other);
+        for local in &local_endpoints {
+            for target in &local.adjacency {
+                if let Some(remote_id) = remote_ids.get(target) {
+                    let remote = other.children.get(remote_id).map(|c| c.as_ref());
+                    outbound.add(
+                        true,
+                        &n.id,
+                        &other.id,
+                        (&local.id, Some(local)),
+                        (remote_id, remote),
+                    );
+                }
+            }
+        }
+    }
+    vec![
+        Connections {
+            id: "incoming-connections".into(),
+            topology_id: view.to_owned(),
+            label: "Inbound".into(),
+            columns: columns.clone(),
+            connections: connection_rows(report, nodes, inbound, internet),
+        },
+        Connections {
+            id: "outgoing-connections".into(),
+            topology_id: view.to_owned(),
+            label: "Outbound".into(),
+            columns,
+            connections: connection_rows(report, nodes, outbound, internet),
+        },
+    ]
+}
+
+/// `GET /api/topology/{view}/{id}`: `None` when the view has no such node.
+pub fn node_details(
+    ctx: &mut Ctx,
+    view: &ViewDesc,
+    id: &str,
+    query: &Query,
+) -> Option<NodeDetails> {
+    let rendered = views::render(ctx, view.id)?;
+    let node = rendered.nodes.get(id)?.clone();
+    let mut filtered = transform(view, &rendered, query);
+    if !filtered.nodes.contains_key(id) {
+        filtered.nodes.insert(id.to_owned(), node);
+        filtered.filtered = filtered.filtered.saturating_sub(1);
+    }
+    let node = filtered.nodes.get(id)?;
+    let mut summary = summarize(ctx.report, node, true)?;
+    query.censor().apply(&mut summary);
+    let censor = query.censor();
+    let mut kids = children(ctx.report, node);
+    for g in &mut kids {
+        for s in g.nodes.iter_mut().flatten() {
+            censor.apply(s);
+        }
+    }
+    Some(NodeDetails {
+        controls: controls(ctx.report, node),
+        children: kids,
+        connections: connections(ctx.report, view.id, node, &filtered.nodes),
+        summary,
+    })
+}

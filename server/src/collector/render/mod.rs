@@ -1,0 +1,474 @@
+//! Rendering: Scope's views computed from a merged report (shared scope-render.md).
+//!
+//! The building blocks mirror Scope's (`render/render.go`): a [`Join`] maps input nodes onto output
+//! nodes and rebuilds edges through that mapping, [`reduce`] merges several renderings node by node,
+//! [`filter`] drops nodes and the edges to them. Views (`views.rs`) combine them; summaries
+//! (`summary.rs`), node details (`detail.rs`) and the topology list (`topologies.rs`) turn the result
+//! into Scope's JSON. Everything here is pure: a report in, values out, no I/O and no clock but the
+//! one passed in.
+
+pub mod detail;
+mod net;
+pub mod summary;
+pub mod topologies;
+pub mod views;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::report::{LatestEntry, Metric, Node, Report, Time};
+
+pub const PSEUDO: &str = "pseudo";
+pub const ENDPOINT: &str = "endpoint";
+pub const PROCESS: &str = "process";
+pub const CONTAINER: &str = "container";
+pub const CONTAINER_IMAGE: &str = "container_image";
+pub const POD: &str = "pod";
+pub const SERVICE: &str = "service";
+pub const DEPLOYMENT: &str = "deployment";
+pub const DAEMON_SET: &str = "daemon_set";
+pub const STATEFUL_SET: &str = "stateful_set";
+pub const CRON_JOB: &str = "cron_job";
+pub const JOB: &str = "job";
+pub const HOST: &str = "host";
+pub const OVERLAY: &str = "overlay";
+pub const ECS_TASK: &str = "ecs_task";
+pub const ECS_SERVICE: &str = "ecs_service";
+pub const SWARM_SERVICE: &str = "swarm_service";
+pub const PERSISTENT_VOLUME: &str = "persistent_volume";
+pub const PERSISTENT_VOLUME_CLAIM: &str = "persistent_volume_claim";
+pub const STORAGE_CLASS: &str = "storage_class";
+pub const VOLUME_SNAPSHOT: &str = "volume_snapshot";
+pub const VOLUME_SNAPSHOT_DATA: &str = "volume_snapshot_data";
+
+pub const INCOMING_INTERNET: &str = "in-theinternet";
+pub const OUTGOING_INTERNET: &str = "out-theinternet";
+pub const SERVICE_PREFIX: &str = "service-";
+pub const UNCONTAINED_PREFIX: &str = "pseudo:uncontained:";
+pub const UNMANAGED_PREFIX: &str = "pseudo:unmanaged:";
+
+/// A node's internal topology name → the report's wire name for that topology.
+pub fn wire_name(topology: &str) -> Option<&'static str> {
+    Some(match topology {
+        ENDPOINT => "Endpoint",
+        PROCESS => "Process",
+        CONTAINER => "Container",
+        CONTAINER_IMAGE => "ContainerImage",
+        POD => "Pod",
+        SERVICE => "Service",
+        DEPLOYMENT => "Deployment",
+        "replica_set" => "ReplicaSet",
+        DAEMON_SET => "DaemonSet",
+        STATEFUL_SET => "StatefulSet",
+        CRON_JOB => "CronJob",
+        "namespace" => "Namespace",
+        HOST => "Host",
+        OVERLAY => "Overlay",
+        ECS_TASK => "ECSTask",
+        ECS_SERVICE => "ECSService",
+        SWARM_SERVICE => "SwarmService",
+        PERSISTENT_VOLUME => "PersistentVolume",
+        PERSISTENT_VOLUME_CLAIM => "PersistentVolumeClaim",
+        STORAGE_CLASS => "StorageClass",
+        VOLUME_SNAPSHOT => "VolumeSnapshot",
+        VOLUME_SNAPSHOT_DATA => "VolumeSnapshotData",
+        JOB => "Job",
+        _ => return None,
+    })
+}
+
+/// A node as renderers see it: a report node plus counters (children per topology) and children
+/// shared by reference, so that grouping a node does not copy what it holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RNode {
+    pub id: String,
+    pub topology: String,
+    pub latest: BTreeMap<String, LatestEntry>,
+    pub sets: BTreeMap<String, Vec<String>>,
+    pub parents: BTreeMap<String, Vec<String>>,
+    pub metrics: BTreeMap<String, Metric>,
+    /// Scope keeps these in `latest` as `count_<topology>`; they are summed when nodes merge.
+    pub counters: BTreeMap<String, u64>,
+    pub adjacency: BTreeSet<String>,
+    pub children: BTreeMap<String, Arc<RNode>>,
+}
+
+pub type Nodes = BTreeMap<String, Arc<RNode>>;
+
+impl RNode {
+    pub fn bare(id: &str, topology: &str) -> RNode {
+        RNode {
+            id: id.to_owned(),
+            topology: topology.to_owned(),
+            ..RNode::default()
+        }
+    }
+
+    pub fn from_report(node: &Node) -> RNode {
+        RNode {
+            id: node.id.clone(),
+            topology: node.topology.clone(),
+            latest: node.latest.clone(),
+            sets: node.sets.clone(),
+            parents: node.parents.clone(),
+            metrics: node.metrics.clone(),
+            counters: BTreeMap::new(),
+            adjacency: node.adjacency.iter().cloned().collect(),
+            children: node
+                .children
+                .iter()
+                .filter(|c| !c.id.is_empty())
+                .map(|c| (c.id.clone(), Arc::new(RNode::from_report(c))))
+                .collect(),
+        }
+    }
+
+    pub fn latest(&self, key: &str) -> Option<&str> {
+        self.latest.get(key).map(|l| l.value.as_str())
+    }
+
+    pub fn set_latest(&mut self, key: &str, value: &str, at: Time) {
+        self.latest.insert(
+            key.to_owned(),
+            LatestEntry {
+                timestamp: at,
+                value: value.to_owned(),
+            },
+        );
+    }
+
+    pub fn parents(&self, topology: &str) -> &[String] {
+        self.parents.get(topology).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn is_pseudo(&self) -> bool {
+        self.topology == PSEUDO
+    }
+
+    /// The host a node is on: its `host_node_id` without the `;<host>` suffix.
+    pub fn host_id(&self) -> &str {
+        self.latest("host_node_id")
+            .map(|h| h.split(';').next().unwrap_or(h))
+            .unwrap_or("")
+    }
+
+    /// Scope's node merge: newest latest values win, sets, parents, adjacency and children are
+    /// unioned, metric samples merged by time; counters add up.
+    pub fn merge(&mut self, other: &RNode) {
+        if self.topology.is_empty() {
+            self.topology.clone_from(&other.topology);
+        }
+        for (key, entry) in &other.latest {
+            match self.latest.get(key) {
+                Some(existing) if existing.timestamp > entry.timestamp => {}
+                _ => {
+                    self.latest.insert(key.clone(), entry.clone());
+                }
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.sets, &other.sets),
+            (&mut self.parents, &other.parents),
+        ] {
+            for (k, v) in theirs {
+                let set = mine.entry(k.clone()).or_default();
+                set.extend(v.iter().cloned());
+                set.sort();
+                set.dedup();
+            }
+        }
+        for (key, metric) in &other.metrics {
+            self.metrics.entry(key.clone()).or_default().merge(metric);
+        }
+        for (k, v) in &other.counters {
+            *self.counters.entry(k.clone()).or_default() += v;
+        }
+        self.adjacency.extend(other.adjacency.iter().cloned());
+        for (k, v) in &other.children {
+            self.children.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+
+    pub fn has_children_of(&self, topology: &str) -> bool {
+        self.children.values().any(|c| c.topology == topology)
+    }
+}
+
+/// The output of a renderer: nodes by id and how many were filtered out since the last join.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    pub nodes: Nodes,
+    pub filtered: usize,
+}
+
+/// Scope's `joinResults`: output nodes under construction and which output ids each input id went to.
+#[derive(Default)]
+pub struct Join {
+    nodes: BTreeMap<String, RNode>,
+    mapped: HashMap<String, Vec<String>>,
+}
+
+impl Join {
+    pub fn new() -> Join {
+        Join::default()
+    }
+
+    /// Starts from `seed`'s nodes (with their own edges cleared: edges come only from the mapping).
+    pub fn seeded(seed: &Nodes) -> Join {
+        Join {
+            nodes: seed
+                .iter()
+                .map(|(id, n)| {
+                    let mut n = RNode::clone(n);
+                    n.adjacency.clear();
+                    (id.clone(), n)
+                })
+                .collect(),
+            mapped: HashMap::new(),
+        }
+    }
+
+    fn map_to(&mut self, from: &str, to: &str) {
+        let outs = self.mapped.entry(from.to_owned()).or_default();
+        if !outs.iter().any(|o| o == to) {
+            outs.push(to.to_owned());
+        }
+    }
+
+    fn output(&mut self, id: &str, topology: &str) -> &mut RNode {
+        self.nodes
+            .entry(id.to_owned())
+            .or_insert_with(|| RNode::bare(id, topology))
+    }
+
+    /// Adds `child` to output node `id` (created bare if missing) without recording a mapping:
+    /// the child's edges do not become the output's.
+    pub fn add_unmapped_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
+        let out = self.output(id, topology);
+        out.children
+            .entry(child.id.clone())
+            .or_insert_with(|| child.clone());
+        if child.topology != ENDPOINT {
+            *out.counters.entry(child.topology.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn add_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
+        self.add_unmapped_child(child, id, topology);
+        self.map_to(&child.id, id);
+    }
+
+    pub fn add_child_and_children(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
+        self.add_unmapped_child(child, id, topology);
+        let out = self.output(id, topology);
+        for (k, v) in &child.children {
+            out.children.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        self.map_to(&child.id, id);
+    }
+
+    pub fn pass_through(&mut self, node: &Arc<RNode>) {
+        let mut n = RNode::clone(node);
+        n.adjacency.clear();
+        self.add_mapped(&node.id, n);
+    }
+
+    /// Scope's `Map`: `out` (a rewritten input node) merged into the output node with its id.
+    pub fn add_mapped(&mut self, from: &str, mut out: RNode) {
+        out.adjacency.clear();
+        let id = out.id.clone();
+        match self.nodes.get_mut(&id) {
+            Some(existing) => existing.merge(&out),
+            None => {
+                self.nodes.insert(id.clone(), out);
+            }
+        }
+        self.map_to(from, &id);
+    }
+
+    /// Rebuilds edges: each mapped input node's edges, through the mapping of both ends.
+    /// A join resets the filtered count.
+    pub fn result(mut self, input: &Nodes) -> Rendered {
+        let mut edges = Vec::new();
+        for (id, node) in input {
+            let Some(outs) = self.mapped.get(id) else {
+                continue;
+            };
+            for adj in &node.adjacency {
+                if let Some(targets) = self.mapped.get(adj) {
+                    for out in outs {
+                        for target in targets {
+                            edges.push((out.clone(), target.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (from, to) in edges {
+            if let Some(node) = self.nodes.get_mut(&from) {
+                node.adjacency.insert(to);
+            }
+        }
+        Rendered {
+            nodes: self
+                .nodes
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+            filtered: 0,
+        }
+    }
+}
+
+/// Merges renderings node by node and sums what they filtered.
+pub fn reduce(parts: &[Arc<Rendered>]) -> Rendered {
+    let mut out = Rendered::default();
+    for part in parts {
+        out.filtered += part.filtered;
+        for (id, node) in &part.nodes {
+            match out.nodes.get_mut(id) {
+                Some(existing) => Arc::make_mut(existing).merge(node),
+                None => {
+                    out.nodes.insert(id.clone(), node.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Keeps the nodes `keep` accepts, drops edges to the others, counts what it dropped.
+pub fn filter(input: &Rendered, keep: impl Fn(&RNode) -> bool) -> Rendered {
+    let mut nodes = Nodes::new();
+    let mut filtered = input.filtered;
+    for (id, node) in &input.nodes {
+        if keep(node) {
+            nodes.insert(id.clone(), node.clone());
+        } else {
+            filtered += 1;
+        }
+    }
+    prune_edges(&mut nodes);
+    Rendered { nodes, filtered }
+}
+
+/// Scope's `MakeFilter`: pseudo nodes always pass.
+pub fn filter_non_pseudo(input: &Rendered, keep: impl Fn(&RNode) -> bool) -> Rendered {
+    filter(input, |n| n.is_pseudo() || keep(n))
+}
+
+fn prune_edges(nodes: &mut Nodes) {
+    let dangling: Vec<String> = nodes
+        .iter()
+        .filter(|(_, n)| n.adjacency.iter().any(|a| !nodes.contains_key(a)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in dangling {
+        let keep: BTreeSet<String> = nodes[&id]
+            .adjacency
+            .iter()
+            .filter(|a| nodes.contains_key(*a))
+            .cloned()
+            .collect();
+        if let Some(n) = nodes.get_mut(&id) {
+            Arc::make_mut(n).adjacency = keep;
+        }
+    }
+}
+
+/// Ids of nodes with an edge to or from a different node.
+pub fn connected(nodes: &Nodes) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (id, node) in nodes {
+        for adj in &node.adjacency {
+            if adj != id && nodes.contains_key(adj) {
+                out.insert(id.clone());
+                out.insert(adj.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Scope's `FilterUnconnectedPseudo`: drops the internet→internet edge, then pseudo nodes that no
+/// longer connect to anything else.
+pub fn filter_unconnected_pseudo(input: &Rendered) -> Rendered {
+    let mut input = input.clone();
+    if let Some(n) = input.nodes.get_mut(INCOMING_INTERNET)
+        && n.adjacency.contains(OUTGOING_INTERNET)
+    {
+        Arc::make_mut(n).adjacency.remove(OUTGOING_INTERNET);
+    }
+    let linked = connected(&input.nodes);
+    filter(&input, |n| !n.is_pseudo() || linked.contains(&n.id))
+}
+
+/// Node ids for endpoints: `scope;address;port`.
+pub fn parse_endpoint_id(id: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = id.splitn(3, ';');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// What a renderer needs: the merged report, the render time, and renderings done so far.
+pub struct Ctx<'a> {
+    pub report: &'a Report,
+    pub now: Time,
+    memo: HashMap<String, Arc<Rendered>>,
+    local_networks: Option<Arc<net::Networks>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(report: &'a Report, now: Time) -> Ctx<'a> {
+        Ctx {
+            report,
+            now,
+            memo: HashMap::new(),
+            local_networks: None,
+        }
+    }
+
+    /// Renders once per key and context (Scope's `Memoise`).
+    pub fn memo(&mut self, key: &str, f: impl FnOnce(&mut Ctx<'a>) -> Rendered) -> Arc<Rendered> {
+        if let Some(hit) = self.memo.get(key) {
+            return hit.clone();
+        }
+        let out = Arc::new(f(self));
+        self.memo.insert(key.to_owned(), out.clone());
+        out
+    }
+
+    /// The nodes of one report topology (by internal name), as renderers take them.
+    pub fn select(&mut self, topology: &'static str) -> Arc<Rendered> {
+        let report = self.report;
+        self.memo(&format!("select:{topology}"), |_| Rendered {
+            nodes: wire_name(topology)
+                .and_then(|w| report.topology(w))
+                .map(|t| {
+                    t.nodes
+                        .iter()
+                        .map(|(id, n)| (id.clone(), Arc::new(RNode::from_report(n))))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            filtered: 0,
+        })
+    }
+
+    pub fn has_nodes(&self, topology: &str) -> bool {
+        wire_name(topology)
+            .and_then(|w| self.report.topology(w))
+            .is_some_and(|t| !t.nodes.is_empty())
+    }
+
+    fn local_networks(&mut self) -> Arc<net::Networks> {
+        if let Some(n) = &self.local_networks {
+            return n.clone();
+        }
+        let n = Arc::new(net::Networks::of_report(self.report));
+        self.local_networks = Some(n.clone());
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,599 @@
+//! NodeSummary (scope-render.md §12): what the browser sees of a rendered node — labels, shape,
+//! metadata, metric and table rows, parents — in the JSON shape of Scope's app.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::super::report::{Metric, Report, Sample, Topology};
+use super::views::image_name_without_version;
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetadataRow {
+    pub id: String,
+    pub label: String,
+    pub value: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: f64,
+    #[serde(rename = "dataType", skip_serializing_if = "String::is_empty")]
+    pub data_type: String,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub truncate: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRow {
+    pub id: String,
+    pub label: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub format: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    pub value: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: f64,
+    /// `None` (JSON `null`) in topology and websocket summaries; node details keep them.
+    pub samples: Option<Vec<Sample>>,
+    pub min: f64,
+    pub max: f64,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Column {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "defaultSort")]
+    pub default_sort: bool,
+    #[serde(rename = "dataType")]
+    pub data_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableRow {
+    pub id: String,
+    pub entries: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Table {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub columns: Option<Vec<Value>>,
+    pub rows: Vec<TableRow>,
+    #[serde(rename = "truncationCount", skip_serializing_if = "is_zero_i64")]
+    pub truncation_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parent {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "topologyId")]
+    pub topology_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSummary {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "labelMinor")]
+    pub label_minor: String,
+    pub rank: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub shape: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub stack: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub pseudo: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<MetadataRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<Parent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricRow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<Table>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adjacency: Vec<String>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+fn report_topology<'r>(report: &'r Report, topology: &str) -> Option<&'r Topology> {
+    wire_name(topology).and_then(|w| report.topology(w))
+}
+
+/// The view a report topology is shown in first (for links to parents and children).
+pub fn primary_view(topology: &str) -> Option<&'static str> {
+    Some(match topology {
+        PROCESS => "processes",
+        CONTAINER => "containers",
+        CONTAINER_IMAGE => "containers-by-image",
+        POD => "pods",
+        DEPLOYMENT | DAEMON_SET | STATEFUL_SET | CRON_JOB | JOB => "kube-controllers",
+        SERVICE => "services",
+        ECS_TASK => "ecs-tasks",
+        ECS_SERVICE => "ecs-services",
+        SWARM_SERVICE => "swarm-services",
+        HOST => "hosts",
+        PERSISTENT_VOLUME
+        | PERSISTENT_VOLUME_CLAIM
+        | STORAGE_CLASS
+        | VOLUME_SNAPSHOT
+        | VOLUME_SNAPSHOT_DATA => "pods",
+        _ => return None,
+    })
+}
+
+fn plural(count: u64, singular: &str, plural: &str) -> String {
+    if count == 1 {
+        format!("{count} {singular}")
+    } else {
+        format!("{count} {plural}")
+    }
+}
+
+fn before_semicolon(id: &str) -> &str {
+    id.split(';').next().unwrap_or(id)
+}
+
+fn str_field<'v>(v: &'v Value, key: &str) -> &'v str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn num_field(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// Labels, shape and the other fields that need no templates.
+fn basics(report: &Report, n: &RNode) -> Option<NodeSummary> {
+    let topology = report_topology(report, &n.topology);
+    let mut s = NodeSummary {
+        id: n.id.clone(),
+        label: String::new(),
+        label_minor: String::new(),
+        rank: String::new(),
+        shape: topology.map_or_else(
+            || "triangle".to_owned(),
+            |t| {
+                if t.shape.is_empty() {
+                    "circle".to_owned()
+                } else {
+                    t.shape.clone()
+                }
+            },
+        ),
+        tag: topology.map(|t| t.tag.clone()).unwrap_or_default(),
+        stack: false,
+        pseudo: false,
+        metadata: Vec::new(),
+        parents: Vec::new(),
+        metrics: Vec::new(),
+        tables: Vec::new(),
+        adjacency: n.adjacency.iter().cloned().collect(),
+    };
+    let latest = |k: &str| n.latest(k).unwrap_or("").to_owned();
+    let count = |t: &str| n.counters.get(t).copied().unwrap_or(0);
+    let kube_label = |s: &mut NodeSummary| {
+        s.label = n
+            .latest("kubernetes_name")
+            .map(str::to_owned)
+            .unwrap_or_else(|| before_semicolon(&n.id).to_owned());
+        s.rank = format!("{}/{}", latest("kubernetes_namespace"), s.label);
+    };
+    match n.topology.as_str() {
+        ENDPOINT => return None,
+        PSEUDO => {
+            s.pseudo = true;
+            s.rank = n.id.strip_prefix("pseudo:").unwrap_or(&n.id).to_owned();
+            if n.id == INCOMING_INTERNET || n.id == OUTGOING_INTERNET {
+                s.label = "The Internet".into();
+                s.label_minor = if n.id == INCOMING_INTERNET {
+                    "Inbound connections"
+                } else {
+                    "Outbound connections"
+                }
+                .into();
+                s.shape = "cloud".into();
+            } else if let Some(name) = n.id.strip_prefix(SERVICE_PREFIX) {
+                s.label = name.into();
+                s.shape = "cloud".into();
+            } else if let Some(host) = n.id.strip_prefix(UNCONTAINED_PREFIX) {
+                s.label = "Uncontained".into();
+                s.label_minor = host.into();
+                s.shape = "square".into();
+                s.stack = true;
+            } else if let Some(host) = n.id.strip_prefix(UNMANAGED_PREFIX) {
+                s.label = "Unmanaged".into();
+                s.label_minor = host.into();
+                s.shape = "square".into();
+                s.stack = true;
+            } else if let Some((_, addr, _)) = parse_endpoint_id(&n.id) {
+                s.label = addr.into();
+                s.shape = "circle".into();
+            } else {
+                s.label = s.rank.clone();
+            }
+        }
+        PROCESS => {
+            let (host, pid) = n.id.split_once(';').unwrap_or((&n.id, ""));
+            let name = latest("name");
+            let container = latest("docker_container_name");
+            (s.label, s.label_minor) = match (name.is_empty(), container.is_empty()) {
+                (false, false) => (name.clone(), format!("{host} ({container}:{pid})")),
+                (false, true) => (name.clone(), format!("{host} ({pid})")),
+                (true, false) => (pid.to_owned(), format!("{host} ({container})")),
+                (true, true) => (pid.to_owned(), host.to_owned()),
+            };
+            s.rank = if name.is_empty() {
+                host.to_owned()
+            } else {
+                name
+            };
+        }
+        CONTAINER => {
+            s.label = [
+                "docker_label_com.amazonaws.ecs.container-name",
+                "docker_label_io.kubernetes.container.name",
+                "docker_env_MARATHON_APP_ID",
+                "docker_container_name",
+                "docker_container_hostname",
+            ]
+            .iter()
+            .find_map(|k| n.latest(k))
+            .map(str::to_owned)
+            .unwrap_or_else(|| n.id.chars().take(12).collect());
+            s.label_minor = n.host_id().to_owned();
+            let image = image_name_without_version(n.latest("docker_image_name").unwrap_or(""));
+            s.rank = if !image.is_empty() {
+                image.to_owned()
+            } else if !s.label_minor.is_empty() {
+                s.label_minor.clone()
+            } else {
+                s.label.clone()
+            };
+        }
+        CONTAINER_IMAGE => {
+            let name = latest("docker_image_name");
+            let short = image_name_without_version(&name);
+            s.label = if !short.is_empty() && short != "<none>" {
+                short.to_owned()
+            } else if !name.is_empty() {
+                name.clone()
+            } else {
+                before_semicolon(&n.id).to_owned()
+            };
+            s.label_minor = plural(count(CONTAINER), "container", "containers");
+            s.rank = s.label.clone();
+            s.stack = true;
+        }
+        POD => {
+            kube_label(&mut s);
+            s.label_minor = plural(count(CONTAINER), "container", "containers");
+        }
+        SERVICE => {
+            kube_label(&mut s);
+            s.label_minor = plural(count(POD), "pod", "pods");
+            s.stack = true;
+        }
+        DEPLOYMENT | DAEMON_SET | STATEFUL_SET | CRON_JOB | JOB => {
+            kube_label(&mut s);
+            let kind = match n.topology.as_str() {
+                DEPLOYMENT => "Deployment",
+                DAEMON_SET => "DaemonSet",
+                STATEFUL_SET => "StatefulSet",
+                CRON_JOB => "CronJob",
+                _ => "Job",
+            };
+            s.label_minor = format!("{kind} of {}", plural(count(POD), "pod", "pods"));
+            s.stack = true;
+        }
+        PERSISTENT_VOLUME
+        | PERSISTENT_VOLUME_CLAIM
+        | STORAGE_CLASS
+        | VOLUME_SNAPSHOT
+        | VOLUME_SNAPSHOT_DATA => kube_label(&mut s),
+        HOST => {
+            let hostname = before_semicolon(&n.id);
+            match hostname.split_once('.') {
+                Some((first, rest)) => {
+                    s.label = first.into();
+                    s.label_minor = rest.into();
+                    s.rank = rest.into();
+                }
+                None => s.label = hostname.into(),
+            }
+        }
+        OVERLAY => {
+            let peer = n.id.strip_prefix('#').unwrap_or(&n.id);
+            let peer = peer.strip_prefix("docker_peer_").unwrap_or(peer);
+            s.label = n.latest("weave_peer_nick_name").unwrap_or(peer).to_owned();
+            s.label_minor = peer.into();
+        }
+        ECS_TASK => {
+            s.label = n
+                .latest("ecs_task_family")
+                .unwrap_or_else(|| before_semicolon(&n.id))
+                .to_owned();
+        }
+        ECS_SERVICE => {
+            let (_, service) = n.id.split_once(';').unwrap_or(("", &n.id));
+            s.label = service.to_owned();
+            s.stack = true;
+        }
+        SWARM_SERVICE => {
+            s.label = n
+                .latest("service_name")
+                .unwrap_or_else(|| before_semicolon(&n.id))
+                .to_owned();
+        }
+        other if other.starts_with("group:") => {
+            let mut parts = other.splitn(3, ':').skip(1);
+            let (inner, _key) = (parts.next().unwrap_or(""), parts.next());
+            let t = report_topology(report, inner);
+            s.label = n.id.clone();
+            s.rank = n.id.clone();
+            if let Some(t) = t {
+                let singular = if t.label.is_empty() {
+                    &t.label_plural
+                } else {
+                    &t.label
+                };
+                s.label_minor = plural(count(inner), singular, &t.label_plural);
+                s.shape = if t.shape.is_empty() {
+                    "circle".into()
+                } else {
+                    t.shape.clone()
+                };
+                s.tag = t.tag.clone();
+            }
+            s.stack = true;
+        }
+        _ if topology.is_some() => s.label = n.id.clone(),
+        _ => return None,
+    }
+    Some(s)
+}
+
+/// Metadata rows from the topology's templates (§12), sorted by priority.
+fn metadata_rows(t: &Topology, n: &RNode) -> Vec<MetadataRow> {
+    let mut rows: Vec<MetadataRow> = t
+        .metadata_templates
+        .values()
+        .filter_map(|tpl| {
+            let id = str_field(tpl, "id");
+            let from_latest = || n.latest(id).map(str::to_owned);
+            let from_sets = || n.sets.get(id).map(|s| s.join(", "));
+            let from_counters = || {
+                n.counters
+                    .get(id)
+                    .map(|c| c.to_string())
+                    .or_else(|| n.latest(&format!("count_{id}")).map(str::to_owned))
+            };
+            let value = match str_field(tpl, "from") {
+                "latest" => from_latest(),
+                "sets" => from_sets(),
+                "counters" => from_counters(),
+                _ => from_latest().or_else(from_sets).or_else(from_counters),
+            }?;
+            Some(MetadataRow {
+                id: id.to_owned(),
+                label: str_field(tpl, "label").to_owned(),
+                value,
+                priority: num_field(tpl, "priority"),
+                data_type: str_field(tpl, "dataType").to_owned(),
+                truncate: tpl.get("truncate").and_then(Value::as_i64).unwrap_or(0),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.priority.total_cmp(&b.priority));
+    rows
+}
+
+/// Scope shows a metric's last value cut (not rounded) to two decimals.
+fn last_value(m: &Metric) -> f64 {
+    m.samples
+        .last()
+        .map(|s| (s.value * 100.0).trunc() / 100.0)
+        .unwrap_or(0.0)
+}
+
+fn metric_rows(t: &Topology, n: &RNode, with_samples: bool) -> Vec<MetricRow> {
+    let mut rows: Vec<MetricRow> = t
+        .metric_templates
+        .values()
+        .filter_map(|tpl| {
+            let id = str_field(tpl, "id");
+            let metric = n.metrics.get(id)?;
+            Some(MetricRow {
+                id: id.to_owned(),
+                label: str_field(tpl, "label").to_owned(),
+                format: str_field(tpl, "format").to_owned(),
+                group: str_field(tpl, "group").to_owned(),
+                value: last_value(metric),
+                priority: num_field(tpl, "priority"),
+                samples: with_samples.then(|| metric.samples.clone()),
+                min: metric.min,
+                max: metric.max,
+                url: String::new(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.priority.total_cmp(&b.priority));
+    rows
+}
+
+/// Tables show at most this many rows; the rest are counted.
+const MAX_TABLE_ROWS: usize = 20;
+
+fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
+    let mut out: Vec<Table> = t
+        .table_templates
+        .values()
+        .map(|tpl| {
+            let prefix = str_field(tpl, "prefix");
+            let fixed = tpl.get("fixedRows").and_then(Value::as_object);
+            let kind = match str_field(tpl, "type") {
+                "" => "property-list",
+                other => other,
+            };
+            let mut rows: Vec<TableRow> = Vec::new();
+            if kind == "multicolumn-table" {
+                let mut by_row: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+                for (key, entry) in &n.latest {
+                    let Some(rest) = key.strip_prefix(prefix).filter(|_| !prefix.is_empty()) else {
+                        continue;
+                    };
+                    if let Some((row, column)) = rest.split_once("___") {
+                        by_row
+                            .entry(row.to_owned())
+                            .or_default()
+                            .insert(column.to_owned(), entry.value.clone());
+                    }
+                }
+                rows = by_row
+                    .into_iter()
+                    .map(|(id, entries)| TableRow { id, entries })
+                    .collect();
+            } else {
+                for (key, entry) in &n.latest {
+                    let label = match fixed.and_then(|f| f.get(key)).and_then(Value::as_str) {
+                        Some(label) => label.to_owned(),
+                        None if !prefix.is_empty() && key.starts_with(prefix) => {
+                            key[prefix.len()..].to_owned()
+                        }
+                        None => continue,
+                    };
+                    rows.push(TableRow {
+                        id: format!("label_{label}"),
+                        entries: BTreeMap::from([
+                            ("label".to_owned(), label),
+                            ("value".to_owned(), entry.value.clone()),
+                        ]),
+                    });
+                }
+                rows.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+            let truncated = rows.len().saturating_sub(MAX_TABLE_ROWS);
+            rows.truncate(MAX_TABLE_ROWS);
+            Table {
+                id: str_field(tpl, "id").to_owned(),
+                label: str_field(tpl, "label").to_owned(),
+                kind: kind.to_owned(),
+                columns: tpl.get("columns").and_then(Value::as_array).cloned(),
+                rows,
+                truncation_count: truncated as i64,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+const PARENT_ORDER: [&str; 12] = [
+    CONTAINER,
+    CONTAINER_IMAGE,
+    POD,
+    DEPLOYMENT,
+    DAEMON_SET,
+    STATEFUL_SET,
+    CRON_JOB,
+    SERVICE,
+    ECS_TASK,
+    ECS_SERVICE,
+    SWARM_SERVICE,
+    HOST,
+];
+
+fn parents(report: &Report, n: &RNode) -> Vec<Parent> {
+    let mut out = Vec::new();
+    for topology in PARENT_ORDER {
+        let (Some(view), Some(ids)) = (primary_view(topology), n.parents.get(topology)) else {
+            continue;
+        };
+        let nodes = report_topology(report, topology);
+        let mut ids = ids.clone();
+        ids.sort();
+        for id in ids {
+            if id == n.id {
+                continue;
+            }
+            let parent = nodes
+                .and_then(|t| t.nodes.get(&id))
+                .map(RNode::from_report)
+                .unwrap_or_else(|| RNode::bare(&id, topology));
+            let label = basics(report, &parent).map(|s| s.label).unwrap_or_default();
+            out.push(Parent {
+                id,
+                label,
+                topology_id: view.to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// Summarises a rendered node; `None` for nodes that are not shown (endpoints).
+pub fn summarize(report: &Report, n: &RNode, with_samples: bool) -> Option<NodeSummary> {
+    let mut s = basics(report, n)?;
+    s.parents = parents(report, n);
+    // Group nodes (which count children of their own topology) have no rows of their own.
+    let group = n.counters.contains_key(&n.topology);
+    if let Some(t) = report_topology(report, &n.topology).filter(|_| !group) {
+        s.metadata = metadata_rows(t, n);
+        s.metrics = metric_rows(t, n, with_samples);
+        s.tables = tables(t, n);
+    }
+    Some(s)
+}
+
+/// What `hideCommandLineArguments` and `hideEnvironmentVariables` take out (§15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Censor {
+    pub command_line: bool,
+    pub environment: bool,
+}
+
+impl Censor {
+    pub fn apply(&self, s: &mut NodeSummary) {
+        if self.command_line {
+            for row in &mut s.metadata {
+                if (row.id == "cmdline" || row.id == "docker_container_command")
+                    && let Some((first, _)) = row.value.split_once(' ')
+                {
+                    row.value = first.to_owned();
+                }
+            }
+        }
+        if self.environment {
+            s.tables.retain(|t| !t.id.starts_with("docker_env_"));
+        }
+    }
+}
+
+/// Summaries of a rendered view, by id (topology answers and websocket frames: no samples).
+pub fn summaries(report: &Report, nodes: &Nodes, censor: Censor) -> BTreeMap<String, NodeSummary> {
+    nodes
+        .iter()
+        .filter_map(|(id, n)| {
+            let mut s = summarize(report, n, false)?;
+            censor.apply(&mut s);
+            Some((id.clone(), s))
+        })
+        .collect()
+}

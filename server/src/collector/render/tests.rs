@@ -1,0 +1,527 @@
+//! Render outputs for the fixtures in `../shared/fixtures/scope/`, checked against expectations
+//! worked out by hand from the fixtures' README and scope-render.md.
+
+use std::path::PathBuf;
+
+use std::collections::BTreeMap;
+
+use super::topologies::{Query, find_view, render_view, stats, topology, topology_list};
+use super::*;
+use crate::collector::decode::{Format, decode};
+
+fn fixture(name: &str) -> Report {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (format, gzip) = if name.ends_with(".msgpack.gz") {
+        (Format::Msgpack, true)
+    } else {
+        (Format::Json, false)
+    };
+    decode(&bytes, format, gzip, 64 << 20).unwrap()
+}
+
+fn merged(names: &[&str]) -> Report {
+    let reports: Vec<Report> = names.iter().map(|n| fixture(n)).collect();
+    Report::merge_all(reports.iter())
+}
+
+fn view(report: &Report, view: &str, q: &str) -> Rendered {
+    let mut ctx = Ctx::new(report, Time(0));
+    let desc = find_view(report, view).unwrap();
+    render_view(
+        &mut ctx,
+        &desc,
+        &Query::parse(Some(q).filter(|q| !q.is_empty())),
+    )
+}
+
+/// `id -> sorted adjacency` of a rendered view.
+fn edges(r: &Rendered) -> BTreeMap<String, Vec<String>> {
+    r.nodes
+        .iter()
+        .map(|(id, n)| (id.clone(), n.adjacency.iter().cloned().collect()))
+        .collect()
+}
+
+fn ids(r: &Rendered) -> Vec<&str> {
+    r.nodes.keys().map(String::as_str).collect()
+}
+
+fn probe_window() -> Report {
+    merged(&[
+        "probe-full-1.msgpack.gz",
+        "probe-delta-2.msgpack.gz",
+        "probe-delta-3.msgpack.gz",
+        "probe-full-4.msgpack.gz",
+    ])
+}
+
+fn h(pid: &str) -> String {
+    format!("scope-fixture-host;{pid}")
+}
+
+#[test]
+fn probe_processes_and_their_connections() {
+    let r = probe_window();
+    // Bare request: every process, connected or not (quirk 1); the VM's own connection to
+    // 203.0.113.80 has no local side and leaves an unconnected internet node, filtered.
+    let all = view(&r, "processes", "");
+    assert_eq!(all.nodes.len(), 9);
+    assert_eq!(all.filtered, 1);
+    let e = edges(&all);
+    assert_eq!(e[&h("15")], vec![h("6")]);
+    assert_eq!(e[&h("16")], vec![h("7")]);
+    assert_eq!(e[&h("6")], vec![h("3"), h("4")]);
+    assert_eq!(e[&h("7")], vec![h("3"), h("4")]);
+    assert!(e[&h("3")].is_empty() && e[&h("1")].is_empty());
+    // Any parameter applies the defaults: unconnected processes go.
+    let connected = view(&r, "processes", "unconnected=hide");
+    assert_eq!(
+        ids(&connected),
+        [h("15"), h("16"), h("3"), h("4"), h("6"), h("7")]
+    );
+    assert_eq!(connected.filtered, 4);
+    assert_eq!(ids(&view(&r, "processes", "t=1s")), ids(&connected));
+    assert_eq!(view(&r, "processes", "unconnected=show").nodes.len(), 9);
+
+    let names = view(&r, "processes-by-name", "unconnected=hide");
+    assert_eq!(
+        edges(&names),
+        BTreeMap::from([
+            ("cache".to_owned(), vec![]),
+            ("fakedb".to_owned(), vec![]),
+            ("loadgen".to_owned(), vec!["webapp".to_owned()]),
+            (
+                "webapp".to_owned(),
+                vec!["cache".to_owned(), "fakedb".to_owned()]
+            ),
+        ])
+    );
+    assert_eq!(names.nodes["webapp"].counters[PROCESS], 2);
+}
+
+#[test]
+fn probe_hosts_and_summaries() {
+    let r = probe_window();
+    let hosts = view(&r, "hosts", "");
+    let host = "scope-fixture-host;<host>";
+    // Loopback traffic gives the host a self-edge, counted as an edge (quirk 5).
+    assert_eq!(
+        edges(&hosts),
+        BTreeMap::from([(host.to_owned(), vec![host.to_owned()])])
+    );
+    assert_eq!(stats(&hosts).edge_count, 1);
+    assert_eq!(hosts.nodes[host].counters[PROCESS], 9);
+
+    let mut ctx = Ctx::new(&r, Time(0));
+    let s = topology(&mut ctx, "hosts", &Query::default()).unwrap();
+    let s = &s[host];
+    assert_eq!(
+        (s.label.as_str(), s.label_minor.as_str(), s.rank.as_str()),
+        ("scope-fixture-host", "", "")
+    );
+    assert_eq!(s.shape, "circle");
+    let rows: Vec<(&str, &str)> = s
+        .metadata
+        .iter()
+        .map(|m| (m.id.as_str(), m.value.as_str()))
+        .collect();
+    assert!(
+        rows.contains(&("local_networks", "127.0.0.1/8, 192.0.2.2/24")),
+        "{rows:?}"
+    );
+    assert!(rows.contains(&("host_name", "scope-fixture-host")));
+    let metrics: Vec<&str> = s.metrics.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        metrics,
+        ["host_cpu_usage_percent", "host_mem_usage_bytes", "load1"]
+    );
+    assert!(s.metrics.iter().all(|m| m.samples.is_none()));
+
+    let procs = topology(&mut ctx, "processes", &Query::default()).unwrap();
+    let web = &procs[&h("6")];
+    assert_eq!(web.label, "webapp");
+    assert_eq!(web.label_minor, "scope-fixture-host (6)");
+    assert_eq!(web.shape, "square");
+    assert_eq!(web.parents.len(), 1);
+    assert_eq!(web.parents[0].topology_id, "hosts");
+    assert_eq!(web.parents[0].label, "scope-fixture-host");
+    let cmd = web.metadata.iter().find(|m| m.id == "cmdline").unwrap();
+    assert_eq!(cmd.value, "webapp traffic.py webapp 18080 ");
+    // Censoring cuts command lines at the first space.
+    let censored = topology(
+        &mut ctx,
+        "processes",
+        &Query::parse(Some("hideCommandLineArguments=true&unconnected=show")),
+    )
+    .unwrap();
+    let cmd = censored[&h("6")]
+        .metadata
+        .iter()
+        .find(|m| m.id == "cmdline")
+        .unwrap();
+    assert_eq!(cmd.value, "webapp");
+}
+
+#[test]
+fn probe_node_details_count_connections() {
+    let r = probe_window();
+    let mut ctx = Ctx::new(&r, Time(0));
+    let desc = find_view(&r, "processes").unwrap();
+    let d = detail::node_details(&mut ctx, &desc, &h("6"), &Query::default()).unwrap();
+    let rows = |i: usize| -> Vec<(String, String, String)> {
+        d.connections[i]
+            .connections
+            .iter()
+            .map(|c| {
+                (
+                    c.node_id.clone(),
+                    c.metadata[0].value.clone(),
+                    c.metadata[1].value.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(d.connections[0].id, "incoming-connections");
+    // One loadgen keeps three connections to :18080; the webapp keeps two to fakedb, one to cache.
+    assert_eq!(rows(0), [(h("15"), "18080".into(), "3".into())]);
+    assert_eq!(
+        rows(1),
+        [
+            (h("3"), "15432".into(), "2".into()),
+            (h("4"), "16379".into(), "1".into())
+        ]
+    );
+    assert!(
+        d.summary
+            .metrics
+            .iter()
+            .all(|m| m.samples.as_ref().is_some_and(|s| !s.is_empty()))
+    );
+    assert!(detail::node_details(&mut ctx, &desc, "nope", &Query::default()).is_none());
+}
+
+#[test]
+fn a_delta_alone_renders_nothing() {
+    let r = merged(&["probe-delta-2.msgpack.gz"]);
+    for v in views::VIEWS {
+        assert!(view(&r, v, "").nodes.is_empty(), "{v}");
+    }
+}
+
+fn fixture_report() -> Report {
+    merged(&["fixture-report.json"])
+}
+
+#[test]
+fn go_fixture_processes_containers_and_the_internet() {
+    let r = fixture_report();
+    let apache = "server.hostname.com;215";
+    let procs = view(&r, "processes", "");
+    let e = edges(&procs);
+    assert_eq!(e["client.hostname.com;10001"], [apache]);
+    assert_eq!(e["client.hostname.com;30020"], [apache]);
+    assert_eq!(e[INCOMING_INTERNET], [apache]);
+    assert_eq!(e["server.hostname.com;1234"], [OUTGOING_INTERNET]);
+    assert_eq!(procs.nodes.len(), 6);
+
+    let containers = view(&r, "containers", "");
+    let e = edges(&containers);
+    assert_eq!(e["a1b2c3d4e5;<container>"], ["5e4d3c2b1a;<container>"]);
+    assert_eq!(e[INCOMING_INTERNET], ["5e4d3c2b1a;<container>"]);
+    assert_eq!(
+        e["pseudo:uncontained:server.hostname.com"],
+        [OUTGOING_INTERNET]
+    );
+    // The container's image parent is its name-based id, as the containers view shows it.
+    assert_eq!(
+        containers.nodes["5e4d3c2b1a;<container>"].parents(CONTAINER_IMAGE),
+        ["image/server;<container_image>"]
+    );
+    // With the defaults, uncontained processes are hidden (the internet nodes are not).
+    let hidden = view(&r, "containers", "pseudo=hide");
+    assert!(
+        !hidden
+            .nodes
+            .contains_key("pseudo:uncontained:server.hostname.com")
+    );
+    assert!(hidden.nodes.contains_key(INCOMING_INTERNET));
+    // `out-theinternet` lost its only edge with the uncontained node: unconnected pseudo, filtered.
+    assert!(!hidden.nodes.contains_key(OUTGOING_INTERNET));
+
+    let images = view(&r, "containers-by-image", "");
+    assert_eq!(
+        edges(&images)["image/client;<container_image>"],
+        ["image/server;<container_image>"]
+    );
+    assert_eq!(
+        images.nodes["image/server;<container_image>"].counters[CONTAINER],
+        2
+    );
+}
+
+#[test]
+fn go_fixture_hosts_pods_and_services() {
+    let r = fixture_report();
+    let hosts = view(&r, "hosts", "");
+    assert_eq!(
+        edges(&hosts),
+        BTreeMap::from([
+            (
+                "client.hostname.com;<host>".to_owned(),
+                vec!["server.hostname.com;<host>".to_owned()]
+            ),
+            (
+                INCOMING_INTERNET.to_owned(),
+                vec!["server.hostname.com;<host>".to_owned()]
+            ),
+            (OUTGOING_INTERNET.to_owned(), vec![]),
+            (
+                "server.hostname.com;<host>".to_owned(),
+                vec![OUTGOING_INTERNET.to_owned()]
+            ),
+        ])
+    );
+    let mut ctx = Ctx::new(&r, Time(0));
+    let s = topology(&mut ctx, "hosts", &Query::default()).unwrap();
+    let client = &s["client.hostname.com;<host>"];
+    assert_eq!(
+        (client.label.as_str(), client.label_minor.as_str()),
+        ("client", "hostname.com")
+    );
+    let internet = &s[INCOMING_INTERNET];
+    assert!(internet.pseudo);
+    assert_eq!(
+        (
+            internet.label.as_str(),
+            internet.label_minor.as_str(),
+            internet.shape.as_str()
+        ),
+        ("The Internet", "Inbound connections", "cloud")
+    );
+
+    let pods = view(&r, "pods", "");
+    assert_eq!(edges(&pods)["5d4c3b2a1;<pod>"], ["i9h8g7f6e;<pod>"]);
+    // Storage shows without parameters, and hides with the defaults.
+    assert_eq!(
+        edges(&pods)["pvc1234;<persistent_volume_claim>"],
+        ["pv1234;<persistent_volume>"]
+    );
+    let defaults = view(&r, "pods", "pseudo=show");
+    assert!(
+        !defaults
+            .nodes
+            .contains_key("pvc1234;<persistent_volume_claim>")
+    );
+    assert!(defaults.nodes.contains_key("5d4c3b2a1;<pod>"));
+    let pod_summaries = topology(&mut ctx, "pods", &Query::default()).unwrap();
+    assert_eq!(pod_summaries["5d4c3b2a1;<pod>"].label, "pong-a");
+    assert_eq!(pod_summaries["5d4c3b2a1;<pod>"].rank, "ping/pong-a");
+    assert_eq!(pod_summaries["5d4c3b2a1;<pod>"].label_minor, "1 container");
+
+    // Pods that talk to each other give their service a self-edge (quirk 5).
+    let services = view(&r, "services", "");
+    assert_eq!(
+        edges(&services)["service1234;<service>"],
+        ["service1234;<service>"]
+    );
+    let sum = topology(&mut ctx, "services", &Query::default()).unwrap();
+    assert_eq!(sum["service1234;<service>"].label_minor, "2 pods");
+    assert!(sum["service1234;<service>"].stack);
+}
+
+fn old_report() -> Report {
+    merged(&["render-report-2016.json"])
+}
+
+#[test]
+fn old_report_containers_and_their_filters() {
+    let r = old_report();
+    let all = view(&r, "containers", "");
+    assert_eq!(all.nodes.len(), 22);
+    let weavescope = "c887f8b706b76c5e418e99404ccea84fb19a8edde39eb621dd40f9bd624f9739;<container>";
+    assert!(all.nodes.contains_key(weavescope));
+    // Defaults (any parameter): application containers that are running.
+    let apps = view(&r, "containers", "pseudo=show");
+    assert!(!apps.nodes.contains_key(weavescope));
+    assert!(apps.nodes.values().all(|n| views::is_running(n)));
+    assert_eq!(apps.nodes.len(), 11);
+    let system = view(&r, "containers", "system=system&stopped=both");
+    assert!(system.nodes.contains_key(weavescope));
+    assert!(
+        !system
+            .nodes
+            .values()
+            .any(|n| n.latest("docker_container_name") == Some("app1"))
+    );
+
+    // By hostname ignores the system and stopped filters: groups carry no container state (quirk 4).
+    let by_host = view(&r, "containers-by-hostname", "");
+    let by_host_defaults = view(&r, "containers-by-hostname", "system=application");
+    assert_eq!(ids(&by_host), ids(&by_host_defaults));
+    assert_eq!(by_host.nodes["alpine.weave.local"].counters[CONTAINER], 3);
+
+    let images = view(&r, "containers-by-image", "");
+    assert!(images.nodes.contains_key("tomwilkie/app;<container_image>"));
+    assert_eq!(
+        images.nodes["tomwilkie/app;<container_image>"].counters[CONTAINER],
+        2
+    );
+
+    let mut ctx = Ctx::new(&r, Time(0));
+    let s = topology(&mut ctx, "containers", &Query::default()).unwrap();
+    let app1 = s.values().find(|s| s.label == "app1").unwrap();
+    assert_eq!(app1.rank, "tomwilkie/app");
+    assert_eq!(app1.label_minor, "vagrant-ubuntu-vivid-64");
+    // The old report has no templates: no metadata or metric rows.
+    assert!(app1.metadata.is_empty() && app1.metrics.is_empty());
+
+    let weave = view(&r, "weave", "");
+    assert_eq!(ids(&weave), ["#aa:59:c3:4a:53:61"]);
+    let w = topology(&mut ctx, "weave", &Query::default()).unwrap();
+    assert_eq!(w["#aa:59:c3:4a:53:61"].label, "vagrant-ubuntu-vivid-64");
+}
+
+#[test]
+fn the_topology_list_has_every_view_with_stats() {
+    let r = fixture_report();
+    let mut ctx = Ctx::new(&r, Time(0));
+    let list = topology_list(&mut ctx, &Query::default());
+    let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Containers",
+            "Hosts",
+            "Pods",
+            "Processes",
+            "Services",
+            "Tasks"
+        ]
+    );
+    let containers = &list[0];
+    assert_eq!(containers.url, "/api/topology/containers");
+    let subs: Vec<&str> = containers
+        .sub_topologies
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(subs, ["by DNS name", "by image"]);
+    assert_eq!(containers.stats.node_count, 6);
+    assert_eq!(containers.stats.nonpseudo_node_count, 3);
+    let options: Vec<&str> = containers.options.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(options, ["system", "stopped", "pseudo"]);
+    let pods = &list[2];
+    let subs: Vec<&str> = pods
+        .sub_topologies
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(subs, ["Controllers", "Services"]);
+    // The stats follow the query: with defaults, storage and unmanaged nodes are filtered.
+    let with_defaults = topology_list(&mut ctx, &Query::parse(Some("t=1s")));
+    assert!(with_defaults[2].stats.filtered_nodes > pods.stats.filtered_nodes);
+    let json = serde_json::to_value(&list).unwrap();
+    assert_eq!(
+        json[0]["options"][0]["options"][1]["label"],
+        "System containers"
+    );
+    assert_eq!(json[0]["stats"]["edge_count"], 3);
+}
+
+#[test]
+fn known_services_and_local_networks() {
+    use super::super::report::LatestEntry;
+    // A host on 10.0.0.0/8 talking to an address the DNS knows as an AWS service, one on the
+    // internet and one local address without a host: service pseudo node, the internet, dropped.
+    let mut report = Report::default();
+    let mut host = Node {
+        id: "h;<host>".into(),
+        topology: "host".into(),
+        ..Node::default()
+    };
+    host.sets
+        .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
+    let mut proc = Node {
+        id: "h;1".into(),
+        topology: "process".into(),
+        ..Node::default()
+    };
+    proc.latest.insert(
+        "pid".into(),
+        LatestEntry {
+            timestamp: Time(1),
+            value: "1".into(),
+        },
+    );
+    proc.latest.insert(
+        "host_node_id".into(),
+        LatestEntry {
+            timestamp: Time(1),
+            value: "h;<host>".into(),
+        },
+    );
+    let mut local = Node {
+        id: ";10.0.0.1;5000".into(),
+        topology: "endpoint".into(),
+        ..Node::default()
+    };
+    local.latest = proc.latest.clone();
+    local.adjacency = vec![
+        ";52.1.1.1;443".into(),
+        ";8.8.8.8;53".into(),
+        ";10.0.0.9;80".into(),
+    ];
+    // Each of these has one target; the source port check looks at the local side only.
+    let mut r2 = local.clone();
+    r2.id = ";10.0.0.1;5001".into();
+    r2.adjacency = vec![";8.8.8.8;53".into()];
+    local.adjacency = vec![";52.1.1.1;443".into()];
+    let mut r3 = local.clone();
+    r3.id = ";10.0.0.1;5002".into();
+    r3.adjacency = vec![";10.0.0.9;80".into()];
+    let remote = |id: &str| Node {
+        id: id.into(),
+        topology: "endpoint".into(),
+        ..Node::default()
+    };
+    let mut t = |name: &str, nodes: Vec<Node>| {
+        report
+            .topologies
+            .entry(name.into())
+            .or_default()
+            .nodes
+            .extend(nodes.into_iter().map(|n| (n.id.clone(), n)));
+    };
+    t("Host", vec![host]);
+    t("Process", vec![proc]);
+    t(
+        "Endpoint",
+        vec![
+            local,
+            r2,
+            r3,
+            remote(";52.1.1.1;443"),
+            remote(";8.8.8.8;53"),
+            remote(";10.0.0.9;80"),
+        ],
+    );
+    report.dns =
+        serde_json::json!({"52.1.1.1": {"forward": ["s3.eu-west-1.amazonaws.com"], "reverse": []}});
+    let r = Report::merge_all([&report]);
+    let procs = view(&r, "processes", "");
+    assert_eq!(
+        edges(&procs)["h;1"],
+        ["out-theinternet", "service-s3.eu-west-1.amazonaws.com"]
+    );
+    assert!(!procs.nodes.keys().any(|k| k.contains("10.0.0.9")));
+    let mut ctx = Ctx::new(&r, Time(0));
+    let s = topology(&mut ctx, "processes", &Query::default()).unwrap();
+    let svc = &s["service-s3.eu-west-1.amazonaws.com"];
+    assert_eq!(
+        (svc.label.as_str(), svc.shape.as_str(), svc.pseudo),
+        ("s3.eu-west-1.amazonaws.com", "cloud", true)
+    );
+}

@@ -1,0 +1,541 @@
+//! The view registry, its options and filters, and the `/api/topology` list with stats
+//! (scope-render.md §9–§11).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::summary::{Censor, NodeSummary, summaries};
+use super::*;
+
+/// A node predicate behind a view option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Predicate {
+    System,
+    Application,
+    Stopped,
+    Running,
+    NotPseudo,
+    Connected,
+    NotStorage,
+    NotSnapshot,
+    Namespace(String),
+}
+
+const SYSTEM_CONTAINER_NAMES: [&str; 6] = [
+    "weavescope",
+    "weavedns",
+    "weave",
+    "weaveproxy",
+    "weaveexec",
+    "ecs-agent",
+];
+const SYSTEM_IMAGES: [&str; 9] = [
+    "swarm",
+    "weaveworks/scope",
+    "weaveworks/weavedns",
+    "weaveworks/weave",
+    "weaveworks/weaveproxy",
+    "weaveworks/weaveexec",
+    "amazon/amazon-ecs-agent",
+    "openshift/origin-pod",
+    "docker.io/openshift/origin-pod",
+];
+
+fn is_application(n: &RNode) -> bool {
+    let latest = |k: &str| n.latest(k).unwrap_or("");
+    let image = latest("docker_image_name");
+    let image_prefix = image.split(':').next().unwrap_or("");
+    !(SYSTEM_CONTAINER_NAMES.contains(&latest("docker_container_name"))
+        || SYSTEM_IMAGES.contains(&image_prefix)
+        || views::is_pause_image(image)
+        || latest("docker_label_io.kubernetes.docker.type") == "podsandbox"
+        || latest("docker_label_works.weave.role") == "system"
+        || latest("docker_image_label_works.weave.role") == "system"
+        || latest("docker_label_io.kubernetes.pod.namespace") == "kube-system"
+        || latest("docker_label_io.kubernetes.pod.name").starts_with("kube-system/"))
+}
+
+impl Predicate {
+    pub fn test(&self, n: &RNode) -> bool {
+        match self {
+            Predicate::System => !is_application(n),
+            Predicate::Application => is_application(n),
+            Predicate::Running => views::is_running(n),
+            Predicate::Stopped => !views::is_running(n),
+            Predicate::NotPseudo => {
+                !n.is_pseudo() || n.id.ends_with("theinternet") || n.id.starts_with(SERVICE_PREFIX)
+            }
+            Predicate::Connected => n.latest("is_connected").is_some(),
+            Predicate::NotStorage => ![PERSISTENT_VOLUME, PERSISTENT_VOLUME_CLAIM, STORAGE_CLASS]
+                .contains(&n.topology.as_str()),
+            Predicate::NotSnapshot => {
+                ![VOLUME_SNAPSHOT, VOLUME_SNAPSHOT_DATA].contains(&n.topology.as_str())
+            }
+            Predicate::Namespace(ns) => {
+                let got = [
+                    "kubernetes_namespace",
+                    "docker_label_io.kubernetes.pod.namespace",
+                    "stack_namespace",
+                    "docker_label_com.docker.stack.namespace",
+                ]
+                .iter()
+                .find_map(|k| n.latest(k))
+                .unwrap_or("");
+                (ns == "No stack" && got.is_empty()) || ns == got
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewOption {
+    pub value: String,
+    pub label: String,
+    #[serde(skip)]
+    filter: Option<Predicate>,
+    /// Whether the filter applies to pseudo nodes too (otherwise they always pass).
+    #[serde(skip)]
+    filter_pseudo: bool,
+}
+
+fn opt(value: &str, label: &str, filter: Option<Predicate>, filter_pseudo: bool) -> ViewOption {
+    ViewOption {
+        value: value.to_owned(),
+        label: label.to_owned(),
+        filter,
+        filter_pseudo,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OptionGroup {
+    pub id: String,
+    #[serde(rename = "defaultValue")]
+    pub default_value: String,
+    pub options: Vec<ViewOption>,
+    #[serde(rename = "selectType", skip_serializing_if = "Option::is_none")]
+    pub select_type: Option<String>,
+    #[serde(rename = "noneLabel", skip_serializing_if = "Option::is_none")]
+    pub none_label: Option<String>,
+}
+
+impl OptionGroup {
+    /// The filter for `value`: the selected options' filters ORed; `None` when nothing matches.
+    fn filter_for(&self, value: &str) -> Option<impl Fn(&RNode) -> bool + '_> {
+        let values: Vec<&str> = if self.select_type.as_deref() == Some("union") {
+            value.split(',').collect()
+        } else {
+            vec![value]
+        };
+        let selected: Vec<&ViewOption> = self
+            .options
+            .iter()
+            .filter(|o| values.contains(&o.value.as_str()))
+            .collect();
+        if selected.is_empty() {
+            return None;
+        }
+        Some(move |n: &RNode| {
+            selected.iter().any(|o| match &o.filter {
+                None => true,
+                Some(p) if o.filter_pseudo => p.test(n),
+                Some(p) => n.is_pseudo() || p.test(n),
+            })
+        })
+    }
+}
+
+fn group(id: &str, default: &str, options: Vec<ViewOption>) -> OptionGroup {
+    OptionGroup {
+        id: id.to_owned(),
+        default_value: default.to_owned(),
+        options,
+        select_type: None,
+        none_label: None,
+    }
+}
+
+fn container_options() -> Vec<OptionGroup> {
+    vec![
+        group(
+            "system",
+            "application",
+            vec![
+                opt("all", "All", None, false),
+                opt(
+                    "system",
+                    "System containers",
+                    Some(Predicate::System),
+                    false,
+                ),
+                opt(
+                    "application",
+                    "Application containers",
+                    Some(Predicate::Application),
+                    false,
+                ),
+            ],
+        ),
+        group(
+            "stopped",
+            "running",
+            vec![
+                opt(
+                    "stopped",
+                    "Stopped containers",
+                    Some(Predicate::Stopped),
+                    false,
+                ),
+                opt(
+                    "running",
+                    "Running containers",
+                    Some(Predicate::Running),
+                    false,
+                ),
+                opt("both", "Both", None, false),
+            ],
+        ),
+        group(
+            "pseudo",
+            "hide",
+            vec![
+                opt("show", "Show uncontained", None, false),
+                opt("hide", "Hide uncontained", Some(Predicate::NotPseudo), true),
+            ],
+        ),
+    ]
+}
+
+fn unmanaged_option() -> OptionGroup {
+    group(
+        "pseudo",
+        "hide",
+        vec![
+            opt("show", "Show unmanaged", None, false),
+            opt("hide", "Hide unmanaged", Some(Predicate::NotPseudo), true),
+        ],
+    )
+}
+
+fn unconnected_option() -> OptionGroup {
+    group(
+        "unconnected",
+        "hide",
+        vec![
+            opt("show", "Show unconnected", None, false),
+            opt(
+                "hide",
+                "Hide unconnected",
+                Some(Predicate::Connected),
+                false,
+            ),
+        ],
+    )
+}
+
+/// One entry of the registry.
+#[derive(Debug, Clone)]
+pub struct ViewDesc {
+    pub id: &'static str,
+    pub parent: Option<&'static str>,
+    pub name: &'static str,
+    pub rank: i64,
+    pub hide_if_empty: bool,
+    pub options: Vec<OptionGroup>,
+}
+
+fn desc(
+    id: &'static str,
+    parent: Option<&'static str>,
+    name: &'static str,
+    rank: i64,
+    hide_if_empty: bool,
+    options: Vec<OptionGroup>,
+) -> ViewDesc {
+    ViewDesc {
+        id,
+        parent,
+        name,
+        rank,
+        hide_if_empty,
+        options,
+    }
+}
+
+/// Scope's registry (`MakeRegistry`), in registration order, with the namespace option groups
+/// this report calls for.
+pub fn registry(report: &Report) -> Vec<ViewDesc> {
+    let snapshot = group(
+        "snapshot",
+        "hide",
+        vec![
+            opt("show", "Show snapshots", None, false),
+            opt(
+                "hide",
+                "Hide snapshots",
+                Some(Predicate::NotSnapshot),
+                false,
+            ),
+        ],
+    );
+    let storage = group(
+        "storage",
+        "hide",
+        vec![
+            opt("show", "Show storage", None, false),
+            opt("hide", "Hide storage", Some(Predicate::NotStorage), false),
+        ],
+    );
+    let mut views = vec![
+        desc(
+            "processes",
+            None,
+            "Processes",
+            1,
+            true,
+            vec![unconnected_option()],
+        ),
+        desc(
+            "processes-by-name",
+            Some("processes"),
+            "by name",
+            0,
+            true,
+            vec![unconnected_option()],
+        ),
+        desc(
+            "containers",
+            None,
+            "Containers",
+            2,
+            false,
+            container_options(),
+        ),
+        desc(
+            "containers-by-hostname",
+            Some("containers"),
+            "by DNS name",
+            0,
+            false,
+            container_options(),
+        ),
+        desc(
+            "containers-by-image",
+            Some("containers"),
+            "by image",
+            0,
+            false,
+            container_options(),
+        ),
+        desc(
+            "pods",
+            None,
+            "Pods",
+            3,
+            true,
+            vec![snapshot, storage, unmanaged_option()],
+        ),
+        desc(
+            "kube-controllers",
+            Some("pods"),
+            "Controllers",
+            0,
+            true,
+            vec![unmanaged_option()],
+        ),
+        desc(
+            "services",
+            Some("pods"),
+            "Services",
+            0,
+            true,
+            vec![unmanaged_option()],
+        ),
+        desc(
+            "ecs-tasks",
+            None,
+            "Tasks",
+            3,
+            true,
+            vec![unmanaged_option()],
+        ),
+        desc(
+            "ecs-services",
+            Some("ecs-tasks"),
+            "Services",
+            0,
+            true,
+            vec![unmanaged_option()],
+        ),
+        desc(
+            "swarm-services",
+            None,
+            "Services",
+            3,
+            true,
+            vec![unmanaged_option()],
+        ),
+        desc("hosts", None, "Hosts", 4, false, Vec::new()),
+        desc("weave", Some("hosts"), "Weave Net", 0, false, Vec::new()),
+    ];
+    let names = |topology: &str, key: &str| -> BTreeSet<String> {
+        report
+            .topology(topology)
+            .into_iter()
+            .flat_map(|t| t.nodes.values())
+            .filter_map(|n| n.latest.get(key).map(|l| l.value.clone()))
+            .collect()
+    };
+    let namespace_group = |names: &BTreeSet<String>, none_label: &str| OptionGroup {
+        id: "namespace".to_owned(),
+        default_value: String::new(),
+        options: names
+            .iter()
+            .map(|ns| opt(ns, ns, Some(Predicate::Namespace(ns.clone())), false))
+            .collect(),
+        select_type: Some("union".to_owned()),
+        none_label: Some(none_label.to_owned()),
+    };
+    let kube = names("Namespace", "kubernetes_name");
+    if !kube.is_empty() {
+        let g = namespace_group(&kube, "All Namespaces");
+        for v in &mut views {
+            let root = v.parent.unwrap_or(v.id);
+            if root == "containers"
+                || v.id == "pods"
+                || v.id == "services"
+                || v.id == "kube-controllers"
+            {
+                v.options.push(g.clone());
+            }
+        }
+    }
+    let stacks = names("SwarmService", "stack_namespace");
+    if !stacks.is_empty() {
+        let g = namespace_group(&stacks, "All Stacks");
+        for v in &mut views {
+            if v.parent.unwrap_or(v.id) == "containers" || v.id == "swarm-services" {
+                v.options.push(g.clone());
+            }
+        }
+    }
+    views
+}
+
+/// A request's query: its parameters, and whether it had any (which switches option defaults on).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub params: BTreeMap<String, String>,
+    pub any: bool,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Query {
+        let pairs: Vec<(String, String)> = raw
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Query {
+            any: !pairs.is_empty(),
+            params: pairs.into_iter().collect(),
+        }
+    }
+
+    pub fn censor(&self) -> Censor {
+        let on = |k: &str| self.params.get(k).is_some_and(|v| v == "true");
+        Censor {
+            command_line: on("hideCommandLineArguments"),
+            environment: on("hideEnvironmentVariables"),
+        }
+    }
+}
+
+/// Applies the query's option filters (only when it has parameters), then drops unconnected
+/// pseudo nodes.
+pub fn transform(view: &ViewDesc, rendered: &Rendered, query: &Query) -> Rendered {
+    let mut out = rendered.clone();
+    if query.any {
+        for g in &view.options {
+            let value = query.params.get(&g.id).unwrap_or(&g.default_value);
+            if let Some(keep) = g.filter_for(value) {
+                out = filter(&out, keep);
+            }
+        }
+    }
+    filter_unconnected_pseudo(&out)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub node_count: usize,
+    pub nonpseudo_node_count: usize,
+    pub edge_count: usize,
+    pub filtered_nodes: usize,
+}
+
+pub fn stats(r: &Rendered) -> Stats {
+    Stats {
+        node_count: r.nodes.len(),
+        nonpseudo_node_count: r.nodes.values().filter(|n| !n.is_pseudo()).count(),
+        edge_count: r.nodes.values().map(|n| n.adjacency.len()).sum(),
+        filtered_nodes: r.filtered,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopologyDesc {
+    pub name: String,
+    pub rank: i64,
+    pub hide_if_empty: bool,
+    pub options: Vec<OptionGroup>,
+    pub url: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sub_topologies: Vec<TopologyDesc>,
+    pub stats: Stats,
+}
+
+/// Renders `view` and applies the query: the nodes a client is shown.
+pub fn render_view(ctx: &mut Ctx, view: &ViewDesc, query: &Query) -> Rendered {
+    let rendered = views::render(ctx, view.id).unwrap_or_default();
+    transform(view, &rendered, query)
+}
+
+/// `GET /api/topology`: top-level views sorted by name, sub-views in registration order, each with
+/// the stats this query would give.
+pub fn topology_list(ctx: &mut Ctx, query: &Query) -> Vec<TopologyDesc> {
+    let registry = registry(ctx.report);
+    let describe = |ctx: &mut Ctx, v: &ViewDesc| TopologyDesc {
+        name: v.name.to_owned(),
+        rank: v.rank,
+        hide_if_empty: v.hide_if_empty,
+        options: v.options.clone(),
+        url: format!("/api/topology/{}", v.id),
+        sub_topologies: Vec::new(),
+        stats: stats(&render_view(ctx, v, query)),
+    };
+    let mut top: Vec<TopologyDesc> = Vec::new();
+    for v in registry.iter().filter(|v| v.parent.is_none()) {
+        let mut d = describe(ctx, v);
+        for sub in registry.iter().filter(|s| s.parent == Some(v.id)) {
+            d.sub_topologies.push(describe(ctx, sub));
+        }
+        top.push(d);
+    }
+    top.sort_by(|a, b| a.name.cmp(&b.name));
+    top
+}
+
+/// `GET /api/topology/{view}`: `None` for an unknown view.
+pub fn topology(ctx: &mut Ctx, view: &str, query: &Query) -> Option<BTreeMap<String, NodeSummary>> {
+    let desc = registry(ctx.report).into_iter().find(|v| v.id == view)?;
+    let rendered = render_view(ctx, &desc, query);
+    Some(summaries(ctx.report, &rendered.nodes, query.censor()))
+}
+
+pub fn find_view(report: &Report, view: &str) -> Option<ViewDesc> {
+    registry(report).into_iter().find(|v| v.id == view)
+}
