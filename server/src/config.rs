@@ -200,6 +200,13 @@ pub struct ProvisioningArgs {
         default_value_t = 20
     )]
     pub default_max_reports_per_second: u32,
+    /// Nodes one topology of one report may carry (larger reports get 413).
+    #[arg(
+        long,
+        env = "SCOPEHUB_MAX_NODES_PER_TOPOLOGY",
+        default_value_t = 100_000
+    )]
+    pub max_nodes_per_topology: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -46,6 +46,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_reports_per_second: p.default_max_reports_per_second.into(),
         },
         token_grace: i64::from(p.probe_token_grace_hours) * HOUR,
+        max_nodes_per_topology: p.max_nodes_per_topology as usize,
         ..ProvisioningConfig::default()
     };
     let state = AppState::new(store.clone(), spa.clone(), users, mailer.clone())

@@ -1,22 +1,23 @@
 //! The collector: Weave Scope's app for many tenants (design.md §5, shared scope-protocol.md).
 //!
-//! Will own: report ingest (`POST /api/report`), the per-instance 15 s window in memory, rendering of
-//! Scope's topology views, websockets, the probe registry. Must not: see tokens; it trusts the tenant
-//! only as the edge resolves it (`frontend::auth::instance_for_probe`).
-//!
-//! Built so far: `GET /api` (the details a Scope probe asks for first), `POST /api/report` (decoded
-//! reports kept in the instance's 15 s window, within its limits), the report model and decoder.
-//! Merging, rendering and the browser API come next.
+//! Owns: report ingest (`POST /api/report`, `api/control/ws`), the per-instance 15 s window in
+//! memory with its limits and probe registry (`slot.rs`), merging (`merge.rs`), rendering of
+//! Scope's views (`render/`) and the browser API with its websocket (`api.rs`). Must not: see
+//! tokens; it trusts the tenant only as the edge resolves it (`frontend::auth::instance_for_probe`
+//! for probes, `frontend::auth::Approved` plus org membership for browsers).
 
+mod api;
 pub mod decode;
 pub mod merge;
 pub mod render;
 pub mod report;
 pub mod slot;
 
+pub use api::app_router;
+
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -27,102 +28,8 @@ use self::decode::DecodeError;
 use self::slot::Refusal;
 use crate::app::AppState;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{Approved, instance_for_probe};
+use crate::frontend::auth::instance_for_probe;
 use crate::provisioning::{state_of, transition};
-
-/// Scope's browser-facing API for one instance, mounted under `/api` as `/app/{instance}/api/…`.
-/// Callers need a session or API token and membership of the instance's org.
-pub fn app_router() -> Router<AppState> {
-    Router::new()
-        .route("/app/{instance}/api/report", get(merged_report))
-        .route("/app/{instance}/api/probes", get(probes))
-}
-
-/// The instance, checked for the caller's membership and for reads being allowed.
-async fn readable(
-    state: &AppState,
-    identity: &crate::frontend::auth::Identity,
-    id: &str,
-) -> Result<crate::store::InstanceRow> {
-    let not_found = || Error::not_found("No such instance.");
-    let row = state.store.instance(id).await?.ok_or_else(not_found)?;
-    identity
-        .require_role(&state.store, &row.org_id, shared::users::Role::Viewer)
-        .await
-        .map_err(|e| match e.status() {
-            StatusCode::NOT_FOUND => not_found(),
-            _ => e,
-        })?;
-    if row.refuse_reads
-        || matches!(
-            state_of(&row),
-            InstanceState::Deleting | InstanceState::Deleted
-        )
-    {
-        return Err(Error::forbidden("This instance's data cannot be read now."));
-    }
-    Ok(row)
-}
-
-/// `GET /api/app/{instance}/api/report`: the instance's window, merged.
-async fn merged_report(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path(instance): Path<String>,
-) -> Result<Json<report::Report>> {
-    readable(&state, &identity, &instance).await?;
-    let now = state.clock.now();
-    let window = state
-        .collector
-        .with_slot(&instance, |slot| slot.window(now))
-        .unwrap_or_default();
-    let merged = tokio::task::spawn_blocking(move || {
-        report::Report::merge_all(window.iter().map(|r| r.as_ref()))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.into()))?;
-    Ok(Json(merged))
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct ProbesQuery {
-    sparse: Option<String>,
-}
-
-/// `GET /api/app/{instance}/api/probes`: `[{id, hostname, version, lastSeen}]`, or with `?sparse`
-/// whether any probe is connected.
-async fn probes(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path(instance): Path<String>,
-    Query(q): Query<ProbesQuery>,
-) -> Result<Json<Value>> {
-    readable(&state, &identity, &instance).await?;
-    let now = state.clock.now();
-    let usage = state
-        .collector
-        .with_slot(&instance, |slot| slot.usage(now))
-        .unwrap_or_default();
-    if q.sparse.is_some() {
-        return Ok(Json(json!(!usage.probes.is_empty())));
-    }
-    let list: Vec<Value> = usage
-        .probes
-        .iter()
-        .map(|p| {
-            json!({
-                "id": p.id,
-                "hostname": p.hostname.clone().unwrap_or_default(),
-                "version": p.version.clone().unwrap_or_default(),
-                "lastSeen": report::Time(p.last_seen.saturating_mul(1_000_000)).to_rfc3339(),
-            })
-        })
-        .collect();
-    Ok(Json(Value::Array(list)))
-}
-
-/// Nodes one topology of one report may carry.
-pub const MAX_NODES_PER_TOPOLOGY: usize = 100_000;
 
 /// Scope's probe-facing paths, mounted under `/api`.
 pub fn probe_router() -> Router<AppState> {
@@ -261,16 +168,17 @@ async fn ingest(
             return Err(Error::bad_request(e.to_string()));
         }
     };
-    if report
+    let max_nodes = state.provisioning.max_nodes_per_topology;
+    if let Some((name, _)) = report
         .topologies
-        .values()
-        .any(|t| t.nodes.len() > MAX_NODES_PER_TOPOLOGY)
+        .iter()
+        .find(|(_, t)| t.nodes.len() > max_nodes)
     {
         refuse(Refusal::TooLarge);
         return Err(Error::client(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
-            format!("A topology may carry at most {MAX_NODES_PER_TOPOLOGY} nodes."),
+            format!("A topology may carry at most {max_nodes} nodes; {name} has more."),
         ));
     }
     let hostname = report.topology("Host").and_then(|t| {

@@ -31,6 +31,15 @@ pub struct Slot {
     refused: BTreeMap<&'static str, u64>,
     /// Whether the instance has been moved to `active` (done once, on the first report).
     pub activated: bool,
+    /// Bumped whenever the window changes, so a merge of it can be reused until then.
+    generation: u64,
+    merged: Option<(u64, Arc<Report>)>,
+}
+
+/// What a reader needs to render the window: the cached merge if it is current, else the reports.
+pub enum Snapshot {
+    Merged(Arc<Report>),
+    Window(u64, Vec<Arc<Report>>),
 }
 
 impl Slot {
@@ -44,6 +53,8 @@ impl Slot {
             received: 0,
             refused: BTreeMap::new(),
             activated: false,
+            generation: 0,
+            merged: None,
         }
     }
 
@@ -85,6 +96,7 @@ impl Slot {
         self.received += 1;
         self.probes.insert(probe.id.clone(), probe);
         self.reports.push_back((now_ms, Arc::new(report)));
+        self.generation += 1;
         self.prune(now_ms);
     }
 
@@ -95,6 +107,28 @@ impl Slot {
             .is_some_and(|(at, _)| now_ms - at > WINDOW_MS)
         {
             self.reports.pop_front();
+            self.generation += 1;
+        }
+    }
+
+    /// The window's merge if one is cached for its current contents, else the reports to merge.
+    pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
+        self.prune(now_ms);
+        match &self.merged {
+            Some((generation, merged)) if *generation == self.generation => {
+                Snapshot::Merged(merged.clone())
+            }
+            _ => Snapshot::Window(
+                self.generation,
+                self.reports.iter().map(|(_, r)| r.clone()).collect(),
+            ),
+        }
+    }
+
+    /// Keeps a merge of the window as it was at `generation`.
+    pub fn cache_merged(&mut self, generation: u64, merged: Arc<Report>) {
+        if generation == self.generation {
+            self.merged = Some((generation, merged));
         }
     }
 
@@ -171,5 +205,35 @@ mod tests {
         assert_eq!(slot.window(15_500).len(), 2);
         assert_eq!(slot.window(16_500).len(), 1);
         assert_eq!(slot.usage(16_500).reports_received, 2);
+    }
+
+    #[test]
+    fn the_merge_is_cached_until_the_window_changes() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        let Snapshot::Window(generation, reports) = slot.snapshot(1_000) else {
+            panic!("nothing is cached yet");
+        };
+        assert_eq!(reports.len(), 1);
+        slot.cache_merged(
+            generation,
+            Arc::new(Report::merge_all(reports.iter().map(|r| r.as_ref()))),
+        );
+        assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(_)));
+        // A new report, or an old one leaving the window, makes the cached merge stale.
+        slot.accept(probe("a", 0), Report::default(), 3_000);
+        assert!(matches!(slot.snapshot(3_000), Snapshot::Window(_, _)));
+        let Snapshot::Window(generation, reports) = slot.snapshot(3_000) else {
+            unreachable!()
+        };
+        slot.cache_merged(
+            generation,
+            Arc::new(Report::merge_all(reports.iter().map(|r| r.as_ref()))),
+        );
+        assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(_)));
+        assert!(matches!(slot.snapshot(16_500), Snapshot::Window(_, ref w) if w.len() == 1));
+        // A merge computed for an older generation is not kept.
+        slot.cache_merged(generation, Arc::new(Report::default()));
+        assert!(matches!(slot.snapshot(16_500), Snapshot::Window(_, _)));
     }
 }

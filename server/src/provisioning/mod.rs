@@ -26,6 +26,8 @@ pub struct ProvisioningConfig {
     pub token_grace: i64,
     /// How long a deleted instance's row is kept before it is purged.
     pub purge_grace: i64,
+    /// Nodes one topology of one report may carry, on every instance.
+    pub max_nodes_per_topology: usize,
 }
 
 impl Default for ProvisioningConfig {
@@ -38,6 +40,7 @@ impl Default for ProvisioningConfig {
             },
             token_grace: 24 * HOUR,
             purge_grace: 7 * DAY,
+            max_nodes_per_topology: 100_000,
         }
     }
 }

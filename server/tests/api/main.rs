@@ -18,3 +18,4 @@ mod orgs;
 mod reports;
 mod spa;
 mod store;
+mod topology;

@@ -9,7 +9,7 @@ use shared::instances::Limits;
 use crate::support::agent::{Agent, approved_user, site_admin};
 use crate::support::{AppOptions, Backend, TestApp, both};
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/scope")
         .join(name);
@@ -17,7 +17,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// An instance that is ready for reports; returns the owner's agent, the instance id and its token.
-async fn ready_instance(app: &TestApp) -> (Agent, String, String) {
+pub(crate) async fn ready_instance(app: &TestApp) -> (Agent, String, String) {
     let mut admin = site_admin(app).await;
     let (mut alice, org) = approved_user(app, &mut admin, "alice@example.com").await;
     let (status, created) = alice
@@ -39,7 +39,7 @@ async fn ready_instance(app: &TestApp) -> (Agent, String, String) {
 }
 
 /// Posts a report as the Scope probe does (headers from the fixture's capture).
-async fn post_report(
+pub(crate) async fn post_report(
     app: &TestApp,
     token: &str,
     probe: &str,

@@ -126,6 +126,8 @@ pub struct AppOptions {
     pub smtp_url: Option<String>,
     /// Limits of new instances (the server's defaults when `None`).
     pub limits: Option<shared::instances::Limits>,
+    /// Nodes one topology of one report may carry (the server's default when `None`).
+    pub max_nodes_per_topology: Option<usize>,
 }
 
 impl Default for AppOptions {
@@ -137,6 +139,7 @@ impl Default for AppOptions {
             open_signup: false,
             smtp_url: None,
             limits: None,
+            max_nodes_per_topology: None,
         }
     }
 }
@@ -175,6 +178,9 @@ impl TestApp {
         let mut provisioning = scopehub::provisioning::ProvisioningConfig::default();
         if let Some(limits) = options.limits {
             provisioning.default_limits = limits;
+        }
+        if let Some(max) = options.max_nodes_per_topology {
+            provisioning.max_nodes_per_topology = max;
         }
         let state = state.with_provisioning(provisioning);
         let edge = EdgeConfig {

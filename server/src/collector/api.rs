@@ -1,0 +1,410 @@
+//! Scope's browser-facing API for one instance (scope-render.md), mounted under `/api` as
+//! `/app/{instance}/api/…`: the topology list, views, node details, the topology websocket, the
+//! probes and the merged report. Callers need a session or API token and membership of the
+//! instance's org; every handler checks both before reading the instance's window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Value, json};
+use shared::instances::InstanceState;
+
+use super::render::summary::NodeSummary;
+use super::render::topologies::{self, TopologyDesc};
+use super::render::{Ctx, detail, views};
+use super::report::{self, Report, Time};
+use super::slot::Snapshot;
+use crate::app::AppState;
+use crate::error::{Error, Json, Result};
+use crate::frontend::auth::{Approved, Identity};
+use crate::provisioning::state_of;
+
+pub fn app_router() -> Router<AppState> {
+    Router::new()
+        .route("/app/{instance}/api/report", get(merged_report))
+        .route("/app/{instance}/api/probes", get(probes))
+        .route("/app/{instance}/api/topology", get(topology_list))
+        .route("/app/{instance}/api/topology/{view}", get(topology))
+        .route("/app/{instance}/api/topology/{view}/ws", get(topology_ws))
+        .route(
+            "/app/{instance}/api/topology/{view}/{node}",
+            get(node_details),
+        )
+}
+
+/// The instance, checked for the caller's membership and for reads being allowed.
+async fn readable(
+    state: &AppState,
+    identity: &Identity,
+    id: &str,
+) -> Result<crate::store::InstanceRow> {
+    let not_found = || Error::not_found("No such instance.");
+    let row = state.store.instance(id).await?.ok_or_else(not_found)?;
+    identity
+        .require_role(&state.store, &row.org_id, shared::users::Role::Viewer)
+        .await
+        .map_err(|e| match e.status() {
+            StatusCode::NOT_FOUND => not_found(),
+            _ => e,
+        })?;
+    if row.refuse_reads
+        || matches!(
+            state_of(&row),
+            InstanceState::Deleting | InstanceState::Deleted
+        )
+    {
+        return Err(Error::forbidden("This instance's data cannot be read now."));
+    }
+    Ok(row)
+}
+
+/// `GET /api/app/{instance}/api/report`: the instance's window, merged (with the nodes only
+/// deltas described, as Scope's `/api/report` shows them).
+async fn merged_report(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path(instance): Path<String>,
+) -> Result<Json<Report>> {
+    readable(&state, &identity, &instance).await?;
+    let now = state.clock.now();
+    let window = state
+        .collector
+        .with_slot(&instance, |slot| slot.window(now))
+        .unwrap_or_default();
+    let merged = blocking(move || Report::merge_window(window.iter().map(|r| r.as_ref()))).await?;
+    Ok(Json(merged))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(e.into()))
+}
+
+/// The instance's window merged for rendering, from the slot's cache when it is current.
+async fn window_report(state: &AppState, instance: &str) -> Result<Arc<Report>> {
+    let now = state.clock.now();
+    let snapshot = state
+        .collector
+        .with_slot(instance, |slot| slot.snapshot(now))
+        .unwrap_or(Snapshot::Window(0, Vec::new()));
+    let (generation, window) = match snapshot {
+        Snapshot::Merged(report) => return Ok(report),
+        Snapshot::Window(generation, window) => (generation, window),
+    };
+    let merged =
+        Arc::new(blocking(move || Report::merge_all(window.iter().map(|r| r.as_ref()))).await?);
+    state.collector.with_slot(instance, |slot| {
+        slot.cache_merged(generation, merged.clone())
+    });
+    Ok(merged)
+}
+
+fn render_time(state: &AppState) -> Time {
+    Time(state.clock.now().saturating_mul(1_000_000))
+}
+
+fn unknown_view() -> Error {
+    Error::not_found("No such topology.")
+}
+
+/// `GET …/api/topology`: every view with its options and the stats this query gives.
+async fn topology_list(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path(instance): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Vec<TopologyDesc>>> {
+    readable(&state, &identity, &instance).await?;
+    let report = window_report(&state, &instance).await?;
+    let now = render_time(&state);
+    let list = blocking(move || {
+        let mut ctx = Ctx::new(&report, now);
+        topologies::topology_list(&mut ctx, &topologies::Query::parse(raw.as_deref()))
+    })
+    .await?;
+    Ok(Json(list))
+}
+
+#[derive(Serialize)]
+struct TopologyAnswer {
+    nodes: BTreeMap<String, NodeSummary>,
+}
+
+/// `GET …/api/topology/{view}`: the view's nodes, summarised.
+async fn topology(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path((instance, view)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TopologyAnswer>> {
+    readable(&state, &identity, &instance).await?;
+    if !views::VIEWS.contains(&view.as_str()) {
+        return Err(unknown_view());
+    }
+    let report = window_report(&state, &instance).await?;
+    let now = render_time(&state);
+    let nodes = blocking(move || {
+        let mut ctx = Ctx::new(&report, now);
+        topologies::topology(&mut ctx, &view, &topologies::Query::parse(raw.as_deref()))
+    })
+    .await?
+    .ok_or_else(unknown_view)?;
+    Ok(Json(TopologyAnswer { nodes }))
+}
+
+#[derive(Serialize)]
+struct NodeAnswer {
+    node: detail::NodeDetails,
+}
+
+/// `GET …/api/topology/{view}/{node}`: one node's details (the id is percent-decoded, so `%2F`
+/// works).
+async fn node_details(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path((instance, view, node)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<NodeAnswer>> {
+    readable(&state, &identity, &instance).await?;
+    if !views::VIEWS.contains(&view.as_str()) {
+        return Err(unknown_view());
+    }
+    let report = window_report(&state, &instance).await?;
+    let now = render_time(&state);
+    let details = blocking(move || {
+        let mut ctx = Ctx::new(&report, now);
+        let desc = topologies::find_view(&report, &view)?;
+        detail::node_details(
+            &mut ctx,
+            &desc,
+            &node,
+            &topologies::Query::parse(raw.as_deref()),
+        )
+    })
+    .await?
+    .ok_or_else(|| Error::not_found("No such node in this topology."))?;
+    Ok(Json(NodeAnswer { node: details }))
+}
+
+/// Scope's default websocket tick, and the bounds we hold clients to.
+const DEFAULT_TICK: Duration = Duration::from_secs(1);
+const MIN_TICK: Duration = Duration::from_millis(100);
+const MAX_TICK: Duration = Duration::from_secs(60);
+/// How often an open websocket re-checks that its caller may still read the instance.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// Go's `time.ParseDuration` for what clients send: `1s`, `500ms`, `1.5s`, `1m30s`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_end..];
+    }
+    (total.is_finite() && total < 1e9).then(|| Duration::from_secs_f64(total))
+}
+
+/// One websocket frame: what changed since the previous one (`reset` only on the first).
+#[derive(Serialize)]
+struct Diff {
+    add: Option<Vec<NodeSummary>>,
+    update: Option<Vec<NodeSummary>>,
+    remove: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reset: bool,
+}
+
+fn diff(
+    previous: &BTreeMap<String, NodeSummary>,
+    current: &BTreeMap<String, NodeSummary>,
+    reset: bool,
+) -> Diff {
+    let some = |v: Vec<NodeSummary>| (!v.is_empty()).then_some(v);
+    let add = current
+        .iter()
+        .filter(|(id, _)| !previous.contains_key(*id))
+        .map(|(_, n)| n.clone())
+        .collect();
+    let update = current
+        .iter()
+        .filter(|(id, n)| previous.get(*id).is_some_and(|p| p != *n))
+        .map(|(_, n)| n.clone())
+        .collect();
+    let remove: Vec<String> = previous
+        .keys()
+        .filter(|id| !current.contains_key(*id))
+        .cloned()
+        .collect();
+    Diff {
+        add: some(add),
+        update: some(update),
+        remove: (!remove.is_empty()).then_some(remove),
+        reset,
+    }
+}
+
+/// `GET …/api/topology/{view}/ws?t=<duration>&<options>`: the view, re-rendered every tick, sent
+/// as add/update/remove diffs (the first frame a reset holding everything).
+async fn topology_ws(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path((instance, view)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    readable(&state, &identity, &instance).await?;
+    if !views::VIEWS.contains(&view.as_str()) {
+        return Err(unknown_view());
+    }
+    let query = topologies::Query::parse(raw.as_deref());
+    let tick = match query.params.get("t") {
+        None => DEFAULT_TICK,
+        Some(t) => parse_go_duration(t)
+            .ok_or_else(|| Error::bad_request(format!("Invalid duration `t={t}`.")))?
+            .clamp(MIN_TICK, MAX_TICK),
+    };
+    Ok(ws.on_upgrade(move |socket| async move {
+        stream_topology(state, identity, instance, view, query, tick, socket).await;
+    }))
+}
+
+async fn stream_topology(
+    state: AppState,
+    identity: Identity,
+    instance: String,
+    view: String,
+    query: topologies::Query,
+    tick: Duration,
+    mut socket: WebSocket,
+) {
+    let mut previous = BTreeMap::new();
+    let mut first = true;
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checked = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            message = socket.recv() => match message {
+                // Scope's app ignores what the browser sends; so do we, until it closes.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => continue,
+            },
+        }
+        if checked.elapsed() >= RECHECK {
+            checked = tokio::time::Instant::now();
+            if readable(&state, &identity, &instance).await.is_err() {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        }
+        let Ok(report) = window_report(&state, &instance).await else {
+            return;
+        };
+        let now = render_time(&state);
+        let (view_id, q) = (view.clone(), query.clone());
+        let Ok(Some(current)) = blocking(move || {
+            let mut ctx = Ctx::new(&report, now);
+            topologies::topology(&mut ctx, &view_id, &q)
+        })
+        .await
+        else {
+            return;
+        };
+        let frame = diff(&previous, &current, first);
+        let Ok(text) = serde_json::to_string(&frame) else {
+            return;
+        };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+        previous = current;
+        first = false;
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ProbesQuery {
+    sparse: Option<String>,
+}
+
+/// `GET /api/app/{instance}/api/probes`: `[{id, hostname, version, lastSeen}]`, or with `?sparse`
+/// whether any probe is connected.
+async fn probes(
+    State(state): State<AppState>,
+    Approved(identity): Approved,
+    Path(instance): Path<String>,
+    Query(q): Query<ProbesQuery>,
+) -> Result<Json<Value>> {
+    readable(&state, &identity, &instance).await?;
+    let now = state.clock.now();
+    let usage = state
+        .collector
+        .with_slot(&instance, |slot| slot.usage(now))
+        .unwrap_or_default();
+    if q.sparse.is_some() {
+        return Ok(Json(json!(!usage.probes.is_empty())));
+    }
+    let list: Vec<Value> = usage
+        .probes
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "hostname": p.hostname.clone().unwrap_or_default(),
+                "version": p.version.clone().unwrap_or_default(),
+                "lastSeen": report::Time(p.last_seen.saturating_mul(1_000_000)).to_rfc3339(),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+}

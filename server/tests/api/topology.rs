@@ -1,0 +1,390 @@
+//! Scope's browser API over HTTP and websocket: the topology list, views, node details and live
+//! diffs, with tenant isolation between instances.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+use crate::reports::{fixture, post_report, ready_instance};
+use crate::support::agent::{Agent, approved_user};
+use crate::support::{AppOptions, Backend, TestApp, both};
+
+const PROBE: &str = "71c372b17f588646";
+
+async fn post_msgpack(app: &TestApp, token: &str, name: &str) {
+    let (status, body) = post_report(
+        app,
+        token,
+        PROBE,
+        fixture(&format!("{name}.msgpack.gz")),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{name}: {body}");
+}
+
+fn node_ids(answer: &Value) -> Vec<String> {
+    answer["nodes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+async fn members_read_views_and_node_details(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    for name in [
+        "probe-full-1",
+        "probe-delta-2",
+        "probe-delta-3",
+        "probe-full-4",
+    ] {
+        post_msgpack(&app, &token, name).await;
+    }
+    let base = format!("/api/app/{id}/api");
+
+    let (status, list) = alice.get(&format!("{base}/topology")).await;
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Containers",
+            "Hosts",
+            "Pods",
+            "Processes",
+            "Services",
+            "Tasks"
+        ]
+    );
+    let processes = &list[3];
+    assert_eq!(processes["url"], "/api/topology/processes");
+    assert_eq!(processes["stats"]["node_count"], 9);
+    assert_eq!(processes["sub_topologies"][0]["name"], "by name");
+    assert_eq!(list[1]["stats"]["node_count"], 1);
+
+    let (status, procs) = alice.get(&format!("{base}/topology/processes")).await;
+    assert_eq!(status, 200);
+    assert_eq!(node_ids(&procs).len(), 9);
+    let webapp = &procs["nodes"]["scope-fixture-host;6"];
+    assert_eq!(webapp["label"], "webapp");
+    assert_eq!(
+        webapp["adjacency"],
+        json!(["scope-fixture-host;3", "scope-fixture-host;4"])
+    );
+    assert_eq!(webapp["metrics"][0]["samples"], Value::Null);
+    // Any parameter switches the option defaults on: unconnected processes are hidden.
+    let (_, connected) = alice
+        .get(&format!("{base}/topology/processes?unconnected=hide"))
+        .await;
+    assert_eq!(node_ids(&connected).len(), 6);
+
+    // Node ids are percent-encoded path segments.
+    let (status, host) = alice
+        .get(&format!(
+            "{base}/topology/hosts/scope-fixture-host%3B%3Chost%3E"
+        ))
+        .await;
+    assert_eq!(status, 200, "{host}");
+    let node = &host["node"];
+    assert_eq!(node["label"], "scope-fixture-host");
+    assert!(
+        node["metrics"][0]["samples"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "details keep samples: {}",
+        node["metrics"]
+    );
+    assert_eq!(node["children"][0]["label"], "Processes");
+    assert_eq!(node["children"][0]["nodes"].as_array().unwrap().len(), 9);
+    assert_eq!(node["connections"][0]["id"], "incoming-connections");
+    // The host offers the control its probe declared (controls themselves come later).
+    assert_eq!(node["controls"][0]["id"], "host_exec");
+    assert_eq!(node["controls"][0]["human"], "Exec shell");
+    assert_eq!(node["controls"][0]["probeId"], PROBE);
+
+    let (status, details) = alice
+        .get(&format!("{base}/topology/processes/scope-fixture-host%3B6"))
+        .await;
+    assert_eq!(status, 200);
+    let inbound = &details["node"]["connections"][0]["connections"];
+    assert_eq!(inbound[0]["nodeId"], "scope-fixture-host;15");
+    assert_eq!(inbound[0]["metadata"][1]["value"], "3");
+
+    // The Go fixture as JSON: an image id with a slash, and a pod view.
+    let (status, _) = post_report(
+        &app,
+        &token,
+        PROBE,
+        fixture("fixture-report.json"),
+        "application/json",
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, image) = alice
+        .get(&format!(
+            "{base}/topology/containers-by-image/image%2Fserver%3B%3Ccontainer_image%3E"
+        ))
+        .await;
+    assert_eq!(status, 200, "{image}");
+    assert_eq!(image["node"]["label"], "image/server");
+    assert_eq!(image["node"]["labelMinor"], "2 containers");
+    let (_, pods) = alice.get(&format!("{base}/topology/pods")).await;
+    assert_eq!(pods["nodes"]["5d4c3b2a1;<pod>"]["label"], "pong-a");
+
+    // Unknown views and nodes are 404.
+    assert_eq!(alice.get(&format!("{base}/topology/nope")).await.0, 404);
+    assert_eq!(
+        alice
+            .get(&format!("{base}/topology/processes/nope"))
+            .await
+            .0,
+        404
+    );
+}
+both!(members_read_views_and_node_details);
+
+#[tokio::test]
+async fn instances_are_isolated_from_each_other() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut alice, a, token_a) = ready_instance(&app).await;
+    let mut admin = Agent::new(&app);
+    admin
+        .login(
+            crate::support::agent::ADMIN,
+            crate::support::agent::PASSWORD,
+        )
+        .await;
+    let (mut bob, bob_org) = approved_user(&app, &mut admin, "bob@example.com").await;
+    let (status, created) = bob
+        .post("/api/instances", json!({"org_id": bob_org, "name": "bobs"}))
+        .await;
+    assert_eq!(status, 201);
+    let b = created["instance"]["id"].as_str().unwrap().to_owned();
+
+    // A's token, with a forged tenant header naming B: the report still lands in A only.
+    let response = app
+        .client
+        .post(app.at("/api/report"))
+        .header("authorization", format!("Scope-Probe token={token_a}"))
+        .header("content-type", "application/msgpack")
+        .header("content-encoding", "gzip")
+        .header("x-scope-probe-id", PROBE)
+        .header("x-scope-orgid", &b)
+        .body(fixture("probe-full-4.msgpack.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, a_procs) = alice
+        .get(&format!("/api/app/{a}/api/topology/processes"))
+        .await;
+    assert_eq!(node_ids(&a_procs).len(), 9);
+    let (status, b_procs) = bob
+        .get(&format!("/api/app/{b}/api/topology/processes"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(node_ids(&b_procs).is_empty());
+
+    // Neither reads the other's instance, by any path; a forged header changes nothing.
+    for path in [
+        "topology",
+        "topology/processes",
+        "topology/processes/scope-fixture-host%3B6",
+        "report",
+        "probes",
+    ] {
+        assert_eq!(
+            bob.get(&format!("/api/app/{a}/api/{path}")).await.0,
+            404,
+            "{path}"
+        );
+        assert_eq!(
+            alice.get(&format!("/api/app/{b}/api/{path}")).await.0,
+            404,
+            "{path}"
+        );
+    }
+    let forged = app
+        .client
+        .get(app.at(&format!("/api/app/{a}/api/topology/processes")))
+        .header(
+            "cookie",
+            format!("scopehub_session={}", bob.cookie.clone().unwrap()),
+        )
+        .header("x-scope-orgid", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 404);
+    // A probe token is not a browser credential.
+    let probe_as_browser = app
+        .client
+        .get(app.at(&format!("/api/app/{a}/api/topology")))
+        .header("authorization", format!("Bearer {token_a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe_as_browser.status(), 401);
+}
+
+#[tokio::test]
+async fn topologies_too_large_are_refused_whole() {
+    let options = AppOptions {
+        max_nodes_per_topology: Some(20),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    // full-1 has 17 endpoints; full-4 has 34, over the limit of 20.
+    post_msgpack(&app, &token, "probe-full-1").await;
+    let (status, body) = post_report(
+        &app,
+        &token,
+        PROBE,
+        fixture("probe-full-4.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "payload_too_large");
+    assert!(body["message"].as_str().unwrap().contains("20"));
+    // Nothing of the refused report was kept: no process edges exist without full-4.
+    let (_, report) = alice.get(&format!("/api/app/{id}/api/report")).await;
+    assert_eq!(report["Endpoint"]["nodes"].as_object().unwrap().len(), 17);
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_frame(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+fn ids_of(frame: &Value, key: &str) -> Vec<String> {
+    match &frame[key] {
+        Value::Null => Vec::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(|n| {
+                n.as_str()
+                    .map_or_else(|| n["id"].as_str().unwrap().to_owned(), str::to_owned)
+            })
+            .collect(),
+        other => panic!("{key}: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_topology_websocket_sends_diffs() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (alice, id, token) = ready_instance(&app).await;
+    post_msgpack(&app, &token, "probe-full-1").await;
+    let connect = |query: &str| {
+        let mut request = format!(
+            "ws://{}/api/app/{id}/api/topology/processes/ws?{query}",
+            app.addr
+        )
+        .into_client_request()
+        .unwrap();
+        request.headers_mut().insert(
+            "cookie",
+            format!("scopehub_session={}", alice.cookie.clone().unwrap())
+                .parse()
+                .unwrap(),
+        );
+        tokio_tungstenite::connect_async(request)
+    };
+    let (mut socket, _) = connect("t=200ms&unconnected=show")
+        .await
+        .expect("handshake");
+
+    // First frame: a reset holding the whole view.
+    let first = next_frame(&mut socket).await;
+    assert_eq!(first["reset"], true);
+    assert_eq!(ids_of(&first, "add").len(), 9);
+    assert_eq!(first["update"], Value::Null);
+    assert_eq!(first["remove"], Value::Null);
+    // Nothing changed: the next frame says so, with all three fields null and no reset.
+    let quiet = next_frame(&mut socket).await;
+    assert_eq!(quiet, json!({"add": null, "update": null, "remove": null}));
+
+    // full-4 brings connections: the processes that gained edges are updates.
+    post_msgpack(&app, &token, "probe-full-4").await;
+    let changed = loop {
+        let frame = next_frame(&mut socket).await;
+        if frame["update"] != Value::Null {
+            break frame;
+        }
+    };
+    let updated = ids_of(&changed, "update");
+    assert!(
+        updated.contains(&"scope-fixture-host;6".to_owned()),
+        "{updated:?}"
+    );
+    let webapp = changed["update"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "scope-fixture-host;6")
+        .unwrap();
+    assert_eq!(
+        webapp["adjacency"],
+        json!(["scope-fixture-host;3", "scope-fixture-host;4"])
+    );
+    assert_eq!(changed["add"], Value::Null);
+
+    // Once the reports leave the 15 s window, every node is removed.
+    app.clock.advance(16_000);
+    let removed = loop {
+        let frame = next_frame(&mut socket).await;
+        if frame["remove"] != Value::Null {
+            break frame;
+        }
+    };
+    assert_eq!(ids_of(&removed, "remove").len(), 9);
+    socket.close(None).await.ok();
+
+    // An invalid tick is refused before the upgrade; so are outsiders.
+    let refused = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {:?}", other.map(|_| ())),
+    };
+    assert_eq!(refused(connect("t=soon").await), 400);
+    let anonymous = format!("ws://{}/api/app/{id}/api/topology/processes/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    assert_eq!(
+        refused(tokio_tungstenite::connect_async(anonymous).await),
+        401
+    );
+}
