@@ -37,7 +37,8 @@ run: app server
 	@echo "Starting Scopehub in Airplane Mode (SQLite at $(DATA_DIR)/scopehub.db). Ctrl-C stops it."
 	@echo "First time? Sign up at http://$(LISTEN)/signup: the first account becomes the site admin."
 	@echo "Mail is not sent in Airplane Mode: read it in Admin > Outbox; its links are also logged below."
-	./target/release/scopehub serve --listen $(LISTEN) --data-dir $(DATA_DIR) --dist-dir dist
+	@echo "Once you are logged in, your org gets an instance \"This machine\" reported by a probe of this machine."
+	./target/release/scopehub serve --listen $(LISTEN) --data-dir $(DATA_DIR) --dist-dir dist --local-probe
 
 fmt:
 	cargo fmt --all -- --check

@@ -219,6 +219,13 @@ pub struct ServeArgs {
     pub users: UsersArgs,
     #[command(flatten)]
     pub provisioning: ProvisioningArgs,
+    /// Airplane Mode: report this machine into an instance "This machine" of the first admin's org,
+    /// with a probe running inside the server (`make run` turns this on).
+    #[arg(long, env = "SCOPEHUB_LOCAL_PROBE")]
+    pub local_probe: bool,
+    /// Where this machine's proc filesystem is, for `--local-probe`.
+    #[arg(long, env = "SCOPEHUB_LOCAL_PROBE_PROC_ROOT", default_value = "/proc")]
+    pub local_probe_proc_root: PathBuf,
     #[command(flatten)]
     pub log: LogArgs,
 }

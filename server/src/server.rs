@@ -63,6 +63,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(mailer.run(store.clone(), state.clock.clone(), shutdown_rx.clone()));
     tokio::spawn(state.reconciler(placement).run(shutdown_rx.clone()));
+    if args.local_probe {
+        // The probe reaches this server the way any probe would: over HTTP, on loopback.
+        let mut addr = listener.local_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let probe_url = url::Url::parse(&format!("http://{addr}/"))?;
+        tokio::spawn(crate::probe::local::run(
+            state.clone(),
+            probe_url,
+            args.local_probe_proc_root.clone(),
+            std::time::Duration::from_secs(3),
+            shutdown_rx.clone(),
+        ));
+    }
     announce(&listener, &args.http, &spa, Some(&url))?;
 
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;

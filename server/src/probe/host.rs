@@ -284,36 +284,68 @@ impl Collector {
         (nodes, sockets)
     }
 
-    /// Established TCP connections as endpoint nodes with adjacency from local to remote.
+    /// Established TCP connections as endpoint nodes, with adjacency from the side that connected
+    /// to the side that listens (as Scope draws them): a socket whose local port is listening was
+    /// connected to, any other socket connected out.
     fn endpoints(&self, now: Time, sockets: &HashMap<u64, u32>) -> BTreeMap<String, Node> {
         let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
         let host_id = self.host_node_id();
+        let mut established = Vec::new();
+        let mut listening: std::collections::HashSet<(String, u16)> = Default::default();
+        let mut listening_any: std::collections::HashSet<u16> = Default::default();
         for (file, v6) in [("net/tcp", false), ("net/tcp6", true)] {
             let Some(table) = read(self.root.join(file)) else {
                 continue;
             };
             for line in table.lines().skip(1) {
                 let cols: Vec<&str> = line.split_whitespace().collect();
-                if cols.len() < 10 || cols[3] != "01" {
-                    continue; // only ESTABLISHED
+                if cols.len() < 10 {
+                    continue;
                 }
                 let (Some(local), Some(remote)) =
                     (parse_addr(cols[1], v6), parse_addr(cols[2], v6))
                 else {
                     continue;
                 };
-                let inode = cols[9].parse::<u64>().unwrap_or(0);
-                let local_id = self.endpoint_id(&local);
-                let remote_id = self.endpoint_id(&remote);
-                let local_node = nodes.entry(local_id.clone()).or_insert_with(|| Node {
-                    id: local_id.clone(),
+                match cols[3] {
+                    "0A" if local.0 == "0.0.0.0" || local.0 == "::" => {
+                        listening_any.insert(local.1);
+                    }
+                    "0A" => {
+                        listening.insert(local);
+                    }
+                    "01" => established.push((local, remote, cols[9].parse::<u64>().unwrap_or(0))),
+                    _ => {}
+                }
+            }
+        }
+        let endpoint = |nodes: &mut BTreeMap<String, Node>, id: &str| {
+            nodes
+                .entry(id.to_owned())
+                .or_insert_with(|| Node {
+                    id: id.to_owned(),
                     topology: "endpoint".into(),
                     ..Node::default()
-                });
-                if !local_node.adjacency.contains(&remote_id) {
-                    local_node.adjacency.push(remote_id.clone());
-                    local_node.adjacency.sort();
-                }
+                })
+                .id
+                .clone()
+        };
+        for (local, remote, inode) in established {
+            let incoming = listening_any.contains(&local.1) || listening.contains(&local);
+            let local_id = endpoint(&mut nodes, &self.endpoint_id(&local));
+            let remote_id = endpoint(&mut nodes, &self.endpoint_id(&remote));
+            let (from, to) = if incoming {
+                (&remote_id, &local_id)
+            } else {
+                (&local_id, &remote_id)
+            };
+            if let Some(node) = nodes.get_mut(from)
+                && !node.adjacency.contains(to)
+            {
+                node.adjacency.push(to.clone());
+                node.adjacency.sort();
+            }
+            if let Some(local_node) = nodes.get_mut(&local_id) {
                 local_node
                     .latest
                     .insert("host_node_id".into(), latest(&host_id, now));
@@ -322,11 +354,6 @@ impl Collector {
                         .latest
                         .insert("pid".into(), latest(pid.to_string(), now));
                 }
-                nodes.entry(remote_id.clone()).or_insert_with(|| Node {
-                    id: remote_id.clone(),
-                    topology: "endpoint".into(),
-                    ..Node::default()
-                });
             }
         }
         nodes
@@ -424,5 +451,9 @@ mod tests {
             .find(|n| n.adjacency.contains(&server_side))
             .expect("the client end of our connection");
         assert_eq!(ours.latest["pid"].value, me.to_string());
+        // The listening side is connected to, not connecting: no edge back to the client.
+        let server = &endpoints[&server_side];
+        assert!(server.adjacency.is_empty(), "{server:?}");
+        assert_eq!(server.latest["pid"].value, me.to_string());
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod host;
 pub mod loadgen;
+pub mod local;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -89,8 +90,32 @@ fn now() -> Time {
     Time(crate::clock::now_millis().saturating_mul(1_000_000))
 }
 
+/// What a probe needs to publish: where, with which token, how often.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub url: url::Url,
+    pub token: String,
+    pub interval: Duration,
+    pub json: bool,
+    pub once: bool,
+    pub proc_root: std::path::PathBuf,
+}
+
 /// `scopehub probe`: collect and publish until stopped (or once, with `--once`).
 pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
+    publish(Options {
+        url: args.url,
+        token: args.token,
+        interval: args.interval,
+        json: args.json,
+        once: args.once,
+        proc_root: args.proc_root,
+    })
+    .await
+}
+
+/// Collects and publishes until stopped (or once). Also runs inside `serve --local-probe`.
+pub async fn publish(args: Options) -> anyhow::Result<()> {
     let report_url = args.url.join("api/report").context("--url")?;
     let probe_id = crate::secrets::random_hex(8);
     let mut collector = host::Collector::new(&args.proc_root, probe_id.clone());

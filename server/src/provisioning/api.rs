@@ -62,7 +62,7 @@ async fn load(
 }
 
 /// A fresh probe token for `instance`, stored as its digest; returns the secret.
-async fn issue_probe_token(
+pub(crate) async fn issue_probe_token(
     tx: &mut Tx,
     instance: &str,
     by: &str,
@@ -110,16 +110,42 @@ async fn create(
     identity
         .require_role(&state.store, &body.org_id, Role::Editor)
         .await?;
+    let (row, token) = create_instance(
+        &state,
+        &body.org_id,
+        name,
+        &identity.user.id,
+        &actor(&identity, &ip),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InstanceWithToken {
+            instance: info(&row),
+            probe_token: token,
+        }),
+    ))
+}
+
+/// Creates an instance in `org_id` (state `created`: the reconciler takes it from there) with its
+/// first probe token; returns the row and the token's secret.
+pub(crate) async fn create_instance(
+    state: &AppState,
+    org_id: &str,
+    name: String,
+    creator_id: &str,
+    actor: &Actor<'_>,
+) -> Result<(InstanceRow, String)> {
     let now = state.clock.now();
     let limits = state.provisioning.default_limits;
     let row = InstanceRow {
         id: random_hex(10),
-        org_id: body.org_id.clone(),
+        org_id: org_id.to_owned(),
         name,
         state: InstanceState::Created.as_str().to_owned(),
         resume_state: None,
         shard: None,
-        created_by: identity.user.id.clone(),
+        created_by: creator_id.to_owned(),
         created_at: now,
         updated_at: now,
         max_probes: limits.max_probes,
@@ -139,21 +165,15 @@ async fn create(
         "instance_created",
         &row,
         None,
-        Some(&actor(&identity, &ip)),
+        Some(actor),
         None,
         now,
     )
     .await?;
-    let (_, token) = issue_probe_token(&mut tx, &row.id, &identity.user.email, now).await?;
+    let (_, token) = issue_probe_token(&mut tx, &row.id, actor.email, now).await?;
     tx.commit().await?;
     state.wakeup.wake();
-    Ok((
-        StatusCode::CREATED,
-        Json(InstanceWithToken {
-            instance: info(&row),
-            probe_token: token,
-        }),
-    ))
+    Ok((row, token))
 }
 
 async fn details(

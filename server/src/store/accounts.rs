@@ -62,6 +62,16 @@ impl Store {
         )
     }
 
+    /// The oldest site admin (Airplane Mode's owner: the first account signed up).
+    pub async fn first_site_admin(&self) -> Result<Option<UserRow>> {
+        self.require_prepared()?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE is_admin = TRUE AND suspended_at IS NULL
+             ORDER BY created_at, id LIMIT 1"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserRow>(&sql).fetch_optional(pool).await)?)
+    }
+
     /// Users whose email contains `query` (all users when empty), newest first, at most `limit`.
     pub async fn search_users(
         &self,

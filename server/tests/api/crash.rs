@@ -247,7 +247,7 @@ async fn our_probe_reports_this_machine() {
     );
 
     // Running on: a full report, then deltas; the merged window stays whole.
-    let mut running = crate::support::process::binary()
+    let running = crate::support::process::binary()
         .args([
             "probe",
             "--url",
@@ -261,6 +261,7 @@ async fn our_probe_reports_this_machine() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start scopehub probe");
+    let mut running = crate::support::process::KillOnDrop(running);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, details) = agent.get(&format!("/api/instances/{id}")).await;
@@ -273,8 +274,41 @@ async fn our_probe_reports_this_machine() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = running.kill();
-    let _ = running.wait();
+    // The running probe keeps its HTTP connection to the server open: this machine's processes
+    // view shows that connection, from the probe to the server.
+    let (status, procs) = agent
+        .get(&format!(
+            "/api/app/{id}/api/topology/processes?unconnected=hide"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let nodes = procs["nodes"].as_object().unwrap();
+    let probe_pid = running.0.id().to_string();
+    let prober = nodes
+        .values()
+        .find(|n| {
+            n["id"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(";{probe_pid}"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the probe process {probe_pid} (server {}) is connected: {procs}",
+                server.pid()
+            )
+        });
+    assert_eq!(prober["label"], "scopehub");
+    let server_pid = server.pid().to_string();
+    assert!(
+        prober["adjacency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().ends_with(&format!(";{server_pid}"))),
+        "probe → server edge: {prober}"
+    );
+    running.stop();
     let (_, report) = agent.get(&format!("/api/app/{id}/api/report")).await;
     let processes = report["Process"]["nodes"].as_object().unwrap();
     assert!(
@@ -292,6 +326,95 @@ async fn our_probe_reports_this_machine() {
         cpu_samples >= 2,
         "deltas added samples to the full report's nodes"
     );
+}
+
+/// `serve --local-probe` (what `make run` starts): the first admin's org gets "This machine",
+/// reported by a probe inside the server; a restart reuses the instance.
+#[tokio::test]
+async fn the_local_probe_shows_this_machine() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap().to_owned();
+    let start = || {
+        ServerProcess::serve(&[
+            "--data-dir",
+            &dir,
+            "--dist-dir",
+            "/nonexistent",
+            "--local-probe",
+        ])
+    };
+    let server = start();
+    server.wait_ready().await;
+    let mut agent = Agent::for_url(&server.url);
+    agent
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    let (_, me) = agent.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let active = |list: &[Value]| {
+        list.iter()
+            .find(|i| i["name"] == "This machine" && i["state"] == "active")
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        if let Some(id) = active(&instances(&mut agent, &org).await) {
+            break id;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no active local instance"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (_, hosts) = agent
+        .get(&format!("/api/app/{id}/api/topology/hosts"))
+        .await;
+    assert!(
+        hosts["nodes"].get(format!("{hostname};<host>")).is_some(),
+        "{hosts}"
+    );
+    let (_, procs) = agent
+        .get(&format!("/api/app/{id}/api/topology/processes"))
+        .await;
+    let server_node = format!("{hostname};{}", server.pid());
+    assert_eq!(
+        procs["nodes"][&server_node]["label"], "scopehub",
+        "{server_node}"
+    );
+
+    // After a restart the same instance is used, with a new token; nothing is duplicated.
+    drop(server);
+    let server = start();
+    server.wait_ready().await;
+    follow(&mut agent, &server);
+    let (_, before) = agent.get(&format!("/api/instances/{id}")).await;
+    let received = before["usage"]["reports_received"].as_u64().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, details) = agent.get(&format!("/api/instances/{id}")).await;
+        if details["usage"]["reports_received"].as_u64().unwrap_or(0) > received {
+            // The previous start's token is revoked; this start's is the one live token.
+            let tokens = details["tokens"].as_array().unwrap();
+            assert_eq!(tokens.len(), 2, "{details}");
+            assert_eq!(tokens.iter().filter(|t| t["revoked"] == false).count(), 1);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the local probe did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let list = instances(&mut agent, &org).await;
+    assert_eq!(list.len(), 1, "{list:?}");
 }
 
 /// `scopehub loadgen` posts synthetic hosts through the real HTTP path and stops by itself.

@@ -115,3 +115,19 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A child process killed when dropped (also when a test fails half-way).
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,113 @@
+//! `serve --local-probe` (Airplane Mode): a probe of this machine running inside the server, so a
+//! new user sees their own machine without installing anything.
+//!
+//! Once the site has its first admin (the first account signed up) and their org, this task makes
+//! an instance "This machine" in that org (once: its id is kept in the `settings` table), gives the
+//! probe a fresh token at every start (revoking the previous start's token, never the user's), and
+//! publishes through the real HTTP path, as `scopehub probe` would. It owns no tables of its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use url::Url;
+
+use crate::app::AppState;
+use crate::error::Result;
+use crate::provisioning::api::{create_instance, issue_probe_token};
+use crate::provisioning::{Actor, state_of};
+use shared::instances::InstanceState;
+
+const INSTANCE_KEY: &str = "local_probe_instance";
+const TOKEN_KEY: &str = "local_probe_token";
+pub const INSTANCE_NAME: &str = "This machine";
+const ACTOR: &str = "local probe";
+
+/// Finds or makes the local instance and a token for it; `None` until the site has an admin org.
+async fn prepare(state: &AppState) -> Result<Option<(String, String)>> {
+    let Some(admin) = state.store.first_site_admin().await? else {
+        return Ok(None);
+    };
+    let mut tx = state.store.begin().await?;
+    let org = tx.personal_org_of(&admin.id).await?;
+    tx.commit().await?;
+    let Some(org) = org else {
+        return Ok(None);
+    };
+    let existing = match state.store.get_setting(INSTANCE_KEY).await? {
+        Some(id) => state.store.instance(&id).await?.filter(|row| {
+            !matches!(
+                state_of(row),
+                InstanceState::Deleting | InstanceState::Deleted
+            )
+        }),
+        None => None,
+    };
+    let actor = Actor {
+        id: &admin.id,
+        email: ACTOR,
+        ip: None,
+    };
+    let now = state.clock.now();
+    let (instance, token) = match existing {
+        Some(row) => {
+            let mut tx = state.store.begin().await?;
+            if let Some(previous) = state.store.get_setting(TOKEN_KEY).await? {
+                tx.revoke_probe_tokens(&row.id, Some(&previous), now)
+                    .await?;
+            }
+            let (token_id, token) = issue_probe_token(&mut tx, &row.id, ACTOR, now).await?;
+            tx.commit().await?;
+            state.store.put_setting(TOKEN_KEY, &token_id).await?;
+            (row.id, token)
+        }
+        None => {
+            let (row, token) =
+                create_instance(state, &org, INSTANCE_NAME.to_owned(), &admin.id, &actor).await?;
+            state.store.put_setting(INSTANCE_KEY, &row.id).await?;
+            let tokens = state.store.probe_tokens_of(&row.id).await?;
+            if let Some(first) = tokens.first() {
+                state.store.put_setting(TOKEN_KEY, &first.id).await?;
+            }
+            tracing::info!(instance = %row.id, org = %org, "created the instance \"This machine\" for the local probe");
+            (row.id, token)
+        }
+    };
+    Ok(Some((instance, token)))
+}
+
+/// Runs until `shutdown`: waits for the first admin's org, then probes this machine into it.
+pub async fn run(
+    state: AppState,
+    url: Url,
+    proc_root: PathBuf,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let work = async {
+        let (instance, token) = loop {
+            match prepare(&state).await {
+                Ok(Some(found)) => break found,
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, "local probe: not ready to start yet"),
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        tracing::info!(%instance, "local probe reporting this machine");
+        let options = crate::probe::Options {
+            url,
+            token,
+            interval,
+            json: false,
+            once: false,
+            proc_root,
+        };
+        if let Err(error) = crate::probe::publish(options).await {
+            tracing::warn!(%error, "local probe stopped");
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = shutdown.wait_for(|stop| *stop) => {}
+    }
+}
