@@ -525,3 +525,19 @@ fn known_services_and_local_networks() {
         ("s3.eu-west-1.amazonaws.com", "cloud", true)
     );
 }
+
+#[test]
+fn load_generator_windows_render_connected_containers() {
+    // What the benchmarks render: 3 synthetic hosts of 4 containers, 2 connections each.
+    let now = Time(1_800_000_000_000_000_000);
+    let reports: Vec<Report> = (0..3)
+        .map(|h| crate::probe::loadgen::synthetic_report(h, 3, 4, 2, now))
+        .collect();
+    let r = Report::merge_all(reports.iter());
+    let containers = view(&r, "containers", "");
+    let s = stats(&containers);
+    assert_eq!(s.nonpseudo_node_count, 12, "{:?}", ids(&containers));
+    assert!(s.edge_count >= 12, "{s:?}");
+    assert_eq!(stats(&view(&r, "hosts", "")).nonpseudo_node_count, 3);
+    assert!(stats(&view(&r, "processes", "")).edge_count >= 12);
+}

@@ -1,0 +1,85 @@
+//! Collector benchmarks (docs/benchmarks.md): decoding and merging the real probe's reports, and
+//! rendering the containers and processes views for 1, 10 and 100 probes.
+//!
+//! `cargo bench -p scopehub --bench collector`
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use scopehub::collector::decode::{Format, decode};
+use scopehub::collector::render::Ctx;
+use scopehub::collector::render::topologies::{Query, topology};
+use scopehub::collector::report::{Report, Time};
+use scopehub::probe::loadgen::synthetic_report;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// The four captured publishes (full, delta, delta, full): decoded from gzip msgpack and merged
+/// into one window, as the collector does for every report it keeps.
+fn decode_and_merge(c: &mut Criterion) {
+    let bodies: Vec<Vec<u8>> = [
+        "probe-full-1",
+        "probe-delta-2",
+        "probe-delta-3",
+        "probe-full-4",
+    ]
+    .iter()
+    .map(|n| fixture(&format!("{n}.msgpack.gz")))
+    .collect();
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(bodies.len() as u64));
+    group.bench_function("decode+merge 4 fixture reports", |b| {
+        b.iter(|| {
+            let reports: Vec<Report> = bodies
+                .iter()
+                .map(|body| decode(body, Format::Msgpack, true, 64 << 20).unwrap())
+                .collect();
+            Report::merge_all(reports.iter())
+        })
+    });
+    group.finish();
+}
+
+/// One window of `probes` synthetic hosts (10 containers × 3 connections each), merged.
+fn window(probes: usize) -> Report {
+    let now = Time(1_800_000_000_000_000_000);
+    let reports: Vec<Report> = (0..probes)
+        .map(|h| synthetic_report(h, probes, 10, 3, now))
+        .collect();
+    Report::merge_all(reports.iter())
+}
+
+/// Rendering a view from a merged window to its summaries, as `GET …/api/topology/{view}` does.
+fn render(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    group.sample_size(20);
+    for probes in [1usize, 10, 100] {
+        let report = window(probes);
+        for view in ["containers", "processes"] {
+            group.bench_with_input(BenchmarkId::new(view, probes), &report, |b, report| {
+                b.iter(|| {
+                    let mut ctx = Ctx::new(report, Time(0));
+                    let nodes = topology(&mut ctx, view, &Query::default()).unwrap();
+                    assert!(!nodes.is_empty());
+                    nodes
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = decode_and_merge, render
+}
+criterion_main!(benches);
