@@ -250,6 +250,9 @@ pub struct ProbeArgs {
     /// Where the host's proc filesystem is (e.g. `/host/proc` in a container).
     #[arg(long, env = "SCOPEHUB_PROBE_PROC", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// The Docker engine's socket; containers are reported while it answers.
+    #[arg(long, env = "SCOPEHUB_PROBE_DOCKER_SOCKET", default_value = crate::probe::docker::DEFAULT_SOCKET)]
+    pub docker_socket: PathBuf,
     #[command(flatten)]
     pub log: LogArgs,
 }

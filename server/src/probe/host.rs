@@ -28,6 +28,62 @@ pub struct Collector {
     previous: Previous,
 }
 
+// The templates Scope's probe sends for the same data (as in shared/fixtures/scope), so the UI
+// shows the same rows for both probes.
+const HOST_METADATA: &str = r##"{"os":{"id":"os","label":"OS","priority":12.0,"from":"latest"},"local_networks":{"id":"local_networks","label":"Local networks","priority":13.0,"from":"sets"},"host_scope_version":{"id":"host_scope_version","label":"Scope version","priority":14.0,"from":"latest"},"kernel_version":{"id":"kernel_version","label":"Kernel version","priority":1.0,"from":"latest"},"uptime":{"id":"uptime","label":"Uptime","dataType":"duration","priority":2.0,"from":"latest"},"host_name":{"id":"host_name","label":"Hostname","priority":11.0,"from":"latest"}}"##;
+const HOST_METRICS: &str = r##"{"host_cpu_usage_percent":{"id":"host_cpu_usage_percent","label":"CPU","format":"percent","priority":1.0},"host_mem_usage_bytes":{"id":"host_mem_usage_bytes","label":"Memory","format":"filesize","priority":2.0},"load1":{"id":"load1","label":"Load (1m)","group":"load","priority":11.0}}"##;
+const PROCESS_METADATA: &str = r##"{"pid":{"id":"pid","label":"PID","dataType":"number","priority":1.0,"from":"latest"},"cmdline":{"id":"cmdline","label":"Command","priority":2.0,"from":"latest"},"ppid":{"id":"ppid","label":"Parent PID","dataType":"number","priority":3.0,"from":"latest"},"threads":{"id":"threads","label":"# Threads","dataType":"number","priority":4.0,"from":"latest"}}"##;
+const PROCESS_METRICS: &str = r##"{"open_files_count":{"id":"open_files_count","label":"Open files","format":"integer","priority":3.0},"process_cpu_usage_percent":{"id":"process_cpu_usage_percent","label":"CPU","format":"percent","priority":1.0},"process_memory_usage_bytes":{"id":"process_memory_usage_bytes","label":"Memory","format":"filesize","priority":2.0}}"##;
+
+fn templates(json: &str) -> crate::collector::report::Templates {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// The networks this host's interfaces are on, as CIDRs: IPv4 routes that are not the default
+/// route (`/proc/net/route`), the loopback network, and IPv6 interface prefixes
+/// (`/proc/net/if_inet6`). The collector treats addresses in them as local, not "the internet".
+pub fn local_networks(root: &Path) -> Vec<String> {
+    let mut out = vec!["127.0.0.0/8".to_owned()];
+    for line in read(root.join("net/route"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+    {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (Some(dest), Some(mask)) = (cols.get(1), cols.get(7)) else {
+            continue;
+        };
+        let (Ok(dest), Ok(mask)) = (u32::from_str_radix(dest, 16), u32::from_str_radix(mask, 16))
+        else {
+            continue;
+        };
+        // The kernel prints the network-order fields as native integers.
+        if mask == 0 {
+            continue;
+        }
+        let dest = std::net::Ipv4Addr::from(dest.to_ne_bytes());
+        out.push(format!("{dest}/{}", mask.count_ones()));
+    }
+    for line in read(root.join("net/if_inet6")).unwrap_or_default().lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (Some(addr), Some(bits)) = (cols.first(), cols.get(2)) else {
+            continue;
+        };
+        let (Ok(addr), Ok(bits)) = (u128::from_str_radix(addr, 16), u8::from_str_radix(bits, 16))
+        else {
+            continue;
+        };
+        if bits == 0 || bits > 128 {
+            continue;
+        }
+        let net = addr & (u128::MAX << (128 - u32::from(bits)));
+        out.push(format!("{}/{bits}", std::net::Ipv6Addr::from(net)));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn read(path: impl AsRef<Path>) -> Option<String> {
     fs::read_to_string(path).ok()
 }
@@ -89,6 +145,8 @@ impl Collector {
                 label: "host".into(),
                 label_plural: "hosts".into(),
                 nodes: host,
+                metadata_templates: templates(HOST_METADATA),
+                metric_templates: templates(HOST_METRICS),
                 ..Topology::default()
             },
         );
@@ -99,6 +157,8 @@ impl Collector {
                 label: "process".into(),
                 label_plural: "processes".into(),
                 nodes: processes,
+                metadata_templates: templates(PROCESS_METADATA),
+                metric_templates: templates(PROCESS_METRICS),
                 ..Topology::default()
             },
         );
@@ -124,6 +184,8 @@ impl Collector {
         l.insert("host_name".into(), latest(&self.hostname, now));
         l.insert("host_node_id".into(), latest(&id, now));
         l.insert("os".into(), latest("linux", now));
+        node.sets
+            .insert("local_networks".into(), local_networks(&self.root));
         l.insert("control_probe_id".into(), latest(&self.probe_id, now));
         l.insert(
             "host_scope_version".into(),
@@ -395,6 +457,30 @@ fn parse_addr(field: &str, v6: bool) -> Option<(String, u16)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn local_networks_come_from_routes_and_interfaces() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("net")).unwrap();
+        // What /proc/net/route and /proc/net/if_inet6 hold on the fixtures' VM.
+        std::fs::write(
+            root.path().join("net/route"),
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+             eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+             eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("net/if_inet6"),
+            "fd000000000000000000000000000002 04 40 00 82     eth0\n\
+             00000000000000000000000000000001 01 80 10 80       lo\n",
+        )
+        .unwrap();
+        assert_eq!(
+            local_networks(root.path()),
+            ["127.0.0.0/8", "192.0.2.0/24", "::1/128", "fd00::/64"]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -101,6 +101,7 @@ pub async fn run(
             json: false,
             once: false,
             proc_root,
+            docker_socket: crate::probe::docker::DEFAULT_SOCKET.into(),
         };
         if let Err(error) = crate::probe::publish(options).await {
             tracing::warn!(%error, "local probe stopped");

@@ -3,8 +3,9 @@
 //! Owns reading `/proc` (`host.rs`) and publishing reports with backoff. Shares only the report
 //! types with the collector. Like Scope's probe it sends a full report every third publish and
 //! deltas against the last full one in between (and a full one again after any failure).
-//! Containers are not read yet (see docs/collector.md).
+//! Containers come from the Docker engine's socket when it answers (`docker.rs`).
 
+pub mod docker;
 pub mod host;
 pub mod loadgen;
 pub mod local;
@@ -99,6 +100,7 @@ pub struct Options {
     pub json: bool,
     pub once: bool,
     pub proc_root: std::path::PathBuf,
+    pub docker_socket: std::path::PathBuf,
 }
 
 /// `scopehub probe`: collect and publish until stopped (or once, with `--once`).
@@ -110,6 +112,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         json: args.json,
         once: args.once,
         proc_root: args.proc_root,
+        docker_socket: args.docker_socket,
     })
     .await
 }
@@ -123,17 +126,38 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(12))
         .build()?;
     tracing::info!(url = %args.url, probe = %probe_id, host = %collector.hostname, "probe starting");
-    if !std::path::Path::new("/var/run/docker.sock").exists() {
-        tracing::info!("no container runtime socket found; reporting no containers");
-    } else {
-        tracing::info!("containers are not reported by this probe yet");
-    }
+    let docker = docker::Docker::new(&args.docker_socket);
+    // Whether containers were readable last time: the log says so once per change, not per report.
+    let mut containers_readable: Option<bool> = None;
     let mut backoff = Duration::from_secs(1);
     let mut last_full: Option<Report> = None;
     let mut publishes: u32 = 0;
     loop {
         let started = std::time::Instant::now();
         let mut report = collector.collect(now());
+        match docker.snapshot().await {
+            Ok(snapshot) => {
+                if containers_readable != Some(true) {
+                    tracing::info!(socket = %docker.socket().display(), containers = snapshot.containers.len(), "reporting containers from the Docker engine");
+                }
+                containers_readable = Some(true);
+                let proc_root = args.proc_root.clone();
+                let at = report.ts;
+                docker::add_to_report(
+                    &mut report,
+                    &snapshot,
+                    &collector.host_node_id(),
+                    at,
+                    |pid| std::fs::read_to_string(proc_root.join(pid).join("cgroup")).ok(),
+                );
+            }
+            Err(error) => {
+                if containers_readable != Some(false) {
+                    tracing::info!(socket = %docker.socket().display(), %error, "no container runtime readable; reporting no containers");
+                }
+                containers_readable = Some(false);
+            }
+        }
         report.window = i64::try_from(args.interval.as_nanos()).unwrap_or(i64::MAX);
         let full = publishes.is_multiple_of(FULL_EVERY) || last_full.is_none();
         let to_send = match (&last_full, full) {
