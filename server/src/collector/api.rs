@@ -116,6 +116,21 @@ fn unknown_view() -> Error {
     Error::not_found("No such topology.")
 }
 
+/// Checks the caller may read the instance (and that `view` exists), then gives the merged window
+/// and the time to render it at.
+async fn for_render(
+    state: &AppState,
+    identity: &Identity,
+    instance: &str,
+    view: Option<&str>,
+) -> Result<(Arc<Report>, Time)> {
+    readable(state, identity, instance).await?;
+    if view.is_some_and(|v| !views::VIEWS.contains(&v)) {
+        return Err(unknown_view());
+    }
+    Ok((window_report(state, instance).await?, render_time(state)))
+}
+
 /// `GET …/api/topology`: every view with its options and the stats this query gives.
 async fn topology_list(
     State(state): State<AppState>,
@@ -123,9 +138,7 @@ async fn topology_list(
     Path(instance): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Vec<TopologyDesc>>> {
-    readable(&state, &identity, &instance).await?;
-    let report = window_report(&state, &instance).await?;
-    let now = render_time(&state);
+    let (report, now) = for_render(&state, &identity, &instance, None).await?;
     let list = blocking(move || {
         let mut ctx = Ctx::new(&report, now);
         topologies::topology_list(&mut ctx, &topologies::Query::parse(raw.as_deref()))
@@ -146,12 +159,7 @@ async fn topology(
     Path((instance, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<TopologyAnswer>> {
-    readable(&state, &identity, &instance).await?;
-    if !views::VIEWS.contains(&view.as_str()) {
-        return Err(unknown_view());
-    }
-    let report = window_report(&state, &instance).await?;
-    let now = render_time(&state);
+    let (report, now) = for_render(&state, &identity, &instance, Some(&view)).await?;
     let nodes = blocking(move || {
         let mut ctx = Ctx::new(&report, now);
         topologies::topology(&mut ctx, &view, &topologies::Query::parse(raw.as_deref()))
@@ -174,12 +182,7 @@ async fn node_details(
     Path((instance, view, node)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<NodeAnswer>> {
-    readable(&state, &identity, &instance).await?;
-    if !views::VIEWS.contains(&view.as_str()) {
-        return Err(unknown_view());
-    }
-    let report = window_report(&state, &instance).await?;
-    let now = render_time(&state);
+    let (report, now) = for_render(&state, &identity, &instance, Some(&view)).await?;
     let details = blocking(move || {
         let mut ctx = Ctx::new(&report, now);
         let desc = topologies::find_view(&report, &view)?;

@@ -28,6 +28,22 @@ fn follow(agent: &mut Agent, server: &ServerProcess) {
     agent.origin = Some(server.url.clone());
 }
 
+/// Signs up the first account of a fresh server (Airplane Mode makes it the site admin) and logs in;
+/// returns its agent and org.
+async fn first_admin(server: &ServerProcess) -> (Agent, String) {
+    let mut agent = Agent::for_url(&server.url);
+    let (status, body) = agent
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, me) = agent.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    (agent, org)
+}
+
 async fn instances(agent: &mut Agent, org: &str) -> Vec<Value> {
     let (status, list) = agent.get(&format!("/api/instances?org={org}")).await;
     assert_eq!(status, 200, "{list}");
@@ -40,20 +56,7 @@ async fn survives_kill_9_while_instances_come_and_go(b: Backend) {
     };
     let mut server = start(&db);
     server.wait_ready().await;
-    let mut agent = Agent::for_url(&server.url);
-    assert_eq!(
-        agent
-            .post(
-                "/api/users/signup",
-                json!({"email": ADMIN, "password": PASSWORD})
-            )
-            .await
-            .0,
-        202
-    );
-    let (status, me) = agent.login(ADMIN, PASSWORD).await;
-    assert_eq!(status, 200);
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (mut agent, org) = first_admin(&server).await;
 
     // name → whether the test last asked for it to exist (true) or be deleted (false), for every
     // request the server answered; an unanswered create may or may not have happened.
@@ -166,19 +169,7 @@ async fn our_probe_reports_this_machine() {
         "/nonexistent",
     ]);
     server.wait_ready().await;
-    let mut agent = Agent::for_url(&server.url);
-    assert_eq!(
-        agent
-            .post(
-                "/api/users/signup",
-                json!({"email": ADMIN, "password": PASSWORD})
-            )
-            .await
-            .0,
-        202
-    );
-    let (_, me) = agent.login(ADMIN, PASSWORD).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (mut agent, org) = first_admin(&server).await;
     let (_, created) = agent
         .post("/api/instances", json!({"org_id": org, "name": "laptop"}))
         .await;
@@ -345,15 +336,7 @@ async fn the_local_probe_shows_this_machine() {
     };
     let server = start();
     server.wait_ready().await;
-    let mut agent = Agent::for_url(&server.url);
-    agent
-        .post(
-            "/api/users/signup",
-            json!({"email": ADMIN, "password": PASSWORD}),
-        )
-        .await;
-    let (_, me) = agent.login(ADMIN, PASSWORD).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (mut agent, org) = first_admin(&server).await;
     let active = |list: &[Value]| {
         list.iter()
             .find(|i| i["name"] == "This machine" && i["state"] == "active")
@@ -428,15 +411,7 @@ async fn the_load_generator_reports_synthetic_hosts() {
         "/nonexistent",
     ]);
     server.wait_ready().await;
-    let mut agent = Agent::for_url(&server.url);
-    agent
-        .post(
-            "/api/users/signup",
-            json!({"email": ADMIN, "password": PASSWORD}),
-        )
-        .await;
-    let (_, me) = agent.login(ADMIN, PASSWORD).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (mut agent, org) = first_admin(&server).await;
     let (_, created) = agent
         .post("/api/instances", json!({"org_id": org, "name": "load"}))
         .await;
