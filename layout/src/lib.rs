@@ -1,0 +1,525 @@
+//! Layered layout of a directed graph for the topology map (design.md §6).
+//!
+//! Clients are drawn above servers, as Scope does: nodes are ranked by the longest path from the
+//! nodes nothing connects to (cycles broken first), ordered within each rank by the barycenter of
+//! their neighbours to cut crossings, and spread out so that no two nodes overlap. Nodes with no
+//! edges go to a grid below the graph.
+//!
+//! [`update`] keeps the positions of nodes that are still there and places new ones in free spots
+//! near their neighbours, so a live map does not reshuffle when a node comes or goes. Everything is
+//! deterministic: the same graph gives the same layout, whatever order it is given in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// Horizontal distance between neighbours in a rank (at least a node's width plus a gap).
+    pub node_sep: f64,
+    /// Vertical distance between ranks.
+    pub rank_sep: f64,
+    /// Barycenter sweeps (more: fewer crossings, slower).
+    pub sweeps: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_sep: 110.0,
+            rank_sep: 130.0,
+            sweeps: 6,
+        }
+    }
+}
+
+/// Node positions (centres) by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    pub positions: BTreeMap<String, Point>,
+}
+
+impl Layout {
+    /// The smallest rectangle holding every centre: `(min, max)`.
+    pub fn bounds(&self) -> Option<(Point, Point)> {
+        let mut it = self.positions.values();
+        let first = *it.next()?;
+        Some(it.fold((first, first), |(lo, hi), p| {
+            (
+                Point {
+                    x: lo.x.min(p.x),
+                    y: lo.y.min(p.y),
+                },
+                Point {
+                    x: hi.x.max(p.x),
+                    y: hi.y.max(p.y),
+                },
+            )
+        }))
+    }
+}
+
+/// The graph as indices: sorted ids, and deduplicated edges without self-loops.
+struct Graph {
+    ids: Vec<String>,
+    out: Vec<Vec<usize>>,
+    inc: Vec<Vec<usize>>,
+}
+
+impl Graph {
+    fn new<'a>(ids: impl IntoIterator<Item = &'a str>, edges: &[(String, String)]) -> Graph {
+        let ids: Vec<String> = ids
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let index: HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut set = BTreeSet::new();
+        for (a, b) in edges {
+            if let (Some(&a), Some(&b)) = (index.get(a.as_str()), index.get(b.as_str()))
+                && a != b
+            {
+                set.insert((a, b));
+            }
+        }
+        let mut out = vec![Vec::new(); ids.len()];
+        let mut inc = vec![Vec::new(); ids.len()];
+        for (a, b) in set {
+            out[a].push(b);
+            inc[b].push(a);
+        }
+        Graph { ids, out, inc }
+    }
+
+    fn degree(&self, v: usize) -> usize {
+        self.out[v].len() + self.inc[v].len()
+    }
+}
+
+/// Ranks by longest path from sources, after reversing the edges that close cycles (found by a
+/// depth-first search in id order).
+fn ranks(g: &Graph, nodes: &[usize]) -> HashMap<usize, usize> {
+    let members: HashSet<usize> = nodes.iter().copied().collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; g.ids.len()];
+    let mut acyclic: Vec<Vec<usize>> = vec![Vec::new(); g.ids.len()];
+    for &root in nodes {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = 1;
+        while let Some(&mut (v, ref mut next)) = stack.last_mut() {
+            if let Some(&w) = g.out[v].get(*next) {
+                *next += 1;
+                if !members.contains(&w) {
+                    continue;
+                }
+                match state[w] {
+                    0 => {
+                        acyclic[v].push(w);
+                        state[w] = 1;
+                        stack.push((w, 0));
+                    }
+                    1 => acyclic[w].push(v), // a back edge: reversed
+                    _ => acyclic[v].push(w),
+                }
+            } else {
+                state[v] = 2;
+                stack.pop();
+            }
+        }
+    }
+    let mut indegree: HashMap<usize, usize> = nodes.iter().map(|&v| (v, 0)).collect();
+    for &v in nodes {
+        for &w in &acyclic[v] {
+            *indegree.entry(w).or_default() += 1;
+        }
+    }
+    let mut rank: HashMap<usize, usize> = HashMap::new();
+    let mut queue: VecDeque<usize> = nodes.iter().copied().filter(|v| indegree[v] == 0).collect();
+    while let Some(v) = queue.pop_front() {
+        let r = *rank.entry(v).or_insert(0);
+        for &w in &acyclic[v] {
+            let e = rank.entry(w).or_insert(0);
+            *e = (*e).max(r + 1);
+            let d = indegree.get_mut(&w).expect("member");
+            *d -= 1;
+            if *d == 0 {
+                queue.push_back(w);
+            }
+        }
+    }
+    rank
+}
+
+/// Orders each rank by the barycenter of neighbours in the ranks above (downward sweeps) or below
+/// (upward sweeps); ties keep their order, so the result is deterministic.
+fn order(g: &Graph, layers: &mut [Vec<usize>], rank: &HashMap<usize, usize>, sweeps: usize) {
+    let mut pos: HashMap<usize, f64> = HashMap::new();
+    let place = |layers: &[Vec<usize>], pos: &mut HashMap<usize, f64>| {
+        for layer in layers {
+            let width = layer.len() as f64;
+            for (i, &v) in layer.iter().enumerate() {
+                pos.insert(v, i as f64 - (width - 1.0) / 2.0);
+            }
+        }
+    };
+    place(layers, &mut pos);
+    for sweep in 0..sweeps {
+        let down = sweep % 2 == 0;
+        let indices: Vec<usize> = if down {
+            (1..layers.len()).collect()
+        } else {
+            (0..layers.len().saturating_sub(1)).rev().collect()
+        };
+        for li in indices {
+            let mut keyed: Vec<(f64, usize, usize)> = layers[li]
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let neighbours = g.inc[v].iter().chain(&g.out[v]).filter(|w| {
+                        let r = rank[w];
+                        if down { r < li } else { r > li }
+                    });
+                    let (sum, n) = neighbours.fold((0.0, 0usize), |(s, n), w| (s + pos[w], n + 1));
+                    let key = if n == 0 { pos[&v] } else { sum / n as f64 };
+                    (key, i, v)
+                })
+                .collect();
+            keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            layers[li] = keyed.into_iter().map(|(_, _, v)| v).collect();
+            let width = layers[li].len() as f64;
+            for (i, &v) in layers[li].iter().enumerate() {
+                pos.insert(v, i as f64 - (width - 1.0) / 2.0);
+            }
+        }
+    }
+}
+
+/// Lays a graph out from scratch. `ids` are the nodes; edges to unknown ids are ignored.
+pub fn layout<'a>(
+    ids: impl IntoIterator<Item = &'a str>,
+    edges: &[(String, String)],
+    opts: &Options,
+) -> Layout {
+    let g = Graph::new(ids, edges);
+    let (connected, lonely): (Vec<usize>, Vec<usize>) =
+        (0..g.ids.len()).partition(|&v| g.degree(v) > 0);
+    let rank = ranks(&g, &connected);
+    let depth = rank.values().copied().max().map_or(0, |r| r + 1);
+    let mut layers: Vec<Vec<usize>> = vec![Vec::new(); depth];
+    // Start from a breadth-first order per component, so related nodes begin close together.
+    let mut seen = vec![false; g.ids.len()];
+    for &start in &connected {
+        if seen[start] {
+            continue;
+        }
+        let mut queue = VecDeque::from([start]);
+        seen[start] = true;
+        while let Some(v) = queue.pop_front() {
+            layers[rank[&v]].push(v);
+            for &w in g.out[v].iter().chain(&g.inc[v]) {
+                if !seen[w] {
+                    seen[w] = true;
+                    queue.push_back(w);
+                }
+            }
+        }
+    }
+    order(&g, &mut layers, &rank, opts.sweeps);
+    let mut positions = BTreeMap::new();
+    for (r, layer) in layers.iter().enumerate() {
+        let width = layer.len() as f64;
+        for (i, &v) in layer.iter().enumerate() {
+            positions.insert(
+                g.ids[v].clone(),
+                Point {
+                    x: (i as f64 - (width - 1.0) / 2.0) * opts.node_sep,
+                    y: r as f64 * opts.rank_sep,
+                },
+            );
+        }
+    }
+    // Unconnected nodes: a grid under the graph, about as wide as its widest rank.
+    let widest = layers.iter().map(Vec::len).max().unwrap_or(0);
+    let columns = widest
+        .max((lonely.len() as f64).sqrt().ceil() as usize)
+        .max(1);
+    let top = depth as f64 * opts.rank_sep;
+    for (k, &v) in lonely.iter().enumerate() {
+        let (row, col) = (k / columns, k % columns);
+        let in_row = (lonely.len() - row * columns).min(columns) as f64;
+        positions.insert(
+            g.ids[v].clone(),
+            Point {
+                x: (col as f64 - (in_row - 1.0) / 2.0) * opts.node_sep,
+                y: top + row as f64 * opts.rank_sep,
+            },
+        );
+    }
+    Layout { positions }
+}
+
+/// Lays out a changed graph without moving the nodes `previous` already placed: they keep their
+/// positions, removed ones disappear, and each new node goes to the free spot nearest to where its
+/// neighbours suggest (one rank below what connects to it, or above what it connects to). When most
+/// of the graph is new, it is laid out afresh instead.
+pub fn update<'a>(
+    previous: &Layout,
+    ids: impl IntoIterator<Item = &'a str>,
+    edges: &[(String, String)],
+    opts: &Options,
+) -> Layout {
+    let g = Graph::new(ids, edges);
+    let mut positions: BTreeMap<String, Point> = BTreeMap::new();
+    for id in &g.ids {
+        if let Some(p) = previous.positions.get(id) {
+            positions.insert(id.clone(), *p);
+        }
+    }
+    if positions.is_empty() {
+        return layout(g.ids.iter().map(String::as_str), edges, opts);
+    }
+    let bottom = positions.values().map(|p| p.y).fold(f64::MIN, f64::max);
+    let mut occupied = Occupancy {
+        rows: HashMap::new(),
+        opts: *opts,
+    };
+    for p in positions.values() {
+        occupied.insert(*p);
+    }
+    // Place new nodes with placed neighbours first, so chains of new nodes follow each other.
+    let mut pending: Vec<usize> = (0..g.ids.len())
+        .filter(|&v| !positions.contains_key(&g.ids[v]))
+        .collect();
+    // When most of the graph is new (a first report, a filter change), a fresh layout reads better
+    // than new nodes squeezed around a few old ones.
+    if pending.len() > 64 && pending.len() * 2 > g.ids.len() {
+        return layout(g.ids.iter().map(String::as_str), edges, opts);
+    }
+    while !pending.is_empty() {
+        let placed_neighbours = |v: usize, positions: &BTreeMap<String, Point>| {
+            g.inc[v]
+                .iter()
+                .chain(&g.out[v])
+                .filter(|w| positions.contains_key(&g.ids[**w]))
+                .count()
+        };
+        pending.sort_by_key(|&v| (usize::MAX - placed_neighbours(v, &positions), v));
+        let v = pending.remove(0);
+        let at = |w: &usize| positions.get(&g.ids[*w]).copied();
+        let above: Vec<Point> = g.inc[v].iter().filter_map(at).collect();
+        let below: Vec<Point> = g.out[v].iter().filter_map(at).collect();
+        let want = if !above.is_empty() {
+            Point {
+                x: above.iter().map(|p| p.x).sum::<f64>() / above.len() as f64,
+                y: above.iter().map(|p| p.y).fold(f64::MIN, f64::max) + opts.rank_sep,
+            }
+        } else if !below.is_empty() {
+            Point {
+                x: below.iter().map(|p| p.x).sum::<f64>() / below.len() as f64,
+                y: below.iter().map(|p| p.y).fold(f64::MAX, f64::min) - opts.rank_sep,
+            }
+        } else {
+            Point {
+                x: 0.0,
+                y: bottom + opts.rank_sep,
+            }
+        };
+        let spot = occupied.nearest_free(want);
+        occupied.insert(spot);
+        positions.insert(g.ids[v].clone(), spot);
+    }
+    Layout { positions }
+}
+
+/// Occupied grid cells: rows are `rank_sep` apart, columns half a `node_sep` (layouts centre ranks
+/// of even width on half steps). Two nodes overlap when on one row less than two columns apart.
+struct Occupancy {
+    rows: HashMap<i64, HashSet<i64>>,
+    opts: Options,
+}
+
+impl Occupancy {
+    fn cell(&self, p: Point) -> (i64, i64) {
+        (
+            (p.y / self.opts.rank_sep).round() as i64,
+            (p.x / (self.opts.node_sep / 2.0)).round() as i64,
+        )
+    }
+
+    fn insert(&mut self, p: Point) {
+        let (row, col) = self.cell(p);
+        self.rows.entry(row).or_default().insert(col);
+    }
+
+    fn free(&self, row: i64, col: i64) -> bool {
+        self.rows
+            .get(&row)
+            .is_none_or(|cols| !(col - 1..=col + 1).any(|c| cols.contains(&c)))
+    }
+
+    /// The free spot nearest to `want` on its row, searching outwards; then the rows below.
+    fn nearest_free(&self, want: Point) -> Point {
+        let (row0, col0) = self.cell(want);
+        let step = self.opts.node_sep / 2.0;
+        for row in row0.. {
+            let widest = self.rows.get(&row).map_or(0, |c| c.len() as i64 * 2 + 2);
+            for k in 0..=widest * 2 {
+                let offset = if k % 2 == 0 { k / 2 } else { -(k / 2 + 1) };
+                if self.free(row, col0 + offset) {
+                    return Point {
+                        x: (col0 + offset) as f64 * step,
+                        y: row as f64 * self.opts.rank_sep,
+                    };
+                }
+            }
+        }
+        unreachable!("a row always has room beyond its widest node")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(a: &str, b: &str) -> (String, String) {
+        (a.to_owned(), b.to_owned())
+    }
+
+    fn assert_no_overlap(l: &Layout, opts: &Options) {
+        let ps: Vec<(&String, &Point)> = l.positions.iter().collect();
+        for (i, (a, p)) in ps.iter().enumerate() {
+            for (b, q) in &ps[i + 1..] {
+                let apart = (p.x - q.x).abs() >= opts.node_sep * 0.999
+                    || (p.y - q.y).abs() >= opts.rank_sep * 0.999;
+                assert!(apart, "{a} at {p:?} overlaps {b} at {q:?}");
+            }
+        }
+    }
+
+    /// A synthetic service graph: `clients` → `frontends` → `backends` → `dbs`, plus loners.
+    fn tiered(n: usize) -> (Vec<String>, Vec<(String, String)>) {
+        let mut ids = Vec::new();
+        let mut edges = Vec::new();
+        let tiers = ["client", "frontend", "backend", "db"];
+        let per = n / 5;
+        for (t, tier) in tiers.iter().enumerate() {
+            for i in 0..per {
+                ids.push(format!("{tier}-{i}"));
+                if t > 0 {
+                    edges.push(e(
+                        &format!("{}-{}", tiers[t - 1], (i * 7) % per),
+                        &format!("{tier}-{i}"),
+                    ));
+                    edges.push(e(
+                        &format!("{}-{}", tiers[t - 1], (i * 13 + 1) % per),
+                        &format!("{tier}-{i}"),
+                    ));
+                }
+            }
+        }
+        for i in 0..(n - ids.len()) {
+            ids.push(format!("lonely-{i}"));
+        }
+        (ids, edges)
+    }
+
+    #[test]
+    fn clients_are_above_servers() {
+        let opts = Options::default();
+        let edges = [e("loadgen", "web"), e("web", "db"), e("web", "cache")];
+        let l = layout(["db", "web", "cache", "loadgen"], &edges, &opts);
+        let y = |id: &str| l.positions[id].y;
+        assert!(y("loadgen") < y("web"));
+        assert!(y("web") < y("db") && y("db") == y("cache"));
+        assert_no_overlap(&l, &opts);
+    }
+
+    #[test]
+    fn cycles_and_self_loops_are_laid_out() {
+        let opts = Options::default();
+        let edges = [
+            e("a", "b"),
+            e("b", "c"),
+            e("c", "a"),
+            e("a", "a"),
+            e("c", "missing"),
+        ];
+        let l = layout(["a", "b", "c", "alone"], &edges, &opts);
+        assert_eq!(l.positions.len(), 4);
+        assert_no_overlap(&l, &opts);
+        // The loner sits below the graph.
+        assert!(l.positions["alone"].y > l.positions["a"].y.max(l.positions["c"].y));
+    }
+
+    #[test]
+    fn layouts_are_deterministic_whatever_the_input_order() {
+        let opts = Options::default();
+        let (ids, mut edges) = tiered(500);
+        let a = layout(ids.iter().map(String::as_str), &edges, &opts);
+        let mut reversed = ids.clone();
+        reversed.reverse();
+        edges.reverse();
+        let b = layout(reversed.iter().map(String::as_str), &edges, &opts);
+        assert_eq!(a, b);
+        assert_no_overlap(&a, &opts);
+    }
+
+    #[test]
+    fn two_thousand_nodes_do_not_overlap() {
+        let opts = Options::default();
+        let (ids, edges) = tiered(2000);
+        let l = layout(ids.iter().map(String::as_str), &edges, &opts);
+        assert_eq!(l.positions.len(), 2000);
+        assert_no_overlap(&l, &opts);
+    }
+
+    #[test]
+    fn updates_keep_the_nodes_that_stay() {
+        let opts = Options::default();
+        let (mut ids, mut edges) = tiered(200);
+        let before = layout(ids.iter().map(String::as_str), &edges, &opts);
+        // A new backend behind frontend-3, a new client of it, and one node gone.
+        ids.push("backend-new".into());
+        ids.push("client-new".into());
+        edges.push(e("frontend-3", "backend-new"));
+        edges.push(e("client-new", "frontend-3"));
+        ids.retain(|id| id != "db-5");
+        let after = update(&before, ids.iter().map(String::as_str), &edges, &opts);
+        for (id, p) in &before.positions {
+            if id != "db-5" {
+                assert_eq!(after.positions[id], *p, "{id} moved");
+            }
+        }
+        assert!(!after.positions.contains_key("db-5"));
+        assert_no_overlap(&after, &opts);
+        // New nodes go where their neighbours suggest.
+        let f3 = after.positions["frontend-3"];
+        assert_eq!(after.positions["backend-new"].y, f3.y + opts.rank_sep);
+        assert!(after.positions["client-new"].y < f3.y);
+        // And an update with nothing new is the identity.
+        let same = update(&after, ids.iter().map(String::as_str), &edges, &opts);
+        assert_eq!(same, after);
+    }
+
+    #[test]
+    fn updating_from_nothing_is_a_full_layout() {
+        let opts = Options::default();
+        let edges = [e("a", "b")];
+        assert_eq!(
+            update(&Layout::default(), ["a", "b"], &edges, &opts),
+            layout(["a", "b"], &edges, &opts)
+        );
+    }
+}
