@@ -15,9 +15,11 @@ use components::layout::Layout;
 use pages::account::Account;
 use pages::admin::Admin;
 use pages::auth::{ForgotPassword, Login, LoginLink, ResetPassword, Signup, Verify, Waitlist};
+use pages::bench::LayoutBench;
 use pages::instances::{Instance, provide_fresh_token};
 use pages::orgs::{Invite, Org, OrgAudit, Orgs};
 use pages::tokens::Tokens;
+use pages::topology::TopologyMap;
 use pages::{home::Home, not_found::NotFound, status::Status};
 
 fn main() {
@@ -45,6 +47,7 @@ fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=Home />
                     <Route path=path!("/status") view=Status />
+                    <Route path=path!("/bench/layout") view=LayoutBench />
                     <Route path=path!("/signup") view=Signup />
                     <Route path=path!("/verify") view=Verify />
                     <Route path=path!("/login") view=Login />
@@ -58,6 +61,7 @@ fn App() -> impl IntoView {
                     <Route path=path!("/orgs/:id") view=|| view! { <RequireApproved><Org /></RequireApproved> } />
                     <Route path=path!("/orgs/:id/audit") view=|| view! { <RequireApproved><OrgAudit /></RequireApproved> } />
                     <Route path=path!("/instances/:id") view=|| view! { <RequireApproved><Instance /></RequireApproved> } />
+                    <Route path=path!("/instances/:id/map") view=|| view! { <RequireApproved><TopologyMap /></RequireApproved> } />
                     <Route path=path!("/tokens") view=|| view! { <RequireApproved><Tokens /></RequireApproved> } />
                     <Route path=path!("/admin") view=|| view! { <RequireAdmin><Admin /></RequireAdmin> } />
                 </Routes>

@@ -2,5 +2,9 @@
 
 pub mod async_view;
 pub mod forms;
+pub mod graph;
 pub mod guard;
 pub mod layout;
+pub mod metrics;
+pub mod node_details;
+pub mod node_table;

@@ -179,6 +179,9 @@ pub fn Instance() -> impl IntoView {
                             <h1 id="instance-name">{i.name.clone()}</h1>
                             <p>"State: " <span id="instance-state">{badge(i.state)}</span>
                                {i.shard.clone().map(|s| format!(" · collector shard {s}"))}</p>
+                            {live.then(|| view! {
+                                <p><A href=format!("/instances/{}/map", i.id) attr:class="button" attr:id="open-map">"Open the live map"</A></p>
+                            })}
                             {i.suspension_reason.clone().map(|r| view! {
                                 <p class="error-notice" role="status">{if i.suspended_by_site { "Suspended by the site's administrators: " } else { "Suspended: " }}{r}</p>
                             })}

@@ -13,9 +13,9 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Serialize;
 use serde_json::{Value, json};
 use shared::instances::InstanceState;
+use shared::topology::{Diff, NodeAnswer, ProbeStatus, TopologyAnswer};
 
 use super::render::summary::NodeSummary;
 use super::render::topologies::{self, TopologyDesc};
@@ -147,11 +147,6 @@ async fn topology_list(
     Ok(Json(list))
 }
 
-#[derive(Serialize)]
-struct TopologyAnswer {
-    nodes: BTreeMap<String, NodeSummary>,
-}
-
 /// `GET …/api/topology/{view}`: the view's nodes, summarised.
 async fn topology(
     State(state): State<AppState>,
@@ -167,11 +162,6 @@ async fn topology(
     .await?
     .ok_or_else(unknown_view)?;
     Ok(Json(TopologyAnswer { nodes }))
-}
-
-#[derive(Serialize)]
-struct NodeAnswer {
-    node: detail::NodeDetails,
 }
 
 /// `GET …/api/topology/{view}/{node}`: one node's details (the id is percent-decoded, so `%2F`
@@ -237,16 +227,6 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_end..];
     }
     (total.is_finite() && total < 1e9).then(|| Duration::from_secs_f64(total))
-}
-
-/// One websocket frame: what changed since the previous one (`reset` only on the first).
-#[derive(Serialize)]
-struct Diff {
-    add: Option<Vec<NodeSummary>>,
-    update: Option<Vec<NodeSummary>>,
-    remove: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    reset: bool,
 }
 
 fn diff(
@@ -380,19 +360,17 @@ async fn probes(
     if q.sparse.is_some() {
         return Ok(Json(json!(!usage.probes.is_empty())));
     }
-    let list: Vec<Value> = usage
+    let list: Vec<ProbeStatus> = usage
         .probes
         .iter()
-        .map(|p| {
-            json!({
-                "id": p.id,
-                "hostname": p.hostname.clone().unwrap_or_default(),
-                "version": p.version.clone().unwrap_or_default(),
-                "lastSeen": report::Time(p.last_seen.saturating_mul(1_000_000)).to_rfc3339(),
-            })
+        .map(|p| ProbeStatus {
+            id: p.id.clone(),
+            hostname: p.hostname.clone().unwrap_or_default(),
+            version: p.version.clone().unwrap_or_default(),
+            last_seen: report::Time(p.last_seen.saturating_mul(1_000_000)).to_rfc3339(),
         })
         .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(json!(list)))
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub fn synthetic_report(
         .latest
         .insert("host_name".into(), latest(&hostname, now));
     host_node.latest.insert("os".into(), latest("linux", now));
+    // The synthetic hosts share one private network, as a cluster's hosts do.
+    host_node
+        .sets
+        .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
     let load = (host % 7) as f64 / 2.0;
     host_node.metrics.insert(
         "load1".into(),
@@ -114,6 +118,21 @@ pub fn synthetic_report(
         process.parents.insert("host".into(), vec![host_id.clone()]);
         process_nodes.insert(process_id, process);
 
+        // The container's listening socket, which its peers' connections reach.
+        let listening = format!(";{};8080", ip(host, c));
+        let server_side = endpoint_nodes
+            .entry(listening.clone())
+            .or_insert_with(|| Node {
+                id: listening,
+                topology: "endpoint".into(),
+                ..Node::default()
+            });
+        server_side
+            .latest
+            .insert("pid".into(), latest(pid.to_string(), now));
+        server_side
+            .latest
+            .insert("host_node_id".into(), latest(&host_id, now));
         for k in 0..connections {
             let peer_host = (host + k + 1) % hosts.max(1);
             let peer_container = (c + k) % containers.max(1);

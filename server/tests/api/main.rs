@@ -14,6 +14,7 @@ mod instances;
 mod journey;
 mod lifecycle;
 mod mail;
+mod map;
 mod orgs;
 mod reports;
 mod spa;

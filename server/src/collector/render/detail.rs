@@ -3,68 +3,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Serialize;
 use serde_json::Value;
+pub use shared::topology::{ChildGroup, ConnectionRow, Connections, Control, NodeDetails};
 
 use super::net;
-use super::summary::{Column, NodeSummary, primary_view, summarize};
+use super::summary::{Column, MetadataRow, NodeSummary, primary_view, summarize};
 use super::topologies::{Query, ViewDesc, transform};
 use super::*;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Control {
-    #[serde(rename = "probeId")]
-    pub probe_id: String,
-    #[serde(rename = "nodeId")]
-    pub node_id: String,
-    pub id: String,
-    pub human: String,
-    pub icon: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub confirmation: String,
-    pub rank: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ChildGroup {
-    pub id: String,
-    pub label: String,
-    pub nodes: Option<Vec<NodeSummary>>,
-    #[serde(rename = "topologyId")]
-    pub topology_id: String,
-    pub columns: Option<Vec<Column>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectionRow {
-    pub id: String,
-    #[serde(rename = "nodeId")]
-    pub node_id: String,
-    pub label: String,
-    #[serde(rename = "labelMinor", skip_serializing_if = "String::is_empty")]
-    pub label_minor: String,
-    pub metadata: Vec<super::summary::MetadataRow>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Connections {
-    pub id: String,
-    #[serde(rename = "topologyId")]
-    pub topology_id: String,
-    pub label: String,
-    pub columns: Vec<Column>,
-    pub connections: Vec<ConnectionRow>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeDetails {
-    #[serde(flatten)]
-    pub summary: NodeSummary,
-    pub controls: Vec<Control>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub children: Vec<ChildGroup>,
-    pub connections: Vec<Connections>,
-}
 
 fn column(id: &str, label: &str, data_type: &str, default_sort: bool) -> Column {
     Column {
@@ -295,8 +240,8 @@ fn address_label(report: &Report, addr: &str) -> String {
     }
 }
 
-fn meta(id: &str, value: String, data_type: &str) -> super::summary::MetadataRow {
-    super::summary::MetadataRow {
+fn meta(id: &str, value: String, data_type: &str) -> MetadataRow {
+    MetadataRow {
         id: id.to_owned(),
         label: String::new(),
         value,

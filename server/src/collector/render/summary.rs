@@ -3,116 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::Value;
+pub use shared::topology::{
+    Column, MetadataRow, MetricRow, NodeSummary, Parent, Sample, Table, TableRow,
+};
 
-use super::super::report::{Metric, Report, Sample, Topology};
+use super::super::report::{Metric, Report, Topology};
 use super::views::image_name_without_version;
 use super::*;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MetadataRow {
-    pub id: String,
-    pub label: String,
-    pub value: String,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub priority: f64,
-    #[serde(rename = "dataType", skip_serializing_if = "String::is_empty")]
-    pub data_type: String,
-    #[serde(skip_serializing_if = "is_zero_i64")]
-    pub truncate: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MetricRow {
-    pub id: String,
-    pub label: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub format: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub group: String,
-    pub value: f64,
-    #[serde(skip_serializing_if = "is_zero")]
-    pub priority: f64,
-    /// `None` (JSON `null`) in topology and websocket summaries; node details keep them.
-    pub samples: Option<Vec<Sample>>,
-    pub min: f64,
-    pub max: f64,
-    pub url: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Column {
-    pub id: String,
-    pub label: String,
-    #[serde(rename = "defaultSort")]
-    pub default_sort: bool,
-    #[serde(rename = "dataType")]
-    pub data_type: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TableRow {
-    pub id: String,
-    pub entries: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Table {
-    pub id: String,
-    pub label: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub columns: Option<Vec<Value>>,
-    pub rows: Vec<TableRow>,
-    #[serde(rename = "truncationCount", skip_serializing_if = "is_zero_i64")]
-    pub truncation_count: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Parent {
-    pub id: String,
-    pub label: String,
-    #[serde(rename = "topologyId")]
-    pub topology_id: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NodeSummary {
-    pub id: String,
-    pub label: String,
-    #[serde(rename = "labelMinor")]
-    pub label_minor: String,
-    pub rank: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub shape: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub tag: String,
-    #[serde(skip_serializing_if = "is_false")]
-    pub stack: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    pub pseudo: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub metadata: Vec<MetadataRow>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub parents: Vec<Parent>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub metrics: Vec<MetricRow>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tables: Vec<Table>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub adjacency: Vec<String>,
-}
-
-fn is_zero(v: &f64) -> bool {
-    *v == 0.0
-}
-fn is_zero_i64(v: &i64) -> bool {
-    *v == 0
-}
-fn is_false(v: &bool) -> bool {
-    !*v
-}
 
 fn report_topology<'r>(report: &'r Report, topology: &str) -> Option<&'r Topology> {
     wire_name(topology).and_then(|w| report.topology(w))
@@ -427,7 +325,16 @@ fn metric_rows(t: &Topology, n: &RNode, with_samples: bool) -> Vec<MetricRow> {
                 group: str_field(tpl, "group").to_owned(),
                 value: last_value(metric),
                 priority: num_field(tpl, "priority"),
-                samples: with_samples.then(|| metric.samples.clone()),
+                samples: with_samples.then(|| {
+                    metric
+                        .samples
+                        .iter()
+                        .map(|s| Sample {
+                            date: s.date.to_rfc3339(),
+                            value: s.value,
+                        })
+                        .collect()
+                }),
                 min: metric.min,
                 max: metric.max,
                 url: String::new(),
@@ -495,7 +402,9 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                 id: str_field(tpl, "id").to_owned(),
                 label: str_field(tpl, "label").to_owned(),
                 kind: kind.to_owned(),
-                columns: tpl.get("columns").and_then(Value::as_array).cloned(),
+                columns: tpl
+                    .get("columns")
+                    .and_then(|c| serde_json::from_value(c.clone()).ok()),
                 rows,
                 truncation_count: truncated as i64,
             }

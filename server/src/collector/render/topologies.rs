@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+pub use shared::topology::{Stats, TopologyDesc};
 
 use super::summary::{Censor, NodeSummary, summaries};
 use super::*;
@@ -88,14 +88,12 @@ impl Predicate {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ViewOption {
     pub value: String,
     pub label: String,
-    #[serde(skip)]
     filter: Option<Predicate>,
     /// Whether the filter applies to pseudo nodes too (otherwise they always pass).
-    #[serde(skip)]
     filter_pseudo: bool,
 }
 
@@ -108,19 +106,34 @@ fn opt(value: &str, label: &str, filter: Option<Predicate>, filter_pseudo: bool)
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct OptionGroup {
     pub id: String,
-    #[serde(rename = "defaultValue")]
     pub default_value: String,
     pub options: Vec<ViewOption>,
-    #[serde(rename = "selectType", skip_serializing_if = "Option::is_none")]
     pub select_type: Option<String>,
-    #[serde(rename = "noneLabel", skip_serializing_if = "Option::is_none")]
     pub none_label: Option<String>,
 }
 
 impl OptionGroup {
+    /// As the API shows it.
+    pub fn wire(&self) -> shared::topology::OptionGroup {
+        shared::topology::OptionGroup {
+            id: self.id.clone(),
+            default_value: self.default_value.clone(),
+            options: self
+                .options
+                .iter()
+                .map(|o| shared::topology::TopologyOption {
+                    value: o.value.clone(),
+                    label: o.label.clone(),
+                })
+                .collect(),
+            select_type: self.select_type.clone(),
+            none_label: self.none_label.clone(),
+        }
+    }
+
     /// The filter for `value`: the selected options' filters ORed; `None` when nothing matches.
     fn filter_for(&self, value: &str) -> Option<impl Fn(&RNode) -> bool + '_> {
         let values: Vec<&str> = if self.select_type.as_deref() == Some("union") {
@@ -469,14 +482,6 @@ pub fn transform(view: &ViewDesc, rendered: &Rendered, query: &Query) -> Rendere
     filter_unconnected_pseudo(&out)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Stats {
-    pub node_count: usize,
-    pub nonpseudo_node_count: usize,
-    pub edge_count: usize,
-    pub filtered_nodes: usize,
-}
-
 pub fn stats(r: &Rendered) -> Stats {
     Stats {
         node_count: r.nodes.len(),
@@ -484,18 +489,6 @@ pub fn stats(r: &Rendered) -> Stats {
         edge_count: r.nodes.values().map(|n| n.adjacency.len()).sum(),
         filtered_nodes: r.filtered,
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TopologyDesc {
-    pub name: String,
-    pub rank: i64,
-    pub hide_if_empty: bool,
-    pub options: Vec<OptionGroup>,
-    pub url: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sub_topologies: Vec<TopologyDesc>,
-    pub stats: Stats,
 }
 
 /// Renders `view` and applies the query: the nodes a client is shown.
@@ -512,7 +505,7 @@ pub fn topology_list(ctx: &mut Ctx, query: &Query) -> Vec<TopologyDesc> {
         name: v.name.to_owned(),
         rank: v.rank,
         hide_if_empty: v.hide_if_empty,
-        options: v.options.clone(),
+        options: v.options.iter().map(OptionGroup::wire).collect(),
         url: format!("/api/topology/{}", v.id),
         sub_topologies: Vec::new(),
         stats: stats(&render_view(ctx, v, query)),

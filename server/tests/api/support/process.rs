@@ -5,6 +5,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_scopehub"));
     // Never pick up a developer's configuration.
@@ -31,8 +39,13 @@ impl ServerProcess {
 
     /// Starts `scopehub ROLE --listen 127.0.0.1:0 ARGS…` and waits for the line announcing its URL.
     pub fn start(role: &str, args: &[&str]) -> ServerProcess {
+        Self::start_on(role, "127.0.0.1:0", args)
+    }
+
+    /// Starts `scopehub ROLE --listen LISTEN ARGS…` (a fixed port survives a restart).
+    pub fn start_on(role: &str, listen: &str, args: &[&str]) -> ServerProcess {
         let mut child = binary()
-            .args([role, "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args([role, "--listen", listen, "--log-format", "json"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,4 +1,4 @@
-//! Layered layout of a directed graph for the topology map (design.md §6).
+//! Layered layout of a directed graph for the topology map.
 //!
 //! Clients are drawn above servers, as Scope does: nodes are ranked by the longest path from the
 //! nodes nothing connects to (cycles broken first), ordered within each rank by the barycenter of
@@ -389,6 +389,31 @@ impl Occupancy {
     }
 }
 
+/// A synthetic service graph of `n` nodes for tests and benchmarks: four tiers (clients →
+/// frontends → backends → databases) of `n / 5` nodes, each node fed by two of the tier above, and
+/// the rest unconnected.
+pub fn sample_graph(n: usize) -> (Vec<String>, Vec<(String, String)>) {
+    let mut ids = Vec::new();
+    let mut edges = Vec::new();
+    let tiers = ["client", "frontend", "backend", "db"];
+    let per = (n / 5).max(1);
+    for (t, tier) in tiers.iter().enumerate() {
+        for i in 0..per {
+            ids.push(format!("{tier}-{i}"));
+            if t > 0 {
+                for from in [(i * 7) % per, (i * 13 + 1) % per] {
+                    edges.push((format!("{}-{from}", tiers[t - 1]), format!("{tier}-{i}")));
+                }
+            }
+        }
+    }
+    for i in 0..n.saturating_sub(ids.len()) {
+        ids.push(format!("lonely-{i}"));
+    }
+    ids.truncate(n);
+    (ids, edges)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,31 +433,8 @@ mod tests {
         }
     }
 
-    /// A synthetic service graph: `clients` → `frontends` → `backends` → `dbs`, plus loners.
     fn tiered(n: usize) -> (Vec<String>, Vec<(String, String)>) {
-        let mut ids = Vec::new();
-        let mut edges = Vec::new();
-        let tiers = ["client", "frontend", "backend", "db"];
-        let per = n / 5;
-        for (t, tier) in tiers.iter().enumerate() {
-            for i in 0..per {
-                ids.push(format!("{tier}-{i}"));
-                if t > 0 {
-                    edges.push(e(
-                        &format!("{}-{}", tiers[t - 1], (i * 7) % per),
-                        &format!("{tier}-{i}"),
-                    ));
-                    edges.push(e(
-                        &format!("{}-{}", tiers[t - 1], (i * 13 + 1) % per),
-                        &format!("{tier}-{i}"),
-                    ));
-                }
-            }
-        }
-        for i in 0..(n - ids.len()) {
-            ids.push(format!("lonely-{i}"));
-        }
-        (ids, edges)
+        sample_graph(n)
     }
 
     #[test]

@@ -1,0 +1,575 @@
+//! An instance's live map (Scope's UI): the views from `api/topology`, their options, graph or
+//! table, search, node details, and live updates over the topology websocket. Everything the user
+//! chooses lives in the URL (`/instances/{id}/map?view=…&mode=…&node=…&q=…&pins=…&<options>`), so a
+//! view can be shared and reloaded.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use leptos::prelude::*;
+use leptos_router::NavigateOptions;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use shared::topology::{Diff, NodeSummary, TopologyDesc};
+use topomap::layout::{Layout, Options as LayoutOptions, layout, update};
+use topomap::{apply, search};
+
+use crate::api;
+use crate::components::async_view::ErrorNotice;
+use crate::components::graph::Graph;
+use crate::components::node_details::{NodeDetailsPanel, NodeLink};
+use crate::components::node_table::NodeTable;
+
+/// Views with more nodes than this open as a table (`?mode=graph` still draws them).
+pub const GRAPH_LIMIT: usize = 1_000;
+/// Query keys that are the page's own; every other key is a view option passed to the API.
+const PAGE_KEYS: [&str; 5] = ["view", "mode", "node", "q", "pins"];
+/// Scope's window: with no report for longer, the map is stale.
+const STALE_AFTER_MS: f64 = 15_000.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Connecting,
+    Live,
+    Reconnecting,
+}
+
+/// The page's state as the URL holds it.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct MapState {
+    view: Option<String>,
+    mode: Option<String>,
+    node: Option<String>,
+    q: String,
+    pins: Vec<String>,
+    options: BTreeMap<String, String>,
+}
+
+fn encode(value: &str) -> String {
+    js_sys::encode_uri_component(value)
+        .as_string()
+        .unwrap_or_default()
+}
+
+impl MapState {
+    fn url(&self, instance: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.view {
+            parts.push(format!("view={}", encode(v)));
+        }
+        if let Some(m) = &self.mode {
+            parts.push(format!("mode={}", encode(m)));
+        }
+        if let Some(n) = &self.node {
+            parts.push(format!("node={}", encode(n)));
+        }
+        if !self.q.is_empty() {
+            parts.push(format!("q={}", encode(&self.q)));
+        }
+        if !self.pins.is_empty() {
+            parts.push(format!("pins={}", encode(&self.pins.join("\n"))));
+        }
+        for (k, v) in &self.options {
+            parts.push(format!("{}={}", encode(k), encode(v)));
+        }
+        let query = parts.join("&");
+        format!(
+            "/instances/{instance}/map{}{query}",
+            if query.is_empty() { "" } else { "?" }
+        )
+    }
+
+    /// The view options as the API takes them.
+    fn option_query(&self) -> String {
+        self.options
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+type Structure = (Vec<String>, Vec<(String, String)>);
+
+fn structure(nodes: &BTreeMap<String, NodeSummary>) -> Structure {
+    let ids = nodes.keys().cloned().collect();
+    let mut edges = Vec::new();
+    for (id, n) in nodes {
+        for t in &n.adjacency {
+            if nodes.contains_key(t) {
+                edges.push((id.clone(), t.clone()));
+            }
+        }
+    }
+    (ids, edges)
+}
+
+fn find_view<'a>(list: &'a [TopologyDesc], id: &str) -> Option<&'a TopologyDesc> {
+    list.iter()
+        .flat_map(|t| std::iter::once(t).chain(t.sub_topologies.iter()))
+        .find(|t| t.view_id() == id)
+}
+
+/// The view to open when the URL names none: the first of containers, processes, hosts with nodes.
+fn default_view(list: &[TopologyDesc]) -> String {
+    ["containers", "processes", "hosts"]
+        .into_iter()
+        .find(|v| find_view(list, v).is_some_and(|t| t.stats.node_count > 0))
+        .unwrap_or("processes")
+        .to_owned()
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+#[component]
+pub fn TopologyMap() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let navigate = use_navigate();
+    let instance = Signal::derive(move || params.with(|p| p.get("id").unwrap_or_default()));
+    let state = Memo::new(move |_| {
+        query.with(|q| {
+            let get = |k: &str| q.get(k).filter(|v| !v.is_empty());
+            MapState {
+                view: get("view"),
+                mode: get("mode"),
+                node: get("node"),
+                q: get("q").unwrap_or_default(),
+                pins: get("pins")
+                    .map(|p| {
+                        p.split('\n')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                options: q
+                    .clone()
+                    .into_iter()
+                    .filter(|(k, _)| !PAGE_KEYS.contains(&k.as_ref()))
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            }
+        })
+    });
+    let go = {
+        let navigate = navigate.clone();
+        move |next: MapState, replace: bool| {
+            navigate(
+                &next.url(&instance.get_untracked()),
+                NavigateOptions {
+                    replace,
+                    ..Default::default()
+                },
+            );
+        }
+    };
+
+    // The view list, refreshed for its counts.
+    let tick = RwSignal::new(0u64);
+    let ticker = set_interval_with_handle(
+        move || tick.update(|t| *t += 1),
+        std::time::Duration::from_secs(10),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = ticker {
+            h.clear();
+        }
+    });
+    let options_query = Memo::new(move |_| state.with(MapState::option_query));
+    let topologies = LocalResource::new(move || {
+        tick.track();
+        let (i, q) = (instance.get(), options_query.get());
+        async move { api::topologies(&i, &q).await }
+    });
+    let list = RwSignal::new(Vec::<TopologyDesc>::new());
+    let list_error = RwSignal::new(None::<shared::ApiError>);
+    Effect::new(move |_| match topologies.get() {
+        Some(Ok(l)) => {
+            list.set(l);
+            list_error.set(None);
+        }
+        Some(Err(e)) => list_error.set(Some(e)),
+        None => {}
+    });
+    let view_id = Memo::new(move |_| {
+        state
+            .with(|s| s.view.clone())
+            .unwrap_or_else(|| list.with(|l| default_view(l)))
+    });
+    let probes = LocalResource::new(move || {
+        tick.track();
+        let i = instance.get();
+        async move { api::probes(&i).await }
+    });
+
+    // Live nodes: every frame goes into `latest`; `shown` follows it unless paused.
+    let latest = StoredValue::new(BTreeMap::<String, NodeSummary>::new());
+    let shown = RwSignal::new(BTreeMap::<String, NodeSummary>::new());
+    let paused = RwSignal::new(false);
+    let link = RwSignal::new(Link::Connecting);
+    let received_first = RwSignal::new(false);
+    let reconnect = RwSignal::new(0u32);
+    let attempts = StoredValue::new(0u32);
+    let socket = StoredValue::new_local(None::<api::TopologySocket>);
+    Effect::new(move |_| {
+        reconnect.track();
+        let (i, v, q) = (instance.get(), view_id.get(), options_query.get());
+        socket.set_value(None);
+        link.set(Link::Connecting);
+        let on_frame = move |diff: Diff| {
+            if diff.reset {
+                received_first.set(true);
+            }
+            latest.update_value(|l| apply(l, diff));
+            attempts.set_value(0);
+            link.set(Link::Live);
+            if !paused.get_untracked() {
+                shown.set(latest.get_value());
+            }
+        };
+        let on_close = move || {
+            link.set(Link::Reconnecting);
+            let n = attempts.get_value();
+            attempts.set_value(n + 1);
+            let delay = (1_000u64 << n.min(5)).min(30_000);
+            set_timeout(
+                move || reconnect.update(|r| *r += 1),
+                std::time::Duration::from_millis(delay),
+            );
+        };
+        match api::topology_socket(&i, &v, &q, on_frame, on_close) {
+            Ok(s) => socket.set_value(Some(s)),
+            Err(_) => on_close(),
+        }
+    });
+    // A new view or new options: start from nothing.
+    Effect::new(move |_| {
+        view_id.track();
+        options_query.track();
+        latest.set_value(BTreeMap::new());
+        shown.set(BTreeMap::new());
+        received_first.set(false);
+    });
+    on_cleanup(move || socket.set_value(None));
+    Effect::new(move |_| {
+        if !paused.get() {
+            shown.set(latest.get_value());
+        }
+    });
+
+    // Layout: recomputed only when nodes or edges change, keeping placed nodes where they are.
+    let positions = RwSignal::new(Layout::default());
+    let fit_request = RwSignal::new(0u64);
+    let last_structure = StoredValue::new(Structure::default());
+    Effect::new(move |_| {
+        let now = shown.with(structure);
+        if now == last_structure.get_value() {
+            return;
+        }
+        let opts = LayoutOptions::default();
+        let ids = now.0.iter().map(String::as_str);
+        let previous = positions.get_untracked();
+        let fresh = previous.positions.is_empty();
+        let next = if fresh {
+            layout(ids, &now.1, &opts)
+        } else {
+            update(&previous, ids, &now.1, &opts)
+        };
+        positions.set(next);
+        last_structure.set_value(now);
+        if fresh {
+            fit_request.update(|f| *f += 1);
+        }
+    });
+    Effect::new(move |_| {
+        view_id.track();
+        options_query.track();
+        positions.set(Layout::default());
+        last_structure.set_value(Structure::default());
+    });
+
+    // Search: the query plus pinned terms, all of which must match.
+    let matches = Memo::new(move |_| {
+        let (q, pins) = state.with(|s| (s.q.clone(), s.pins.clone()));
+        let text = pins
+            .into_iter()
+            .chain(std::iter::once(q))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let terms = search::parse(&text);
+        if terms.is_empty() {
+            return None;
+        }
+        Some(shown.with(|ns| {
+            ns.values()
+                .filter(|n| search::matches_all(&terms, n))
+                .map(|n| n.id.clone())
+                .collect::<BTreeSet<_>>()
+        }))
+    });
+
+    let mode = Memo::new(move |_| {
+        state.with(|s| s.mode.clone()).unwrap_or_else(|| {
+            if shown.with(BTreeMap::len) > GRAPH_LIMIT {
+                "table".into()
+            } else {
+                "graph".into()
+            }
+        })
+    });
+    let selected = Memo::new(move |_| state.with(|s| s.node.clone()));
+
+    let select = {
+        let go = go.clone();
+        Callback::new(move |id: String| {
+            let mut s = state.get_untracked();
+            s.view = Some(view_id.get_untracked());
+            s.node = Some(id);
+            go(s, false);
+        })
+    };
+    let open_link = {
+        let go = go.clone();
+        Callback::new(move |l: NodeLink| {
+            let mut s = state.get_untracked();
+            if !l.view.is_empty() && l.view != view_id.get_untracked() {
+                s.options.clear();
+            }
+            s.view = Some(if l.view.is_empty() {
+                view_id.get_untracked()
+            } else {
+                l.view
+            });
+            s.node = Some(l.node);
+            go(s, false);
+        })
+    };
+    let close_details = {
+        let go = go.clone();
+        Callback::new(move |()| {
+            let mut s = state.get_untracked();
+            s.node = None;
+            go(s, false);
+        })
+    };
+    let set_view = {
+        let go = go.clone();
+        move |v: String| {
+            let s = MapState {
+                view: Some(v),
+                mode: state.with_untracked(|s| s.mode.clone()),
+                q: state.with_untracked(|s| s.q.clone()),
+                pins: state.with_untracked(|s| s.pins.clone()),
+                ..MapState::default()
+            };
+            go(s, false);
+        }
+    };
+    let set_option = {
+        let go = go.clone();
+        move |key: String, value: String| {
+            let mut s = state.get_untracked();
+            s.view = Some(view_id.get_untracked());
+            s.options.insert(key, value);
+            go(s, true);
+        }
+    };
+    let set_mode = {
+        let go = go.clone();
+        move |m: &str| {
+            let mut s = state.get_untracked();
+            s.view = Some(view_id.get_untracked());
+            s.mode = Some(m.to_owned());
+            go(s, true);
+        }
+    };
+    let set_search = {
+        let go = go.clone();
+        move |q: String| {
+            let mut s = state.get_untracked();
+            s.view = Some(view_id.get_untracked());
+            s.q = q;
+            go(s, true);
+        }
+    };
+    let pin = {
+        let go = go.clone();
+        move || {
+            let mut s = state.get_untracked();
+            let q = s.q.trim().to_owned();
+            if !q.is_empty() && !s.pins.contains(&q) {
+                s.pins.push(q);
+            }
+            s.q.clear();
+            s.view = Some(view_id.get_untracked());
+            go(s, true);
+        }
+    };
+    let unpin = {
+        let go = go.clone();
+        move |term: String| {
+            let mut s = state.get_untracked();
+            s.pins.retain(|p| *p != term);
+            s.view = Some(view_id.get_untracked());
+            go(s, true);
+        }
+    };
+
+    let stale_for = Memo::new(move |_| {
+        let list = probes.get().and_then(Result::ok)?;
+        let newest = list
+            .iter()
+            .map(|p| js_sys::Date::parse(&p.last_seen))
+            .filter(|t| t.is_finite())
+            .fold(f64::NAN, f64::max);
+        let age = now_ms() - newest;
+        (newest.is_finite() && age > STALE_AFTER_MS).then_some((age / 1000.0).round() as u64)
+    });
+    let no_probe = Memo::new(move |_| {
+        probes
+            .get()
+            .and_then(Result::ok)
+            .is_some_and(|l| l.is_empty())
+    });
+
+    let menu = move || {
+        let current = view_id.get();
+        let set_view = set_view.clone();
+        list.get()
+            .into_iter()
+            .filter(|t| {
+                !(t.hide_if_empty
+                    && t.stats.node_count == 0
+                    && t.sub_topologies.iter().all(|s| s.stats.node_count == 0))
+            })
+            .map(|t| {
+                let entry = |t: &TopologyDesc, sub: bool| {
+                    let id = t.view_id().to_owned();
+                    let active = id == current;
+                    let set_view = set_view.clone();
+                    let target = id.clone();
+                    view! {
+                        <button type="button" class=if sub { "view-tab sub" } else { "view-tab" }
+                            class:active=active data-view=id.clone()
+                            on:click=move |_| set_view(target.clone())>
+                            {t.name.clone()}<span class="count">{t.stats.node_count}</span>
+                        </button>
+                    }
+                };
+                view! {
+                    <div class="view-group">
+                        {entry(&t, false)}
+                        {t.sub_topologies.iter().map(|s| entry(s, true)).collect_view()}
+                    </div>
+                }
+            })
+            .collect_view()
+    };
+    let options_bar = move || {
+        let v = view_id.get();
+        let set_option = set_option.clone();
+        let current = state.with(|s| s.options.clone());
+        list.with(|l| find_view(l, &v).map(|t| t.options.clone()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| {
+                let value = current.get(&g.id).cloned().unwrap_or_else(|| g.default_value.clone());
+                let key = g.id.clone();
+                let set_option = set_option.clone();
+                let none = g.none_label.clone();
+                view! {
+                    <label class="option-group">
+                        <span class="visually-hidden">{g.id.clone()}</span>
+                        <select data-option=g.id.clone() on:change=move |ev| set_option(key.clone(), event_target_value(&ev))>
+                            {none.map(|label| view! { <option value="" selected=value.is_empty()>{label}</option> })}
+                            {g.options.iter().map(|o| view! {
+                                <option value=o.value.clone() selected=o.value == value>{o.label.clone()}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
+                }
+            })
+            .collect_view()
+    };
+
+    let details_view = Signal::derive(move || view_id.get());
+    let details_options = Signal::derive(move || options_query.get());
+    let set_search_input = set_search.clone();
+    let pin_key = pin.clone();
+
+    view! {
+        <section class="map">
+            <div class="map-bar">
+                <A href=move || format!("/instances/{}", instance.get())>"← Instance"</A>
+                <nav class="views" aria-label="Views">{menu}</nav>
+            </div>
+            <div class="map-bar secondary-bar">
+                <div class="options">{options_bar}</div>
+                <div class="search">
+                    <input type="search" id="map-search" placeholder="Search: name, field:value, cpu > 1"
+                        aria-label="Search" prop:value=move || state.with(|s| s.q.clone())
+                        on:input=move |ev| set_search_input(event_target_value(&ev))
+                        on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Enter" { pin_key() } />
+                    {move || state.with(|s| s.pins.clone()).into_iter().map(|p| {
+                        let unpin = unpin.clone();
+                        let term = p.clone();
+                        view! { <button type="button" class="chip pinned" title="Unpin" on:click=move |_| unpin(term.clone())>{p}" ×"</button> }
+                    }).collect_view()}
+                </div>
+                <div class="modes" role="group" aria-label="Mode">
+                    <button type="button" id="mode-graph" class="tab" class:active=move || mode.get() == "graph"
+                        on:click={let set_mode = set_mode.clone(); move |_| set_mode("graph")}>"Graph"</button>
+                    <button type="button" id="mode-table" class="tab" class:active=move || mode.get() == "table"
+                        on:click={let set_mode = set_mode.clone(); move |_| set_mode("table")}>"Table"</button>
+                    <button type="button" id="pause" class="tab" class:active=move || paused.get()
+                        on:click=move |_| paused.update(|p| *p = !*p)>{move || if paused.get() { "Resume" } else { "Pause" }}</button>
+                </div>
+                <span class="link-status" id="link-status" data-status=move || format!("{:?}", link.get()).to_lowercase()>
+                    {move || match (link.get(), paused.get()) {
+                        (_, true) => "Paused",
+                        (Link::Live, _) => "Live",
+                        (Link::Connecting, _) => "Connecting…",
+                        (Link::Reconnecting, _) => "Reconnecting…",
+                    }}
+                </span>
+            </div>
+            {move || list_error.get().map(|e| view! { <ErrorNotice error=e /> })}
+            {move || stale_for.get().map(|s| view! {
+                <p class="stale-banner" id="stale-banner" role="status">{format!("No report for {s} s: the map may be out of date.")}</p>
+            })}
+            <div class="map-body">
+                {move || {
+                    let empty = shown.with(BTreeMap::is_empty);
+                    if empty && received_first.get() && no_probe.get() {
+                        let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
+                        view! {
+                            <div class="empty-state" id="empty-state">
+                                <h2>"Waiting for the first report"</h2>
+                                <p>"Run a probe on each host you want to see, with this instance's probe token (shown once when the instance was made; rotate it on the "
+                                    <A href=move || format!("/instances/{}", instance.get())>"instance page"</A>" to get a new one):"</p>
+                                <pre class="command">{format!("scopehub probe --url {origin} --token shp_…")}</pre>
+                                <pre class="command">{format!("docker run -d --name scope-probe --net=host --pid=host --privileged -v /var/run/docker.sock:/var/run/docker.sock weaveworks/scope:1.13.2 --mode=probe --probe-only --probe.token=shp_… {origin}")}</pre>
+                                <p class="muted">"This page switches to the map by itself when the first report arrives."</p>
+                            </div>
+                        }.into_any()
+                    } else if empty && received_first.get() {
+                        view! { <p class="empty-state" id="empty-view">"Nothing to show in this view with these options."</p> }.into_any()
+                    } else if empty {
+                        view! { <p class="loading" role="status">"Loading the map…"</p> }.into_any()
+                    } else if mode.get() == "table" {
+                        view! { <NodeTable nodes=shown selected=selected matches=matches on_select=select /> }.into_any()
+                    } else {
+                        view! { <Graph nodes=shown layout=positions selected=selected matches=matches on_select=select fit_request=fit_request /> }.into_any()
+                    }
+                }}
+                {move || selected.get().map(|node| view! {
+                    <NodeDetailsPanel instance=instance view=details_view node=Signal::derive(move || node.clone())
+                        options=details_options on_close=close_details on_open=open_link />
+                })}
+            </div>
+        </section>
+    }
+}
