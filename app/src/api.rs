@@ -395,9 +395,23 @@ fn with_query(path: String, query: &str) -> String {
     }
 }
 
+/// Any parameter makes the collector apply the options' defaults (Scope's rule), as the websocket
+/// always does with its tick: so counts and details match what the live view shows.
+fn with_defaults(query: &str) -> String {
+    if query.is_empty() {
+        "t=2s".to_owned()
+    } else {
+        format!("t=2s&{query}")
+    }
+}
+
 /// The views with their options and node counts (`query` holds the view options, URL-encoded).
 pub async fn topologies(instance: &str, query: &str) -> Result<Vec<TopologyDesc>, ApiError> {
-    get_json(&with_query(app_path(instance, "topology"), query)).await
+    get_json(&with_query(
+        app_path(instance, "topology"),
+        &with_defaults(query),
+    ))
+    .await
 }
 
 pub async fn node_details(
@@ -410,7 +424,7 @@ pub async fn node_details(
         instance,
         &format!("topology/{}/{}", js_sys_encode(view), js_sys_encode(node)),
     );
-    let answer: NodeAnswer = get_json(&with_query(path, query)).await?;
+    let answer: NodeAnswer = get_json(&with_query(path, &with_defaults(query))).await?;
     Ok(answer.node)
 }
 
@@ -452,11 +466,7 @@ pub fn topology_socket(
     };
     let host = location.host().map_err(|_| unreachable_server("no host"))?;
     let path = app_path(instance, &format!("topology/{}/ws", js_sys_encode(view)));
-    let ticks = if query.is_empty() {
-        "t=2s".to_owned()
-    } else {
-        format!("t=2s&{query}")
-    };
+    let ticks = with_defaults(query);
     let socket = web_sys::WebSocket::new(&format!("{scheme}://{host}{path}?{ticks}"))
         .map_err(|_| unreachable_server("the live connection could not be opened"))?;
     let on_message =

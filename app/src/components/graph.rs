@@ -11,6 +11,8 @@ use topomap::layout::{Layout, Point};
 
 /// Radius of a node's shape, in layout units (the layout keeps nodes 110 apart).
 const R: f64 = 26.0;
+/// How far below a node's centre its two labels end.
+const LABELS: f64 = R + 36.0;
 
 /// The SVG path of a node's shape, centred on 0,0.
 pub fn shape_path(shape: &str, r: f64) -> String {
@@ -117,13 +119,23 @@ fn zoom_at(v: View, factor: f64, cx: f64, cy: f64) -> View {
     }
 }
 
-/// An edge's path: from the source's border towards the target's, slightly curved so that edges
-/// both ways stay apart.
+/// An edge's path: from the source towards the target's border, slightly curved so that edges
+/// both ways stay apart. Downward edges leave from below the source's labels, not across them.
 fn edge_path(a: Point, b: Point) -> String {
-    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    let downward = b.y > a.y + R;
+    let origin = if downward {
+        Point {
+            x: a.x,
+            y: a.y + LABELS,
+        }
+    } else {
+        a
+    };
+    let (dx, dy) = (b.x - origin.x, b.y - origin.y);
     let len = (dx * dx + dy * dy).sqrt().max(1.0);
     let (ux, uy) = (dx / len, dy / len);
-    let start = (a.x + ux * R, a.y + uy * R);
+    let gap = if downward { 4.0 } else { R };
+    let start = (origin.x + ux * gap, origin.y + uy * gap);
     let end = (b.x - ux * (R + 6.0), b.y - uy * (R + 6.0));
     let bend = (len * 0.08).min(30.0);
     let mid = (
