@@ -116,8 +116,6 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _three = loadgen(&base, &token, 3);
-
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/login")).await;
     browser.type_into("#login-email", ADMIN).await;
@@ -125,10 +123,14 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     browser.click_css("form button[type=submit]").await;
     browser.wait_for_url(|u| !u.contains("/login")).await;
 
-    // The hosts view draws the three hosts; the menu counts them.
+    // Before any report: the probe commands; the map replaces them by itself once reports arrive.
     browser
         .goto(&format!("{base}/instances/{id}/map?view=hosts"))
         .await;
+    browser
+        .wait_for_text("#empty-state", |t| t.contains("scopehub probe --url"))
+        .await;
+    let _three = loadgen(&base, &token, 3);
     eventually(
         Duration::from_secs(30),
         "three hosts on the graph",
@@ -222,8 +224,48 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     .await;
     let before = positions(&browser).await;
 
-    // A fourth host starts reporting: it appears, and nobody else moves.
+    // Zooming changes the view, "Fit" brings everything back into it.
+    let transform = || async {
+        browser
+            .execute(
+                "return document.querySelector('.graph-canvas > g[transform]').getAttribute('transform');",
+                vec![],
+            )
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let fitted = transform().await;
+    browser
+        .click_css(".graph-controls button[aria-label='Zoom in']")
+        .await;
+    assert_ne!(transform().await, fitted);
+    browser.click_css("#fit-graph").await;
+    eventually(Duration::from_secs(5), "fit to screen", || async {
+        (transform().await == fitted).then_some(())
+    })
+    .await;
+
+    // Paused, the map holds still; a fourth host starts reporting meanwhile.
+    browser.click_css("#pause").await;
+    browser
+        .wait_for_text("#link-status", |t| t == "Paused")
+        .await;
     let _four = loadgen(&base, &token, 4);
+    eventually(
+        Duration::from_secs(30),
+        "the fourth host counted",
+        || async {
+            let text = browser.find(".view-tab[data-view='hosts'] .count").await?;
+            (browser.text(&text).await? == "4").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(count(&browser, ".graph .node").await, 3, "paused");
+
+    // Resumed: it appears, and nobody else moves.
+    browser.click_css("#pause").await;
     eventually(Duration::from_secs(30), "a fourth host", || async {
         (count(&browser, ".graph .node").await == 4).then_some(())
     })
@@ -247,6 +289,17 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
             None => String::new(),
         };
         (text == "Live" && count(&browser, ".graph .node").await >= 3).then_some(())
+    })
+    .await;
+    // When the probes stop, the page says the map may be out of date.
+    drop(_three);
+    drop(_four);
+    eventually(Duration::from_secs(60), "the stale banner", || async {
+        let banner = browser.find("#stale-banner").await?;
+        browser
+            .text(&banner)
+            .await
+            .filter(|t| t.contains("out of date"))
     })
     .await;
     browser.quit().await;
