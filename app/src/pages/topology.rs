@@ -19,8 +19,21 @@ use crate::components::graph::Graph;
 use crate::components::node_details::{NodeDetailsPanel, NodeLink};
 use crate::components::node_table::NodeTable;
 
-/// Views with more nodes than this open as a table (`?mode=graph` still draws them).
+/// Views with more nodes than this open as a table (`?mode=graph` still draws them). Each browser
+/// can change it (kept in local storage under `GRAPH_LIMIT_KEY`).
 pub const GRAPH_LIMIT: usize = 1_000;
+const GRAPH_LIMIT_KEY: &str = "scopehub.graphLimit";
+
+fn storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+fn saved_graph_limit() -> usize {
+    storage()
+        .and_then(|s| s.get_item(GRAPH_LIMIT_KEY).ok()?)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(GRAPH_LIMIT)
+}
 /// Query keys that are the page's own; every other key is a view option passed to the API.
 const PAGE_KEYS: [&str; 5] = ["view", "mode", "node", "q", "pins"];
 /// Scope's window: with no report for longer, the map is stale.
@@ -311,9 +324,18 @@ pub fn TopologyMap() -> impl IntoView {
         }))
     });
 
+    let graph_limit = RwSignal::new(saved_graph_limit());
+    let set_graph_limit = move |value: String| {
+        if let Ok(n) = value.trim().parse::<usize>() {
+            graph_limit.set(n);
+            if let Some(s) = storage() {
+                let _ = s.set_item(GRAPH_LIMIT_KEY, &n.to_string());
+            }
+        }
+    };
     let mode = Memo::new(move |_| {
         state.with(|s| s.mode.clone()).unwrap_or_else(|| {
-            if shown.with(BTreeMap::len) > GRAPH_LIMIT {
+            if shown.with(BTreeMap::len) > graph_limit.get() {
                 "table".into()
             } else {
                 "graph".into()
@@ -524,6 +546,9 @@ pub fn TopologyMap() -> impl IntoView {
                         on:click={let set_mode = set_mode.clone(); move |_| set_mode("graph")}>"Graph"</button>
                     <button type="button" id="mode-table" class="tab" class:active=move || mode.get() == "table"
                         on:click={let set_mode = set_mode.clone(); move |_| set_mode("table")}>"Table"</button>
+                    <label class="graph-limit" title="Views with more nodes open as a table">"Graph up to "
+                        <input type="number" id="graph-limit" min="0" step="100" prop:value=move || graph_limit.get().to_string()
+                            on:change=move |ev| set_graph_limit(event_target_value(&ev)) />" nodes"</label>
                     <button type="button" id="pause" class="tab" class:active=move || paused.get()
                         on:click=move |_| paused.update(|p| *p = !*p)>{move || if paused.get() { "Resume" } else { "Pause" }}</button>
                 </div>

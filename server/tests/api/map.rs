@@ -291,6 +291,20 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
         (text == "Live" && count(&browser, ".graph .node").await >= 3).then_some(())
     })
     .await;
+    // A view larger than the browser's graph limit opens as a table; the limit is remembered.
+    browser
+        .execute(
+            "const i = document.querySelector('#graph-limit'); i.value = '2'; i.dispatchEvent(new Event('change', {bubbles: true}));",
+            vec![],
+        )
+        .await;
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=hosts"))
+        .await;
+    browser.wait_for("#node-table tbody tr").await;
+    assert_eq!(browser.value("#graph-limit").await, "2");
+    assert_eq!(count(&browser, ".graph").await, 0);
+
     // When the probes stop, the page says the map may be out of date.
     drop(_three);
     drop(_four);
