@@ -237,21 +237,48 @@ pub fn layout<'a>(
         }
     }
     order(&g, &mut layers, &rank, opts.sweeps);
+    // A graph far deeper than wide (long chains, rings of services) would be a thin column: its
+    // ranks are folded into bands of at most `rows` ranks, set side by side.
+    let connected_count = connected.len().max(1) as f64;
+    let rows = (connected_count.sqrt().ceil() as usize).max(8);
+    let bands: Vec<&[Vec<usize>]> = layers.chunks(rows).collect();
     let mut positions = BTreeMap::new();
-    for (r, layer) in layers.iter().enumerate() {
-        let width = layer.len() as f64;
-        for (i, &v) in layer.iter().enumerate() {
-            positions.insert(
-                g.ids[v].clone(),
-                Point {
-                    x: (i as f64 - (width - 1.0) / 2.0) * opts.node_sep,
-                    y: r as f64 * opts.rank_sep,
-                },
-            );
+    let mut left = 0.0;
+    let mut total_width = 0.0;
+    for band in &bands {
+        let band_width = band.iter().map(Vec::len).max().unwrap_or(0).max(1) as f64;
+        for (r, layer) in band.iter().enumerate() {
+            let width = layer.len() as f64;
+            for (i, &v) in layer.iter().enumerate() {
+                positions.insert(
+                    g.ids[v].clone(),
+                    Point {
+                        x: left
+                            + ((band_width - 1.0) / 2.0 + i as f64 - (width - 1.0) / 2.0)
+                                * opts.node_sep,
+                        y: r as f64 * opts.rank_sep,
+                    },
+                );
+            }
+        }
+        left += (band_width + 1.0) * opts.node_sep;
+        total_width = left - opts.node_sep;
+    }
+    // Centre the graph on x = 0, as the grid below is.
+    let shift = (total_width - opts.node_sep) / 2.0;
+    if bands.len() > 1 {
+        for p in positions.values_mut() {
+            p.x -= shift;
+        }
+    } else if let Some(band) = bands.first() {
+        let band_width = band.iter().map(Vec::len).max().unwrap_or(0).max(1) as f64;
+        for p in positions.values_mut() {
+            p.x -= (band_width - 1.0) / 2.0 * opts.node_sep;
         }
     }
+    let depth = bands.first().map_or(0, |b| b.len());
     // Unconnected nodes: a grid under the graph, about as wide as its widest rank.
-    let widest = layers.iter().map(Vec::len).max().unwrap_or(0);
+    let widest = layers.iter().map(Vec::len).max().unwrap_or(0) * bands.len().max(1);
     let columns = widest
         .max((lonely.len() as f64).sqrt().ceil() as usize)
         .max(1);
@@ -513,6 +540,25 @@ mod tests {
         // And an update with nothing new is the identity.
         let same = update(&after, ids.iter().map(String::as_str), &edges, &opts);
         assert_eq!(same, after);
+    }
+
+    #[test]
+    fn deep_graphs_fold_into_bands() {
+        // A ring of 600 services, each calling the next two: hundreds of ranks deep.
+        let opts = Options::default();
+        let ids: Vec<String> = (0..600).map(|i| format!("s{i:03}")).collect();
+        let edges: Vec<(String, String)> = (0..600)
+            .flat_map(|i| [(i, (i + 1) % 600), (i, (i + 2) % 600)])
+            .map(|(a, b)| (ids[a].clone(), ids[b].clone()))
+            .collect();
+        let l = layout(ids.iter().map(String::as_str), &edges, &opts);
+        assert_no_overlap(&l, &opts);
+        let (lo, hi) = l.bounds().unwrap();
+        let (w, h) = (hi.x - lo.x + opts.node_sep, hi.y - lo.y + opts.rank_sep);
+        assert!(h / w < 3.0 && w / h < 3.0, "{w} × {h}");
+        // Within a band, what a node calls is still below it.
+        let (a, b) = (l.positions["s010"], l.positions["s011"]);
+        assert!(b.y > a.y || b.x > a.x, "{a:?} {b:?}");
     }
 
     #[test]
