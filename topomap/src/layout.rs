@@ -240,7 +240,7 @@ pub fn layout<'a>(
     // A graph far deeper than wide (long chains, rings of services) would be a thin column: its
     // ranks are folded into bands of at most `rows` ranks, set side by side.
     let connected_count = connected.len().max(1) as f64;
-    let rows = (connected_count.sqrt().ceil() as usize).max(8);
+    let rows = (connected_count.sqrt().ceil() as usize).max(12);
     let bands: Vec<&[Vec<usize>]> = layers.chunks(rows).collect();
     let mut positions = BTreeMap::new();
     let mut left = 0.0;
