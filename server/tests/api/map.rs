@@ -276,6 +276,36 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     }
     assert!(after.contains_key(&host(3)));
 
+    // Hovering a node dims all but it and its neighbours. The two load generators connect each host
+    // to the next one (modulo 3 and modulo 4): host 1's neighbours are hosts 0 and 2.
+    let hover = |event: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .execute(
+                    "document.querySelector(`.graph .node[data-id=\"${arguments[0]}\"]`).dispatchEvent(new MouseEvent(arguments[1]));",
+                    vec![json!(host(1)), json!(event)],
+                )
+                .await;
+        }
+    };
+    hover("mouseenter").await;
+    eventually(Duration::from_secs(10), "host 3 dimmed alone", || async {
+        let dimmed = count(&browser, ".graph .node.dim").await;
+        let three = count(
+            &browser,
+            &format!(".graph .node.dim[data-id='{}']", host(3)),
+        )
+        .await;
+        (dimmed == 1 && three == 1).then_some(())
+    })
+    .await;
+    hover("mouseleave").await;
+    eventually(Duration::from_secs(10), "nothing dimmed", || async {
+        (count(&browser, ".graph .node.dim").await == 0).then_some(())
+    })
+    .await;
+
     // The server restarts: the page says it is reconnecting, then shows the map again.
     drop(server);
     browser
