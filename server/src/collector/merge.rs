@@ -188,7 +188,16 @@ impl Topology {
             (&mut self.table_templates, &other.table_templates),
         ] {
             for (k, v) in theirs {
-                mine.entry(k.clone()).or_insert_with(|| v.clone());
+                // Templates of one id from several probes: the higher priority wins (Scope's rule).
+                let priority = |t: &serde_json::Value| {
+                    t.get("priority").and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+                };
+                match mine.get(k) {
+                    Some(existing) if priority(existing) >= priority(v) => {}
+                    _ => {
+                        mine.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
     }
@@ -332,6 +341,22 @@ mod tests {
             merged.topology("Endpoint").unwrap().nodes.len(),
             d2.topology("Endpoint").unwrap().nodes.len()
         );
+    }
+
+    #[test]
+    fn templates_of_one_id_keep_the_higher_priority() {
+        let topology = |label: &str, priority: f64| Topology {
+            metadata_templates: BTreeMap::from([(
+                "os".to_owned(),
+                serde_json::json!({"id": "os", "label": label, "priority": priority}),
+            )]),
+            ..Topology::default()
+        };
+        let mut a = topology("OS", 12.0);
+        a.merge(&topology("Operating system", 3.0));
+        assert_eq!(a.metadata_templates["os"]["label"], "OS");
+        a.merge(&topology("System", 20.0));
+        assert_eq!(a.metadata_templates["os"]["label"], "System");
     }
 
     #[test]
