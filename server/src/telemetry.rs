@@ -66,6 +66,8 @@ struct MetricsInner {
     reconcile_duration: Histogram,
     reconcile_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     shard_instances: Family<ShardLabels, Gauge>,
+    collector_renders: Counter,
+    collector_render_hits: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +125,18 @@ impl Metrics {
             "Instances each collector shard holds",
             shard_instances.clone(),
         );
+        let collector_renders = Counter::default();
+        let collector_render_hits = Counter::default();
+        registry.register(
+            "collector_renders",
+            "Views rendered from a merged window",
+            collector_renders.clone(),
+        );
+        registry.register(
+            "collector_render_cache_hits",
+            "View requests and websocket ticks answered from an earlier render of the same window",
+            collector_render_hits.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -132,7 +146,18 @@ impl Metrics {
                 reconcile_duration,
                 reconcile_lag,
                 shard_instances,
+                collector_renders,
+                collector_render_hits,
             }),
+        }
+    }
+
+    /// One view rendered (`hit = false`) or served from the render cache (`hit = true`).
+    pub fn record_render(&self, hit: bool) {
+        if hit {
+            self.inner.collector_render_hits.inc();
+        } else {
+            self.inner.collector_renders.inc();
         }
     }
 

@@ -11,17 +11,18 @@ use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Serialize;
 use serde_json::{Value, json};
 use shared::instances::InstanceState;
-use shared::topology::{Diff, NodeAnswer, ProbeStatus, TopologyAnswer};
+use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
 use super::render::summary::NodeSummary;
 use super::render::topologies::{self, TopologyDesc};
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::Snapshot;
+use super::slot::{Snapshot, Summaries};
 use crate::app::AppState;
 use crate::error::{Error, Json, Result};
 use crate::frontend::auth::{Approved, Identity};
@@ -89,15 +90,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Internal(e.into()))
 }
 
-/// The instance's window merged for rendering, from the slot's cache when it is current.
-async fn window_report(state: &AppState, instance: &str) -> Result<Arc<Report>> {
+/// The instance's window merged for rendering, from the slot's cache when it is current, with its
+/// generation (0 when the instance has no slot here).
+async fn window_report(state: &AppState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let snapshot = state
         .collector
         .with_slot(instance, |slot| slot.snapshot(now))
         .unwrap_or(Snapshot::Window(0, Vec::new()));
     let (generation, window) = match snapshot {
-        Snapshot::Merged(report) => return Ok(report),
+        Snapshot::Merged(generation, report) => return Ok((generation, report)),
         Snapshot::Window(generation, window) => (generation, window),
     };
     let merged =
@@ -105,7 +107,44 @@ async fn window_report(state: &AppState, instance: &str) -> Result<Arc<Report>> 
     state.collector.with_slot(instance, |slot| {
         slot.cache_merged(generation, merged.clone())
     });
-    Ok(merged)
+    Ok((generation, merged))
+}
+
+/// A view's summaries for the window as it is now: rendered once per window generation, view and
+/// options, then shared by every request and websocket tick that asks for the same. `None` for an
+/// unknown view.
+async fn summaries(
+    state: &AppState,
+    instance: &str,
+    view: &str,
+    query: &topologies::Query,
+) -> Result<Option<Arc<Summaries>>> {
+    let (generation, report) = window_report(state, instance).await?;
+    let key = query.cache_key(view);
+    if let Some(hit) = state
+        .collector
+        .with_slot(instance, |slot| slot.cached_render(generation, &key))
+        .flatten()
+    {
+        state.metrics.record_render(true);
+        return Ok(Some(hit));
+    }
+    let now = render_time(state);
+    let (view_id, q) = (view.to_owned(), query.clone());
+    let rendered = blocking(move || {
+        let mut ctx = Ctx::new(&report, now);
+        topologies::topology(&mut ctx, &view_id, &q)
+    })
+    .await?;
+    let Some(nodes) = rendered else {
+        return Ok(None);
+    };
+    state.metrics.record_render(false);
+    let nodes = Arc::new(nodes);
+    state.collector.with_slot(instance, |slot| {
+        slot.cache_render(generation, key, nodes.clone())
+    });
+    Ok(Some(nodes))
 }
 
 fn render_time(state: &AppState) -> Time {
@@ -124,11 +163,22 @@ async fn for_render(
     instance: &str,
     view: Option<&str>,
 ) -> Result<(Arc<Report>, Time)> {
+    check_view(state, identity, instance, view).await?;
+    Ok((window_report(state, instance).await?.1, render_time(state)))
+}
+
+/// Checks the caller may read the instance, and that `view` exists.
+async fn check_view(
+    state: &AppState,
+    identity: &Identity,
+    instance: &str,
+    view: Option<&str>,
+) -> Result<()> {
     readable(state, identity, instance).await?;
     if view.is_some_and(|v| !views::VIEWS.contains(&v)) {
         return Err(unknown_view());
     }
-    Ok((window_report(state, instance).await?, render_time(state)))
+    Ok(())
 }
 
 /// `GET …/api/topology`: every view with its options and the stats this query gives.
@@ -147,21 +197,24 @@ async fn topology_list(
     Ok(Json(list))
 }
 
-/// `GET …/api/topology/{view}`: the view's nodes, summarised.
+#[derive(Serialize)]
+struct NodesAnswer<'a> {
+    nodes: &'a Summaries,
+}
+
+/// `GET …/api/topology/{view}`: the view's nodes, summarised (Scope's `TopologyAnswer`).
 async fn topology(
     State(state): State<AppState>,
     Approved(identity): Approved,
     Path((instance, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<TopologyAnswer>> {
-    let (report, now) = for_render(&state, &identity, &instance, Some(&view)).await?;
-    let nodes = blocking(move || {
-        let mut ctx = Ctx::new(&report, now);
-        topologies::topology(&mut ctx, &view, &topologies::Query::parse(raw.as_deref()))
-    })
-    .await?
-    .ok_or_else(unknown_view)?;
-    Ok(Json(TopologyAnswer { nodes }))
+) -> Result<axum::response::Response> {
+    check_view(&state, &identity, &instance, Some(&view)).await?;
+    let query = topologies::Query::parse(raw.as_deref());
+    let nodes = summaries(&state, &instance, &view, &query)
+        .await?
+        .ok_or_else(unknown_view)?;
+    Ok(Json(NodesAnswer { nodes: &nodes }).into_response())
 }
 
 /// `GET …/api/topology/{view}/{node}`: one node's details (the id is percent-decoded, so `%2F`
@@ -292,7 +345,7 @@ async fn stream_topology(
     tick: Duration,
     mut socket: WebSocket,
 ) {
-    let mut previous = BTreeMap::new();
+    let mut previous: Arc<Summaries> = Arc::default();
     let mut first = true;
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -313,17 +366,7 @@ async fn stream_topology(
                 return;
             }
         }
-        let Ok(report) = window_report(&state, &instance).await else {
-            return;
-        };
-        let now = render_time(&state);
-        let (view_id, q) = (view.clone(), query.clone());
-        let Ok(Some(current)) = blocking(move || {
-            let mut ctx = Ctx::new(&report, now);
-            topologies::topology(&mut ctx, &view_id, &q)
-        })
-        .await
-        else {
+        let Ok(Some(current)) = summaries(&state, &instance, &view, &query).await else {
             return;
         };
         let frame = diff(&previous, &current, first);

@@ -190,7 +190,9 @@ impl Topology {
             for (k, v) in theirs {
                 // Templates of one id from several probes: the higher priority wins (Scope's rule).
                 let priority = |t: &serde_json::Value| {
-                    t.get("priority").and_then(serde_json::Value::as_f64).unwrap_or(0.0)
+                    t.get("priority")
+                        .and_then(serde_json::Value::as_f64)
+                        .unwrap_or(0.0)
                 };
                 match mine.get(k) {
                     Some(existing) if priority(existing) >= priority(v) => {}

@@ -1,10 +1,11 @@
 //! One instance's place on a collector shard: its reports of the last window, the probes that sent
 //! them, and the limits that guard it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use shared::instances::{Limits, ProbeInfo, Usage};
+use shared::topology::NodeSummary;
 
 use super::report::Report;
 
@@ -34,11 +35,22 @@ pub struct Slot {
     /// Bumped whenever the window changes, so a merge of it can be reused until then.
     generation: u64,
     merged: Option<(u64, Arc<Report>)>,
+    /// Rendered views of the window at `renders_generation`, by view and query, shared by every
+    /// reader (requests and websocket ticks) until the window changes.
+    renders: HashMap<String, Arc<Summaries>>,
+    renders_generation: u64,
 }
+
+/// A view's nodes, summarised, by id.
+pub type Summaries = BTreeMap<String, NodeSummary>;
+
+/// Renders kept per instance (views × option sets in use); beyond this, new ones are not kept.
+const MAX_RENDERS: usize = 64;
 
 /// What a reader needs to render the window: the cached merge if it is current, else the reports.
 pub enum Snapshot {
-    Merged(Arc<Report>),
+    /// The window's generation and its cached merge.
+    Merged(u64, Arc<Report>),
     Window(u64, Vec<Arc<Report>>),
 }
 
@@ -55,6 +67,8 @@ impl Slot {
             activated: false,
             generation: 0,
             merged: None,
+            renders: HashMap::new(),
+            renders_generation: 0,
         }
     }
 
@@ -116,12 +130,34 @@ impl Slot {
         self.prune(now_ms);
         match &self.merged {
             Some((generation, merged)) if *generation == self.generation => {
-                Snapshot::Merged(merged.clone())
+                Snapshot::Merged(*generation, merged.clone())
             }
             _ => Snapshot::Window(
                 self.generation,
                 self.reports.iter().map(|(_, r)| r.clone()).collect(),
             ),
+        }
+    }
+
+    /// A render of the window at `generation` under `key` (view and query), if one was kept.
+    pub fn cached_render(&self, generation: u64, key: &str) -> Option<Arc<Summaries>> {
+        if generation != self.generation || generation != self.renders_generation {
+            return None;
+        }
+        self.renders.get(key).cloned()
+    }
+
+    /// Keeps a render of the window as it was at `generation`.
+    pub fn cache_render(&mut self, generation: u64, key: String, summaries: Arc<Summaries>) {
+        if generation != self.generation {
+            return;
+        }
+        if self.renders_generation != generation {
+            self.renders.clear();
+            self.renders_generation = generation;
+        }
+        if self.renders.len() < MAX_RENDERS {
+            self.renders.insert(key, summaries);
         }
     }
 
@@ -219,7 +255,7 @@ mod tests {
             generation,
             Arc::new(Report::merge_all(reports.iter().map(|r| r.as_ref()))),
         );
-        assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(_)));
+        assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(..)));
         // A new report, or an old one leaving the window, makes the cached merge stale.
         slot.accept(probe("a", 0), Report::default(), 3_000);
         assert!(matches!(slot.snapshot(3_000), Snapshot::Window(_, _)));
@@ -230,8 +266,17 @@ mod tests {
             generation,
             Arc::new(Report::merge_all(reports.iter().map(|r| r.as_ref()))),
         );
-        assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(_)));
+        assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(..)));
         assert!(matches!(slot.snapshot(16_500), Snapshot::Window(_, ref w) if w.len() == 1));
+        // Renders are kept for the generation they were made from, and dropped when it changes.
+        let Snapshot::Window(generation, _) = slot.snapshot(16_500) else {
+            unreachable!()
+        };
+        slot.cache_render(generation, "hosts?".into(), Arc::new(Summaries::new()));
+        assert!(slot.cached_render(generation, "hosts?").is_some());
+        assert!(slot.cached_render(generation, "processes?").is_none());
+        slot.accept(probe("a", 0), Report::default(), 17_000);
+        assert!(slot.cached_render(generation, "hosts?").is_none());
         // A merge computed for an older generation is not kept.
         slot.cache_merged(generation, Arc::new(Report::default()));
         assert!(matches!(slot.snapshot(16_500), Snapshot::Window(_, _)));

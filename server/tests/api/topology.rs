@@ -388,3 +388,50 @@ async fn the_topology_websocket_sends_diffs() {
         401
     );
 }
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+#[tokio::test]
+async fn one_render_serves_every_reader_until_the_window_changes() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    post_msgpack(&app, &token, "probe-full-4").await;
+    let counts = || async {
+        let text = app
+            .client
+            .get(app.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (
+            metric(&text, "scopehub_collector_renders_total"),
+            metric(&text, "scopehub_collector_render_cache_hits_total"),
+        )
+    };
+    let (renders, hits) = counts().await;
+    let path = format!("/api/app/{id}/api/topology/processes?unconnected=show");
+    let (_, first) = alice.get(&path).await;
+    for _ in 0..3 {
+        assert_eq!(alice.get(&path).await.1, first);
+    }
+    assert_eq!(counts().await, (renders + 1, hits + 3));
+    // Other options are another render; so is the same view after a new report.
+    alice
+        .get(&format!(
+            "/api/app/{id}/api/topology/processes?unconnected=hide"
+        ))
+        .await;
+    assert_eq!(counts().await.0, renders + 2);
+    post_msgpack(&app, &token, "probe-full-1").await;
+    alice.get(&path).await;
+    assert_eq!(counts().await.0, renders + 3);
+}

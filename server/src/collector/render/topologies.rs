@@ -458,6 +458,18 @@ impl Query {
         }
     }
 
+    /// What determines a view's render: the view, whether defaults apply, and the parameters other
+    /// than the websocket's tick.
+    pub fn cache_key(&self, view: &str) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "t")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{view}?{}&{}", self.any, params.join("&"))
+    }
+
     pub fn censor(&self) -> Censor {
         let on = |k: &str| self.params.get(k).is_some_and(|v| v == "true");
         Censor {
