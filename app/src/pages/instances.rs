@@ -100,6 +100,62 @@ pub fn Instance() -> impl IntoView {
         .unwrap_or_default();
     let token_for_this = move || fresh.0.get().filter(|(i, _)| *i == id()).map(|(_, t)| t);
 
+    // Just after creation (its token on screen), watch for the first report: when the instance turns
+    // active, the page switches to its live map by itself. The watch has its own resource, so the
+    // page (and the token being copied) is redrawn only when the state changes.
+    let watch_tick = RwSignal::new(0u64);
+    let armed = StoredValue::new(false);
+    let watch = LocalResource::new(move || {
+        watch_tick.track();
+        api::instance(id())
+    });
+    let watcher = set_interval_with_handle(
+        move || {
+            if fresh
+                .0
+                .with_untracked(|f| f.as_ref().is_some_and(|(i, _)| *i == id()))
+            {
+                watch_tick.update(|t| *t += 1);
+            }
+        },
+        std::time::Duration::from_secs(2),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = watcher {
+            h.clear();
+        }
+    });
+    {
+        let navigate = use_navigate();
+        Effect::new(move |_| {
+            let Some(Ok(now)) = watch.get() else {
+                return;
+            };
+            if token_for_this().is_none() {
+                return;
+            }
+            let shown = details.with_untracked(|d| {
+                d.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|d| d.instance.state)
+            });
+            // Only the first report switches (a token rotated on an active instance does not):
+            // the watch arms once it has seen the instance not yet active with its token on screen.
+            if now.instance.state != InstanceState::Active {
+                armed.set_value(true);
+            } else if armed.get_value() {
+                armed.set_value(false);
+                fresh.0.set(None);
+                navigate(&format!("/instances/{}/map", id()), Default::default());
+                return;
+            }
+            if shown.is_some_and(|s| s != now.instance.state) {
+                details.refetch();
+            }
+        });
+    }
+
     let role = move |org: &str| {
         session.me.with(|m| {
             m.as_ref()
@@ -163,7 +219,8 @@ pub fn Instance() -> impl IntoView {
     view! {
         <section class="instance">
             <FormError error=error />
-            <Suspense fallback=|| view! { <Loading what="the instance" /> }>
+            // Transition: reloads (the watch for the first report) keep the page on screen.
+            <Transition fallback=|| view! { <Loading what="the instance" /> }>
                 {move || details.get().map(|result| match result {
                     Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
                     Ok(d) => {
@@ -184,6 +241,11 @@ pub fn Instance() -> impl IntoView {
                             })}
                             {i.suspension_reason.clone().map(|r| view! {
                                 <p class="error-notice" role="status">{if i.suspended_by_site { "Suspended by the site's administrators: " } else { "Suspended: " }}{r}</p>
+                            })}
+                            {move || token_for_this().map(|_| view! {
+                                <p class="notice" id="waiting-for-report" role="status">
+                                    "Waiting for the first report: this page opens the live map by itself when it arrives."
+                                </p>
                             })}
                             {move || token_for_this().map(|token| {
                                 let scope = format!(
@@ -281,7 +343,7 @@ pub fn Instance() -> impl IntoView {
                         }.into_any()
                     }
                 })}
-            </Suspense>
+            </Transition>
         </section>
     }
 }

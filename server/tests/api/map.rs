@@ -93,7 +93,7 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     server.wait_ready().await;
     let base = server.url.clone();
 
-    // An admin with an instance, fed by three synthetic hosts.
+    // An admin, logged in through the page.
     let mut agent = Agent::for_url(&base);
     agent
         .post(
@@ -103,19 +103,6 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
         .await;
     let (_, me) = agent.login(ADMIN, PASSWORD).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (_, created) = agent
-        .post("/api/instances", json!({"org_id": org, "name": "lab"}))
-        .await;
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    let token = created["probe_token"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while agent.get(&format!("/api/instances/{id}")).await.1["instance"]["state"] != "ready" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the instance never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let browser = Browser::start().await;
     browser.goto(&format!("{base}/login")).await;
     browser.type_into("#login-email", ADMIN).await;
@@ -123,14 +110,78 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     browser.click_css("form button[type=submit]").await;
     browser.wait_for_url(|u| !u.contains("/login")).await;
 
-    // Before any report: the probe commands; the map replaces them by itself once reports arrive.
+    // An instance whose map has no report yet shows the probe commands, and the graph by itself once
+    // the first report arrives.
+    let (_, empty) = agent
+        .post("/api/instances", json!({"org_id": org, "name": "empty"}))
+        .await;
+    let empty_id = empty["instance"]["id"].as_str().unwrap().to_owned();
+    let empty_token = empty["probe_token"].as_str().unwrap().to_owned();
     browser
-        .goto(&format!("{base}/instances/{id}/map?view=hosts"))
+        .goto(&format!("{base}/instances/{empty_id}/map"))
         .await;
     browser
         .wait_for_text("#empty-state", |t| t.contains("scopehub probe --url"))
         .await;
+    let http = reqwest::Client::new();
+    let fixture = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope/probe-full-4.msgpack.gz");
+    eventually(Duration::from_secs(30), "the report accepted", || {
+        let request = http
+            .post(format!("{base}/api/report"))
+            .header("authorization", format!("Scope-Probe token={empty_token}"))
+            .header("content-type", "application/msgpack")
+            .header("content-encoding", "gzip")
+            .header("x-scope-probe-id", "71c372b17f588646")
+            .body(std::fs::read(&fixture).unwrap());
+        async move {
+            request
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the graph in place of the commands",
+        || async {
+            let nodes = count(&browser, ".graph .node").await;
+            (nodes > 0 && browser.find("#empty-state").await.is_none()).then_some(())
+        },
+    )
+    .await;
+
+    // Made in the page, an instance shows its token and waits; the first report opens its map.
+    browser.goto(&format!("{base}/orgs/{org}")).await;
+    browser.type_into("#instance-name", "lab").await;
+    browser
+        .click_css("#create-instance button[type=submit]")
+        .await;
+    let token = eventually(Duration::from_secs(30), "the probe token", || async {
+        let v = browser.value("#probe-token").await;
+        v.starts_with("shp_").then_some(v)
+    })
+    .await;
+    let url = browser.current_url().await;
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    browser
+        .wait_for_text("#waiting-for-report", |t| t.contains("live map"))
+        .await;
+    browser
+        .wait_for_text("#instance-state", |t| t == "ready")
+        .await;
     let _three = loadgen(&base, &token, 3);
+    browser
+        .wait_for_url(|u| u.ends_with(&format!("/instances/{id}/map")))
+        .await;
+
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=hosts"))
+        .await;
     eventually(
         Duration::from_secs(30),
         "three hosts on the graph",
