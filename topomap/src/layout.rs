@@ -326,7 +326,7 @@ pub fn update<'a>(
         occupied.insert(*p);
     }
     // Place new nodes with placed neighbours first, so chains of new nodes follow each other.
-    let mut pending: Vec<usize> = (0..g.ids.len())
+    let pending: Vec<usize> = (0..g.ids.len())
         .filter(|&v| !positions.contains_key(&g.ids[v]))
         .collect();
     // When most of the graph is new (a first report, a filter change), a fresh layout reads better
@@ -334,16 +334,44 @@ pub fn update<'a>(
     if pending.len() > 64 && pending.len() * 2 > g.ids.len() {
         return layout(g.ids.iter().map(String::as_str), edges, opts);
     }
-    while !pending.is_empty() {
-        let placed_neighbours = |v: usize, positions: &BTreeMap<String, Point>| {
-            g.inc[v]
-                .iter()
-                .chain(&g.out[v])
-                .filter(|w| positions.contains_key(&g.ids[**w]))
-                .count()
-        };
-        pending.sort_by_key(|&v| (usize::MAX - placed_neighbours(v, &positions), v));
-        let v = pending.remove(0);
+    // Breadth-first from what is placed, so a chain of new nodes follows its placed end; new nodes
+    // that touch nothing placed come last, in id order.
+    let mut queued = vec![false; g.ids.len()];
+    let touches_placed = |v: usize| {
+        g.inc[v]
+            .iter()
+            .chain(&g.out[v])
+            .any(|w| positions.contains_key(&g.ids[*w]))
+    };
+    let mut queue: VecDeque<usize> = pending
+        .iter()
+        .copied()
+        .filter(|&v| touches_placed(v))
+        .collect();
+    for &v in &queue {
+        queued[v] = true;
+    }
+    let mut order = Vec::with_capacity(pending.len());
+    let mut rest = pending.iter().copied();
+    loop {
+        while let Some(v) = queue.pop_front() {
+            order.push(v);
+            for &w in g.inc[v].iter().chain(&g.out[v]) {
+                if !queued[w] && !positions.contains_key(&g.ids[w]) {
+                    queued[w] = true;
+                    queue.push_back(w);
+                }
+            }
+        }
+        match rest.find(|&v| !queued[v]) {
+            Some(v) => {
+                queued[v] = true;
+                queue.push_back(v);
+            }
+            None => break,
+        }
+    }
+    for v in order {
         let at = |w: &usize| positions.get(&g.ids[*w]).copied();
         let above: Vec<Point> = g.inc[v].iter().filter_map(at).collect();
         let below: Vec<Point> = g.out[v].iter().filter_map(at).collect();
