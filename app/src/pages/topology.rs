@@ -390,55 +390,45 @@ pub fn TopologyMap() -> impl IntoView {
             go(s, false);
         }
     };
-    let set_option = {
+    // Changes within the current view (options, mode, search, pins) replace the history entry.
+    let change = {
         let go = go.clone();
-        move |key: String, value: String| {
+        move |f: &dyn Fn(&mut MapState)| {
             let mut s = state.get_untracked();
             s.view = Some(view_id.get_untracked());
-            s.options.insert(key, value);
+            f(&mut s);
             go(s, true);
+        }
+    };
+    let set_option = {
+        let change = change.clone();
+        move |key: String, value: String| {
+            change(&|s| {
+                s.options.insert(key.clone(), value.clone());
+            })
         }
     };
     let set_mode = {
-        let go = go.clone();
-        move |m: &str| {
-            let mut s = state.get_untracked();
-            s.view = Some(view_id.get_untracked());
-            s.mode = Some(m.to_owned());
-            go(s, true);
-        }
+        let change = change.clone();
+        move |m: &str| change(&|s| s.mode = Some(m.to_owned()))
     };
     let set_search = {
-        let go = go.clone();
-        move |q: String| {
-            let mut s = state.get_untracked();
-            s.view = Some(view_id.get_untracked());
-            s.q = q;
-            go(s, true);
-        }
+        let change = change.clone();
+        move |q: String| change(&|s| s.q = q.clone())
     };
     let pin = {
-        let go = go.clone();
+        let change = change.clone();
         move || {
-            let mut s = state.get_untracked();
-            let q = s.q.trim().to_owned();
-            if !q.is_empty() && !s.pins.contains(&q) {
-                s.pins.push(q);
-            }
-            s.q.clear();
-            s.view = Some(view_id.get_untracked());
-            go(s, true);
+            change(&|s| {
+                let q = s.q.trim().to_owned();
+                if !q.is_empty() && !s.pins.contains(&q) {
+                    s.pins.push(q);
+                }
+                s.q.clear();
+            })
         }
     };
-    let unpin = {
-        let go = go.clone();
-        move |term: String| {
-            let mut s = state.get_untracked();
-            s.pins.retain(|p| *p != term);
-            s.view = Some(view_id.get_untracked());
-            go(s, true);
-        }
-    };
+    let unpin = move |term: String| change(&|s| s.pins.retain(|p| *p != term));
 
     let stale_for = Memo::new(move |_| {
         let list = probes.get().and_then(Result::ok)?;

@@ -167,6 +167,15 @@ pub struct LatestEntry {
     pub value: String,
 }
 
+impl LatestEntry {
+    pub fn new(value: impl Into<String>, timestamp: Time) -> LatestEntry {
+        LatestEntry {
+            timestamp,
+            value: value.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     #[serde(default)]

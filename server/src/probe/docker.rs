@@ -158,13 +158,6 @@ impl Docker {
     }
 }
 
-fn latest(value: impl Into<String>, now: Time) -> LatestEntry {
-    LatestEntry {
-        timestamp: now,
-        value: value.into(),
-    }
-}
-
 fn short_id(id: &str) -> &str {
     id.strip_prefix("sha256:").unwrap_or(id)
 }
@@ -236,19 +229,23 @@ pub fn add_to_report(
             ("docker_container_created", c.created.to_string()),
             ("host_node_id", host_id.to_owned()),
         ] {
-            node.latest.insert(key.into(), latest(value, now));
+            node.latest.insert(key.into(), LatestEntry::new(value, now));
         }
         for (k, v) in c.labels.iter().flatten() {
-            node.latest
-                .insert(format!("docker_label_{k}"), latest(v.clone(), now));
+            node.latest.insert(
+                format!("docker_label_{k}"),
+                LatestEntry::new(v.clone(), now),
+            );
         }
         let host_network = c
             .host_config
             .as_ref()
             .is_some_and(|h| h.network_mode == "host");
         if host_network {
-            node.latest
-                .insert("docker_is_in_host_network".into(), latest("true", now));
+            node.latest.insert(
+                "docker_is_in_host_network".into(),
+                LatestEntry::new("true", now),
+            );
         }
         let ips: Vec<String> = c
             .network_settings
@@ -284,18 +281,21 @@ pub fn add_to_report(
             };
             image_node
                 .latest
-                .insert("docker_image_id".into(), latest(&image_id, now));
-            image_node
-                .latest
-                .insert("docker_image_name".into(), latest(&image_name, now));
+                .insert("docker_image_id".into(), LatestEntry::new(&image_id, now));
+            image_node.latest.insert(
+                "docker_image_name".into(),
+                LatestEntry::new(&image_name, now),
+            );
             if let Some(i) = image {
-                image_node
-                    .latest
-                    .insert("docker_image_size".into(), latest(i.size.to_string(), now));
+                image_node.latest.insert(
+                    "docker_image_size".into(),
+                    LatestEntry::new(i.size.to_string(), now),
+                );
                 for (k, v) in i.labels.iter().flatten() {
-                    image_node
-                        .latest
-                        .insert(format!("docker_image_label_{k}"), latest(v.clone(), now));
+                    image_node.latest.insert(
+                        format!("docker_image_label_{k}"),
+                        LatestEntry::new(v.clone(), now),
+                    );
                 }
             }
             image_nodes.insert(image_node.id.clone(), image_node);
@@ -315,7 +315,7 @@ pub fn add_to_report(
                 let cid = container.trim_end_matches(";<container>").to_owned();
                 process
                     .latest
-                    .insert("docker_container_id".into(), latest(cid, now));
+                    .insert("docker_container_id".into(), LatestEntry::new(cid, now));
                 process
                     .parents
                     .insert("container".into(), vec![container.clone()]);
@@ -426,14 +426,18 @@ mod tests {
             topology: "process".into(),
             ..Node::default()
         };
-        process.latest.insert("pid".into(), latest("42", now));
-        process.latest.insert("name".into(), latest("nginx", now));
         process
             .latest
-            .insert("host_node_id".into(), latest("h;<host>", now));
+            .insert("pid".into(), LatestEntry::new("42", now));
+        process
+            .latest
+            .insert("name".into(), LatestEntry::new("nginx", now));
+        process
+            .latest
+            .insert("host_node_id".into(), LatestEntry::new("h;<host>", now));
         let outside = Node {
             id: "h;7".into(),
-            latest: BTreeMap::from([("pid".into(), latest("7", now))]),
+            latest: BTreeMap::from([("pid".into(), LatestEntry::new("7", now))]),
             ..process.clone()
         };
         report.topologies.insert(

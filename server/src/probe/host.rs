@@ -88,13 +88,6 @@ fn read(path: impl AsRef<Path>) -> Option<String> {
     fs::read_to_string(path).ok()
 }
 
-fn latest(value: impl Into<String>, now: Time) -> LatestEntry {
-    LatestEntry {
-        timestamp: now,
-        value: value.into(),
-    }
-}
-
 fn metric(value: f64, min: f64, max: f64, now: Time) -> Metric {
     Metric {
         samples: vec![Sample { date: now, value }],
@@ -181,24 +174,33 @@ impl Collector {
             ..Node::default()
         };
         let l = &mut node.latest;
-        l.insert("host_name".into(), latest(&self.hostname, now));
-        l.insert("host_node_id".into(), latest(&id, now));
-        l.insert("os".into(), latest("linux", now));
+        l.insert("host_name".into(), LatestEntry::new(&self.hostname, now));
+        l.insert("host_node_id".into(), LatestEntry::new(&id, now));
+        l.insert("os".into(), LatestEntry::new("linux", now));
         node.sets
             .insert("local_networks".into(), local_networks(&self.root));
-        l.insert("control_probe_id".into(), latest(&self.probe_id, now));
+        l.insert(
+            "control_probe_id".into(),
+            LatestEntry::new(&self.probe_id, now),
+        );
         l.insert(
             "host_scope_version".into(),
-            latest(concat!("scopehub-", env!("CARGO_PKG_VERSION")), now),
+            LatestEntry::new(concat!("scopehub-", env!("CARGO_PKG_VERSION")), now),
         );
-        l.insert("ts".into(), latest(now.to_rfc3339(), now));
+        l.insert("ts".into(), LatestEntry::new(now.to_rfc3339(), now));
         if let Some(kernel) = read(self.root.join("sys/kernel/osrelease")) {
-            l.insert("kernel_version".into(), latest(kernel.trim(), now));
+            l.insert(
+                "kernel_version".into(),
+                LatestEntry::new(kernel.trim(), now),
+            );
         }
         if let Some(uptime) = read(self.root.join("uptime"))
             .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
         {
-            l.insert("uptime".into(), latest((uptime as u64).to_string(), now));
+            l.insert(
+                "uptime".into(),
+                LatestEntry::new((uptime as u64).to_string(), now),
+            );
         }
         if let Some(load1) = read(self.root.join("loadavg"))
             .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
@@ -297,16 +299,17 @@ impl Collector {
                 ..Node::default()
             };
             node.latest
-                .insert("pid".into(), latest(pid.to_string(), now));
+                .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
             node.latest
-                .insert("ppid".into(), latest(ppid.to_string(), now));
-            node.latest.insert("name".into(), latest(&name, now));
+                .insert("ppid".into(), LatestEntry::new(ppid.to_string(), now));
             node.latest
-                .insert("cmdline".into(), latest(cmdline.trim_end(), now));
+                .insert("name".into(), LatestEntry::new(&name, now));
             node.latest
-                .insert("threads".into(), latest(threads.to_string(), now));
+                .insert("cmdline".into(), LatestEntry::new(cmdline.trim_end(), now));
             node.latest
-                .insert("host_node_id".into(), latest(&host_id, now));
+                .insert("threads".into(), LatestEntry::new(threads.to_string(), now));
+            node.latest
+                .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
             node.parents.insert("host".into(), vec![host_id.clone()]);
             node.metrics.insert(
                 "process_memory_usage_bytes".into(),
@@ -410,11 +413,11 @@ impl Collector {
             if let Some(local_node) = nodes.get_mut(&local_id) {
                 local_node
                     .latest
-                    .insert("host_node_id".into(), latest(&host_id, now));
+                    .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
                 if let Some(pid) = sockets.get(&inode) {
                     local_node
                         .latest
-                        .insert("pid".into(), latest(pid.to_string(), now));
+                        .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
                 }
             }
         }

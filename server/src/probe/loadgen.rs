@@ -11,13 +11,6 @@ use anyhow::Context;
 use crate::collector::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
 use crate::config::LoadgenArgs;
 
-fn latest(value: impl Into<String>, now: Time) -> LatestEntry {
-    LatestEntry {
-        timestamp: now,
-        value: value.into(),
-    }
-}
-
 /// One synthetic host's report: a host node, `containers` containers each with one process, and
 /// `connections` TCP connections per container to containers on other hosts.
 pub fn synthetic_report(
@@ -44,8 +37,10 @@ pub fn synthetic_report(
     };
     host_node
         .latest
-        .insert("host_name".into(), latest(&hostname, now));
-    host_node.latest.insert("os".into(), latest("linux", now));
+        .insert("host_name".into(), LatestEntry::new(&hostname, now));
+    host_node
+        .latest
+        .insert("os".into(), LatestEntry::new("linux", now));
     // The synthetic hosts share one private network, as a cluster's hosts do.
     host_node
         .sets
@@ -77,18 +72,18 @@ pub fn synthetic_report(
         };
         container
             .latest
-            .insert("docker_container_id".into(), latest(&cid, now));
+            .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
         container.latest.insert(
             "docker_container_name".into(),
-            latest(format!("app-{c}"), now),
+            LatestEntry::new(format!("app-{c}"), now),
         );
         container.latest.insert(
             "docker_image_name".into(),
-            latest(format!("example/app-{}", c % 5), now),
+            LatestEntry::new(format!("example/app-{}", c % 5), now),
         );
         container
             .latest
-            .insert("host_node_id".into(), latest(&host_id, now));
+            .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
         container
             .parents
             .insert("host".into(), vec![host_id.clone()]);
@@ -102,16 +97,17 @@ pub fn synthetic_report(
         };
         process
             .latest
-            .insert("pid".into(), latest(pid.to_string(), now));
+            .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
+        process.latest.insert(
+            "name".into(),
+            LatestEntry::new(format!("app-{}", c % 5), now),
+        );
         process
             .latest
-            .insert("name".into(), latest(format!("app-{}", c % 5), now));
+            .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
         process
             .latest
-            .insert("docker_container_id".into(), latest(&cid, now));
-        process
-            .latest
-            .insert("host_node_id".into(), latest(&host_id, now));
+            .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
         process
             .parents
             .insert("container".into(), vec![container_id.clone()]);
@@ -129,10 +125,10 @@ pub fn synthetic_report(
             });
         server_side
             .latest
-            .insert("pid".into(), latest(pid.to_string(), now));
+            .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
         server_side
             .latest
-            .insert("host_node_id".into(), latest(&host_id, now));
+            .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
         for k in 0..connections {
             let peer_host = (host + k + 1) % hosts.max(1);
             let peer_container = (c + k) % containers.max(1);
@@ -146,10 +142,10 @@ pub fn synthetic_report(
             endpoint.adjacency = vec![remote.clone()];
             endpoint
                 .latest
-                .insert("pid".into(), latest(pid.to_string(), now));
+                .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
             endpoint
                 .latest
-                .insert("host_node_id".into(), latest(&host_id, now));
+                .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
             endpoint_nodes.insert(local, endpoint);
             endpoint_nodes
                 .entry(remote.clone())

@@ -378,8 +378,8 @@ pub fn node_details(
     }
     let node = filtered.nodes.get(id)?;
     let mut summary = summarize(ctx.report, node, true)?;
-    query.censor().apply(&mut summary);
     let censor = query.censor();
+    censor.apply(&mut summary);
     let mut kids = children(ctx.report, node);
     for g in &mut kids {
         for s in g.nodes.iter_mut().flatten() {

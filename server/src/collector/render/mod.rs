@@ -128,13 +128,8 @@ impl RNode {
     }
 
     pub fn set_latest(&mut self, key: &str, value: &str, at: Time) {
-        self.latest.insert(
-            key.to_owned(),
-            LatestEntry {
-                timestamp: at,
-                value: value.to_owned(),
-            },
-        );
+        self.latest
+            .insert(key.to_owned(), LatestEntry::new(value, at));
     }
 
     pub fn parents(&self, topology: &str) -> &[String] {
