@@ -1,160 +1,348 @@
-//! Assembles the roles into one public router (what `scopehub serve` runs) and holds their shared state.
+//! The composition root: the one place that wires the roles together.
+//!
+//! [`Airplane`] puts every role in one process behind the edge (what `scopehub serve` runs and what
+//! the API tests drive): the contracts between roles are their in-process implementations. The
+//! `*_service` functions build one role alone behind [`trust_edge`], as `scopehub users`,
+//! `provisioning` and `collector` run it: the contracts it needs are HTTP clients of the others.
+//! Nothing else constructs a role's state.
 
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
-use axum::routing::get;
-
 use axum::middleware;
+use tokio::sync::watch;
+use url::Url;
 
 use crate::clock::Clock;
-use crate::error::Error;
-use crate::frontend::{self, EdgeConfig, auth, spa::Spa};
-use crate::provisioning::reconciler::Reconciler;
-use crate::provisioning::shards::{InProcessShard, Placement, Shard};
-use crate::provisioning::{ProvisioningConfig, Wakeup};
+use crate::collector::shard::{HttpShard, InProcessShard, Shard};
+use crate::collector::{self, CollectorConfig, CollectorState, ReadAccess};
+use crate::error::{Error, Result};
+use crate::frontend::auth::{EdgeAuth, Origins, authenticate};
+use crate::frontend::{self, EdgeConfig};
+use crate::identity::internal::{InternalSecret, Verifier, trust_edge};
+use crate::internal_client::InternalClient;
+use crate::ops::{self, OpsState, Readiness, StartupStatus};
+use crate::provisioning::directory::{HttpInstances, InstanceDirectory};
+use crate::provisioning::shards::Placement;
+use crate::provisioning::{self, ProvisioningConfig, ProvisioningState, Wakeup};
 use crate::store::Store;
-use crate::telemetry::{self, Metrics};
-use crate::users::UsersConfig;
+use crate::telemetry::Metrics;
+use crate::ui::{self, Spa};
+use crate::users::directory::{Directory, HttpDirectory};
 use crate::users::mail::Mailer;
-use crate::{collector, meta, ops, provisioning, users};
+use crate::users::{self, UsersConfig, UsersState};
 
-/// State shared by every handler. Everything inside is reference-counted, so cloning is cheap.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub metrics: Metrics,
-    pub spa: Spa,
-    pub startup: StartupStatus,
-    pub client_error_limit: meta::ClientErrorLimiter,
-    pub clock: Clock,
-    pub users: Arc<UsersConfig>,
+/// Everything a deployment is configured with, whichever roles a process runs.
+pub struct Settings {
+    pub public_url: Url,
+    pub users: UsersConfig,
+    /// Origins besides the public URL's that may make state-changing requests.
+    pub allowed_origins: Vec<String>,
     pub mailer: Mailer,
-    pub provisioning: Arc<ProvisioningConfig>,
-    /// Wakes the reconciler after an API change.
-    pub wakeup: Wakeup,
-    /// This process's collector shard (Airplane Mode: the only one).
-    pub collector: Arc<InProcessShard>,
+    pub provisioning: ProvisioningConfig,
+    pub collector: CollectorConfig,
+    pub edge: EdgeConfig,
+    pub dist_dir: PathBuf,
+    pub clock: Clock,
 }
 
-impl AppState {
-    pub fn new(store: Store, spa: Spa, users: UsersConfig, mailer: Mailer) -> Self {
-        AppState {
+/// The name of the one collector shard in Airplane Mode.
+pub const LOCAL_SHARD: &str = "local";
+
+/// Every role in one process (Airplane Mode).
+pub struct Airplane {
+    /// The public router: the edge in front of every role.
+    pub router: Router,
+    pub store: Store,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    /// The start-up task's last error, for `/readyz`.
+    pub startup: StartupStatus,
+    /// The in-process collector shard the reconciler places instances on.
+    pub shard: Arc<InProcessShard>,
+    pub users: UsersState,
+    pub provisioning: ProvisioningState,
+    pub spa: Spa,
+}
+
+impl Airplane {
+    pub fn build(store: Store, settings: Settings) -> Self {
+        let clock = settings.clock.clone();
+        let metrics = Metrics::new();
+        let startup = StartupStatus::default();
+        let users = UsersState::new(store.clone(), clock.clone(), settings.users, settings.mailer);
+        let wakeup = Wakeup::default();
+        let woken = wakeup.clone();
+        let shard = Arc::new(
+            InProcessShard::new(LOCAL_SHARD, clock.clone())
+                .with_first_report_hook(Arc::new(move || woken.wake())),
+        );
+        let directory: Arc<dyn Directory> = Arc::new(users.directory());
+        let provisioning = ProvisioningState {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            config: Arc::new(settings.provisioning),
+            wakeup,
+            users: directory.clone(),
+            placement: Placement::new(vec![shard.clone() as Arc<dyn Shard>]),
+        };
+        let edge = EdgeAuth {
+            users: directory,
+            instances: Arc::new(provisioning.directory()),
+            origins: Arc::new(Origins::new(&settings.public_url, settings.allowed_origins)),
+        };
+        let collector = CollectorState {
+            shard: shard.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            config: Arc::new(settings.collector),
+            access: Arc::new(edge.clone()) as Arc<dyn ReadAccess>,
+        };
+        let spa = Spa::new(&settings.dist_dir);
+        let ops = OpsState {
+            metrics: metrics.clone(),
+            readiness: Readiness::Database {
+                store: store.clone(),
+                startup: startup.clone(),
+            },
+        };
+        let api = users::api_router(users.clone())
+            .merge(provisioning::api_router(provisioning.clone()))
+            .merge(collector::api_router(collector));
+        let routed = Router::new()
+            .merge(ops::router(ops))
+            .nest("/api", with_api_fallbacks(api))
+            .merge(ui::router(spa.clone()))
+            .layer(middleware::from_fn_with_state(edge, authenticate));
+        let router = frontend::apply_layers(routed, metrics.clone(), &settings.edge);
+        Airplane {
+            router,
             store,
-            metrics: Metrics::new(),
+            clock,
+            metrics,
+            startup,
+            shard,
+            users,
+            provisioning,
             spa,
-            startup: StartupStatus::default(),
-            client_error_limit: meta::ClientErrorLimiter::default(),
-            clock: Clock::system(),
-            users: Arc::new(users),
-            mailer,
-            provisioning: Arc::new(ProvisioningConfig::default()),
-            wakeup: Wakeup::default(),
-            collector: Arc::new(InProcessShard::new("local")),
         }
     }
 
-    /// Placement over the shards this process knows: its own.
-    pub fn placement(&self) -> Placement {
-        Placement::new(vec![self.collector.clone() as Arc<dyn Shard>])
+    /// Starts the background work of every role: mail delivery and the reconciler. They stop when
+    /// `shutdown` turns true.
+    pub fn spawn_tasks(&self, shutdown: &watch::Receiver<bool>) {
+        tokio::spawn(self.users.mailer.clone().run(
+            self.store.clone(),
+            self.clock.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(self.provisioning.reconciler().run(shutdown.clone()));
     }
 
-    pub fn with_provisioning(mut self, config: ProvisioningConfig) -> Self {
-        self.provisioning = Arc::new(config);
-        self
-    }
-
-    /// The reconciler for this state's store, clock and metrics, on `placement`.
-    pub fn reconciler(&self, placement: Placement) -> Reconciler {
-        Reconciler {
-            store: self.store.clone(),
-            placement,
-            clock: self.clock.clone(),
-            metrics: self.metrics.clone(),
-            wakeup: self.wakeup.clone(),
-            purge_grace: self.provisioning.purge_grace,
-        }
-    }
-
-    /// Replaces the clock (tests move an adjustable one to check expiry rules).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-}
-
-impl FromRef<AppState> for Store {
-    fn from_ref(state: &AppState) -> Store {
-        state.store.clone()
+    /// Airplane Mode's probe of this machine, reporting to `url` like any probe.
+    pub fn spawn_local_probe(
+        &self,
+        url: Url,
+        proc_root: PathBuf,
+        interval: Duration,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        tokio::spawn(provisioning::local_probe::run(
+            self.provisioning.clone(),
+            url,
+            proc_root,
+            interval,
+            shutdown.clone(),
+        ));
     }
 }
 
-impl FromRef<AppState> for Metrics {
-    fn from_ref(state: &AppState) -> Metrics {
-        state.metrics.clone()
-    }
+/// JSON answers for API paths no route matches, rather than the web app.
+fn with_api_fallbacks(api: Router) -> Router {
+    api.fallback(|| async { Error::not_found("No API route matches this path.") })
+        .method_not_allowed_fallback(|| async { Error::method_not_allowed() })
 }
 
-impl FromRef<AppState> for Spa {
-    fn from_ref(state: &AppState) -> Spa {
-        state.spa.clone()
+/// One role alone behind the identity check: its operational endpoints, its public API under
+/// `/api` and its internal API.
+fn role_service(
+    api: Option<Router>,
+    internal: Router,
+    ops: OpsState,
+    verifier: Verifier,
+    edge: &EdgeConfig,
+) -> Router {
+    let metrics = ops.metrics.clone();
+    let mut routed = Router::new().merge(internal);
+    if let Some(api) = api {
+        routed = routed.nest("/api", with_api_fallbacks(api));
     }
-}
-
-/// Why the process is not ready yet, as last seen by the start-up task; `/readyz` reports it.
-#[derive(Clone, Default)]
-pub struct StartupStatus {
-    last_error: Arc<Mutex<Option<String>>>,
-}
-
-impl StartupStatus {
-    pub fn set_error(&self, error: Option<String>) {
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = error;
-        }
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|slot| slot.clone())
-    }
-}
-
-/// The public router of `scopehub serve`: every built role behind the edge layers.
-pub fn router(state: AppState, edge: &EdgeConfig) -> Router {
-    let api = Router::new()
-        .merge(meta::router())
-        .merge(users::router())
-        .merge(provisioning::api::router())
-        .merge(collector::probe_router())
-        .merge(collector::app_router())
-        .fallback(|| async { Error::not_found("No API route matches this path.") })
-        .method_not_allowed_fallback(|| async { Error::method_not_allowed() });
-    let metrics = state.metrics.clone();
-    let routed = Router::new()
-        .merge(ops::router())
-        .nest("/api", api)
-        .fallback(frontend::spa::serve)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .with_state(state);
+    let routed = routed
+        .fallback(|| async { Error::not_found("No route matches this path.") })
+        .layer(middleware::from_fn_with_state(verifier, trust_edge))
+        .merge(ops::router(ops));
     frontend::apply_layers(routed, metrics, edge)
 }
 
-/// The router of `scopehub ui`: the SPA and the operational endpoints, nothing else.
-pub fn ui_router(state: AppState, edge: &EdgeConfig) -> Router {
-    let metrics = state.metrics.clone();
+/// What every role process has: its clock, metrics and the secret the edge signs with.
+pub struct RoleBasics {
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub secret: InternalSecret,
+    pub edge: EdgeConfig,
+}
+
+impl RoleBasics {
+    fn verifier(&self) -> Verifier {
+        Verifier {
+            secret: self.secret.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// A client of another role's internal API.
+    pub fn client(&self, role: &'static str, caller: &str, url: Url) -> Result<InternalClient> {
+        InternalClient::new(role, caller, url, self.secret.clone(), self.clock.clone())
+    }
+}
+
+/// `scopehub users`: the users role alone, with its internal API ([`Directory`] over HTTP).
+pub fn users_service(state: &UsersState, startup: StartupStatus, basics: &RoleBasics) -> Router {
+    let ops = OpsState {
+        metrics: basics.metrics.clone(),
+        readiness: Readiness::Database {
+            store: state.store.clone(),
+            startup,
+        },
+    };
+    role_service(
+        Some(users::api_router(state.clone())),
+        users::directory::internal_router(state.directory()),
+        ops,
+        basics.verifier(),
+        &basics.edge,
+    )
+}
+
+/// The provisioning role's state when it runs alone: users and the collector shards over HTTP.
+pub fn provisioning_state(
+    store: Store,
+    config: ProvisioningConfig,
+    users_url: Url,
+    shards: Vec<(String, Url)>,
+    basics: &RoleBasics,
+) -> Result<ProvisioningState> {
+    let users = HttpDirectory(basics.client("users", "provisioning", users_url)?);
+    let mut placed: Vec<Arc<dyn Shard>> = Vec::new();
+    for (name, url) in shards {
+        let client = basics.client("collector", "provisioning", url)?;
+        placed.push(Arc::new(HttpShard::new(name, client)));
+    }
+    if placed.is_empty() {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "provisioning needs at least one collector shard"
+        )));
+    }
+    Ok(ProvisioningState {
+        store,
+        clock: basics.clock.clone(),
+        metrics: basics.metrics.clone(),
+        config: Arc::new(config),
+        wakeup: Wakeup::default(),
+        users: Arc::new(users),
+        placement: Placement::new(placed),
+    })
+}
+
+/// `scopehub provisioning`: the provisioning role alone, with its internal API
+/// ([`InstanceDirectory`] over HTTP).
+pub fn provisioning_service(
+    state: &ProvisioningState,
+    startup: StartupStatus,
+    basics: &RoleBasics,
+) -> Router {
+    let ops = OpsState {
+        metrics: basics.metrics.clone(),
+        readiness: Readiness::Database {
+            store: state.store.clone(),
+            startup,
+        },
+    };
+    role_service(
+        Some(provisioning::api_router(state.clone())),
+        provisioning::directory::internal_router(state.directory()),
+        ops,
+        basics.verifier(),
+        &basics.edge,
+    )
+}
+
+/// The collector role's state when it runs alone: websockets re-check access through the users
+/// and provisioning roles over HTTP.
+pub fn collector_state(
+    shard: Arc<InProcessShard>,
+    config: CollectorConfig,
+    users_url: Url,
+    provisioning_url: Url,
+    basics: &RoleBasics,
+) -> Result<CollectorState> {
+    let caller = format!("collector {}", shard.name());
+    let users: Arc<dyn Directory> =
+        Arc::new(HttpDirectory(basics.client("users", &caller, users_url)?));
+    let instances: Arc<dyn InstanceDirectory> = Arc::new(HttpInstances(basics.client(
+        "provisioning",
+        &caller,
+        provisioning_url,
+    )?));
+    // Origins matter only for state-changing requests, which the collector never re-checks.
+    let origins = Arc::new(Origins::new(
+        &Url::parse("http://localhost/").expect("a valid URL"),
+        Vec::new(),
+    ));
+    Ok(CollectorState {
+        shard,
+        clock: basics.clock.clone(),
+        metrics: basics.metrics.clone(),
+        config: Arc::new(config),
+        access: Arc::new(EdgeAuth {
+            users,
+            instances,
+            origins,
+        }),
+    })
+}
+
+/// `scopehub collector`: one shard alone, with its internal API ([`Shard`] over HTTP).
+pub fn collector_service(state: &CollectorState, basics: &RoleBasics) -> Router {
+    let ops = OpsState {
+        metrics: basics.metrics.clone(),
+        readiness: Readiness::Serving,
+    };
+    role_service(
+        Some(collector::api_router(state.clone())),
+        collector::shard::internal_router(state.shard.clone()),
+        ops,
+        basics.verifier(),
+        &basics.edge,
+    )
+}
+
+/// `scopehub ui`: the web app and the operational endpoints; no database, no identity.
+pub fn ui_service(spa: Spa, metrics: Metrics, edge: &EdgeConfig) -> Router {
+    let ops = OpsState {
+        metrics: metrics.clone(),
+        readiness: Readiness::Serving,
+    };
     let routed = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(telemetry::metrics_handler))
+        .merge(ops::router(ops))
         .nest(
             "/api",
             Router::new()
                 .fallback(|| async { Error::not_found("This server only serves the web app.") }),
         )
-        .fallback(frontend::spa::serve)
-        .with_state(state);
+        .merge(ui::router(spa));
     frontend::apply_layers(routed, metrics, edge)
 }

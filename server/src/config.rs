@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::DatabaseBackend;
 use url::Url;
 
+use crate::identity::internal::InternalSecret;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "scopehub",
@@ -33,12 +35,12 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Serve the built web app (`dist/`) with its cache headers, and nothing else.
     Ui(UiArgs),
-    /// The users service (not available yet).
-    Users(UnbuiltArgs),
-    /// The provisioning service (not available yet).
-    Provisioning(UnbuiltArgs),
-    /// The collector: the Scope app for many tenants (not available yet).
-    Collector(UnbuiltArgs),
+    /// The users service alone, behind the edge: accounts, orgs, tokens, admin, mail.
+    Users(UsersRoleArgs),
+    /// The provisioning service alone, behind the edge: instances, the reconciler over HTTP shards.
+    Provisioning(ProvisioningRoleArgs),
+    /// One collector shard alone, behind the edge: the Scope app for the instances placed on it.
+    Collector(CollectorRoleArgs),
     /// The edge router for split mode (not available yet).
     Frontend(UnbuiltArgs),
     /// Monitoring of the other roles (not available yet).
@@ -55,12 +57,12 @@ impl Command {
     /// The name of a role that exists in the CLI but is not built yet.
     pub fn unbuilt_role(&self) -> Option<&'static str> {
         match self {
-            Command::Users(_) => Some("users"),
-            Command::Provisioning(_) => Some("provisioning"),
-            Command::Collector(_) => Some("collector"),
             Command::Frontend(_) => Some("frontend"),
             Command::Monitoring(_) => Some("monitoring"),
-            Command::Serve(_)
+            Command::Users(_)
+            | Command::Provisioning(_)
+            | Command::Collector(_)
+            | Command::Serve(_)
             | Command::Migrate(_)
             | Command::Ui(_)
             | Command::Admin(_)
@@ -160,6 +162,11 @@ pub struct UsersArgs {
         default_value = "Scopehub <noreply@scopehub.localhost>"
     )]
     pub mail_from: String,
+}
+
+/// The edge's settings (in `serve`, and later `scopehub frontend`).
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
     /// Extra origins allowed to make state-changing requests (comma-separated), e.g. the
     /// `trunk serve` address http://127.0.0.1:8080.
     #[arg(
@@ -170,6 +177,26 @@ pub struct UsersArgs {
     pub allowed_origins: Vec<String>,
 }
 
+/// The key that authenticates identities between the edge and the roles (design.md §9).
+#[derive(Debug, Clone, Args)]
+pub struct InternalArgs {
+    /// Shared by the edge and every role; at least 32 characters. Never put it on a command line
+    /// in production: use the environment variable (from a Secret).
+    #[arg(long, env = "SCOPEHUB_INTERNAL_SECRET", value_parser = InternalSecret::from_str, hide_env_values = true)]
+    pub internal_secret: InternalSecret,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CollectorArgs {
+    /// Nodes one topology of one report may carry (larger reports get 413).
+    #[arg(
+        long,
+        env = "SCOPEHUB_MAX_NODES_PER_TOPOLOGY",
+        default_value_t = 100_000
+    )]
+    pub max_nodes_per_topology: u32,
+}
+
 /// The SMTP URL may hold a password: never print it.
 impl fmt::Debug for UsersArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,7 +204,6 @@ impl fmt::Debug for UsersArgs {
             .field("open_signup", &self.open_signup)
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "***"))
             .field("mail_from", &self.mail_from)
-            .field("allowed_origins", &self.allowed_origins)
             .finish()
     }
 }
@@ -200,13 +226,6 @@ pub struct ProvisioningArgs {
         default_value_t = 20
     )]
     pub default_max_reports_per_second: u32,
-    /// Nodes one topology of one report may carry (larger reports get 413).
-    #[arg(
-        long,
-        env = "SCOPEHUB_MAX_NODES_PER_TOPOLOGY",
-        default_value_t = 100_000
-    )]
-    pub max_nodes_per_topology: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -219,6 +238,10 @@ pub struct ServeArgs {
     pub users: UsersArgs,
     #[command(flatten)]
     pub provisioning: ProvisioningArgs,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
     /// Airplane Mode: report this machine into an instance "This machine" of the first admin's org,
     /// with a probe running inside the server (`make run` turns this on).
     #[arg(long, env = "SCOPEHUB_LOCAL_PROBE")]
@@ -228,6 +251,82 @@ pub struct ServeArgs {
     pub local_probe_proc_root: PathBuf,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UsersRoleArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub users: UsersArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProvisioningRoleArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub provisioning: ProvisioningArgs,
+    /// The users service's internal URL (memberships).
+    #[arg(long, env = "SCOPEHUB_USERS_URL", value_parser = parse_public_url)]
+    pub users_url: Url,
+    /// A collector shard, as `NAME=URL`; repeat for each (comma-separated in the environment).
+    #[arg(long = "collector-shard", env = "SCOPEHUB_COLLECTOR_SHARDS", value_parser = parse_shard, value_delimiter = ',', required = true)]
+    pub collector_shards: Vec<ShardUrl>,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CollectorRoleArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
+    /// This shard's name, as provisioning knows it (in Kubernetes: the pod's name).
+    #[arg(long, env = "SCOPEHUB_SHARD")]
+    pub shard: String,
+    /// The users service's internal URL (open websockets re-check membership through it).
+    #[arg(long, env = "SCOPEHUB_USERS_URL", value_parser = parse_public_url)]
+    pub users_url: Url,
+    /// The provisioning service's internal URL (open websockets re-check the instance through it).
+    #[arg(long, env = "SCOPEHUB_PROVISIONING_URL", value_parser = parse_public_url)]
+    pub provisioning_url: Url,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `NAME=URL` of one collector shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardUrl {
+    pub name: String,
+    pub url: Url,
+}
+
+fn parse_shard(s: &str) -> Result<ShardUrl, String> {
+    let (name, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=URL"))?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("`{s}`: a shard name has 1 to 63 characters"));
+    }
+    Ok(ShardUrl {
+        name: name.to_owned(),
+        url: parse_public_url(url.trim())?,
+    })
 }
 
 #[derive(Clone, Args)]

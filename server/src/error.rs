@@ -27,6 +27,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another role (reached over HTTP) failed or could not be reached: 502, naming the role.
+    #[error("the {role} service failed: {detail}")]
+    Upstream { role: &'static str, detail: String },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -86,6 +89,7 @@ impl Error {
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) if e.is_unique_violation() => StatusCode::CONFLICT,
+            Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,6 +107,10 @@ impl Error {
             Error::Store(e) if e.is_unique_violation() => {
                 ApiError::new(ErrorCode::Conflict, "That already exists.")
             }
+            Error::Upstream { role, .. } => ApiError::new(
+                ErrorCode::Unavailable,
+                format!("The {role} service is not answering; try again shortly."),
+            ),
             Error::Store(_) | Error::Internal(_) => {
                 ApiError::new(ErrorCode::Internal, "Something went wrong on our side.")
             }

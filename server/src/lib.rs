@@ -7,7 +7,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod frontend;
-pub mod meta;
+pub mod identity;
+pub mod internal_client;
 pub mod ops;
 pub mod secrets;
 pub mod server;
@@ -18,6 +19,7 @@ pub mod collector;
 pub mod monitoring;
 pub mod probe;
 pub mod provisioning;
+pub mod ui;
 pub mod users;
 
 use config::{Cli, Command};
@@ -65,11 +67,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 telemetry::init_logging(&args.log)?;
                 probe::loadgen::run(args).await
             }
-            Command::Users(_)
-            | Command::Provisioning(_)
-            | Command::Collector(_)
-            | Command::Frontend(_)
-            | Command::Monitoring(_) => unreachable!("unbuilt roles return above"),
+            Command::Users(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::users(args).await
+            }
+            Command::Provisioning(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::provisioning(args).await
+            }
+            Command::Collector(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::collector(args).await
+            }
+            Command::Frontend(_) | Command::Monitoring(_) => {
+                unreachable!("unbuilt roles return above")
+            }
         }
     })
 }

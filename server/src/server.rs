@@ -1,6 +1,7 @@
 //! Running a role: binding, start-up with database retries, graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,61 +9,89 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::{self, AppState, StartupStatus};
-use crate::clock::HOUR;
-use crate::config::{HttpArgs, MigrateArgs, ServeArgs, UiArgs};
+use crate::app::{self, Airplane, RoleBasics, Settings};
+use crate::clock::{Clock, HOUR};
+use crate::collector::CollectorConfig;
+use crate::collector::shard::InProcessShard;
+use crate::config::{
+    CollectorArgs, CollectorRoleArgs, HttpArgs, MigrateArgs, ProvisioningArgs,
+    ProvisioningRoleArgs, ServeArgs, UiArgs, UsersArgs, UsersRoleArgs,
+};
 use crate::frontend::EdgeConfig;
-use crate::frontend::spa::Spa;
+use crate::ops::StartupStatus;
 use crate::provisioning::ProvisioningConfig;
 use crate::store::Store;
-use crate::users::UsersConfig;
+use crate::telemetry::Metrics;
+use crate::ui::Spa;
 use crate::users::mail::Mailer;
+use crate::users::{UsersConfig, UsersState};
 use shared::instances::Limits;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(15);
 
-/// `scopehub serve`: every role in one process.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let url = args.database.database_url();
-    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
-    let spa = Spa::new(&args.http.dist_dir);
-    let listener = bind(&args.http).await?;
-    let mut public_url = args.http.public_url();
-    if args.http.public_url.is_none() {
-        // With `--listen …:0` the real port is known only now.
-        let _ = public_url.set_port(Some(listener.local_addr()?.port()));
-    }
-    // `serve` is Airplane Mode: the first account to sign up becomes the site admin.
-    let mut users = UsersConfig::new(public_url, true);
-    users.open_signup = args.users.open_signup;
-    users.extra_origins = args.users.allowed_origins.clone();
-    let mailer = Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?;
-    let p = &args.provisioning;
-    let provisioning = ProvisioningConfig {
+fn provisioning_config(p: &ProvisioningArgs) -> ProvisioningConfig {
+    ProvisioningConfig {
         default_limits: Limits {
             max_probes: p.default_max_probes.into(),
             max_report_bytes: p.default_max_report_bytes.into(),
             max_reports_per_second: p.default_max_reports_per_second.into(),
         },
         token_grace: i64::from(p.probe_token_grace_hours) * HOUR,
-        max_nodes_per_topology: p.max_nodes_per_topology as usize,
         ..ProvisioningConfig::default()
+    }
+}
+
+fn collector_config(c: &CollectorArgs, public_url: &url::Url) -> CollectorConfig {
+    CollectorConfig {
+        max_nodes_per_topology: c.max_nodes_per_topology as usize,
+        hostname: public_url.host_str().unwrap_or("scopehub").to_owned(),
+    }
+}
+
+fn users_config(u: &UsersArgs, public_url: url::Url, first_user_is_admin: bool) -> UsersConfig {
+    let mut users = UsersConfig::new(public_url, first_user_is_admin);
+    users.open_signup = u.open_signup;
+    users
+}
+
+/// The public URL: the flag, or the address actually bound (with `--listen …:0` the real port is
+/// known only once bound).
+fn public_url_of(http: &HttpArgs, listener: &TcpListener) -> anyhow::Result<url::Url> {
+    let mut public_url = http.public_url();
+    if http.public_url.is_none() {
+        let _ = public_url.set_port(Some(listener.local_addr()?.port()));
+    }
+    Ok(public_url)
+}
+
+/// `scopehub serve`: every role in one process.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let url = args.database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let listener = bind(&args.http).await?;
+    let public_url = public_url_of(&args.http, &listener)?;
+    let settings = Settings {
+        // `serve` is Airplane Mode: the first account to sign up becomes the site admin.
+        users: users_config(&args.users, public_url.clone(), true),
+        collector: collector_config(&args.collector, &public_url),
+        public_url,
+        allowed_origins: args.edge.allowed_origins.clone(),
+        mailer: Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?,
+        provisioning: provisioning_config(&args.provisioning),
+        edge: edge_config(&args.http),
+        dist_dir: args.http.dist_dir.clone(),
+        clock: Clock::system(),
     };
-    let state = AppState::new(store.clone(), spa.clone(), users, mailer.clone())
-        .with_provisioning(provisioning);
-    // Airplane Mode: one collector shard, in this process.
-    let placement = state.placement();
-    let router = app::router(state.clone(), &edge_config(&args.http));
+    let airplane = Airplane::build(store.clone(), settings);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(prepare_with_retry(
         store.clone(),
-        state.startup.clone(),
+        airplane.startup.clone(),
         shutdown_rx.clone(),
     ));
-    tokio::spawn(mailer.run(store.clone(), state.clock.clone(), shutdown_rx.clone()));
-    tokio::spawn(state.reconciler(placement).run(shutdown_rx.clone()));
+    airplane.spawn_tasks(&shutdown_rx);
     if args.local_probe {
         // The probe reaches this server the way any probe would: over HTTP, on loopback.
         let mut addr = listener.local_addr()?;
@@ -70,36 +99,108 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let probe_url = url::Url::parse(&format!("http://{addr}/"))?;
-        tokio::spawn(crate::probe::local::run(
-            state.clone(),
+        airplane.spawn_local_probe(
             probe_url,
             args.local_probe_proc_root.clone(),
-            std::time::Duration::from_secs(3),
-            shutdown_rx.clone(),
-        ));
+            Duration::from_secs(3),
+            &shutdown_rx,
+        );
     }
-    announce(&listener, &args.http, &spa, Some(&url))?;
+    announce(&listener, &args.http, Some(&airplane.spa), Some(&url))?;
 
+    run_until_shutdown(listener, airplane.router, &args.http, shutdown_tx).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// `scopehub ui`: the web app alone. Opens no database.
+pub async fn ui(args: UiArgs) -> anyhow::Result<()> {
+    let spa = Spa::new(&args.http.dist_dir);
+    let router = app::ui_service(spa.clone(), Metrics::new(), &edge_config(&args.http));
+    let listener = bind(&args.http).await?;
+    announce(&listener, &args.http, Some(&spa), None)?;
+    let (shutdown_tx, _) = watch::channel(false);
+    run_until_shutdown(listener, router, &args.http, shutdown_tx).await
+}
+
+fn role_basics(http: &HttpArgs, secret: crate::identity::internal::InternalSecret) -> RoleBasics {
+    RoleBasics {
+        clock: Clock::system(),
+        metrics: Metrics::new(),
+        secret,
+        edge: edge_config(http),
+    }
+}
+
+/// `scopehub users`: the users role alone, with mail delivery.
+pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
+    let url = args.database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let listener = bind(&args.http).await?;
+    let public_url = public_url_of(&args.http, &listener)?;
+    let basics = role_basics(&args.http, args.internal.internal_secret.clone());
+    let mailer = Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?;
+    let state = UsersState::new(
+        store.clone(),
+        basics.clock.clone(),
+        users_config(&args.users, public_url, false),
+        mailer.clone(),
+    );
+    let startup = StartupStatus::default();
+    let router = app::users_service(&state, startup.clone(), &basics);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(prepare_with_retry(store.clone(), startup, shutdown_rx.clone()));
+    tokio::spawn(mailer.run(store.clone(), basics.clock.clone(), shutdown_rx));
+    announce(&listener, &args.http, None, Some(&url))?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
     store.close().await;
     Ok(())
 }
 
-/// `scopehub ui`: the SPA alone.
-pub async fn ui(args: UiArgs) -> anyhow::Result<()> {
-    // The UI role has no database; a pool is never opened because nothing queries it.
-    let store = Store::open(&"sqlite::memory:".parse().map_err(anyhow::Error::msg)?)?;
-    let spa = Spa::new(&args.http.dist_dir);
-    let users = UsersConfig::new(args.http.public_url(), false);
-    let state = AppState::new(
-        store,
-        spa.clone(),
-        users,
-        Mailer::new(None, "Scopehub <noreply@scopehub.localhost>")?,
-    );
-    let router = app::ui_router(state, &edge_config(&args.http));
+/// `scopehub provisioning`: the provisioning role alone, with its reconciler over HTTP shards.
+pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
+    let url = args.database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
     let listener = bind(&args.http).await?;
-    announce(&listener, &args.http, &spa, None)?;
+    let basics = role_basics(&args.http, args.internal.internal_secret.clone());
+    let shards = args
+        .collector_shards
+        .iter()
+        .map(|s| (s.name.clone(), s.url.clone()))
+        .collect();
+    let state = app::provisioning_state(
+        store.clone(),
+        provisioning_config(&args.provisioning),
+        args.users_url.clone(),
+        shards,
+        &basics,
+    )?;
+    let startup = StartupStatus::default();
+    let router = app::provisioning_service(&state, startup.clone(), &basics);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(prepare_with_retry(store.clone(), startup, shutdown_rx.clone()));
+    tokio::spawn(state.reconciler().run(shutdown_rx));
+    announce(&listener, &args.http, None, Some(&url))?;
+    run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
+    store.close().await;
+    Ok(())
+}
+
+/// `scopehub collector --shard NAME`: one collector shard alone. No database.
+pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
+    let listener = bind(&args.http).await?;
+    let public_url = public_url_of(&args.http, &listener)?;
+    let basics = role_basics(&args.http, args.internal.internal_secret.clone());
+    let shard = Arc::new(InProcessShard::new(args.shard.clone(), basics.clock.clone()));
+    let state = app::collector_state(
+        shard,
+        collector_config(&args.collector, &public_url),
+        args.users_url.clone(),
+        args.provisioning_url.clone(),
+        &basics,
+    )?;
+    let router = app::collector_service(&state, &basics);
+    announce(&listener, &args.http, None, None)?;
     let (shutdown_tx, _) = watch::channel(false);
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await
 }
@@ -158,11 +259,11 @@ async fn bind(http: &HttpArgs) -> anyhow::Result<TcpListener> {
 fn announce(
     listener: &TcpListener,
     http: &HttpArgs,
-    spa: &Spa,
+    spa: Option<&Spa>,
     db: Option<&crate::config::DatabaseUrl>,
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
-    if !spa.is_built() {
+    if let Some(spa) = spa.filter(|spa| !spa.is_built()) {
         tracing::warn!(dist = %spa.dir().display(), "the web app is not built; pages will say so (run `make run`)");
     }
     let url = match &http.public_url {

@@ -1,7 +1,8 @@
 //! Scope's browser-facing API for one instance (scope-render.md), mounted under `/api` as
 //! `/app/{instance}/api/…`: the topology list, views, node details, the topology websocket, the
-//! probes and the merged report. Callers need a session or API token and membership of the
-//! instance's org; every handler checks both before reading the instance's window.
+//! probes and the merged report. The edge checks the caller's membership of the instance's org and
+//! grants exactly that instance; every handler takes it through `InstanceReader`, and the shard
+//! still refuses reads of an instance suspended with reads off.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,12 +11,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::StatusCode;
+
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
-use shared::instances::InstanceState;
 use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
 use super::render::summary::NodeSummary;
@@ -23,12 +23,11 @@ use super::render::topologies::{self, TopologyDesc};
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
 use super::slot::{Snapshot, Summaries};
-use crate::app::AppState;
+use super::CollectorState;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{Approved, Identity};
-use crate::provisioning::state_of;
+use crate::identity::{Identity, InstanceReader};
 
-pub fn app_router() -> Router<AppState> {
+pub fn app_router() -> Router<CollectorState> {
     Router::new()
         .route("/app/{instance}/api/report", get(merged_report))
         .route("/app/{instance}/api/probes", get(probes))
@@ -41,43 +40,29 @@ pub fn app_router() -> Router<AppState> {
         )
 }
 
-/// The instance, checked for the caller's membership and for reads being allowed.
-async fn readable(
-    state: &AppState,
-    identity: &Identity,
-    id: &str,
-) -> Result<crate::store::InstanceRow> {
-    let not_found = || Error::not_found("No such instance.");
-    let row = state.store.instance(id).await?.ok_or_else(not_found)?;
-    identity
-        .require_role(&state.store, &row.org_id, shared::users::Role::Viewer)
-        .await
-        .map_err(|e| match e.status() {
-            StatusCode::NOT_FOUND => not_found(),
-            _ => e,
-        })?;
-    if row.refuse_reads
-        || matches!(
-            state_of(&row),
-            InstanceState::Deleting | InstanceState::Deleted
-        )
-    {
+/// Refuses reads of an instance whose reads are off on this shard (a suspension that the edge may
+/// not have seen yet).
+fn readable(state: &CollectorState, instance: &str) -> Result<()> {
+    let refused = state
+        .shard
+        .with_slot(instance, |slot| slot.flags.refuse_reads)
+        .unwrap_or(false);
+    if refused {
         return Err(Error::forbidden("This instance's data cannot be read now."));
     }
-    Ok(row)
+    Ok(())
 }
 
 /// `GET /api/app/{instance}/api/report`: the instance's window, merged (with the nodes only
 /// deltas described, as Scope's `/api/report` shows them).
 async fn merged_report(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path(instance): Path<String>,
+    State(state): State<CollectorState>,
+    InstanceReader { instance, .. }: InstanceReader,
 ) -> Result<Json<Report>> {
-    readable(&state, &identity, &instance).await?;
+    readable(&state, &instance)?;
     let now = state.clock.now();
     let window = state
-        .collector
+        .shard
         .with_slot(&instance, |slot| slot.window(now))
         .unwrap_or_default();
     let merged = blocking(move || Report::merge_window(window.iter().map(|r| r.as_ref()))).await?;
@@ -92,10 +77,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// The instance's window merged for rendering, from the slot's cache when it is current, with its
 /// generation (0 when the instance has no slot here).
-async fn window_report(state: &AppState, instance: &str) -> Result<(u64, Arc<Report>)> {
+async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let snapshot = state
-        .collector
+        .shard
         .with_slot(instance, |slot| slot.snapshot(now))
         .unwrap_or(Snapshot::Window(0, Vec::new()));
     let (generation, window) = match snapshot {
@@ -104,7 +89,7 @@ async fn window_report(state: &AppState, instance: &str) -> Result<(u64, Arc<Rep
     };
     let merged =
         Arc::new(blocking(move || Report::merge_all(window.iter().map(|r| r.as_ref()))).await?);
-    state.collector.with_slot(instance, |slot| {
+    state.shard.with_slot(instance, |slot| {
         slot.cache_merged(generation, merged.clone())
     });
     Ok((generation, merged))
@@ -114,7 +99,7 @@ async fn window_report(state: &AppState, instance: &str) -> Result<(u64, Arc<Rep
 /// options, then shared by every request and websocket tick that asks for the same. `None` for an
 /// unknown view.
 async fn summaries(
-    state: &AppState,
+    state: &CollectorState,
     instance: &str,
     view: &str,
     query: &topologies::Query,
@@ -122,7 +107,7 @@ async fn summaries(
     let (generation, report) = window_report(state, instance).await?;
     let key = query.cache_key(view);
     if let Some(hit) = state
-        .collector
+        .shard
         .with_slot(instance, |slot| slot.cached_render(generation, &key))
         .flatten()
     {
@@ -141,13 +126,13 @@ async fn summaries(
     };
     state.metrics.record_render(false);
     let nodes = Arc::new(nodes);
-    state.collector.with_slot(instance, |slot| {
+    state.shard.with_slot(instance, |slot| {
         slot.cache_render(generation, key, nodes.clone())
     });
     Ok(Some(nodes))
 }
 
-fn render_time(state: &AppState) -> Time {
+fn render_time(state: &CollectorState) -> Time {
     Time(state.clock.now().saturating_mul(1_000_000))
 }
 
@@ -158,23 +143,17 @@ fn unknown_view() -> Error {
 /// Checks the caller may read the instance (and that `view` exists), then gives the merged window
 /// and the time to render it at.
 async fn for_render(
-    state: &AppState,
-    identity: &Identity,
+    state: &CollectorState,
     instance: &str,
     view: Option<&str>,
 ) -> Result<(Arc<Report>, Time)> {
-    check_view(state, identity, instance, view).await?;
+    check_view(state, instance, view)?;
     Ok((window_report(state, instance).await?.1, render_time(state)))
 }
 
 /// Checks the caller may read the instance, and that `view` exists.
-async fn check_view(
-    state: &AppState,
-    identity: &Identity,
-    instance: &str,
-    view: Option<&str>,
-) -> Result<()> {
-    readable(state, identity, instance).await?;
+fn check_view(state: &CollectorState, instance: &str, view: Option<&str>) -> Result<()> {
+    readable(state, instance)?;
     if view.is_some_and(|v| !views::VIEWS.contains(&v)) {
         return Err(unknown_view());
     }
@@ -183,12 +162,11 @@ async fn check_view(
 
 /// `GET …/api/topology`: every view with its options and the stats this query gives.
 async fn topology_list(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path(instance): Path<String>,
+    State(state): State<CollectorState>,
+    InstanceReader { instance, .. }: InstanceReader,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Vec<TopologyDesc>>> {
-    let (report, now) = for_render(&state, &identity, &instance, None).await?;
+    let (report, now) = for_render(&state, &instance, None).await?;
     let list = blocking(move || {
         let mut ctx = Ctx::new(&report, now);
         topologies::topology_list(&mut ctx, &topologies::Query::parse(raw.as_deref()))
@@ -204,12 +182,12 @@ struct NodesAnswer<'a> {
 
 /// `GET …/api/topology/{view}`: the view's nodes, summarised (Scope's `TopologyAnswer`).
 async fn topology(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path((instance, view)): Path<(String, String)>,
+    State(state): State<CollectorState>,
+    InstanceReader { instance, .. }: InstanceReader,
+    Path((_, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<axum::response::Response> {
-    check_view(&state, &identity, &instance, Some(&view)).await?;
+    check_view(&state, &instance, Some(&view))?;
     let query = topologies::Query::parse(raw.as_deref());
     let nodes = summaries(&state, &instance, &view, &query)
         .await?
@@ -220,12 +198,12 @@ async fn topology(
 /// `GET …/api/topology/{view}/{node}`: one node's details (the id is percent-decoded, so `%2F`
 /// works).
 async fn node_details(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path((instance, view, node)): Path<(String, String, String)>,
+    State(state): State<CollectorState>,
+    InstanceReader { instance, .. }: InstanceReader,
+    Path((_, view, node)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<NodeAnswer>> {
-    let (report, now) = for_render(&state, &identity, &instance, Some(&view)).await?;
+    let (report, now) = for_render(&state, &instance, Some(&view)).await?;
     let details = blocking(move || {
         let mut ctx = Ctx::new(&report, now);
         let desc = topologies::find_view(&report, &view)?;
@@ -314,13 +292,13 @@ fn diff(
 /// `GET …/api/topology/{view}/ws?t=<duration>&<options>`: the view, re-rendered every tick, sent
 /// as add/update/remove diffs (the first frame a reset holding everything).
 async fn topology_ws(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path((instance, view)): Path<(String, String)>,
+    State(state): State<CollectorState>,
+    InstanceReader { identity, instance }: InstanceReader,
+    Path((_, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     ws: WebSocketUpgrade,
 ) -> Result<Response> {
-    readable(&state, &identity, &instance).await?;
+    readable(&state, &instance)?;
     if !views::VIEWS.contains(&view.as_str()) {
         return Err(unknown_view());
     }
@@ -337,7 +315,7 @@ async fn topology_ws(
 }
 
 async fn stream_topology(
-    state: AppState,
+    state: CollectorState,
     identity: Identity,
     instance: String,
     view: String,
@@ -361,7 +339,11 @@ async fn stream_topology(
         }
         if checked.elapsed() >= RECHECK {
             checked = tokio::time::Instant::now();
-            if readable(&state, &identity, &instance).await.is_err() {
+            let allowed = match state.access.still_readable(&identity, &instance).await {
+                Ok(()) => readable(&state, &instance),
+                Err(e) => Err(e),
+            };
+            if allowed.is_err() {
                 let _ = socket.send(Message::Close(None)).await;
                 return;
             }
@@ -389,15 +371,14 @@ struct ProbesQuery {
 /// `GET /api/app/{instance}/api/probes`: `[{id, hostname, version, lastSeen}]`, or with `?sparse`
 /// whether any probe is connected.
 async fn probes(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path(instance): Path<String>,
+    State(state): State<CollectorState>,
+    InstanceReader { instance, .. }: InstanceReader,
     Query(q): Query<ProbesQuery>,
 ) -> Result<Json<Value>> {
-    readable(&state, &identity, &instance).await?;
+    readable(&state, &instance)?;
     let now = state.clock.now();
     let usage = state
-        .collector
+        .shard
         .with_slot(&instance, |slot| slot.usage(now))
         .unwrap_or_default();
     if q.sparse.is_some() {

@@ -2,37 +2,90 @@
 //!
 //! Owns: report ingest (`POST /api/report`, `api/control/ws`), the per-instance 15 s window in
 //! memory with its limits and probe registry (`slot.rs`), merging (`merge.rs`), rendering of
-//! Scope's views (`render/`) and the browser API with its websocket (`api.rs`). Must not: see
-//! tokens; it trusts the tenant only as the edge resolves it (`frontend::auth::instance_for_probe`
-//! for probes, `frontend::auth::Approved` plus org membership for browsers).
+//! Scope's views (`render/`), the browser API with its websocket (`api.rs`) and the shard that
+//! holds it all, with its contract for provisioning (`shard.rs`).
+//!
+//! Must not: see tokens, read the database, or reach into other roles. It trusts the tenant only
+//! as the edge granted it (`identity::ProbeInstance` for probes, `identity::InstanceReader` for
+//! browsers), and asks the edge's [`ReadAccess`] whether a long-lived websocket may go on.
 
 mod api;
 pub mod decode;
 pub mod merge;
 pub mod render;
 pub mod report;
+pub mod shard;
 pub mod slot;
 
-pub use api::app_router;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use shared::ErrorCode;
-use shared::instances::{InstanceState, ProbeInfo};
+use shared::instances::ProbeInfo;
 
 use self::decode::DecodeError;
+use self::shard::InProcessShard;
 use self::slot::Refusal;
-use crate::app::AppState;
+use crate::clock::Clock;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::instance_for_probe;
-use crate::provisioning::{state_of, transition};
+use crate::identity::{Identity, ProbeInstance};
+use crate::telemetry::Metrics;
+
+/// How this collector behaves in this deployment.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Nodes one topology of one report may carry, on every instance.
+    pub max_nodes_per_topology: usize,
+    /// The host name `GET /api` tells probes (the public URL's).
+    pub hostname: String,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            max_nodes_per_topology: 100_000,
+            hostname: "scopehub".to_owned(),
+        }
+    }
+}
+
+/// The edge's checks, re-run by a websocket that stays open: may this caller still read this
+/// instance (membership, role, suspension)? Implemented by the edge (`frontend::access`).
+pub trait ReadAccess: Send + Sync {
+    fn still_readable<'a>(
+        &'a self,
+        identity: &'a Identity,
+        instance: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// What the collector's handlers use. Cheap to clone.
+#[derive(Clone)]
+pub struct CollectorState {
+    /// The shard this process holds.
+    pub shard: Arc<InProcessShard>,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub config: Arc<CollectorConfig>,
+    pub access: Arc<dyn ReadAccess>,
+}
+
+/// The collector's public API, relative to `/api`: Scope's probe paths and the browser API.
+pub fn api_router(state: CollectorState) -> Router {
+    Router::new()
+        .merge(probe_router())
+        .merge(api::app_router())
+        .with_state(state)
+}
 
 /// Scope's probe-facing paths, mounted under `/api`.
-pub fn probe_router() -> Router<AppState> {
+fn probe_router() -> Router<CollectorState> {
     Router::new()
         .route("/", get(details))
         .route("/report", post(ingest))
@@ -46,11 +99,10 @@ const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
 /// client on it; issuing controls comes later, so for now the connection is accepted and kept
 /// alive with pings (a probe whose handshake fails logs errors and retries forever).
 async fn control_ws(
-    State(state): State<AppState>,
+    ProbeInstance(instance): ProbeInstance,
     headers: HeaderMap,
     ws: axum::extract::WebSocketUpgrade,
 ) -> Result<axum::response::Response> {
-    let instance = instance_for_probe(&state, &headers).await?;
     let Some(probe_id) =
         header_str(&headers, "x-scope-probe-id").map(|p| p.chars().take(64).collect::<String>())
     else {
@@ -59,9 +111,9 @@ async fn control_ws(
         ));
     };
     Ok(ws.on_upgrade(move |socket| async move {
-        tracing::debug!(instance = %instance.id, probe = %probe_id, "probe control channel open");
+        tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel open");
         keep_alive(socket).await;
-        tracing::debug!(instance = %instance.id, probe = %probe_id, "probe control channel closed");
+        tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel closed");
     }))
 }
 
@@ -111,11 +163,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `POST /api/report`: a probe's report, full or delta, msgpack or JSON, gzipped or not.
 /// Refusals (401/403 credentials, 400 format, 413 size, 429 rate or probes) change nothing.
 async fn ingest(
-    State(state): State<AppState>,
+    State(state): State<CollectorState>,
+    ProbeInstance(instance): ProbeInstance,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode> {
-    let instance = instance_for_probe(&state, &headers).await?;
     let format = decode::format_of(header_str(&headers, header::CONTENT_TYPE.as_str()))
         .map_err(|e| Error::bad_request(e.to_string()))?;
     let gzip = decode::is_gzip(header_str(&headers, header::CONTENT_ENCODING.as_str()))
@@ -128,7 +180,7 @@ async fn ingest(
     let version = header_str(&headers, "x-scope-probe-version")
         .map(|v| v.chars().take(64).collect::<String>());
     let now = state.clock.now();
-    let collector = &state.collector;
+    let shard = &state.shard;
     let unplaced = || {
         Error::client(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -138,21 +190,29 @@ async fn ingest(
     };
 
     // Cheap refusals first, before reading the body.
-    match collector.with_slot(&instance.id, |slot| slot.admit(&probe_id, now)) {
-        None => return Err(unplaced()),
-        Some(Err(why)) => {
-            let limit = match why {
-                Refusal::TooManyProbes => instance.max_probes,
-                _ => instance.max_reports_per_second,
-            };
-            return Err(refusal_error(why, limit));
+    let admitted = shard.with_slot(&instance, |slot| {
+        if slot.flags.refuse_uploads {
+            return Err(None);
         }
-        Some(Ok(())) => {}
-    }
-    let max = usize::try_from(instance.max_report_bytes).unwrap_or(usize::MAX);
+        let limits = slot.limits;
+        slot.admit(&probe_id, now).map(|()| limits).map_err(|why| {
+            let limit = match why {
+                Refusal::TooManyProbes => limits.max_probes,
+                _ => limits.max_reports_per_second,
+            };
+            Some((why, limit))
+        })
+    });
+    let limits = match admitted {
+        None => return Err(unplaced()),
+        Some(Err(None)) => return Err(not_accepting()),
+        Some(Err(Some((why, limit)))) => return Err(refusal_error(why, limit)),
+        Some(Ok(limits)) => limits,
+    };
+    let max = usize::try_from(limits.max_report_bytes).unwrap_or(usize::MAX);
     let refuse = |why: Refusal| {
-        collector.with_slot(&instance.id, |slot| slot.refuse(why));
-        refusal_error(why, instance.max_report_bytes)
+        shard.with_slot(&instance, |slot| slot.refuse(why));
+        refusal_error(why, limits.max_report_bytes)
     };
     let bytes = axum::body::to_bytes(body, max)
         .await
@@ -168,7 +228,7 @@ async fn ingest(
             return Err(Error::bad_request(e.to_string()));
         }
     };
-    let max_nodes = state.provisioning.max_nodes_per_topology;
+    let max_nodes = state.config.max_nodes_per_topology;
     if let Some((name, _)) = report
         .topologies
         .iter()
@@ -192,61 +252,33 @@ async fn ingest(
         version,
         last_seen: now,
     };
-    let first = collector
-        .with_slot(&instance.id, |slot| {
-            slot.accept(probe, report, now);
-            !slot.activated
-        })
+    let first = shard
+        .with_slot(&instance, |slot| slot.accept(probe, report, now))
         .ok_or_else(unplaced)?;
     if first {
-        activate(&state, &instance.id).await?;
+        // Provisioning moves the instance to `active` when it sees the usage; tell it now.
+        shard.first_report_accepted();
     }
     Ok(StatusCode::OK)
 }
 
-/// The first report moves a ready instance to active (once; a race with another change is fine).
-async fn activate(state: &AppState, id: &str) -> Result<()> {
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    if let Some(mut row) = tx.instance(id).await?
-        && state_of(&row) == InstanceState::Ready
-    {
-        let detail = Some("first probe report".to_owned());
-        match transition(
-            &mut tx,
-            &mut row,
-            InstanceState::Active,
-            None,
-            detail,
-            now,
-            |_| {},
-        )
-        .await
-        {
-            Ok(()) => tx.commit().await?,
-            Err(Error::Client {
-                status: StatusCode::CONFLICT,
-                ..
-            }) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-    state.collector.with_slot(id, |slot| slot.activated = true);
-    Ok(())
+fn not_accepting() -> Error {
+    Error::client(
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
+        "This instance does not accept reports now.",
+    )
 }
 
 /// `GET /api`: Scope's app details. The probe uses `id` to recognise one app behind several
 /// addresses, so it is the instance's id: each instance is one Scope app.
-async fn details(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>> {
-    let instance = instance_for_probe(&state, &headers).await?;
-    let hostname = state
-        .users
-        .public_url
-        .host_str()
-        .unwrap_or("scopehub")
-        .to_owned();
+async fn details(
+    State(state): State<CollectorState>,
+    ProbeInstance(instance): ProbeInstance,
+) -> Result<Json<Value>> {
+    let hostname = state.config.hostname.clone();
     Ok(Json(json!({
-        "id": instance.id,
+        "id": instance,
         "version": env!("CARGO_PKG_VERSION"),
         "hostname": hostname,
         "plugins": null,

@@ -30,8 +30,8 @@ pub struct Slot {
     refilled_ms: i64,
     received: u64,
     refused: BTreeMap<&'static str, u64>,
-    /// Whether the instance has been moved to `active` (done once, on the first report).
-    pub activated: bool,
+    /// What the instance refuses now, as provisioning last said.
+    pub flags: super::shard::Flags,
     /// Bumped whenever the window changes, so a merge of it can be reused until then.
     generation: u64,
     merged: Option<(u64, Arc<Report>)>,
@@ -64,7 +64,7 @@ impl Slot {
             refilled_ms: 0,
             received: 0,
             refused: BTreeMap::new(),
-            activated: false,
+            flags: super::shard::Flags::default(),
             generation: 0,
             merged: None,
             renders: HashMap::new(),
@@ -105,13 +105,15 @@ impl Slot {
         why
     }
 
-    /// Keeps a decoded report from `probe`.
-    pub fn accept(&mut self, probe: ProbeInfo, report: Report, now_ms: i64) {
+    /// Keeps a decoded report from `probe`; true if it is the first the instance ever accepted.
+    pub fn accept(&mut self, probe: ProbeInfo, report: Report, now_ms: i64) -> bool {
+        let first = self.received == 0;
         self.received += 1;
         self.probes.insert(probe.id.clone(), probe);
         self.reports.push_back((now_ms, Arc::new(report)));
         self.generation += 1;
         self.prune(now_ms);
+        first
     }
 
     fn prune(&mut self, now_ms: i64) {

@@ -1,34 +1,45 @@
 //! Credentials → identity: the only code that decides who a request is (design.md §3).
 //!
-//! The `authenticate` layer runs on every request: it deletes client-supplied tenant headers,
-//! resolves a session cookie or an `Authorization: Bearer` API token into an [`Identity`] request
-//! extension, and enforces CSRF defence (Origin check plus the session's token) and API-token
-//! scope on state-changing requests. Handlers take identities through the extractors below.
+//! The `authenticate` layer runs on every request that reaches a role through the edge. It first
+//! deletes every header only the edge may set (`identity::internal::RESERVED_HEADERS`), then:
+//! - on Scope's probe paths, resolves the probe token through provisioning's contract and grants
+//!   the probe's instance, if it accepts uploads now;
+//! - on other API paths, resolves a session cookie or an `Authorization: Bearer` API token through
+//!   the users contract, and enforces CSRF defence (Origin check plus the session's token) and
+//!   API-token scope on state-changing requests;
+//! - on `/api/app/{instance}/…`, also checks that the caller may read that instance (membership of
+//!   its org, through both contracts) and grants exactly it.
+//!
+//! What it decides becomes the request extensions of `identity`; in split mode the same travels as
+//! signed headers. Roles never resolve credentials themselves.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::future::BoxFuture;
 use shared::ErrorCode;
 use shared::users::{AccountStatus, Role, TokenScope};
 
-use crate::app::AppState;
-use crate::clock::MINUTE;
+use crate::collector::ReadAccess;
 use crate::error::{Error, Result};
-use crate::secrets::{constant_time_eq, sha256_hex};
-use crate::store::{Store, UserRow};
+use crate::identity::internal::RESERVED_HEADERS;
+use crate::identity::{ClientIp, Grant, Identity, Via, unauthorized};
+use crate::provisioning::directory::InstanceDirectory;
+use crate::users::directory::{Directory, session_cookie};
 
-pub const SESSION_COOKIE: &str = "scopehub_session";
-pub const SECURE_SESSION_COOKIE: &str = "__Host-scopehub_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Headers only the edge may set; any copy from a client is deleted.
-const TENANT_HEADERS: [&str; 2] = ["x-scope-orgid", "x-scope-userid"];
+
 /// Scope's probe-facing paths (design.md §3): probe tokens, never cookies or API tokens.
 pub fn is_probe_path(path: &str) -> bool {
-    path == "/api/report" || path.starts_with("/api/control/") || path.starts_with("/api/pipe/")
+    matches!(path, "/api" | "/api/" | "/api/report")
+        || path.starts_with("/api/control/")
+        || path.starts_with("/api/pipe/")
 }
 
 /// Public endpoints that start or do not need a session.
@@ -42,75 +53,43 @@ const SESSIONLESS_PATHS: [&str; 8] = [
     "/api/users/password/forgot",
     "/api/users/password/reset",
 ];
-/// Last-use timestamps are written at most this often per session or token.
-const TOUCH_EVERY: i64 = MINUTE;
 
-/// Who is making the request, and how they proved it.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: UserRow,
-    pub via: Via,
+/// What the edge knows and asks: the users and provisioning contracts, and its origin rules.
+#[derive(Clone)]
+pub struct EdgeAuth {
+    pub users: Arc<dyn Directory>,
+    pub instances: Arc<dyn InstanceDirectory>,
+    pub origins: Arc<Origins>,
 }
 
+/// Where browsers may make state-changing requests from, and how the session cookie is named.
 #[derive(Debug, Clone)]
-pub enum Via {
-    Session {
-        id: String,
-        csrf_token: String,
-    },
-    ApiToken {
-        id: String,
-        org_id: String,
-        scope: TokenScope,
-    },
+pub struct Origins {
+    /// The public URL's origin.
+    pub own: String,
+    /// Other origins allowed (e.g. `trunk serve` on :8080).
+    pub extra: Vec<String>,
+    /// `__Host-` cookies (whenever the public URL is https).
+    pub secure_cookies: bool,
 }
 
-/// The client's address as the edge saw it.
-#[derive(Debug, Clone, Default)]
-pub struct ClientIp(pub Option<String>);
-
-impl Identity {
-    pub fn status(&self) -> AccountStatus {
-        AccountStatus::parse(&self.user.status).unwrap_or(AccountStatus::Unverified)
-    }
-
-    pub fn session_id(&self) -> Option<&str> {
-        match &self.via {
-            Via::Session { id, .. } => Some(id),
-            Via::ApiToken { .. } => None,
+impl Origins {
+    pub fn new(public_url: &url::Url, extra: Vec<String>) -> Self {
+        Origins {
+            own: public_url.origin().ascii_serialization(),
+            extra,
+            secure_cookies: public_url.scheme() == "https",
         }
     }
 
-    /// The caller's role in `org_id`, checked against membership and, for API tokens, the token's
-    /// org; fails unless it is at least `needed`.
-    pub async fn require_role(&self, store: &Store, org_id: &str, needed: Role) -> Result<Role> {
-        if let Via::ApiToken {
-            org_id: token_org, ..
-        } = &self.via
-            && token_org != org_id
-        {
-            return Err(Error::not_found("No such org."));
-        }
-        let role = store
-            .role_in(org_id, &self.user.id)
-            .await?
-            .and_then(|r| Role::parse(&r));
-        match role {
-            // Not a member: the org's existence is not revealed.
-            None => Err(Error::not_found("No such org.")),
-            Some(role) if role < needed => Err(Error::client(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                format!("This needs the {} role in the org.", needed.as_str()),
-            )),
-            Some(role) => Ok(role),
-        }
+    pub fn allowed(&self, origin: &str) -> bool {
+        origin == self.own || self.extra.iter().any(|o| o.trim_end_matches('/') == origin)
     }
 }
 
 /// The edge layer; see the module docs.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    for name in TENANT_HEADERS {
+pub async fn authenticate(State(edge): State<EdgeAuth>, mut req: Request, next: Next) -> Response {
+    for name in RESERVED_HEADERS {
         req.headers_mut().remove(name);
     }
     let ip = req
@@ -118,18 +97,35 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     req.extensions_mut().insert(ClientIp(ip));
-    // Only the API has user identities; static files never touch the database, and Scope's
-    // probe-facing paths authenticate the probe's token themselves (`instance_for_probe`).
-    if !req.uri().path().starts_with("/api/") || is_probe_path(req.uri().path()) {
+    let path = req.uri().path().to_owned();
+    // Only the API has identities; static files never touch a credential.
+    if path != "/api" && !path.starts_with("/api/") {
         return next.run(req).await;
     }
+    if is_probe_path(&path) {
+        return match edge.probe_grant(req.headers()).await {
+            Ok(grant) => {
+                req.extensions_mut().insert(grant);
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        };
+    }
 
-    let identity = match resolve(&state, req.headers()).await {
+    let identity = match edge.resolve(req.headers()).await {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = check_unsafe_request(&state, &req, identity.as_ref()) {
+    if let Err(e) = edge.check_unsafe_request(&req, identity.as_ref()) {
         return e.into_response();
+    }
+    if let Some(instance) = app_instance(&path) {
+        match edge.reader_grant(identity.as_ref(), instance).await {
+            Ok(grant) => {
+                req.extensions_mut().insert(grant);
+            }
+            Err(e) => return e.into_response(),
+        }
     }
     if let Some(identity) = identity {
         req.extensions_mut().insert(identity);
@@ -137,321 +133,140 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     next.run(req).await
 }
 
-async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| t.starts_with("sha_"))
-            .ok_or_else(unauthorized)?;
-        return resolve_api_token(state, token).await.map(Some);
-    }
-    match session_cookie(headers, state.users.secure_cookies) {
-        Some(token) => resolve_session(state, &token).await,
-        None => Ok(None),
-    }
+/// The `{instance}` of `/api/app/{instance}/…`.
+fn app_instance(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/app/")?;
+    let instance = rest.split('/').next().unwrap_or(rest);
+    (!instance.is_empty()).then_some(instance)
 }
 
-async fn resolve_api_token(state: &AppState, token: &str) -> Result<Identity> {
-    let now = state.clock.now();
-    let row = state
-        .store
-        .api_token_by_hash(&sha256_hex(token))
-        .await?
-        .ok_or_else(unauthorized)?;
-    if row.revoked_at.is_some() || row.expires_at <= now {
-        return Err(unauthorized());
-    }
-    let user = state
-        .store
-        .user_by_id(&row.user_id)
-        .await?
-        .ok_or_else(unauthorized)?;
-    if user.suspended_at.is_some() || user.status != AccountStatus::Approved.as_str() {
-        return Err(unauthorized());
-    }
-    if row.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY) {
-        state.store.touch_api_token(&row.id, now).await?;
-    }
-    let scope = TokenScope::parse(&row.scope).unwrap_or(TokenScope::Read);
-    Ok(Identity {
-        user,
-        via: Via::ApiToken {
-            id: row.id,
-            org_id: row.org_id,
-            scope,
-        },
-    })
-}
-
-/// An unknown, revoked or expired cookie is simply no identity: the request proceeds anonymously
-/// (and endpoints that need a user answer 401).
-async fn resolve_session(state: &AppState, token: &str) -> Result<Option<Identity>> {
-    let now = state.clock.now();
-    let Some(session) = state
-        .store
-        .session_by_token_hash(&sha256_hex(token))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let idle_expired = now - session.last_seen_at > state.users.session_idle;
-    if session.revoked_at.is_some() || session.expires_at <= now || idle_expired {
-        return Ok(None);
-    }
-    let Some(user) = state.store.user_by_id(&session.user_id).await? else {
-        return Ok(None);
-    };
-    if user.suspended_at.is_some() {
-        return Ok(None);
-    }
-    if now - session.last_seen_at > TOUCH_EVERY {
-        state.store.touch_session(&session.id, now).await?;
-    }
-    Ok(Some(Identity {
-        user,
-        via: Via::Session {
-            id: session.id,
-            csrf_token: session.csrf_token,
-        },
-    }))
-}
-
-fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
-    let wanted = if secure {
-        SECURE_SESSION_COOKIE
-    } else {
-        SESSION_COOKIE
-    };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, value)| value.to_owned())
-}
-
-/// CSRF defence and token scope for state-changing API requests.
-fn check_unsafe_request(
-    state: &AppState,
-    req: &Request,
-    identity: Option<&Identity>,
-) -> Result<()> {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        || !req.uri().path().starts_with("/api/")
-    {
-        return Ok(());
-    }
-    let headers = req.headers();
-    // Browsers send Origin on every cross-site and same-site POST; a foreign one is refused, with or
-    // without a session (that also stops login CSRF). Non-browser clients send none.
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| state.users.origin_allowed(o));
-        if !allowed {
-            return Err(forbidden("This request came from another site."));
+impl EdgeAuth {
+    async fn resolve(&self, headers: &HeaderMap) -> Result<Option<Identity>> {
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|t| t.starts_with("sha_") && t.len() <= 128)
+                .ok_or_else(unauthorized)?;
+            // An API token that does not authenticate is an error, not anonymity.
+            return self.users.api_token(token).await?.ok_or_else(unauthorized).map(Some);
+        }
+        match session_cookie(headers, self.origins.secure_cookies) {
+            // An unknown, revoked or expired cookie is simply no identity: the request proceeds
+            // anonymously (and endpoints that need a user answer 401).
+            Some(token) if token.len() <= 128 => self.users.session(&token).await,
+            _ => Ok(None),
         }
     }
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v == "cross-site")
-    {
-        return Err(forbidden("This request came from another site."));
+
+    /// The probe's instance, if its token is live and the instance accepts uploads now.
+    async fn probe_grant(&self, headers: &HeaderMap) -> Result<Grant> {
+        let token = probe_token(headers).ok_or_else(unauthorized)?;
+        let route = self
+            .instances
+            .probe_token(&token)
+            .await?
+            .ok_or_else(unauthorized)?;
+        if !route.accepts_uploads() {
+            return Err(Error::client(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "This instance does not accept reports now.",
+            ));
+        }
+        Ok(Grant::Probe { instance: route.id })
     }
-    match identity.map(|i| &i.via) {
-        // Logging in (or proving an emailed link) does not act on the current session, and the
-        // Origin check above already stops cross-site forms: no CSRF token needed.
-        Some(Via::Session { .. }) if SESSIONLESS_PATHS.contains(&req.uri().path()) => {}
-        Some(Via::Session { csrf_token, .. }) => {
-            let sent = headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !constant_time_eq(sent, csrf_token) {
-                return Err(forbidden("Missing or wrong CSRF token; reload the page."));
+
+    /// The caller may read `instance`: approved, a member of its org (any role; an API token only
+    /// in its own org), and the instance's data is readable now.
+    async fn reader_grant(&self, identity: Option<&Identity>, instance: &str) -> Result<Grant> {
+        let identity = identity.ok_or_else(unauthorized)?;
+        if identity.status() != AccountStatus::Approved {
+            return Err(Error::forbidden("Your account is waiting for approval."));
+        }
+        self.check_reader(identity, instance).await?;
+        Ok(Grant::Reader {
+            instance: instance.to_owned(),
+        })
+    }
+
+    async fn check_reader(&self, identity: &Identity, instance: &str) -> Result<()> {
+        let not_found = || Error::not_found("No such instance.");
+        let route = self
+            .instances
+            .instance(instance)
+            .await?
+            .ok_or_else(not_found)?;
+        let member = self.users.role_in(&route.org_id, &identity.user.id).await?;
+        identity
+            .role_in(&route.org_id, member, Role::Viewer)
+            .map_err(|e| match e.status() {
+                StatusCode::NOT_FOUND => not_found(),
+                _ => e,
+            })?;
+        if !route.readable() {
+            return Err(Error::forbidden("This instance's data cannot be read now."));
+        }
+        Ok(())
+    }
+
+    /// CSRF defence and token scope for state-changing API requests.
+    fn check_unsafe_request(&self, req: &Request, identity: Option<&Identity>) -> Result<()> {
+        if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+            return Ok(());
+        }
+        let headers = req.headers();
+        // Browsers send Origin on every cross-site and same-site POST; a foreign one is refused,
+        // with or without a session (that also stops login CSRF). Non-browser clients send none.
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let allowed = origin.to_str().is_ok_and(|o| self.origins.allowed(o));
+            if !allowed {
+                return Err(Error::forbidden("This request came from another site."));
             }
         }
-        Some(Via::ApiToken {
-            scope: TokenScope::Read,
-            ..
-        }) => {
-            return Err(forbidden("This API token is read-only."));
+        if headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v == "cross-site")
+        {
+            return Err(Error::forbidden("This request came from another site."));
         }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn unauthorized() -> Error {
-    Error::client(
-        StatusCode::UNAUTHORIZED,
-        ErrorCode::Unauthorized,
-        "Log in, or send a valid API token.",
-    )
-}
-
-fn forbidden(message: &str) -> Error {
-    Error::client(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
-}
-
-/// The `Set-Cookie` value that starts a session.
-pub fn session_cookie_header(token: &str, max_age_ms: i64, secure: bool) -> HeaderValue {
-    let value = if secure {
-        format!(
-            "{SECURE_SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age={}",
-            max_age_ms / 1000
-        )
-    } else {
-        format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-            max_age_ms / 1000
-        )
-    };
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The `Set-Cookie` value that ends a session in the browser.
-pub fn clear_cookie_header(secure: bool) -> HeaderValue {
-    if secure {
-        HeaderValue::from_static(
-            "__Host-scopehub_session=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0",
-        )
-    } else {
-        HeaderValue::from_static("scopehub_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
-    }
-}
-
-// ---- extractors -------------------------------------------------------------------------------------
-
-/// Any logged-in caller (session or API token), whatever their account status.
-pub struct AuthUser(pub Identity);
-
-/// A caller whose account is approved (past the waitlist).
-pub struct Approved(pub Identity);
-
-/// A caller logged in with a browser session (not an API token): for managing credentials.
-pub struct SessionUser(pub Identity);
-
-/// A site admin, with a browser session.
-pub struct SiteAdmin(pub Identity);
-
-impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
-        parts
-            .extensions
-            .get::<Identity>()
-            .cloned()
-            .map(AuthUser)
-            .ok_or_else(unauthorized)
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Approved {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let AuthUser(identity) = AuthUser::from_request_parts(parts, state).await?;
-        if identity.status() != AccountStatus::Approved {
-            return Err(forbidden("Your account is waiting for approval."));
+        match identity.map(|i| &i.via) {
+            // Logging in (or proving an emailed link) does not act on the current session, and the
+            // Origin check above already stops cross-site forms: no CSRF token needed.
+            Some(Via::Session { .. }) if SESSIONLESS_PATHS.contains(&req.uri().path()) => {}
+            Some(Via::Session { csrf_token, .. }) => {
+                let sent = headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !crate::secrets::constant_time_eq(sent, csrf_token) {
+                    return Err(Error::forbidden(
+                        "Missing or wrong CSRF token; reload the page.",
+                    ));
+                }
+            }
+            Some(Via::ApiToken {
+                scope: TokenScope::Read,
+                ..
+            }) => {
+                return Err(Error::forbidden("This API token is read-only."));
+            }
+            _ => {}
         }
-        Ok(Approved(identity))
+        Ok(())
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionUser {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let AuthUser(identity) = AuthUser::from_request_parts(parts, state).await?;
-        if identity.session_id().is_none() {
-            return Err(forbidden("This needs a browser session, not an API token."));
-        }
-        Ok(SessionUser(identity))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for SiteAdmin {
-    type Rejection = Error;
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let SessionUser(identity) = SessionUser::from_request_parts(parts, state).await?;
-        if !identity.user.is_admin || identity.status() != AccountStatus::Approved {
-            return Err(forbidden("This needs a site admin."));
-        }
-        Ok(SiteAdmin(identity))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<ClientIp>()
-            .cloned()
-            .unwrap_or_default())
-    }
-}
-
-/// The caller's identity if there is one; never rejects.
-pub struct MaybeUser(pub Option<Identity>);
-
-impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(MaybeUser(parts.extensions.get::<Identity>().cloned()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::Router;
-    use axum::body::Body;
-    use axum::http::{HeaderMap, Request};
-    use axum::middleware;
-    use axum::routing::get;
-    use tower::ServiceExt;
-
-    use crate::app::AppState;
-    use crate::frontend::spa::Spa;
-    use crate::store::Store;
-    use crate::users::UsersConfig;
-    use crate::users::mail::Mailer;
-
-    #[tokio::test]
-    async fn client_supplied_tenant_headers_never_reach_a_handler() {
-        let store = Store::open(&"sqlite::memory:".parse().unwrap()).unwrap();
-        let users = UsersConfig::new("http://127.0.0.1:4040/".parse().unwrap(), false);
-        let state = AppState::new(
-            store,
-            Spa::new("/nonexistent"),
-            users,
-            Mailer::new(None, "a@b.cd").unwrap(),
-        );
-        let seen = |headers: HeaderMap| async move {
-            format!(
-                "{:?}/{:?}",
-                headers.get("x-scope-orgid"),
-                headers.get("x-scope-userid")
-            )
-        };
-        let app = Router::new()
-            .route("/api/echo", get(seen))
-            .route("/echo", get(seen))
-            .layer(middleware::from_fn_with_state(state, super::authenticate));
-        for path in ["/api/echo", "/echo"] {
-            let request = Request::get(path)
-                .header("X-Scope-OrgID", "someone-elses-instance")
-                .header("x-scope-userid", "someone-else")
-                .body(Body::empty())
-                .unwrap();
-            let response = app.clone().oneshot(request).await.unwrap();
-            let body = axum::body::to_bytes(response.into_body(), 1024)
-                .await
-                .unwrap();
-            assert_eq!(&body[..], b"None/None", "{path}");
-        }
+/// A websocket re-checks, every so often, what the edge checked when it opened.
+impl ReadAccess for EdgeAuth {
+    fn still_readable<'a>(
+        &'a self,
+        identity: &'a Identity,
+        instance: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.check_reader(identity, instance))
     }
 }
 
@@ -464,7 +279,8 @@ pub fn probe_token(headers: &HeaderMap) -> Option<String> {
     } else if let Some(rest) = value.strip_prefix("Bearer ") {
         rest.trim().to_owned()
     } else if let Some(rest) = value.strip_prefix("Basic ") {
-        let decoded = base64_decode(rest.trim())?;
+        let decoded = STANDARD.decode(rest.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
         let (_, password) = decoded.split_once(':')?;
         password.to_owned()
     } else {
@@ -473,49 +289,92 @@ pub fn probe_token(headers: &HeaderMap) -> Option<String> {
     (token.starts_with("shp_") && token.len() <= 128).then_some(token)
 }
 
-/// The instance a probe may upload to: its token is live and the instance accepts uploads (placed,
-/// not suspended, not being deleted). The collector trusts only this answer.
-pub async fn instance_for_probe(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<crate::store::InstanceRow> {
-    let token = probe_token(headers).ok_or_else(unauthorized)?;
-    let row = state
-        .store
-        .instance_for_probe_token(&sha256_hex(&token), state.clock.now())
-        .await?
-        .ok_or_else(unauthorized)?;
-    let state_name = shared::instances::InstanceState::parse(&row.state);
-    let accepts = matches!(
-        state_name,
-        Some(shared::instances::InstanceState::Ready | shared::instances::InstanceState::Active)
-    ) && !row.refuse_uploads;
-    if !accepts {
-        return Err(Error::client(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "This instance does not accept reports now.",
-        ));
-    }
-    Ok(row)
-}
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Request};
+    use axum::middleware;
+    use axum::routing::get;
+    use futures_util::future::BoxFuture;
+    use shared::users::Role;
+    use tower::ServiceExt;
 
-fn base64_decode(input: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in input.bytes().filter(|b| *b != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == byte)? as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
+    use super::*;
+    use crate::provisioning::directory::InstanceRoute;
+    use crate::users::directory::AdminOrg;
+
+    /// Contracts that know nobody: the test is about headers, not credentials.
+    struct Nobody;
+
+    impl Directory for Nobody {
+        fn session(&self, _: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn api_token(&self, _: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn role_in(&self, _: &str, _: &str) -> BoxFuture<'_, Result<Option<Role>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
+            Box::pin(async { Ok(None) })
         }
     }
-    String::from_utf8(out).ok()
+
+    impl InstanceDirectory for Nobody {
+        fn probe_token(&self, _: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn instance(&self, _: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    #[tokio::test]
+    async fn client_supplied_tenant_and_identity_headers_never_reach_a_handler() {
+        let edge = EdgeAuth {
+            users: Arc::new(Nobody),
+            instances: Arc::new(Nobody),
+            origins: Arc::new(Origins::new(
+                &"http://127.0.0.1:4040/".parse().unwrap(),
+                Vec::new(),
+            )),
+        };
+        let seen = |headers: HeaderMap| async move {
+            RESERVED_HEADERS
+                .iter()
+                .map(|h| format!("{:?}", headers.get(*h)))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let app = Router::new()
+            .route("/api/echo", get(seen))
+            .route("/echo", get(seen))
+            .layer(middleware::from_fn_with_state(edge, authenticate));
+        for path in ["/api/echo", "/echo"] {
+            let request = Request::get(path)
+                .header("X-Scope-OrgID", "someone-elses-instance")
+                .header("x-scope-userid", "someone-else")
+                .header("x-scopehub-identity", "forged")
+                .header("x-scopehub-signature", "forged")
+                .body(Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(&body[..], b"None/None/None/None", "{path}");
+        }
+    }
+
+    #[test]
+    fn the_instance_of_an_app_path_is_its_first_segment() {
+        assert_eq!(app_instance("/api/app/abc/api/topology"), Some("abc"));
+        assert_eq!(app_instance("/api/app/abc"), Some("abc"));
+        assert_eq!(app_instance("/api/app/"), None);
+        assert_eq!(app_instance("/api/instances"), None);
+    }
 }
 
 #[cfg(test)]

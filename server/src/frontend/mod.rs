@@ -7,7 +7,6 @@
 //! to the roles; in `serve` they sit in front of the roles' routers in-process.
 
 pub mod auth;
-pub mod spa;
 
 use std::any::Any;
 use std::time::Duration;

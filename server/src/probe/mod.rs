@@ -8,7 +8,6 @@
 pub mod docker;
 pub mod host;
 pub mod loadgen;
-pub mod local;
 
 use std::collections::BTreeMap;
 use std::io::Write;

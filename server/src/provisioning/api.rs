@@ -4,9 +4,12 @@
 //! suspend, resume and delete. Site admins can suspend any instance with a reason its org sees;
 //! only a site admin resumes what a site admin suspended.
 
+use std::marker::PhantomData;
+
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, RawPathParams, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use shared::instances::{
@@ -14,14 +17,13 @@ use shared::instances::{
 };
 use shared::users::{OrgName, Role};
 
-use super::{Actor, event_info, info, record, state_of, token_info, transition};
-use crate::app::AppState;
+use super::{Actor, ProvisioningState, event_info, info, record, state_of, token_info, transition};
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{Approved, ClientIp, Identity, SiteAdmin};
+use crate::identity::{self, Approved, ClientIp, Identity, MinRole, SiteAdmin};
 use crate::secrets::{new_token, random_hex};
 use crate::store::{InstanceRow, ProbeTokenRow, Tx};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ProvisioningState> {
     Router::new()
         .route("/instances", get(list).post(create))
         .route("/instances/{id}", get(details).patch(rename).delete(remove))
@@ -42,23 +44,57 @@ fn actor<'a>(identity: &'a Identity, ip: &ClientIp) -> Actor<'a> {
     }
 }
 
-/// The instance, if the caller has at least `needed` in its org (404 otherwise).
-async fn load(
-    state: &AppState,
-    identity: &Identity,
-    id: &str,
-    needed: Role,
-) -> Result<InstanceRow> {
-    let not_found = || Error::not_found("No such instance.");
-    let row = state.store.instance(id).await?.ok_or_else(not_found)?;
-    identity
-        .require_role(&state.store, &row.org_id, needed)
-        .await
-        .map_err(|e| match e.status() {
-            StatusCode::NOT_FOUND => not_found(),
-            _ => e,
-        })?;
-    Ok(row)
+impl ProvisioningState {
+    /// The caller's role in `org_id` as the users role knows it, at least `needed`.
+    async fn require_role(&self, identity: &Identity, org_id: &str, needed: Role) -> Result<Role> {
+        let member = self.users.role_in(org_id, &identity.user.id).await?;
+        identity.role_in(org_id, member, needed)
+    }
+}
+
+fn no_such_instance() -> Error {
+    Error::not_found("No such instance.")
+}
+
+/// The instance in the path's `{id}`, for an approved caller with at least role `R` in its org.
+/// Non-members get 404, as if the instance did not exist.
+pub struct InstanceRole<R> {
+    pub identity: Identity,
+    pub row: InstanceRow,
+    _level: PhantomData<R>,
+}
+
+impl<R: MinRole> FromRequestParts<ProvisioningState> for InstanceRole<R> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ProvisioningState) -> Result<Self> {
+        let Approved(identity) = Approved::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| no_such_instance())?;
+        let id = params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(no_such_instance)?;
+        let row = state
+            .store
+            .instance(&id)
+            .await?
+            .ok_or_else(no_such_instance)?;
+        state
+            .require_role(&identity, &row.org_id, R::ROLE)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::NOT_FOUND => no_such_instance(),
+                _ => e,
+            })?;
+        Ok(InstanceRole {
+            identity,
+            row,
+            _level: PhantomData,
+        })
+    }
 }
 
 /// A fresh probe token for `instance`, stored as its digest; returns the secret.
@@ -89,27 +125,23 @@ struct ListQuery {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<ProvisioningState>,
     Approved(identity): Approved,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<InstanceInfo>>> {
-    identity
-        .require_role(&state.store, &q.org, Role::Viewer)
-        .await?;
+    state.require_role(&identity, &q.org, Role::Viewer).await?;
     let rows = state.store.instances_of_org(&q.org).await?;
     Ok(Json(rows.iter().map(info).collect()))
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<ProvisioningState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Json(body): Json<NewInstance>,
 ) -> Result<(StatusCode, Json<InstanceWithToken>)> {
     let name = body.validate().map_err(Error::validation)?;
-    identity
-        .require_role(&state.store, &body.org_id, Role::Editor)
-        .await?;
+    state.require_role(&identity, &body.org_id, Role::Editor).await?;
     let (row, token) = create_instance(
         &state,
         &body.org_id,
@@ -130,14 +162,14 @@ async fn create(
 /// Creates an instance in `org_id` (state `created`: the reconciler takes it from there) with its
 /// first probe token; returns the row and the token's secret.
 pub(crate) async fn create_instance(
-    state: &AppState,
+    state: &ProvisioningState,
     org_id: &str,
     name: String,
     creator_id: &str,
     actor: &Actor<'_>,
 ) -> Result<(InstanceRow, String)> {
     let now = state.clock.now();
-    let limits = state.provisioning.default_limits;
+    let limits = state.config.default_limits;
     let row = InstanceRow {
         id: random_hex(10),
         org_id: org_id.to_owned(),
@@ -177,32 +209,34 @@ pub(crate) async fn create_instance(
 }
 
 async fn details(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
-    Path(id): Path<String>,
+    State(state): State<ProvisioningState>,
+    InstanceRole { row, .. }: InstanceRole<identity::Viewer>,
 ) -> Result<Json<InstanceDetails>> {
-    let row = load(&state, &identity, &id, Role::Viewer).await?;
-    let tokens = state.store.probe_tokens_of(&id).await?;
-    let events = state.store.instance_events(&id).await?;
+    let tokens = state.store.probe_tokens_of(&row.id).await?;
+    let events = state.store.instance_events(&row.id).await?;
+    // Usage is the shard's to tell; an unreachable shard leaves it out rather than failing the page.
+    let usage = match row.shard.as_deref().and_then(|s| state.placement.by_name(s)) {
+        Some(shard) => shard.usage(&row.id).await.unwrap_or_else(|e| {
+            tracing::warn!(instance = %row.id, error = %e, "cannot read the instance's usage");
+            None
+        }),
+        None => None,
+    };
     Ok(Json(InstanceDetails {
         instance: info(&row),
         tokens: tokens.iter().map(token_info).collect(),
         events: events.into_iter().map(event_info).collect(),
-        usage: state
-            .collector
-            .with_slot(&id, |slot| slot.usage(state.clock.now())),
+        usage,
     }))
 }
 
 async fn rename(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
+    State(state): State<ProvisioningState>,
+    InstanceRole { identity, mut row, .. }: InstanceRole<identity::Editor>,
     ip: ClientIp,
-    Path(id): Path<String>,
     Json(body): Json<OrgName>,
 ) -> Result<Json<InstanceInfo>> {
     let name = body.validate().map_err(Error::validation)?;
-    let mut row = load(&state, &identity, &id, Role::Editor).await?;
     let current = state_of(&row);
     if matches!(current, InstanceState::Deleting | InstanceState::Deleted) {
         return Err(Error::conflict("A deleted instance cannot be renamed."));
@@ -232,7 +266,7 @@ async fn rename(
 }
 
 async fn suspend_as(
-    state: &AppState,
+    state: &ProvisioningState,
     identity: &Identity,
     ip: &ClientIp,
     mut row: InstanceRow,
@@ -273,7 +307,7 @@ async fn suspend_as(
 }
 
 async fn resume_as(
-    state: &AppState,
+    state: &ProvisioningState,
     identity: &Identity,
     ip: &ClientIp,
     mut row: InstanceRow,
@@ -313,34 +347,28 @@ async fn resume_as(
 }
 
 async fn suspend(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
+    State(state): State<ProvisioningState>,
+    InstanceRole { identity, row, .. }: InstanceRole<identity::Admin>,
     ip: ClientIp,
-    Path(id): Path<String>,
     Json(body): Json<Suspension>,
 ) -> Result<Json<InstanceInfo>> {
-    let row = load(&state, &identity, &id, Role::Admin).await?;
     suspend_as(&state, &identity, &ip, row, body, false).await
 }
 
 async fn resume(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
+    State(state): State<ProvisioningState>,
+    InstanceRole { identity, row, .. }: InstanceRole<identity::Admin>,
     ip: ClientIp,
-    Path(id): Path<String>,
 ) -> Result<Json<InstanceInfo>> {
-    let row = load(&state, &identity, &id, Role::Admin).await?;
     resume_as(&state, &identity, &ip, row, false).await
 }
 
 /// Deleting revokes the probe tokens at once; the reconciler then drops the collector state.
 async fn remove(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
+    State(state): State<ProvisioningState>,
+    InstanceRole { identity, mut row, .. }: InstanceRole<identity::Admin>,
     ip: ClientIp,
-    Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<InstanceInfo>)> {
-    let mut row = load(&state, &identity, &id, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     transition(
@@ -364,12 +392,10 @@ async fn remove(
 
 /// Rotation: a new token now; the old ones keep working for the grace period.
 async fn rotate_token(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
+    State(state): State<ProvisioningState>,
+    InstanceRole { identity, row, .. }: InstanceRole<identity::Editor>,
     ip: ClientIp,
-    Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<InstanceWithToken>)> {
-    let row = load(&state, &identity, &id, Role::Editor).await?;
     if matches!(
         state_of(&row),
         InstanceState::Deleting | InstanceState::Deleted
@@ -379,11 +405,11 @@ async fn rotate_token(
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let (token_id, token) = issue_probe_token(&mut tx, &row.id, &identity.user.email, now).await?;
-    tx.expire_probe_tokens(&row.id, &token_id, now + state.provisioning.token_grace)
+    tx.expire_probe_tokens(&row.id, &token_id, now + state.config.token_grace)
         .await?;
     let detail = format!(
         "probe token rotated; the previous ones work for {} more hours",
-        state.provisioning.token_grace / 3_600_000
+        state.config.token_grace / 3_600_000
     );
     record(
         &mut tx,
@@ -406,12 +432,11 @@ async fn rotate_token(
 }
 
 async fn revoke_token(
-    State(state): State<AppState>,
-    Approved(identity): Approved,
+    State(state): State<ProvisioningState>,
+    InstanceRole { identity, row, .. }: InstanceRole<identity::Editor>,
     ip: ClientIp,
-    Path((id, token)): Path<(String, String)>,
+    Path((_, token)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let row = load(&state, &identity, &id, Role::Editor).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     if tx.revoke_probe_tokens(&row.id, Some(&token), now).await? == 0 {
@@ -433,14 +458,14 @@ async fn revoke_token(
 }
 
 async fn admin_list(
-    State(state): State<AppState>,
+    State(state): State<ProvisioningState>,
     SiteAdmin(_): SiteAdmin,
 ) -> Result<Json<Vec<InstanceInfo>>> {
     let rows = state.store.all_instances(1000).await?;
     Ok(Json(rows.iter().map(info).collect()))
 }
 
-async fn admin_row(state: &AppState, id: &str) -> Result<InstanceRow> {
+async fn admin_row(state: &ProvisioningState, id: &str) -> Result<InstanceRow> {
     state
         .store
         .instance(id)
@@ -449,7 +474,7 @@ async fn admin_row(state: &AppState, id: &str) -> Result<InstanceRow> {
 }
 
 async fn admin_suspend(
-    State(state): State<AppState>,
+    State(state): State<ProvisioningState>,
     SiteAdmin(identity): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,
@@ -460,7 +485,7 @@ async fn admin_suspend(
 }
 
 async fn admin_resume(
-    State(state): State<AppState>,
+    State(state): State<ProvisioningState>,
     SiteAdmin(identity): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,

@@ -3,9 +3,12 @@
 //! Owns `/api/instances…` and `/api/admin/instances…`, the tables of migration 0003 (through
 //! `store/`) and the reconciler, which converges the collector shards (actual state) to the
 //! database (desired state). Must not hold report data (the collector does) or resolve credentials
-//! (the edge does; `frontend::auth::resolve_probe_token` asks the store).
+//! (the edge does, asking [`directory::InstanceDirectory`] about probe tokens). It reaches the
+//! users role through `users::directory` and the collector through `collector::shard` only.
 
 pub mod api;
+pub mod directory;
+pub mod local_probe;
 pub mod reconciler;
 pub mod shards;
 
@@ -14,9 +17,62 @@ use std::sync::Arc;
 use shared::instances::{InstanceEvent, InstanceInfo, InstanceState, Limits, ProbeTokenInfo};
 use tokio::sync::Notify;
 
-use crate::clock::{DAY, HOUR};
+use self::shards::Placement;
+use crate::clock::{Clock, DAY, HOUR};
 use crate::error::{Error, Result};
-use crate::store::{AuditEntry, InstanceEventRow, InstanceRow, ProbeTokenRow, Tx};
+use crate::store::{AuditEntry, InstanceEventRow, InstanceRow, ProbeTokenRow, Store, Tx};
+use crate::telemetry::Metrics;
+use crate::users::directory::Directory;
+
+/// What the provisioning role's handlers and reconciler use. Cheap to clone.
+#[derive(Clone)]
+pub struct ProvisioningState {
+    pub store: Store,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub config: Arc<ProvisioningConfig>,
+    /// Wakes the reconciler after an API change.
+    pub wakeup: Wakeup,
+    /// The users role: memberships and the first admin's org.
+    pub users: Arc<dyn Directory>,
+    /// The collector shards instances are placed on.
+    pub placement: Placement,
+}
+
+impl ProvisioningState {
+    /// The reconciler over this state's store and shards.
+    pub fn reconciler(&self) -> reconciler::Reconciler {
+        reconciler::Reconciler {
+            store: self.store.clone(),
+            placement: self.placement.clone(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            wakeup: self.wakeup.clone(),
+            purge_grace: self.config.purge_grace,
+        }
+    }
+
+    /// The contract other roles use, answered from this role's store.
+    pub fn directory(&self) -> directory::LocalInstances {
+        directory::LocalInstances {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// The provisioning role's public API, relative to `/api`.
+pub fn api_router(state: ProvisioningState) -> axum::Router {
+    api::router().with_state(state)
+}
+
+pub fn limits_of(row: &InstanceRow) -> Limits {
+    Limits {
+        max_probes: row.max_probes,
+        max_report_bytes: row.max_report_bytes,
+        max_reports_per_second: row.max_reports_per_second,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ProvisioningConfig {
@@ -26,8 +82,6 @@ pub struct ProvisioningConfig {
     pub token_grace: i64,
     /// How long a deleted instance's row is kept before it is purged.
     pub purge_grace: i64,
-    /// Nodes one topology of one report may carry, on every instance.
-    pub max_nodes_per_topology: usize,
 }
 
 impl Default for ProvisioningConfig {
@@ -40,7 +94,6 @@ impl Default for ProvisioningConfig {
             },
             token_grace: 24 * HOUR,
             purge_grace: 7 * DAY,
-            max_nodes_per_topology: 100_000,
         }
     }
 }
@@ -73,11 +126,7 @@ pub fn info(r: &InstanceRow) -> InstanceInfo {
         created_by: r.created_by.clone(),
         created_at: r.created_at,
         updated_at: r.updated_at,
-        limits: Limits {
-            max_probes: r.max_probes,
-            max_report_bytes: r.max_report_bytes,
-            max_reports_per_second: r.max_reports_per_second,
-        },
+        limits: limits_of(r),
         refuse_reads: r.refuse_reads,
         refuse_uploads: r.refuse_uploads,
         suspension_reason: r.suspension_reason.clone(),

@@ -4,16 +4,18 @@
 //! Every pass reads the whole desired state and makes each shard match it, so a pass interrupted
 //! anywhere (even by `kill -9`) is finished by the next one: shard operations are idempotent, a
 //! shard is chosen deterministically before its name is stored, database steps are conditional
-//! transitions, and instances a shard holds that the database does not want are dropped.
+//! transitions, and instances a shard holds that the database does not want are dropped. A ready
+//! instance becomes active once its shard reports that it accepted a report.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use shared::instances::{InstanceState, Limits};
+use shared::instances::InstanceState;
 use tokio::sync::watch;
 
 use super::shards::Placement;
-use super::{Wakeup, state_of, transition};
+use super::{Wakeup, limits_of, state_of, transition};
+use crate::collector::shard::{Flags, Shard};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::store::{InstanceRow, Store};
@@ -30,12 +32,15 @@ pub struct Reconciler {
     pub purge_grace: i64,
 }
 
-fn limits(row: &InstanceRow) -> Limits {
-    Limits {
-        max_probes: row.max_probes,
-        max_report_bytes: row.max_report_bytes,
-        max_reports_per_second: row.max_reports_per_second,
+fn flags(row: &InstanceRow) -> Flags {
+    Flags {
+        refuse_uploads: row.refuse_uploads,
+        refuse_reads: row.refuse_reads,
     }
+}
+
+fn shard_failed(shard: &dyn Shard, e: Error) -> Error {
+    anyhow::anyhow!("shard {}: {e}", shard.name()).into()
 }
 
 impl Reconciler {
@@ -122,9 +127,9 @@ impl Reconciler {
                     None => self.placement.choose(&row.id).clone(),
                 };
                 shard
-                    .ensure(&row.id, limits(&row))
+                    .ensure(&row.id, limits_of(&row), flags(&row))
                     .await
-                    .map_err(|e| anyhow::anyhow!("shard {}: {e}", shard.name()))?;
+                    .map_err(|e| shard_failed(shard.as_ref(), e))?;
                 let name = shard.name().to_owned();
                 let mut tx = self.store.begin().await?;
                 let detail = Some(format!("placed on collector shard {name}"));
@@ -154,18 +159,23 @@ impl Reconciler {
                     )
                     .into());
                 };
+                let shard = shard.clone();
                 shard
-                    .ensure(&row.id, limits(&row))
+                    .ensure(&row.id, limits_of(&row), flags(&row))
                     .await
-                    .map_err(|e| anyhow::anyhow!("shard {}: {e}", shard.name()))?;
+                    .map_err(|e| shard_failed(shard.as_ref(), e))?;
+                if state_of(&row) == InstanceState::Ready {
+                    self.activate_on_first_report(shard.as_ref(), &mut row)
+                        .await?;
+                }
                 Ok(Some((shard.name().to_owned(), row.id)))
             }
             InstanceState::Deleting => {
                 for shard in self.placement.shards() {
                     shard
-                        .remove(&row.id)
+                        .drop_instance(&row.id)
                         .await
-                        .map_err(|e| anyhow::anyhow!("shard {}: {e}", shard.name()))?;
+                        .map_err(|e| shard_failed(shard.as_ref(), e))?;
                 }
                 let purge_after = now + self.purge_grace;
                 let mut tx = self.store.begin().await?;
@@ -197,11 +207,45 @@ impl Reconciler {
         }
     }
 
+    /// Moves a ready instance to active once its shard has accepted a report for it.
+    async fn activate_on_first_report(
+        &self,
+        shard: &dyn Shard,
+        row: &mut InstanceRow,
+    ) -> Result<(), Error> {
+        let received = shard
+            .usage(&row.id)
+            .await
+            .map_err(|e| shard_failed(shard, e))?
+            .is_some_and(|usage| usage.reports_received > 0);
+        if !received {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        let detail = Some("first probe report".to_owned());
+        let moved = transition(
+            &mut tx,
+            row,
+            InstanceState::Active,
+            None,
+            detail,
+            self.clock.now(),
+            |_| {},
+        )
+        .await;
+        match moved {
+            Ok(()) => Ok(tx.commit().await?),
+            // Someone changed it meanwhile (a suspension): the next pass looks again.
+            Err(e) if e.status() == axum::http::StatusCode::CONFLICT => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Drops what shards hold that the database does not want there.
     async fn drop_leaks(&self, wanted: &HashSet<(String, String)>) -> u64 {
         let mut errors = 0;
         for shard in self.placement.shards() {
-            let held = match shard.instances().await {
+            let held = match shard.list().await {
                 Ok(held) => held,
                 Err(e) => {
                     tracing::warn!(shard = shard.name(), error = %e, "cannot list shard");
@@ -217,7 +261,7 @@ impl Reconciler {
             for id in held {
                 if !wanted.contains(&(shard.name().to_owned(), id.clone())) {
                     tracing::info!(shard = shard.name(), instance = %id, "dropping an instance the database does not want here");
-                    if let Err(e) = shard.remove(&id).await {
+                    if let Err(e) = shard.drop_instance(&id).await {
                         tracing::warn!(shard = shard.name(), error = %e, "cannot drop instance");
                         errors += 1;
                     }

@@ -16,10 +16,11 @@ use shared::users::{
 };
 
 use super::{LOGIN_LINK_TTL, RESET_LINK_TTL, VERIFY_LINK_TTL, password, user_info};
-use crate::app::AppState;
+use super::UsersState;
 use crate::clock::MINUTE;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{self, AuthUser, ClientIp, Identity, SessionUser, Via};
+use super::directory::{clear_cookie_header, session_cookie_header};
+use crate::identity::{AuthUser, ClientIp, Identity, SessionUser, Via};
 use crate::secrets::{new_id, new_token, random_hex, sha256_hex};
 use crate::store::{AuditEntry, NewMail, OrgRow, SessionRow, Tx, UserRow};
 
@@ -28,7 +29,7 @@ const ACCOUNT_FAILURES: i64 = 5;
 const IP_FAILURES: i64 = 20;
 const FAILURE_WINDOW: i64 = 15 * MINUTE;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<UsersState> {
     Router::new()
         .route("/users/signup", post(signup))
         .route("/users/verify", post(verify))
@@ -59,12 +60,36 @@ fn invalid_link() -> Error {
     Error::bad_request("This link is invalid, has been used already, or has expired.")
 }
 
-fn entry(action: &'static str, user: Option<&UserRow>, ip: &ClientIp) -> AuditEntry {
+/// Whoever an audit entry is about: a stored user, or the caller as the edge identified them.
+trait Subject {
+    fn id(&self) -> &str;
+    fn email(&self) -> &str;
+}
+
+impl Subject for UserRow {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn email(&self) -> &str {
+        &self.email
+    }
+}
+
+impl Subject for crate::identity::User {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn email(&self) -> &str {
+        &self.email
+    }
+}
+
+fn entry(action: &'static str, user: Option<&impl Subject>, ip: &ClientIp) -> AuditEntry {
     AuditEntry {
         action,
-        actor_id: user.map(|u| u.id.clone()),
-        actor_email: user.map(|u| u.email.clone()),
-        target: user.map(|u| u.id.clone()),
+        actor_id: user.map(|u| u.id().to_owned()),
+        actor_email: user.map(|u| u.email().to_owned()),
+        target: user.map(|u| u.id().to_owned()),
         ip: ip.0.clone(),
         ..AuditEntry::default()
     }
@@ -99,7 +124,7 @@ const RESET: LinkKind = LinkKind {
 
 /// Queues a single-use emailed link for `user` and returns the mail to report after commit.
 async fn queue_link(
-    state: &AppState,
+    state: &UsersState,
     tx: &mut Tx,
     user: &UserRow,
     kind: &LinkKind,
@@ -113,7 +138,7 @@ async fn queue_link(
         subject,
     } = *kind;
     let token = super::issue_email_link(tx, &user.id, purpose, ttl, now).await?;
-    let link = state.users.link(page, &token);
+    let link = state.config.link(page, &token);
     let mail = NewMail {
         to: user.email.clone(),
         subject: subject.to_owned(),
@@ -124,7 +149,7 @@ async fn queue_link(
 }
 
 async fn signup(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     ip: ClientIp,
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
@@ -151,7 +176,7 @@ async fn signup(
                     "Someone tried to sign up for Scopehub with this address, which already has an account.\n\
                      If it was you, log in, or reset your password at:\n\n{}\n",
                     state
-                        .users
+                        .config
                         .public_url
                         .join("forgot-password")
                         .map(|u| u.to_string())
@@ -170,7 +195,7 @@ async fn signup(
         )
         .await?;
     } else {
-        first_admin = state.users.first_user_is_admin && tx.count_users().await? == 0;
+        first_admin = state.config.first_user_is_admin && tx.count_users().await? == 0;
         let user = UserRow {
             id: new_id(),
             email: email.clone(),
@@ -232,7 +257,7 @@ async fn signup(
 }
 
 async fn verify(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     ip: ClientIp,
     Json(body): Json<TokenOnly>,
 ) -> Result<Json<Accepted>> {
@@ -248,7 +273,7 @@ async fn verify(
         .await?
         .ok_or_else(invalid_link)?;
     if user.status == AccountStatus::Unverified.as_str() {
-        let next = if state.users.open_signup {
+        let next = if state.config.open_signup {
             AccountStatus::Approved
         } else {
             AccountStatus::Waitlisted
@@ -275,7 +300,7 @@ async fn verify(
 /// `eligible` says so (retiring older links of that kind), and answers `answer` either way, so the
 /// answer never tells whether the address is registered.
 async fn mail_link_if(
-    state: &AppState,
+    state: &UsersState,
     email: &str,
     kind: &LinkKind,
     text: &str,
@@ -299,7 +324,7 @@ async fn mail_link_if(
 }
 
 async fn resend_verification(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
@@ -314,7 +339,7 @@ async fn resend_verification(
     .await
 }
 
-async fn throttle(state: &AppState, keys: &[(&str, i64)], now: i64) -> Result<()> {
+async fn throttle(state: &UsersState, keys: &[(&str, i64)], now: i64) -> Result<()> {
     for (key, limit) in keys {
         let (failures, oldest) = state
             .store
@@ -393,7 +418,7 @@ pub(crate) async fn ensure_personal_org(tx: &mut Tx, user: &UserRow, now: i64) -
 
 /// Creates a session in `tx`; returns the cookie value and the CSRF token.
 pub(crate) async fn start_session(
-    state: &AppState,
+    state: &UsersState,
     tx: &mut Tx,
     user: &UserRow,
     ip: &ClientIp,
@@ -413,7 +438,7 @@ pub(crate) async fn start_session(
         csrf_token: csrf_token.clone(),
         created_at: now,
         last_seen_at: now,
-        expires_at: now + state.users.session_absolute,
+        expires_at: now + state.config.session_absolute,
         user_agent,
         ip: ip.0.clone(),
         revoked_at: None,
@@ -424,21 +449,21 @@ pub(crate) async fn start_session(
 
 /// The answer to a successful login: the session cookie and the caller's `Me`.
 async fn logged_in(
-    state: &AppState,
+    state: &UsersState,
     user: &UserRow,
     token: &str,
     csrf_token: String,
 ) -> Result<Response> {
     let me = me_of(state, user, Some(csrf_token)).await?;
-    let cookie = auth::session_cookie_header(
+    let cookie = session_cookie_header(
         token,
-        state.users.session_absolute,
-        state.users.secure_cookies,
+        state.config.session_absolute,
+        state.config.secure_cookies,
     );
     Ok(([(header::SET_COOKIE, cookie)], Json(me)).into_response())
 }
 
-async fn me_of(state: &AppState, user: &UserRow, csrf_token: Option<String>) -> Result<Me> {
+async fn me_of(state: &UsersState, user: &UserRow, csrf_token: Option<String>) -> Result<Me> {
     let orgs = state
         .store
         .memberships_of(&user.id)
@@ -458,7 +483,7 @@ async fn me_of(state: &AppState, user: &UserRow, csrf_token: Option<String>) -> 
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     ip: ClientIp,
     headers: HeaderMap,
     Json(body): Json<Credentials>,
@@ -508,7 +533,7 @@ async fn login(
 }
 
 async fn request_login_link(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
@@ -524,7 +549,7 @@ async fn request_login_link(
 }
 
 async fn consume_login_link(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     ip: ClientIp,
     headers: HeaderMap,
     Json(body): Json<TokenOnly>,
@@ -556,7 +581,7 @@ async fn consume_login_link(
 }
 
 async fn forgot_password(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
@@ -572,7 +597,7 @@ async fn forgot_password(
 }
 
 async fn reset_password(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     ip: ClientIp,
     Json(body): Json<ResetPassword>,
 ) -> Result<Json<Accepted>> {
@@ -605,20 +630,20 @@ async fn reset_password(
 }
 
 async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
     Json(body): Json<ChangePassword>,
 ) -> Result<StatusCode> {
     body.validate().map_err(Error::validation)?;
-    if !password::verify(&body.current_password, Some(&identity.user.password_hash)).await {
+    let mut user = state.user_row(&identity.user).await?;
+    if !password::verify(&body.current_password, Some(&user.password_hash)).await {
         let mut fields = shared::FieldErrors::new();
         fields.insert("current_password".into(), "is wrong".into());
         return Err(Error::validation(fields));
     }
     let password_hash = password::hash(&body.new_password).await?;
     let now = state.clock.now();
-    let mut user = identity.user.clone();
     user.password_hash = password_hash;
     user.updated_at = now;
     let mut tx = state.store.begin().await?;
@@ -631,27 +656,28 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(state): State<AppState>, AuthUser(identity): AuthUser) -> Result<Json<Me>> {
+async fn me(State(state): State<UsersState>, AuthUser(identity): AuthUser) -> Result<Json<Me>> {
     let csrf = match &identity.via {
         Via::Session { csrf_token, .. } => Some(csrf_token.clone()),
         Via::ApiToken { .. } => None,
     };
-    Ok(Json(me_of(&state, &identity.user, csrf).await?))
+    let user = state.user_row(&identity.user).await?;
+    Ok(Json(me_of(&state, &user, csrf).await?))
 }
 
-fn cleared(state: &AppState) -> Response {
+fn cleared(state: &UsersState) -> Response {
     (
         StatusCode::NO_CONTENT,
         [(
             header::SET_COOKIE,
-            auth::clear_cookie_header(state.users.secure_cookies),
+            clear_cookie_header(state.config.secure_cookies),
         )],
     )
         .into_response()
 }
 
 async fn logout(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
 ) -> Result<Response> {
@@ -660,7 +686,7 @@ async fn logout(
 }
 
 async fn logout_all(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
 ) -> Result<Response> {
@@ -669,7 +695,7 @@ async fn logout_all(
 }
 
 async fn end_sessions(
-    state: &AppState,
+    state: &UsersState,
     identity: &Identity,
     ip: &ClientIp,
     everywhere: bool,
@@ -693,7 +719,7 @@ async fn end_sessions(
 }
 
 async fn sessions(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
 ) -> Result<Json<Vec<SessionInfo>>> {
     let now = state.clock.now();
@@ -703,7 +729,7 @@ async fn sessions(
         .live_sessions_of(&identity.user.id, now)
         .await?
         .into_iter()
-        .filter(|s| now - s.last_seen_at <= state.users.session_idle)
+        .filter(|s| now - s.last_seen_at <= state.config.session_idle)
         .map(|s| SessionInfo {
             current: Some(s.id.as_str()) == current,
             id: s.id,
@@ -718,7 +744,7 @@ async fn sessions(
 }
 
 async fn revoke_session(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
     Path(id): Path<String>,

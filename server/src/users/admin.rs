@@ -10,12 +10,12 @@ use shared::users::{
 };
 
 use super::{APPROVAL_LINK_TTL, audit_event, issue_email_link, user_info};
-use crate::app::AppState;
+use super::UsersState;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{ClientIp, Identity, SiteAdmin};
+use crate::identity::{ClientIp, Identity, SiteAdmin};
 use crate::store::{AuditEntry, NewMail, Tx, UserRow};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<UsersState> {
     Router::new()
         .route("/admin/waitlist", get(waitlist))
         .route("/admin/users", get(users))
@@ -53,7 +53,7 @@ async fn target(tx: &mut Tx, id: &str) -> Result<UserRow> {
 }
 
 async fn waitlist(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(_): SiteAdmin,
 ) -> Result<Json<Vec<UserInfo>>> {
     let mut rows = state
@@ -73,7 +73,7 @@ struct UserQuery {
 }
 
 async fn users(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(_): SiteAdmin,
     Query(query): Query<UserQuery>,
 ) -> Result<Json<Vec<UserInfo>>> {
@@ -86,7 +86,7 @@ async fn users(
 }
 
 async fn approve(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(admin): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,
@@ -109,7 +109,7 @@ async fn approve(
         subject: "You're in: your Scopehub account is approved".into(),
         body: format!(
             "Good news: your early access to Scopehub is approved.\nLog in with this link (valid 24 hours), or with your password:\n\n{}\n",
-            state.users.link("/login-link", &token)
+            state.config.link("/login-link", &token)
         ),
     };
     state.mailer.queue(&mut tx, &mail, now).await?;
@@ -121,7 +121,7 @@ async fn approve(
 }
 
 async fn reject(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(admin): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,
@@ -164,7 +164,7 @@ async fn reject(
 }
 
 async fn suspend(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(admin): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,
@@ -190,7 +190,7 @@ async fn suspend(
 }
 
 async fn unsuspend(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(admin): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,
@@ -210,7 +210,7 @@ async fn unsuspend(
 }
 
 async fn set_admin(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(admin): SiteAdmin,
     ip: ClientIp,
     Path(id): Path<String>,
@@ -248,7 +248,7 @@ async fn set_admin(
 }
 
 async fn orgs(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(_): SiteAdmin,
 ) -> Result<Json<Vec<OrgInfo>>> {
     let rows = state.store.all_orgs(500).await?;
@@ -265,7 +265,7 @@ async fn orgs(
 }
 
 async fn outbox(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(_): SiteAdmin,
 ) -> Result<Json<Vec<OutboxMessage>>> {
     let rows = state.store.outbox(200).await?;
@@ -291,7 +291,7 @@ struct AuditQuery {
 }
 
 async fn audit(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SiteAdmin(_): SiteAdmin,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>> {

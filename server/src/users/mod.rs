@@ -1,32 +1,89 @@
 //! The users service: accounts, sessions, the early-access waitlist, orgs, invites, API tokens,
 //! the admin console's API, the audit log and mail.
 //!
-//! Owns the routes under `/api/users`, `/api/orgs`, `/api/invites`, `/api/tokens` and `/api/admin`
-//! and, through `store/`, the tables of migration 0002. Identity comes from the edge
-//! (`frontend::auth`); this module never reads a cookie or a token header itself.
+//! Owns the routes under `/api/users`, `/api/orgs`, `/api/invites`, `/api/tokens` and `/api/admin`,
+//! the deployment-wide `/api/version` and `/api/client-errors` (`meta.rs`) and, through `store/`,
+//! the tables of migration 0002. Identity comes from the edge (`identity`); this module never
+//! reads a token header itself. Other roles reach it only through [`directory::Directory`].
 
 pub mod accounts;
 pub mod admin;
+pub mod directory;
 pub mod mail;
+pub mod meta;
 pub mod orgs;
 pub mod password;
 pub mod tokens;
+
+use std::sync::Arc;
 
 use axum::Router;
 use shared::users::{AccountStatus, AuditEvent, UserInfo};
 use url::Url;
 
-use crate::app::AppState;
-use crate::clock::{DAY, HOUR};
-use crate::store::{AuditRow, UserRow};
+use self::mail::Mailer;
+use crate::clock::{Clock, DAY, HOUR};
+use crate::store::{AuditRow, Store, UserRow};
+
+/// What the users role's handlers use. Cheap to clone.
+#[derive(Clone)]
+pub struct UsersState {
+    pub store: Store,
+    pub clock: Clock,
+    pub config: Arc<UsersConfig>,
+    pub mailer: Mailer,
+    pub client_errors: meta::ClientErrorLimiter,
+}
+
+impl UsersState {
+    pub fn new(store: Store, clock: Clock, config: UsersConfig, mailer: Mailer) -> Self {
+        UsersState {
+            store,
+            clock,
+            config: Arc::new(config),
+            mailer,
+            client_errors: meta::ClientErrorLimiter::default(),
+        }
+    }
+
+    /// The contract other roles use, answered from this role's store.
+    pub fn directory(&self) -> directory::LocalDirectory {
+        directory::LocalDirectory {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            session_idle: self.config.session_idle,
+        }
+    }
+
+    /// The caller's role in `org_id`, at least `needed` (404 for non-members, 403 below it).
+    pub(crate) async fn require_role(
+        &self,
+        identity: &crate::identity::Identity,
+        org_id: &str,
+        needed: shared::users::Role,
+    ) -> crate::error::Result<shared::users::Role> {
+        let member = self
+            .store
+            .role_in(org_id, &identity.user.id)
+            .await?
+            .and_then(|r| shared::users::Role::parse(&r));
+        identity.role_in(org_id, member, needed)
+    }
+
+    /// The full row of a caller, for the handlers that change it.
+    pub(crate) async fn user_row(&self, user: &crate::identity::User) -> crate::error::Result<UserRow> {
+        self.store
+            .user_by_id(&user.id)
+            .await?
+            .ok_or_else(crate::identity::unauthorized)
+    }
+}
 
 /// How the users service behaves in this deployment.
 #[derive(Debug, Clone)]
 pub struct UsersConfig {
     /// Where links in mail point, and the origin browsers must send.
     pub public_url: Url,
-    /// Other origins allowed to make state-changing requests (e.g. `trunk serve` on :8080).
-    pub extra_origins: Vec<String>,
     /// `Secure` and `__Host-` cookies (on whenever the public URL is https).
     pub secure_cookies: bool,
     /// No waitlist: verified accounts are approved at once.
@@ -42,21 +99,11 @@ impl UsersConfig {
         UsersConfig {
             secure_cookies: public_url.scheme() == "https",
             public_url,
-            extra_origins: Vec::new(),
             open_signup: false,
             first_user_is_admin,
             session_idle: 7 * DAY,
             session_absolute: 30 * DAY,
         }
-    }
-
-    pub fn origin_allowed(&self, origin: &str) -> bool {
-        let own = self.public_url.origin().ascii_serialization();
-        origin == own
-            || self
-                .extra_origins
-                .iter()
-                .any(|o| o.trim_end_matches('/') == origin)
     }
 
     /// An absolute link into the web app, e.g. `link("verify", token)`.
@@ -76,12 +123,15 @@ pub const LOGIN_LINK_TTL: i64 = 15 * 60 * 1000;
 pub const APPROVAL_LINK_TTL: i64 = DAY;
 pub const INVITE_TTL: i64 = 7 * DAY;
 
-pub fn router() -> Router<AppState> {
+/// The users role's public API, relative to `/api`.
+pub fn api_router(state: UsersState) -> Router {
     Router::new()
         .merge(accounts::router())
         .merge(orgs::router())
         .merge(tokens::router())
         .merge(admin::router())
+        .merge(meta::router())
+        .with_state(state)
 }
 
 /// Creates a single-use emailed link token for `user_id`; returns the secret for the mail.

@@ -13,14 +13,14 @@ use shared::users::{
 };
 
 use super::{INVITE_TTL, accounts, audit_event, password};
-use crate::app::AppState;
+use super::UsersState;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{self, Approved, Identity};
-use crate::frontend::auth::{ClientIp, MaybeUser};
+use super::directory::session_cookie_header;
+use crate::identity::{Approved, ClientIp, Identity, MaybeUser, Via};
 use crate::secrets::{new_id, new_token, sha256_hex};
 use crate::store::{AuditEntry, InviteRow, NewMail, OrgRow, UserRow};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<UsersState> {
     Router::new()
         .route("/orgs", get(my_orgs).post(create_org))
         .route("/orgs/{org}", patch(rename_org))
@@ -48,12 +48,12 @@ fn org_entry(action: &'static str, actor: &Identity, org_id: &str, ip: &ClientIp
 }
 
 async fn my_orgs(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
 ) -> Result<Json<Vec<OrgMembership>>> {
     let token_org = match &identity.via {
-        auth::Via::ApiToken { org_id, .. } => Some(org_id.clone()),
-        auth::Via::Session { .. } => None,
+        Via::ApiToken { org_id, .. } => Some(org_id.clone()),
+        Via::Session { .. } => None,
     };
     let orgs = state
         .store
@@ -71,7 +71,7 @@ async fn my_orgs(
 }
 
 async fn create_org(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Json(body): Json<OrgName>,
@@ -113,16 +113,14 @@ async fn create_org(
 }
 
 async fn rename_org(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Path(org): Path<String>,
     Json(body): Json<OrgName>,
 ) -> Result<Json<OrgMembership>> {
     let name = body.validate().map_err(Error::validation)?;
-    let role = identity
-        .require_role(&state.store, &org, Role::Admin)
-        .await?;
+    let role = state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     if !tx.rename_org(&org, &name).await? {
@@ -145,13 +143,11 @@ async fn rename_org(
 }
 
 async fn members(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<MemberInfo>>> {
-    identity
-        .require_role(&state.store, &org, Role::Viewer)
-        .await?;
+    state.require_role(&identity, &org, Role::Viewer).await?;
     let list = state
         .store
         .members(&org)
@@ -168,15 +164,13 @@ async fn members(
 }
 
 async fn change_role(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Path((org, user)): Path<(String, String)>,
     Json(body): Json<RoleChange>,
 ) -> Result<StatusCode> {
-    identity
-        .require_role(&state.store, &org, Role::Admin)
-        .await?;
+    state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let current = tx
@@ -207,14 +201,14 @@ async fn change_role(
 
 /// Removes a member (org admins), or leaves the org (any member removing themselves).
 async fn remove_member(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Path((org, user)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let leaving = user == identity.user.id;
     let needed = if leaving { Role::Viewer } else { Role::Admin };
-    identity.require_role(&state.store, &org, needed).await?;
+    state.require_role(&identity, &org, needed).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     if !tx.delete_membership(&org, &user).await? {
@@ -272,13 +266,11 @@ fn invite_info(i: InviteRow, org_name: &str, now: i64, link: Option<String>) -> 
 }
 
 async fn invites(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<InviteInfo>>> {
-    identity
-        .require_role(&state.store, &org, Role::Admin)
-        .await?;
+    state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let name = state
         .store
@@ -297,16 +289,14 @@ async fn invites(
 }
 
 async fn invite(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Path(org): Path<String>,
     Json(body): Json<NewInvite>,
 ) -> Result<(StatusCode, Json<InviteInfo>)> {
     let email = body.validate().map_err(Error::validation)?;
-    identity
-        .require_role(&state.store, &org, Role::Admin)
-        .await?;
+    state.require_role(&identity, &org, Role::Admin).await?;
     let org_row = state
         .store
         .org(&org)
@@ -327,7 +317,7 @@ async fn invite(
         accepted_by: None,
         revoked_at: None,
     };
-    let link = state.users.link("/invite", &token);
+    let link = state.config.link("/invite", &token);
     let mail = NewMail {
         to: email.clone(),
         subject: format!(
@@ -362,14 +352,12 @@ async fn invite(
 }
 
 async fn revoke_invite(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     ip: ClientIp,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    identity
-        .require_role(&state.store, &org, Role::Admin)
-        .await?;
+    state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     if !tx.revoke_invite(&org, &id, now).await? {
@@ -394,14 +382,12 @@ struct AuditQuery {
 }
 
 async fn org_audit(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Approved(identity): Approved,
     Path(org): Path<String>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>> {
-    identity
-        .require_role(&state.store, &org, Role::Admin)
-        .await?;
+    state.require_role(&identity, &org, Role::Admin).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let rows = state
         .store
@@ -411,7 +397,7 @@ async fn org_audit(
 }
 
 /// A live invite for a token, or the one error every bad token gets.
-async fn live_invite(state: &AppState, token: &str) -> Result<InviteRow> {
+async fn live_invite(state: &UsersState, token: &str) -> Result<InviteRow> {
     let invalid = || Error::not_found("This invite is invalid, used, revoked or expired.");
     TokenOnly {
         token: token.to_owned(),
@@ -430,7 +416,7 @@ async fn live_invite(state: &AppState, token: &str) -> Result<InviteRow> {
 }
 
 async fn preview_invite(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Path(token): Path<String>,
 ) -> Result<Json<InvitePreview>> {
     let invite = live_invite(&state, &token).await?;
@@ -460,7 +446,7 @@ async fn preview_invite(
 /// password. The emailed link proves the address, so the account skips verification and the
 /// waitlist.
 async fn accept_invite(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     ip: ClientIp,
     headers: HeaderMap,
     MaybeUser(identity): MaybeUser,
@@ -482,7 +468,8 @@ async fn accept_invite(
                 "Invites are accepted from a browser session.",
             ));
         }
-        (Some(identity), _) => (identity.user, false),
+        (Some(_), Some(user)) => (user, false),
+        (Some(_), None) => return Err(crate::identity::unauthorized()),
         (None, Some(_)) => {
             return Err(Error::client(
                 StatusCode::UNAUTHORIZED,
@@ -574,10 +561,10 @@ async fn accept_invite(
     };
     let mut response = Json(org).into_response();
     if let Some((token, _csrf)) = session {
-        let cookie = auth::session_cookie_header(
+        let cookie = session_cookie_header(
             &token,
-            state.users.session_absolute,
-            state.users.secure_cookies,
+            state.config.session_absolute,
+            state.config.secure_cookies,
         );
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }

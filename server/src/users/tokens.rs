@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use shared::users::{ApiTokenInfo, NewApiToken, Role, TokenScope};
 
-use crate::app::AppState;
+use super::UsersState;
 use crate::clock::DAY;
 use crate::error::{Error, Json, Result};
-use crate::frontend::auth::{ClientIp, SessionUser};
+use crate::identity::{ClientIp, SessionUser};
 use crate::secrets::{new_id, new_token};
 use crate::store::{ApiTokenRow, AuditEntry};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<UsersState> {
     Router::new()
         .route("/tokens", get(list).post(create))
         .route("/tokens/{id}", delete(revoke))
@@ -35,7 +35,7 @@ fn info(t: ApiTokenRow, secret: Option<String>) -> ApiTokenInfo {
 }
 
 async fn list(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
 ) -> Result<Json<Vec<ApiTokenInfo>>> {
     let tokens = state.store.api_tokens_of(&identity.user.id).await?;
@@ -43,7 +43,7 @@ async fn list(
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
     Json(body): Json<NewApiToken>,
@@ -53,9 +53,7 @@ async fn create(
         return Err(Error::forbidden("Your account is waiting for approval."));
     }
     // Any member may hold a token; what it can do is still limited by their role.
-    identity
-        .require_role(&state.store, &body.org_id, Role::Viewer)
-        .await?;
+    state.require_role(&identity, &body.org_id, Role::Viewer).await?;
     let now = state.clock.now();
     let (secret, token_hash) = new_token("sha_");
     let row = ApiTokenRow {
@@ -90,7 +88,7 @@ async fn create(
 }
 
 async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
     Path(id): Path<String>,

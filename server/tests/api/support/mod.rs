@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use scopehub::app::{self, AppState};
+use scopehub::app::{Airplane, Settings};
 use scopehub::clock::Clock;
+use scopehub::collector::CollectorConfig;
+use scopehub::collector::shard::InProcessShard;
 use scopehub::config::DatabaseUrl;
 use scopehub::frontend::EdgeConfig;
-use scopehub::frontend::spa::Spa;
-use scopehub::provisioning::shards::InProcessShard;
 use scopehub::store::Store;
 use scopehub::users::UsersConfig;
 use scopehub::users::mail::Mailer;
@@ -160,7 +160,8 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let mut users = UsersConfig::new(format!("http://{addr}/").parse().unwrap(), true);
+        let public_url: url::Url = format!("http://{addr}/").parse().unwrap();
+        let mut users = UsersConfig::new(public_url.clone(), true);
         users.open_signup = options.open_signup;
         let mailer = Mailer::new(
             options.smtp_url.as_deref(),
@@ -168,30 +169,36 @@ impl TestApp {
         )
         .expect("mailer");
         let clock = Clock::adjustable();
-        let state = AppState::new(
-            store.clone(),
-            Spa::new(dist.path().join("dist")),
-            users,
-            mailer.clone(),
-        )
-        .with_clock(clock.clone());
         let mut provisioning = scopehub::provisioning::ProvisioningConfig::default();
         if let Some(limits) = options.limits {
             provisioning.default_limits = limits;
         }
+        let mut collector = CollectorConfig::default();
         if let Some(max) = options.max_nodes_per_topology {
-            provisioning.max_nodes_per_topology = max;
+            collector.max_nodes_per_topology = max;
         }
-        let state = state.with_provisioning(provisioning);
-        let edge = EdgeConfig {
-            max_body_bytes: options.max_body_bytes,
-            request_timeout: options.request_timeout,
-        };
-        let router = app::router(state.clone(), &edge);
+        // The same wiring as `scopehub serve`: the composition root builds every role.
+        let airplane = Airplane::build(
+            store.clone(),
+            Settings {
+                public_url,
+                users,
+                allowed_origins: Vec::new(),
+                mailer,
+                provisioning,
+                collector,
+                edge: EdgeConfig {
+                    max_body_bytes: options.max_body_bytes,
+                    request_timeout: options.request_timeout,
+                },
+                dist_dir: dist.path().join("dist"),
+                clock: clock.clone(),
+            },
+        );
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(mailer.run(store.clone(), clock.clone(), shutdown_rx.clone()));
-        let shard = state.collector.clone();
-        tokio::spawn(state.reconciler(state.placement()).run(shutdown_rx));
+        airplane.spawn_tasks(&shutdown_rx);
+        let shard = airplane.shard.clone();
+        let router = airplane.router;
         tokio::spawn(async move {
             let _keep_mailer_running = _shutdown_tx;
             axum::serve(

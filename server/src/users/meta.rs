@@ -10,17 +10,17 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use shared::{ClientErrorReport, ErrorCode, VersionInfo};
 
-use crate::app::AppState;
+use super::UsersState;
 use crate::error::{Error, Json, Result};
 use crate::store::INSTALLATION_ID;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<UsersState> {
     Router::new()
         .route("/version", get(version))
         .route("/client-errors", post(client_error))
 }
 
-async fn version(State(state): State<AppState>) -> Result<Json<VersionInfo>> {
+async fn version(State(state): State<UsersState>) -> Result<Json<VersionInfo>> {
     let installation_id = state
         .store
         .get_setting(INSTALLATION_ID)
@@ -35,11 +35,11 @@ async fn version(State(state): State<AppState>) -> Result<Json<VersionInfo>> {
 }
 
 async fn client_error(
-    State(state): State<AppState>,
+    State(state): State<UsersState>,
     Json(report): Json<ClientErrorReport>,
 ) -> Result<StatusCode> {
     report.validate().map_err(Error::validation)?;
-    if !state.client_error_limit.try_acquire() {
+    if !state.client_errors.try_acquire() {
         return Err(Error::client(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TooManyRequests,

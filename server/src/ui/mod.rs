@@ -1,4 +1,5 @@
-//! Serves the built web app (trunk's `dist/`).
+//! The UI role: serves the built web app (trunk's `dist/`). It has no database and no state but
+//! the folder; in `serve` its router is the edge's fallback.
 //!
 //! - Paths without a file extension are app routes: they get `index.html` with status 200, so deep
 //!   links work, and `Cache-Control: no-cache` so a deploy is picked up on the next load.
@@ -52,6 +53,11 @@ impl Spa {
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
+}
+
+/// The UI role's router: every path falls back to the web app.
+pub fn router(spa: Spa) -> axum::Router {
+    axum::Router::new().fallback(serve).with_state(spa)
 }
 
 /// Fallback handler for every path no route matched outside `/api`.

@@ -4,7 +4,9 @@
 //! Once the site has its first admin (the first account signed up) and their org, this task makes
 //! an instance "This machine" in that org (once: its id is kept in the `settings` table), gives the
 //! probe a fresh token at every start (revoking the previous start's token, never the user's), and
-//! publishes through the real HTTP path, as `scopehub probe` would. It owns no tables of its own.
+//! publishes through the real HTTP path, as `scopehub probe` would. It lives in provisioning's room
+//! because what it does is provisioning's (an instance, its tokens); it asks the users role for the
+//! first admin's org through the contract.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,10 +14,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use url::Url;
 
-use crate::app::AppState;
+use super::api::{create_instance, issue_probe_token};
+use super::{Actor, ProvisioningState, state_of};
 use crate::error::Result;
-use crate::provisioning::api::{create_instance, issue_probe_token};
-use crate::provisioning::{Actor, state_of};
 use shared::instances::InstanceState;
 
 const INSTANCE_KEY: &str = "local_probe_instance";
@@ -24,16 +25,11 @@ pub const INSTANCE_NAME: &str = "This machine";
 const ACTOR: &str = "local probe";
 
 /// Finds or makes the local instance and a token for it; `None` until the site has an admin org.
-async fn prepare(state: &AppState) -> Result<Option<(String, String)>> {
-    let Some(admin) = state.store.first_site_admin().await? else {
+async fn prepare(state: &ProvisioningState) -> Result<Option<(String, String)>> {
+    let Some(admin) = state.users.first_admin_org().await? else {
         return Ok(None);
     };
-    let mut tx = state.store.begin().await?;
-    let org = tx.personal_org_of(&admin.id).await?;
-    tx.commit().await?;
-    let Some(org) = org else {
-        return Ok(None);
-    };
+    let org = admin.org_id;
     let existing = match state.store.get_setting(INSTANCE_KEY).await? {
         Some(id) => state.store.instance(&id).await?.filter(|row| {
             !matches!(
@@ -44,7 +40,7 @@ async fn prepare(state: &AppState) -> Result<Option<(String, String)>> {
         None => None,
     };
     let actor = Actor {
-        id: &admin.id,
+        id: &admin.user_id,
         email: ACTOR,
         ip: None,
     };
@@ -63,7 +59,7 @@ async fn prepare(state: &AppState) -> Result<Option<(String, String)>> {
         }
         None => {
             let (row, token) =
-                create_instance(state, &org, INSTANCE_NAME.to_owned(), &admin.id, &actor).await?;
+                create_instance(state, &org, INSTANCE_NAME.to_owned(), &admin.user_id, &actor).await?;
             state.store.put_setting(INSTANCE_KEY, &row.id).await?;
             let tokens = state.store.probe_tokens_of(&row.id).await?;
             if let Some(first) = tokens.first() {
@@ -78,7 +74,7 @@ async fn prepare(state: &AppState) -> Result<Option<(String, String)>> {
 
 /// Runs until `shutdown`: waits for the first admin's org, then probes this machine into it.
 pub async fn run(
-    state: AppState,
+    state: ProvisioningState,
     url: Url,
     proc_root: PathBuf,
     interval: Duration,

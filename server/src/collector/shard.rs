@@ -1,0 +1,246 @@
+//! The collector's contract: a shard holding the live state of the instances placed on it.
+//!
+//! Provisioning's reconciler drives shards through [`Shard`] only: `ensure` an instance with its
+//! limits and flags, `drop_instance`, `list` what a shard holds, and read an instance's `usage`
+//! (which is how it learns that the first report arrived). [`InProcessShard`] is a shard in this
+//! process (Airplane Mode, and a collector process itself); [`HttpShard`] drives a collector
+//! process over its internal API ([`internal_router`]). All operations are idempotent.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::Method;
+use axum::routing::get;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use shared::instances::{Limits, Usage};
+
+use super::slot::Slot;
+use crate::clock::Clock;
+use crate::error::{Error, Json, Result};
+use crate::internal_client::InternalClient;
+
+/// What an instance refuses now (a suspension or a deletion in progress). The edge already
+/// refuses such requests; the shard enforces the same so that a stale edge cannot get past it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flags {
+    pub refuse_uploads: bool,
+    pub refuse_reads: bool,
+}
+
+/// `ensure`'s body on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub limits: Limits,
+    pub flags: Flags,
+}
+
+pub trait Shard: Send + Sync {
+    fn name(&self) -> &str;
+    /// Makes sure the shard holds the instance, with these limits and flags.
+    fn ensure(&self, instance: &str, limits: Limits, flags: Flags) -> BoxFuture<'_, Result<()>>;
+    /// Drops the instance and everything the shard holds of it.
+    fn drop_instance(&self, instance: &str) -> BoxFuture<'_, Result<()>>;
+    /// The instances the shard holds, sorted.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// What the instance's probes did lately; `None` if the shard does not hold it.
+    fn usage(&self, instance: &str) -> BoxFuture<'_, Result<Option<Usage>>>;
+}
+
+/// Called once per instance when its first report is accepted (`serve` wakes the reconciler with
+/// it, so the instance becomes active at once rather than on the next pass).
+pub type FirstReportHook = Arc<dyn Fn() + Send + Sync>;
+
+/// A shard inside this process.
+pub struct InProcessShard {
+    name: String,
+    clock: Clock,
+    slots: Mutex<HashMap<String, Slot>>,
+    first_report: Option<FirstReportHook>,
+}
+
+fn poisoned() -> Error {
+    Error::Internal(anyhow::anyhow!("collector shard lock poisoned"))
+}
+
+impl InProcessShard {
+    pub fn new(name: impl Into<String>, clock: Clock) -> Self {
+        InProcessShard {
+            name: name.into(),
+            clock,
+            slots: Mutex::new(HashMap::new()),
+            first_report: None,
+        }
+    }
+
+    pub fn with_first_report_hook(mut self, hook: FirstReportHook) -> Self {
+        self.first_report = Some(hook);
+        self
+    }
+
+    /// Runs `f` on the instance's slot, if this shard holds the instance.
+    pub fn with_slot<R>(&self, instance: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let mut slots = self.slots.lock().ok()?;
+        slots.get_mut(instance).map(f)
+    }
+
+    pub fn limits_of(&self, instance: &str) -> Option<Limits> {
+        self.slots.lock().ok()?.get(instance).map(|s| s.limits)
+    }
+
+    /// Tells whoever asked that an instance received its first report.
+    pub fn first_report_accepted(&self) {
+        if let Some(hook) = &self.first_report {
+            hook();
+        }
+    }
+
+    fn ensure_now(&self, instance: &str, limits: Limits, flags: Flags) -> Result<()> {
+        let mut slots = self.slots.lock().map_err(|_| poisoned())?;
+        let slot = slots
+            .entry(instance.to_owned())
+            .or_insert_with(|| Slot::new(limits));
+        slot.limits = limits;
+        slot.flags = flags;
+        Ok(())
+    }
+
+    fn drop_now(&self, instance: &str) -> Result<()> {
+        self.slots.lock().map_err(|_| poisoned())?.remove(instance);
+        Ok(())
+    }
+
+    fn list_now(&self) -> Result<Vec<String>> {
+        let slots = self.slots.lock().map_err(|_| poisoned())?;
+        let mut ids: Vec<String> = slots.keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn usage_now(&self, instance: &str) -> Result<Option<Usage>> {
+        let now = self.clock.now();
+        let mut slots = self.slots.lock().map_err(|_| poisoned())?;
+        Ok(slots.get_mut(instance).map(|slot| slot.usage(now)))
+    }
+}
+
+impl Shard for InProcessShard {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ensure(&self, instance: &str, limits: Limits, flags: Flags) -> BoxFuture<'_, Result<()>> {
+        let result = self.ensure_now(instance, limits, flags);
+        Box::pin(async move { result })
+    }
+
+    fn drop_instance(&self, instance: &str) -> BoxFuture<'_, Result<()>> {
+        let result = self.drop_now(instance);
+        Box::pin(async move { result })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        let result = self.list_now();
+        Box::pin(async move { result })
+    }
+
+    fn usage(&self, instance: &str) -> BoxFuture<'_, Result<Option<Usage>>> {
+        let result = self.usage_now(instance);
+        Box::pin(async move { result })
+    }
+}
+
+/// A collector process's shard, driven over its internal API.
+pub struct HttpShard {
+    name: String,
+    client: InternalClient,
+}
+
+impl HttpShard {
+    pub fn new(name: impl Into<String>, client: InternalClient) -> Self {
+        HttpShard {
+            name: name.into(),
+            client,
+        }
+    }
+}
+
+const INSTANCES: [&str; 3] = ["internal", "collector", "instances"];
+
+impl Shard for HttpShard {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ensure(&self, instance: &str, limits: Limits, flags: Flags) -> BoxFuture<'_, Result<()>> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            let path = [&INSTANCES[..], &[instance.as_str()]].concat();
+            self.client
+                .call(Method::PUT, &path, Some(&Placed { limits, flags }))
+                .await
+        })
+    }
+
+    fn drop_instance(&self, instance: &str) -> BoxFuture<'_, Result<()>> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            let path = [&INSTANCES[..], &[instance.as_str()]].concat();
+            self.client.call(Method::DELETE, &path, None::<&()>).await
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(async move { self.client.call(Method::GET, &INSTANCES, None::<&()>).await })
+    }
+
+    fn usage(&self, instance: &str) -> BoxFuture<'_, Result<Option<Usage>>> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            let path = [&INSTANCES[..], &[instance.as_str(), "usage"]].concat();
+            self.client.call(Method::GET, &path, None::<&()>).await
+        })
+    }
+}
+
+/// The collector role's internal API: [`Shard`] over HTTP, for provisioning's reconciler.
+pub fn internal_router(shard: Arc<InProcessShard>) -> Router {
+    Router::new()
+        .route("/internal/collector/instances", get(list))
+        .route(
+            "/internal/collector/instances/{id}",
+            axum::routing::put(ensure).delete(drop_instance),
+        )
+        .route("/internal/collector/instances/{id}/usage", get(usage))
+        .with_state(shard)
+}
+
+async fn list(State(shard): State<Arc<InProcessShard>>) -> Result<Json<Vec<String>>> {
+    Ok(Json(shard.list_now()?))
+}
+
+async fn ensure(
+    State(shard): State<Arc<InProcessShard>>,
+    Path(id): Path<String>,
+    Json(placed): Json<Placed>,
+) -> Result<Json<()>> {
+    shard.ensure_now(&id, placed.limits, placed.flags)?;
+    Ok(Json(()))
+}
+
+async fn drop_instance(
+    State(shard): State<Arc<InProcessShard>>,
+    Path(id): Path<String>,
+) -> Result<Json<()>> {
+    shard.drop_now(&id)?;
+    Ok(Json(()))
+}
+
+async fn usage(
+    State(shard): State<Arc<InProcessShard>>,
+    Path(id): Path<String>,
+) -> Result<Json<Option<Usage>>> {
+    Ok(Json(shard.usage_now(&id)?))
+}

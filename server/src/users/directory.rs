@@ -1,0 +1,306 @@
+//! The users service's contract: what other roles may ask it, and nothing more.
+//!
+//! [`Directory`] resolves a session or API token to an [`Identity`] and answers a user's role in an
+//! org. [`LocalDirectory`] answers from this process's store (Airplane Mode, and the users role
+//! itself); [`HttpDirectory`] asks a users process over its internal API ([`internal_router`]).
+//! The session cookie's names live here too: the users role sets the cookie, the edge reads it.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::routing::{get, post};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use shared::users::{AccountStatus, Role, TokenScope};
+
+use crate::clock::{Clock, MINUTE};
+use crate::error::{Json, Result};
+use crate::identity::{Identity, User, Via};
+use crate::internal_client::InternalClient;
+use crate::secrets::sha256_hex;
+use crate::store::{Store, UserRow};
+
+pub const SESSION_COOKIE: &str = "scopehub_session";
+pub const SECURE_SESSION_COOKIE: &str = "__Host-scopehub_session";
+/// Last-use timestamps are written at most this often per session or token.
+const TOUCH_EVERY: i64 = MINUTE;
+
+/// The first site admin and their personal org (Airplane Mode's local probe reports into it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminOrg {
+    pub user_id: String,
+    pub org_id: String,
+}
+
+pub trait Directory: Send + Sync {
+    /// The identity behind a session cookie's value; `None` for an unknown, revoked, expired or
+    /// idle session, or a suspended user (the request then proceeds anonymously).
+    fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>>;
+    /// The identity behind an API token; `None` unless the token is live and its user approved.
+    fn api_token(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>>;
+    /// The user's role in the org; `None` when they are not a member.
+    fn role_in(&self, org_id: &str, user_id: &str) -> BoxFuture<'_, Result<Option<Role>>>;
+    /// The first site admin's personal org, once there is one.
+    fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>>;
+}
+
+pub fn user_of(row: &UserRow) -> User {
+    User {
+        id: row.id.clone(),
+        email: row.email.clone(),
+        status: AccountStatus::parse(&row.status).unwrap_or(AccountStatus::Unverified),
+        is_admin: row.is_admin,
+    }
+}
+
+/// The directory over this process's store.
+#[derive(Clone)]
+pub struct LocalDirectory {
+    pub store: Store,
+    pub clock: Clock,
+    /// Sessions unused for longer than this no longer authenticate.
+    pub session_idle: i64,
+}
+
+impl LocalDirectory {
+    async fn resolve_session(&self, token: &str) -> Result<Option<Identity>> {
+        let now = self.clock.now();
+        let Some(session) = self
+            .store
+            .session_by_token_hash(&sha256_hex(token))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let idle_expired = now - session.last_seen_at > self.session_idle;
+        if session.revoked_at.is_some() || session.expires_at <= now || idle_expired {
+            return Ok(None);
+        }
+        let Some(user) = self.store.user_by_id(&session.user_id).await? else {
+            return Ok(None);
+        };
+        if user.suspended_at.is_some() {
+            return Ok(None);
+        }
+        if now - session.last_seen_at > TOUCH_EVERY {
+            self.store.touch_session(&session.id, now).await?;
+        }
+        Ok(Some(Identity {
+            user: user_of(&user),
+            via: Via::Session {
+                id: session.id,
+                csrf_token: session.csrf_token,
+            },
+        }))
+    }
+
+    async fn resolve_api_token(&self, token: &str) -> Result<Option<Identity>> {
+        let now = self.clock.now();
+        let Some(row) = self.store.api_token_by_hash(&sha256_hex(token)).await? else {
+            return Ok(None);
+        };
+        if row.revoked_at.is_some() || row.expires_at <= now {
+            return Ok(None);
+        }
+        let Some(user) = self.store.user_by_id(&row.user_id).await? else {
+            return Ok(None);
+        };
+        if user.suspended_at.is_some() || user.status != AccountStatus::Approved.as_str() {
+            return Ok(None);
+        }
+        if row.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY) {
+            self.store.touch_api_token(&row.id, now).await?;
+        }
+        let scope = TokenScope::parse(&row.scope).unwrap_or(TokenScope::Read);
+        Ok(Some(Identity {
+            user: user_of(&user),
+            via: Via::ApiToken {
+                id: row.id,
+                org_id: row.org_id,
+                scope,
+            },
+        }))
+    }
+
+    async fn first_admin(&self) -> Result<Option<AdminOrg>> {
+        let Some(admin) = self.store.first_site_admin().await? else {
+            return Ok(None);
+        };
+        let mut tx = self.store.begin().await?;
+        let org = tx.personal_org_of(&admin.id).await?;
+        tx.commit().await?;
+        Ok(org.map(|org_id| AdminOrg {
+            user_id: admin.id,
+            org_id,
+        }))
+    }
+}
+
+impl Directory for LocalDirectory {
+    fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+        let token = token.to_owned();
+        Box::pin(async move { self.resolve_session(&token).await })
+    }
+
+    fn api_token(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+        let token = token.to_owned();
+        Box::pin(async move { self.resolve_api_token(&token).await })
+    }
+
+    fn role_in(&self, org_id: &str, user_id: &str) -> BoxFuture<'_, Result<Option<Role>>> {
+        let (org_id, user_id) = (org_id.to_owned(), user_id.to_owned());
+        Box::pin(async move {
+            Ok(self
+                .store
+                .role_in(&org_id, &user_id)
+                .await?
+                .and_then(|r| Role::parse(&r)))
+        })
+    }
+
+    fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
+        Box::pin(self.first_admin())
+    }
+}
+
+/// A secret sent to the internal API in a body, never in a URL (URLs end up in logs).
+#[derive(Serialize, Deserialize)]
+struct TokenBody {
+    token: String,
+}
+
+/// The directory of a users process, over its internal API.
+#[derive(Clone)]
+pub struct HttpDirectory(pub InternalClient);
+
+impl Directory for HttpDirectory {
+    fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+        let body = TokenBody {
+            token: token.to_owned(),
+        };
+        Box::pin(async move {
+            self.0
+                .call(Method::POST, &["internal", "users", "session"], Some(&body))
+                .await
+        })
+    }
+
+    fn api_token(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+        let body = TokenBody {
+            token: token.to_owned(),
+        };
+        Box::pin(async move {
+            self.0
+                .call(Method::POST, &["internal", "users", "api-token"], Some(&body))
+                .await
+        })
+    }
+
+    fn role_in(&self, org_id: &str, user_id: &str) -> BoxFuture<'_, Result<Option<Role>>> {
+        let (org_id, user_id) = (org_id.to_owned(), user_id.to_owned());
+        Box::pin(async move {
+            self.0
+                .call(
+                    Method::GET,
+                    &["internal", "users", "orgs", &org_id, "members", &user_id],
+                    None::<&()>,
+                )
+                .await
+        })
+    }
+
+    fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
+        Box::pin(async move {
+            self.0
+                .call(
+                    Method::GET,
+                    &["internal", "users", "first-admin-org"],
+                    None::<&()>,
+                )
+                .await
+        })
+    }
+}
+
+/// The users role's internal API: [`Directory`] over HTTP. Mounted only in a users process,
+/// behind the identity check; the edge never routes `/internal` from outside.
+pub fn internal_router(directory: LocalDirectory) -> Router {
+    Router::new()
+        .route("/internal/users/session", post(session))
+        .route("/internal/users/api-token", post(api_token))
+        .route(
+            "/internal/users/orgs/{org}/members/{user}",
+            get(membership),
+        )
+        .route("/internal/users/first-admin-org", get(first_admin_org))
+        .with_state(directory)
+}
+
+async fn session(
+    State(d): State<LocalDirectory>,
+    Json(body): Json<TokenBody>,
+) -> Result<Json<Option<Identity>>> {
+    Ok(Json(d.resolve_session(&body.token).await?))
+}
+
+async fn api_token(
+    State(d): State<LocalDirectory>,
+    Json(body): Json<TokenBody>,
+) -> Result<Json<Option<Identity>>> {
+    Ok(Json(d.resolve_api_token(&body.token).await?))
+}
+
+async fn membership(
+    State(d): State<LocalDirectory>,
+    Path((org, user)): Path<(String, String)>,
+) -> Result<Json<Option<Role>>> {
+    Ok(Json(d.role_in(&org, &user).await?))
+}
+
+async fn first_admin_org(State(d): State<LocalDirectory>) -> Result<Json<Option<AdminOrg>>> {
+    Ok(Json(d.first_admin().await?))
+}
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let wanted = if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The `Set-Cookie` value that starts a session.
+pub fn session_cookie_header(token: &str, max_age_ms: i64, secure: bool) -> HeaderValue {
+    let value = if secure {
+        format!(
+            "{SECURE_SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age={}",
+            max_age_ms / 1000
+        )
+    } else {
+        format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            max_age_ms / 1000
+        )
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The `Set-Cookie` value that ends a session in the browser.
+pub fn clear_cookie_header(secure: bool) -> HeaderValue {
+    if secure {
+        HeaderValue::from_static(
+            "__Host-scopehub_session=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0",
+        )
+    } else {
+        HeaderValue::from_static("scopehub_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+    }
+}
