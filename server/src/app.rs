@@ -72,7 +72,12 @@ impl Airplane {
         let clock = settings.clock.clone();
         let metrics = Metrics::new();
         let startup = StartupStatus::default();
-        let users = UsersState::new(store.clone(), clock.clone(), settings.users, settings.mailer);
+        let users = UsersState::new(
+            store.clone(),
+            clock.clone(),
+            settings.users,
+            settings.mailer,
+        );
         let wakeup = Wakeup::default();
         let woken = wakeup.clone();
         let shard = Arc::new(

@@ -109,7 +109,9 @@ impl InternalClient {
             .map_err(|e| self.upstream(format!("{url}: {e}")))?
         {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(self.upstream(format!("{url}: answer larger than {MAX_ANSWER_BYTES} bytes")));
+                return Err(self.upstream(format!(
+                    "{url}: answer larger than {MAX_ANSWER_BYTES} bytes"
+                )));
             }
             bytes.extend_from_slice(&chunk);
         }

@@ -95,8 +95,9 @@ pub async fn readyz(State(state): State<OpsState>) -> Response {
         return not_ready(format!("database not ready: {why}"));
     }
     match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
-        Ok(Ok(())) => axum::Json(json!({"status": "ready", "database": store.backend()}))
-            .into_response(),
+        Ok(Ok(())) => {
+            axum::Json(json!({"status": "ready", "database": store.backend()})).into_response()
+        }
         Ok(Err(e)) => not_ready(format!("database unreachable: {e}")),
         Err(_) => not_ready(format!(
             "database did not answer within {} s",

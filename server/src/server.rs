@@ -149,7 +149,11 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
     let startup = StartupStatus::default();
     let router = app::users_service(&state, startup.clone(), &basics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(prepare_with_retry(store.clone(), startup, shutdown_rx.clone()));
+    tokio::spawn(prepare_with_retry(
+        store.clone(),
+        startup,
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(mailer.run(store.clone(), basics.clock.clone(), shutdown_rx));
     announce(&listener, &args.http, None, Some(&url))?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
@@ -178,7 +182,11 @@ pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
     let startup = StartupStatus::default();
     let router = app::provisioning_service(&state, startup.clone(), &basics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(prepare_with_retry(store.clone(), startup, shutdown_rx.clone()));
+    tokio::spawn(prepare_with_retry(
+        store.clone(),
+        startup,
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(state.reconciler().run(shutdown_rx));
     announce(&listener, &args.http, None, Some(&url))?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
@@ -191,7 +199,10 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.http, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
-    let shard = Arc::new(InProcessShard::new(args.shard.clone(), basics.clock.clone()));
+    let shard = Arc::new(InProcessShard::new(
+        args.shard.clone(),
+        basics.clock.clone(),
+    ));
     let state = app::collector_state(
         shard,
         collector_config(&args.collector, &public_url),

@@ -18,12 +18,12 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
+use super::CollectorState;
 use super::render::summary::NodeSummary;
 use super::render::topologies::{self, TopologyDesc};
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
 use super::slot::{Snapshot, Summaries};
-use super::CollectorState;
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 

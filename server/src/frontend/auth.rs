@@ -37,7 +37,7 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// Scope's probe-facing paths (design.md §3): probe tokens, never cookies or API tokens.
 pub fn is_probe_path(path: &str) -> bool {
-    matches!(path, "/api" | "/api/" | "/api/report")
+    matches!(path, "/api" | "/api/report")
         || path.starts_with("/api/control/")
         || path.starts_with("/api/pipe/")
 }
@@ -151,7 +151,12 @@ impl EdgeAuth {
                 .filter(|t| t.starts_with("sha_") && t.len() <= 128)
                 .ok_or_else(unauthorized)?;
             // An API token that does not authenticate is an error, not anonymity.
-            return self.users.api_token(token).await?.ok_or_else(unauthorized).map(Some);
+            return self
+                .users
+                .api_token(token)
+                .await?
+                .ok_or_else(unauthorized)
+                .map(Some);
         }
         match session_cookie(headers, self.origins.secure_cookies) {
             // An unknown, revoked or expired cookie is simply no identity: the request proceeds

@@ -202,7 +202,11 @@ fn is_operational(path: &str) -> bool {
 /// The layer in front of a role running as its own process: every request but the operational
 /// ones must carry a signed identity that verifies, or it is refused with 401. A verified identity
 /// becomes the same request extensions the edge installs in one process.
-pub async fn trust_edge(State(verifier): State<Verifier>, mut req: Request, next: Next) -> Response {
+pub async fn trust_edge(
+    State(verifier): State<Verifier>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if is_operational(req.uri().path()) {
         return next.run(req).await;
     }

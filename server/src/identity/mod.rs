@@ -75,7 +75,10 @@ impl Identity {
     /// answers it): not a member, or an API token of another org, is "no such org" (the org's
     /// existence is not revealed); a lower role than `needed` is 403.
     pub fn role_in(&self, org_id: &str, member: Option<Role>, needed: Role) -> Result<Role> {
-        if self.token_org().is_some_and(|token_org| token_org != org_id) {
+        if self
+            .token_org()
+            .is_some_and(|token_org| token_org != org_id)
+        {
             return Err(Error::not_found("No such org."));
         }
         match member {

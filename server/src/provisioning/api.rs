@@ -141,7 +141,9 @@ async fn create(
     Json(body): Json<NewInstance>,
 ) -> Result<(StatusCode, Json<InstanceWithToken>)> {
     let name = body.validate().map_err(Error::validation)?;
-    state.require_role(&identity, &body.org_id, Role::Editor).await?;
+    state
+        .require_role(&identity, &body.org_id, Role::Editor)
+        .await?;
     let (row, token) = create_instance(
         &state,
         &body.org_id,
@@ -215,7 +217,11 @@ async fn details(
     let tokens = state.store.probe_tokens_of(&row.id).await?;
     let events = state.store.instance_events(&row.id).await?;
     // Usage is the shard's to tell; an unreachable shard leaves it out rather than failing the page.
-    let usage = match row.shard.as_deref().and_then(|s| state.placement.by_name(s)) {
+    let usage = match row
+        .shard
+        .as_deref()
+        .and_then(|s| state.placement.by_name(s))
+    {
         Some(shard) => shard.usage(&row.id).await.unwrap_or_else(|e| {
             tracing::warn!(instance = %row.id, error = %e, "cannot read the instance's usage");
             None
@@ -232,7 +238,9 @@ async fn details(
 
 async fn rename(
     State(state): State<ProvisioningState>,
-    InstanceRole { identity, mut row, .. }: InstanceRole<identity::Editor>,
+    InstanceRole {
+        identity, mut row, ..
+    }: InstanceRole<identity::Editor>,
     ip: ClientIp,
     Json(body): Json<OrgName>,
 ) -> Result<Json<InstanceInfo>> {
@@ -366,7 +374,9 @@ async fn resume(
 /// Deleting revokes the probe tokens at once; the reconciler then drops the collector state.
 async fn remove(
     State(state): State<ProvisioningState>,
-    InstanceRole { identity, mut row, .. }: InstanceRole<identity::Admin>,
+    InstanceRole {
+        identity, mut row, ..
+    }: InstanceRole<identity::Admin>,
     ip: ClientIp,
 ) -> Result<(StatusCode, Json<InstanceInfo>)> {
     let now = state.clock.now();

@@ -53,7 +53,8 @@ impl InstanceRoute {
 
     /// Members may read its data.
     pub fn readable(&self) -> bool {
-        !self.refuse_reads && !matches!(self.state, InstanceState::Deleting | InstanceState::Deleted)
+        !self.refuse_reads
+            && !matches!(self.state, InstanceState::Deleting | InstanceState::Deleted)
     }
 }
 
@@ -81,7 +82,12 @@ impl LocalInstances {
     }
 
     async fn by_id(&self, id: &str) -> Result<Option<InstanceRoute>> {
-        Ok(self.store.instance(id).await?.as_ref().map(InstanceRoute::of))
+        Ok(self
+            .store
+            .instance(id)
+            .await?
+            .as_ref()
+            .map(InstanceRoute::of))
     }
 }
 

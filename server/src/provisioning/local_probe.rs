@@ -58,8 +58,14 @@ async fn prepare(state: &ProvisioningState) -> Result<Option<(String, String)>> 
             (row.id, token)
         }
         None => {
-            let (row, token) =
-                create_instance(state, &org, INSTANCE_NAME.to_owned(), &admin.user_id, &actor).await?;
+            let (row, token) = create_instance(
+                state,
+                &org,
+                INSTANCE_NAME.to_owned(),
+                &admin.user_id,
+                &actor,
+            )
+            .await?;
             state.store.put_setting(INSTANCE_KEY, &row.id).await?;
             let tokens = state.store.probe_tokens_of(&row.id).await?;
             if let Some(first) = tokens.first() {

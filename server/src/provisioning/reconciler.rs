@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use super::shards::Placement;
 use super::{Wakeup, limits_of, state_of, transition};
-use crate::collector::shard::{Flags, Shard};
 use crate::clock::Clock;
+use crate::collector::shard::{Flags, Shard};
 use crate::error::Error;
 use crate::store::{InstanceRow, Store};
 use crate::telemetry::Metrics;

@@ -52,7 +52,8 @@ mod tests {
     fn placement_is_stable_and_spreads_instances() {
         let shards: Vec<Arc<dyn Shard>> = (0..4)
             .map(|i| {
-                Arc::new(InProcessShard::new(format!("shard-{i}"), Clock::system())) as Arc<dyn Shard>
+                Arc::new(InProcessShard::new(format!("shard-{i}"), Clock::system()))
+                    as Arc<dyn Shard>
             })
             .collect();
         let placement = Placement::new(shards);

@@ -15,11 +15,11 @@ use shared::users::{
     ResetPassword, Role, SessionInfo, TokenOnly, normalize_name,
 };
 
-use super::{LOGIN_LINK_TTL, RESET_LINK_TTL, VERIFY_LINK_TTL, password, user_info};
 use super::UsersState;
+use super::directory::{clear_cookie_header, session_cookie_header};
+use super::{LOGIN_LINK_TTL, RESET_LINK_TTL, VERIFY_LINK_TTL, password, user_info};
 use crate::clock::MINUTE;
 use crate::error::{Error, Json, Result};
-use super::directory::{clear_cookie_header, session_cookie_header};
 use crate::identity::{AuthUser, ClientIp, Identity, SessionUser, Via};
 use crate::secrets::{new_id, new_token, random_hex, sha256_hex};
 use crate::store::{AuditEntry, NewMail, OrgRow, SessionRow, Tx, UserRow};

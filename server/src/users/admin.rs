@@ -9,8 +9,8 @@ use shared::users::{
     AccountStatus, AdminFlag, AuditEvent, OrgInfo, OutboxMessage, Rejection, UserInfo,
 };
 
-use super::{APPROVAL_LINK_TTL, audit_event, issue_email_link, user_info};
 use super::UsersState;
+use super::{APPROVAL_LINK_TTL, audit_event, issue_email_link, user_info};
 use crate::error::{Error, Json, Result};
 use crate::identity::{ClientIp, Identity, SiteAdmin};
 use crate::store::{AuditEntry, NewMail, Tx, UserRow};

@@ -65,11 +65,7 @@ pub struct LocalDirectory {
 impl LocalDirectory {
     async fn resolve_session(&self, token: &str) -> Result<Option<Identity>> {
         let now = self.clock.now();
-        let Some(session) = self
-            .store
-            .session_by_token_hash(&sha256_hex(token))
-            .await?
-        else {
+        let Some(session) = self.store.session_by_token_hash(&sha256_hex(token)).await? else {
             return Ok(None);
         };
         let idle_expired = now - session.last_seen_at > self.session_idle;
@@ -191,7 +187,11 @@ impl Directory for HttpDirectory {
         };
         Box::pin(async move {
             self.0
-                .call(Method::POST, &["internal", "users", "api-token"], Some(&body))
+                .call(
+                    Method::POST,
+                    &["internal", "users", "api-token"],
+                    Some(&body),
+                )
                 .await
         })
     }
@@ -228,10 +228,7 @@ pub fn internal_router(directory: LocalDirectory) -> Router {
     Router::new()
         .route("/internal/users/session", post(session))
         .route("/internal/users/api-token", post(api_token))
-        .route(
-            "/internal/users/orgs/{org}/members/{user}",
-            get(membership),
-        )
+        .route("/internal/users/orgs/{org}/members/{user}", get(membership))
         .route("/internal/users/first-admin-org", get(first_admin_org))
         .with_state(directory)
 }

@@ -71,7 +71,10 @@ impl UsersState {
     }
 
     /// The full row of a caller, for the handlers that change it.
-    pub(crate) async fn user_row(&self, user: &crate::identity::User) -> crate::error::Result<UserRow> {
+    pub(crate) async fn user_row(
+        &self,
+        user: &crate::identity::User,
+    ) -> crate::error::Result<UserRow> {
         self.store
             .user_by_id(&user.id)
             .await?

@@ -12,10 +12,10 @@ use shared::users::{
     OrgMembership, OrgName, Role, RoleChange, TokenOnly, check_password,
 };
 
-use super::{INVITE_TTL, accounts, audit_event, password};
 use super::UsersState;
-use crate::error::{Error, Json, Result};
 use super::directory::session_cookie_header;
+use super::{INVITE_TTL, accounts, audit_event, password};
+use crate::error::{Error, Json, Result};
 use crate::identity::{Approved, ClientIp, Identity, MaybeUser, Via};
 use crate::secrets::{new_id, new_token, sha256_hex};
 use crate::store::{AuditEntry, InviteRow, NewMail, OrgRow, UserRow};

@@ -53,7 +53,9 @@ async fn create(
         return Err(Error::forbidden("Your account is waiting for approval."));
     }
     // Any member may hold a token; what it can do is still limited by their role.
-    state.require_role(&identity, &body.org_id, Role::Viewer).await?;
+    state
+        .require_role(&identity, &body.org_id, Role::Viewer)
+        .await?;
     let now = state.clock.now();
     let (secret, token_hash) = new_token("sha_");
     let row = ApiTokenRow {

@@ -67,13 +67,7 @@ fn invalid_env_fallbacks_are_reported_like_flags() {
 
 #[test]
 fn roles_not_built_yet_say_so() {
-    for role in [
-        "users",
-        "provisioning",
-        "collector",
-        "frontend",
-        "monitoring",
-    ] {
+    for role in ["frontend", "monitoring"] {
         let (code, _, stderr) = run(&[role, "--url", "x"]);
         assert_eq!(code, 1, "{role}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -82,6 +76,49 @@ fn roles_not_built_yet_say_so() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn roles_behind_the_edge_need_the_internal_secret() {
+    for (role, extra) in [
+        ("users", &[][..]),
+        (
+            "provisioning",
+            &[
+                "--users-url",
+                "http://127.0.0.1:1",
+                "--collector-shard",
+                "a=http://127.0.0.1:2",
+            ][..],
+        ),
+        (
+            "collector",
+            &[
+                "--shard",
+                "a",
+                "--users-url",
+                "http://127.0.0.1:1",
+                "--provisioning-url",
+                "http://127.0.0.1:2",
+            ][..],
+        ),
+    ] {
+        let (code, _, stderr) = run(&[&[role][..], extra].concat());
+        assert_eq!(code, 2, "{role}: {stderr}");
+        assert!(stderr.contains("--internal-secret"), "{role}: {stderr}");
+        let (code, _, stderr) =
+            run(&[&[role, "--internal-secret", "too-short"][..], extra].concat());
+        assert_eq!(code, 2, "{role}: {stderr}");
+        assert!(
+            stderr.contains("at least 32 characters"),
+            "{role}: {stderr}"
+        );
+    }
+    // Flags of other roles are not accepted: each role takes only what it uses.
+    let (code, _, stderr) = run(&["ui", "--database-url", "sqlite::memory:"]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(&["collector", "--smtp-url", "smtp://x"]);
+    assert_eq!(code, 2, "{stderr}");
 }
 
 #[test]

@@ -114,6 +114,9 @@ pub struct TestApp {
     pub clock: Clock,
     /// The in-process collector shard the reconciler places instances on.
     pub shard: Arc<InProcessShard>,
+    /// The roles' states, as the composition root built them.
+    pub users: scopehub::users::UsersState,
+    pub provisioning: scopehub::provisioning::ProvisioningState,
     _db: TestDb,
     _dist: TempDir,
 }
@@ -198,6 +201,8 @@ impl TestApp {
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         airplane.spawn_tasks(&shutdown_rx);
         let shard = airplane.shard.clone();
+        let (users_state, provisioning_state) =
+            (airplane.users.clone(), airplane.provisioning.clone());
         let router = airplane.router;
         tokio::spawn(async move {
             let _keep_mailer_running = _shutdown_tx;
@@ -220,6 +225,8 @@ impl TestApp {
             store,
             clock,
             shard,
+            users: users_state,
+            provisioning: provisioning_state,
             _db: db,
             _dist: dist,
         })
