@@ -119,12 +119,6 @@ pub struct HttpArgs {
     /// Address to listen on.
     #[arg(long, env = "SCOPEHUB_LISTEN", default_value = "127.0.0.1:4040")]
     pub listen: SocketAddr,
-    /// The URL users and probes reach this server at. Defaults to `http://<listen>`.
-    #[arg(long, env = "SCOPEHUB_PUBLIC_URL", value_parser = parse_public_url)]
-    pub public_url: Option<Url>,
-    /// The built web app (trunk's output folder).
-    #[arg(long, env = "SCOPEHUB_DIST_DIR", default_value = "dist")]
-    pub dist_dir: PathBuf,
     /// Largest request body accepted by the API, in bytes; larger ones get 413.
     #[arg(long, env = "SCOPEHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -136,14 +130,20 @@ pub struct HttpArgs {
     pub shutdown_timeout: Duration,
 }
 
-impl HttpArgs {
-    pub fn public_url(&self) -> Url {
-        self.public_url.clone().unwrap_or_else(|| {
-            // A SocketAddr always formats as a valid URL authority.
-            Url::parse(&format!("http://{}/", self.listen))
-                .expect("socket address is a valid URL host")
-        })
-    }
+/// For roles that tell users and probes where they are (links in mail, Scope's `GET /api`).
+#[derive(Debug, Clone, Args)]
+pub struct PublicArgs {
+    /// The URL users and probes reach Scopehub at. Defaults to `http://<listen>`.
+    #[arg(long, env = "SCOPEHUB_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<Url>,
+}
+
+/// For roles that serve the web app.
+#[derive(Debug, Clone, Args)]
+pub struct DistArgs {
+    /// The built web app (trunk's output folder).
+    #[arg(long, env = "SCOPEHUB_DIST_DIR", default_value = "dist")]
+    pub dist_dir: PathBuf,
 }
 
 #[derive(Clone, Args)]
@@ -233,6 +233,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
+    pub public: PublicArgs,
+    #[command(flatten)]
+    pub dist: DistArgs,
+    #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub users: UsersArgs,
@@ -257,6 +261,8 @@ pub struct ServeArgs {
 pub struct UsersRoleArgs {
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub public: PublicArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -291,6 +297,8 @@ pub struct ProvisioningRoleArgs {
 pub struct CollectorRoleArgs {
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub public: PublicArgs,
     #[command(flatten)]
     pub collector: CollectorArgs,
     /// This shard's name, as provisioning knows it (in Kubernetes: the pod's name).
@@ -429,6 +437,8 @@ pub struct MigrateArgs {
 pub struct UiArgs {
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub dist: DistArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -15,7 +15,7 @@ use crate::collector::CollectorConfig;
 use crate::collector::shard::InProcessShard;
 use crate::config::{
     CollectorArgs, CollectorRoleArgs, HttpArgs, MigrateArgs, ProvisioningArgs,
-    ProvisioningRoleArgs, ServeArgs, UiArgs, UsersArgs, UsersRoleArgs,
+    ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs, UsersArgs, UsersRoleArgs,
 };
 use crate::frontend::EdgeConfig;
 use crate::ops::StartupStatus;
@@ -57,12 +57,19 @@ fn users_config(u: &UsersArgs, public_url: url::Url, first_user_is_admin: bool) 
 
 /// The public URL: the flag, or the address actually bound (with `--listen …:0` the real port is
 /// known only once bound).
-fn public_url_of(http: &HttpArgs, listener: &TcpListener) -> anyhow::Result<url::Url> {
-    let mut public_url = http.public_url();
-    if http.public_url.is_none() {
-        let _ = public_url.set_port(Some(listener.local_addr()?.port()));
+fn public_url_of(public: &PublicArgs, listener: &TcpListener) -> anyhow::Result<url::Url> {
+    match &public.public_url {
+        Some(url) => Ok(url.clone()),
+        None => bound_url(listener),
     }
-    Ok(public_url)
+}
+
+fn bound_url(listener: &TcpListener) -> anyhow::Result<url::Url> {
+    // A SocketAddr always formats as a valid URL authority.
+    Ok(url::Url::parse(&format!(
+        "http://{}/",
+        listener.local_addr()?
+    ))?)
 }
 
 /// `scopehub serve`: every role in one process.
@@ -70,17 +77,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let url = args.database.database_url();
     let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
     let listener = bind(&args.http).await?;
-    let public_url = public_url_of(&args.http, &listener)?;
+    let public_url = public_url_of(&args.public, &listener)?;
     let settings = Settings {
         // `serve` is Airplane Mode: the first account to sign up becomes the site admin.
         users: users_config(&args.users, public_url.clone(), true),
         collector: collector_config(&args.collector, &public_url),
-        public_url,
+        public_url: public_url.clone(),
         allowed_origins: args.edge.allowed_origins.clone(),
         mailer: Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?,
         provisioning: provisioning_config(&args.provisioning),
         edge: edge_config(&args.http),
-        dist_dir: args.http.dist_dir.clone(),
+        dist_dir: args.dist.dist_dir.clone(),
         clock: Clock::system(),
     };
     let airplane = Airplane::build(store.clone(), settings);
@@ -106,7 +113,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &shutdown_rx,
         );
     }
-    announce(&listener, &args.http, Some(&airplane.spa), Some(&url))?;
+    announce(
+        &listener,
+        Some(&public_url),
+        Some(&airplane.spa),
+        Some(&url),
+    )?;
 
     run_until_shutdown(listener, airplane.router, &args.http, shutdown_tx).await?;
     store.close().await;
@@ -115,10 +127,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `scopehub ui`: the web app alone. Opens no database.
 pub async fn ui(args: UiArgs) -> anyhow::Result<()> {
-    let spa = Spa::new(&args.http.dist_dir);
+    let spa = Spa::new(&args.dist.dist_dir);
     let router = app::ui_service(spa.clone(), Metrics::new(), &edge_config(&args.http));
     let listener = bind(&args.http).await?;
-    announce(&listener, &args.http, Some(&spa), None)?;
+    announce(&listener, None, Some(&spa), None)?;
     let (shutdown_tx, _) = watch::channel(false);
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await
 }
@@ -137,7 +149,7 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
     let url = args.database.database_url();
     let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
     let listener = bind(&args.http).await?;
-    let public_url = public_url_of(&args.http, &listener)?;
+    let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
     let mailer = Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?;
     let state = UsersState::new(
@@ -155,7 +167,7 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
     tokio::spawn(mailer.run(store.clone(), basics.clock.clone(), shutdown_rx));
-    announce(&listener, &args.http, None, Some(&url))?;
+    announce(&listener, None, None, Some(&url))?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
     store.close().await;
     Ok(())
@@ -188,7 +200,7 @@ pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
     tokio::spawn(state.reconciler().run(shutdown_rx));
-    announce(&listener, &args.http, None, Some(&url))?;
+    announce(&listener, None, None, Some(&url))?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
     store.close().await;
     Ok(())
@@ -197,7 +209,7 @@ pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
 /// `scopehub collector --shard NAME`: one collector shard alone. No database.
 pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
-    let public_url = public_url_of(&args.http, &listener)?;
+    let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
     let shard = Arc::new(InProcessShard::new(
         args.shard.clone(),
@@ -211,7 +223,7 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
         &basics,
     )?;
     let router = app::collector_service(&state, &basics);
-    announce(&listener, &args.http, None, None)?;
+    announce(&listener, None, None, None)?;
     let (shutdown_tx, _) = watch::channel(false);
     run_until_shutdown(listener, router, &args.http, shutdown_tx).await
 }
@@ -267,9 +279,11 @@ async fn bind(http: &HttpArgs) -> anyhow::Result<TcpListener> {
 }
 
 /// Prints the one line a person (or a test) looks for on stdout: where the server is.
+/// `public_url` is where people reach it (`serve`); a role behind the edge announces the address it
+/// listens on.
 fn announce(
     listener: &TcpListener,
-    http: &HttpArgs,
+    public_url: Option<&url::Url>,
     spa: Option<&Spa>,
     db: Option<&crate::config::DatabaseUrl>,
 ) -> anyhow::Result<()> {
@@ -277,9 +291,9 @@ fn announce(
     if let Some(spa) = spa.filter(|spa| !spa.is_built()) {
         tracing::warn!(dist = %spa.dir().display(), "the web app is not built; pages will say so (run `make run`)");
     }
-    let url = match &http.public_url {
+    let url = match public_url {
         Some(url) => url.to_string(),
-        None => format!("http://{addr}/"),
+        None => bound_url(listener)?.to_string(),
     };
     match db {
         Some(db) => tracing::info!(%addr, database = %db, "listening"),

@@ -223,6 +223,12 @@ pub async fn trust_edge(
             return unauthorized().into_response();
         }
     };
+    // Internal APIs are for roles calling each other; the edge never signs for them (it does not
+    // route `/internal` from outside), so an edge identity there means something went wrong.
+    if req.uri().path().starts_with("/internal/") && envelope.caller == Caller::Edge {
+        tracing::warn!(path = %req.uri().path(), "edge identity on an internal API refused");
+        return unauthorized().into_response();
+    }
     for name in RESERVED_HEADERS {
         req.headers_mut().remove(name);
     }

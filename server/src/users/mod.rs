@@ -118,6 +118,43 @@ impl UsersConfig {
     }
 }
 
+/// The org in the path's `{org}`, for an approved caller with at least role `R` in it (404 for
+/// non-members and for API tokens of other orgs, 403 below `R`).
+pub struct OrgRole<R> {
+    pub identity: crate::identity::Identity,
+    pub org: String,
+    pub role: shared::users::Role,
+    _level: std::marker::PhantomData<R>,
+}
+
+impl<R: crate::identity::MinRole> axum::extract::FromRequestParts<UsersState> for OrgRole<R> {
+    type Rejection = crate::error::Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &UsersState,
+    ) -> crate::error::Result<Self> {
+        let no_such_org = || crate::error::Error::not_found("No such org.");
+        let crate::identity::Approved(identity) =
+            crate::identity::Approved::from_request_parts(parts, state).await?;
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| no_such_org())?;
+        let org = params
+            .iter()
+            .find(|(name, _)| *name == "org")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(no_such_org)?;
+        let role = state.require_role(&identity, &org, R::ROLE).await?;
+        Ok(OrgRole {
+            identity,
+            org,
+            role,
+            _level: std::marker::PhantomData,
+        })
+    }
+}
+
 /// Lifetimes of single-use links.
 pub const VERIFY_LINK_TTL: i64 = DAY;
 pub const RESET_LINK_TTL: i64 = HOUR;

@@ -12,11 +12,12 @@ use shared::users::{
     OrgMembership, OrgName, Role, RoleChange, TokenOnly, check_password,
 };
 
+use super::OrgRole;
 use super::UsersState;
 use super::directory::session_cookie_header;
 use super::{INVITE_TTL, accounts, audit_event, password};
 use crate::error::{Error, Json, Result};
-use crate::identity::{Approved, ClientIp, Identity, MaybeUser, Via};
+use crate::identity::{self, Approved, ClientIp, Identity, MaybeUser, Via};
 use crate::secrets::{new_id, new_token, sha256_hex};
 use crate::store::{AuditEntry, InviteRow, NewMail, OrgRow, UserRow};
 
@@ -114,13 +115,16 @@ async fn create_org(
 
 async fn rename_org(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
+    OrgRole {
+        identity,
+        org,
+        role,
+        ..
+    }: OrgRole<identity::Admin>,
     ip: ClientIp,
-    Path(org): Path<String>,
     Json(body): Json<OrgName>,
 ) -> Result<Json<OrgMembership>> {
     let name = body.validate().map_err(Error::validation)?;
-    let role = state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     if !tx.rename_org(&org, &name).await? {
@@ -144,10 +148,8 @@ async fn rename_org(
 
 async fn members(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
-    Path(org): Path<String>,
+    OrgRole { org, .. }: OrgRole<identity::Viewer>,
 ) -> Result<Json<Vec<MemberInfo>>> {
-    state.require_role(&identity, &org, Role::Viewer).await?;
     let list = state
         .store
         .members(&org)
@@ -165,12 +167,11 @@ async fn members(
 
 async fn change_role(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
+    OrgRole { identity, org, .. }: OrgRole<identity::Admin>,
     ip: ClientIp,
-    Path((org, user)): Path<(String, String)>,
+    Path((_, user)): Path<(String, String)>,
     Json(body): Json<RoleChange>,
 ) -> Result<StatusCode> {
-    state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let current = tx
@@ -267,10 +268,8 @@ fn invite_info(i: InviteRow, org_name: &str, now: i64, link: Option<String>) -> 
 
 async fn invites(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
-    Path(org): Path<String>,
+    OrgRole { org, .. }: OrgRole<identity::Admin>,
 ) -> Result<Json<Vec<InviteInfo>>> {
-    state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let name = state
         .store
@@ -290,13 +289,11 @@ async fn invites(
 
 async fn invite(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
+    OrgRole { identity, org, .. }: OrgRole<identity::Admin>,
     ip: ClientIp,
-    Path(org): Path<String>,
     Json(body): Json<NewInvite>,
 ) -> Result<(StatusCode, Json<InviteInfo>)> {
     let email = body.validate().map_err(Error::validation)?;
-    state.require_role(&identity, &org, Role::Admin).await?;
     let org_row = state
         .store
         .org(&org)
@@ -353,11 +350,10 @@ async fn invite(
 
 async fn revoke_invite(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
+    OrgRole { identity, org, .. }: OrgRole<identity::Admin>,
     ip: ClientIp,
-    Path((org, id)): Path<(String, String)>,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    state.require_role(&identity, &org, Role::Admin).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     if !tx.revoke_invite(&org, &id, now).await? {
@@ -383,11 +379,9 @@ struct AuditQuery {
 
 async fn org_audit(
     State(state): State<UsersState>,
-    Approved(identity): Approved,
-    Path(org): Path<String>,
+    OrgRole { org, .. }: OrgRole<identity::Admin>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>> {
-    state.require_role(&identity, &org, Role::Admin).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let rows = state
         .store

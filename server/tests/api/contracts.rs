@@ -506,6 +506,34 @@ async fn a_role_refuses_identities_the_edge_did_not_sign(b: Backend) {
             .unwrap();
         assert_eq!(response.status(), 401, "tenant headers only: {url}");
     }
+    // An edge identity is no key to the internal APIs (only roles calling each other are).
+    let internal = "/internal/users/first-admin-org";
+    let (status, _) = send_with(
+        &split.basics.secret,
+        &good,
+        &split.users,
+        Method::GET,
+        internal,
+        internal,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "edge identity on an internal API");
+    let service = Envelope {
+        caller: Caller::Service("provisioning".into()),
+        ..good.clone()
+    };
+    let (status, _) = send_with(
+        &split.basics.secret,
+        &service,
+        &split.users,
+        Method::GET,
+        internal,
+        internal,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "a role calling the internal API");
     // Forged: signed with another key.
     let forger: InternalSecret = "a-secret-the-edge-does-not-have-0123456789"
         .parse()
