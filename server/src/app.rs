@@ -212,17 +212,22 @@ impl RoleBasics {
     pub fn client(&self, role: &'static str, caller: &str, url: Url) -> Result<InternalClient> {
         InternalClient::new(role, caller, url, self.secret.clone(), self.clock.clone())
     }
+
+    /// `/readyz` of a role with a database.
+    fn database_ops(&self, store: &Store, startup: StartupStatus) -> OpsState {
+        OpsState {
+            metrics: self.metrics.clone(),
+            readiness: Readiness::Database {
+                store: store.clone(),
+                startup,
+            },
+        }
+    }
 }
 
 /// `scopehub users`: the users role alone, with its internal API ([`Directory`] over HTTP).
 pub fn users_service(state: &UsersState, startup: StartupStatus, basics: &RoleBasics) -> Router {
-    let ops = OpsState {
-        metrics: basics.metrics.clone(),
-        readiness: Readiness::Database {
-            store: state.store.clone(),
-            startup,
-        },
-    };
+    let ops = basics.database_ops(&state.store, startup);
     role_service(
         Some(users::api_router(state.clone())),
         users::directory::internal_router(state.directory()),
@@ -269,13 +274,7 @@ pub fn provisioning_service(
     startup: StartupStatus,
     basics: &RoleBasics,
 ) -> Router {
-    let ops = OpsState {
-        metrics: basics.metrics.clone(),
-        readiness: Readiness::Database {
-            store: state.store.clone(),
-            startup,
-        },
-    };
+    let ops = basics.database_ops(&state.store, startup);
     role_service(
         Some(provisioning::api_router(state.clone())),
         provisioning::directory::internal_router(state.directory()),

@@ -24,6 +24,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest answer read from an internal API.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
+/// A secret sent to an internal API in a body, never in a URL (URLs end up in logs).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SecretBody {
+    pub token: String,
+}
+
 #[derive(Clone)]
 pub struct InternalClient {
     /// The role called, as errors name it.

@@ -216,6 +216,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// The value of the path parameter `name` (`{org}`, `{id}`…) of the route that matched, for
+/// extractors that check access to what the path names.
+pub async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params
+        .iter()
+        .find(|(param, _)| *param == name)
+        .map(|(_, value)| value.to_owned())
+}
+
 /// A probe upload: the instance the edge resolved the probe's token to.
 pub struct ProbeInstance(pub String);
 
@@ -240,13 +254,7 @@ impl<S: Send + Sync> FromRequestParts<S> for InstanceReader {
     type Rejection = Error;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         let Approved(identity) = Approved::from_request_parts(parts, state).await?;
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| Error::not_found("No such instance."))?;
-        let in_path = params
-            .iter()
-            .find(|(name, _)| *name == "instance")
-            .map(|(_, value)| value.to_owned());
+        let in_path = path_param(parts, state, "instance").await;
         match (parts.extensions.get::<Grant>(), in_path) {
             (Some(Grant::Reader { instance }), Some(path)) if *instance == path => {
                 Ok(InstanceReader {

@@ -7,7 +7,7 @@
 use std::marker::PhantomData;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, Query, RawPathParams, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
@@ -69,13 +69,8 @@ impl<R: MinRole> FromRequestParts<ProvisioningState> for InstanceRole<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &ProvisioningState) -> Result<Self> {
         let Approved(identity) = Approved::from_request_parts(parts, state).await?;
-        let params = RawPathParams::from_request_parts(parts, state)
+        let id = identity::path_param(parts, state, "id")
             .await
-            .map_err(|_| no_such_instance())?;
-        let id = params
-            .iter()
-            .find(|(name, _)| *name == "id")
-            .map(|(_, value)| value.to_owned())
             .ok_or_else(no_such_instance)?;
         let row = state
             .store

@@ -16,7 +16,7 @@ use shared::instances::{InstanceState, Limits};
 use super::state_of;
 use crate::clock::Clock;
 use crate::error::{Json, Result};
-use crate::internal_client::InternalClient;
+use crate::internal_client::{InternalClient, SecretBody};
 use crate::secrets::sha256_hex;
 use crate::store::{InstanceRow, Store};
 
@@ -103,18 +103,13 @@ impl InstanceDirectory for LocalInstances {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
 /// The directory of a provisioning process, over its internal API.
 #[derive(Clone)]
 pub struct HttpInstances(pub InternalClient);
 
 impl InstanceDirectory for HttpInstances {
     fn probe_token(&self, token: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
-        let body = TokenBody {
+        let body = SecretBody {
             token: token.to_owned(),
         };
         Box::pin(async move {
@@ -152,7 +147,7 @@ pub fn internal_router(instances: LocalInstances) -> Router {
 
 async fn probe_token(
     State(d): State<LocalInstances>,
-    Json(body): Json<TokenBody>,
+    Json(body): Json<SecretBody>,
 ) -> Result<Json<Option<InstanceRoute>>> {
     Ok(Json(d.by_token(&body.token).await?))
 }

@@ -16,7 +16,7 @@ use shared::users::{AccountStatus, Role, TokenScope};
 use crate::clock::{Clock, MINUTE};
 use crate::error::{Json, Result};
 use crate::identity::{Identity, User, Via};
-use crate::internal_client::InternalClient;
+use crate::internal_client::{InternalClient, SecretBody};
 use crate::secrets::sha256_hex;
 use crate::store::{Store, UserRow};
 
@@ -159,19 +159,13 @@ impl Directory for LocalDirectory {
     }
 }
 
-/// A secret sent to the internal API in a body, never in a URL (URLs end up in logs).
-#[derive(Serialize, Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
 /// The directory of a users process, over its internal API.
 #[derive(Clone)]
 pub struct HttpDirectory(pub InternalClient);
 
 impl Directory for HttpDirectory {
     fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
-        let body = TokenBody {
+        let body = SecretBody {
             token: token.to_owned(),
         };
         Box::pin(async move {
@@ -182,7 +176,7 @@ impl Directory for HttpDirectory {
     }
 
     fn api_token(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
-        let body = TokenBody {
+        let body = SecretBody {
             token: token.to_owned(),
         };
         Box::pin(async move {
@@ -235,14 +229,14 @@ pub fn internal_router(directory: LocalDirectory) -> Router {
 
 async fn session(
     State(d): State<LocalDirectory>,
-    Json(body): Json<TokenBody>,
+    Json(body): Json<SecretBody>,
 ) -> Result<Json<Option<Identity>>> {
     Ok(Json(d.resolve_session(&body.token).await?))
 }
 
 async fn api_token(
     State(d): State<LocalDirectory>,
-    Json(body): Json<TokenBody>,
+    Json(body): Json<SecretBody>,
 ) -> Result<Json<Option<Identity>>> {
     Ok(Json(d.resolve_api_token(&body.token).await?))
 }

@@ -137,13 +137,8 @@ impl<R: crate::identity::MinRole> axum::extract::FromRequestParts<UsersState> fo
         let no_such_org = || crate::error::Error::not_found("No such org.");
         let crate::identity::Approved(identity) =
             crate::identity::Approved::from_request_parts(parts, state).await?;
-        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+        let org = crate::identity::path_param(parts, state, "org")
             .await
-            .map_err(|_| no_such_org())?;
-        let org = params
-            .iter()
-            .find(|(name, _)| *name == "org")
-            .map(|(_, value)| value.to_owned())
             .ok_or_else(no_such_org)?;
         let role = state.require_role(&identity, &org, R::ROLE).await?;
         Ok(OrgRole {
