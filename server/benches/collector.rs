@@ -11,7 +11,7 @@ use scopehub::collector::decode::{Format, decode};
 use scopehub::collector::render::Ctx;
 use scopehub::collector::render::topologies::{Query, topology};
 use scopehub::collector::report::{Report, Time};
-use scopehub::probe::loadgen::synthetic_report;
+use scopehub::probe::loadgen::{Shape, synthetic_report};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,7 +50,7 @@ fn decode_and_merge(c: &mut Criterion) {
 fn window(probes: usize) -> Report {
     let now = Time(1_800_000_000_000_000_000);
     let reports: Vec<Report> = (0..probes)
-        .map(|h| synthetic_report(h, probes, 10, 3, now))
+        .map(|h| synthetic_report(h, probes, &Shape::small(10, 3), now))
         .collect();
     Report::merge_all(reports.iter())
 }

@@ -386,10 +386,14 @@ pub struct LoadgenArgs {
     /// Synthetic hosts (each a probe).
     #[arg(long, default_value_t = 10)]
     pub hosts: usize,
-    /// Containers per host.
+    /// What each host runs: `small` (see `--containers`, `--connections`), or Scope-sized `medium`
+    /// (150 processes, 50 containers, 16 images, 400 connections) or `large` (600, 200, 40, 1,600).
+    #[arg(long, value_enum, default_value_t = LoadShape::Small)]
+    pub shape: LoadShape,
+    /// Containers per host (`small` shape).
     #[arg(long, default_value_t = 10)]
     pub containers: usize,
-    /// Connections per container.
+    /// Connections per container (`small` shape).
     #[arg(long, default_value_t = 3)]
     pub connections: usize,
     /// Seconds between one host's reports.
@@ -400,6 +404,24 @@ pub struct LoadgenArgs {
     pub duration: Duration,
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadShape {
+    Small,
+    Medium,
+    Large,
+}
+
+impl LoadgenArgs {
+    pub fn shape(&self) -> crate::probe::loadgen::Shape {
+        use crate::probe::loadgen::Shape;
+        match self.shape {
+            LoadShape::Small => Shape::small(self.containers, self.connections),
+            LoadShape::Medium => Shape::medium(),
+            LoadShape::Large => Shape::large(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

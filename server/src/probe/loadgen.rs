@@ -11,15 +11,63 @@ use anyhow::Context;
 use crate::collector::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
 use crate::config::LoadgenArgs;
 
-/// One synthetic host's report: a host node, `containers` containers each with one process, and
-/// `connections` TCP connections per container to containers on other hosts.
-pub fn synthetic_report(
-    host: usize,
-    hosts: usize,
-    containers: usize,
-    connections: usize,
-    now: Time,
-) -> Report {
+/// What one synthetic host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub containers: usize,
+    /// Processes on the host, spread over its containers (the rest run outside any container).
+    pub processes: usize,
+    /// Distinct images the containers run.
+    pub images: usize,
+    /// Outgoing TCP connections per container, to containers on other hosts.
+    pub connections: usize,
+}
+
+impl Shape {
+    /// `containers` containers of one process each, over 5 images.
+    pub fn small(containers: usize, connections: usize) -> Shape {
+        Shape {
+            containers,
+            processes: containers,
+            images: 5,
+            connections,
+        }
+    }
+
+    /// The "medium" host of the comparison with Scope's app (docs/benchmarks.md): 150 processes,
+    /// 50 containers, 16 images, 400 outgoing connections.
+    pub fn medium() -> Shape {
+        Shape {
+            containers: 50,
+            processes: 150,
+            images: 16,
+            connections: 8,
+        }
+    }
+
+    /// The "large" host: 600 processes, 200 containers, 40 images, 1,600 outgoing connections.
+    pub fn large() -> Shape {
+        Shape {
+            containers: 200,
+            processes: 600,
+            images: 40,
+            connections: 8,
+        }
+    }
+}
+
+fn gauge(value: f64, max: f64, now: Time) -> Metric {
+    Metric {
+        samples: vec![Sample { date: now, value }],
+        min: 0.0,
+        max,
+    }
+}
+
+/// One synthetic host's report: a host node, its containers and their images, its processes (as
+/// evenly spread over the containers as they go) and, per container, `connections` TCP connections
+/// to containers on other hosts, with both ends' endpoints as Scope's probe reports them.
+pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> Report {
     let hostname = format!("loadgen-host-{host}");
     let host_id = format!("{hostname};<host>");
     let ip = |h: usize, c: usize| format!("10.{}.{}.{}", (h / 250) % 250, h % 250, c % 250 + 1);
@@ -29,91 +77,141 @@ pub fn synthetic_report(
         id: crate::secrets::random_hex(8),
         ..Report::default()
     };
+    let latest = |pairs: &[(&str, String)]| -> BTreeMap<String, LatestEntry> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), LatestEntry::new(v.clone(), now)))
+            .collect()
+    };
 
     let mut host_node = Node {
         id: host_id.clone(),
         topology: "host".into(),
+        latest: latest(&[
+            ("host_name", hostname.clone()),
+            ("os", "linux".into()),
+            ("kernel_version", "6.1.0-loadgen".into()),
+            ("uptime", "3600".into()),
+        ]),
         ..Node::default()
     };
-    host_node
-        .latest
-        .insert("host_name".into(), LatestEntry::new(&hostname, now));
-    host_node
-        .latest
-        .insert("os".into(), LatestEntry::new("linux", now));
     // The synthetic hosts share one private network, as a cluster's hosts do.
     host_node
         .sets
         .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
-    let load = (host % 7) as f64 / 2.0;
-    host_node.metrics.insert(
-        "load1".into(),
-        Metric {
-            samples: vec![Sample {
-                date: now,
-                value: load,
-            }],
-            min: 0.0,
-            max: 4.0,
-        },
-    );
+    host_node
+        .metrics
+        .insert("load1".into(), gauge((host % 7) as f64 / 2.0, 4.0, now));
+    host_node
+        .metrics
+        .insert("host_cpu_usage_percent".into(), gauge(12.5, 100.0, now));
+    host_node
+        .metrics
+        .insert("host_mem_usage_bytes".into(), gauge(2.0e9, 16.0e9, now));
 
+    let images = shape.images.max(1);
+    let mut image_nodes = BTreeMap::new();
     let mut container_nodes = BTreeMap::new();
     let mut process_nodes = BTreeMap::new();
     let mut endpoint_nodes = BTreeMap::new();
-    for c in 0..containers {
+    for i in 0..images.min(shape.containers.max(1)) {
+        let image = format!("{i:04x}{host:04x}feed");
+        let image_id = format!("{image};<container_image>");
+        image_nodes.insert(
+            image_id.clone(),
+            Node {
+                id: image_id,
+                topology: "container_image".into(),
+                latest: latest(&[
+                    ("docker_image_id", image),
+                    ("docker_image_name", format!("example/app-{i}:1.{i}")),
+                ]),
+                parents: BTreeMap::from([("host".to_owned(), vec![host_id.clone()])]),
+                ..Node::default()
+            },
+        );
+    }
+    let container_of = |p: usize| (shape.containers > 0).then(|| p % shape.containers);
+    for c in 0..shape.containers {
         let cid = format!("{host:04x}{c:04x}cafe");
         let container_id = format!("{cid};<container>");
-        let pid = 1000 + c;
+        let image = c % images;
         let mut container = Node {
             id: container_id.clone(),
             topology: "container".into(),
+            latest: latest(&[
+                ("docker_container_id", cid.clone()),
+                ("docker_container_name", format!("app-{c}")),
+                (
+                    "docker_image_name",
+                    format!("example/app-{image}:1.{image}"),
+                ),
+                ("docker_image_id", format!("{image:04x}{host:04x}feed")),
+                ("docker_container_state", "running".into()),
+                ("docker_container_ips", ip(host, c)),
+                ("host_node_id", host_id.clone()),
+            ]),
             ..Node::default()
         };
         container
-            .latest
-            .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
-        container.latest.insert(
-            "docker_container_name".into(),
-            LatestEntry::new(format!("app-{c}"), now),
-        );
-        container.latest.insert(
-            "docker_image_name".into(),
-            LatestEntry::new(format!("example/app-{}", c % 5), now),
-        );
-        container
-            .latest
-            .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
-        container
             .parents
             .insert("host".into(), vec![host_id.clone()]);
+        container.parents.insert(
+            "container_image".into(),
+            vec![format!("{image:04x}{host:04x}feed;<container_image>")],
+        );
+        container.metrics.insert(
+            "docker_cpu_total_usage".into(),
+            gauge(c as f64 % 50.0, 100.0, now),
+        );
+        container.metrics.insert(
+            "docker_memory_usage".into(),
+            gauge(64.0e6 + c as f64, 1.0e9, now),
+        );
         container_nodes.insert(container_id.clone(), container);
-
+    }
+    for p in 0..shape.processes {
+        let pid = 1000 + p;
         let process_id = format!("{hostname};{pid}");
         let mut process = Node {
             id: process_id.clone(),
             topology: "process".into(),
+            latest: latest(&[
+                ("pid", pid.to_string()),
+                ("ppid", "1".into()),
+                ("name", format!("app-{}", p % 7)),
+                (
+                    "cmdline",
+                    format!("/usr/bin/app-{} --port 8080 --worker {p}", p % 7),
+                ),
+                ("threads", "8".into()),
+                ("host_node_id", host_id.clone()),
+            ]),
             ..Node::default()
         };
-        process
-            .latest
-            .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
-        process.latest.insert(
-            "name".into(),
-            LatestEntry::new(format!("app-{}", c % 5), now),
-        );
-        process
-            .latest
-            .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
-        process
-            .latest
-            .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
-        process
-            .parents
-            .insert("container".into(), vec![container_id.clone()]);
         process.parents.insert("host".into(), vec![host_id.clone()]);
+        if let Some(c) = container_of(p) {
+            let cid = format!("{host:04x}{c:04x}cafe");
+            process
+                .latest
+                .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
+            process
+                .parents
+                .insert("container".into(), vec![format!("{cid};<container>")]);
+        }
+        process.metrics.insert(
+            "process_cpu_usage_percent".into(),
+            gauge(p as f64 % 10.0, 100.0, now),
+        );
+        process.metrics.insert(
+            "process_memory_usage_bytes".into(),
+            gauge(32.0e6 + p as f64, 1.0e9, now),
+        );
         process_nodes.insert(process_id, process);
-
+    }
+    for c in 0..shape.containers {
+        // The container's first process owns its sockets.
+        let pid = (1000 + c).to_string();
         // The container's listening socket, which its peers' connections reach.
         let listening = format!(";{};8080", ip(host, c));
         let server_side = endpoint_nodes
@@ -125,13 +223,13 @@ pub fn synthetic_report(
             });
         server_side
             .latest
-            .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
+            .insert("pid".into(), LatestEntry::new(&pid, now));
         server_side
             .latest
             .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
-        for k in 0..connections {
+        for k in 0..shape.connections {
             let peer_host = (host + k + 1) % hosts.max(1);
-            let peer_container = (c + k) % containers.max(1);
+            let peer_container = (c + k) % shape.containers.max(1);
             let local = format!(";{};{}", ip(host, c), 40_000 + k);
             let remote = format!(";{};{}", ip(peer_host, peer_container), 8080);
             let mut endpoint = Node {
@@ -142,7 +240,7 @@ pub fn synthetic_report(
             endpoint.adjacency = vec![remote.clone()];
             endpoint
                 .latest
-                .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
+                .insert("pid".into(), LatestEntry::new(&pid, now));
             endpoint
                 .latest
                 .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
@@ -156,34 +254,21 @@ pub fn synthetic_report(
                 });
         }
     }
-    report.topologies.insert(
-        "Host".into(),
-        Topology {
-            nodes: BTreeMap::from([(host_id, host_node)]),
-            ..Topology::default()
-        },
-    );
-    report.topologies.insert(
-        "Container".into(),
-        Topology {
-            nodes: container_nodes,
-            ..Topology::default()
-        },
-    );
-    report.topologies.insert(
-        "Process".into(),
-        Topology {
-            nodes: process_nodes,
-            ..Topology::default()
-        },
-    );
-    report.topologies.insert(
-        "Endpoint".into(),
-        Topology {
-            nodes: endpoint_nodes,
-            ..Topology::default()
-        },
-    );
+    for (name, nodes) in [
+        ("Host", BTreeMap::from([(host_id, host_node)])),
+        ("ContainerImage", image_nodes),
+        ("Container", container_nodes),
+        ("Process", process_nodes),
+        ("Endpoint", endpoint_nodes),
+    ] {
+        report.topologies.insert(
+            name.into(),
+            Topology {
+                nodes,
+                ..Topology::default()
+            },
+        );
+    }
     report
 }
 
@@ -201,14 +286,15 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     for host in 0..args.hosts {
         let (client, url, token) = (client.clone(), url.clone(), args.token.clone());
         let (sent, accepted, refused) = (sent.clone(), accepted.clone(), refused.clone());
-        let (hosts, containers, connections, interval) =
-            (args.hosts, args.containers, args.connections, args.interval);
+        let hosts = args.hosts;
+        let interval = args.interval;
+        let shape = args.shape();
         tasks.push(tokio::spawn(async move {
             let probe_id = crate::secrets::random_hex(8);
             while Instant::now() < deadline {
                 let started = Instant::now();
                 let now = Time(crate::clock::now_millis().saturating_mul(1_000_000));
-                let report = synthetic_report(host, hosts, containers, connections, now);
+                let report = synthetic_report(host, hosts, &shape, now);
                 let Ok((body, content_type)) = super::encode(&report, false) else {
                     return;
                 };
@@ -268,7 +354,7 @@ mod tests {
 
     #[test]
     fn synthetic_reports_have_the_requested_shape() {
-        let r = synthetic_report(1, 3, 4, 2, Time(1));
+        let r = synthetic_report(1, 3, &Shape::small(4, 2), Time(1));
         assert_eq!(r.topology("Container").unwrap().nodes.len(), 4);
         assert_eq!(r.topology("Process").unwrap().nodes.len(), 4);
         let local_endpoints = r
@@ -279,5 +365,17 @@ mod tests {
             .filter(|n| !n.adjacency.is_empty())
             .count();
         assert_eq!(local_endpoints, 8);
+        let medium = synthetic_report(0, 10, &Shape::medium(), Time(1));
+        assert_eq!(medium.topology("Process").unwrap().nodes.len(), 150);
+        assert_eq!(medium.topology("Container").unwrap().nodes.len(), 50);
+        assert_eq!(medium.topology("ContainerImage").unwrap().nodes.len(), 16);
+        let outgoing: usize = medium
+            .topology("Endpoint")
+            .unwrap()
+            .nodes
+            .values()
+            .map(|n| n.adjacency.len())
+            .sum();
+        assert_eq!(outgoing, 400);
     }
 }

@@ -531,7 +531,14 @@ fn load_generator_windows_render_connected_containers() {
     // What the benchmarks render: 3 synthetic hosts of 4 containers, 2 connections each.
     let now = Time(1_800_000_000_000_000_000);
     let reports: Vec<Report> = (0..3)
-        .map(|h| crate::probe::loadgen::synthetic_report(h, 3, 4, 2, now))
+        .map(|h| {
+            crate::probe::loadgen::synthetic_report(
+                h,
+                3,
+                &crate::probe::loadgen::Shape::small(4, 2),
+                now,
+            )
+        })
         .collect();
     let r = Report::merge_all(reports.iter());
     let containers = view(&r, "containers", "");

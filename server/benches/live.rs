@@ -1,0 +1,142 @@
+//! The collector under live load (docs/benchmarks.md, "Live load"): the workload of the comparison
+//! with Scope's app. A real `scopehub serve` takes Scope-sized "medium" reports (150 processes, 50
+//! containers, 16 images, 400 connections per host) from `scopehub loadgen`, each of P probes every
+//! 3 s, while one keep-alive client reads the UI's default views. Then a burst: as many reports as
+//! the load generator can send for 15 s, and the first read after it.
+//!
+//! `cargo bench -p scopehub --bench live` (about five minutes). Not a test: it asserts nothing
+//! about speed, it prints the numbers.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{BIN, Server, Tenant, cpu_seconds, rss_kib, start, tenant};
+
+/// Long enough for the 15 s window to fill.
+const FILL: Duration = Duration::from_secs(17);
+const READS: Duration = Duration::from_secs(20);
+const VIEWS: [&str; 3] = [
+    "api/topology/containers",
+    "api/topology/processes",
+    "api/topology",
+];
+
+fn loadgen(server: &Server, token: &str, hosts: usize, interval: &str, secs: u64) -> Child {
+    Command::new(BIN)
+        .args(["loadgen", "--url", &server.url, "--token", token])
+        .args(["--shape", "medium", "--hosts", &hosts.to_string()])
+        .args(["--interval", interval, "--duration", &secs.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn loadgen")
+}
+
+async fn reports_received(server: &Server, tenant: &Tenant) -> u64 {
+    let details: Value = tenant
+        .client
+        .get(format!("{}/api/instances/{}", server.url, tenant.instance))
+        .header("cookie", format!("scopehub_session={}", tenant.cookie))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    details["usage"]["reports_received"].as_u64().unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn timed_get(server: &Server, tenant: &Tenant, path: &str) -> f64 {
+    let started = Instant::now();
+    let response = tenant.get(&server.url, path).await;
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let _ = response.bytes().await.unwrap();
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn steady(probes: usize) {
+    let server = start();
+    let tenant = tenant(&server.url).await;
+    let pid = server.child.id();
+    let mut feed = loadgen(
+        &server,
+        &tenant.token,
+        probes,
+        "3",
+        (FILL + READS).as_secs() + 3,
+    );
+    let cpu_before = cpu_seconds(pid);
+    let received_before = reports_received(&server, &tenant).await;
+    tokio::time::sleep(FILL).await;
+    // While nobody reads, the server's CPU goes to ingest.
+    let ingest_ms = (cpu_seconds(pid) - cpu_before) * 1000.0
+        / (reports_received(&server, &tenant).await - received_before).max(1) as f64;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); VIEWS.len()];
+    let started = Instant::now();
+    while started.elapsed() < READS {
+        for (i, view) in VIEWS.iter().enumerate() {
+            samples[i].push(timed_get(&server, &tenant, view).await);
+        }
+    }
+    let rss = rss_kib(pid);
+    let _ = feed.kill();
+    let _ = feed.wait();
+    let mut row = format!("| {probes} |");
+    for mut s in samples {
+        s.sort_by(f64::total_cmp);
+        row += &format!(
+            " {:.1} / {:.1} ({}) |",
+            percentile(&s, 0.5),
+            percentile(&s, 0.99),
+            s.len()
+        );
+    }
+    row += &format!(" {:.0} | {ingest_ms:.1} |", rss as f64 / 1024.0);
+    println!("{row}");
+}
+
+async fn burst() {
+    let server = start();
+    let tenant = tenant(&server.url).await;
+    let pid = server.child.id();
+    let mut feed = loadgen(&server, &tenant.token, 10, "0", 15);
+    let _ = feed.wait();
+    let received = reports_received(&server, &tenant).await;
+    let first = timed_get(&server, &tenant, VIEWS[0]).await;
+    let rss = rss_kib(pid);
+    println!(
+        "| burst: 10 probes at full rate for 15 s | {received} reports | first containers read {first:.1} ms | RSS {:.0} MiB |",
+        rss as f64 / 1024.0
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    // `cargo test --benches` runs benches with `--bench` absent: skip the long run there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("live: run with `cargo bench -p scopehub --bench live`");
+        return;
+    }
+    println!(
+        "| probes | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB | ingest CPU ms per report |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for probes in [1usize, 10, 50] {
+        steady(probes).await;
+    }
+    burst().await;
+}
