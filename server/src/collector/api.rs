@@ -20,10 +20,10 @@ use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
 use super::CollectorState;
 use super::render::summary::NodeSummary;
-use super::render::topologies::{self, TopologyDesc};
+use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{Snapshot, Summaries};
+use super::slot::{Part, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -76,20 +76,43 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// The instance's window merged for rendering, from the slot's cache when it is current, with its
-/// generation (0 when the instance has no slot here).
+/// generation (0 when the instance has no slot here). Only the probes' parts that changed since the
+/// last read are merged again; the slot keeps them for the next reader.
 async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let snapshot = state
         .shard
         .with_slot(instance, |slot| slot.snapshot(now))
-        .unwrap_or(Snapshot::Window(0, Vec::new()));
-    let (generation, window) = match snapshot {
+        .unwrap_or(Snapshot::Parts(0, Vec::new()));
+    let (generation, parts) = match snapshot {
         Snapshot::Merged(generation, report) => return Ok((generation, report)),
-        Snapshot::Window(generation, window) => (generation, window),
+        Snapshot::Parts(generation, parts) => (generation, parts),
     };
-    let merged =
-        Arc::new(blocking(move || Report::merge_all(window.iter().map(|r| r.as_ref()))).await?);
+    let (merged, fresh) = blocking(move || {
+        let mut fresh = Vec::new();
+        let parts: Vec<Arc<Report>> = parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Merged(merged) => merged,
+                Part::Reports {
+                    probe,
+                    version,
+                    reports,
+                } => {
+                    let merged = Arc::new(Report::merge_plain(reports.iter().map(|r| r.as_ref())));
+                    fresh.push((probe, version, merged.clone()));
+                    merged
+                }
+            })
+            .collect();
+        let merged = Arc::new(Report::merge_all(parts.iter().map(|r| r.as_ref())));
+        (merged, fresh)
+    })
+    .await?;
     state.shard.with_slot(instance, |slot| {
+        for (probe, version, part) in fresh {
+            slot.cache_part(&probe, version, part);
+        }
         slot.cache_merged(generation, merged.clone())
     });
     Ok((generation, merged))
@@ -106,7 +129,7 @@ async fn summaries(
 ) -> Result<Option<Arc<Summaries>>> {
     let (generation, report) = window_report(state, instance).await?;
     let key = query.cache_key(view);
-    if let Some(hit) = state
+    if let Some(Rendered::View(hit)) = state
         .shard
         .with_slot(instance, |slot| slot.cached_render(generation, &key))
         .flatten()
@@ -127,7 +150,7 @@ async fn summaries(
     state.metrics.record_render(false);
     let nodes = Arc::new(nodes);
     state.shard.with_slot(instance, |slot| {
-        slot.cache_render(generation, key, nodes.clone())
+        slot.cache_render(generation, key, Rendered::View(nodes.clone()))
     });
     Ok(Some(nodes))
 }
@@ -165,14 +188,33 @@ async fn topology_list(
     State(state): State<CollectorState>,
     InstanceReader { instance, .. }: InstanceReader,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Vec<TopologyDesc>>> {
-    let (report, now) = for_render(&state, &instance, None).await?;
-    let list = blocking(move || {
-        let mut ctx = Ctx::new(&report, now);
-        topologies::topology_list(&mut ctx, &topologies::Query::parse(raw.as_deref()))
-    })
-    .await?;
-    Ok(Json(list))
+) -> Result<axum::response::Response> {
+    check_view(&state, &instance, None)?;
+    let (generation, report) = window_report(&state, &instance).await?;
+    let query = topologies::Query::parse(raw.as_deref());
+    // Every view is rendered for the stats: kept per window generation and options, like views.
+    let key = query.cache_key("");
+    if let Some(Rendered::List(hit)) = state
+        .shard
+        .with_slot(&instance, |slot| slot.cached_render(generation, &key))
+        .flatten()
+    {
+        state.metrics.record_render(true);
+        return Ok(Json(hit.as_ref()).into_response());
+    }
+    let now = render_time(&state);
+    let list = Arc::new(
+        blocking(move || {
+            let mut ctx = Ctx::new(&report, now);
+            topologies::topology_list(&mut ctx, &query)
+        })
+        .await?,
+    );
+    state.metrics.record_render(false);
+    state.shard.with_slot(&instance, |slot| {
+        slot.cache_render(generation, key, Rendered::List(list.clone()))
+    });
+    Ok(Json(list.as_ref()).into_response())
 }
 
 #[derive(Serialize)]

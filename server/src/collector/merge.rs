@@ -40,6 +40,17 @@ impl Report {
         merged
     }
 
+    /// Merges one probe's reports, oldest first, as they are: a part of the window for
+    /// [`Report::merge_all`] to combine with the other probes' (merging is associative, so merging
+    /// the parts in the window's order is merging the window).
+    pub fn merge_plain<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Report {
+        let mut merged = Report::default();
+        for report in reports {
+            merged.merge(report);
+        }
+        merged
+    }
+
     /// Merges a window of reports, oldest first, onto Scope's empty report (default shapes and
     /// labels per topology), and upgrades what older probes sent (Scope's `Upgrade`).
     pub fn merge_window<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Report {
@@ -327,6 +338,24 @@ mod tests {
         assert_eq!(host.latest["uptime"], newest_uptime);
         // Templates survive the deltas, which blank them.
         assert!(!merged.topology("Host").unwrap().metric_templates.is_empty());
+    }
+
+    #[test]
+    fn merging_parts_is_merging_the_window() {
+        let full = fixture("probe-full-1.msgpack.gz");
+        let d2 = fixture("probe-delta-2.msgpack.gz");
+        let d3 = fixture("probe-delta-3.msgpack.gz");
+        let f4 = fixture("probe-full-4.msgpack.gz");
+        let whole = Report::merge_all([&full, &d2, &d3, &f4]);
+        let first = Report::merge_plain([&full, &d2]);
+        let second = Report::merge_plain([&d3, &f4]);
+        assert_eq!(Report::merge_all([&first, &second]), whole);
+        // A delta whose full report is in an earlier part is still completed by it.
+        let alone = Report::merge_plain([&d2]);
+        assert_eq!(
+            Report::merge_all([&Report::merge_plain([&full]), &alone]),
+            Report::merge_all([&full, &d2])
+        );
     }
 
     #[test]

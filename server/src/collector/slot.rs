@@ -1,5 +1,9 @@
 //! One instance's place on a collector shard: its reports of the last window, the probes that sent
 //! them, and the limits that guard it.
+//!
+//! The window is kept per probe, with each probe's reports merged once and reused until that probe's
+//! part of the window changes, so that a read after a new report merges one part per probe (one of
+//! them new) rather than every report of the window.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -7,6 +11,7 @@ use std::sync::Arc;
 use shared::instances::{Limits, ProbeInfo, Usage};
 use shared::topology::NodeSummary;
 
+use super::render::topologies::TopologyDesc;
 use super::report::Report;
 
 /// Reports older than this are dropped (Scope's `--app.window`).
@@ -22,9 +27,19 @@ pub enum Refusal {
     Malformed,
 }
 
+/// One probe's reports in the window, oldest first, and their merge once a reader made it.
+#[derive(Default)]
+struct ProbeWindow {
+    reports: VecDeque<(i64, Arc<Report>)>,
+    /// Bumped whenever `reports` changes.
+    version: u64,
+    merged: Option<(u64, Arc<Report>)>,
+}
+
 pub struct Slot {
     pub limits: Limits,
-    reports: VecDeque<(i64, Arc<Report>)>,
+    /// The window, by probe id.
+    windows: BTreeMap<String, ProbeWindow>,
     probes: BTreeMap<String, ProbeInfo>,
     tokens: f64,
     refilled_ms: i64,
@@ -37,28 +52,50 @@ pub struct Slot {
     merged: Option<(u64, Arc<Report>)>,
     /// Rendered views of the window at `renders_generation`, by view and query, shared by every
     /// reader (requests and websocket ticks) until the window changes.
-    renders: HashMap<String, Arc<Summaries>>,
+    renders: HashMap<String, Rendered>,
     renders_generation: u64,
 }
 
 /// A view's nodes, summarised, by id.
 pub type Summaries = BTreeMap<String, NodeSummary>;
 
+/// What a read renders from the window and the slot keeps for the next reader of the same.
+#[derive(Clone)]
+pub enum Rendered {
+    /// A view's summaries.
+    View(Arc<Summaries>),
+    /// The topology list with its stats.
+    List(Arc<Vec<TopologyDesc>>),
+}
+
 /// Renders kept per instance (views × option sets in use); beyond this, new ones are not kept.
 const MAX_RENDERS: usize = 64;
 
-/// What a reader needs to render the window: the cached merge if it is current, else the reports.
+/// What a reader needs to render the window: the cached merge if it is current, else its parts.
 pub enum Snapshot {
     /// The window's generation and its cached merge.
     Merged(u64, Arc<Report>),
-    Window(u64, Vec<Arc<Report>>),
+    /// The window's generation and one part per probe, in the order their reports arrived.
+    Parts(u64, Vec<Part>),
+}
+
+/// One probe's part of the window.
+pub enum Part {
+    /// Its reports, merged (`Report::merge_plain`) by an earlier reader.
+    Merged(Arc<Report>),
+    /// Its reports, oldest first, to merge; the merge is kept with [`Slot::cache_part`].
+    Reports {
+        probe: String,
+        version: u64,
+        reports: Vec<Arc<Report>>,
+    },
 }
 
 impl Slot {
     pub fn new(limits: Limits) -> Self {
         Slot {
             limits,
-            reports: VecDeque::new(),
+            windows: BTreeMap::new(),
             probes: BTreeMap::new(),
             tokens: limits.max_reports_per_second as f64,
             refilled_ms: 0,
@@ -109,40 +146,78 @@ impl Slot {
     pub fn accept(&mut self, probe: ProbeInfo, report: Report, now_ms: i64) -> bool {
         let first = self.received == 0;
         self.received += 1;
+        let window = self.windows.entry(probe.id.clone()).or_default();
+        window.reports.push_back((now_ms, Arc::new(report)));
+        window.version += 1;
         self.probes.insert(probe.id.clone(), probe);
-        self.reports.push_back((now_ms, Arc::new(report)));
         self.generation += 1;
         self.prune(now_ms);
         first
     }
 
     fn prune(&mut self, now_ms: i64) {
-        while self
-            .reports
-            .front()
-            .is_some_and(|(at, _)| now_ms - at > WINDOW_MS)
-        {
-            self.reports.pop_front();
+        let mut changed = false;
+        for window in self.windows.values_mut() {
+            while window
+                .reports
+                .front()
+                .is_some_and(|(at, _)| now_ms - at > WINDOW_MS)
+            {
+                window.reports.pop_front();
+                window.version += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            self.windows.retain(|_, w| !w.reports.is_empty());
             self.generation += 1;
         }
+    }
+
+    /// The probes' windows in the order their oldest reports arrived (then by probe id), so that
+    /// merging them keeps the order of the window wherever it matters (the first report's id).
+    fn ordered(&self) -> Vec<(&String, &ProbeWindow)> {
+        let mut windows: Vec<_> = self.windows.iter().collect();
+        windows.sort_by_key(|(probe, w)| (w.reports.front().map(|(at, _)| *at), *probe));
+        windows
     }
 
     /// The window's merge if one is cached for its current contents, else the reports to merge.
     pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
         self.prune(now_ms);
-        match &self.merged {
-            Some((generation, merged)) if *generation == self.generation => {
-                Snapshot::Merged(*generation, merged.clone())
-            }
-            _ => Snapshot::Window(
-                self.generation,
-                self.reports.iter().map(|(_, r)| r.clone()).collect(),
-            ),
+        if let Some((generation, merged)) = &self.merged
+            && *generation == self.generation
+        {
+            return Snapshot::Merged(*generation, merged.clone());
+        }
+        let parts = self
+            .ordered()
+            .into_iter()
+            .map(|(probe, window)| match &window.merged {
+                Some((version, merged)) if *version == window.version => {
+                    Part::Merged(merged.clone())
+                }
+                _ => Part::Reports {
+                    probe: probe.clone(),
+                    version: window.version,
+                    reports: window.reports.iter().map(|(_, r)| r.clone()).collect(),
+                },
+            })
+            .collect();
+        Snapshot::Parts(self.generation, parts)
+    }
+
+    /// Keeps the merge of a probe's part as it was at `version`.
+    pub fn cache_part(&mut self, probe: &str, version: u64, merged: Arc<Report>) {
+        if let Some(window) = self.windows.get_mut(probe)
+            && window.version == version
+        {
+            window.merged = Some((version, merged));
         }
     }
 
     /// A render of the window at `generation` under `key` (view and query), if one was kept.
-    pub fn cached_render(&self, generation: u64, key: &str) -> Option<Arc<Summaries>> {
+    pub fn cached_render(&self, generation: u64, key: &str) -> Option<Rendered> {
         if generation != self.generation || generation != self.renders_generation {
             return None;
         }
@@ -150,7 +225,7 @@ impl Slot {
     }
 
     /// Keeps a render of the window as it was at `generation`.
-    pub fn cache_render(&mut self, generation: u64, key: String, summaries: Arc<Summaries>) {
+    pub fn cache_render(&mut self, generation: u64, key: String, rendered: Rendered) {
         if generation != self.generation {
             return;
         }
@@ -159,7 +234,7 @@ impl Slot {
             self.renders_generation = generation;
         }
         if self.renders.len() < MAX_RENDERS {
-            self.renders.insert(key, summaries);
+            self.renders.insert(key, rendered);
         }
     }
 
@@ -173,7 +248,14 @@ impl Slot {
     /// The reports of the current window, oldest first.
     pub fn window(&mut self, now_ms: i64) -> Vec<Arc<Report>> {
         self.prune(now_ms);
-        self.reports.iter().map(|(_, r)| r.clone()).collect()
+        let mut reports: Vec<(i64, Arc<Report>)> = self
+            .windows
+            .values()
+            .flat_map(|w| w.reports.iter().cloned())
+            .collect();
+        // Stable: reports of one probe that arrived in the same millisecond keep their order.
+        reports.sort_by_key(|(at, _)| *at);
+        reports.into_iter().map(|(_, r)| r).collect()
     }
 
     pub fn usage(&mut self, now_ms: i64) -> Usage {
@@ -182,7 +264,7 @@ impl Slot {
             .retain(|_, p| now_ms - p.last_seen < PROBE_TTL_MS);
         Usage {
             probes: self.probes.values().cloned().collect(),
-            reports_in_window: self.reports.len() as u64,
+            reports_in_window: self.windows.values().map(|w| w.reports.len() as u64).sum(),
             reports_received: self.received,
             refused: self
                 .refused
@@ -245,42 +327,99 @@ mod tests {
         assert_eq!(slot.usage(16_500).reports_received, 2);
     }
 
+    /// The parts a reader would merge now: (cached, to merge) counts.
+    fn part_kinds(slot: &mut Slot, now: i64) -> Option<(usize, usize)> {
+        match slot.snapshot(now) {
+            Snapshot::Merged(..) => None,
+            Snapshot::Parts(_, parts) => Some(parts.iter().fold((0, 0), |(c, m), p| match p {
+                Part::Merged(_) => (c + 1, m),
+                Part::Reports { .. } => (c, m + 1),
+            })),
+        }
+    }
+
+    /// Merges what the snapshot asks for and keeps it, as a reader does.
+    fn read(slot: &mut Slot, now: i64) -> u64 {
+        let Snapshot::Parts(generation, parts) = slot.snapshot(now) else {
+            unreachable!("read only when something changed")
+        };
+        let mut merged_parts = Vec::new();
+        for part in parts {
+            match part {
+                Part::Merged(m) => merged_parts.push(m),
+                Part::Reports {
+                    probe,
+                    version,
+                    reports,
+                } => {
+                    let m = Arc::new(Report::merge_plain(reports.iter().map(|r| r.as_ref())));
+                    slot.cache_part(&probe, version, m.clone());
+                    merged_parts.push(m);
+                }
+            }
+        }
+        let merged = Report::merge_all(merged_parts.iter().map(|r| r.as_ref()));
+        slot.cache_merged(generation, Arc::new(merged));
+        generation
+    }
+
     #[test]
     fn the_merge_is_cached_until_the_window_changes() {
         let mut slot = Slot::new(limits(10, 100));
         slot.accept(probe("a", 0), Report::default(), 1_000);
-        let Snapshot::Window(generation, reports) = slot.snapshot(1_000) else {
-            panic!("nothing is cached yet");
-        };
-        assert_eq!(reports.len(), 1);
-        slot.cache_merged(
-            generation,
-            Arc::new(Report::merge_all(reports.iter().map(|r| r.as_ref()))),
+        slot.accept(probe("b", 0), Report::default(), 1_500);
+        assert_eq!(
+            part_kinds(&mut slot, 2_000),
+            Some((0, 2)),
+            "nothing cached yet"
         );
+        read(&mut slot, 2_000);
         assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(..)));
-        // A new report, or an old one leaving the window, makes the cached merge stale.
+        // A new report of one probe: only its part is merged again.
         slot.accept(probe("a", 0), Report::default(), 3_000);
-        assert!(matches!(slot.snapshot(3_000), Snapshot::Window(_, _)));
-        let Snapshot::Window(generation, reports) = slot.snapshot(3_000) else {
-            unreachable!()
-        };
-        slot.cache_merged(
-            generation,
-            Arc::new(Report::merge_all(reports.iter().map(|r| r.as_ref()))),
-        );
+        assert_eq!(part_kinds(&mut slot, 3_000), Some((1, 1)));
+        let generation = read(&mut slot, 3_000);
         assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(..)));
-        assert!(matches!(slot.snapshot(16_500), Snapshot::Window(_, ref w) if w.len() == 1));
+        // An old report leaving the window changes its probe's part: a's first report…
+        assert_eq!(part_kinds(&mut slot, 16_200), Some((1, 1)));
+        read(&mut slot, 16_200);
+        // …then b's only one, and b's part goes.
+        assert_eq!(part_kinds(&mut slot, 16_600), Some((1, 0)));
+        assert_eq!(slot.window(16_600).len(), 1);
         // Renders are kept for the generation they were made from, and dropped when it changes.
-        let Snapshot::Window(generation, _) = slot.snapshot(16_500) else {
+        let generation_now = read(&mut slot, 16_600);
+        assert_ne!(generation, generation_now);
+        let empty = Rendered::View(Arc::new(Summaries::new()));
+        slot.cache_render(generation_now, "hosts?".into(), empty);
+        assert!(slot.cached_render(generation_now, "hosts?").is_some());
+        assert!(slot.cached_render(generation_now, "processes?").is_none());
+        slot.accept(probe("a", 0), Report::default(), 17_000);
+        assert!(slot.cached_render(generation_now, "hosts?").is_none());
+        // A merge computed for an older generation is not kept.
+        slot.cache_merged(generation_now, Arc::new(Report::default()));
+        assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));
+    }
+
+    #[test]
+    fn parts_follow_the_order_reports_arrived_in() {
+        let mut slot = Slot::new(limits(10, 100));
+        let report = |id: &str| Report {
+            id: id.into(),
+            ..Report::default()
+        };
+        slot.accept(probe("z", 0), report("first"), 1_000);
+        slot.accept(probe("a", 0), report("second"), 2_000);
+        read(&mut slot, 2_000);
+        let Snapshot::Merged(_, merged) = slot.snapshot(2_000) else {
             unreachable!()
         };
-        slot.cache_render(generation, "hosts?".into(), Arc::new(Summaries::new()));
-        assert!(slot.cached_render(generation, "hosts?").is_some());
-        assert!(slot.cached_render(generation, "processes?").is_none());
-        slot.accept(probe("a", 0), Report::default(), 17_000);
-        assert!(slot.cached_render(generation, "hosts?").is_none());
-        // A merge computed for an older generation is not kept.
-        slot.cache_merged(generation, Arc::new(Report::default()));
-        assert!(matches!(slot.snapshot(16_500), Snapshot::Window(_, _)));
+        assert_eq!(merged.id, "first", "the window's oldest report comes first");
+        assert_eq!(
+            slot.window(2_000)
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["first", "second"]
+        );
     }
 }

@@ -434,4 +434,11 @@ async fn one_render_serves_every_reader_until_the_window_changes() {
     post_msgpack(&app, &token, "probe-full-1").await;
     alice.get(&path).await;
     assert_eq!(counts().await.0, renders + 3);
+    // The topology list (every view, for its stats) is kept the same way.
+    let (renders, hits) = counts().await;
+    let list = format!("/api/app/{id}/api/topology");
+    let (status, first) = alice.get(&list).await;
+    assert_eq!(status, 200);
+    assert_eq!(alice.get(&list).await.1, first);
+    assert_eq!(counts().await, (renders + 1, hits + 1));
 }
