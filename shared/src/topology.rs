@@ -273,13 +273,32 @@ pub struct TopologyDesc {
     pub rank: i64,
     #[serde(default)]
     pub hide_if_empty: bool,
-    #[serde(default)]
+    /// `null` on the wire when there are none, as Scope sends it.
+    #[serde(
+        default,
+        serialize_with = "empty_as_null",
+        deserialize_with = "null_as_empty"
+    )]
     pub options: Vec<OptionGroup>,
     pub url: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sub_topologies: Vec<TopologyDesc>,
     #[serde(default)]
     pub stats: Stats,
+}
+
+fn empty_as_null<S: serde::Serializer, T: Serialize>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        v.serialize(s)
+    }
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl TopologyDesc {
@@ -364,5 +383,14 @@ mod tests {
             serde_json::from_str(r#"{"name":"Hosts","url":"/api/topology/hosts","options":[]}"#)
                 .unwrap();
         assert_eq!(desc.view_id(), "hosts");
+        // Scope sends `null` for a topology without options; so do we.
+        let desc: TopologyDesc =
+            serde_json::from_str(r#"{"name":"Hosts","url":"/api/topology/hosts","options":null}"#)
+                .unwrap();
+        assert!(desc.options.is_empty());
+        assert_eq!(
+            serde_json::to_value(&desc).unwrap()["options"],
+            serde_json::Value::Null
+        );
     }
 }

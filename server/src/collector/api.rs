@@ -29,6 +29,7 @@ use crate::identity::{Identity, InstanceReader};
 
 pub fn app_router() -> Router<CollectorState> {
     Router::new()
+        .route("/app/{instance}/api", get(details))
         .route("/app/{instance}/api/report", get(merged_report))
         .route("/app/{instance}/api/probes", get(probes))
         .route("/app/{instance}/api/topology", get(topology_list))
@@ -51,6 +52,15 @@ fn readable(state: &CollectorState, instance: &str) -> Result<()> {
         return Err(Error::forbidden("This instance's data cannot be read now."));
     }
     Ok(())
+}
+
+/// `GET /api/app/{instance}/api`: the app's details, Scope UI's first call.
+async fn details(
+    State(state): State<CollectorState>,
+    InstanceReader { instance, .. }: InstanceReader,
+) -> Result<Json<Value>> {
+    readable(&state, &instance)?;
+    Ok(Json(super::app_details(&state, &instance)))
 }
 
 /// `GET /api/app/{instance}/api/report`: the instance's window, merged (with the nodes only

@@ -252,9 +252,15 @@ async fn ingest(
         version,
         last_seen: now,
     };
-    let first = shard
-        .with_slot(&instance, |slot| slot.accept(probe, report, now))
-        .ok_or_else(unplaced)?;
+    // Folding a report into its probe's bucket is a merge: off the async runtime.
+    let accepting = state.shard.clone();
+    let into = instance.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        accepting.with_slot(&into, |slot| slot.accept(probe, report, now))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?
+    .ok_or_else(unplaced)?;
     if first {
         // Provisioning moves the instance to `active` when it sees the usage; tell it now.
         shard.first_report_accepted();
@@ -276,13 +282,19 @@ async fn details(
     State(state): State<CollectorState>,
     ProbeInstance(instance): ProbeInstance,
 ) -> Result<Json<Value>> {
+    Ok(Json(app_details(&state, &instance)))
+}
+
+/// Scope's `Details` of the app that is this instance: what `GET /api` tells a probe and Scope's
+/// UI asks first (`/api/app/{instance}/api`).
+fn app_details(state: &CollectorState, instance: &str) -> Value {
     let hostname = state.config.hostname.clone();
-    Ok(Json(json!({
+    json!({
         "id": instance,
         "version": env!("CARGO_PKG_VERSION"),
         "hostname": hostname,
         "plugins": null,
         "capabilities": {"historic_reports": false},
         "newVersion": null,
-    })))
+    })
 }

@@ -53,11 +53,12 @@ pub trait Shard: Send + Sync {
 /// it, so the instance becomes active at once rather than on the next pass).
 pub type FirstReportHook = Arc<dyn Fn() + Send + Sync>;
 
-/// A shard inside this process.
+/// A shard inside this process. Each instance's slot has its own lock, so that work on one
+/// instance (a report merged into its window, a read) never waits for another's.
 pub struct InProcessShard {
     name: String,
     clock: Clock,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
     first_report: Option<FirstReportHook>,
 }
 
@@ -80,14 +81,19 @@ impl InProcessShard {
         self
     }
 
+    fn slot(&self, instance: &str) -> Option<Arc<Mutex<Slot>>> {
+        self.slots.lock().ok()?.get(instance).cloned()
+    }
+
     /// Runs `f` on the instance's slot, if this shard holds the instance.
     pub fn with_slot<R>(&self, instance: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
-        let mut slots = self.slots.lock().ok()?;
-        slots.get_mut(instance).map(f)
+        let slot = self.slot(instance)?;
+        let mut slot = slot.lock().ok()?;
+        Some(f(&mut slot))
     }
 
     pub fn limits_of(&self, instance: &str) -> Option<Limits> {
-        self.slots.lock().ok()?.get(instance).map(|s| s.limits)
+        self.with_slot(instance, |s| s.limits)
     }
 
     /// Tells whoever asked that an instance received its first report.
@@ -98,10 +104,14 @@ impl InProcessShard {
     }
 
     fn ensure_now(&self, instance: &str, limits: Limits, flags: Flags) -> Result<()> {
-        let mut slots = self.slots.lock().map_err(|_| poisoned())?;
-        let slot = slots
+        let slot = self
+            .slots
+            .lock()
+            .map_err(|_| poisoned())?
             .entry(instance.to_owned())
-            .or_insert_with(|| Slot::new(limits));
+            .or_insert_with(|| Arc::new(Mutex::new(Slot::new(limits))))
+            .clone();
+        let mut slot = slot.lock().map_err(|_| poisoned())?;
         slot.limits = limits;
         slot.flags = flags;
         Ok(())
@@ -121,8 +131,11 @@ impl InProcessShard {
 
     fn usage_now(&self, instance: &str) -> Result<Option<Usage>> {
         let now = self.clock.now();
-        let mut slots = self.slots.lock().map_err(|_| poisoned())?;
-        Ok(slots.get_mut(instance).map(|slot| slot.usage(now)))
+        let Some(slot) = self.slot(instance) else {
+            return Ok(None);
+        };
+        let mut slot = slot.lock().map_err(|_| poisoned())?;
+        Ok(Some(slot.usage(now)))
     }
 }
 

@@ -3,7 +3,10 @@
 //!
 //! The window is kept per probe, with each probe's reports merged once and reused until that probe's
 //! part of the window changes, so that a read after a new report merges one part per probe (one of
-//! them new) rather than every report of the window.
+//! them new) rather than every report of the window. Reports of one probe that arrive within the
+//! same second are merged into one bucket as they arrive, so a probe that floods keeps at most one
+//! bucket per second of the window, whatever its rate: memory follows the system's size, not the
+//! report rate. (At Scope's pace, one report every 3 s, every bucket holds one report.)
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,10 +30,23 @@ pub enum Refusal {
     Malformed,
 }
 
+/// Reports of one probe arriving within one quantum share a bucket.
+pub const QUANTUM_MS: i64 = 1_000;
+
+/// One probe's reports of one quantum, merged in the order they arrived.
+#[derive(Clone)]
+struct Bucket {
+    quantum: i64,
+    /// When its newest report arrived: the bucket leaves the window with it.
+    last_at: i64,
+    reports: u64,
+    report: Arc<Report>,
+}
+
 /// One probe's reports in the window, oldest first, and their merge once a reader made it.
 #[derive(Default)]
 struct ProbeWindow {
-    reports: VecDeque<(i64, Arc<Report>)>,
+    reports: VecDeque<Bucket>,
     /// Bumped whenever `reports` changes.
     version: u64,
     merged: Option<(u64, Arc<Report>)>,
@@ -147,7 +163,20 @@ impl Slot {
         let first = self.received == 0;
         self.received += 1;
         let window = self.windows.entry(probe.id.clone()).or_default();
-        window.reports.push_back((now_ms, Arc::new(report)));
+        let quantum = now_ms.div_euclid(QUANTUM_MS);
+        match window.reports.back_mut() {
+            Some(bucket) if bucket.quantum == quantum => {
+                Arc::make_mut(&mut bucket.report).merge(&report);
+                bucket.last_at = now_ms;
+                bucket.reports += 1;
+            }
+            _ => window.reports.push_back(Bucket {
+                quantum,
+                last_at: now_ms,
+                reports: 1,
+                report: Arc::new(report),
+            }),
+        }
         window.version += 1;
         self.probes.insert(probe.id.clone(), probe);
         self.generation += 1;
@@ -161,7 +190,7 @@ impl Slot {
             while window
                 .reports
                 .front()
-                .is_some_and(|(at, _)| now_ms - at > WINDOW_MS)
+                .is_some_and(|bucket| now_ms - bucket.last_at > WINDOW_MS)
             {
                 window.reports.pop_front();
                 window.version += 1;
@@ -178,7 +207,7 @@ impl Slot {
     /// merging them keeps the order of the window wherever it matters (the first report's id).
     fn ordered(&self) -> Vec<(&String, &ProbeWindow)> {
         let mut windows: Vec<_> = self.windows.iter().collect();
-        windows.sort_by_key(|(probe, w)| (w.reports.front().map(|(at, _)| *at), *probe));
+        windows.sort_by_key(|(probe, w)| (w.reports.front().map(|b| b.last_at), *probe));
         windows
     }
 
@@ -200,7 +229,7 @@ impl Slot {
                 _ => Part::Reports {
                     probe: probe.clone(),
                     version: window.version,
-                    reports: window.reports.iter().map(|(_, r)| r.clone()).collect(),
+                    reports: window.reports.iter().map(|b| b.report.clone()).collect(),
                 },
             })
             .collect();
@@ -248,14 +277,14 @@ impl Slot {
     /// The reports of the current window, oldest first.
     pub fn window(&mut self, now_ms: i64) -> Vec<Arc<Report>> {
         self.prune(now_ms);
-        let mut reports: Vec<(i64, Arc<Report>)> = self
+        let mut buckets: Vec<&Bucket> = self
             .windows
             .values()
-            .flat_map(|w| w.reports.iter().cloned())
+            .flat_map(|w| w.reports.iter())
             .collect();
-        // Stable: reports of one probe that arrived in the same millisecond keep their order.
-        reports.sort_by_key(|(at, _)| *at);
-        reports.into_iter().map(|(_, r)| r).collect()
+        // Stable: one probe's buckets keep their order.
+        buckets.sort_by_key(|b| b.last_at);
+        buckets.into_iter().map(|b| b.report.clone()).collect()
     }
 
     pub fn usage(&mut self, now_ms: i64) -> Usage {
@@ -264,7 +293,12 @@ impl Slot {
             .retain(|_, p| now_ms - p.last_seen < PROBE_TTL_MS);
         Usage {
             probes: self.probes.values().cloned().collect(),
-            reports_in_window: self.windows.values().map(|w| w.reports.len() as u64).sum(),
+            reports_in_window: self
+                .windows
+                .values()
+                .flat_map(|w| w.reports.iter())
+                .map(|b| b.reports)
+                .sum(),
             reports_received: self.received,
             refused: self
                 .refused
@@ -398,6 +432,42 @@ mod tests {
         // A merge computed for an older generation is not kept.
         slot.cache_merged(generation_now, Arc::new(Report::default()));
         assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));
+    }
+
+    #[test]
+    fn a_flooding_probe_keeps_one_bucket_per_second() {
+        let mut slot = Slot::new(limits(10, 1_000));
+        let report = |n: usize| {
+            let mut r = Report::default();
+            r.topologies.entry("Host".into()).or_default().nodes.insert(
+                format!("h{n}"),
+                crate::collector::report::Node {
+                    id: format!("h{n}"),
+                    topology: "host".into(),
+                    ..Default::default()
+                },
+            );
+            r
+        };
+        for n in 0..100 {
+            // 100 reports over 2 s: two buckets.
+            slot.accept(probe("a", 0), report(n), 1_000 + n as i64 * 20);
+        }
+        assert_eq!(slot.windows["a"].reports.len(), 2);
+        assert_eq!(slot.usage(3_000).reports_in_window, 100);
+        // Nothing is lost by the folding: the window holds every report's node.
+        let merged = Report::merge_all(slot.window(3_000).iter().map(|r| r.as_ref()));
+        assert_eq!(merged.topology("Host").unwrap().nodes.len(), 100);
+        // A bucket leaves the window with its newest report.
+        assert_eq!(
+            slot.usage(1_000 + 49 * 20 + WINDOW_MS).reports_in_window,
+            100
+        );
+        assert_eq!(
+            slot.usage(1_000 + 49 * 20 + WINDOW_MS + 1)
+                .reports_in_window,
+            50
+        );
     }
 
     #[test]

@@ -50,6 +50,13 @@ async fn members_read_views_and_node_details(b: Backend) {
     }
     let base = format!("/api/app/{id}/api");
 
+    // Scope UI's first call: the app's details.
+    let (status, details) = alice.get(&base).await;
+    assert_eq!(status, 200, "{details}");
+    assert_eq!(details["id"], id.as_str());
+    assert_eq!(details["capabilities"]["historic_reports"], false);
+    assert!(details["version"].is_string() && details["hostname"].is_string());
+
     let (status, list) = alice.get(&format!("{base}/topology")).await;
     assert_eq!(status, 200, "{list}");
     let names: Vec<&str> = list
@@ -69,6 +76,10 @@ async fn members_read_views_and_node_details(b: Backend) {
             "Tasks"
         ]
     );
+    // As Scope: `null` options for a topology that has none.
+    let hosts = &list[1];
+    assert_eq!(hosts["options"], Value::Null, "{hosts}");
+    assert!(list[0]["options"].is_array());
     let processes = &list[3];
     assert_eq!(processes["url"], "/api/topology/processes");
     assert_eq!(processes["stats"]["node_count"], 9);
@@ -203,19 +214,20 @@ async fn instances_are_isolated_from_each_other() {
 
     // Neither reads the other's instance, by any path; a forged header changes nothing.
     for path in [
-        "topology",
-        "topology/processes",
-        "topology/processes/scope-fixture-host%3B6",
-        "report",
-        "probes",
+        "",
+        "/topology",
+        "/topology/processes",
+        "/topology/processes/scope-fixture-host%3B6",
+        "/report",
+        "/probes",
     ] {
         assert_eq!(
-            bob.get(&format!("/api/app/{a}/api/{path}")).await.0,
+            bob.get(&format!("/api/app/{a}/api{path}")).await.0,
             404,
             "{path}"
         );
         assert_eq!(
-            alice.get(&format!("/api/app/{b}/api/{path}")).await.0,
+            alice.get(&format!("/api/app/{b}/api{path}")).await.0,
             404,
             "{path}"
         );
