@@ -13,6 +13,10 @@ use scopehub::collector::render::topologies::{Query, topology};
 use scopehub::collector::report::{Report, Time};
 use scopehub::probe::loadgen::{Shape, synthetic_report};
 
+/// The allocator the `scopehub` binary uses, so that these numbers are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/fixtures/scope")
@@ -75,11 +79,40 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
+/// The costs of a read at 50 probes of Scope-sized ("medium") hosts, apart: decoding one medium
+/// report, merging the 50 probes' parts into the window, and rendering the default views from it.
+fn medium_window(c: &mut Criterion) {
+    let now = Time(1_800_000_000_000_000_000);
+    let probes = 50;
+    let parts: Vec<Report> = (0..probes)
+        .map(|h| synthetic_report(h, probes, &Shape::medium(), now))
+        .collect();
+    let body = scopehub::probe::encode(&parts[0], false).unwrap().0;
+    let mut group = c.benchmark_group("medium");
+    group.sample_size(10);
+    group.bench_function("decode one medium report", |b| {
+        b.iter(|| decode(&body, Format::Msgpack, true, 64 << 20).unwrap())
+    });
+    group.bench_function("merge 50 parts", |b| {
+        b.iter(|| Report::merge_all(parts.iter()))
+    });
+    let window = Report::merge_all(parts.iter());
+    for view in ["containers", "processes"] {
+        group.bench_function(format!("render {view}, 50 probes"), |b| {
+            b.iter(|| {
+                let mut ctx = Ctx::new(&window, Time(0));
+                topology(&mut ctx, view, &Query::default()).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = decode_and_merge, render
+    targets = decode_and_merge, render, medium_window
 }
 criterion_main!(benches);
