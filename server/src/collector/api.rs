@@ -23,7 +23,7 @@ use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{Part, Rendered, Snapshot, Summaries};
+use super::slot::{Part, RenderSlot, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -128,9 +128,53 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
     Ok((generation, merged))
 }
 
-/// A view's summaries for the window as it is now: rendered once per window generation, view and
-/// options, then shared by every request and websocket tick that asks for the same. `None` for an
-/// unknown view.
+/// What `render` makes of the window at `generation`, made once however many readers ask for it
+/// at once: the first makes it (off the async runtime), those arriving meanwhile wait for it, and
+/// later ones find it kept until the window changes.
+async fn render_once(
+    state: &CollectorState,
+    instance: &str,
+    generation: u64,
+    key: String,
+    render: impl FnOnce() -> Option<Rendered> + Send + 'static,
+) -> Result<Option<Rendered>> {
+    let found = state
+        .shard
+        .with_slot(instance, |slot| slot.render_slot(generation, &key))
+        .flatten();
+    let cell = match found {
+        Some(RenderSlot::Done(rendered)) => {
+            state.metrics.record_render(true);
+            return Ok(Some(rendered));
+        }
+        Some(RenderSlot::Pending(cell)) => cell,
+        // Not kept: render for this reader alone.
+        None => Arc::new(tokio::sync::OnceCell::new()),
+    };
+    let made = std::sync::atomic::AtomicBool::new(false);
+    let rendered = cell
+        .get_or_try_init(|| async {
+            made.store(true, std::sync::atomic::Ordering::Relaxed);
+            blocking(render).await?.ok_or_else(unknown_view)
+        })
+        .await;
+    let rendered = match rendered {
+        Ok(rendered) => rendered.clone(),
+        Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let made = made.load(std::sync::atomic::Ordering::Relaxed);
+    state.metrics.record_render(!made);
+    if made {
+        state.shard.with_slot(instance, |slot| {
+            slot.cache_render(generation, key, rendered.clone())
+        });
+    }
+    Ok(Some(rendered))
+}
+
+/// A view's summaries for the window as it is now, rendered once per window generation, view and
+/// options for every request and websocket tick that asks. `None` for an unknown view.
 async fn summaries(
     state: &CollectorState,
     instance: &str,
@@ -138,31 +182,24 @@ async fn summaries(
     query: &topologies::Query,
 ) -> Result<Option<Arc<Summaries>>> {
     let (generation, report) = window_report(state, instance).await?;
-    let key = query.cache_key(view);
-    if let Some(Rendered::View(hit)) = state
-        .shard
-        .with_slot(instance, |slot| slot.cached_render(generation, &key))
-        .flatten()
-    {
-        state.metrics.record_render(true);
-        return Ok(Some(hit));
-    }
     let now = render_time(state);
     let (view_id, q) = (view.to_owned(), query.clone());
-    let rendered = blocking(move || {
-        let mut ctx = Ctx::new(&report, now);
-        topologies::topology(&mut ctx, &view_id, &q)
-    })
+    let rendered = render_once(
+        state,
+        instance,
+        generation,
+        query.cache_key(view),
+        move || {
+            let mut ctx = Ctx::new(&report, now);
+            topologies::topology(&mut ctx, &view_id, &q)
+                .map(|nodes| Rendered::View(Arc::new(nodes)))
+        },
+    )
     .await?;
-    let Some(nodes) = rendered else {
-        return Ok(None);
-    };
-    state.metrics.record_render(false);
-    let nodes = Arc::new(nodes);
-    state.shard.with_slot(instance, |slot| {
-        slot.cache_render(generation, key, Rendered::View(nodes.clone()))
-    });
-    Ok(Some(nodes))
+    Ok(match rendered {
+        Some(Rendered::View(nodes)) => Some(nodes),
+        _ => None,
+    })
 }
 
 fn render_time(state: &CollectorState) -> Time {
@@ -202,29 +239,22 @@ async fn topology_list(
     check_view(&state, &instance, None)?;
     let (generation, report) = window_report(&state, &instance).await?;
     let query = topologies::Query::parse(raw.as_deref());
-    // Every view is rendered for the stats: kept per window generation and options, like views.
-    let key = query.cache_key("");
-    if let Some(Rendered::List(hit)) = state
-        .shard
-        .with_slot(&instance, |slot| slot.cached_render(generation, &key))
-        .flatten()
-    {
-        state.metrics.record_render(true);
-        return Ok(Json(hit.as_ref()).into_response());
-    }
     let now = render_time(&state);
-    let list = Arc::new(
-        blocking(move || {
-            let mut ctx = Ctx::new(&report, now);
-            topologies::topology_list(&mut ctx, &query)
-        })
-        .await?,
-    );
-    state.metrics.record_render(false);
-    state.shard.with_slot(&instance, |slot| {
-        slot.cache_render(generation, key, Rendered::List(list.clone()))
-    });
-    Ok(Json(list.as_ref()).into_response())
+    // Every view is rendered for the stats: made once per window generation and options, like views.
+    let key = query.cache_key("");
+    let rendered = render_once(&state, &instance, generation, key, move || {
+        let mut ctx = Ctx::new(&report, now);
+        Some(Rendered::List(Arc::new(topologies::topology_list(
+            &mut ctx, &query,
+        ))))
+    })
+    .await?;
+    match rendered {
+        Some(Rendered::List(list)) => Ok(Json(list.as_ref()).into_response()),
+        _ => Err(Error::Internal(anyhow::anyhow!(
+            "the topology list rendered as a view"
+        ))),
+    }
 }
 
 #[derive(Serialize)]

@@ -69,7 +69,17 @@ pub struct Slot {
     /// Rendered views of the window at `renders_generation`, by view and query, shared by every
     /// reader (requests and websocket ticks) until the window changes.
     renders: HashMap<String, Rendered>,
+    /// Renders being made for `renders_generation`: readers who ask meanwhile wait for them.
+    pending: HashMap<String, Arc<tokio::sync::OnceCell<Rendered>>>,
     renders_generation: u64,
+}
+
+/// Where a reader gets a render from.
+pub enum RenderSlot {
+    /// Made already.
+    Done(Rendered),
+    /// Being made, or to be made by whoever initialises it first.
+    Pending(Arc<tokio::sync::OnceCell<Rendered>>),
 }
 
 /// A view's nodes, summarised, by id.
@@ -121,6 +131,7 @@ impl Slot {
             generation: 0,
             merged: None,
             renders: HashMap::new(),
+            pending: HashMap::new(),
             renders_generation: 0,
         }
     }
@@ -253,15 +264,43 @@ impl Slot {
         self.renders.get(key).cloned()
     }
 
+    fn renders_for(&mut self, generation: u64) {
+        if self.renders_generation != generation {
+            self.renders.clear();
+            self.pending.clear();
+            self.renders_generation = generation;
+        }
+    }
+
+    /// The render of the window at `generation` under `key`, or the cell every reader of it
+    /// shares while one of them makes it. `None` when it cannot be kept (the window moved on, or
+    /// the instance has as many renders as it may keep): the reader renders for itself.
+    pub fn render_slot(&mut self, generation: u64, key: &str) -> Option<RenderSlot> {
+        if generation != self.generation {
+            return None;
+        }
+        self.renders_for(generation);
+        if let Some(done) = self.renders.get(key) {
+            return Some(RenderSlot::Done(done.clone()));
+        }
+        if let Some(cell) = self.pending.get(key) {
+            return Some(RenderSlot::Pending(cell.clone()));
+        }
+        if self.renders.len() + self.pending.len() >= MAX_RENDERS {
+            return None;
+        }
+        let cell = Arc::new(tokio::sync::OnceCell::new());
+        self.pending.insert(key.to_owned(), cell.clone());
+        Some(RenderSlot::Pending(cell))
+    }
+
     /// Keeps a render of the window as it was at `generation`.
     pub fn cache_render(&mut self, generation: u64, key: String, rendered: Rendered) {
         if generation != self.generation {
             return;
         }
-        if self.renders_generation != generation {
-            self.renders.clear();
-            self.renders_generation = generation;
-        }
+        self.renders_for(generation);
+        self.pending.remove(&key);
         if self.renders.len() < MAX_RENDERS {
             self.renders.insert(key, rendered);
         }
@@ -432,6 +471,29 @@ mod tests {
         // A merge computed for an older generation is not kept.
         slot.cache_merged(generation_now, Arc::new(Report::default()));
         assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));
+    }
+
+    #[test]
+    fn readers_of_one_render_share_it_while_it_is_made() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        let generation = read(&mut slot, 1_000);
+        let Some(RenderSlot::Pending(first)) = slot.render_slot(generation, "hosts?") else {
+            panic!("nothing made yet")
+        };
+        let Some(RenderSlot::Pending(second)) = slot.render_slot(generation, "hosts?") else {
+            panic!("still being made")
+        };
+        assert!(Arc::ptr_eq(&first, &second), "one render for both");
+        let made = Rendered::View(Arc::new(Summaries::new()));
+        slot.cache_render(generation, "hosts?".into(), made);
+        assert!(matches!(
+            slot.render_slot(generation, "hosts?"),
+            Some(RenderSlot::Done(_))
+        ));
+        // A render for a window that has moved on is not shared: its reader makes its own.
+        slot.accept(probe("a", 0), Report::default(), 2_000);
+        assert!(slot.render_slot(generation, "hosts?").is_none());
     }
 
     #[test]

@@ -446,6 +446,20 @@ async fn one_render_serves_every_reader_until_the_window_changes() {
     post_msgpack(&app, &token, "probe-full-1").await;
     alice.get(&path).await;
     assert_eq!(counts().await.0, renders + 3);
+    // Readers arriving together while it renders wait for that one render.
+    let (renders, hits) = counts().await;
+    let containers = format!("/api/app/{id}/api/topology/containers");
+    let cookie = format!("scopehub_session={}", alice.cookie.clone().unwrap());
+    let together = (0..6).map(|_| {
+        app.client
+            .get(app.at(&containers))
+            .header("cookie", &cookie)
+            .send()
+    });
+    for response in futures_util::future::join_all(together).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    assert_eq!(counts().await, (renders + 1, hits + 5));
     // The topology list (every view, for its stats) is kept the same way.
     let (renders, hits) = counts().await;
     let list = format!("/api/app/{id}/api/topology");
