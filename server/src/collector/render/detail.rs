@@ -240,13 +240,13 @@ fn address_label(report: &Report, addr: &str) -> String {
     }
 }
 
-fn meta(id: &str, value: String, data_type: &str) -> MetadataRow {
+fn meta(id: &str, value: String) -> MetadataRow {
     MetadataRow {
         id: id.to_owned(),
         label: String::new(),
         value,
         priority: 0.0,
-        data_type: data_type.to_owned(),
+        data_type: String::new(),
         truncate: 0,
     }
 }
@@ -272,11 +272,12 @@ fn connection_rows(
                 label_minor = String::new();
             }
             let mut metadata = Vec::new();
+            // Scope's rows carry no data types: the table's columns say them.
             if include_local {
-                metadata.push(meta("remote", address_label(report, &local_addr), "ip"));
+                metadata.push(meta("remote", address_label(report, &local_addr)));
             }
-            metadata.push(meta("port", port.clone(), "number"));
-            metadata.push(meta("count", count.to_string(), "number"));
+            metadata.push(meta("port", port.clone()));
+            metadata.push(meta("count", count.to_string()));
             ConnectionRow {
                 id: format!("{remote_node}-{remote_addr}-{local_addr}-{port}"),
                 node_id: remote_node,
@@ -294,7 +295,8 @@ fn connections(report: &Report, view: &str, n: &RNode, nodes: &Nodes) -> Vec<Con
     let internet = is_internet(&n.id);
     let mut columns = Vec::new();
     if internet {
-        columns.push(column("remote", "Remote", "ip", false));
+        // Scope's `InternetColumns`: the remote column has no data type.
+        columns.push(column("remote", "Remote", "", false));
     }
     columns.push(column("port", "Port", "number", false));
     columns.push(column("count", "Count", "number", true));

@@ -185,6 +185,19 @@ fn probe_node_details_count_connections() {
             .collect()
     };
     assert_eq!(d.connections[0].id, "incoming-connections");
+    // As Scope's wire shape: data types on the columns (`NormalColumns`), none on the rows.
+    let json = serde_json::to_value(&d.connections[0]).unwrap();
+    assert_eq!(
+        json["columns"],
+        serde_json::json!([
+            {"id": "port", "label": "Port", "defaultSort": false, "dataType": "number"},
+            {"id": "count", "label": "Count", "defaultSort": true, "dataType": "number"}
+        ])
+    );
+    assert_eq!(
+        json["connections"][0]["metadata"],
+        serde_json::json!([{"id": "port", "label": "", "value": "18080"}, {"id": "count", "label": "", "value": "3"}])
+    );
     // One loadgen keeps three connections to :18080; the webapp keeps two to fakedb, one to cache.
     assert_eq!(rows(0), [(h("15"), "18080".into(), "3".into())]);
     assert_eq!(
