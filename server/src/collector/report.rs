@@ -99,10 +99,20 @@ impl Time {
         }
         let secs = self.0.div_euclid(1_000_000_000);
         let nanos = self.0.rem_euclid(1_000_000_000) as u32;
-        match chrono::DateTime::from_timestamp(secs, nanos) {
-            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            None => String::new(),
+        let Some(t) = chrono::DateTime::from_timestamp(secs, nanos) else {
+            return String::new();
+        };
+        // Go's RFC3339Nano, as Scope writes times: the fraction without trailing zeros, or none.
+        let whole = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if nanos == 0 {
+            return whole;
         }
+        let fraction = format!("{nanos:09}");
+        format!(
+            "{}.{}Z",
+            whole.trim_end_matches('Z'),
+            fraction.trim_end_matches('0')
+        )
     }
 }
 
@@ -340,6 +350,12 @@ mod tests {
             Some(Time::ZERO)
         );
         assert_eq!(Time::ZERO.to_rfc3339(), "0001-01-01T00:00:00Z");
+        // As Go's RFC3339Nano: trailing zeros of the fraction dropped, no fraction for whole seconds.
+        let at = |nanos: i64| Time(1_764_000_000_000_000_000 + nanos).to_rfc3339();
+        assert_eq!(at(0), "2025-11-24T16:00:00Z");
+        assert_eq!(at(500_000_000), "2025-11-24T16:00:00.5Z");
+        assert_eq!(at(62_328_000), "2025-11-24T16:00:00.062328Z");
+        assert_eq!(at(1), "2025-11-24T16:00:00.000000001Z");
         assert!(Time::ZERO < t);
         assert_eq!(Time::from_go_binary(&[9; 15]), None);
     }
