@@ -322,6 +322,13 @@ fn go_fixture_hosts_pods_and_services() {
         edges(&pods)["pvc1234;<persistent_volume_claim>"],
         ["pv1234;<persistent_volume>"]
     );
+    // Snapshot data shows as a node of its own, linked from its snapshot (Scope's
+    // `volumeSnapshotRenderer`).
+    assert_eq!(
+        edges(&pods)["vs1234;<volume_snapshot>"],
+        ["vsd1234;<volume_snapshot_data>"]
+    );
+    assert!(pods.nodes.contains_key("vsd1234;<volume_snapshot_data>"));
     let defaults = view(&r, "pods", "pseudo=show");
     assert!(
         !defaults

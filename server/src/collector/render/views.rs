@@ -569,6 +569,20 @@ fn volumes(ctx: &mut Ctx) -> Rendered {
         })
     };
     let never = |_: &RNode| false;
+    // Scope's `volumeSnapshotRenderer` also emits every snapshot data node as a node of its own
+    // (once there is a snapshot), not only as a snapshot's child.
+    let snapshots_and_data = |mut rendered: Arc<Rendered>| {
+        if !snapshots.nodes.is_empty() {
+            let rendered = Arc::make_mut(&mut rendered);
+            for (id, data) in &snapshot_data.nodes {
+                rendered
+                    .nodes
+                    .entry(id.clone())
+                    .or_insert_with(|| data.clone());
+            }
+        }
+        rendered
+    };
     let parts = [
         link(&pvcs.nodes, &pvs.nodes, &never, &|pvc, pv| {
             get(pvc, "kubernetes_volume_name") == get(pv, "kubernetes_name")
@@ -590,12 +604,12 @@ fn volumes(ctx: &mut Ctx) -> Rendered {
         link(&pvs.nodes, &snapshots.nodes, &never, &|pv, snap| {
             get(snap, "kubernetes_volume_name") == get(pv, "kubernetes_name")
         }),
-        link(
+        snapshots_and_data(link(
             &snapshots.nodes,
             &snapshot_data.nodes,
             &never,
             &|snap, data| get(data, "kubernetes_name") == get(snap, "kuberneets_snapshot_data"),
-        ),
+        )),
     ];
     reduce(&parts)
 }
