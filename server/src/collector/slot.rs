@@ -14,6 +14,7 @@ use std::sync::Arc;
 use shared::instances::{Limits, ProbeInfo, Usage};
 use shared::topology::NodeSummary;
 
+use super::render::Memo;
 use super::render::topologies::TopologyDesc;
 use super::report::Report;
 
@@ -69,6 +70,8 @@ pub struct Slot {
     /// Rendered views of the window at `renders_generation`, by view and query, shared by every
     /// reader (requests and websocket ticks) until the window changes.
     renders: HashMap<String, Rendered>,
+    /// What renders of the window at this generation made along the way, for the next render.
+    memo: Option<(u64, Memo)>,
     /// Renders being made for `renders_generation`: readers who ask meanwhile wait for them.
     pending: HashMap<String, Arc<tokio::sync::OnceCell<Rendered>>>,
     renders_generation: u64,
@@ -132,6 +135,7 @@ impl Slot {
             merged: None,
             renders: HashMap::new(),
             pending: HashMap::new(),
+            memo: None,
             renders_generation: 0,
         }
     }
@@ -191,6 +195,7 @@ impl Slot {
         window.version += 1;
         self.probes.insert(probe.id.clone(), probe);
         self.generation += 1;
+        self.memo = None;
         self.prune(now_ms);
         first
     }
@@ -211,6 +216,7 @@ impl Slot {
         if changed {
             self.windows.retain(|_, w| !w.reports.is_empty());
             self.generation += 1;
+            self.memo = None;
         }
     }
 
@@ -303,6 +309,27 @@ impl Slot {
         self.pending.remove(&key);
         if self.renders.len() < MAX_RENDERS {
             self.renders.insert(key, rendered);
+        }
+    }
+
+    /// What earlier renders of the window at `generation` made, to start a render from.
+    pub fn memo(&self, generation: u64) -> Memo {
+        match &self.memo {
+            Some((made_at, memo)) if *made_at == generation && generation == self.generation => {
+                memo.clone()
+            }
+            _ => Memo::default(),
+        }
+    }
+
+    /// Keeps what a render of the window at `generation` made, with what others made.
+    pub fn keep_memo(&mut self, generation: u64, memo: Memo) {
+        if generation != self.generation {
+            return;
+        }
+        match &mut self.memo {
+            Some((made_at, kept)) if *made_at == generation => kept.absorb(memo),
+            _ => self.memo = Some((generation, memo)),
         }
     }
 
@@ -494,6 +521,31 @@ mod tests {
         // A render for a window that has moved on is not shared: its reader makes its own.
         slot.accept(probe("a", 0), Report::default(), 2_000);
         assert!(slot.render_slot(generation, "hosts?").is_none());
+    }
+
+    #[test]
+    fn renders_share_what_they_made_for_one_window_only() {
+        use crate::collector::render::Ctx;
+        use crate::collector::render::views;
+        use crate::collector::report::Time;
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        let generation = read(&mut slot, 1_000);
+        let report = Report::default();
+        // A render of the processes view leaves its bases for the next render of this window.
+        let mut ctx = Ctx::with_memo(&report, Time(0), slot.memo(generation));
+        let processes = views::render(&mut ctx, "processes").unwrap();
+        slot.keep_memo(generation, ctx.into_memo());
+        let mut ctx = Ctx::with_memo(&report, Time(0), slot.memo(generation));
+        let again = views::render(&mut ctx, "processes").unwrap();
+        assert!(Arc::ptr_eq(&processes, &again), "made once, shared");
+        // A new report is a new window: nothing carries over.
+        slot.accept(probe("a", 0), Report::default(), 2_000);
+        let mut ctx = Ctx::with_memo(&report, Time(0), slot.memo(generation));
+        assert!(!Arc::ptr_eq(
+            &processes,
+            &views::render(&mut ctx, "processes").unwrap()
+        ));
     }
 
     #[test]
