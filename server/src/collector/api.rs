@@ -120,12 +120,16 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
         (merged, fresh)
     })
     .await?;
-    state.shard.with_slot(instance, |slot| {
-        for (probe, version, part) in fresh {
-            slot.cache_part(&probe, version, part);
-        }
-        slot.cache_merged(generation, merged.clone())
+    // What the slot no longer keeps is dropped here, not under its lock.
+    let unkept = state.shard.with_slot(instance, |slot| {
+        let mut unkept: Vec<Arc<Report>> = fresh
+            .into_iter()
+            .filter_map(|(probe, version, part)| slot.cache_part(&probe, version, part))
+            .collect();
+        unkept.extend(slot.cache_merged(generation, merged.clone()));
+        unkept
     });
+    drop(unkept);
     Ok((generation, merged))
 }
 
@@ -219,7 +223,8 @@ fn with_ctx<T>(
     let mut ctx = Ctx::with_memo(report, now, memo);
     let out = f(&mut ctx);
     let memo = ctx.into_memo();
-    shard.with_slot(instance, |slot| slot.keep_memo(generation, memo));
+    let unkept = shard.with_slot(instance, |slot| slot.keep_memo(generation, memo));
+    drop(unkept);
     out
 }
 

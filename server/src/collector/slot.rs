@@ -72,6 +72,9 @@ pub struct Slot {
     renders: HashMap<String, Rendered>,
     /// What renders of the window at this generation made along the way, for the next render.
     memo: Option<(u64, Memo)>,
+    /// Reports that left the window, to be dropped once the slot's lock is let go
+    /// ([`Slot::take_expired`]): freeing a large report takes a while.
+    expired: Vec<Arc<Report>>,
     /// Renders being made for `renders_generation`: readers who ask meanwhile wait for them.
     pending: HashMap<String, Arc<tokio::sync::OnceCell<Rendered>>>,
     renders_generation: u64,
@@ -136,6 +139,7 @@ impl Slot {
             renders: HashMap::new(),
             pending: HashMap::new(),
             memo: None,
+            expired: Vec::new(),
             renders_generation: 0,
         }
     }
@@ -195,7 +199,6 @@ impl Slot {
         window.version += 1;
         self.probes.insert(probe.id.clone(), probe);
         self.generation += 1;
-        self.memo = None;
         self.prune(now_ms);
         first
     }
@@ -208,7 +211,9 @@ impl Slot {
                 .front()
                 .is_some_and(|bucket| now_ms - bucket.last_at > WINDOW_MS)
             {
-                window.reports.pop_front();
+                if let Some(bucket) = window.reports.pop_front() {
+                    self.expired.push(bucket.report);
+                }
                 window.version += 1;
                 changed = true;
             }
@@ -216,7 +221,6 @@ impl Slot {
         if changed {
             self.windows.retain(|_, w| !w.reports.is_empty());
             self.generation += 1;
-            self.memo = None;
         }
     }
 
@@ -254,11 +258,19 @@ impl Slot {
     }
 
     /// Keeps the merge of a probe's part as it was at `version`.
-    pub fn cache_part(&mut self, probe: &str, version: u64, merged: Arc<Report>) {
-        if let Some(window) = self.windows.get_mut(probe)
-            && window.version == version
-        {
-            window.merged = Some((version, merged));
+    /// Gives back the part it replaces, to drop outside the slot's lock.
+    #[must_use = "drop what it gives back after letting go of the slot"]
+    pub fn cache_part(
+        &mut self,
+        probe: &str,
+        version: u64,
+        merged: Arc<Report>,
+    ) -> Option<Arc<Report>> {
+        match self.windows.get_mut(probe) {
+            Some(window) if window.version == version => {
+                window.merged.replace((version, merged)).map(|(_, old)| old)
+            }
+            _ => Some(merged),
         }
     }
 
@@ -312,6 +324,11 @@ impl Slot {
         }
     }
 
+    /// The reports that left the window since the last call, for the caller to drop.
+    pub fn take_expired(&mut self) -> Vec<Arc<Report>> {
+        std::mem::take(&mut self.expired)
+    }
+
     /// What earlier renders of the window at `generation` made, to start a render from.
     pub fn memo(&self, generation: u64) -> Memo {
         match &self.memo {
@@ -322,21 +339,35 @@ impl Slot {
         }
     }
 
-    /// Keeps what a render of the window at `generation` made, with what others made.
-    pub fn keep_memo(&mut self, generation: u64, memo: Memo) {
+    /// Keeps what a render of the window at `generation` made, with what others made. Gives back
+    /// what is no longer kept, for the caller to drop after letting go of the slot (dropping a
+    /// large render takes a while, and nobody should wait for the slot meanwhile).
+    pub fn keep_memo(&mut self, generation: u64, memo: Memo) -> Option<Memo> {
         if generation != self.generation {
-            return;
+            return Some(memo);
         }
         match &mut self.memo {
-            Some((made_at, kept)) if *made_at == generation => kept.absorb(memo),
-            _ => self.memo = Some((generation, memo)),
+            Some((made_at, kept)) if *made_at == generation => {
+                kept.absorb(memo);
+                None
+            }
+            _ => self
+                .memo
+                .replace((generation, memo))
+                .map(|(_, stale)| stale),
         }
     }
 
     /// Keeps a merge of the window as it was at `generation`.
-    pub fn cache_merged(&mut self, generation: u64, merged: Arc<Report>) {
+    /// Gives back the merge it replaces, to drop outside the slot's lock.
+    #[must_use = "drop what it gives back after letting go of the slot"]
+    pub fn cache_merged(&mut self, generation: u64, merged: Arc<Report>) -> Option<Arc<Report>> {
         if generation == self.generation {
-            self.merged = Some((generation, merged));
+            self.merged
+                .replace((generation, merged))
+                .map(|(_, old)| old)
+        } else {
+            Some(merged)
         }
     }
 
@@ -453,13 +484,13 @@ mod tests {
                     reports,
                 } => {
                     let m = Arc::new(Report::merge_plain(reports.iter().map(|r| r.as_ref())));
-                    slot.cache_part(&probe, version, m.clone());
+                    let _ = slot.cache_part(&probe, version, m.clone());
                     merged_parts.push(m);
                 }
             }
         }
         let merged = Report::merge_all(merged_parts.iter().map(|r| r.as_ref()));
-        slot.cache_merged(generation, Arc::new(merged));
+        let _ = slot.cache_merged(generation, Arc::new(merged));
         generation
     }
 
@@ -496,7 +527,7 @@ mod tests {
         slot.accept(probe("a", 0), Report::default(), 17_000);
         assert!(slot.cached_render(generation_now, "hosts?").is_none());
         // A merge computed for an older generation is not kept.
-        slot.cache_merged(generation_now, Arc::new(Report::default()));
+        let _ = slot.cache_merged(generation_now, Arc::new(Report::default()));
         assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));
     }
 
