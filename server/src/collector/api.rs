@@ -23,7 +23,6 @@ use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::shard::InProcessShard;
 use super::slot::{Part, RenderSlot, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
@@ -207,33 +206,23 @@ async fn summaries(
     })
 }
 
-/// Runs `f` on a render context of the window at `generation` that starts from what earlier
-/// renders of it made, and keeps what this one adds (call it off the async runtime).
-fn with_ctx<T>(
-    shard: &InProcessShard,
-    instance: &str,
-    generation: u64,
-    report: &Report,
-    now: Time,
-    f: impl FnOnce(&mut Ctx) -> T,
-) -> T {
-    let memo = shard
-        .with_slot(instance, |slot| slot.memo(generation))
-        .unwrap_or_default();
-    let mut ctx = Ctx::with_memo(report, now, memo);
-    let out = f(&mut ctx);
-    let memo = ctx.into_memo();
-    let unkept = shard.with_slot(instance, |slot| slot.keep_memo(generation, memo));
-    drop(unkept);
-    out
-}
-
 fn render_time(state: &CollectorState) -> Time {
     Time(state.clock.now().saturating_mul(1_000_000))
 }
 
 fn unknown_view() -> Error {
     Error::not_found("No such topology.")
+}
+
+/// Checks the caller may read the instance (and that `view` exists), then gives the merged window
+/// and the time to render it at.
+async fn for_render(
+    state: &CollectorState,
+    instance: &str,
+    view: Option<&str>,
+) -> Result<(Arc<Report>, Time)> {
+    check_view(state, instance, view)?;
+    Ok((window_report(state, instance).await?.1, render_time(state)))
 }
 
 /// Checks the caller may read the instance, and that `view` exists.
@@ -257,13 +246,11 @@ async fn topology_list(
     let now = render_time(&state);
     // Every view is rendered for the stats: made once per window generation and options, like views.
     let key = query.cache_key("");
-    let (shard, id) = (state.shard.clone(), instance.clone());
     let rendered = render_once(&state, &instance, generation, key, move || {
-        with_ctx(&shard, &id, generation, &report, now, |ctx| {
-            Some(Rendered::List(Arc::new(topologies::topology_list(
-                ctx, &query,
-            ))))
-        })
+        let mut ctx = Ctx::new(&report, now);
+        Some(Rendered::List(Arc::new(topologies::topology_list(
+            &mut ctx, &query,
+        ))))
     })
     .await?;
     match rendered {
@@ -302,15 +289,16 @@ async fn node_details(
     Path((_, view, node)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<NodeAnswer>> {
-    check_view(&state, &instance, Some(&view))?;
-    let (generation, report) = window_report(&state, &instance).await?;
-    let now = render_time(&state);
-    let shard = state.shard.clone();
+    let (report, now) = for_render(&state, &instance, Some(&view)).await?;
     let details = blocking(move || {
+        let mut ctx = Ctx::new(&report, now);
         let desc = topologies::find_view(&report, &view)?;
-        with_ctx(&shard, &instance, generation, &report, now, |ctx| {
-            detail::node_details(ctx, &desc, &node, &topologies::Query::parse(raw.as_deref()))
-        })
+        detail::node_details(
+            &mut ctx,
+            &desc,
+            &node,
+            &topologies::Query::parse(raw.as_deref()),
+        )
     })
     .await?
     .ok_or_else(|| Error::not_found("No such node in this topology."))?;

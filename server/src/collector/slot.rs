@@ -14,7 +14,6 @@ use std::sync::Arc;
 use shared::instances::{Limits, ProbeInfo, Usage};
 use shared::topology::NodeSummary;
 
-use super::render::Memo;
 use super::render::topologies::TopologyDesc;
 use super::report::Report;
 
@@ -70,8 +69,6 @@ pub struct Slot {
     /// Rendered views of the window at `renders_generation`, by view and query, shared by every
     /// reader (requests and websocket ticks) until the window changes.
     renders: HashMap<String, Rendered>,
-    /// What renders of the window at this generation made along the way, for the next render.
-    memo: Option<(u64, Memo)>,
     /// Reports that left the window, to be dropped once the slot's lock is let go
     /// ([`Slot::take_expired`]): freeing a large report takes a while.
     expired: Vec<Arc<Report>>,
@@ -138,7 +135,6 @@ impl Slot {
             merged: None,
             renders: HashMap::new(),
             pending: HashMap::new(),
-            memo: None,
             expired: Vec::new(),
             renders_generation: 0,
         }
@@ -328,36 +324,6 @@ impl Slot {
     pub fn take_expired(&mut self) -> Vec<Arc<Report>> {
         std::mem::take(&mut self.expired)
     }
-
-    /// What earlier renders of the window at `generation` made, to start a render from.
-    pub fn memo(&self, generation: u64) -> Memo {
-        match &self.memo {
-            Some((made_at, memo)) if *made_at == generation && generation == self.generation => {
-                memo.clone()
-            }
-            _ => Memo::default(),
-        }
-    }
-
-    /// Keeps what a render of the window at `generation` made, with what others made. Gives back
-    /// what is no longer kept, for the caller to drop after letting go of the slot (dropping a
-    /// large render takes a while, and nobody should wait for the slot meanwhile).
-    pub fn keep_memo(&mut self, generation: u64, memo: Memo) -> Option<Memo> {
-        if generation != self.generation {
-            return Some(memo);
-        }
-        match &mut self.memo {
-            Some((made_at, kept)) if *made_at == generation => {
-                kept.absorb(memo);
-                None
-            }
-            _ => self
-                .memo
-                .replace((generation, memo))
-                .map(|(_, stale)| stale),
-        }
-    }
-
     /// Keeps a merge of the window as it was at `generation`.
     /// Gives back the merge it replaces, to drop outside the slot's lock.
     #[must_use = "drop what it gives back after letting go of the slot"]
@@ -552,31 +518,6 @@ mod tests {
         // A render for a window that has moved on is not shared: its reader makes its own.
         slot.accept(probe("a", 0), Report::default(), 2_000);
         assert!(slot.render_slot(generation, "hosts?").is_none());
-    }
-
-    #[test]
-    fn renders_share_what_they_made_for_one_window_only() {
-        use crate::collector::render::Ctx;
-        use crate::collector::render::views;
-        use crate::collector::report::Time;
-        let mut slot = Slot::new(limits(10, 100));
-        slot.accept(probe("a", 0), Report::default(), 1_000);
-        let generation = read(&mut slot, 1_000);
-        let report = Report::default();
-        // A render of the processes view leaves its bases for the next render of this window.
-        let mut ctx = Ctx::with_memo(&report, Time(0), slot.memo(generation));
-        let processes = views::render(&mut ctx, "processes").unwrap();
-        slot.keep_memo(generation, ctx.into_memo());
-        let mut ctx = Ctx::with_memo(&report, Time(0), slot.memo(generation));
-        let again = views::render(&mut ctx, "processes").unwrap();
-        assert!(Arc::ptr_eq(&processes, &again), "made once, shared");
-        // A new report is a new window: nothing carries over.
-        slot.accept(probe("a", 0), Report::default(), 2_000);
-        let mut ctx = Ctx::with_memo(&report, Time(0), slot.memo(generation));
-        assert!(!Arc::ptr_eq(
-            &processes,
-            &views::render(&mut ctx, "processes").unwrap()
-        ));
     }
 
     #[test]

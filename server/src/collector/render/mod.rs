@@ -408,51 +408,27 @@ pub fn parse_endpoint_id(id: &str) -> Option<(&str, &str, &str)> {
 pub struct Ctx<'a> {
     pub report: &'a Report,
     pub now: Time,
-    memo: Memo,
-}
-
-/// What renders of one report make along the way (Scope's `Memoise`): the renders every view builds
-/// on (endpoints mapped to processes, containers…). Kept by the collector for the window it was
-/// made from, so that the views, the topology list and node details of one window share them.
-#[derive(Clone, Default)]
-pub struct Memo {
-    renders: HashMap<String, Arc<Rendered>>,
+    memo: HashMap<String, Arc<Rendered>>,
     local_networks: Option<Arc<net::Networks>>,
-}
-
-impl Memo {
-    /// Adds what `other` made that this one lacks.
-    pub fn absorb(&mut self, other: Memo) {
-        for (key, rendered) in other.renders {
-            self.renders.entry(key).or_insert(rendered);
-        }
-        if self.local_networks.is_none() {
-            self.local_networks = other.local_networks;
-        }
-    }
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(report: &'a Report, now: Time) -> Ctx<'a> {
-        Ctx::with_memo(report, now, Memo::default())
-    }
-
-    /// A context that starts from what earlier renders of the same `report` made.
-    pub fn with_memo(report: &'a Report, now: Time, memo: Memo) -> Ctx<'a> {
-        Ctx { report, now, memo }
-    }
-
-    pub fn into_memo(self) -> Memo {
-        self.memo
+        Ctx {
+            report,
+            now,
+            memo: HashMap::new(),
+            local_networks: None,
+        }
     }
 
     /// Renders once per key and context (Scope's `Memoise`).
     pub fn memo(&mut self, key: &str, f: impl FnOnce(&mut Ctx<'a>) -> Rendered) -> Arc<Rendered> {
-        if let Some(hit) = self.memo.renders.get(key) {
+        if let Some(hit) = self.memo.get(key) {
             return hit.clone();
         }
         let out = Arc::new(f(self));
-        self.memo.renders.insert(key.to_owned(), out.clone());
+        self.memo.insert(key.to_owned(), out.clone());
         out
     }
 
@@ -480,11 +456,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn local_networks(&mut self) -> Arc<net::Networks> {
-        if let Some(n) = &self.memo.local_networks {
+        if let Some(n) = &self.local_networks {
             return n.clone();
         }
         let n = Arc::new(net::Networks::of_report(self.report));
-        self.memo.local_networks = Some(n.clone());
+        self.local_networks = Some(n.clone());
         n
     }
 }
