@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::collector::shard::{HttpShard, InProcessShard, Shard};
 use crate::collector::{self, CollectorConfig, CollectorState, ReadAccess};
 use crate::error::{Error, Result};
-use crate::frontend::auth::{EdgeAuth, Origins, authenticate};
+use crate::frontend::auth::{EdgeAuth, Origins, ReaderCheck, authenticate};
 use crate::frontend::{self, EdgeConfig};
 use crate::identity::internal::{InternalSecret, Verifier, trust_edge};
 use crate::internal_client::InternalClient;
@@ -104,7 +104,7 @@ impl Airplane {
             clock: clock.clone(),
             metrics: metrics.clone(),
             config: Arc::new(settings.collector),
-            access: Arc::new(edge.clone()) as Arc<dyn ReadAccess>,
+            access: Arc::new(edge.readers()) as Arc<dyn ReadAccess>,
         };
         let spa = Spa::new(&settings.dist_dir);
         let ops = OpsState {
@@ -301,21 +301,12 @@ pub fn collector_state(
         &caller,
         provisioning_url,
     )?));
-    // Origins matter only for state-changing requests, which the collector never re-checks.
-    let origins = Arc::new(Origins::new(
-        &Url::parse("http://localhost/").expect("a valid URL"),
-        Vec::new(),
-    ));
     Ok(CollectorState {
         shard,
         clock: basics.clock.clone(),
         metrics: basics.metrics.clone(),
         config: Arc::new(config),
-        access: Arc::new(EdgeAuth {
-            users,
-            instances,
-            origins,
-        }),
+        access: Arc::new(ReaderCheck { users, instances }),
     })
 }
 

@@ -14,7 +14,7 @@ use crate::clock::{Clock, HOUR};
 use crate::collector::CollectorConfig;
 use crate::collector::shard::InProcessShard;
 use crate::config::{
-    CollectorArgs, CollectorRoleArgs, HttpArgs, MigrateArgs, ProvisioningArgs,
+    CollectorArgs, CollectorRoleArgs, DatabaseArgs, HttpArgs, MigrateArgs, ProvisioningArgs,
     ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs, UsersArgs, UsersRoleArgs,
 };
 use crate::frontend::EdgeConfig;
@@ -74,8 +74,7 @@ fn bound_url(listener: &TcpListener) -> anyhow::Result<url::Url> {
 
 /// `scopehub serve`: every role in one process.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let url = args.database.database_url();
-    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let (url, store) = open_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let settings = Settings {
@@ -146,8 +145,7 @@ fn role_basics(http: &HttpArgs, secret: crate::identity::internal::InternalSecre
 
 /// `scopehub users`: the users role alone, with mail delivery.
 pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
-    let url = args.database.database_url();
-    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let (url, store) = open_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
@@ -175,8 +173,7 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
 
 /// `scopehub provisioning`: the provisioning role alone, with its reconciler over HTTP shards.
 pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
-    let url = args.database.database_url();
-    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let (url, store) = open_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
     let shards = args
@@ -230,8 +227,7 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
 
 /// `scopehub migrate`: apply migrations once and exit; fails fast (a job runner retries).
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let url = args.database.database_url();
-    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let (url, store) = open_store(&args.database)?;
     store
         .prepare()
         .await
@@ -246,12 +242,11 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 pub async fn admin_create(
     email: &str,
     public_url: url::Url,
-    database: &crate::config::DatabaseArgs,
+    database: &DatabaseArgs,
 ) -> anyhow::Result<()> {
     let email =
         shared::users::normalize_email(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
-    let url = database.database_url();
-    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    let (url, store) = open_store(database)?;
     store
         .prepare()
         .await
@@ -263,6 +258,13 @@ pub async fn admin_create(
     store.close().await;
     println!("{email} is a site admin. Log in within 24 hours with this one-time link:\n{link}");
     Ok(())
+}
+
+/// The database the flags name, with a one-line error naming it if it cannot be used.
+fn open_store(database: &DatabaseArgs) -> anyhow::Result<(crate::config::DatabaseUrl, Store)> {
+    let url = database.database_url();
+    let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;
+    Ok((url, store))
 }
 
 fn edge_config(http: &HttpArgs) -> EdgeConfig {

@@ -56,7 +56,7 @@ impl Default for CollectorConfig {
 }
 
 /// The edge's checks, re-run by a websocket that stays open: may this caller still read this
-/// instance (membership, role, suspension)? Implemented by the edge (`frontend::access`).
+/// instance (membership, role, suspension)? Implemented by the edge's `frontend::auth::ReaderCheck`.
 pub trait ReadAccess: Send + Sync {
     fn still_readable<'a>(
         &'a self,

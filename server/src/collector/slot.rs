@@ -270,14 +270,6 @@ impl Slot {
         }
     }
 
-    /// A render of the window at `generation` under `key` (view and query), if one was kept.
-    pub fn cached_render(&self, generation: u64, key: &str) -> Option<Rendered> {
-        if generation != self.generation || generation != self.renders_generation {
-            return None;
-        }
-        self.renders.get(key).cloned()
-    }
-
     fn renders_for(&mut self, generation: u64) {
         if self.renders_generation != generation {
             self.renders.clear();
@@ -488,10 +480,16 @@ mod tests {
         assert_ne!(generation, generation_now);
         let empty = Rendered::View(Arc::new(Summaries::new()));
         slot.cache_render(generation_now, "hosts?".into(), empty);
-        assert!(slot.cached_render(generation_now, "hosts?").is_some());
-        assert!(slot.cached_render(generation_now, "processes?").is_none());
+        assert!(matches!(
+            slot.render_slot(generation_now, "hosts?"),
+            Some(RenderSlot::Done(_))
+        ));
+        assert!(matches!(
+            slot.render_slot(generation_now, "processes?"),
+            Some(RenderSlot::Pending(_))
+        ));
         slot.accept(probe("a", 0), Report::default(), 17_000);
-        assert!(slot.cached_render(generation_now, "hosts?").is_none());
+        assert!(slot.render_slot(generation_now, "hosts?").is_none());
         // A merge computed for an older generation is not kept.
         let _ = slot.cache_merged(generation_now, Arc::new(Report::default()));
         assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));

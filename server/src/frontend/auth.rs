@@ -191,30 +191,18 @@ impl EdgeAuth {
         if identity.status() != AccountStatus::Approved {
             return Err(Error::forbidden("Your account is waiting for approval."));
         }
-        self.check_reader(identity, instance).await?;
+        self.readers().check(identity, instance).await?;
         Ok(Grant::Reader {
             instance: instance.to_owned(),
         })
     }
 
-    async fn check_reader(&self, identity: &Identity, instance: &str) -> Result<()> {
-        let not_found = || Error::not_found("No such instance.");
-        let route = self
-            .instances
-            .instance(instance)
-            .await?
-            .ok_or_else(not_found)?;
-        let member = self.users.role_in(&route.org_id, &identity.user.id).await?;
-        identity
-            .role_in(&route.org_id, member, Role::Viewer)
-            .map_err(|e| match e.status() {
-                StatusCode::NOT_FOUND => not_found(),
-                _ => e,
-            })?;
-        if !route.readable() {
-            return Err(Error::forbidden("This instance's data cannot be read now."));
+    /// The checks a reader of an instance passes, for websockets to re-run.
+    pub fn readers(&self) -> ReaderCheck {
+        ReaderCheck {
+            users: self.users.clone(),
+            instances: self.instances.clone(),
         }
-        Ok(())
     }
 
     /// CSRF defence and token scope for state-changing API requests.
@@ -264,14 +252,44 @@ impl EdgeAuth {
     }
 }
 
-/// A websocket re-checks, every so often, what the edge checked when it opened.
-impl ReadAccess for EdgeAuth {
+/// May a caller read an instance: a member of its org (any role; an API token only in its own
+/// org), and the instance's data readable now. What the edge checks before granting a read, and
+/// what an open websocket re-checks every so often.
+#[derive(Clone)]
+pub struct ReaderCheck {
+    pub users: Arc<dyn Directory>,
+    pub instances: Arc<dyn InstanceDirectory>,
+}
+
+impl ReaderCheck {
+    pub async fn check(&self, identity: &Identity, instance: &str) -> Result<()> {
+        let not_found = || Error::not_found("No such instance.");
+        let route = self
+            .instances
+            .instance(instance)
+            .await?
+            .ok_or_else(not_found)?;
+        let member = self.users.role_in(&route.org_id, &identity.user.id).await?;
+        identity
+            .role_in(&route.org_id, member, Role::Viewer)
+            .map_err(|e| match e.status() {
+                StatusCode::NOT_FOUND => not_found(),
+                _ => e,
+            })?;
+        if !route.readable() {
+            return Err(Error::forbidden("This instance's data cannot be read now."));
+        }
+        Ok(())
+    }
+}
+
+impl ReadAccess for ReaderCheck {
     fn still_readable<'a>(
         &'a self,
         identity: &'a Identity,
         instance: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.check_reader(identity, instance))
+        Box::pin(self.check(identity, instance))
     }
 }
 

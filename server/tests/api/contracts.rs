@@ -143,7 +143,7 @@ async fn users_directory_answers_the_same_both_ways(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else {
         return;
     };
-    let (mut alice, id, _) = ready_instance(&app).await;
+    let (mut alice, _, _) = ready_instance(&app).await;
     let (_, me) = alice.get("/api/users/me").await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
     let user = me["user"]["id"].as_str().unwrap().to_owned();
@@ -211,7 +211,6 @@ async fn users_directory_answers_the_same_both_ways(b: Backend) {
     for (how, directory) in both {
         assert_eq!(directory.session(&session).await.unwrap(), None, "{how}");
     }
-    let _ = id;
 }
 both!(users_directory_answers_the_same_both_ways);
 
@@ -339,7 +338,7 @@ async fn provisioning_alone_places_on_and_activates_from_an_http_shard(b: Backen
     let Some(app) = TestApp::spawn(b).await else {
         return;
     };
-    let (_alice, id, token) = ready_instance(&app).await;
+    let (_alice, id, _) = ready_instance(&app).await;
     let split = split(&app).await;
     let state = app::provisioning_state(
         app.store.clone(),
@@ -354,7 +353,6 @@ async fn provisioning_alone_places_on_and_activates_from_an_http_shard(b: Backen
     assert_eq!(reconciler.pass().await, 1);
     // A new instance made through this provisioning goes to the collector process.
     let org = app.store.instance(&id).await.unwrap().unwrap().org_id;
-    let _ = token;
     let (_, created) = signed(
         &split,
         &split.provisioning,
