@@ -6,11 +6,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use scopehub::collector::decode::{Format, decode};
+use scopehub::collector::fold::{FoldedWindow, merge_window};
 use scopehub::collector::render::Ctx;
 use scopehub::collector::render::topologies::{Query, topology};
 use scopehub::collector::report::{Report, Time};
+use scopehub::collector::slot::{QUANTUM_MS, WINDOW_MS};
 use scopehub::probe::loadgen::{Shape, synthetic_report};
 
 /// The allocator the `scopehub` binary uses, so that these numbers are the binary's.
@@ -93,10 +95,35 @@ fn medium_window(c: &mut Criterion) {
     group.bench_function("decode one medium report", |b| {
         b.iter(|| decode(&body, Format::Msgpack, true, 64 << 20).unwrap())
     });
-    group.bench_function("merge 50 parts", |b| {
-        b.iter(|| Report::merge_all(parts.iter()))
+    // A probe's part in the steady state: each new report (every 3 s) folded in as the oldest
+    // bucket leaves.
+    let mut part = FoldedWindow::default();
+    let mut at = 0;
+    group.bench_function("fold one medium report into its probe's part", |b| {
+        b.iter_batched(
+            || parts[0].clone(),
+            |report| {
+                at += 3_000;
+                part.expire(at, WINDOW_MS);
+                part.accept(report, at, QUANTUM_MS);
+            },
+            BatchSize::SmallInput,
+        )
     });
-    let window = Report::merge_all(parts.iter());
+    let folded: Vec<FoldedWindow> = parts
+        .iter()
+        .map(|report| {
+            let mut part = FoldedWindow::default();
+            for at in [0, 3_000, 6_000, 9_000, 12_000] {
+                part.accept(report.clone(), at, QUANTUM_MS);
+            }
+            part
+        })
+        .collect();
+    group.bench_function("merge 50 parts", |b| {
+        b.iter(|| merge_window(folded.iter(), true))
+    });
+    let window = merge_window(folded.iter(), true);
     for view in ["containers", "processes"] {
         group.bench_function(format!("render {view}, 50 probes"), |b| {
             b.iter(|| {

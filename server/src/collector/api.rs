@@ -19,11 +19,12 @@ use serde_json::{Value, json};
 use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
 use super::CollectorState;
+use super::fold;
 use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{Part, RenderSlot, Rendered, Snapshot, Summaries};
+use super::slot::{self, RenderSlot, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -71,11 +72,12 @@ async fn merged_report(
 ) -> Result<Json<Report>> {
     readable(&state, &instance)?;
     let now = state.clock.now();
-    let window = state
+    let parts = state
         .shard
-        .with_slot(&instance, |slot| slot.window(now))
+        .with_slot(&instance, |slot| slot.parts(now))
         .unwrap_or_default();
-    let merged = blocking(move || Report::merge_window(window.iter().map(|r| r.as_ref()))).await?;
+    let merged =
+        blocking(move || fold::merge_window(parts.iter().map(|p| slot::lock(p)), false)).await?;
     Ok(Json(merged))
 }
 
@@ -86,8 +88,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// The instance's window merged for rendering, from the slot's cache when it is current, with its
-/// generation (0 when the instance has no slot here). Only the probes' parts that changed since the
-/// last read are merged again; the slot keeps them for the next reader.
+/// generation (0 when the instance has no slot here). The probes' parts are merged without the
+/// slot's lock; the slot keeps the merge for the next reader until the window changes.
 async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let snapshot = state
@@ -98,35 +100,16 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
         Snapshot::Merged(generation, report) => return Ok((generation, report)),
         Snapshot::Parts(generation, parts) => (generation, parts),
     };
-    let (merged, fresh) = blocking(move || {
-        let mut fresh = Vec::new();
-        let parts: Vec<Arc<Report>> = parts
-            .into_iter()
-            .map(|part| match part {
-                Part::Merged(merged) => merged,
-                Part::Reports {
-                    probe,
-                    version,
-                    reports,
-                } => {
-                    let merged = Arc::new(Report::merge_plain(reports.iter().map(|r| r.as_ref())));
-                    fresh.push((probe, version, merged.clone()));
-                    merged
-                }
-            })
-            .collect();
-        let merged = Arc::new(Report::merge_all(parts.iter().map(|r| r.as_ref())));
-        (merged, fresh)
+    let merged = blocking(move || {
+        Arc::new(fold::merge_window(
+            parts.iter().map(|p| slot::lock(p)),
+            true,
+        ))
     })
     .await?;
     // What the slot no longer keeps is dropped here, not under its lock.
     let unkept = state.shard.with_slot(instance, |slot| {
-        let mut unkept: Vec<Arc<Report>> = fresh
-            .into_iter()
-            .filter_map(|(probe, version, part)| slot.cache_part(&probe, version, part))
-            .collect();
-        unkept.extend(slot.cache_merged(generation, merged.clone()));
-        unkept
+        slot.cache_merged(generation, merged.clone())
     });
     drop(unkept);
     Ok((generation, merged))

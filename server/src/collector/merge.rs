@@ -143,7 +143,7 @@ impl Report {
 
     /// Pods whose parents are replica sets get those replica sets' deployments as parents instead
     /// (probes stopped reporting replica sets when they started naming deployments).
-    fn upgrade_pods(&mut self) {
+    pub fn upgrade_pods(&mut self) {
         let replica_sets = match self.topologies.get("ReplicaSet") {
             Some(t) if !t.nodes.is_empty() => t.nodes.clone(),
             _ => return,

@@ -11,6 +11,7 @@
 
 mod api;
 pub mod decode;
+pub mod fold;
 pub mod merge;
 pub mod render;
 pub mod report;
@@ -252,11 +253,14 @@ async fn ingest(
         version,
         last_seen: now,
     };
-    // Folding a report into its probe's bucket is a merge: off the async runtime.
+    // Folding a report into its probe's part of the window is a merge: off the async runtime,
+    // and without the slot's lock, which readers and the instance's other probes need meanwhile.
     let accepting = state.shard.clone();
     let into = instance.clone();
     let first = tokio::task::spawn_blocking(move || {
-        accepting.with_slot(&into, |slot| slot.accept(probe, report, now))
+        let part = accepting.with_slot(&into, |slot| slot.part_of(&probe.id))?;
+        slot::fold_into(&part, report, now);
+        accepting.with_slot(&into, |slot| slot.accepted(probe, &part, now))
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?

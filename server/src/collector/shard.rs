@@ -85,17 +85,11 @@ impl InProcessShard {
         self.slots.lock().ok()?.get(instance).cloned()
     }
 
-    /// Runs `f` on the instance's slot, if this shard holds the instance. Reports that left the
-    /// window meanwhile are freed after the slot's lock is let go.
+    /// Runs `f` on the instance's slot, if this shard holds the instance.
     pub fn with_slot<R>(&self, instance: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
         let slot = self.slot(instance)?;
-        let (out, expired) = {
-            let mut slot = slot.lock().ok()?;
-            let out = f(&mut slot);
-            (out, slot.take_expired())
-        };
-        drop(expired);
-        Some(out)
+        let mut slot = slot.lock().ok()?;
+        Some(f(&mut slot))
     }
 
     pub fn limits_of(&self, instance: &str) -> Option<Limits> {

@@ -1,19 +1,23 @@
 //! One instance's place on a collector shard: its reports of the last window, the probes that sent
 //! them, and the limits that guard it.
 //!
-//! The window is kept per probe, with each probe's reports merged once and reused until that probe's
-//! part of the window changes, so that a read after a new report merges one part per probe (one of
-//! them new) rather than every report of the window. Reports of one probe that arrive within the
-//! same second are merged into one bucket as they arrive, so a probe that floods keeps at most one
-//! bucket per second of the window, whatever its rate: memory follows the system's size, not the
-//! report rate. (At Scope's pace, one report every 3 s, every bucket holds one report.)
+//! The window is kept per probe, each probe's reports folded into one state as they arrive
+//! ([`FoldedWindow`]): what a report carries is kept until its bucket leaves the window, and no
+//! report is kept whole. Reports of one probe that arrive within the same second share a bucket, so
+//! a probe that floods keeps at most one bucket per second of the window, whatever its rate: memory
+//! follows the system's size, not the report rate. A read merges one folded part per probe, and its
+//! merge is kept until the window changes.
+//!
+//! Each probe's part has a lock of its own, so that a report is folded, and a reader merges the
+//! parts, without holding the slot's lock; the slot's lock is only ever taken before a part's.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use shared::instances::{Limits, ProbeInfo, Usage};
 use shared::topology::NodeSummary;
 
+use super::fold::FoldedWindow;
 use super::render::topologies::TopologyDesc;
 use super::report::Report;
 
@@ -33,29 +37,27 @@ pub enum Refusal {
 /// Reports of one probe arriving within one quantum share a bucket.
 pub const QUANTUM_MS: i64 = 1_000;
 
-/// One probe's reports of one quantum, merged in the order they arrived.
-#[derive(Clone)]
-struct Bucket {
-    quantum: i64,
-    /// When its newest report arrived: the bucket leaves the window with it.
-    last_at: i64,
-    reports: u64,
-    report: Arc<Report>,
+/// One probe's part of the window, shared by the slot, the report being folded in and readers.
+pub type Part = Arc<Mutex<FoldedWindow>>;
+
+/// A part's lock. A fold that panicked leaves a part that is still a valid window (at worst missing
+/// some of that report), so a poisoned lock is used as it is.
+pub fn lock(part: &Mutex<FoldedWindow>) -> MutexGuard<'_, FoldedWindow> {
+    part.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One probe's reports in the window, oldest first, and their merge once a reader made it.
-#[derive(Default)]
-struct ProbeWindow {
-    reports: VecDeque<Bucket>,
-    /// Bumped whenever `reports` changes.
-    version: u64,
-    merged: Option<(u64, Arc<Report>)>,
+/// Folds a report that arrived at `now_ms` into a probe's part, after letting go of what left the
+/// window. Runs without the slot's lock; [`Slot::accepted`] follows.
+pub fn fold_into(part: &Mutex<FoldedWindow>, report: Report, now_ms: i64) {
+    let mut window = lock(part);
+    window.expire(now_ms, WINDOW_MS);
+    window.accept(report, now_ms, QUANTUM_MS);
 }
 
 pub struct Slot {
     pub limits: Limits,
     /// The window, by probe id.
-    windows: BTreeMap<String, ProbeWindow>,
+    windows: BTreeMap<String, Part>,
     probes: BTreeMap<String, ProbeInfo>,
     tokens: f64,
     refilled_ms: i64,
@@ -69,9 +71,6 @@ pub struct Slot {
     /// Rendered views of the window at `renders_generation`, by view and query, shared by every
     /// reader (requests and websocket ticks) until the window changes.
     renders: HashMap<String, Rendered>,
-    /// Reports that left the window, to be dropped once the slot's lock is let go
-    /// ([`Slot::take_expired`]): freeing a large report takes a while.
-    expired: Vec<Arc<Report>>,
     /// Renders being made for `renders_generation`: readers who ask meanwhile wait for them.
     pending: HashMap<String, Arc<tokio::sync::OnceCell<Rendered>>>,
     renders_generation: u64,
@@ -104,20 +103,8 @@ const MAX_RENDERS: usize = 64;
 pub enum Snapshot {
     /// The window's generation and its cached merge.
     Merged(u64, Arc<Report>),
-    /// The window's generation and one part per probe, in the order their reports arrived.
+    /// The window's generation and one part per probe, in the order their oldest reports arrived.
     Parts(u64, Vec<Part>),
-}
-
-/// One probe's part of the window.
-pub enum Part {
-    /// Its reports, merged (`Report::merge_plain`) by an earlier reader.
-    Merged(Arc<Report>),
-    /// Its reports, oldest first, to merge; the merge is kept with [`Slot::cache_part`].
-    Reports {
-        probe: String,
-        version: u64,
-        reports: Vec<Arc<Report>>,
-    },
 }
 
 impl Slot {
@@ -135,7 +122,6 @@ impl Slot {
             merged: None,
             renders: HashMap::new(),
             pending: HashMap::new(),
-            expired: Vec::new(),
             renders_generation: 0,
         }
     }
@@ -173,26 +159,34 @@ impl Slot {
         why
     }
 
-    /// Keeps a decoded report from `probe`; true if it is the first the instance ever accepted.
+    /// Keeps a decoded report from `probe`, all under the slot's lock (ingest folds outside it:
+    /// [`Slot::part_of`], [`fold_into`], [`Slot::accepted`]); true if it is the first the
+    /// instance ever accepted.
     pub fn accept(&mut self, probe: ProbeInfo, report: Report, now_ms: i64) -> bool {
+        let part = self.part_of(&probe.id);
+        fold_into(&part, report, now_ms);
+        self.accepted(probe, &part, now_ms)
+    }
+
+    /// The part of the window a report from `probe` is to be folded into.
+    pub fn part_of(&mut self, probe: &str) -> Part {
+        self.windows.entry(probe.to_owned()).or_default().clone()
+    }
+
+    /// Records a report folded into `part` (kept as `probe`'s part, should the window have let go
+    /// of it meanwhile); true if it is the first the instance ever accepted.
+    pub fn accepted(&mut self, probe: ProbeInfo, part: &Part, now_ms: i64) -> bool {
         let first = self.received == 0;
         self.received += 1;
-        let window = self.windows.entry(probe.id.clone()).or_default();
-        let quantum = now_ms.div_euclid(QUANTUM_MS);
-        match window.reports.back_mut() {
-            Some(bucket) if bucket.quantum == quantum => {
-                Arc::make_mut(&mut bucket.report).merge(&report);
-                bucket.last_at = now_ms;
-                bucket.reports += 1;
-            }
-            _ => window.reports.push_back(Bucket {
-                quantum,
-                last_at: now_ms,
-                reports: 1,
-                report: Arc::new(report),
-            }),
+        let kept = self
+            .windows
+            .entry(probe.id.clone())
+            .or_insert_with(|| part.clone());
+        if !Arc::ptr_eq(kept, part) {
+            // A part made for the same probe while this one was let go of: this report's folded
+            // contents go into it (rare: it needs the window to empty during a fold).
+            *kept = part.clone();
         }
-        window.version += 1;
         self.probes.insert(probe.id.clone(), probe);
         self.generation += 1;
         self.prune(now_ms);
@@ -201,34 +195,35 @@ impl Slot {
 
     fn prune(&mut self, now_ms: i64) {
         let mut changed = false;
-        for window in self.windows.values_mut() {
-            while window
-                .reports
-                .front()
-                .is_some_and(|bucket| now_ms - bucket.last_at > WINDOW_MS)
-            {
-                if let Some(bucket) = window.reports.pop_front() {
-                    self.expired.push(bucket.report);
-                }
-                window.version += 1;
-                changed = true;
-            }
+        for part in self.windows.values() {
+            changed |= lock(part).expire(now_ms, WINDOW_MS);
         }
+        // A part being folded into is kept even while empty.
+        self.windows
+            .retain(|_, part| Arc::strong_count(part) > 1 || !lock(part).is_empty());
         if changed {
-            self.windows.retain(|_, w| !w.reports.is_empty());
             self.generation += 1;
         }
     }
 
-    /// The probes' windows in the order their oldest reports arrived (then by probe id), so that
+    /// The probes' parts in the order their oldest reports arrived (then by probe id), so that
     /// merging them keeps the order of the window wherever it matters (the first report's id).
-    fn ordered(&self) -> Vec<(&String, &ProbeWindow)> {
-        let mut windows: Vec<_> = self.windows.iter().collect();
-        windows.sort_by_key(|(probe, w)| (w.reports.front().map(|b| b.last_at), *probe));
-        windows
+    pub fn parts(&mut self, now_ms: i64) -> Vec<Part> {
+        self.prune(now_ms);
+        self.ordered()
     }
 
-    /// The window's merge if one is cached for its current contents, else the reports to merge.
+    fn ordered(&self) -> Vec<Part> {
+        let mut parts: Vec<_> = self
+            .windows
+            .iter()
+            .map(|(probe, part)| (lock(part).oldest_at(), probe, part.clone()))
+            .collect();
+        parts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        parts.into_iter().map(|(_, _, part)| part).collect()
+    }
+
+    /// The window's merge if one is cached for its current contents, else the parts to merge.
     pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
         self.prune(now_ms);
         if let Some((generation, merged)) = &self.merged
@@ -236,38 +231,7 @@ impl Slot {
         {
             return Snapshot::Merged(*generation, merged.clone());
         }
-        let parts = self
-            .ordered()
-            .into_iter()
-            .map(|(probe, window)| match &window.merged {
-                Some((version, merged)) if *version == window.version => {
-                    Part::Merged(merged.clone())
-                }
-                _ => Part::Reports {
-                    probe: probe.clone(),
-                    version: window.version,
-                    reports: window.reports.iter().map(|b| b.report.clone()).collect(),
-                },
-            })
-            .collect();
-        Snapshot::Parts(self.generation, parts)
-    }
-
-    /// Keeps the merge of a probe's part as it was at `version`.
-    /// Gives back the part it replaces, to drop outside the slot's lock.
-    #[must_use = "drop what it gives back after letting go of the slot"]
-    pub fn cache_part(
-        &mut self,
-        probe: &str,
-        version: u64,
-        merged: Arc<Report>,
-    ) -> Option<Arc<Report>> {
-        match self.windows.get_mut(probe) {
-            Some(window) if window.version == version => {
-                window.merged.replace((version, merged)).map(|(_, old)| old)
-            }
-            _ => Some(merged),
-        }
+        Snapshot::Parts(self.generation, self.ordered())
     }
 
     fn renders_for(&mut self, generation: u64) {
@@ -312,10 +276,6 @@ impl Slot {
         }
     }
 
-    /// The reports that left the window since the last call, for the caller to drop.
-    pub fn take_expired(&mut self) -> Vec<Arc<Report>> {
-        std::mem::take(&mut self.expired)
-    }
     /// Keeps a merge of the window as it was at `generation`.
     /// Gives back the merge it replaces, to drop outside the slot's lock.
     #[must_use = "drop what it gives back after letting go of the slot"]
@@ -329,31 +289,13 @@ impl Slot {
         }
     }
 
-    /// The reports of the current window, oldest first.
-    pub fn window(&mut self, now_ms: i64) -> Vec<Arc<Report>> {
-        self.prune(now_ms);
-        let mut buckets: Vec<&Bucket> = self
-            .windows
-            .values()
-            .flat_map(|w| w.reports.iter())
-            .collect();
-        // Stable: one probe's buckets keep their order.
-        buckets.sort_by_key(|b| b.last_at);
-        buckets.into_iter().map(|b| b.report.clone()).collect()
-    }
-
     pub fn usage(&mut self, now_ms: i64) -> Usage {
         self.prune(now_ms);
         self.probes
             .retain(|_, p| now_ms - p.last_seen < PROBE_TTL_MS);
         Usage {
             probes: self.probes.values().cloned().collect(),
-            reports_in_window: self
-                .windows
-                .values()
-                .flat_map(|w| w.reports.iter())
-                .map(|b| b.reports)
-                .sum(),
+            reports_in_window: self.windows.values().map(|p| lock(p).reports()).sum(),
             reports_received: self.received,
             refused: self
                 .refused
@@ -406,25 +348,43 @@ mod tests {
         assert!(slot.admit("b", 1_000 + PROBE_TTL_MS + 1).is_ok());
     }
 
+    fn host_report(id: &str) -> Report {
+        let mut r = Report::default();
+        r.topologies.entry("Host".into()).or_default().nodes.insert(
+            id.into(),
+            crate::collector::report::Node {
+                id: id.into(),
+                topology: "host".into(),
+                ..Default::default()
+            },
+        );
+        r
+    }
+
+    /// Hosts in the window as a reader merges it now.
+    fn hosts(slot: &mut Slot, now: i64) -> Vec<String> {
+        let parts = slot.parts(now);
+        let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
+        merged.topologies["Host"].nodes.keys().cloned().collect()
+    }
+
     #[test]
     fn the_window_keeps_fifteen_seconds() {
         let mut slot = Slot::new(limits(10, 100));
-        slot.accept(probe("a", 0), Report::default(), 1_000);
-        slot.accept(probe("a", 0), Report::default(), 10_000);
-        assert_eq!(slot.window(15_500).len(), 2);
-        assert_eq!(slot.window(16_500).len(), 1);
+        slot.accept(probe("a", 0), host_report("h1"), 1_000);
+        slot.accept(probe("a", 0), host_report("h2"), 10_000);
+        assert_eq!(hosts(&mut slot, 15_500), ["h1", "h2"]);
+        assert_eq!(usage_in_window(&mut slot, 15_500), 2);
+        assert_eq!(hosts(&mut slot, 16_500), ["h2"]);
+        assert_eq!(usage_in_window(&mut slot, 16_500), 1);
         assert_eq!(slot.usage(16_500).reports_received, 2);
+        // Once a probe's last bucket left, its part goes.
+        assert!(hosts(&mut slot, 25_001).is_empty());
+        assert!(slot.windows.is_empty());
     }
 
-    /// The parts a reader would merge now: (cached, to merge) counts.
-    fn part_kinds(slot: &mut Slot, now: i64) -> Option<(usize, usize)> {
-        match slot.snapshot(now) {
-            Snapshot::Merged(..) => None,
-            Snapshot::Parts(_, parts) => Some(parts.iter().fold((0, 0), |(c, m), p| match p {
-                Part::Merged(_) => (c + 1, m),
-                Part::Reports { .. } => (c, m + 1),
-            })),
-        }
+    fn usage_in_window(slot: &mut Slot, now: i64) -> u64 {
+        slot.usage(now).reports_in_window
     }
 
     /// Merges what the snapshot asks for and keeps it, as a reader does.
@@ -432,22 +392,7 @@ mod tests {
         let Snapshot::Parts(generation, parts) = slot.snapshot(now) else {
             unreachable!("read only when something changed")
         };
-        let mut merged_parts = Vec::new();
-        for part in parts {
-            match part {
-                Part::Merged(m) => merged_parts.push(m),
-                Part::Reports {
-                    probe,
-                    version,
-                    reports,
-                } => {
-                    let m = Arc::new(Report::merge_plain(reports.iter().map(|r| r.as_ref())));
-                    let _ = slot.cache_part(&probe, version, m.clone());
-                    merged_parts.push(m);
-                }
-            }
-        }
-        let merged = Report::merge_all(merged_parts.iter().map(|r| r.as_ref()));
+        let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
         let _ = slot.cache_merged(generation, Arc::new(merged));
         generation
     }
@@ -457,24 +402,19 @@ mod tests {
         let mut slot = Slot::new(limits(10, 100));
         slot.accept(probe("a", 0), Report::default(), 1_000);
         slot.accept(probe("b", 0), Report::default(), 1_500);
-        assert_eq!(
-            part_kinds(&mut slot, 2_000),
-            Some((0, 2)),
-            "nothing cached yet"
-        );
+        assert!(matches!(slot.snapshot(2_000), Snapshot::Parts(_, ref p) if p.len() == 2));
         read(&mut slot, 2_000);
         assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(..)));
-        // A new report of one probe: only its part is merged again.
+        // A new report changes the window.
         slot.accept(probe("a", 0), Report::default(), 3_000);
-        assert_eq!(part_kinds(&mut slot, 3_000), Some((1, 1)));
+        assert!(matches!(slot.snapshot(3_000), Snapshot::Parts(..)));
         let generation = read(&mut slot, 3_000);
         assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(..)));
-        // An old report leaving the window changes its probe's part: a's first report…
-        assert_eq!(part_kinds(&mut slot, 16_200), Some((1, 1)));
+        // So does an old report leaving it: a's first…
+        assert!(matches!(slot.snapshot(16_200), Snapshot::Parts(_, ref p) if p.len() == 2));
         read(&mut slot, 16_200);
         // …then b's only one, and b's part goes.
-        assert_eq!(part_kinds(&mut slot, 16_600), Some((1, 0)));
-        assert_eq!(slot.window(16_600).len(), 1);
+        assert!(matches!(slot.snapshot(16_600), Snapshot::Parts(_, ref p) if p.len() == 1));
         // Renders are kept for the generation they were made from, and dropped when it changes.
         let generation_now = read(&mut slot, 16_600);
         assert_ne!(generation, generation_now);
@@ -521,28 +461,19 @@ mod tests {
     #[test]
     fn a_flooding_probe_keeps_one_bucket_per_second() {
         let mut slot = Slot::new(limits(10, 1_000));
-        let report = |n: usize| {
-            let mut r = Report::default();
-            r.topologies.entry("Host".into()).or_default().nodes.insert(
-                format!("h{n}"),
-                crate::collector::report::Node {
-                    id: format!("h{n}"),
-                    topology: "host".into(),
-                    ..Default::default()
-                },
-            );
-            r
-        };
         for n in 0..100 {
             // 100 reports over 2 s: two buckets.
-            slot.accept(probe("a", 0), report(n), 1_000 + n as i64 * 20);
+            slot.accept(
+                probe("a", 0),
+                host_report(&format!("h{n:02}")),
+                1_000 + n as i64 * 20,
+            );
         }
-        assert_eq!(slot.windows["a"].reports.len(), 2);
+        assert_eq!(lock(&slot.windows["a"]).buckets(), 2);
         assert_eq!(slot.usage(3_000).reports_in_window, 100);
         // Nothing is lost by the folding: the window holds every report's node.
-        let merged = Report::merge_all(slot.window(3_000).iter().map(|r| r.as_ref()));
-        assert_eq!(merged.topology("Host").unwrap().nodes.len(), 100);
-        // A bucket leaves the window with its newest report.
+        assert_eq!(hosts(&mut slot, 3_000).len(), 100);
+        // A bucket leaves the window with its newest report, and its nodes with it.
         assert_eq!(
             slot.usage(1_000 + 49 * 20 + WINDOW_MS).reports_in_window,
             100
@@ -552,6 +483,9 @@ mod tests {
                 .reports_in_window,
             50
         );
+        let left = hosts(&mut slot, 1_000 + 49 * 20 + WINDOW_MS + 1);
+        assert_eq!(left.first().map(String::as_str), Some("h50"));
+        assert_eq!(left.len(), 50);
     }
 
     #[test]
@@ -568,12 +502,17 @@ mod tests {
             unreachable!()
         };
         assert_eq!(merged.id, "first", "the window's oldest report comes first");
-        assert_eq!(
-            slot.window(2_000)
-                .iter()
-                .map(|r| r.id.as_str())
-                .collect::<Vec<_>>(),
-            ["first", "second"]
-        );
+    }
+
+    #[test]
+    fn a_part_being_folded_into_is_not_let_go() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), host_report("old"), 1_000);
+        // Ingest takes the part to fold into, then the window empties before it is done.
+        let part = slot.part_of("a");
+        assert!(hosts(&mut slot, 20_000).is_empty());
+        fold_into(&part, host_report("new"), 20_000);
+        slot.accepted(probe("a", 20_000), &part, 20_000);
+        assert_eq!(hosts(&mut slot, 20_000), ["new"]);
     }
 }

@@ -1,0 +1,565 @@
+//! One probe's reports of the window, folded into one report as they arrive.
+//!
+//! Keeping every report of the 15 s window decoded made memory grow with the report rate, and made
+//! every read merge them again. Here each report is folded into one state per probe when it arrives,
+//! and every part of that state (a node, a set member, an edge, a latest value, a metric sample)
+//! remembers the newest *bucket* that carried it. A bucket is what one probe sent within one
+//! quantum of time (one report at Scope's pace). When a bucket leaves the window, what only it and
+//! older buckets carried goes with it. Memory follows the size of the probe's system, not how often
+//! it reports.
+//!
+//! The result is exactly the merge of the window's buckets in the order they arrived
+//! (`Report::merge_plain`, scope-protocol.md §2 "Merging"), which the tests check against the
+//! plain merge: union for sets, edges and parents; the newest timestamp for latest values (a later
+//! bucket wins a tie); samples by date with the later bucket's value; templates and the report's
+//! header folded bucket by bucket. Latest values keep, per key, every value that a later bucket has
+//! not outdated (almost always just one), so that when a newer value's bucket leaves, the value that
+//! was behind it comes back as the plain merge would give it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use super::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
+
+/// A bucket's number within its probe's window; they only grow.
+type Seq = u32;
+
+/// What one bucket says for the report as a whole (its reports' header fields, folded).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Header {
+    ts: Time,
+    window: i64,
+    shortcut: bool,
+    id: String,
+    dns: serde_json::Value,
+    plugins: serde_json::Value,
+}
+
+impl Header {
+    fn of(report: &mut Report) -> Header {
+        Header {
+            ts: report.ts,
+            window: report.window,
+            shortcut: report.shortcut,
+            id: std::mem::take(&mut report.id),
+            dns: report.dns.take(),
+            plugins: report.plugins.take(),
+        }
+    }
+
+    /// `Report::merge`'s rules for the header.
+    fn merge(&mut self, other: &Header) {
+        if self.ts == Time::ZERO || (other.ts != Time::ZERO && other.ts < self.ts) {
+            self.ts = other.ts;
+        }
+        self.window = self.window.saturating_add(other.window);
+        self.shortcut |= other.shortcut;
+        if self.id.is_empty() {
+            self.id.clone_from(&other.id);
+        }
+        if self.dns.is_null() {
+            self.dns = other.dns.clone();
+        }
+        if self.plugins.is_null() {
+            self.plugins = other.plugins.clone();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    seq: Seq,
+    quantum: i64,
+    /// When its newest report arrived: the bucket leaves the window with it.
+    last_at: i64,
+    reports: u64,
+    header: Header,
+}
+
+/// One probe's window, folded.
+#[derive(Debug, Default)]
+pub struct FoldedWindow {
+    buckets: VecDeque<Bucket>,
+    next_seq: Seq,
+    topologies: BTreeMap<String, FoldedTopology>,
+}
+
+#[derive(Debug, Default)]
+struct FoldedTopology {
+    /// The newest bucket that carried the topology at all.
+    seq: Seq,
+    /// Each bucket's shape, labels and templates (a topology without its nodes), oldest first;
+    /// equal ones shared.
+    heads: Vec<(Seq, Arc<Topology>)>,
+    nodes: BTreeMap<String, FoldedNode>,
+}
+
+/// Values of a keep-the-first field (a node's id and topology): runs of equal non-empty values,
+/// each with the newest bucket that carried it. The first run still in the window is the value.
+#[derive(Debug, Default)]
+struct FirstValue(Vec<(Seq, String)>);
+
+impl FirstValue {
+    fn add(&mut self, seq: Seq, value: String) {
+        if value.is_empty() {
+            return;
+        }
+        match self.0.last_mut() {
+            Some((last, v)) if *v == value => *last = seq,
+            _ => self.0.push((seq, value)),
+        }
+    }
+
+    fn expire(&mut self, oldest: Seq) {
+        self.0.retain(|(seq, _)| *seq >= oldest);
+    }
+
+    fn value(&self) -> String {
+        self.0.first().map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+}
+
+/// A set of strings (a set's members, edges), sorted, each with the newest bucket that carried it.
+#[derive(Debug, Default)]
+struct TaggedSet(Vec<(String, Seq)>);
+
+impl TaggedSet {
+    fn add(&mut self, seq: Seq, items: Vec<String>) {
+        for item in items {
+            match self.0.binary_search_by(|(v, _)| v.as_str().cmp(&item)) {
+                Ok(at) => self.0[at].1 = seq,
+                Err(at) => self.0.insert(at, (item, seq)),
+            }
+        }
+    }
+
+    fn expire(&mut self, oldest: Seq) {
+        self.0.retain(|(_, seq)| *seq >= oldest);
+    }
+
+    fn values(&self) -> Vec<String> {
+        self.0.iter().map(|(v, _)| v.clone()).collect()
+    }
+}
+
+/// Named sets (a node's `sets` and `parents`): a name stays while a bucket in the window had it,
+/// even with no members (the plain merge keeps such a name with an empty list).
+#[derive(Debug, Default)]
+struct TaggedSets(BTreeMap<String, (Seq, TaggedSet)>);
+
+impl TaggedSets {
+    fn add(&mut self, seq: Seq, sets: BTreeMap<String, Vec<String>>) {
+        for (name, items) in sets {
+            let (last, set) = self.0.entry(name).or_default();
+            *last = seq;
+            set.add(seq, items);
+        }
+    }
+
+    fn expire(&mut self, oldest: Seq) {
+        self.0.retain(|_, (seq, set)| {
+            set.expire(oldest);
+            *seq >= oldest
+        });
+    }
+
+    fn values(&self) -> BTreeMap<String, Vec<String>> {
+        self.0
+            .iter()
+            .map(|(name, (_, set))| (name.clone(), set.values()))
+            .collect()
+    }
+}
+
+/// One latest key's values that a later bucket has not outdated, oldest first: timestamps strictly
+/// fall along it, so the first is the plain merge's winner (the newest timestamp, the later bucket
+/// on a tie), and when its bucket leaves, the next is.
+#[derive(Debug)]
+struct LatestValues {
+    first: (Seq, LatestEntry),
+    rest: Vec<(Seq, LatestEntry)>,
+}
+
+impl LatestValues {
+    fn new(seq: Seq, entry: LatestEntry) -> LatestValues {
+        LatestValues {
+            first: (seq, entry),
+            rest: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, seq: Seq, entry: LatestEntry) {
+        while self
+            .rest
+            .last()
+            .is_some_and(|(_, e)| e.timestamp <= entry.timestamp)
+        {
+            self.rest.pop();
+        }
+        if self.rest.is_empty() && self.first.1.timestamp <= entry.timestamp {
+            self.first = (seq, entry);
+        } else {
+            self.rest.push((seq, entry));
+        }
+    }
+
+    /// False once none is left.
+    fn expire(&mut self, oldest: Seq) -> bool {
+        if self.first.0 >= oldest {
+            return true;
+        }
+        let gone = self
+            .rest
+            .iter()
+            .take_while(|(seq, _)| *seq < oldest)
+            .count();
+        let mut kept = self.rest.split_off(gone);
+        if kept.is_empty() {
+            return false;
+        }
+        self.first = kept.remove(0);
+        self.rest = kept;
+        true
+    }
+}
+
+/// A metric's samples by date (with the newest bucket that carried each, and that bucket's
+/// value), and each bucket's min and max, to fold in order as `Metric::merge` does.
+#[derive(Debug, Default)]
+struct FoldedMetric {
+    seq: Seq,
+    samples: BTreeMap<Time, (Seq, f64)>,
+    /// Per bucket: (bucket, min, max, had samples).
+    bounds: Vec<(Seq, f64, f64, bool)>,
+}
+
+impl FoldedMetric {
+    /// `raw`: the metric comes with the bucket's first report, which the bucket keeps as it came;
+    /// a later report's metric new to the bucket is merged into an empty one.
+    fn add(&mut self, seq: Seq, metric: Metric, raw: bool) {
+        self.seq = seq;
+        let has_samples = !metric.samples.is_empty();
+        if raw {
+            self.bounds.push((seq, metric.min, metric.max, has_samples));
+        } else {
+            if self.bounds.last().is_none_or(|(last, ..)| *last != seq) {
+                self.bounds.push((seq, 0.0, 0.0, false));
+            }
+            if let Some((_, min, max, had)) = self.bounds.last_mut() {
+                fold_bounds((min, max), *had, has_samples, (metric.min, metric.max));
+                *had |= has_samples;
+            }
+        }
+        for Sample { date, value } in metric.samples {
+            self.samples.insert(date, (seq, value));
+        }
+    }
+
+    fn expire(&mut self, oldest: Seq) -> bool {
+        self.samples.retain(|_, (seq, _)| *seq >= oldest);
+        self.bounds.retain(|(seq, ..)| *seq >= oldest);
+        self.seq >= oldest
+    }
+
+    /// The bucket-by-bucket merge from an empty metric, as `Report::merge_plain` makes it.
+    fn value(&self) -> Metric {
+        let mut metric = Metric::default();
+        let mut had = false;
+        for (_, min, max, has_samples) in &self.bounds {
+            fold_bounds(
+                (&mut metric.min, &mut metric.max),
+                had,
+                *has_samples,
+                (*min, *max),
+            );
+            had |= *has_samples;
+        }
+        metric.samples = self
+            .samples
+            .iter()
+            .map(|(date, (_, value))| Sample {
+                date: *date,
+                value: *value,
+            })
+            .collect();
+        metric
+    }
+}
+
+/// `Metric::merge`'s rule for min and max: widened, except that the first bounds that come with
+/// samples replace those of a metric that had none.
+fn fold_bounds(mine: (&mut f64, &mut f64), had: bool, has: bool, theirs: (f64, f64)) {
+    if !had && has {
+        (*mine.0, *mine.1) = theirs;
+    } else {
+        *mine.0 = mine.0.min(theirs.0);
+        *mine.1 = mine.1.max(theirs.1);
+    }
+}
+
+#[derive(Debug, Default)]
+struct FoldedNode {
+    /// The newest bucket that carried the node at all.
+    seq: Seq,
+    id: FirstValue,
+    topology: FirstValue,
+    sets: TaggedSets,
+    adjacency: TaggedSet,
+    parents: TaggedSets,
+    latest: BTreeMap<String, LatestValues>,
+    metrics: BTreeMap<String, FoldedMetric>,
+    /// Per bucket that had any: its children (rare: probes seldom send them).
+    children: Vec<(Seq, Vec<Node>)>,
+}
+
+impl FoldedNode {
+    /// `raw`: see [`FoldedMetric::add`].
+    fn add(&mut self, seq: Seq, node: Node, raw: bool) {
+        self.seq = seq;
+        self.id.add(seq, node.id);
+        self.topology.add(seq, node.topology);
+        self.sets.add(seq, node.sets);
+        self.adjacency.add(seq, node.adjacency);
+        self.parents.add(seq, node.parents);
+        for (key, entry) in node.latest {
+            match self.latest.get_mut(&key) {
+                Some(values) => values.add(seq, entry),
+                None => {
+                    self.latest.insert(key, LatestValues::new(seq, entry));
+                }
+            }
+        }
+        for (key, metric) in node.metrics {
+            self.metrics.entry(key).or_default().add(seq, metric, raw);
+        }
+        if !node.children.is_empty() {
+            match self.children.last_mut() {
+                Some((last, children)) if *last == seq => merge_children(children, &node.children),
+                _ => self.children.push((seq, node.children)),
+            }
+        }
+    }
+
+    /// False once nothing of the node is left.
+    fn expire(&mut self, oldest: Seq) -> bool {
+        if self.seq < oldest {
+            return false;
+        }
+        self.id.expire(oldest);
+        self.topology.expire(oldest);
+        self.sets.expire(oldest);
+        self.adjacency.expire(oldest);
+        self.parents.expire(oldest);
+        self.latest.retain(|_, values| values.expire(oldest));
+        self.metrics.retain(|_, metric| metric.expire(oldest));
+        self.children.retain(|(seq, _)| *seq >= oldest);
+        true
+    }
+
+    /// The node as `Report::merge_plain` of the window's buckets has it.
+    fn value(&self) -> Node {
+        let mut children = Vec::new();
+        for (_, theirs) in &self.children {
+            merge_children(&mut children, theirs);
+        }
+        Node {
+            id: self.id.value(),
+            topology: self.topology.value(),
+            sets: self.sets.values(),
+            adjacency: self.adjacency.values(),
+            latest: self
+                .latest
+                .iter()
+                .map(|(key, values)| (key.clone(), values.first.1.clone()))
+                .collect(),
+            metrics: self
+                .metrics
+                .iter()
+                .map(|(key, metric)| (key.clone(), metric.value()))
+                .collect(),
+            parents: self.parents.values(),
+            children,
+        }
+    }
+}
+
+/// `Node::merge`'s rule for children: merged by id, those without one added.
+fn merge_children(mine: &mut Vec<Node>, theirs: &[Node]) {
+    for child in theirs {
+        match mine
+            .iter_mut()
+            .find(|c| !c.id.is_empty() && c.id == child.id)
+        {
+            Some(existing) => existing.merge(child),
+            None => mine.push(child.clone()),
+        }
+    }
+}
+
+impl FoldedWindow {
+    /// Folds a report that arrived at `now_ms` into the bucket of its quantum.
+    pub fn accept(&mut self, mut report: Report, now_ms: i64, quantum_ms: i64) {
+        let quantum = now_ms.div_euclid(quantum_ms.max(1));
+        let header = Header::of(&mut report);
+        let mut raw = false;
+        let seq = match self.buckets.back_mut() {
+            Some(bucket) if bucket.quantum == quantum => {
+                bucket.header.merge(&header);
+                bucket.last_at = now_ms;
+                bucket.reports += 1;
+                bucket.seq
+            }
+            _ => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                raw = true;
+                self.buckets.push_back(Bucket {
+                    seq,
+                    quantum,
+                    last_at: now_ms,
+                    reports: 1,
+                    header,
+                });
+                seq
+            }
+        };
+        for (name, mut topology) in report.topologies {
+            let folded = self.topologies.entry(name).or_default();
+            folded.seq = seq;
+            let nodes = std::mem::take(&mut topology.nodes);
+            match folded.heads.last_mut() {
+                Some((last, head)) if *last == seq => Arc::make_mut(head).merge(&topology),
+                Some((_, head)) if **head == topology => {
+                    let shared = head.clone();
+                    folded.heads.push((seq, shared));
+                }
+                _ => folded.heads.push((seq, Arc::new(topology))),
+            }
+            for (id, node) in nodes {
+                folded.nodes.entry(id).or_default().add(seq, node, raw);
+            }
+        }
+    }
+
+    /// Lets go of buckets whose newest report is more than `window_ms` older than `now_ms`, and of
+    /// what only they carried. True if any left.
+    pub fn expire(&mut self, now_ms: i64, window_ms: i64) -> bool {
+        let before = self.buckets.len();
+        while self
+            .buckets
+            .front()
+            .is_some_and(|b| now_ms - b.last_at > window_ms)
+        {
+            self.buckets.pop_front();
+        }
+        if self.buckets.len() == before {
+            return false;
+        }
+        let Some(oldest) = self.buckets.front().map(|b| b.seq) else {
+            self.topologies.clear();
+            return true;
+        };
+        self.topologies.retain(|_, topology| {
+            topology.heads.retain(|(seq, _)| *seq >= oldest);
+            topology.nodes.retain(|_, node| node.expire(oldest));
+            topology.seq >= oldest
+        });
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// When the oldest report still in the window arrived.
+    pub fn oldest_at(&self) -> Option<i64> {
+        self.buckets.front().map(|b| b.last_at)
+    }
+
+    /// Buckets in the window.
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Reports folded into the buckets of the window.
+    pub fn reports(&self) -> u64 {
+        self.buckets.iter().map(|b| b.reports).sum()
+    }
+
+    /// Merges this probe's part of the window into `window`, as `window.merge(&part)` would with
+    /// `part` the plain merge of the probe's buckets, without making `part` first.
+    pub fn merge_into(&self, window: &mut Report) {
+        let mut header = Header::default();
+        for bucket in &self.buckets {
+            header.merge(&bucket.header);
+        }
+        let mut mine = Header {
+            ts: window.ts,
+            window: window.window,
+            shortcut: window.shortcut,
+            id: std::mem::take(&mut window.id),
+            dns: window.dns.take(),
+            plugins: window.plugins.take(),
+        };
+        mine.merge(&header);
+        (window.ts, window.window, window.shortcut) = (mine.ts, mine.window, mine.shortcut);
+        (window.id, window.dns, window.plugins) = (mine.id, mine.dns, mine.plugins);
+        for (name, folded) in &self.topologies {
+            let mut head = Topology::default();
+            for (_, theirs) in &folded.heads {
+                head.merge(theirs);
+            }
+            let topology = window.topologies.entry(name.clone()).or_default();
+            topology.merge(&head);
+            for (id, node) in &folded.nodes {
+                let part = node.value();
+                match topology.nodes.get_mut(id) {
+                    Some(existing) => existing.merge(&part),
+                    None => {
+                        topology.nodes.insert(id.clone(), from_empty(part));
+                    }
+                }
+            }
+        }
+    }
+
+    /// This probe's part of the window on its own: `Report::merge_plain` of its buckets.
+    pub fn to_report(&self) -> Report {
+        let mut report = Report::default();
+        self.merge_into(&mut report);
+        report
+    }
+}
+
+/// `Node::default().merge(&node)` without copying `node`: merging into an empty node changes only
+/// the bounds of metrics without samples, which take in zero (the empty metric's bounds).
+fn from_empty(mut node: Node) -> Node {
+    for metric in node.metrics.values_mut() {
+        if metric.samples.is_empty() {
+            metric.min = metric.min.min(0.0);
+            metric.max = metric.max.max(0.0);
+        }
+    }
+    node
+}
+
+/// The window of several probes, merged in the order given (oldest part first) onto Scope's empty
+/// report, as `Report::merge_window` (or, with `drop_partial`, `Report::merge_all`) would merge the
+/// same reports.
+pub fn merge_window<W: std::ops::Deref<Target = FoldedWindow>>(
+    parts: impl IntoIterator<Item = W>,
+    drop_partial: bool,
+) -> Report {
+    let mut merged = Report::with_defaults();
+    for part in parts {
+        part.merge_into(&mut merged);
+    }
+    merged.upgrade_pods();
+    if drop_partial {
+        merged.remove_part_merged();
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests;

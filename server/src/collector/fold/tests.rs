@@ -1,0 +1,308 @@
+//! The folded window against the plain merge of the same buckets: after every report and every
+//! expiry, for real probe reports and for random ones made to hit every merge rule.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::collector::decode::{Format, decode};
+
+const QUANTUM: i64 = 1_000;
+const WINDOW: i64 = 15_000;
+
+/// The window as the slot kept it before folding: one report per bucket, the bucket's later
+/// reports merged into its first.
+#[derive(Default)]
+struct PlainWindow {
+    buckets: VecDeque<(i64, i64, Report)>,
+}
+
+impl PlainWindow {
+    fn accept(&mut self, report: Report, now: i64) {
+        let quantum = now.div_euclid(QUANTUM);
+        match self.buckets.back_mut() {
+            Some((q, last_at, bucket)) if *q == quantum => {
+                bucket.merge(&report);
+                *last_at = now;
+            }
+            _ => self.buckets.push_back((quantum, now, report)),
+        }
+    }
+
+    fn expire(&mut self, now: i64) {
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(_, last_at, _)| now - last_at > WINDOW)
+        {
+            self.buckets.pop_front();
+        }
+    }
+
+    fn merged(&self) -> Report {
+        Report::merge_plain(self.buckets.iter().map(|(_, _, r)| r))
+    }
+}
+
+fn fixture(name: &str) -> Report {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope")
+        .join(name);
+    decode(
+        &std::fs::read(path).unwrap(),
+        Format::Msgpack,
+        true,
+        1 << 24,
+    )
+    .unwrap()
+}
+
+/// A small deterministic generator (no dependency, same sequence on every run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+}
+
+const IDS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+const KEYS: [&str; 3] = ["name", "pid", "state"];
+
+fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
+    let mut node = Node::default();
+    if rng.chance(70) {
+        node.id = id.to_owned();
+    }
+    if rng.chance(70) {
+        node.topology = rng.pick(&["process", "container"]).to_owned();
+    }
+    for _ in 0..rng.below(3) {
+        let members = (0..rng.below(3))
+            .map(|_| rng.pick(&IDS).to_owned())
+            .collect();
+        node.sets
+            .insert(rng.pick(&["ips", "ports"]).to_owned(), members);
+    }
+    node.adjacency = (0..rng.below(3))
+        .map(|_| rng.pick(&IDS).to_owned())
+        .collect();
+    for _ in 0..rng.below(2) {
+        let members = (0..rng.below(2))
+            .map(|_| rng.pick(&IDS).to_owned())
+            .collect();
+        node.parents.insert("host".to_owned(), members);
+    }
+    for _ in 0..rng.below(3) {
+        // Timestamps from a small range: ties, and values older than those already seen.
+        let entry = LatestEntry::new(rng.pick(&IDS), Time(rng.below(5) as i64));
+        node.latest.insert(rng.pick(&KEYS).to_owned(), entry);
+    }
+    for _ in 0..rng.below(2) {
+        let samples = (0..rng.below(3))
+            .map(|_| Sample {
+                date: Time(rng.below(6) as i64),
+                value: rng.below(10) as f64,
+            })
+            .collect();
+        let metric = Metric {
+            samples,
+            min: rng.below(10) as f64 - 3.0,
+            max: rng.below(10) as f64,
+        };
+        node.metrics
+            .insert(rng.pick(&["cpu", "mem"]).to_owned(), metric);
+    }
+    if depth == 0 && rng.chance(15) {
+        let child_id = if rng.chance(60) { rng.pick(&IDS) } else { "" };
+        node.children.push(random_node(rng, child_id, 1));
+    }
+    node
+}
+
+fn random_report(rng: &mut Rng) -> Report {
+    let mut report = Report {
+        ts: if rng.chance(20) {
+            Time::ZERO
+        } else {
+            Time(rng.below(20) as i64)
+        },
+        window: rng.below(4) as i64,
+        shortcut: rng.chance(10),
+        id: if rng.chance(50) {
+            rng.pick(&IDS).to_owned()
+        } else {
+            String::new()
+        },
+        dns: if rng.chance(30) {
+            serde_json::json!({"n": rng.below(3)})
+        } else {
+            serde_json::Value::Null
+        },
+        ..Report::default()
+    };
+    for name in ["Process", "Container"] {
+        if rng.chance(30) {
+            continue;
+        }
+        let topology = report.topologies.entry(name.to_owned()).or_default();
+        if rng.chance(30) {
+            topology.label = rng.pick(&["one", "two"]).to_owned();
+        }
+        if rng.chance(30) {
+            topology.metadata_templates.insert(
+                "os".to_owned(),
+                serde_json::json!({"label": rng.pick(&IDS), "priority": rng.below(3)}),
+            );
+        }
+        for _ in 0..rng.below(4) {
+            let id = rng.pick(&IDS);
+            topology
+                .nodes
+                .insert(id.to_owned(), random_node(rng, id, 0));
+        }
+    }
+    report
+}
+
+fn check(folded: &FoldedWindow, plain: &PlainWindow, step: &str) {
+    assert_eq!(folded.to_report(), plain.merged(), "after {step}");
+    assert_eq!(folded.buckets(), plain.buckets.len(), "after {step}");
+}
+
+#[test]
+fn folding_random_reports_is_merging_the_buckets_in_the_window() {
+    for seed in 0..40 {
+        let mut rng = Rng(seed);
+        let mut folded = FoldedWindow::default();
+        let mut plain = PlainWindow::default();
+        let mut now = 0;
+        for step in 0..120 {
+            // Mostly one report a second or so, sometimes several in one quantum, sometimes a gap
+            // that empties the window.
+            now += match rng.below(10) {
+                0..=2 => rng.below(300) as i64,
+                3..=8 => 1_000 + rng.below(2_500) as i64,
+                _ => rng.below(20_000) as i64,
+            };
+            folded.expire(now, WINDOW);
+            plain.expire(now);
+            check(&folded, &plain, &format!("expiry, seed {seed} step {step}"));
+            let report = random_report(&mut rng);
+            folded.accept(report.clone(), now, QUANTUM);
+            plain.accept(report, now);
+            check(&folded, &plain, &format!("report, seed {seed} step {step}"));
+        }
+    }
+}
+
+#[test]
+fn folding_the_probe_fixtures_is_merging_them() {
+    let reports = [
+        fixture("probe-full-1.msgpack.gz"),
+        fixture("probe-delta-2.msgpack.gz"),
+        fixture("probe-delta-3.msgpack.gz"),
+        fixture("probe-full-4.msgpack.gz"),
+    ];
+    let mut folded = FoldedWindow::default();
+    let mut plain = PlainWindow::default();
+    // Every 3 s, as the probe sends them, then again (twice as fast) until the first ones leave.
+    let times = [
+        0, 3_000, 6_000, 9_000, 10_500, 12_000, 13_500, 15_000, 16_500, 21_000,
+    ];
+    for (n, now) in times.into_iter().enumerate() {
+        folded.expire(now, WINDOW);
+        plain.expire(now);
+        folded.accept(reports[n % 4].clone(), now, QUANTUM);
+        plain.accept(reports[n % 4].clone(), now);
+        check(&folded, &plain, &format!("report {n}"));
+    }
+    for now in [25_000, 30_000, 36_001] {
+        assert_eq!(
+            folded.expire(now, WINDOW),
+            plain.buckets.len() > {
+                plain.expire(now);
+                plain.buckets.len()
+            }
+        );
+        check(&folded, &plain, &format!("expiry at {now}"));
+    }
+    assert!(folded.is_empty());
+    assert_eq!(folded.to_report(), Report::default());
+}
+
+#[test]
+fn the_window_of_several_probes_is_the_merge_of_their_reports() {
+    let full = fixture("probe-full-1.msgpack.gz");
+    let d2 = fixture("probe-delta-2.msgpack.gz");
+    let d3 = fixture("probe-delta-3.msgpack.gz");
+    let mut first = FoldedWindow::default();
+    first.accept(full.clone(), 0, QUANTUM);
+    first.accept(d3.clone(), 6_000, QUANTUM);
+    let mut second = FoldedWindow::default();
+    second.accept(d2.clone(), 3_000, QUANTUM);
+    let parts = [&first, &second];
+    assert_eq!(
+        merge_window(parts, true),
+        Report::merge_all([&Report::merge_plain([&full, &d3]), &d2])
+    );
+    assert_eq!(
+        merge_window(parts, false),
+        Report::merge_window([&Report::merge_plain([&full, &d3]), &d2])
+    );
+}
+
+#[test]
+fn a_value_outdated_by_a_report_that_left_comes_back() {
+    let report = |value: &str, at: i64| {
+        let mut node = Node {
+            id: "n".into(),
+            topology: "host".into(),
+            ..Node::default()
+        };
+        node.latest
+            .insert("state".into(), LatestEntry::new(value, Time(at)));
+        let mut report = Report::default();
+        report
+            .topologies
+            .entry("Host".into())
+            .or_default()
+            .nodes
+            .insert("n".into(), node);
+        report
+    };
+    let state = |w: &FoldedWindow| {
+        w.to_report().topologies["Host"].nodes["n"].latest["state"]
+            .value
+            .clone()
+    };
+    let mut folded = FoldedWindow::default();
+    // A probe whose clock went back: its newer report carries an older timestamp.
+    folded.accept(report("future", 50), 0, QUANTUM);
+    folded.accept(report("now", 10), 3_000, QUANTUM);
+    assert_eq!(state(&folded), "future", "the newest timestamp wins");
+    folded.expire(15_001, WINDOW);
+    assert_eq!(
+        state(&folded),
+        "now",
+        "and the next one comes back when it leaves"
+    );
+    let sizes: BTreeMap<_, _> = [("buckets", folded.buckets())].into();
+    assert_eq!(sizes["buckets"], 1);
+}
