@@ -195,6 +195,11 @@ pub struct CollectorArgs {
         default_value_t = 100_000
     )]
     pub max_nodes_per_topology: u32,
+    /// Views that take less than this many milliseconds to render are rendered again on the first
+    /// read after the window changes; costlier ones are served as last rendered (at most 3 s old)
+    /// while rendered again in the background, at most once a second.
+    #[arg(long, env = "SCOPEHUB_RENDER_ON_READ_MS", default_value_t = 20)]
+    pub render_on_read_ms: u32,
 }
 
 /// The SMTP URL may hold a password: never print it.

@@ -46,6 +46,7 @@ fn collector_config(c: &CollectorArgs, public_url: &url::Url) -> CollectorConfig
     CollectorConfig {
         max_nodes_per_topology: c.max_nodes_per_topology as usize,
         hostname: public_url.host_str().unwrap_or("scopehub").to_owned(),
+        render_on_read_ms: i64::from(c.render_on_read_ms),
     }
 }
 

@@ -24,7 +24,7 @@ use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{self, RenderSlot, Rendered, Snapshot, Summaries};
+use super::slot::{self, Making, RenderPlan, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -115,74 +115,111 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
     Ok((generation, merged))
 }
 
-/// What `render` makes of the window at `generation`, made once however many readers ask for it
-/// at once: the first makes it (off the async runtime), those arriving meanwhile wait for it, and
-/// later ones find it kept until the window changes.
+/// What a read renders from the merged window (at the time given): a view's summaries or the
+/// topology list; `None` for an unknown view.
+type Render = Arc<dyn Fn(&Report, Time) -> Option<Rendered> + Send + Sync>;
+
+/// What `render` makes of the window, shared by every reader that asks for it under `key` (the
+/// slot's [`RenderPlan`]): a render of the window as it is, or (for a costly one) the last render
+/// while a new one is made in the background.
 async fn render_once(
     state: &CollectorState,
     instance: &str,
-    generation: u64,
     key: String,
-    render: impl FnOnce() -> Option<Rendered> + Send + 'static,
+    render: Render,
 ) -> Result<Option<Rendered>> {
-    let found = state
+    let now = state.clock.now();
+    let plan = state
         .shard
-        .with_slot(instance, |slot| slot.render_slot(generation, &key))
-        .flatten();
-    let cell = match found {
-        Some(RenderSlot::Done(rendered)) => {
+        .with_slot(instance, |slot| {
+            slot.render_plan(&key, now, state.config.render_on_read_ms)
+        })
+        // Not on this shard: the empty window, rendered for this reader.
+        .unwrap_or_else(|| RenderPlan::Wait(Making::default()));
+    let cell = match plan {
+        RenderPlan::Current(rendered) => {
             state.metrics.record_render(true);
             return Ok(Some(rendered));
         }
-        Some(RenderSlot::Pending(cell)) => cell,
-        // Not kept: render for this reader alone.
-        None => Arc::new(tokio::sync::OnceCell::new()),
+        RenderPlan::Recent { rendered, refresh } => {
+            state.metrics.record_render(true);
+            if let Some(cell) = refresh {
+                let (state, instance) = (state.clone(), instance.to_owned());
+                tokio::spawn(async move {
+                    let made = cell
+                        .get_or_try_init(|| make_render(&state, &instance, &key, &cell, render))
+                        .await;
+                    if let Err(e) = made {
+                        tracing::warn!(instance = %instance, error = %e, "background render failed");
+                    }
+                });
+            }
+            return Ok(Some(rendered));
+        }
+        RenderPlan::Wait(cell) => cell,
     };
     let made = std::sync::atomic::AtomicBool::new(false);
     let rendered = cell
-        .get_or_try_init(|| async {
+        .get_or_try_init(|| {
             made.store(true, std::sync::atomic::Ordering::Relaxed);
-            blocking(render).await?.ok_or_else(unknown_view)
+            make_render(state, instance, &key, &cell, render)
         })
         .await;
-    let rendered = match rendered {
-        Ok(rendered) => rendered.clone(),
-        Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let made = made.load(std::sync::atomic::Ordering::Relaxed);
-    state.metrics.record_render(!made);
-    if made {
-        state.shard.with_slot(instance, |slot| {
-            slot.cache_render(generation, key, rendered.clone())
-        });
+    state
+        .metrics
+        .record_render(!made.load(std::sync::atomic::Ordering::Relaxed));
+    match rendered {
+        Ok((_, rendered)) => Ok(Some(rendered.clone())),
+        Err(e) if e.status() == axum::http::StatusCode::NOT_FOUND => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(rendered))
 }
 
-/// A view's summaries for the window as it is now, rendered once per window generation, view and
-/// options for every request and websocket tick that asks. `None` for an unknown view.
+/// Merges the window (or takes the slot's merge) and renders it off the async runtime, then keeps
+/// the render in the slot with when it began and what it cost.
+async fn make_render(
+    state: &CollectorState,
+    instance: &str,
+    key: &str,
+    cell: &Making,
+    render: Render,
+) -> Result<(u64, Rendered)> {
+    let began = state.clock.now();
+    let started = std::time::Instant::now();
+    let made = async {
+        let (generation, report) = window_report(state, instance).await?;
+        let at = render_time(state);
+        let rendered = blocking(move || render(&report, at))
+            .await?
+            .ok_or_else(unknown_view)?;
+        Ok((generation, rendered))
+    }
+    .await;
+    let cost_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    state.shard.with_slot(instance, |slot| match &made {
+        Ok((generation, rendered)) => {
+            slot.cache_render(key, cell, *generation, (began, cost_ms), rendered.clone())
+        }
+        Err(_) => slot.render_failed(key, cell),
+    });
+    made
+}
+
+/// A view's summaries for the window as it is now (or, for a costly view, as it was at most
+/// `slot::MAX_STALE_MS` ago), rendered once for every request and websocket tick that asks.
+/// `None` for an unknown view.
 async fn summaries(
     state: &CollectorState,
     instance: &str,
     view: &str,
     query: &topologies::Query,
 ) -> Result<Option<Arc<Summaries>>> {
-    let (generation, report) = window_report(state, instance).await?;
-    let now = render_time(state);
     let (view_id, q) = (view.to_owned(), query.clone());
-    let rendered = render_once(
-        state,
-        instance,
-        generation,
-        query.cache_key(view),
-        move || {
-            let mut ctx = Ctx::new(&report, now);
-            topologies::topology(&mut ctx, &view_id, &q)
-                .map(|nodes| Rendered::View(Arc::new(nodes)))
-        },
-    )
-    .await?;
+    let render: Render = Arc::new(move |report, at| {
+        let mut ctx = Ctx::new(report, at);
+        topologies::topology(&mut ctx, &view_id, &q).map(|nodes| Rendered::View(Arc::new(nodes)))
+    });
+    let rendered = render_once(state, instance, query.cache_key(view), render).await?;
     Ok(match rendered {
         Some(Rendered::View(nodes)) => Some(nodes),
         _ => None,
@@ -224,18 +261,16 @@ async fn topology_list(
     RawQuery(raw): RawQuery,
 ) -> Result<axum::response::Response> {
     check_view(&state, &instance, None)?;
-    let (generation, report) = window_report(&state, &instance).await?;
     let query = topologies::Query::parse(raw.as_deref());
-    let now = render_time(&state);
-    // Every view is rendered for the stats: made once per window generation and options, like views.
+    // Every view is rendered for the stats: shared by readers as views are.
     let key = query.cache_key("");
-    let rendered = render_once(&state, &instance, generation, key, move || {
-        let mut ctx = Ctx::new(&report, now);
+    let render: Render = Arc::new(move |report, at| {
+        let mut ctx = Ctx::new(report, at);
         Some(Rendered::List(Arc::new(topologies::topology_list(
             &mut ctx, &query,
         ))))
-    })
-    .await?;
+    });
+    let rendered = render_once(&state, &instance, key, render).await?;
     match rendered {
         Some(Rendered::List(list)) => Ok(Json(list.as_ref()).into_response()),
         _ => Err(Error::Internal(anyhow::anyhow!(

@@ -45,6 +45,9 @@ pub struct CollectorConfig {
     pub max_nodes_per_topology: usize,
     /// The host name `GET /api` tells probes (the public URL's).
     pub hostname: String,
+    /// Renders that cost less are made on read; costlier ones are served while made again in the
+    /// background (`slot::RENDER_ON_READ_MS`).
+    pub render_on_read_ms: i64,
 }
 
 impl Default for CollectorConfig {
@@ -52,6 +55,7 @@ impl Default for CollectorConfig {
         CollectorConfig {
             max_nodes_per_topology: 100_000,
             hostname: "scopehub".to_owned(),
+            render_on_read_ms: slot::RENDER_ON_READ_MS,
         }
     }
 }

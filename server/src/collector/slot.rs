@@ -68,21 +68,53 @@ pub struct Slot {
     /// Bumped whenever the window changes, so a merge of it can be reused until then.
     generation: u64,
     merged: Option<(u64, Arc<Report>)>,
-    /// Rendered views of the window at `renders_generation`, by view and query, shared by every
-    /// reader (requests and websocket ticks) until the window changes.
-    renders: HashMap<String, Rendered>,
-    /// Renders being made for `renders_generation`: readers who ask meanwhile wait for them.
-    pending: HashMap<String, Arc<tokio::sync::OnceCell<Rendered>>>,
-    renders_generation: u64,
+    /// Rendered views and topology lists, by view and query, shared by every reader (requests and
+    /// websocket ticks): see [`Slot::render_plan`].
+    renders: HashMap<String, Kept>,
+    /// Renders being made: readers who have to wait for one share it.
+    pending: HashMap<String, Making>,
+}
+
+/// A render being made, with the window generation it was made from once it is.
+pub type Making = Arc<tokio::sync::OnceCell<(u64, Rendered)>>;
+
+/// A render kept for the next readers of the same view and options.
+struct Kept {
+    /// The window generation it was made from.
+    generation: u64,
+    /// When making it began (what it shows is the window as it was then), and how long it took,
+    /// merge and render.
+    made_at: i64,
+    cost_ms: i64,
+    last_read: i64,
+    rendered: Rendered,
 }
 
 /// Where a reader gets a render from.
-pub enum RenderSlot {
-    /// Made already.
-    Done(Rendered),
-    /// Being made, or to be made by whoever initialises it first.
-    Pending(Arc<tokio::sync::OnceCell<Rendered>>),
+pub enum RenderPlan {
+    /// Made from the window as it is.
+    Current(Rendered),
+    /// A costly render of the window as it was less than [`MAX_STALE_MS`] ago; `refresh`, when
+    /// set, is a render of the window as it is now for the reader to start in the background.
+    Recent {
+        rendered: Rendered,
+        refresh: Option<Making>,
+    },
+    /// To wait for: made by whoever initialises it first.
+    Wait(Making),
 }
+
+/// Renders that took less than this are made again on the next read after the window changes,
+/// so a reader always sees the window as it is. Costlier ones (large windows) are served as they
+/// were last made while a new one is made in the background, at most once per [`REFRESH_MS`]:
+/// a large instance costs one render per second per view in use, not one per report, and no
+/// reader waits for it.
+pub const RENDER_ON_READ_MS: i64 = 20;
+pub const REFRESH_MS: i64 = 1_000;
+/// The oldest a costly render may be and still be served without waiting for a new one.
+pub const MAX_STALE_MS: i64 = 3_000;
+/// Renders nobody read for this long are let go.
+const KEEP_UNREAD_MS: i64 = 60_000;
 
 /// A view's nodes, summarised, by id.
 pub type Summaries = BTreeMap<String, NodeSummary>;
@@ -122,7 +154,6 @@ impl Slot {
             merged: None,
             renders: HashMap::new(),
             pending: HashMap::new(),
-            renders_generation: 0,
         }
     }
 
@@ -234,45 +265,68 @@ impl Slot {
         Snapshot::Parts(self.generation, self.ordered())
     }
 
-    fn renders_for(&mut self, generation: u64) {
-        if self.renders_generation != generation {
-            self.renders.clear();
-            self.pending.clear();
-            self.renders_generation = generation;
-        }
-    }
-
-    /// The render of the window at `generation` under `key`, or the cell every reader of it
-    /// shares while one of them makes it. `None` when it cannot be kept (the window moved on, or
-    /// the instance has as many renders as it may keep): the reader renders for itself.
-    pub fn render_slot(&mut self, generation: u64, key: &str) -> Option<RenderSlot> {
-        if generation != self.generation {
-            return None;
-        }
-        self.renders_for(generation);
-        if let Some(done) = self.renders.get(key) {
-            return Some(RenderSlot::Done(done.clone()));
+    /// Where a reader of `key` gets its render from at `now_ms` (see [`RENDER_ON_READ_MS`]).
+    pub fn render_plan(&mut self, key: &str, now_ms: i64, on_read_ms: i64) -> RenderPlan {
+        self.prune(now_ms);
+        self.renders
+            .retain(|_, kept| now_ms - kept.last_read <= KEEP_UNREAD_MS);
+        if let Some(kept) = self.renders.get_mut(key) {
+            kept.last_read = now_ms;
+            if kept.generation == self.generation {
+                return RenderPlan::Current(kept.rendered.clone());
+            }
+            let age = now_ms - kept.made_at;
+            if kept.cost_ms >= on_read_ms && age <= MAX_STALE_MS {
+                let rendered = kept.rendered.clone();
+                let refresh = (age >= REFRESH_MS && !self.pending.contains_key(key)).then(|| {
+                    let cell = Making::default();
+                    self.pending.insert(key.to_owned(), cell.clone());
+                    cell
+                });
+                return RenderPlan::Recent { rendered, refresh };
+            }
         }
         if let Some(cell) = self.pending.get(key) {
-            return Some(RenderSlot::Pending(cell.clone()));
+            return RenderPlan::Wait(cell.clone());
         }
-        if self.renders.len() + self.pending.len() >= MAX_RENDERS {
-            return None;
+        let cell = Making::default();
+        if self.renders.contains_key(key) || self.renders.len() + self.pending.len() < MAX_RENDERS {
+            self.pending.insert(key.to_owned(), cell.clone());
         }
-        let cell = Arc::new(tokio::sync::OnceCell::new());
-        self.pending.insert(key.to_owned(), cell.clone());
-        Some(RenderSlot::Pending(cell))
+        RenderPlan::Wait(cell)
     }
 
-    /// Keeps a render of the window as it was at `generation`.
-    pub fn cache_render(&mut self, generation: u64, key: String, rendered: Rendered) {
-        if generation != self.generation {
-            return;
-        }
-        self.renders_for(generation);
-        self.pending.remove(&key);
-        if self.renders.len() < MAX_RENDERS {
-            self.renders.insert(key, rendered);
+    /// Keeps a render made from the window at `generation` (unless a newer one is kept), begun at
+    /// `made_at` and `cost_ms` long, and lets go of `cell`, which made it.
+    pub fn cache_render(
+        &mut self,
+        key: &str,
+        cell: &Making,
+        generation: u64,
+        (made_at, cost_ms): (i64, i64),
+        rendered: Rendered,
+    ) {
+        self.render_failed(key, cell);
+        let last_read = match self.renders.get(key) {
+            Some(kept) if kept.generation > generation => return,
+            Some(kept) => kept.last_read.max(made_at),
+            None if self.renders.len() >= MAX_RENDERS => return,
+            None => made_at,
+        };
+        let kept = Kept {
+            generation,
+            made_at,
+            cost_ms,
+            last_read,
+            rendered,
+        };
+        self.renders.insert(key.to_owned(), kept);
+    }
+
+    /// Lets go of `cell`, which did not make its render.
+    pub fn render_failed(&mut self, key: &str, cell: &Making) {
+        if self.pending.get(key).is_some_and(|p| Arc::ptr_eq(p, cell)) {
+            self.pending.remove(key);
         }
     }
 
@@ -415,47 +469,122 @@ mod tests {
         read(&mut slot, 16_200);
         // …then b's only one, and b's part goes.
         assert!(matches!(slot.snapshot(16_600), Snapshot::Parts(_, ref p) if p.len() == 1));
-        // Renders are kept for the generation they were made from, and dropped when it changes.
-        let generation_now = read(&mut slot, 16_600);
-        assert_ne!(generation, generation_now);
-        let empty = Rendered::View(Arc::new(Summaries::new()));
-        slot.cache_render(generation_now, "hosts?".into(), empty);
-        assert!(matches!(
-            slot.render_slot(generation_now, "hosts?"),
-            Some(RenderSlot::Done(_))
-        ));
-        assert!(matches!(
-            slot.render_slot(generation_now, "processes?"),
-            Some(RenderSlot::Pending(_))
-        ));
+        // The merge is kept until the window changes.
+        read(&mut slot, 16_600);
         slot.accept(probe("a", 0), Report::default(), 17_000);
-        assert!(slot.render_slot(generation_now, "hosts?").is_none());
         // A merge computed for an older generation is not kept.
-        let _ = slot.cache_merged(generation_now, Arc::new(Report::default()));
+        let _ = slot.cache_merged(generation, Arc::new(Report::default()));
         assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));
+    }
+
+    fn view() -> Rendered {
+        Rendered::View(Arc::new(Summaries::new()))
+    }
+
+    /// A render of the window as it is at `now`, `cost_ms` long, kept as a reader would.
+    fn make(slot: &mut Slot, key: &str, now: i64, cost_ms: i64) {
+        let RenderPlan::Wait(cell) = slot.render_plan(key, now, RENDER_ON_READ_MS) else {
+            panic!("expected to have to make {key}")
+        };
+        let generation = slot.generation;
+        slot.cache_render(key, &cell, generation, (now, cost_ms), view());
     }
 
     #[test]
     fn readers_of_one_render_share_it_while_it_is_made() {
         let mut slot = Slot::new(limits(10, 100));
         slot.accept(probe("a", 0), Report::default(), 1_000);
-        let generation = read(&mut slot, 1_000);
-        let Some(RenderSlot::Pending(first)) = slot.render_slot(generation, "hosts?") else {
+        let RenderPlan::Wait(first) = slot.render_plan("hosts?", 1_000, RENDER_ON_READ_MS) else {
             panic!("nothing made yet")
         };
-        let Some(RenderSlot::Pending(second)) = slot.render_slot(generation, "hosts?") else {
+        let RenderPlan::Wait(second) = slot.render_plan("hosts?", 1_000, RENDER_ON_READ_MS) else {
             panic!("still being made")
         };
         assert!(Arc::ptr_eq(&first, &second), "one render for both");
-        let made = Rendered::View(Arc::new(Summaries::new()));
-        slot.cache_render(generation, "hosts?".into(), made);
+        let generation = slot.generation;
+        slot.cache_render("hosts?", &first, generation, (1_000, 5), view());
         assert!(matches!(
-            slot.render_slot(generation, "hosts?"),
-            Some(RenderSlot::Done(_))
+            slot.render_plan("hosts?", 1_100, RENDER_ON_READ_MS),
+            RenderPlan::Current(_)
         ));
-        // A render for a window that has moved on is not shared: its reader makes its own.
-        slot.accept(probe("a", 0), Report::default(), 2_000);
-        assert!(slot.render_slot(generation, "hosts?").is_none());
+        // Another view, or the same with other options, is another render.
+        assert!(matches!(
+            slot.render_plan("processes?", 1_100, RENDER_ON_READ_MS),
+            RenderPlan::Wait(_)
+        ));
+        // A render that failed is let go of: the next reader makes it.
+        let RenderPlan::Wait(failed) = slot.render_plan("hosts?x", 1_100, RENDER_ON_READ_MS) else {
+            panic!()
+        };
+        slot.render_failed("hosts?x", &failed);
+        let RenderPlan::Wait(again) = slot.render_plan("hosts?x", 1_100, RENDER_ON_READ_MS) else {
+            panic!()
+        };
+        assert!(!Arc::ptr_eq(&failed, &again));
+    }
+
+    #[test]
+    fn a_cheap_render_is_made_again_when_the_window_changes() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        make(&mut slot, "hosts?", 1_000, RENDER_ON_READ_MS - 1);
+        slot.accept(probe("a", 0), Report::default(), 1_100);
+        // The reader waits for a render of the window as it is.
+        make(&mut slot, "hosts?", 1_200, RENDER_ON_READ_MS - 1);
+        assert!(matches!(
+            slot.render_plan("hosts?", 1_300, RENDER_ON_READ_MS),
+            RenderPlan::Current(_)
+        ));
+    }
+
+    #[test]
+    fn a_costly_render_is_served_while_a_new_one_is_made_at_most_once_a_second() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        make(&mut slot, "hosts?", 1_000, 300);
+        slot.accept(probe("a", 0), Report::default(), 1_200);
+        // Within a second of the last render: the last render, and nothing to make.
+        assert!(matches!(
+            slot.render_plan("hosts?", 1_500, RENDER_ON_READ_MS),
+            RenderPlan::Recent { refresh: None, .. }
+        ));
+        // A second on: the last render, and a new one to make in the background, once.
+        let RenderPlan::Recent {
+            refresh: Some(cell),
+            ..
+        } = slot.render_plan("hosts?", 2_000, RENDER_ON_READ_MS)
+        else {
+            panic!("expected a refresh")
+        };
+        assert!(matches!(
+            slot.render_plan("hosts?", 2_100, RENDER_ON_READ_MS),
+            RenderPlan::Recent { refresh: None, .. }
+        ));
+        let generation = slot.generation;
+        slot.cache_render("hosts?", &cell, generation, (2_000, 300), view());
+        assert!(matches!(
+            slot.render_plan("hosts?", 2_400, RENDER_ON_READ_MS),
+            RenderPlan::Current(_)
+        ));
+        // A render older than MAX_STALE_MS is not served: the reader waits for a new one.
+        slot.accept(probe("a", 0), Report::default(), 2_500);
+        assert!(matches!(
+            slot.render_plan("hosts?", 2_000 + MAX_STALE_MS + 1, RENDER_ON_READ_MS),
+            RenderPlan::Wait(_)
+        ));
+        // A render made from an older window never replaces a newer one.
+        let older = Making::default();
+        slot.cache_render("hosts?", &older, generation - 1, (2_600, 300), view());
+        assert_eq!(slot.renders["hosts?"].generation, generation);
+    }
+
+    #[test]
+    fn renders_nobody_reads_are_let_go() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), Report::default(), 1_000);
+        make(&mut slot, "hosts?", 1_000, 5);
+        slot.render_plan("processes?", 1_000 + KEEP_UNREAD_MS + 1, RENDER_ON_READ_MS);
+        assert!(!slot.renders.contains_key("hosts?"));
     }
 
     #[test]

@@ -468,3 +468,71 @@ async fn one_render_serves_every_reader_until_the_window_changes() {
     assert_eq!(alice.get(&list).await.1, first);
     assert_eq!(counts().await, (renders + 1, hits + 1));
 }
+
+/// A JSON report of one host, as a probe on `host` would send it.
+fn host_report(host: &str) -> Vec<u8> {
+    let id = format!("{host};<host>");
+    serde_json::to_vec(&json!({
+        "Host": {"nodes": {id.clone(): {
+            "id": id,
+            "topology": "host",
+            "latest": {"host_name": {"timestamp": "2026-12-01T00:00:00Z", "value": host}},
+        }}},
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_costly_view_is_served_while_it_is_rendered_again_in_the_background() {
+    // Every render counts as costly here, as a large instance's do.
+    let options = AppOptions {
+        render_on_read_ms: Some(0),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    let post = |probe: &'static str, host: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (status, body) = post_report(
+                app,
+                token,
+                probe,
+                host_report(host),
+                "application/json",
+                false,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let hosts = format!("/api/app/{id}/api/topology/hosts");
+    post("probe-1", "one").await;
+    // Nothing rendered yet: the first reader waits for the render.
+    let (status, first) = alice.get(&hosts).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(node_ids(&first), ["one;<host>"]);
+    // A new report within the second: readers get the last render, and nothing is rendered.
+    post("probe-2", "two").await;
+    let (_, served) = alice.get(&hosts).await;
+    assert_eq!(served, first, "the last render, not a new one");
+    // A second on, a reader still gets the last render, and starts a new one in the background…
+    app.clock.advance(1_000);
+    let (_, served) = alice.get(&hosts).await;
+    assert_eq!(served, first);
+    // …which the next readers get once it is made.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = alice.get(&hosts).await;
+        if node_ids(&now) == ["one;<host>", "two;<host>"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new render never came: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -131,6 +131,8 @@ pub struct AppOptions {
     pub limits: Option<shared::instances::Limits>,
     /// Nodes one topology of one report may carry (the server's default when `None`).
     pub max_nodes_per_topology: Option<usize>,
+    /// Renders cheaper than this are made on read (the server's default when `None`).
+    pub render_on_read_ms: Option<i64>,
 }
 
 impl Default for AppOptions {
@@ -143,6 +145,7 @@ impl Default for AppOptions {
             smtp_url: None,
             limits: None,
             max_nodes_per_topology: None,
+            render_on_read_ms: None,
         }
     }
 }
@@ -179,6 +182,9 @@ impl TestApp {
         let mut collector = CollectorConfig::default();
         if let Some(max) = options.max_nodes_per_topology {
             collector.max_nodes_per_topology = max;
+        }
+        if let Some(ms) = options.render_on_read_ms {
+            collector.render_on_read_ms = ms;
         }
         // The same wiring as `scopehub serve`: the composition root builds every role.
         let airplane = Airplane::build(
