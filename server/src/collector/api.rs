@@ -12,6 +12,8 @@ use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, RawQuery, State};
 
+use axum::body::Bytes;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -24,7 +26,7 @@ use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{self, Making, RenderPlan, Rendered, Snapshot, Summaries};
+use super::slot::{self, Making, Merging, RenderPlan, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -88,36 +90,47 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// The instance's window merged for rendering, from the slot's cache when it is current, with its
-/// generation (0 when the instance has no slot here). The probes' parts are merged without the
-/// slot's lock; the slot keeps the merge for the next reader until the window changes.
+/// generation (0 when the instance has no slot here). One merge at a time: readers arriving while
+/// one is made wait for it. The probes' parts are merged without the slot's lock; the slot keeps the
+/// merge for the next reader until the window changes.
 async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
-    let snapshot = state
-        .shard
-        .with_slot(instance, |slot| slot.snapshot(now))
-        .unwrap_or(Snapshot::Parts(0, Vec::new()));
-    let (generation, parts) = match snapshot {
-        Snapshot::Merged(generation, report) => return Ok((generation, report)),
-        Snapshot::Parts(generation, parts) => (generation, parts),
+    let cell = match state.shard.with_slot(instance, |slot| slot.snapshot(now)) {
+        Some(Snapshot::Merged(generation, report)) => return Ok((generation, report)),
+        Some(Snapshot::Merge(cell)) => cell,
+        None => Merging::default(),
     };
-    let merged = blocking(move || {
-        Arc::new(fold::merge_window(
-            parts.iter().map(|p| slot::lock(p)),
-            true,
-        ))
-    })
-    .await?;
-    // What the slot no longer keeps is dropped here, not under its lock.
-    let unkept = state.shard.with_slot(instance, |slot| {
-        slot.cache_merged(generation, merged.clone())
-    });
-    drop(unkept);
-    Ok((generation, merged))
+    let (generation, merged) = cell
+        .get_or_try_init(|| async {
+            let now = state.clock.now();
+            let (generation, parts) = state
+                .shard
+                .with_slot(instance, |slot| {
+                    let parts = slot.parts(now);
+                    (slot.generation(), parts)
+                })
+                .unwrap_or_default();
+            let merged = blocking(move || {
+                Arc::new(fold::merge_window(
+                    parts.iter().map(|p| slot::lock(p)),
+                    true,
+                ))
+            })
+            .await?;
+            // What the slot no longer keeps is dropped here, not under its lock.
+            let unkept = state.shard.with_slot(instance, |slot| {
+                slot.cache_merged(&cell, generation, merged.clone())
+            });
+            drop(unkept);
+            Ok::<_, Error>((generation, merged))
+        })
+        .await?;
+    Ok((*generation, merged.clone()))
 }
 
 /// What a read renders from the merged window (at the time given): a view's summaries or the
 /// topology list; `None` for an unknown view.
-type Render = Arc<dyn Fn(&Report, Time) -> Option<Rendered> + Send + Sync>;
+type Render = Arc<dyn Fn(&Report, Time) -> Result<Option<Rendered>> + Send + Sync>;
 
 /// What `render` makes of the window, shared by every reader that asks for it under `key` (the
 /// slot's [`RenderPlan`]): a render of the window as it is, or (for a costly one) the last render
@@ -143,9 +156,14 @@ async fn render_once(
         }
         RenderPlan::Recent { rendered, refresh } => {
             state.metrics.record_render(true);
-            if let Some(cell) = refresh {
+            if let Some((cell, background)) = refresh {
                 let (state, instance) = (state.clone(), instance.to_owned());
                 tokio::spawn(async move {
+                    // One background render at a time per instance: views refreshed one after
+                    // the other share the merge instead of making one each at once.
+                    let Ok(_permit) = background.acquire_owned().await else {
+                        return;
+                    };
                     let made = cell
                         .get_or_try_init(|| make_render(&state, &instance, &key, &cell, render))
                         .await;
@@ -190,7 +208,7 @@ async fn make_render(
         let (generation, report) = window_report(state, instance).await?;
         let at = render_time(state);
         let rendered = blocking(move || render(&report, at))
-            .await?
+            .await??
             .ok_or_else(unknown_view)?;
         Ok((generation, rendered))
     }
@@ -205,25 +223,35 @@ async fn make_render(
     made
 }
 
-/// A view's summaries for the window as it is now (or, for a costly view, as it was at most
-/// `slot::MAX_STALE_MS` ago), rendered once for every request and websocket tick that asks.
-/// `None` for an unknown view.
-async fn summaries(
+/// A view's summaries, and its JSON answer (Scope's `TopologyAnswer`), for the window as it is now
+/// (or, for a costly view, as it was at most `slot::MAX_STALE_MS` ago), rendered and serialised
+/// once for every request and websocket tick that asks. `None` for an unknown view.
+async fn view_render(
     state: &CollectorState,
     instance: &str,
     view: &str,
     query: &topologies::Query,
-) -> Result<Option<Arc<Summaries>>> {
+) -> Result<Option<(Arc<Summaries>, Bytes)>> {
     let (view_id, q) = (view.to_owned(), query.clone());
     let render: Render = Arc::new(move |report, at| {
         let mut ctx = Ctx::new(report, at);
-        topologies::topology(&mut ctx, &view_id, &q).map(|nodes| Rendered::View(Arc::new(nodes)))
+        let Some(nodes) = topologies::topology(&mut ctx, &view_id, &q) else {
+            return Ok(None);
+        };
+        let body = serde_json::to_vec(&NodesAnswer { nodes: &nodes })
+            .map_err(|e| Error::Internal(e.into()))?;
+        Ok(Some(Rendered::View(Arc::new(nodes), body.into())))
     });
     let rendered = render_once(state, instance, query.cache_key(view), render).await?;
     Ok(match rendered {
-        Some(Rendered::View(nodes)) => Some(nodes),
+        Some(Rendered::View(nodes, body)) => Some((nodes, body)),
         _ => None,
     })
+}
+
+/// A JSON answer made once and served as it is.
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn render_time(state: &CollectorState) -> Time {
@@ -266,13 +294,13 @@ async fn topology_list(
     let key = query.cache_key("");
     let render: Render = Arc::new(move |report, at| {
         let mut ctx = Ctx::new(report, at);
-        Some(Rendered::List(Arc::new(topologies::topology_list(
-            &mut ctx, &query,
-        ))))
+        let list = topologies::topology_list(&mut ctx, &query);
+        let body = serde_json::to_vec(&list).map_err(|e| Error::Internal(e.into()))?;
+        Ok(Some(Rendered::List(body.into())))
     });
     let rendered = render_once(&state, &instance, key, render).await?;
     match rendered {
-        Some(Rendered::List(list)) => Ok(Json(list.as_ref()).into_response()),
+        Some(Rendered::List(body)) => Ok(json_body(body)),
         _ => Err(Error::Internal(anyhow::anyhow!(
             "the topology list rendered as a view"
         ))),
@@ -293,10 +321,10 @@ async fn topology(
 ) -> Result<axum::response::Response> {
     check_view(&state, &instance, Some(&view))?;
     let query = topologies::Query::parse(raw.as_deref());
-    let nodes = summaries(&state, &instance, &view, &query)
+    let (_, body) = view_render(&state, &instance, &view, &query)
         .await?
         .ok_or_else(unknown_view)?;
-    Ok(Json(NodesAnswer { nodes: &nodes }).into_response())
+    Ok(json_body(body))
 }
 
 /// `GET …/api/topology/{view}/{node}`: one node's details (the id is percent-decoded, so `%2F`
@@ -452,7 +480,7 @@ async fn stream_topology(
                 return;
             }
         }
-        let Ok(Some(current)) = summaries(&state, &instance, &view, &query).await else {
+        let Ok(Some((current, _))) = view_render(&state, &instance, &view, &query).await else {
             return;
         };
         let frame = diff(&previous, &current, first);

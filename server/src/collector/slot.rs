@@ -14,11 +14,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use axum::body::Bytes;
 use shared::instances::{Limits, ProbeInfo, Usage};
 use shared::topology::NodeSummary;
 
 use super::fold::FoldedWindow;
-use super::render::topologies::TopologyDesc;
 use super::report::Report;
 
 /// Reports older than this are dropped (Scope's `--app.window`).
@@ -68,6 +68,10 @@ pub struct Slot {
     /// Bumped whenever the window changes, so a merge of it can be reused until then.
     generation: u64,
     merged: Option<(u64, Arc<Report>)>,
+    /// A merge being made: readers who need one meanwhile wait for it rather than make their own.
+    merging: Option<Merging>,
+    /// One background render at a time per instance.
+    background: Arc<tokio::sync::Semaphore>,
     /// Rendered views and topology lists, by view and query, shared by every reader (requests and
     /// websocket ticks): see [`Slot::render_plan`].
     renders: HashMap<String, Kept>,
@@ -98,7 +102,7 @@ pub enum RenderPlan {
     /// set, is a render of the window as it is now for the reader to start in the background.
     Recent {
         rendered: Rendered,
-        refresh: Option<Making>,
+        refresh: Option<(Making, Arc<tokio::sync::Semaphore>)>,
     },
     /// To wait for: made by whoever initialises it first.
     Wait(Making),
@@ -122,21 +126,25 @@ pub type Summaries = BTreeMap<String, NodeSummary>;
 /// What a read renders from the window and the slot keeps for the next reader of the same.
 #[derive(Clone)]
 pub enum Rendered {
-    /// A view's summaries.
-    View(Arc<Summaries>),
-    /// The topology list with its stats.
-    List(Arc<Vec<TopologyDesc>>),
+    /// A view's summaries (for websocket diffs) and its JSON answer.
+    View(Arc<Summaries>, Bytes),
+    /// The topology list's JSON answer.
+    List(Bytes),
 }
 
 /// Renders kept per instance (views × option sets in use); beyond this, new ones are not kept.
 const MAX_RENDERS: usize = 64;
 
-/// What a reader needs to render the window: the cached merge if it is current, else its parts.
+/// A merge of the window being made, with the generation it was made from once it is.
+pub type Merging = Arc<tokio::sync::OnceCell<(u64, Arc<Report>)>>;
+
+/// What a reader needs to render the window.
 pub enum Snapshot {
     /// The window's generation and its cached merge.
     Merged(u64, Arc<Report>),
-    /// The window's generation and one part per probe, in the order their oldest reports arrived.
-    Parts(u64, Vec<Part>),
+    /// A merge to wait for, or to make if nobody is making it: of the parts as they are when it
+    /// begins ([`Slot::parts`]), kept with [`Slot::cache_merged`].
+    Merge(Merging),
 }
 
 impl Slot {
@@ -152,6 +160,8 @@ impl Slot {
             flags: super::shard::Flags::default(),
             generation: 0,
             merged: None,
+            merging: None,
+            background: Arc::new(tokio::sync::Semaphore::new(1)),
             renders: HashMap::new(),
             pending: HashMap::new(),
         }
@@ -254,7 +264,9 @@ impl Slot {
         parts.into_iter().map(|(_, _, part)| part).collect()
     }
 
-    /// The window's merge if one is cached for its current contents, else the parts to merge.
+    /// The window's merge if one is cached for its current contents, else the merge being made
+    /// (one at a time: under constant ingest, readers share the one in progress even if a report
+    /// arrived since it began).
     pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
         self.prune(now_ms);
         if let Some((generation, merged)) = &self.merged
@@ -262,7 +274,21 @@ impl Slot {
         {
             return Snapshot::Merged(*generation, merged.clone());
         }
-        Snapshot::Parts(self.generation, self.ordered())
+        if let Some(cell) = &self.merging {
+            if cell.get().is_none() {
+                return Snapshot::Merge(cell.clone());
+            }
+            // Made, but its maker went before keeping it.
+            self.merging = None;
+        }
+        let cell = Merging::default();
+        self.merging = Some(cell.clone());
+        Snapshot::Merge(cell)
+    }
+
+    /// The window's generation now.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Where a reader of `key` gets its render from at `now_ms` (see [`RENDER_ON_READ_MS`]).
@@ -281,7 +307,7 @@ impl Slot {
                 let refresh = (age >= REFRESH_MS && !self.pending.contains_key(key)).then(|| {
                     let cell = Making::default();
                     self.pending.insert(key.to_owned(), cell.clone());
-                    cell
+                    (cell, self.background.clone())
                 });
                 return RenderPlan::Recent { rendered, refresh };
             }
@@ -330,10 +356,19 @@ impl Slot {
         }
     }
 
-    /// Keeps a merge of the window as it was at `generation`.
-    /// Gives back the merge it replaces, to drop outside the slot's lock.
+    /// Keeps a merge of the window as it was at `generation`, made by `cell`.
+    /// Gives back the merge it replaces (or this one, if the window moved on), to drop outside the
+    /// slot's lock.
     #[must_use = "drop what it gives back after letting go of the slot"]
-    pub fn cache_merged(&mut self, generation: u64, merged: Arc<Report>) -> Option<Arc<Report>> {
+    pub fn cache_merged(
+        &mut self,
+        cell: &Merging,
+        generation: u64,
+        merged: Arc<Report>,
+    ) -> Option<Arc<Report>> {
+        if self.merging.as_ref().is_some_and(|m| Arc::ptr_eq(m, cell)) {
+            self.merging = None;
+        }
         if generation == self.generation {
             self.merged
                 .replace((generation, merged))
@@ -341,6 +376,11 @@ impl Slot {
         } else {
             Some(merged)
         }
+    }
+
+    /// The permit a background render of this instance takes first (one at a time).
+    pub fn background(&self) -> Arc<tokio::sync::Semaphore> {
+        self.background.clone()
     }
 
     pub fn usage(&mut self, now_ms: i64) -> Usage {
@@ -443,11 +483,13 @@ mod tests {
 
     /// Merges what the snapshot asks for and keeps it, as a reader does.
     fn read(slot: &mut Slot, now: i64) -> u64 {
-        let Snapshot::Parts(generation, parts) = slot.snapshot(now) else {
+        let Snapshot::Merge(cell) = slot.snapshot(now) else {
             unreachable!("read only when something changed")
         };
+        let parts = slot.parts(now);
+        let generation = slot.generation();
         let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
-        let _ = slot.cache_merged(generation, Arc::new(merged));
+        let _ = slot.cache_merged(&cell, generation, Arc::new(merged));
         generation
     }
 
@@ -456,29 +498,43 @@ mod tests {
         let mut slot = Slot::new(limits(10, 100));
         slot.accept(probe("a", 0), Report::default(), 1_000);
         slot.accept(probe("b", 0), Report::default(), 1_500);
-        assert!(matches!(slot.snapshot(2_000), Snapshot::Parts(_, ref p) if p.len() == 2));
+        assert!(matches!(slot.snapshot(2_000), Snapshot::Merge(_)));
+        assert_eq!(slot.parts(2_000).len(), 2);
         read(&mut slot, 2_000);
         assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(..)));
         // A new report changes the window.
         slot.accept(probe("a", 0), Report::default(), 3_000);
-        assert!(matches!(slot.snapshot(3_000), Snapshot::Parts(..)));
+        assert!(matches!(slot.snapshot(3_000), Snapshot::Merge(_)));
         let generation = read(&mut slot, 3_000);
         assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(..)));
         // So does an old report leaving it: a's first…
-        assert!(matches!(slot.snapshot(16_200), Snapshot::Parts(_, ref p) if p.len() == 2));
+        assert!(matches!(slot.snapshot(16_200), Snapshot::Merge(_)));
+        assert_eq!(slot.parts(16_200).len(), 2);
         read(&mut slot, 16_200);
         // …then b's only one, and b's part goes.
-        assert!(matches!(slot.snapshot(16_600), Snapshot::Parts(_, ref p) if p.len() == 1));
+        assert!(matches!(slot.snapshot(16_600), Snapshot::Merge(_)));
+        assert_eq!(slot.parts(16_600).len(), 1);
         // The merge is kept until the window changes.
         read(&mut slot, 16_600);
         slot.accept(probe("a", 0), Report::default(), 17_000);
         // A merge computed for an older generation is not kept.
-        let _ = slot.cache_merged(generation, Arc::new(Report::default()));
-        assert!(matches!(slot.snapshot(17_000), Snapshot::Parts(..)));
+        let Snapshot::Merge(cell) = slot.snapshot(17_000) else {
+            panic!("the window changed")
+        };
+        let _ = slot.cache_merged(&cell, generation, Arc::new(Report::default()));
+        assert!(matches!(slot.snapshot(17_000), Snapshot::Merge(_)));
+        // Readers share the merge being made.
+        let Snapshot::Merge(again) = slot.snapshot(17_000) else {
+            panic!("still no merge")
+        };
+        let Snapshot::Merge(third) = slot.snapshot(17_000) else {
+            panic!("still no merge")
+        };
+        assert!(Arc::ptr_eq(&again, &third));
     }
 
     fn view() -> Rendered {
-        Rendered::View(Arc::new(Summaries::new()))
+        Rendered::View(Arc::new(Summaries::new()), Bytes::new())
     }
 
     /// A render of the window as it is at `now`, `cost_ms` long, kept as a reader would.
@@ -550,7 +606,7 @@ mod tests {
         ));
         // A second on: the last render, and a new one to make in the background, once.
         let RenderPlan::Recent {
-            refresh: Some(cell),
+            refresh: Some((cell, _)),
             ..
         } = slot.render_plan("hosts?", 2_000, RENDER_ON_READ_MS)
         else {
