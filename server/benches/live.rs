@@ -5,7 +5,8 @@
 //! the load generator can send for 15 s, and the first read after it.
 //!
 //! `cargo bench -p scopehub --bench live` (about five minutes). Not a test: it asserts nothing
-//! about speed, it prints the numbers.
+//! about speed, it prints the numbers. `LIVE_PROBES=50` runs only that row, `LIVE_BURST=0` skips
+//! the burst, `LIVE_DEBUG=1` prints every read's size and its time to the first byte.
 
 mod support;
 
@@ -56,6 +57,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Renders the server made so far (the rest of its reads were served renders it kept).
+async fn renders_made(server: &Server) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("scopehub_collector_renders_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
 async fn timed_get(server: &Server, tenant: &Tenant, path: &str) -> f64 {
     let started = Instant::now();
     let response = tenant.get(&server.url, path).await;
@@ -64,8 +79,16 @@ async fn timed_get(server: &Server, tenant: &Tenant, path: &str) -> f64 {
         "{path}: {}",
         response.status()
     );
-    let _ = response.bytes().await.unwrap();
-    started.elapsed().as_secs_f64() * 1000.0
+    let t_head = started.elapsed().as_secs_f64() * 1000.0;
+    let body = response.bytes().await.unwrap();
+    let t = started.elapsed().as_secs_f64() * 1000.0;
+    if std::env::var("LIVE_DEBUG").is_ok() {
+        eprintln!(
+            "{path}: {} bytes, head {t_head:.1} ms, all {t:.1} ms",
+            body.len()
+        );
+    }
+    t
 }
 
 async fn steady(probes: usize) {
@@ -85,6 +108,7 @@ async fn steady(probes: usize) {
     // While nobody reads, the server's CPU goes to ingest.
     let ingest_ms = (cpu_seconds(pid) - cpu_before) * 1000.0
         / (reports_received(&server, &tenant).await - received_before).max(1) as f64;
+    let renders_before = renders_made(&server).await;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); VIEWS.len()];
     let started = Instant::now();
     while started.elapsed() < READS {
@@ -93,6 +117,7 @@ async fn steady(probes: usize) {
         }
     }
     let rss = rss_kib(pid);
+    let renders = renders_made(&server).await - renders_before;
     let _ = feed.kill();
     let _ = feed.wait();
     let mut row = format!("| {probes} |");
@@ -105,7 +130,7 @@ async fn steady(probes: usize) {
             s.len()
         );
     }
-    row += &format!(" {:.0} | {ingest_ms:.1} |", rss as f64 / 1024.0);
+    row += &format!(" {:.0} | {ingest_ms:.1} | {renders} |", rss as f64 / 1024.0);
     println!("{row}");
 }
 
@@ -132,11 +157,18 @@ async fn main() {
         return;
     }
     println!(
-        "| probes | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB | ingest CPU ms per report |"
+        "| probes | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB | ingest CPU ms per report | renders made while reading |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for probes in [1usize, 10, 50] {
-        steady(probes).await;
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    // `LIVE_PROBES=50` (a comma-separated list) runs only those; `LIVE_BURST=0` skips the burst.
+    let probes: Vec<usize> = std::env::var("LIVE_PROBES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 10, 50]);
+    for p in probes {
+        steady(p).await;
     }
-    burst().await;
+    if std::env::var("LIVE_BURST").as_deref() != Ok("0") {
+        burst().await;
+    }
 }

@@ -12,8 +12,7 @@ use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, RawQuery, State};
 
-use axum::body::Bytes;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -26,7 +25,7 @@ use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{self, Making, Merging, RenderPlan, Rendered, Snapshot, Summaries};
+use super::slot::{self, Answer, Making, Merging, RenderPlan, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -231,16 +230,15 @@ async fn view_render(
     instance: &str,
     view: &str,
     query: &topologies::Query,
-) -> Result<Option<(Arc<Summaries>, Bytes)>> {
+) -> Result<Option<(Arc<Summaries>, Answer)>> {
     let (view_id, q) = (view.to_owned(), query.clone());
     let render: Render = Arc::new(move |report, at| {
         let mut ctx = Ctx::new(report, at);
         let Some(nodes) = topologies::topology(&mut ctx, &view_id, &q) else {
             return Ok(None);
         };
-        let body = serde_json::to_vec(&NodesAnswer { nodes: &nodes })
-            .map_err(|e| Error::Internal(e.into()))?;
-        Ok(Some(Rendered::View(Arc::new(nodes), body.into())))
+        let answer = answer_of(&NodesAnswer { nodes: &nodes })?;
+        Ok(Some(Rendered::View(Arc::new(nodes), answer)))
     });
     let rendered = render_once(state, instance, query.cache_key(view), render).await?;
     Ok(match rendered {
@@ -249,9 +247,53 @@ async fn view_render(
     })
 }
 
-/// A JSON answer made once and served as it is.
-fn json_body(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// Serialises an answer once, plain and gzipped (fast: it is made once per render, off the async
+/// runtime, and sent to every reader).
+fn answer_of(value: &impl Serialize) -> Result<Answer> {
+    use std::io::Write;
+    let json = serde_json::to_vec(value).map_err(|e| Error::Internal(e.into()))?;
+    let mut gzip = flate2::write::GzEncoder::new(
+        Vec::with_capacity(json.len() / 8),
+        flate2::Compression::fast(),
+    );
+    gzip.write_all(&json)
+        .map_err(|e| Error::Internal(e.into()))?;
+    let gzip = gzip.finish().map_err(|e| Error::Internal(e.into()))?;
+    Ok(Answer {
+        json: json.into(),
+        gzip: gzip.into(),
+    })
+}
+
+/// Whether the client takes gzip (`Accept-Encoding: gzip`, or `*`, without `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// An answer made once, sent as it is (the edge does not compress what is already encoded).
+fn send_answer(answer: Answer, headers: &HeaderMap) -> Response {
+    let json = (header::CONTENT_TYPE, "application/json");
+    let vary = (header::VARY, "accept-encoding");
+    if accepts_gzip(headers) {
+        let gzip = (header::CONTENT_ENCODING, "gzip");
+        ([json, vary, gzip], answer.gzip).into_response()
+    } else {
+        ([json, vary], answer.json).into_response()
+    }
 }
 
 fn render_time(state: &CollectorState) -> Time {
@@ -287,6 +329,7 @@ async fn topology_list(
     State(state): State<CollectorState>,
     InstanceReader { instance, .. }: InstanceReader,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<axum::response::Response> {
     check_view(&state, &instance, None)?;
     let query = topologies::Query::parse(raw.as_deref());
@@ -295,12 +338,11 @@ async fn topology_list(
     let render: Render = Arc::new(move |report, at| {
         let mut ctx = Ctx::new(report, at);
         let list = topologies::topology_list(&mut ctx, &query);
-        let body = serde_json::to_vec(&list).map_err(|e| Error::Internal(e.into()))?;
-        Ok(Some(Rendered::List(body.into())))
+        Ok(Some(Rendered::List(answer_of(&list)?)))
     });
     let rendered = render_once(&state, &instance, key, render).await?;
     match rendered {
-        Some(Rendered::List(body)) => Ok(json_body(body)),
+        Some(Rendered::List(answer)) => Ok(send_answer(answer, &headers)),
         _ => Err(Error::Internal(anyhow::anyhow!(
             "the topology list rendered as a view"
         ))),
@@ -318,13 +360,14 @@ async fn topology(
     InstanceReader { instance, .. }: InstanceReader,
     Path((_, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
+    headers: HeaderMap,
 ) -> Result<axum::response::Response> {
     check_view(&state, &instance, Some(&view))?;
     let query = topologies::Query::parse(raw.as_deref());
-    let (_, body) = view_render(&state, &instance, &view, &query)
+    let (_, answer) = view_render(&state, &instance, &view, &query)
         .await?
         .ok_or_else(unknown_view)?;
-    Ok(json_body(body))
+    Ok(send_answer(answer, &headers))
 }
 
 /// `GET …/api/topology/{view}/{node}`: one node's details (the id is percent-decoded, so `%2F`
@@ -532,6 +575,21 @@ async fn probes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_sent_only_to_clients_that_take_it() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, value.parse().unwrap());
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip"));
+        assert!(with("br, GZIP;q=0.5"));
+        assert!(with("*"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("br, identity"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
 
     #[test]
     fn go_durations() {

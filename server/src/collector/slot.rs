@@ -126,10 +126,18 @@ pub type Summaries = BTreeMap<String, NodeSummary>;
 /// What a read renders from the window and the slot keeps for the next reader of the same.
 #[derive(Clone)]
 pub enum Rendered {
-    /// A view's summaries (for websocket diffs) and its JSON answer.
-    View(Arc<Summaries>, Bytes),
-    /// The topology list's JSON answer.
-    List(Bytes),
+    /// A view's summaries (for websocket diffs) and its answer.
+    View(Arc<Summaries>, Answer),
+    /// The topology list's answer.
+    List(Answer),
+}
+
+/// A JSON answer made once per render and sent as it is to every reader: plain, and gzipped for
+/// those that accept it (compressing a large view for each reader would cost more than the read).
+#[derive(Clone, Default)]
+pub struct Answer {
+    pub json: Bytes,
+    pub gzip: Bytes,
 }
 
 /// Renders kept per instance (views × option sets in use); beyond this, new ones are not kept.
@@ -534,7 +542,7 @@ mod tests {
     }
 
     fn view() -> Rendered {
-        Rendered::View(Arc::new(Summaries::new()), Bytes::new())
+        Rendered::View(Arc::new(Summaries::new()), Answer::default())
     }
 
     /// A render of the window as it is at `now`, `cost_ms` long, kept as a reader would.

@@ -536,3 +536,43 @@ async fn a_costly_view_is_served_while_it_is_rendered_again_in_the_background() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn views_are_sent_gzipped_to_clients_that_take_it() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (alice, id, token) = ready_instance(&app).await;
+    post_msgpack(&app, &token, "probe-full-4").await;
+    // A client that shows the bytes as they come.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .build()
+        .unwrap();
+    let cookie = format!("scopehub_session={}", alice.cookie.clone().unwrap());
+    for path in ["api/topology/processes", "api/topology"] {
+        let get = |encoding: &'static str| {
+            raw.get(app.at(&format!("/api/app/{id}/{path}")))
+                .header("cookie", &cookie)
+                .header("accept-encoding", encoding)
+                .send()
+        };
+        let plain = get("identity").await.unwrap();
+        assert_eq!(plain.status(), 200);
+        assert!(plain.headers().get("content-encoding").is_none());
+        let plain: Value = plain.json().await.unwrap();
+        let zipped = get("gzip, br").await.unwrap();
+        assert_eq!(zipped.headers()["content-encoding"], "gzip", "{path}");
+        assert_eq!(zipped.headers()["vary"], "accept-encoding");
+        let bytes = zipped.bytes().await.unwrap();
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&json).unwrap(),
+            plain,
+            "{path}"
+        );
+    }
+}
