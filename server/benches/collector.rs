@@ -10,7 +10,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use scopehub::collector::decode::{Format, decode};
 use scopehub::collector::fold::{FoldedWindow, merge_window};
 use scopehub::collector::render::Ctx;
-use scopehub::collector::render::topologies::{Query, topology};
+use scopehub::collector::render::topologies::{Query, topology, topology_list};
 use scopehub::collector::report::{Report, Time};
 use scopehub::collector::slot::{QUANTUM_MS, WINDOW_MS};
 use scopehub::probe::loadgen::{Shape, synthetic_report};
@@ -132,6 +132,12 @@ fn medium_window(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("render the topology list, 50 probes", |b| {
+        b.iter(|| {
+            let mut ctx = Ctx::new(&window, Time(0));
+            topology_list(&mut ctx, &Query::default())
+        })
+    });
     group.finish();
 }
 

@@ -131,9 +131,16 @@ impl<'de> Deserialize<'de> for Time {
                 f.write_str("an RFC 3339 time or a Go binary time")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
-                // A binary blob that happens to be valid UTF-8 arrives here too.
-                Time::parse_rfc3339(v)
-                    .or_else(|| Time::from_go_binary(v.as_bytes()))
+                // A binary blob that happens to be valid UTF-8 arrives here too (msgpack reports
+                // carry every time so): it starts with its version byte, 1 or 2, where an RFC 3339
+                // time starts with a digit of the year.
+                let rfc3339_first = v.as_bytes().first().is_some_and(u8::is_ascii_digit);
+                let parsed = if rfc3339_first {
+                    Time::parse_rfc3339(v).or_else(|| Time::from_go_binary(v.as_bytes()))
+                } else {
+                    Time::from_go_binary(v.as_bytes()).or_else(|| Time::parse_rfc3339(v))
+                };
+                parsed
                     .ok_or_else(|| E::custom(format!("invalid time `{}`", v.escape_debug())))
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Time, E> {
