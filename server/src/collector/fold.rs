@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use super::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
+use super::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology, owned};
 
 /// A bucket's number within its probe's window; they only grow.
 type Seq = u32;
@@ -318,10 +318,10 @@ impl FoldedNode {
         self.seq = seq;
         self.id.add(seq, node.id);
         self.topology.add(seq, node.topology);
-        self.sets.add(seq, node.sets);
+        self.sets.add(seq, owned(node.sets));
         self.adjacency.add(seq, node.adjacency);
-        self.parents.add(seq, node.parents);
-        for (key, entry) in node.latest {
+        self.parents.add(seq, owned(node.parents));
+        for (key, entry) in owned(node.latest) {
             match self.latest.get_mut(&key) {
                 Some(values) => values.add(seq, entry),
                 None => {
@@ -329,7 +329,7 @@ impl FoldedNode {
                 }
             }
         }
-        for (key, metric) in node.metrics {
+        for (key, metric) in owned(node.metrics) {
             self.metrics.entry(key).or_default().add(seq, metric, raw);
         }
         if !node.children.is_empty() {
@@ -365,19 +365,21 @@ impl FoldedNode {
         Node {
             id: self.id.value(),
             topology: self.topology.value(),
-            sets: self.sets.values(),
+            sets: Arc::new(self.sets.values()),
             adjacency: self.adjacency.values(),
-            latest: self
-                .latest
-                .iter()
-                .map(|(key, values)| (key.clone(), values.first.1.clone()))
-                .collect(),
-            metrics: self
-                .metrics
-                .iter()
-                .map(|(key, metric)| (key.clone(), metric.value()))
-                .collect(),
-            parents: self.parents.values(),
+            latest: Arc::new(
+                self.latest
+                    .iter()
+                    .map(|(key, values)| (key.clone(), values.first.1.clone()))
+                    .collect(),
+            ),
+            metrics: Arc::new(
+                self.metrics
+                    .iter()
+                    .map(|(key, metric)| (key.clone(), metric.value()))
+                    .collect(),
+            ),
+            parents: Arc::new(self.parents.values()),
             children,
         }
     }
@@ -534,7 +536,7 @@ impl FoldedWindow {
 /// `Node::default().merge(&node)` without copying `node`: merging into an empty node changes only
 /// the bounds of metrics without samples, which take in zero (the empty metric's bounds).
 fn from_empty(mut node: Node) -> Node {
-    for metric in node.metrics.values_mut() {
+    for metric in node.metrics_mut().values_mut() {
         if metric.samples.is_empty() {
             metric.min = metric.min.min(0.0);
             metric.max = metric.max.max(0.0);

@@ -5,8 +5,9 @@
 //! window are dropped before rendering.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::report::{Metric, Node, Report, Time, Topology};
+use super::report::{Metric, Node, Report, StringSets, Time, Topology};
 
 impl Report {
     /// Merges `other` into `self`.
@@ -150,7 +151,7 @@ impl Report {
         };
         if let Some(pods) = self.topologies.get_mut("Pod") {
             for pod in pods.nodes.values_mut() {
-                let Some(sets) = pod.parents.remove("replica_set") else {
+                let Some(sets) = pod.parents_mut().remove("replica_set") else {
                     continue;
                 };
                 for set in sets {
@@ -158,7 +159,10 @@ impl Report {
                         .get(&set)
                         .and_then(|r| r.parents.get("deployment"))
                     {
-                        let mine = pod.parents.entry("deployment".to_owned()).or_default();
+                        let mine = pod
+                            .parents_mut()
+                            .entry("deployment".to_owned())
+                            .or_default();
                         union(mine, deployments);
                     }
                 }
@@ -225,7 +229,12 @@ fn union(mine: &mut Vec<String>, theirs: &[String]) {
     mine.dedup();
 }
 
-fn union_sets(mine: &mut BTreeMap<String, Vec<String>>, theirs: &BTreeMap<String, Vec<String>>) {
+/// Unions `theirs` into `mine`, copying a shared `mine` only if `theirs` has anything.
+fn union_sets(mine: &mut Arc<StringSets>, theirs: &StringSets) {
+    if theirs.is_empty() {
+        return;
+    }
+    let mine = Arc::make_mut(mine);
     for (k, v) in theirs {
         union(mine.entry(k.clone()).or_default(), v);
     }
@@ -238,16 +247,22 @@ impl Node {
         union_sets(&mut self.sets, &other.sets);
         union(&mut self.adjacency, &other.adjacency);
         union_sets(&mut self.parents, &other.parents);
-        for (key, entry) in &other.latest {
-            match self.latest.get(key) {
-                Some(existing) if existing.timestamp > entry.timestamp => {}
-                _ => {
-                    self.latest.insert(key.clone(), entry.clone());
+        if !other.latest.is_empty() {
+            let mine = self.latest_mut();
+            for (key, entry) in other.latest.iter() {
+                match mine.get(key) {
+                    Some(existing) if existing.timestamp > entry.timestamp => {}
+                    _ => {
+                        mine.insert(key.clone(), entry.clone());
+                    }
                 }
             }
         }
-        for (key, metric) in &other.metrics {
-            self.metrics.entry(key.clone()).or_default().merge(metric);
+        if !other.metrics.is_empty() {
+            let mine = self.metrics_mut();
+            for (key, metric) in other.metrics.iter() {
+                mine.entry(key.clone()).or_default().merge(metric);
+            }
         }
         for child in &other.children {
             match self
@@ -401,10 +416,11 @@ mod tests {
             topology: "process".into(),
             ..Node::default()
         };
-        a.sets.insert("ips".into(), vec!["b".into(), "a".into()]);
+        a.sets_mut()
+            .insert("ips".into(), vec!["b".into(), "a".into()]);
         a.adjacency = vec!["x".into()];
-        a.latest.insert("name".into(), entry(2, "new"));
-        a.metrics.insert(
+        a.latest_mut().insert("name".into(), entry(2, "new"));
+        a.metrics_mut().insert(
             "cpu".into(),
             Metric {
                 samples: vec![Sample {
@@ -416,11 +432,12 @@ mod tests {
             },
         );
         let mut b = Node::default();
-        b.sets.insert("ips".into(), vec!["c".into(), "a".into()]);
+        b.sets_mut()
+            .insert("ips".into(), vec!["c".into(), "a".into()]);
         b.adjacency = vec!["y".into(), "x".into()];
-        b.latest.insert("name".into(), entry(1, "old"));
-        b.latest.insert("pid".into(), entry(1, "7"));
-        b.metrics.insert(
+        b.latest_mut().insert("name".into(), entry(1, "old"));
+        b.latest_mut().insert("pid".into(), entry(1, "7"));
+        b.metrics_mut().insert(
             "cpu".into(),
             Metric {
                 samples: vec![Sample {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -140,8 +141,7 @@ impl<'de> Deserialize<'de> for Time {
                 } else {
                     Time::from_go_binary(v.as_bytes()).or_else(|| Time::parse_rfc3339(v))
                 };
-                parsed
-                    .ok_or_else(|| E::custom(format!("invalid time `{}`", v.escape_debug())))
+                parsed.ok_or_else(|| E::custom(format!("invalid time `{}`", v.escape_debug())))
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Time, E> {
                 Time::from_go_binary(v).ok_or_else(|| E::custom("invalid Go binary time"))
@@ -211,6 +211,11 @@ pub struct Metric {
     pub max: f64,
 }
 
+/// A node's named string sets (`sets`, `parents`).
+pub type StringSets = BTreeMap<String, Vec<String>>;
+
+/// A report node. Its maps are shared (`Arc`): renders take nodes from the merged window by
+/// reference, and a map is copied only when a render changes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     /// Empty in deltas, which carry only what changed.
@@ -218,18 +223,53 @@ pub struct Node {
     pub id: String,
     #[serde(default, deserialize_with = "null_default")]
     pub topology: String,
-    #[serde(default, deserialize_with = "string_sets")]
-    pub sets: BTreeMap<String, Vec<String>>,
+    #[serde(default, deserialize_with = "shared_string_sets")]
+    pub sets: Arc<StringSets>,
     #[serde(default, deserialize_with = "null_default")]
     pub adjacency: Vec<String>,
-    #[serde(default, deserialize_with = "null_default")]
-    pub latest: BTreeMap<String, LatestEntry>,
-    #[serde(default, deserialize_with = "null_default")]
-    pub metrics: BTreeMap<String, Metric>,
-    #[serde(default, deserialize_with = "string_sets")]
-    pub parents: BTreeMap<String, Vec<String>>,
+    #[serde(default, deserialize_with = "shared_null_default")]
+    pub latest: Arc<BTreeMap<String, LatestEntry>>,
+    #[serde(default, deserialize_with = "shared_null_default")]
+    pub metrics: Arc<BTreeMap<String, Metric>>,
+    #[serde(default, deserialize_with = "shared_string_sets")]
+    pub parents: Arc<StringSets>,
     #[serde(default, deserialize_with = "null_default")]
     pub children: Vec<Node>,
+}
+
+impl Node {
+    pub fn sets_mut(&mut self) -> &mut StringSets {
+        Arc::make_mut(&mut self.sets)
+    }
+
+    pub fn latest_mut(&mut self) -> &mut BTreeMap<String, LatestEntry> {
+        Arc::make_mut(&mut self.latest)
+    }
+
+    pub fn metrics_mut(&mut self) -> &mut BTreeMap<String, Metric> {
+        Arc::make_mut(&mut self.metrics)
+    }
+
+    pub fn parents_mut(&mut self) -> &mut StringSets {
+        Arc::make_mut(&mut self.parents)
+    }
+}
+
+/// A shared map's contents, copied only if someone else holds it too.
+pub fn owned<T: Clone>(shared: Arc<T>) -> T {
+    Arc::try_unwrap(shared).unwrap_or_else(|shared| T::clone(&shared))
+}
+
+fn shared_null_default<'de, D, T>(d: D) -> Result<Arc<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    null_default(d).map(Arc::new)
+}
+
+fn shared_string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<StringSets>, D::Error> {
+    string_sets(d).map(Arc::new)
 }
 
 /// Templates and controls are passed through to the UI as they came.

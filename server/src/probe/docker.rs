@@ -184,7 +184,12 @@ pub fn add_to_report(
     now: Time,
     cgroup_of: impl Fn(&str) -> Option<String>,
 ) {
-    let host_parent = || BTreeMap::from([("host".to_owned(), vec![host_id.to_owned()])]);
+    let host_parent = || {
+        std::sync::Arc::new(BTreeMap::from([(
+            "host".to_owned(),
+            vec![host_id.to_owned()],
+        )]))
+    };
     let images: HashMap<&str, &Image> = snapshot
         .images
         .iter()
@@ -208,7 +213,7 @@ pub fn add_to_report(
             ..Node::default()
         };
         if !image_id.is_empty() {
-            node.parents.insert(
+            node.parents_mut().insert(
                 "container_image".into(),
                 vec![format!("{image_id};<container_image>")],
             );
@@ -229,10 +234,11 @@ pub fn add_to_report(
             ("docker_container_created", c.created.to_string()),
             ("host_node_id", host_id.to_owned()),
         ] {
-            node.latest.insert(key.into(), LatestEntry::new(value, now));
+            node.latest_mut()
+                .insert(key.into(), LatestEntry::new(value, now));
         }
         for (k, v) in c.labels.iter().flatten() {
-            node.latest.insert(
+            node.latest_mut().insert(
                 format!("docker_label_{k}"),
                 LatestEntry::new(v.clone(), now),
             );
@@ -242,7 +248,7 @@ pub fn add_to_report(
             .as_ref()
             .is_some_and(|h| h.network_mode == "host");
         if host_network {
-            node.latest.insert(
+            node.latest_mut().insert(
                 "docker_is_in_host_network".into(),
                 LatestEntry::new("true", now),
             );
@@ -255,11 +261,11 @@ pub fn add_to_report(
             .filter(|ip| !ip.is_empty())
             .collect();
         if !ips.is_empty() {
-            node.sets.insert(
+            node.sets_mut().insert(
                 "docker_container_ips_with_scopes".into(),
                 ips.iter().map(|ip| format!(";{ip}")).collect(),
             );
-            node.sets.insert("docker_container_ips".into(), ips);
+            node.sets_mut().insert("docker_container_ips".into(), ips);
         }
         let ports: Vec<String> = c
             .ports
@@ -270,7 +276,8 @@ pub fn add_to_report(
             })
             .collect();
         if !ports.is_empty() {
-            node.sets.insert("docker_container_ports".into(), ports);
+            node.sets_mut()
+                .insert("docker_container_ports".into(), ports);
         }
         if !image_id.is_empty() {
             let mut image_node = Node {
@@ -280,19 +287,19 @@ pub fn add_to_report(
                 ..Node::default()
             };
             image_node
-                .latest
+                .latest_mut()
                 .insert("docker_image_id".into(), LatestEntry::new(&image_id, now));
-            image_node.latest.insert(
+            image_node.latest_mut().insert(
                 "docker_image_name".into(),
                 LatestEntry::new(&image_name, now),
             );
             if let Some(i) = image {
-                image_node.latest.insert(
+                image_node.latest_mut().insert(
                     "docker_image_size".into(),
                     LatestEntry::new(i.size.to_string(), now),
                 );
                 for (k, v) in i.labels.iter().flatten() {
-                    image_node.latest.insert(
+                    image_node.latest_mut().insert(
                         format!("docker_image_label_{k}"),
                         LatestEntry::new(v.clone(), now),
                     );
@@ -314,10 +321,10 @@ pub fn add_to_report(
             if let Some(container) = container_of(&cgroup).and_then(|c| running.get(c)) {
                 let cid = container.trim_end_matches(";<container>").to_owned();
                 process
-                    .latest
+                    .latest_mut()
                     .insert("docker_container_id".into(), LatestEntry::new(cid, now));
                 process
-                    .parents
+                    .parents_mut()
                     .insert("container".into(), vec![container.clone()]);
             }
         }
@@ -427,17 +434,17 @@ mod tests {
             ..Node::default()
         };
         process
-            .latest
+            .latest_mut()
             .insert("pid".into(), LatestEntry::new("42", now));
         process
-            .latest
+            .latest_mut()
             .insert("name".into(), LatestEntry::new("nginx", now));
         process
-            .latest
+            .latest_mut()
             .insert("host_node_id".into(), LatestEntry::new("h;<host>", now));
         let outside = Node {
             id: "h;7".into(),
-            latest: BTreeMap::from([("pid".into(), LatestEntry::new("7", now))]),
+            latest: BTreeMap::from([("pid".into(), LatestEntry::new("7", now))]).into(),
             ..process.clone()
         };
         report.topologies.insert(

@@ -173,12 +173,12 @@ impl Collector {
             topology: "host".into(),
             ..Node::default()
         };
-        let l = &mut node.latest;
+        node.sets_mut()
+            .insert("local_networks".into(), local_networks(&self.root));
+        let l = node.latest_mut();
         l.insert("host_name".into(), LatestEntry::new(&self.hostname, now));
         l.insert("host_node_id".into(), LatestEntry::new(&id, now));
         l.insert("os".into(), LatestEntry::new("linux", now));
-        node.sets
-            .insert("local_networks".into(), local_networks(&self.root));
         l.insert(
             "control_probe_id".into(),
             LatestEntry::new(&self.probe_id, now),
@@ -205,7 +205,7 @@ impl Collector {
         if let Some(load1) = read(self.root.join("loadavg"))
             .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
         {
-            node.metrics
+            node.metrics_mut()
                 .insert("load1".into(), metric(load1, 0.0, load1.max(1.0), now));
         }
         if let Some(meminfo) = read(self.root.join("meminfo")) {
@@ -219,7 +219,7 @@ impl Collector {
                 })
             };
             if let (Some(total), Some(available)) = (field("MemTotal:"), field("MemAvailable:")) {
-                node.metrics.insert(
+                node.metrics_mut().insert(
                     "host_mem_usage_bytes".into(),
                     metric((total - available) * 1024.0, 0.0, total * 1024.0, now),
                 );
@@ -240,7 +240,7 @@ impl Collector {
             {
                 let busy =
                     1.0 - (idle.saturating_sub(prev_idle)) as f64 / (total - prev_total) as f64;
-                node.metrics.insert(
+                node.metrics_mut().insert(
                     "host_cpu_usage_percent".into(),
                     metric(busy * 100.0, 0.0, 100.0, now),
                 );
@@ -298,27 +298,28 @@ impl Collector {
                 topology: "process".into(),
                 ..Node::default()
             };
-            node.latest
+            node.latest_mut()
                 .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
-            node.latest
+            node.latest_mut()
                 .insert("ppid".into(), LatestEntry::new(ppid.to_string(), now));
-            node.latest
+            node.latest_mut()
                 .insert("name".into(), LatestEntry::new(&name, now));
-            node.latest
+            node.latest_mut()
                 .insert("cmdline".into(), LatestEntry::new(cmdline.trim_end(), now));
-            node.latest
+            node.latest_mut()
                 .insert("threads".into(), LatestEntry::new(threads.to_string(), now));
-            node.latest
+            node.latest_mut()
                 .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
-            node.parents.insert("host".into(), vec![host_id.clone()]);
-            node.metrics.insert(
+            node.parents_mut()
+                .insert("host".into(), vec![host_id.clone()]);
+            node.metrics_mut().insert(
                 "process_memory_usage_bytes".into(),
                 metric(rss, 0.0, rss.max(1.0), now),
             );
             if let (Some(elapsed), Some(prev)) = (elapsed, self.previous.process_ticks.get(&pid)) {
                 let percent =
                     ticks.saturating_sub(*prev) as f64 / TICKS_PER_SECOND / elapsed * 100.0;
-                node.metrics.insert(
+                node.metrics_mut().insert(
                     "process_cpu_usage_percent".into(),
                     metric(percent, 0.0, 100.0, now),
                 );
@@ -338,7 +339,7 @@ impl Collector {
                         sockets.insert(inode, pid);
                     }
                 }
-                node.metrics.insert(
+                node.metrics_mut().insert(
                     "open_files_count".into(),
                     metric(open_files, 0.0, open_files.max(1.0), now),
                 );
@@ -412,11 +413,11 @@ impl Collector {
             }
             if let Some(local_node) = nodes.get_mut(&local_id) {
                 local_node
-                    .latest
+                    .latest_mut()
                     .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
                 if let Some(pid) = sockets.get(&inode) {
                     local_node
-                        .latest
+                        .latest_mut()
                         .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
                 }
             }

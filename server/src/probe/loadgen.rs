@@ -77,11 +77,13 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         id: crate::secrets::random_hex(8),
         ..Report::default()
     };
-    let latest = |pairs: &[(&str, String)]| -> BTreeMap<String, LatestEntry> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), LatestEntry::new(v.clone(), now)))
-            .collect()
+    let latest = |pairs: &[(&str, String)]| -> Arc<BTreeMap<String, LatestEntry>> {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), LatestEntry::new(v.clone(), now)))
+                .collect(),
+        )
     };
 
     let mut host_node = Node {
@@ -97,16 +99,16 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
     };
     // The synthetic hosts share one private network, as a cluster's hosts do.
     host_node
-        .sets
+        .sets_mut()
         .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
     host_node
-        .metrics
+        .metrics_mut()
         .insert("load1".into(), gauge((host % 7) as f64 / 2.0, 4.0, now));
     host_node
-        .metrics
+        .metrics_mut()
         .insert("host_cpu_usage_percent".into(), gauge(12.5, 100.0, now));
     host_node
-        .metrics
+        .metrics_mut()
         .insert("host_mem_usage_bytes".into(), gauge(2.0e9, 16.0e9, now));
 
     let images = shape.images.max(1);
@@ -126,7 +128,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                     ("docker_image_id", image),
                     ("docker_image_name", format!("example/app-{i}:1.{i}")),
                 ]),
-                parents: BTreeMap::from([("host".to_owned(), vec![host_id.clone()])]),
+                parents: Arc::new(BTreeMap::from([("host".to_owned(), vec![host_id.clone()])])),
                 ..Node::default()
             },
         );
@@ -154,17 +156,17 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             ..Node::default()
         };
         container
-            .parents
+            .parents_mut()
             .insert("host".into(), vec![host_id.clone()]);
-        container.parents.insert(
+        container.parents_mut().insert(
             "container_image".into(),
             vec![format!("{image:04x}{host:04x}feed;<container_image>")],
         );
-        container.metrics.insert(
+        container.metrics_mut().insert(
             "docker_cpu_total_usage".into(),
             gauge(c as f64 % 50.0, 100.0, now),
         );
-        container.metrics.insert(
+        container.metrics_mut().insert(
             "docker_memory_usage".into(),
             gauge(64.0e6 + c as f64, 1.0e9, now),
         );
@@ -189,21 +191,23 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             ]),
             ..Node::default()
         };
-        process.parents.insert("host".into(), vec![host_id.clone()]);
+        process
+            .parents_mut()
+            .insert("host".into(), vec![host_id.clone()]);
         if let Some(c) = container_of(p) {
             let cid = format!("{host:04x}{c:04x}cafe");
             process
-                .latest
+                .latest_mut()
                 .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
             process
-                .parents
+                .parents_mut()
                 .insert("container".into(), vec![format!("{cid};<container>")]);
         }
-        process.metrics.insert(
+        process.metrics_mut().insert(
             "process_cpu_usage_percent".into(),
             gauge(p as f64 % 10.0, 100.0, now),
         );
-        process.metrics.insert(
+        process.metrics_mut().insert(
             "process_memory_usage_bytes".into(),
             gauge(32.0e6 + p as f64, 1.0e9, now),
         );
@@ -222,10 +226,10 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                 ..Node::default()
             });
         server_side
-            .latest
+            .latest_mut()
             .insert("pid".into(), LatestEntry::new(&pid, now));
         server_side
-            .latest
+            .latest_mut()
             .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
         for k in 0..shape.connections {
             let peer_host = (host + k + 1) % hosts.max(1);
@@ -239,10 +243,10 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             };
             endpoint.adjacency = vec![remote.clone()];
             endpoint
-                .latest
+                .latest_mut()
                 .insert("pid".into(), LatestEntry::new(&pid, now));
             endpoint
-                .latest
+                .latest_mut()
                 .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
             endpoint_nodes.insert(local, endpoint);
             endpoint_nodes

@@ -11,6 +11,7 @@ pub mod loadgen;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -56,12 +57,13 @@ pub fn delta(current: &Report, full: &Report) -> Report {
                 metrics: node.metrics.clone(),
                 ..Node::default()
             };
-            part.latest = node
-                .latest
-                .iter()
-                .filter(|(k, v)| old.latest.get(*k).is_none_or(|o| o.value != v.value))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            part.latest = Arc::new(
+                node.latest
+                    .iter()
+                    .filter(|(k, v)| old.latest.get(*k).is_none_or(|o| o.value != v.value))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
             if node.sets != old.sets {
                 part.sets = node.sets.clone();
             }
@@ -226,14 +228,14 @@ mod tests {
             topology: "process".into(),
             ..Node::default()
         };
-        n.latest.insert(
+        n.latest_mut().insert(
             "name".into(),
             LatestEntry {
                 timestamp: Time(at),
                 value: name.into(),
             },
         );
-        n.latest.insert(
+        n.latest_mut().insert(
             "pid".into(),
             LatestEntry {
                 timestamp: Time(at),
@@ -241,7 +243,7 @@ mod tests {
             },
         );
         n.adjacency = adjacency.iter().map(|a| (*a).to_owned()).collect();
-        n.metrics.insert(
+        n.metrics_mut().insert(
             "cpu".into(),
             Metric {
                 samples: vec![Sample {
@@ -315,7 +317,7 @@ mod tests {
         for (id, now) in &current.topologies["Process"].nodes {
             let m = &merged.topologies["Process"].nodes[id];
             assert_eq!(m.id, *id);
-            for (k, v) in &now.latest {
+            for (k, v) in now.latest.iter() {
                 assert_eq!(m.latest[k].value, v.value, "{id} {k}");
             }
             assert!(now.adjacency.iter().all(|a| m.adjacency.contains(a)));

@@ -97,7 +97,7 @@ fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
         let members = (0..rng.below(3))
             .map(|_| rng.pick(&IDS).to_owned())
             .collect();
-        node.sets
+        node.sets_mut()
             .insert(rng.pick(&["ips", "ports"]).to_owned(), members);
     }
     node.adjacency = (0..rng.below(3))
@@ -107,12 +107,12 @@ fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
         let members = (0..rng.below(2))
             .map(|_| rng.pick(&IDS).to_owned())
             .collect();
-        node.parents.insert("host".to_owned(), members);
+        node.parents_mut().insert("host".to_owned(), members);
     }
     for _ in 0..rng.below(3) {
         // Timestamps from a small range: ties, and values older than those already seen.
         let entry = LatestEntry::new(rng.pick(&IDS), Time(rng.below(5) as i64));
-        node.latest.insert(rng.pick(&KEYS).to_owned(), entry);
+        node.latest_mut().insert(rng.pick(&KEYS).to_owned(), entry);
     }
     for _ in 0..rng.below(2) {
         let samples = (0..rng.below(3))
@@ -126,7 +126,7 @@ fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
             min: rng.below(10) as f64 - 3.0,
             max: rng.below(10) as f64,
         };
-        node.metrics
+        node.metrics_mut()
             .insert(rng.pick(&["cpu", "mem"]).to_owned(), metric);
     }
     if depth == 0 && rng.chance(15) {
@@ -276,7 +276,7 @@ fn a_value_outdated_by_a_report_that_left_comes_back() {
             topology: "host".into(),
             ..Node::default()
         };
-        node.latest
+        node.latest_mut()
             .insert("state".into(), LatestEntry::new(value, Time(at)));
         let mut report = Report::default();
         report

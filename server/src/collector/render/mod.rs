@@ -16,7 +16,7 @@ pub mod views;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::report::{LatestEntry, Metric, Node, Report, Time};
+use super::report::{LatestEntry, Metric, Node, Report, StringSets, Time};
 
 pub const PSEUDO: &str = "pseudo";
 pub const ENDPOINT: &str = "endpoint";
@@ -83,10 +83,11 @@ pub fn wire_name(topology: &str) -> Option<&'static str> {
 pub struct RNode {
     pub id: String,
     pub topology: String,
-    pub latest: BTreeMap<String, LatestEntry>,
-    pub sets: BTreeMap<String, Vec<String>>,
-    pub parents: BTreeMap<String, Vec<String>>,
-    pub metrics: BTreeMap<String, Metric>,
+    /// Shared with the report node it was made from until a render changes them.
+    pub latest: Arc<BTreeMap<String, LatestEntry>>,
+    pub sets: Arc<StringSets>,
+    pub parents: Arc<StringSets>,
+    pub metrics: Arc<BTreeMap<String, Metric>>,
     /// Scope keeps these in `latest` as `count_<topology>`; they are summed when nodes merge.
     pub counters: BTreeMap<String, u64>,
     pub adjacency: BTreeSet<String>,
@@ -108,10 +109,10 @@ impl RNode {
         RNode {
             id: node.id.clone(),
             topology: node.topology.clone(),
-            latest: node.latest.clone(),
-            sets: node.sets.clone(),
-            parents: node.parents.clone(),
-            metrics: node.metrics.clone(),
+            latest: Arc::clone(&node.latest),
+            sets: Arc::clone(&node.sets),
+            parents: Arc::clone(&node.parents),
+            metrics: Arc::clone(&node.metrics),
             counters: BTreeMap::new(),
             adjacency: node.adjacency.iter().cloned().collect(),
             children: node
@@ -123,12 +124,28 @@ impl RNode {
         }
     }
 
+    pub fn sets_mut(&mut self) -> &mut StringSets {
+        Arc::make_mut(&mut self.sets)
+    }
+
+    pub fn latest_mut(&mut self) -> &mut BTreeMap<String, LatestEntry> {
+        Arc::make_mut(&mut self.latest)
+    }
+
+    pub fn metrics_mut(&mut self) -> &mut BTreeMap<String, Metric> {
+        Arc::make_mut(&mut self.metrics)
+    }
+
+    pub fn parents_mut(&mut self) -> &mut StringSets {
+        Arc::make_mut(&mut self.parents)
+    }
+
     pub fn latest(&self, key: &str) -> Option<&str> {
         self.latest.get(key).map(|l| l.value.as_str())
     }
 
     pub fn set_latest(&mut self, key: &str, value: &str, at: Time) {
-        self.latest
+        self.latest_mut()
             .insert(key.to_owned(), LatestEntry::new(value, at));
     }
 
@@ -153,27 +170,27 @@ impl RNode {
         if self.topology.is_empty() {
             self.topology.clone_from(&other.topology);
         }
-        for (key, entry) in &other.latest {
-            match self.latest.get(key) {
-                Some(existing) if existing.timestamp > entry.timestamp => {}
-                _ => {
-                    self.latest.insert(key.clone(), entry.clone());
+        // A shared map is copied only when the other node adds to it.
+        if self.latest.is_empty() {
+            self.latest = Arc::clone(&other.latest);
+        } else if !Arc::ptr_eq(&self.latest, &other.latest) && !other.latest.is_empty() {
+            let mine = self.latest_mut();
+            for (key, entry) in other.latest.iter() {
+                match mine.get(key) {
+                    Some(existing) if existing.timestamp > entry.timestamp => {}
+                    _ => {
+                        mine.insert(key.clone(), entry.clone());
+                    }
                 }
             }
         }
-        for (mine, theirs) in [
-            (&mut self.sets, &other.sets),
-            (&mut self.parents, &other.parents),
-        ] {
-            for (k, v) in theirs {
-                let set = mine.entry(k.clone()).or_default();
-                set.extend(v.iter().cloned());
-                set.sort();
-                set.dedup();
+        union_sets(&mut self.sets, &other.sets);
+        union_sets(&mut self.parents, &other.parents);
+        if !Arc::ptr_eq(&self.metrics, &other.metrics) && !other.metrics.is_empty() {
+            let mine = self.metrics_mut();
+            for (key, metric) in other.metrics.iter() {
+                mine.entry(key.clone()).or_default().merge(metric);
             }
-        }
-        for (key, metric) in &other.metrics {
-            self.metrics.entry(key.clone()).or_default().merge(metric);
         }
         for (k, v) in &other.counters {
             *self.counters.entry(k.clone()).or_default() += v;
@@ -186,6 +203,21 @@ impl RNode {
 
     pub fn has_children_of(&self, topology: &str) -> bool {
         self.children.values().any(|c| c.topology == topology)
+    }
+}
+
+/// Unions `theirs` into `mine` (each set sorted, without duplicates), copying `mine` only if
+/// `theirs` adds to it.
+fn union_sets(mine: &mut Arc<StringSets>, theirs: &Arc<StringSets>) {
+    if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
+        return;
+    }
+    let mine = Arc::make_mut(mine);
+    for (k, v) in theirs.iter() {
+        let set = mine.entry(k.clone()).or_default();
+        set.extend(v.iter().cloned());
+        set.sort();
+        set.dedup();
     }
 }
 

@@ -362,7 +362,7 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
             let mut rows: Vec<TableRow> = Vec::new();
             if kind == "multicolumn-table" {
                 let mut by_row: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-                for (key, entry) in &n.latest {
+                for (key, entry) in n.latest.iter() {
                     let Some(rest) = key.strip_prefix(prefix).filter(|_| !prefix.is_empty()) else {
                         continue;
                     };
@@ -378,7 +378,7 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                     .map(|(id, entries)| TableRow { id, entries })
                     .collect();
             } else {
-                for (key, entry) in &n.latest {
+                for (key, entry) in n.latest.iter() {
                     let label = match fixed.and_then(|f| f.get(key)).and_then(Value::as_str) {
                         Some(label) => label.to_owned(),
                         None if !prefix.is_empty() && key.starts_with(prefix) => {

@@ -462,21 +462,21 @@ fn known_services_and_local_networks() {
         topology: "host".into(),
         ..Node::default()
     };
-    host.sets
+    host.sets_mut()
         .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
     let mut proc = Node {
         id: "h;1".into(),
         topology: "process".into(),
         ..Node::default()
     };
-    proc.latest.insert(
+    proc.latest_mut().insert(
         "pid".into(),
         LatestEntry {
             timestamp: Time(1),
             value: "1".into(),
         },
     );
-    proc.latest.insert(
+    proc.latest_mut().insert(
         "host_node_id".into(),
         LatestEntry {
             timestamp: Time(1),

@@ -316,10 +316,11 @@ fn containers(ctx: &mut Ctx) -> Arc<Rendered> {
                 "docker_image_label_works.weave.role",
             ] {
                 if let Some(entry) = image.latest.get(key) {
-                    n.latest.insert(key.to_owned(), entry.clone());
+                    n.latest_mut().insert(key.to_owned(), entry.clone());
                 }
             }
-            n.parents.insert(CONTAINER_IMAGE.to_owned(), vec![name_id]);
+            n.parents_mut()
+                .insert(CONTAINER_IMAGE.to_owned(), vec![name_id]);
         }
         out
     })
@@ -500,8 +501,8 @@ fn propagate_single_metrics(input: &Rendered, topology: &str) -> Rendered {
         if let (Some(first), None) = (only.next(), only.next()) {
             let metrics = first.metrics.clone();
             let n = Arc::make_mut(node);
-            for (k, m) in metrics {
-                n.metrics.entry(k).or_default().merge(&m);
+            for (k, m) in metrics.iter() {
+                n.metrics_mut().entry(k.clone()).or_default().merge(m);
             }
         }
     }
@@ -517,7 +518,7 @@ fn propagate_host(input: &Rendered) -> Rendered {
             && n.parents(HOST).is_empty()
             && let Some(child) = n.children.values().find(|c| !c.parents(HOST).is_empty())
         {
-            out.parents
+            out.parents_mut()
                 .insert(HOST.to_owned(), child.parents(HOST).to_vec());
         }
         join.add_mapped(&n.id, out);
