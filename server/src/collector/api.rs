@@ -88,10 +88,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| Error::Internal(e.into()))
 }
 
-/// The instance's window merged for rendering, from the slot's cache when it is current, with its
-/// generation (0 when the instance has no slot here). One merge at a time: readers arriving while
-/// one is made wait for it. The probes' parts are merged without the slot's lock; the slot keeps the
-/// merge for the next reader until the window changes.
+/// The instance's window merged for rendering, with its generation (0 when the instance has no
+/// slot here): the merge another reader still uses if the window has not changed since, else a new
+/// one. One merge at a time: readers arriving while one is made wait for it. The probes' parts are
+/// merged without the slot's lock.
 async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let cell = match state.shard.with_slot(instance, |slot| slot.snapshot(now)) {
@@ -116,11 +116,9 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
                 ))
             })
             .await?;
-            // What the slot no longer keeps is dropped here, not under its lock.
-            let unkept = state.shard.with_slot(instance, |slot| {
-                slot.cache_merged(&cell, generation, merged.clone())
+            state.shard.with_slot(instance, |slot| {
+                slot.cache_merged(&cell, generation, &merged);
             });
-            drop(unkept);
             Ok::<_, Error>((generation, merged))
         })
         .await?;

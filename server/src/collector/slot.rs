@@ -12,7 +12,7 @@
 //! parts, without holding the slot's lock; the slot's lock is only ever taken before a part's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use axum::body::Bytes;
 use shared::instances::{Limits, ProbeInfo, Usage};
@@ -67,7 +67,10 @@ pub struct Slot {
     pub flags: super::shard::Flags,
     /// Bumped whenever the window changes, so a merge of it can be reused until then.
     generation: u64,
-    merged: Option<(u64, Arc<Report>)>,
+    /// The window's merge at a generation, while someone (a render, node details) still uses it:
+    /// not kept beyond that, for under constant ingest the next reader needs a newer one anyway,
+    /// and a large instance's merge is tens of megabytes.
+    merged: Option<(u64, Weak<Report>)>,
     /// A merge being made: readers who need one meanwhile wait for it rather than make their own.
     merging: Option<Merging>,
     /// One background render at a time per instance.
@@ -279,8 +282,9 @@ impl Slot {
         self.prune(now_ms);
         if let Some((generation, merged)) = &self.merged
             && *generation == self.generation
+            && let Some(merged) = merged.upgrade()
         {
-            return Snapshot::Merged(*generation, merged.clone());
+            return Snapshot::Merged(*generation, merged);
         }
         if let Some(cell) = &self.merging {
             if cell.get().is_none() {
@@ -364,25 +368,14 @@ impl Slot {
         }
     }
 
-    /// Keeps a merge of the window as it was at `generation`, made by `cell`.
-    /// Gives back the merge it replaces (or this one, if the window moved on), to drop outside the
-    /// slot's lock.
-    #[must_use = "drop what it gives back after letting go of the slot"]
-    pub fn cache_merged(
-        &mut self,
-        cell: &Merging,
-        generation: u64,
-        merged: Arc<Report>,
-    ) -> Option<Arc<Report>> {
+    /// Shares a merge of the window as it was at `generation`, made by `cell`, with the readers
+    /// that come while it is in use.
+    pub fn cache_merged(&mut self, cell: &Merging, generation: u64, merged: &Arc<Report>) {
         if self.merging.as_ref().is_some_and(|m| Arc::ptr_eq(m, cell)) {
             self.merging = None;
         }
         if generation == self.generation {
-            self.merged
-                .replace((generation, merged))
-                .map(|(_, old)| old)
-        } else {
-            Some(merged)
+            self.merged = Some((generation, Arc::downgrade(merged)));
         }
     }
 
@@ -490,46 +483,53 @@ mod tests {
     }
 
     /// Merges what the snapshot asks for and keeps it, as a reader does.
-    fn read(slot: &mut Slot, now: i64) -> u64 {
+    /// Merges the window as a reader does; the merge is shared while the caller holds it.
+    fn read(slot: &mut Slot, now: i64) -> (u64, Arc<Report>) {
         let Snapshot::Merge(cell) = slot.snapshot(now) else {
             unreachable!("read only when something changed")
         };
         let parts = slot.parts(now);
         let generation = slot.generation();
         let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
-        let _ = slot.cache_merged(&cell, generation, Arc::new(merged));
-        generation
+        let merged = Arc::new(merged);
+        slot.cache_merged(&cell, generation, &merged);
+        (generation, merged)
     }
 
     #[test]
-    fn the_merge_is_cached_until_the_window_changes() {
+    fn the_merge_is_shared_while_in_use_until_the_window_changes() {
         let mut slot = Slot::new(limits(10, 100));
         slot.accept(probe("a", 0), Report::default(), 1_000);
         slot.accept(probe("b", 0), Report::default(), 1_500);
         assert!(matches!(slot.snapshot(2_000), Snapshot::Merge(_)));
         assert_eq!(slot.parts(2_000).len(), 2);
-        read(&mut slot, 2_000);
+        let (_, in_use) = read(&mut slot, 2_000);
         assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(..)));
+        // Once nobody uses it, it is let go of: the next reader merges again.
+        drop(in_use);
+        assert!(matches!(slot.snapshot(2_000), Snapshot::Merge(_)));
+        let (_, in_use) = read(&mut slot, 2_000);
         // A new report changes the window.
         slot.accept(probe("a", 0), Report::default(), 3_000);
         assert!(matches!(slot.snapshot(3_000), Snapshot::Merge(_)));
-        let generation = read(&mut slot, 3_000);
+        let (generation, _in_use) = read(&mut slot, 3_000);
         assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(..)));
+        drop(in_use);
         // So does an old report leaving it: a's first…
         assert!(matches!(slot.snapshot(16_200), Snapshot::Merge(_)));
         assert_eq!(slot.parts(16_200).len(), 2);
-        read(&mut slot, 16_200);
+        let _in_use = read(&mut slot, 16_200);
         // …then b's only one, and b's part goes.
         assert!(matches!(slot.snapshot(16_600), Snapshot::Merge(_)));
         assert_eq!(slot.parts(16_600).len(), 1);
-        // The merge is kept until the window changes.
-        read(&mut slot, 16_600);
+        let _in_use = read(&mut slot, 16_600);
         slot.accept(probe("a", 0), Report::default(), 17_000);
-        // A merge computed for an older generation is not kept.
+        // A merge computed for an older generation is not shared.
         let Snapshot::Merge(cell) = slot.snapshot(17_000) else {
             panic!("the window changed")
         };
-        let _ = slot.cache_merged(&cell, generation, Arc::new(Report::default()));
+        let old = Arc::new(Report::default());
+        slot.cache_merged(&cell, generation, &old);
         assert!(matches!(slot.snapshot(17_000), Snapshot::Merge(_)));
         // Readers share the merge being made.
         let Snapshot::Merge(again) = slot.snapshot(17_000) else {
@@ -690,10 +690,7 @@ mod tests {
         };
         slot.accept(probe("z", 0), report("first"), 1_000);
         slot.accept(probe("a", 0), report("second"), 2_000);
-        read(&mut slot, 2_000);
-        let Snapshot::Merged(_, merged) = slot.snapshot(2_000) else {
-            unreachable!()
-        };
+        let (_, merged) = read(&mut slot, 2_000);
         assert_eq!(merged.id, "first", "the window's oldest report comes first");
     }
 
