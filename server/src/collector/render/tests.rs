@@ -570,3 +570,44 @@ fn load_generator_windows_render_connected_containers() {
     assert_eq!(stats(&view(&r, "hosts", "")).nonpseudo_node_count, 3);
     assert!(stats(&view(&r, "processes", "")).edge_count >= 12);
 }
+
+#[test]
+fn an_image_s_container_children_carry_the_image_name_as_scope_s_do() {
+    let r = fixture_report();
+    let mut ctx = Ctx::new(&r, Time(0));
+    let desc = find_view(&r, "containers-by-image").unwrap();
+    let d = detail::node_details(
+        &mut ctx,
+        &desc,
+        "image/server;<container_image>",
+        &Query::default(),
+    )
+    .unwrap();
+    let containers = d
+        .children
+        .iter()
+        .find(|g| g.topology_id == "containers")
+        .and_then(|g| g.nodes.clone())
+        .unwrap();
+    assert!(!containers.is_empty());
+    for child in &containers {
+        // Scope's ContainerWithImageNameRenderer: ranked by the image's name without its tag, the
+        // image parent named by it, and the image's name among the metadata.
+        assert_eq!(child.rank, "image/server", "{}", child.id);
+        let image_parent: Vec<_> = child
+            .parents
+            .iter()
+            .filter(|p| p.topology_id == "containers-by-image")
+            .map(|p| (p.id.as_str(), p.label.as_str()))
+            .collect();
+        assert_eq!(image_parent, [("image/server;<container_image>", "image/server")]);
+        assert!(
+            child
+                .metadata
+                .iter()
+                .any(|m| m.id == "docker_image_name" && m.value == "image/server"),
+            "{:?}",
+            child.metadata
+        );
+    }
+}

@@ -328,7 +328,9 @@ fn containers(ctx: &mut Ctx) -> Arc<Rendered> {
 
 fn containers_by_image(ctx: &mut Ctx) -> Arc<Rendered> {
     ctx.memo("containers-by-image", |ctx| {
-        let containers = container_base(ctx);
+        // Scope's ContainerWithImageNameRenderer: the children of an image node are containers
+        // with their image's name (rank, parents and image rows as in the containers view).
+        let containers = containers(ctx);
         let seed = ctx.select(CONTAINER_IMAGE);
         let mut join = Join::seeded(&seed.nodes);
         for n in containers.nodes.values() {
