@@ -83,6 +83,21 @@ pub fn decode(
     }
 }
 
+/// A report of `../shared/fixtures/scope/`, decoded (gzipped msgpack or JSON, by its name).
+#[cfg(test)]
+pub(crate) fn read_fixture(name: &str) -> Report {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope")
+        .join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (format, gzip) = if name.ends_with(".msgpack.gz") {
+        (Format::Msgpack, true)
+    } else {
+        (Format::Json, false)
+    };
+    decode(&bytes, format, gzip, 64 << 20).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

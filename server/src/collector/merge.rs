@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::report::{Metric, Node, Report, StringSets, Time, Topology};
+use super::report::{Latest, Metric, Metrics, Node, Report, StringSets, Time, Topology};
 
 impl Report {
     /// Merges `other` into `self`.
@@ -229,14 +229,47 @@ fn union(mine: &mut Vec<String>, theirs: &[String]) {
     mine.dedup();
 }
 
-/// Unions `theirs` into `mine`, copying a shared `mine` only if `theirs` has anything.
-fn union_sets(mine: &mut Arc<StringSets>, theirs: &StringSets) {
-    if theirs.is_empty() {
+/// Unions `theirs` into `mine` (each set sorted, without duplicates), copying a shared `mine` only
+/// if `theirs` adds to it.
+pub fn union_sets(mine: &mut Arc<StringSets>, theirs: &Arc<StringSets>) {
+    if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
         return;
     }
     let mine = Arc::make_mut(mine);
-    for (k, v) in theirs {
+    for (k, v) in theirs.iter() {
         union(mine.entry(k.clone()).or_default(), v);
+    }
+}
+
+/// Latest values: the newest timestamp wins, `theirs` on a tie. An empty `mine` takes `theirs`
+/// shared; a shared `mine` is copied only if `theirs` has anything.
+pub fn merge_latest(mine: &mut Arc<Latest>, theirs: &Arc<Latest>) {
+    if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
+        return;
+    }
+    if mine.is_empty() {
+        *mine = Arc::clone(theirs);
+        return;
+    }
+    let mine = Arc::make_mut(mine);
+    for (key, entry) in theirs.iter() {
+        match mine.get(key) {
+            Some(existing) if existing.timestamp > entry.timestamp => {}
+            _ => {
+                mine.insert(key.clone(), entry.clone());
+            }
+        }
+    }
+}
+
+/// Metrics merged by key (`Metric::merge`), a shared `mine` copied only if `theirs` has any.
+pub fn merge_metrics(mine: &mut Arc<Metrics>, theirs: &Arc<Metrics>) {
+    if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
+        return;
+    }
+    let mine = Arc::make_mut(mine);
+    for (key, metric) in theirs.iter() {
+        mine.entry(key.clone()).or_default().merge(metric);
     }
 }
 
@@ -247,23 +280,8 @@ impl Node {
         union_sets(&mut self.sets, &other.sets);
         union(&mut self.adjacency, &other.adjacency);
         union_sets(&mut self.parents, &other.parents);
-        if !other.latest.is_empty() {
-            let mine = self.latest_mut();
-            for (key, entry) in other.latest.iter() {
-                match mine.get(key) {
-                    Some(existing) if existing.timestamp > entry.timestamp => {}
-                    _ => {
-                        mine.insert(key.clone(), entry.clone());
-                    }
-                }
-            }
-        }
-        if !other.metrics.is_empty() {
-            let mine = self.metrics_mut();
-            for (key, metric) in other.metrics.iter() {
-                mine.entry(key.clone()).or_default().merge(metric);
-            }
-        }
+        merge_latest(&mut self.latest, &other.latest);
+        merge_metrics(&mut self.metrics, &other.metrics);
         for child in &other.children {
             match self
                 .children
@@ -305,30 +323,15 @@ impl Metric {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::collector::decode::{Format, decode};
+    use crate::collector::decode::read_fixture;
     use crate::collector::report::{LatestEntry, Sample};
-
-    fn fixture(name: &str) -> Report {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/scope")
-            .join(name);
-        decode(
-            &std::fs::read(path).unwrap(),
-            Format::Msgpack,
-            true,
-            1 << 24,
-        )
-        .unwrap()
-    }
 
     #[test]
     fn deltas_complete_the_full_report_they_follow() {
-        let full = fixture("probe-full-1.msgpack.gz");
-        let d2 = fixture("probe-delta-2.msgpack.gz");
-        let d3 = fixture("probe-delta-3.msgpack.gz");
+        let full = read_fixture("probe-full-1.msgpack.gz");
+        let d2 = read_fixture("probe-delta-2.msgpack.gz");
+        let d3 = read_fixture("probe-delta-3.msgpack.gz");
         let merged = Report::merge_all([&full, &d2, &d3]);
         assert_eq!(merged.ts, full.ts, "the earliest TS");
         assert_eq!(merged.window, full.window + d2.window + d3.window);
@@ -357,10 +360,10 @@ mod tests {
 
     #[test]
     fn merging_parts_is_merging_the_window() {
-        let full = fixture("probe-full-1.msgpack.gz");
-        let d2 = fixture("probe-delta-2.msgpack.gz");
-        let d3 = fixture("probe-delta-3.msgpack.gz");
-        let f4 = fixture("probe-full-4.msgpack.gz");
+        let full = read_fixture("probe-full-1.msgpack.gz");
+        let d2 = read_fixture("probe-delta-2.msgpack.gz");
+        let d3 = read_fixture("probe-delta-3.msgpack.gz");
+        let f4 = read_fixture("probe-full-4.msgpack.gz");
         let whole = Report::merge_all([&full, &d2, &d3, &f4]);
         let first = Report::merge_plain([&full, &d2]);
         let second = Report::merge_plain([&d3, &f4]);
@@ -375,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_delta_without_its_full_report_leaves_nothing_half_made() {
-        let d2 = fixture("probe-delta-2.msgpack.gz");
+        let d2 = read_fixture("probe-delta-2.msgpack.gz");
         let merged = Report::merge_all([&d2]);
         assert!(
             merged

@@ -213,6 +213,10 @@ pub struct Metric {
 
 /// A node's named string sets (`sets`, `parents`).
 pub type StringSets = BTreeMap<String, Vec<String>>;
+/// A node's latest values by key.
+pub type Latest = BTreeMap<String, LatestEntry>;
+/// A node's metrics by key.
+pub type Metrics = BTreeMap<String, Metric>;
 
 /// A report node. Its maps are shared (`Arc`): renders take nodes from the merged window by
 /// reference, and a map is copied only when a render changes it.
@@ -228,9 +232,9 @@ pub struct Node {
     #[serde(default, deserialize_with = "null_default")]
     pub adjacency: Vec<String>,
     #[serde(default, deserialize_with = "shared_null_default")]
-    pub latest: Arc<BTreeMap<String, LatestEntry>>,
+    pub latest: Arc<Latest>,
     #[serde(default, deserialize_with = "shared_null_default")]
-    pub metrics: Arc<BTreeMap<String, Metric>>,
+    pub metrics: Arc<Metrics>,
     #[serde(default, deserialize_with = "shared_string_sets")]
     pub parents: Arc<StringSets>,
     #[serde(default, deserialize_with = "null_default")]
@@ -242,11 +246,11 @@ impl Node {
         Arc::make_mut(&mut self.sets)
     }
 
-    pub fn latest_mut(&mut self) -> &mut BTreeMap<String, LatestEntry> {
+    pub fn latest_mut(&mut self) -> &mut Latest {
         Arc::make_mut(&mut self.latest)
     }
 
-    pub fn metrics_mut(&mut self) -> &mut BTreeMap<String, Metric> {
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
         Arc::make_mut(&mut self.metrics)
     }
 

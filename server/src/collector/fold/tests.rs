@@ -2,10 +2,9 @@
 //! expiry, for real probe reports and for random ones made to hit every merge rule.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use super::*;
-use crate::collector::decode::{Format, decode};
+use crate::collector::decode::read_fixture;
 
 const QUANTUM: i64 = 1_000;
 const WINDOW: i64 = 15_000;
@@ -42,19 +41,6 @@ impl PlainWindow {
     fn merged(&self) -> Report {
         Report::merge_plain(self.buckets.iter().map(|(_, _, r)| r))
     }
-}
-
-fn fixture(name: &str) -> Report {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/scope")
-        .join(name);
-    decode(
-        &std::fs::read(path).unwrap(),
-        Format::Msgpack,
-        true,
-        1 << 24,
-    )
-    .unwrap()
 }
 
 /// A small deterministic generator (no dependency, same sequence on every run).
@@ -215,10 +201,10 @@ fn folding_random_reports_is_merging_the_buckets_in_the_window() {
 #[test]
 fn folding_the_probe_fixtures_is_merging_them() {
     let reports = [
-        fixture("probe-full-1.msgpack.gz"),
-        fixture("probe-delta-2.msgpack.gz"),
-        fixture("probe-delta-3.msgpack.gz"),
-        fixture("probe-full-4.msgpack.gz"),
+        read_fixture("probe-full-1.msgpack.gz"),
+        read_fixture("probe-delta-2.msgpack.gz"),
+        read_fixture("probe-delta-3.msgpack.gz"),
+        read_fixture("probe-full-4.msgpack.gz"),
     ];
     let mut folded = FoldedWindow::default();
     let mut plain = PlainWindow::default();
@@ -249,9 +235,9 @@ fn folding_the_probe_fixtures_is_merging_them() {
 
 #[test]
 fn the_window_of_several_probes_is_the_merge_of_their_reports() {
-    let full = fixture("probe-full-1.msgpack.gz");
-    let d2 = fixture("probe-delta-2.msgpack.gz");
-    let d3 = fixture("probe-delta-3.msgpack.gz");
+    let full = read_fixture("probe-full-1.msgpack.gz");
+    let d2 = read_fixture("probe-delta-2.msgpack.gz");
+    let d3 = read_fixture("probe-delta-3.msgpack.gz");
     let mut first = FoldedWindow::default();
     first.accept(full.clone(), 0, QUANTUM);
     first.accept(d3.clone(), 6_000, QUANTUM);

@@ -16,7 +16,8 @@ pub mod views;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::report::{LatestEntry, Metric, Node, Report, StringSets, Time};
+use super::merge::{merge_latest, merge_metrics, union_sets};
+use super::report::{Latest, LatestEntry, Metrics, Node, Report, StringSets, Time};
 
 pub const PSEUDO: &str = "pseudo";
 pub const ENDPOINT: &str = "endpoint";
@@ -84,10 +85,10 @@ pub struct RNode {
     pub id: String,
     pub topology: String,
     /// Shared with the report node it was made from until a render changes them.
-    pub latest: Arc<BTreeMap<String, LatestEntry>>,
+    pub latest: Arc<Latest>,
     pub sets: Arc<StringSets>,
     pub parents: Arc<StringSets>,
-    pub metrics: Arc<BTreeMap<String, Metric>>,
+    pub metrics: Arc<Metrics>,
     /// Scope keeps these in `latest` as `count_<topology>`; they are summed when nodes merge.
     pub counters: BTreeMap<String, u64>,
     pub adjacency: BTreeSet<String>,
@@ -128,11 +129,11 @@ impl RNode {
         Arc::make_mut(&mut self.sets)
     }
 
-    pub fn latest_mut(&mut self) -> &mut BTreeMap<String, LatestEntry> {
+    pub fn latest_mut(&mut self) -> &mut Latest {
         Arc::make_mut(&mut self.latest)
     }
 
-    pub fn metrics_mut(&mut self) -> &mut BTreeMap<String, Metric> {
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
         Arc::make_mut(&mut self.metrics)
     }
 
@@ -171,27 +172,10 @@ impl RNode {
             self.topology.clone_from(&other.topology);
         }
         // A shared map is copied only when the other node adds to it.
-        if self.latest.is_empty() {
-            self.latest = Arc::clone(&other.latest);
-        } else if !Arc::ptr_eq(&self.latest, &other.latest) && !other.latest.is_empty() {
-            let mine = self.latest_mut();
-            for (key, entry) in other.latest.iter() {
-                match mine.get(key) {
-                    Some(existing) if existing.timestamp > entry.timestamp => {}
-                    _ => {
-                        mine.insert(key.clone(), entry.clone());
-                    }
-                }
-            }
-        }
+        merge_latest(&mut self.latest, &other.latest);
         union_sets(&mut self.sets, &other.sets);
         union_sets(&mut self.parents, &other.parents);
-        if !Arc::ptr_eq(&self.metrics, &other.metrics) && !other.metrics.is_empty() {
-            let mine = self.metrics_mut();
-            for (key, metric) in other.metrics.iter() {
-                mine.entry(key.clone()).or_default().merge(metric);
-            }
-        }
+        merge_metrics(&mut self.metrics, &other.metrics);
         for (k, v) in &other.counters {
             *self.counters.entry(k.clone()).or_default() += v;
         }
@@ -203,21 +187,6 @@ impl RNode {
 
     pub fn has_children_of(&self, topology: &str) -> bool {
         self.children.values().any(|c| c.topology == topology)
-    }
-}
-
-/// Unions `theirs` into `mine` (each set sorted, without duplicates), copying `mine` only if
-/// `theirs` adds to it.
-fn union_sets(mine: &mut Arc<StringSets>, theirs: &Arc<StringSets>) {
-    if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
-        return;
-    }
-    let mine = Arc::make_mut(mine);
-    for (k, v) in theirs.iter() {
-        let set = mine.entry(k.clone()).or_default();
-        set.extend(v.iter().cloned());
-        set.sort();
-        set.dedup();
     }
 }
 

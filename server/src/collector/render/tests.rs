@@ -1,29 +1,14 @@
 //! Render outputs for the fixtures in `../shared/fixtures/scope/`, checked against expectations
 //! worked out by hand from the fixtures' README and scope-render.md.
 
-use std::path::PathBuf;
-
 use std::collections::BTreeMap;
 
 use super::topologies::{Query, find_view, render_view, stats, topology, topology_list};
 use super::*;
-use crate::collector::decode::{Format, decode};
-
-fn fixture(name: &str) -> Report {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/scope")
-        .join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (format, gzip) = if name.ends_with(".msgpack.gz") {
-        (Format::Msgpack, true)
-    } else {
-        (Format::Json, false)
-    };
-    decode(&bytes, format, gzip, 64 << 20).unwrap()
-}
+use crate::collector::decode::read_fixture;
 
 fn merged(names: &[&str]) -> Report {
-    let reports: Vec<Report> = names.iter().map(|n| fixture(n)).collect();
+    let reports: Vec<Report> = names.iter().map(|n| read_fixture(n)).collect();
     Report::merge_all(reports.iter())
 }
 
@@ -600,7 +585,10 @@ fn an_image_s_container_children_carry_the_image_name_as_scope_s_do() {
             .filter(|p| p.topology_id == "containers-by-image")
             .map(|p| (p.id.as_str(), p.label.as_str()))
             .collect();
-        assert_eq!(image_parent, [("image/server;<container_image>", "image/server")]);
+        assert_eq!(
+            image_parent,
+            [("image/server;<container_image>", "image/server")]
+        );
         assert!(
             child
                 .metadata
