@@ -225,20 +225,15 @@ impl Slot {
         self.windows.entry(probe.to_owned()).or_default().clone()
     }
 
-    /// Records a report folded into `part` (kept as `probe`'s part, should the window have let go
-    /// of it meanwhile); true if it is the first the instance ever accepted.
+    /// Records a report folded into `part`, which [`Slot::part_of`] gave; true if it is the first
+    /// the instance ever accepted. (`prune` keeps a part while a fold holds it, so `part` is still
+    /// the probe's.)
     pub fn accepted(&mut self, probe: ProbeInfo, part: &Part, now_ms: i64) -> bool {
         let first = self.received == 0;
         self.received += 1;
-        let kept = self
-            .windows
+        self.windows
             .entry(probe.id.clone())
             .or_insert_with(|| part.clone());
-        if !Arc::ptr_eq(kept, part) {
-            // A part made for the same probe while this one was let go of: this report's folded
-            // contents go into it (rare: it needs the window to empty during a fold).
-            *kept = part.clone();
-        }
         self.probes.insert(probe.id.clone(), probe);
         self.generation += 1;
         self.prune(now_ms);

@@ -265,7 +265,20 @@ async fn create_an_instance_see_its_token_and_commands_rotate_and_delete() {
         .await
         .unwrap();
     assert_eq!(report.status(), 200);
-    browser.goto(&browser.current_url().await).await;
+    // The reconciler moves it to active on its own task, and the page shows the state it loaded
+    // (it does not refresh itself yet): reload until it shows active.
+    let page = browser.current_url().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(&page).await;
+        let shown = browser
+            .wait_for_text("#instance-state", |t| t == "ready" || t == "active")
+            .await;
+        if shown == "active" || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     browser
         .wait_for_text("#instance-state", |t| t == "active")
         .await;
