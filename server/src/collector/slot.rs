@@ -118,8 +118,11 @@ pub enum RenderPlan {
 /// reader waits for it.
 pub const RENDER_ON_READ_MS: i64 = 20;
 pub const REFRESH_MS: i64 = 1_000;
-/// The oldest a costly render may be and still be served without waiting for a new one.
+/// The oldest a costly render may be and still be served without waiting for a new one…
 pub const MAX_STALE_MS: i64 = 3_000;
+/// …or, while a new one is being made (background renders of one instance take turns, and on a
+/// busy machine a turn can take longer than a second), this old.
+pub const MAX_STALE_REFRESHING_MS: i64 = 10_000;
 /// Renders nobody read for this long are let go.
 const KEEP_UNREAD_MS: i64 = 60_000;
 
@@ -309,9 +312,17 @@ impl Slot {
                 return RenderPlan::Current(kept.rendered.clone());
             }
             let age = now_ms - kept.made_at;
-            if kept.cost_ms >= on_read_ms && age <= MAX_STALE_MS {
+            let refreshing = self.pending.contains_key(key);
+            // While a new render is on its way, a busy instance's readers keep the last one a
+            // while longer rather than all waiting for it.
+            let max_stale = if refreshing {
+                MAX_STALE_REFRESHING_MS
+            } else {
+                MAX_STALE_MS
+            };
+            if kept.cost_ms >= on_read_ms && age <= max_stale {
                 let rendered = kept.rendered.clone();
-                let refresh = (age >= REFRESH_MS && !self.pending.contains_key(key)).then(|| {
+                let refresh = (age >= REFRESH_MS && !refreshing).then(|| {
                     let cell = Making::default();
                     self.pending.insert(key.to_owned(), cell.clone());
                     (cell, self.background.clone())
@@ -625,8 +636,30 @@ mod tests {
             slot.render_plan("hosts?", 2_400, RENDER_ON_READ_MS),
             RenderPlan::Current(_)
         ));
-        // A render older than MAX_STALE_MS is not served: the reader waits for a new one.
+        // While a new render is being made, the last one is served up to MAX_STALE_REFRESHING_MS.
         slot.accept(probe("a", 0), Report::default(), 2_500);
+        let RenderPlan::Recent {
+            refresh: Some(_), ..
+        } = slot.render_plan("hosts?", 3_000, RENDER_ON_READ_MS)
+        else {
+            panic!("expected a refresh")
+        };
+        assert!(matches!(
+            slot.render_plan("hosts?", 2_000 + MAX_STALE_MS + 1, RENDER_ON_READ_MS),
+            RenderPlan::Recent { refresh: None, .. }
+        ));
+        assert!(matches!(
+            slot.render_plan(
+                "hosts?",
+                2_000 + MAX_STALE_REFRESHING_MS + 1,
+                RENDER_ON_READ_MS
+            ),
+            RenderPlan::Wait(_)
+        ));
+        // With none being made, a render older than MAX_STALE_MS is not served: the reader waits
+        // for a new one (the view was not read for a while).
+        let making = slot.pending.remove("hosts?");
+        assert!(making.is_some());
         assert!(matches!(
             slot.render_plan("hosts?", 2_000 + MAX_STALE_MS + 1, RENDER_ON_READ_MS),
             RenderPlan::Wait(_)
