@@ -215,7 +215,7 @@ async fn make_render(
         Ok((generation, rendered)) => {
             slot.cache_render(key, cell, *generation, (began, cost_ms), rendered.clone())
         }
-        Err(_) => slot.render_failed(key, cell),
+        Err(_) => slot.release_render(key, cell),
     });
     made
 }

@@ -124,13 +124,39 @@ impl FirstValue {
 struct TaggedSet(Vec<(String, Seq)>);
 
 impl TaggedSet {
-    fn add(&mut self, seq: Seq, items: Vec<String>) {
-        for item in items {
-            match self.0.binary_search_by(|(v, _)| v.as_str().cmp(&item)) {
-                Ok(at) => self.0[at].1 = seq,
-                Err(at) => self.0.insert(at, (item, seq)),
-            }
+    /// Members already known are tagged in place; otherwise the newcomers are sorted and the two
+    /// sorted lists merged in one pass (inserting them one by one would cost the square of a large
+    /// set's size).
+    fn add(&mut self, seq: Seq, mut items: Vec<String>) {
+        if items.is_empty() {
+            return;
         }
+        let find =
+            |set: &[(String, Seq)], item: &str| set.binary_search_by(|(v, _)| v.as_str().cmp(item));
+        // Mostly members already known (a probe reports the same sets each time): tagged in place.
+        if items.iter().all(|item| find(&self.0, item).is_ok()) {
+            for item in &items {
+                if let Ok(at) = find(&self.0, item) {
+                    self.0[at].1 = seq;
+                }
+            }
+            return;
+        }
+        items.sort_unstable();
+        items.dedup();
+        let mine = std::mem::take(&mut self.0);
+        let mut merged = Vec::with_capacity(mine.len() + items.len());
+        let mut mine = mine.into_iter().peekable();
+        for item in items {
+            while let Some((kept, kept_seq)) = mine.next_if(|(v, _)| *v < item) {
+                merged.push((kept, kept_seq));
+            }
+            // The same member again: this bucket is now its newest.
+            let _ = mine.next_if(|(v, _)| *v == item);
+            merged.push((item, seq));
+        }
+        merged.extend(mine);
+        self.0 = merged;
     }
 
     fn expire(&mut self, oldest: Seq) {

@@ -350,7 +350,7 @@ impl Slot {
         (made_at, cost_ms): (i64, i64),
         rendered: Rendered,
     ) {
-        self.render_failed(key, cell);
+        self.release_render(key, cell);
         let last_read = match self.renders.get(key) {
             Some(kept) if kept.generation > generation => return,
             Some(kept) => kept.last_read.max(made_at),
@@ -367,8 +367,8 @@ impl Slot {
         self.renders.insert(key.to_owned(), kept);
     }
 
-    /// Lets go of `cell`, which did not make its render.
-    pub fn render_failed(&mut self, key: &str, cell: &Making) {
+    /// Lets go of `cell` as the render being made under `key` (made and kept, or failed).
+    pub fn release_render(&mut self, key: &str, cell: &Making) {
         if self.pending.get(key).is_some_and(|p| Arc::ptr_eq(p, cell)) {
             self.pending.remove(key);
         }
@@ -586,7 +586,7 @@ mod tests {
         let RenderPlan::Wait(failed) = slot.render_plan("hosts?x", 1_100, RENDER_ON_READ_MS) else {
             panic!()
         };
-        slot.render_failed("hosts?x", &failed);
+        slot.release_render("hosts?x", &failed);
         let RenderPlan::Wait(again) = slot.render_plan("hosts?x", 1_100, RENDER_ON_READ_MS) else {
             panic!()
         };
