@@ -1,7 +1,10 @@
 //! Turning a `POST /api/report` body into a [`Report`]: content type and encoding as Scope's app
 //! accepts them, decompression capped while streaming (a gzip bomb is refused without inflating it).
 
+use std::borrow::Cow;
 use std::io::Read;
+
+use serde::Deserialize;
 
 use super::report::Report;
 
@@ -58,21 +61,29 @@ pub fn decode(
     gzip: bool,
     max_bytes: usize,
 ) -> Result<Report, DecodeError> {
-    let inflated;
-    let raw: &[u8] = if gzip {
+    parse(&inflate(body, gzip, max_bytes)?, format)
+}
+
+/// A body of at most `max_bytes` after decompression, decompressed.
+pub fn inflate(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+    let raw = if gzip {
         let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_bytes));
         flate2::read::GzDecoder::new(body)
             .take(max_bytes as u64 + 1)
             .read_to_end(&mut out)
             .map_err(|e| DecodeError::Malformed(format!("gzip: {e}")))?;
-        inflated = out;
-        &inflated
+        Cow::Owned(out)
     } else {
-        body
+        Cow::Borrowed(body)
     };
     if raw.len() > max_bytes {
         return Err(DecodeError::TooLarge(max_bytes));
     }
+    Ok(raw)
+}
+
+/// Decodes a decompressed body; a [`super::wire::WireReport`] borrows its strings from it.
+pub fn parse<'de, T: Deserialize<'de>>(raw: &'de [u8], format: Format) -> Result<T, DecodeError> {
     match format {
         Format::Msgpack => {
             rmp_serde::from_slice(raw).map_err(|e| DecodeError::Malformed(format!("msgpack: {e}")))

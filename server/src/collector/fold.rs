@@ -19,7 +19,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use super::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology, owned};
+use super::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
+use super::wire::{List, Text, WireLatest, WireNode, WireReport, WireSets};
 
 /// A bucket's number within its probe's window; they only grow.
 type Seq = u32;
@@ -36,12 +37,12 @@ struct Header {
 }
 
 impl Header {
-    fn of(report: &mut Report) -> Header {
+    fn of(report: &mut WireReport<'_>) -> Header {
         Header {
             ts: report.ts,
             window: report.window,
             shortcut: report.shortcut,
-            id: std::mem::take(&mut report.id),
+            id: std::mem::take(&mut report.id).into_owned(),
             dns: report.dns.take(),
             plugins: report.plugins.take(),
         }
@@ -100,13 +101,13 @@ struct FoldedTopology {
 struct FirstValue(Vec<(Seq, String)>);
 
 impl FirstValue {
-    fn add(&mut self, seq: Seq, value: String) {
+    fn add(&mut self, seq: Seq, value: Text<'_>) {
         if value.is_empty() {
             return;
         }
         match self.0.last_mut() {
-            Some((last, v)) if *v == value => *last = seq,
-            _ => self.0.push((seq, value)),
+            Some((last, v)) if v == value.as_str() => *last = seq,
+            _ => self.0.push((seq, value.into_owned())),
         }
     }
 
@@ -127,12 +128,13 @@ impl TaggedSet {
     /// Members already known are tagged in place; otherwise the newcomers are sorted and the two
     /// sorted lists merged in one pass (inserting them one by one would cost the square of a large
     /// set's size).
-    fn add(&mut self, seq: Seq, mut items: Vec<String>) {
+    fn add(&mut self, seq: Seq, List(mut items): List<Text<'_>>) {
         if items.is_empty() {
             return;
         }
-        let find =
-            |set: &[(String, Seq)], item: &str| set.binary_search_by(|(v, _)| v.as_str().cmp(item));
+        let find = |set: &[(String, Seq)], item: &Text| {
+            set.binary_search_by(|(v, _)| v.as_str().cmp(item.as_str()))
+        };
         // Mostly members already known (a probe reports the same sets each time): tagged in place.
         if items.iter().all(|item| find(&self.0, item).is_ok()) {
             for item in &items {
@@ -148,12 +150,12 @@ impl TaggedSet {
         let mut merged = Vec::with_capacity(mine.len() + items.len());
         let mut mine = mine.into_iter().peekable();
         for item in items {
-            while let Some((kept, kept_seq)) = mine.next_if(|(v, _)| *v < item) {
+            while let Some((kept, kept_seq)) = mine.next_if(|(v, _)| v.as_str() < item.as_str()) {
                 merged.push((kept, kept_seq));
             }
             // The same member again: this bucket is now its newest.
-            let _ = mine.next_if(|(v, _)| *v == item);
-            merged.push((item, seq));
+            let _ = mine.next_if(|(v, _)| v.as_str() == item.as_str());
+            merged.push((item.into_owned(), seq));
         }
         merged.extend(mine);
         self.0 = merged;
@@ -174,9 +176,12 @@ impl TaggedSet {
 struct TaggedSets(BTreeMap<String, (Seq, TaggedSet)>);
 
 impl TaggedSets {
-    fn add(&mut self, seq: Seq, sets: BTreeMap<String, Vec<String>>) {
-        for (name, items) in sets {
-            let (last, set) = self.0.entry(name).or_default();
+    fn add(&mut self, seq: Seq, sets: WireSets<'_>) {
+        for (name, items) in sets.0 {
+            let (last, set) = match self.0.get_mut(name.as_str()) {
+                Some(known) => known,
+                None => self.0.entry(name.into_owned()).or_default(),
+            };
             *last = seq;
             set.add(seq, items);
         }
@@ -214,18 +219,24 @@ impl LatestValues {
         }
     }
 
-    fn add(&mut self, seq: Seq, entry: LatestEntry) {
+    fn add(&mut self, seq: Seq, WireLatest { timestamp, value }: WireLatest<'_>) {
         while self
             .rest
             .last()
-            .is_some_and(|(_, e)| e.timestamp <= entry.timestamp)
+            .is_some_and(|(_, e)| e.timestamp <= timestamp)
         {
             self.rest.pop();
         }
-        if self.rest.is_empty() && self.first.1.timestamp <= entry.timestamp {
-            self.first = (seq, entry);
+        if self.rest.is_empty() && self.first.1.timestamp <= timestamp {
+            // Mostly the value it had, with a newer time: nothing to copy.
+            let first = &mut self.first;
+            first.0 = seq;
+            first.1.timestamp = timestamp;
+            if first.1.value != value.as_str() {
+                first.1.value = value.into_owned();
+            }
         } else {
-            self.rest.push((seq, entry));
+            self.rest.push((seq, owned_entry(timestamp, value)));
         }
     }
 
@@ -246,6 +257,13 @@ impl LatestValues {
         self.first = kept.remove(0);
         self.rest = kept;
         true
+    }
+}
+
+fn owned_entry(timestamp: Time, value: Text<'_>) -> LatestEntry {
+    LatestEntry {
+        timestamp,
+        value: value.into_owned(),
     }
 }
 
@@ -340,28 +358,38 @@ struct FoldedNode {
 
 impl FoldedNode {
     /// `raw`: see [`FoldedMetric::add`].
-    fn add(&mut self, seq: Seq, node: Node, raw: bool) {
+    fn add(&mut self, seq: Seq, node: WireNode<'_>, raw: bool) {
         self.seq = seq;
         self.id.add(seq, node.id);
         self.topology.add(seq, node.topology);
-        self.sets.add(seq, owned(node.sets));
+        self.sets.add(seq, node.sets);
         self.adjacency.add(seq, node.adjacency);
-        self.parents.add(seq, owned(node.parents));
-        for (key, entry) in owned(node.latest) {
-            match self.latest.get_mut(&key) {
-                Some(values) => values.add(seq, entry),
+        self.parents.add(seq, node.parents);
+        for (key, latest) in node.latest.0 {
+            match self.latest.get_mut(key.as_str()) {
+                Some(values) => values.add(seq, latest),
                 None => {
-                    self.latest.insert(key, LatestValues::new(seq, entry));
+                    let entry = owned_entry(latest.timestamp, latest.value);
+                    self.latest
+                        .insert(key.into_owned(), LatestValues::new(seq, entry));
                 }
             }
         }
-        for (key, metric) in owned(node.metrics) {
-            self.metrics.entry(key).or_default().add(seq, metric, raw);
+        for (key, metric) in node.metrics.0 {
+            match self.metrics.get_mut(key.as_str()) {
+                Some(folded) => folded.add(seq, metric, raw),
+                None => self
+                    .metrics
+                    .entry(key.into_owned())
+                    .or_default()
+                    .add(seq, metric, raw),
+            }
         }
-        if !node.children.is_empty() {
+        let List(theirs) = node.children;
+        if !theirs.is_empty() {
             match self.children.last_mut() {
-                Some((last, children)) if *last == seq => merge_children(children, &node.children),
-                _ => self.children.push((seq, node.children)),
+                Some((last, children)) if *last == seq => merge_children(children, &theirs),
+                _ => self.children.push((seq, theirs)),
             }
         }
     }
@@ -426,7 +454,13 @@ fn merge_children(mine: &mut Vec<Node>, theirs: &[Node]) {
 
 impl FoldedWindow {
     /// Folds a report that arrived at `now_ms` into the bucket of its quantum.
-    pub fn accept(&mut self, mut report: Report, now_ms: i64, quantum_ms: i64) {
+    pub fn accept<'de>(
+        &mut self,
+        report: impl Into<WireReport<'de>>,
+        now_ms: i64,
+        quantum_ms: i64,
+    ) {
+        let mut report = report.into();
         let quantum = now_ms.div_euclid(quantum_ms.max(1));
         let header = Header::of(&mut report);
         let mut raw = false;
@@ -451,10 +485,13 @@ impl FoldedWindow {
                 seq
             }
         };
-        for (name, mut topology) in report.topologies {
-            let folded = self.topologies.entry(name).or_default();
+        for (name, topology) in report.topologies {
+            let folded = match self.topologies.get_mut(name.as_str()) {
+                Some(known) => known,
+                None => self.topologies.entry(name.into_owned()).or_default(),
+            };
             folded.seq = seq;
-            let nodes = std::mem::take(&mut topology.nodes);
+            let (topology, nodes) = topology.split();
             match folded.heads.last_mut() {
                 Some((last, head)) if *last == seq => Arc::make_mut(head).merge(&topology),
                 Some((_, head)) if **head == topology => {
@@ -464,7 +501,14 @@ impl FoldedWindow {
                 _ => folded.heads.push((seq, Arc::new(topology))),
             }
             for (id, node) in nodes {
-                folded.nodes.entry(id).or_default().add(seq, node, raw);
+                match folded.nodes.get_mut(id.as_str()) {
+                    Some(known) => known.add(seq, node, raw),
+                    None => folded
+                        .nodes
+                        .entry(id.into_owned())
+                        .or_default()
+                        .add(seq, node, raw),
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ pub mod render;
 pub mod report;
 pub mod shard;
 pub mod slot;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use shared::instances::ProbeInfo;
 use self::decode::DecodeError;
 use self::shard::InProcessShard;
 use self::slot::Refusal;
+use self::wire::WireReport;
 use crate::clock::Clock;
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, ProbeInstance};
@@ -222,58 +224,68 @@ async fn ingest(
     let bytes = axum::body::to_bytes(body, max)
         .await
         .map_err(|_| refuse(Refusal::TooLarge))?;
-    let report = tokio::task::spawn_blocking(move || decode::decode(&bytes, format, gzip, max))
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    let report = match report {
-        Ok(report) => report,
-        Err(DecodeError::TooLarge(_)) => return Err(refuse(Refusal::TooLarge)),
-        Err(e) => {
+    // Decoding and folding run off the async runtime, and without the slot's lock, which readers
+    // and the instance's other probes need meanwhile. The report is decoded in full before any of
+    // it is folded: a report refused half-way leaves nothing behind.
+    let max_nodes = state.config.max_nodes_per_topology;
+    let accepting = state.shard.clone();
+    let into = instance.clone();
+    let folded = tokio::task::spawn_blocking(move || -> std::result::Result<_, Rejected> {
+        let raw = decode::inflate(&bytes, gzip, max)?;
+        let report: WireReport = decode::parse(&raw, format)?;
+        if let Some((name, nodes)) = report.most_nodes()
+            && nodes > max_nodes
+        {
+            return Err(Rejected::TooManyNodes(name.to_owned()));
+        }
+        let probe = ProbeInfo {
+            id: probe_id,
+            hostname: report.hostname(),
+            version,
+            last_seen: now,
+        };
+        let Some(part) = accepting.with_slot(&into, |slot| slot.part_of(&probe.id)) else {
+            return Ok(None);
+        };
+        slot::fold_into(&part, report, now);
+        Ok(accepting.with_slot(&into, |slot| slot.accepted(probe, &part, now)))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.into()))?;
+    let first = match folded {
+        Ok(Some(first)) => first,
+        Ok(None) => return Err(unplaced()),
+        Err(Rejected::Decode(DecodeError::TooLarge(_))) => return Err(refuse(Refusal::TooLarge)),
+        Err(Rejected::Decode(e)) => {
             refuse(Refusal::Malformed);
             return Err(Error::bad_request(e.to_string()));
         }
+        Err(Rejected::TooManyNodes(name)) => {
+            refuse(Refusal::TooLarge);
+            return Err(Error::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                format!("A topology may carry at most {max_nodes} nodes; {name} has more."),
+            ));
+        }
     };
-    let max_nodes = state.config.max_nodes_per_topology;
-    if let Some((name, _)) = report
-        .topologies
-        .iter()
-        .find(|(_, t)| t.nodes.len() > max_nodes)
-    {
-        refuse(Refusal::TooLarge);
-        return Err(Error::client(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
-            format!("A topology may carry at most {max_nodes} nodes; {name} has more."),
-        ));
-    }
-    let hostname = report.topology("Host").and_then(|t| {
-        t.nodes
-            .values()
-            .find_map(|n| n.latest.get("host_name").map(|l| l.value.clone()))
-    });
-    let probe = ProbeInfo {
-        id: probe_id,
-        hostname,
-        version,
-        last_seen: now,
-    };
-    // Folding a report into its probe's part of the window is a merge: off the async runtime,
-    // and without the slot's lock, which readers and the instance's other probes need meanwhile.
-    let accepting = state.shard.clone();
-    let into = instance.clone();
-    let first = tokio::task::spawn_blocking(move || {
-        let part = accepting.with_slot(&into, |slot| slot.part_of(&probe.id))?;
-        slot::fold_into(&part, report, now);
-        accepting.with_slot(&into, |slot| slot.accepted(probe, &part, now))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.into()))?
-    .ok_or_else(unplaced)?;
     if first {
         // Provisioning moves the instance to `active` when it sees the usage; tell it now.
         shard.first_report_accepted();
     }
     Ok(StatusCode::OK)
+}
+
+/// Why a report that was read was not folded in.
+enum Rejected {
+    Decode(DecodeError),
+    TooManyNodes(String),
+}
+
+impl From<DecodeError> for Rejected {
+    fn from(e: DecodeError) -> Self {
+        Rejected::Decode(e)
+    }
 }
 
 fn not_accepting() -> Error {

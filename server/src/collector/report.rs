@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The 23 topologies of a report, by their wire names.
@@ -158,7 +158,7 @@ impl<'de> Deserialize<'de> for Time {
 }
 
 /// `null` decodes as the empty value (real probes send `null` for empty sets, parents, children).
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(super) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -332,42 +332,10 @@ impl Report {
     }
 }
 
-fn next<'de, A: MapAccess<'de>, T: DeserializeOwned + Default>(map: &mut A) -> Result<T, A::Error> {
-    Ok(map.next_value::<Option<T>>()?.unwrap_or_default())
-}
-
+/// Decoded through the wire form, the one decoder of reports.
 impl<'de> Deserialize<'de> for Report {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Report, D::Error> {
-        struct ReportVisitor;
-        impl<'de> Visitor<'de> for ReportVisitor {
-            type Value = Report;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a Scope report (a map)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Report, A::Error> {
-                let mut report = Report::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "TS" => report.ts = map.next_value()?,
-                        "Window" => report.window = next::<A, i64>(&mut map)?,
-                        "Shortcut" => report.shortcut = next::<A, bool>(&mut map)?,
-                        "ID" => report.id = next::<A, String>(&mut map)?,
-                        "DNS" => report.dns = map.next_value()?,
-                        "Plugins" => report.plugins = map.next_value()?,
-                        name if TOPOLOGIES.contains(&name) => {
-                            let topology: Option<Topology> = map.next_value()?;
-                            report.topologies.insert(key, topology.unwrap_or_default());
-                        }
-                        // Sampling, the legacy `nodes` (BugDNS), and anything newer.
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(report)
-            }
-        }
-        d.deserialize_map(ReportVisitor)
+        super::wire::WireReport::deserialize(d).map(super::wire::WireReport::into_report)
     }
 }
 

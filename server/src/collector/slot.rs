@@ -20,6 +20,7 @@ use shared::topology::NodeSummary;
 
 use super::fold::FoldedWindow;
 use super::report::Report;
+use super::wire::WireReport;
 
 /// Reports older than this are dropped (Scope's `--app.window`).
 pub const WINDOW_MS: i64 = 15_000;
@@ -48,7 +49,7 @@ pub fn lock(part: &Mutex<FoldedWindow>) -> MutexGuard<'_, FoldedWindow> {
 
 /// Folds a report that arrived at `now_ms` into a probe's part, after letting go of what left the
 /// window. Runs without the slot's lock; [`Slot::accepted`] follows.
-pub fn fold_into(part: &Mutex<FoldedWindow>, report: Report, now_ms: i64) {
+pub fn fold_into<'de>(part: &Mutex<FoldedWindow>, report: impl Into<WireReport<'de>>, now_ms: i64) {
     let mut window = lock(part);
     window.expire(now_ms, WINDOW_MS);
     window.accept(report, now_ms, QUANTUM_MS);
@@ -217,7 +218,12 @@ impl Slot {
     /// Keeps a decoded report from `probe`, all under the slot's lock (ingest folds outside it:
     /// [`Slot::part_of`], [`fold_into`], [`Slot::accepted`]); true if it is the first the
     /// instance ever accepted.
-    pub fn accept(&mut self, probe: ProbeInfo, report: Report, now_ms: i64) -> bool {
+    pub fn accept<'de>(
+        &mut self,
+        probe: ProbeInfo,
+        report: impl Into<WireReport<'de>>,
+        now_ms: i64,
+    ) -> bool {
         let part = self.part_of(&probe.id);
         fold_into(&part, report, now_ms);
         self.accepted(probe, &part, now_ms)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::collector::decode::read_fixture;
+use crate::collector::decode::{Format, inflate, parse, read_fixture};
 
 const QUANTUM: i64 = 1_000;
 const WINDOW: i64 = 15_000;
@@ -206,6 +206,17 @@ fn folding_the_probe_fixtures_is_merging_them() {
         read_fixture("probe-delta-3.msgpack.gz"),
         read_fixture("probe-full-4.msgpack.gz"),
     ];
+    // The fold takes them as ingest does: decoded straight off the wire, strings borrowed.
+    let bodies: Vec<Vec<u8>> = ["full-1", "delta-2", "delta-3", "full-4"]
+        .iter()
+        .map(|name| {
+            let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "../../shared/fixtures/scope/probe-{name}.msgpack.gz"
+            ));
+            let body = std::fs::read(&path).unwrap();
+            inflate(&body, true, 64 << 20).unwrap().into_owned()
+        })
+        .collect();
     let mut folded = FoldedWindow::default();
     let mut plain = PlainWindow::default();
     // Every 3 s, as the probe sends them, then again (twice as fast) until the first ones leave.
@@ -215,7 +226,8 @@ fn folding_the_probe_fixtures_is_merging_them() {
     for (n, now) in times.into_iter().enumerate() {
         folded.expire(now, WINDOW);
         plain.expire(now);
-        folded.accept(reports[n % 4].clone(), now, QUANTUM);
+        let wire: WireReport = parse(&bodies[n % 4], Format::Msgpack).unwrap();
+        folded.accept(wire, now, QUANTUM);
         plain.accept(reports[n % 4].clone(), now);
         check(&folded, &plain, &format!("report {n}"));
     }

@@ -1,0 +1,524 @@
+//! A report as it comes off the wire, before it is folded into its probe's part of the window.
+//!
+//! Its strings are borrowed from the request body wherever the encoding allows (msgpack always,
+//! JSON unless a string has escapes) and its maps are kept as the lists of entries they came as:
+//! folding it then looks every node, key and member up by the borrowed string and copies only what
+//! the part did not have yet. A probe sends almost the same report every few seconds, so a report
+//! is folded with few allocations; decoding into owned maps first cost more than the fold itself.
+//!
+//! The one decoder of reports: [`Report`]'s own decoding goes through it
+//! ([`WireReport::into_report`]). A key repeated within one map (no probe sends that; Go's maps
+//! cannot) is taken in the order it came: [`Report`] keeps the last, a fold merges them.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::report::{
+    LatestEntry, Metric, Node, Report, TOPOLOGIES, Templates, Time, Topology, null_default, owned,
+};
+
+/// Elements taken on trust from a length a map or list announces before they arrive.
+const MAX_PREALLOCATED: usize = 1024;
+
+/// A string of the report; `null` is the empty string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Text<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+
+    /// Whether it points into the body it was decoded from.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+}
+
+impl From<String> for Text<'static> {
+    fn from(s: String) -> Self {
+        Text(Cow::Owned(s))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(PhantomData<Text<'a>>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or null")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Text<'a>, E> {
+                std::str::from_utf8(v)
+                    .map(|s| Text(Cow::Borrowed(s)))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Bytes(v), &self))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Text<'a>, E> {
+                std::str::from_utf8(v)
+                    .map(|s| Text(Cow::Owned(s.to_owned())))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Bytes(v), &self))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Text<'a>, E> {
+                Ok(Text::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Text<'a>, E> {
+                Ok(Text::default())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Text<'a>, D::Error> {
+                Text::deserialize(d)
+            }
+        }
+        d.deserialize_any(TextVisitor(PhantomData))
+    }
+}
+
+/// A list as it came; `null` is the empty list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct List<T>(pub Vec<T>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(Vec::new())
+    }
+}
+
+impl<'a, T: Deserialize<'a>> Deserialize<'a> for List<T> {
+    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor<T>(PhantomData<T>);
+        impl<'a, T: Deserialize<'a>> Visitor<'a> for ListVisitor<T> {
+            type Value = List<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list or null")
+            }
+            fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<List<T>, A::Error> {
+                let mut items =
+                    Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(List(items))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<List<T>, E> {
+                Ok(List::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<List<T>, E> {
+                Ok(List::default())
+            }
+            fn visit_some<D: Deserializer<'a>>(self, d: D) -> Result<List<T>, D::Error> {
+                List::deserialize(d)
+            }
+        }
+        d.deserialize_any(ListVisitor(PhantomData))
+    }
+}
+
+/// A map's entries in the order they came; `null` is the empty map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entries<'a, V>(pub Vec<(Text<'a>, V)>);
+
+impl<V> Default for Entries<'_, V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Entries<'a, V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<'a, V>(PhantomData<(Text<'a>, V)>);
+        impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<'a, V> {
+            type Value = Entries<'a, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map or null")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries =
+                    Vec::with_capacity(map.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Entries::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Entries::default())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                Entries::deserialize(d)
+            }
+        }
+        d.deserialize_any(EntriesVisitor(PhantomData))
+    }
+}
+
+impl<V> Entries<'_, V> {
+    /// As a map: a key that came twice has its last value.
+    fn into_map<T>(self, mut value: impl FnMut(V) -> T) -> BTreeMap<String, T> {
+        self.0
+            .into_iter()
+            .map(|(key, v)| (key.into_owned(), value(v)))
+            .collect()
+    }
+}
+
+/// Named string sets (a node's `sets` and `parents`).
+pub type WireSets<'a> = Entries<'a, List<Text<'a>>>;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct WireLatest<'a> {
+    #[serde(default)]
+    pub timestamp: Time,
+    #[serde(default, borrow)]
+    pub value: Text<'a>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct WireNode<'a> {
+    #[serde(default, borrow)]
+    pub id: Text<'a>,
+    #[serde(default, borrow)]
+    pub topology: Text<'a>,
+    #[serde(default, borrow)]
+    pub sets: WireSets<'a>,
+    #[serde(default, borrow)]
+    pub adjacency: List<Text<'a>>,
+    #[serde(default, borrow)]
+    pub latest: Entries<'a, WireLatest<'a>>,
+    #[serde(default, borrow)]
+    pub metrics: Entries<'a, Metric>,
+    #[serde(default, borrow)]
+    pub parents: WireSets<'a>,
+    /// Rare (probes seldom send children), so decoded as they are kept.
+    #[serde(default)]
+    pub children: List<Node>,
+}
+
+/// A topology: its nodes, and its head (everything else, as [`Topology`] holds it).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct WireTopology<'a> {
+    #[serde(default, borrow)]
+    pub shape: Text<'a>,
+    #[serde(default, borrow)]
+    pub tag: Text<'a>,
+    #[serde(default, borrow)]
+    pub label: Text<'a>,
+    #[serde(default, borrow)]
+    pub label_plural: Text<'a>,
+    #[serde(default, borrow)]
+    pub nodes: Entries<'a, WireNode<'a>>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub controls: Templates,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metadata_templates: Templates,
+    #[serde(default, deserialize_with = "null_default")]
+    pub metric_templates: Templates,
+    #[serde(default, deserialize_with = "null_default")]
+    pub table_templates: Templates,
+}
+
+impl<'a> WireTopology<'a> {
+    /// The topology without its nodes, and its nodes.
+    pub fn split(self) -> (Topology, Vec<(Text<'a>, WireNode<'a>)>) {
+        let head = Topology {
+            shape: self.shape.into_owned(),
+            tag: self.tag.into_owned(),
+            label: self.label.into_owned(),
+            label_plural: self.label_plural.into_owned(),
+            nodes: BTreeMap::new(),
+            controls: self.controls,
+            metadata_templates: self.metadata_templates,
+            metric_templates: self.metric_templates,
+            table_templates: self.table_templates,
+        };
+        (head, self.nodes.0)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WireReport<'a> {
+    pub ts: Time,
+    pub window: i64,
+    pub shortcut: bool,
+    pub id: Text<'a>,
+    /// Only those of [`TOPOLOGIES`], in the order they came.
+    pub topologies: Vec<(Text<'a>, WireTopology<'a>)>,
+    pub dns: serde_json::Value,
+    pub plugins: serde_json::Value,
+}
+
+fn next<'a, A: MapAccess<'a>, T: Deserialize<'a> + Default>(map: &mut A) -> Result<T, A::Error> {
+    Ok(map.next_value::<Option<T>>()?.unwrap_or_default())
+}
+
+impl<'a> Deserialize<'a> for WireReport<'a> {
+    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
+        struct ReportVisitor;
+        impl<'a> Visitor<'a> for ReportVisitor {
+            type Value = WireReport<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Scope report (a map)")
+            }
+            fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut report = WireReport::default();
+                while let Some(key) = map.next_key::<Text<'a>>()? {
+                    match key.as_str() {
+                        "TS" => report.ts = map.next_value()?,
+                        "Window" => report.window = next::<A, i64>(&mut map)?,
+                        "Shortcut" => report.shortcut = next::<A, bool>(&mut map)?,
+                        "ID" => report.id = map.next_value()?,
+                        "DNS" => report.dns = map.next_value()?,
+                        "Plugins" => report.plugins = map.next_value()?,
+                        name if TOPOLOGIES.contains(&name) => {
+                            let topology = next::<A, WireTopology<'a>>(&mut map)?;
+                            report.topologies.push((key, topology));
+                        }
+                        // Sampling, the legacy `nodes` (BugDNS), and anything newer.
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(report)
+            }
+        }
+        d.deserialize_map(ReportVisitor)
+    }
+}
+
+impl WireReport<'_> {
+    /// Nodes of the largest topology, counted as they came.
+    pub fn most_nodes(&self) -> Option<(&str, usize)> {
+        self.topologies
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.nodes.0.len()))
+            .max_by_key(|(_, n)| *n)
+    }
+
+    /// The host's name, as its Host node says.
+    pub fn hostname(&self) -> Option<String> {
+        let (_, host) = self.topologies.iter().find(|(n, _)| n.as_str() == "Host")?;
+        host.nodes.0.iter().find_map(|(_, node)| {
+            node.latest
+                .0
+                .iter()
+                .rev()
+                .find(|(key, _)| key.as_str() == "host_name")
+                .map(|(_, latest)| latest.value.as_str().to_owned())
+        })
+    }
+
+    /// The report with maps of owned strings.
+    pub fn into_report(self) -> Report {
+        let mut report = Report {
+            ts: self.ts,
+            window: self.window,
+            shortcut: self.shortcut,
+            id: self.id.into_owned(),
+            topologies: BTreeMap::new(),
+            dns: self.dns,
+            plugins: self.plugins,
+        };
+        for (name, topology) in self.topologies {
+            let (mut head, nodes) = topology.split();
+            head.nodes = nodes
+                .into_iter()
+                .map(|(id, node)| (id.into_owned(), node.into_node()))
+                .collect();
+            report.topologies.insert(name.into_owned(), head);
+        }
+        report
+    }
+}
+
+fn strings(list: List<Text<'_>>) -> Vec<String> {
+    list.0.into_iter().map(Text::into_owned).collect()
+}
+
+fn texts(list: Vec<String>) -> List<Text<'static>> {
+    List(list.into_iter().map(Text::from).collect())
+}
+
+fn wire_sets(sets: BTreeMap<String, Vec<String>>) -> WireSets<'static> {
+    Entries(
+        sets.into_iter()
+            .map(|(name, items)| (Text::from(name), texts(items)))
+            .collect(),
+    )
+}
+
+impl WireNode<'_> {
+    pub fn into_node(self) -> Node {
+        Node {
+            id: self.id.into_owned(),
+            topology: self.topology.into_owned(),
+            sets: Arc::new(self.sets.into_map(strings)),
+            adjacency: strings(self.adjacency),
+            latest: Arc::new(self.latest.into_map(|l| LatestEntry {
+                timestamp: l.timestamp,
+                value: l.value.into_owned(),
+            })),
+            metrics: Arc::new(self.metrics.into_map(|m| m)),
+            parents: Arc::new(self.parents.into_map(strings)),
+            children: self.children.0,
+        }
+    }
+}
+
+impl From<Node> for WireNode<'static> {
+    fn from(node: Node) -> Self {
+        WireNode {
+            id: node.id.into(),
+            topology: node.topology.into(),
+            sets: wire_sets(owned(node.sets)),
+            adjacency: texts(node.adjacency),
+            latest: Entries(
+                owned(node.latest)
+                    .into_iter()
+                    .map(|(key, l)| {
+                        let value = WireLatest {
+                            timestamp: l.timestamp,
+                            value: l.value.into(),
+                        };
+                        (key.into(), value)
+                    })
+                    .collect(),
+            ),
+            metrics: Entries(
+                owned(node.metrics)
+                    .into_iter()
+                    .map(|(key, m)| (key.into(), m))
+                    .collect(),
+            ),
+            parents: wire_sets(owned(node.parents)),
+            children: List(node.children),
+        }
+    }
+}
+
+/// A report built in memory (tests, benchmarks), to fold as if it had come off the wire.
+impl From<Report> for WireReport<'static> {
+    fn from(report: Report) -> Self {
+        let topologies = report
+            .topologies
+            .into_iter()
+            .map(|(name, topology)| {
+                let wire = WireTopology {
+                    shape: topology.shape.into(),
+                    tag: topology.tag.into(),
+                    label: topology.label.into(),
+                    label_plural: topology.label_plural.into(),
+                    nodes: Entries(
+                        topology
+                            .nodes
+                            .into_iter()
+                            .map(|(id, node)| (id.into(), node.into()))
+                            .collect(),
+                    ),
+                    controls: topology.controls,
+                    metadata_templates: topology.metadata_templates,
+                    metric_templates: topology.metric_templates,
+                    table_templates: topology.table_templates,
+                };
+                (name.into(), wire)
+            })
+            .collect();
+        WireReport {
+            ts: report.ts,
+            window: report.window,
+            shortcut: report.shortcut,
+            id: report.id.into(),
+            topologies,
+            dns: report.dns,
+            plugins: report.plugins,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::decode::{Format, inflate, parse, read_fixture};
+
+    fn fixture_bytes(name: &str) -> Vec<u8> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/scope")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn msgpack_reports_borrow_their_strings_from_the_body() {
+        let body = fixture_bytes("probe-full-1.msgpack.gz");
+        let raw = inflate(&body, true, 64 << 20).unwrap();
+        let report: WireReport = parse(&raw, Format::Msgpack).unwrap();
+        let mut texts = 0;
+        for (name, topology) in &report.topologies {
+            assert!(name.is_borrowed());
+            for (id, node) in &topology.nodes.0 {
+                assert!(id.is_borrowed() && node.id.is_borrowed(), "{}", id.as_str());
+                for (key, latest) in &node.latest.0 {
+                    assert!(key.is_borrowed() && latest.value.is_borrowed());
+                    texts += 2;
+                }
+                for member in node
+                    .adjacency
+                    .0
+                    .iter()
+                    .chain(node.sets.0.iter().flat_map(|s| &s.1.0))
+                {
+                    assert!(member.is_borrowed());
+                    texts += 1;
+                }
+            }
+        }
+        assert!(texts > 100, "{texts}");
+        // And round trip: the wire form of the decoded report is what was decoded.
+        assert_eq!(
+            WireReport::from(report.clone().into_report()).into_report(),
+            read_fixture("probe-full-1.msgpack.gz")
+        );
+    }
+
+    #[test]
+    fn json_strings_with_escapes_are_copied_and_nulls_are_empty() {
+        let body = br#"{"Process": {"nodes": {"a\u0041": {"id": null, "latest":
+            {"k": {"timestamp": null, "value": "x\"y"}}, "sets": {"s": null}, "adjacency": null,
+            "parents": null, "metrics": null, "children": null}}, "shape": null}, "Bogus": {}}"#;
+        let report: WireReport = parse(body, Format::Json).unwrap();
+        assert_eq!(report.topologies.len(), 1);
+        let (id, node) = &report.topologies[0].1.nodes.0[0];
+        assert_eq!((id.as_str(), id.is_borrowed()), ("aA", false));
+        let (key, latest) = &node.latest.0[0];
+        assert!(key.is_borrowed());
+        assert_eq!(latest.value.as_str(), "x\"y");
+        assert_eq!(latest.timestamp, Time::ZERO);
+        assert!(node.id.is_empty() && node.adjacency.0.is_empty() && node.children.0.is_empty());
+        assert_eq!(node.sets.0.len(), 1);
+        assert!(node.sets.0[0].1.0.is_empty());
+    }
+}
