@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use scopehub::collector::decode::{Format, decode, inflate, parse};
-use scopehub::collector::wire::WireReport;
 use scopehub::collector::fold::{FoldedWindow, merge_window};
 use scopehub::collector::render::Ctx;
 use scopehub::collector::render::topologies::{Query, topology, topology_list};
 use scopehub::collector::report::{Report, Time};
 use scopehub::collector::slot::{QUANTUM_MS, WINDOW_MS};
+use scopehub::collector::wire::WireReport;
 use scopehub::probe::loadgen::{Shape, synthetic_report};
 
 /// The allocator the `scopehub` binary uses, so that these numbers are the binary's.
@@ -96,22 +96,28 @@ fn medium_window(c: &mut Criterion) {
     group.bench_function("decode one medium report", |b| {
         b.iter(|| {
             let raw = inflate(&body, true, 64 << 20).unwrap();
-            parse::<WireReport>(&raw, Format::Msgpack).unwrap().topologies.len()
+            parse::<WireReport>(&raw, Format::Msgpack)
+                .unwrap()
+                .topologies
+                .len()
         })
     });
     // Ingest in the steady state: each new report (every 3 s) decoded and folded into its
     // probe's part as the oldest bucket leaves.
     let mut part = FoldedWindow::default();
     let mut at = 0;
-    group.bench_function("decode and fold one medium report into its probe's part", |b| {
-        b.iter(|| {
-            let raw = inflate(&body, true, 64 << 20).unwrap();
-            let report: WireReport = parse(&raw, Format::Msgpack).unwrap();
-            at += 3_000;
-            part.expire(at, WINDOW_MS);
-            part.accept(report, at, QUANTUM_MS);
-        })
-    });
+    group.bench_function(
+        "decode and fold one medium report into its probe's part",
+        |b| {
+            b.iter(|| {
+                let raw = inflate(&body, true, 64 << 20).unwrap();
+                let report: WireReport = parse(&raw, Format::Msgpack).unwrap();
+                at += 3_000;
+                part.expire(at, WINDOW_MS);
+                part.accept(report, at, QUANTUM_MS);
+            })
+        },
+    );
     let folded: Vec<FoldedWindow> = parts
         .iter()
         .map(|report| {

@@ -163,6 +163,9 @@ impl TaggedSet {
 
     fn expire(&mut self, oldest: Seq) {
         self.0.retain(|(_, seq)| *seq >= oldest);
+        if self.0.capacity() > 2 * self.0.len() + 4 {
+            self.0.shrink_to_fit();
+        }
     }
 
     fn values(&self) -> Vec<String> {
@@ -170,25 +173,100 @@ impl TaggedSet {
     }
 }
 
-/// Named sets (a node's `sets` and `parents`): a name stays while a bucket in the window had it,
-/// even with no members (the plain merge keeps such a name with an empty list).
-#[derive(Debug, Default)]
-struct TaggedSets(BTreeMap<String, (Seq, TaggedSet)>);
+/// A node's few entries by key (latest values, metrics, named sets), sorted. Most nodes have one
+/// to ten: a `BTreeMap` would allocate a whole leaf (room for eleven) for each map of each node,
+/// which was most of a part's memory.
+#[derive(Debug)]
+struct Keyed<V>(Vec<(String, V)>);
 
-impl TaggedSets {
-    fn add(&mut self, seq: Seq, sets: WireSets<'_>) {
-        for (name, items) in sets.0 {
-            let (last, set) = match self.0.get_mut(name.as_str()) {
-                Some(known) => known,
-                None => self.0.entry(name.into_owned()).or_default(),
-            };
-            *last = seq;
-            set.add(seq, items);
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Keyed(Vec::new())
+    }
+}
+
+impl<V> Keyed<V> {
+    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        let at = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
+        Some(&mut self.0[at].1)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        self.0.retain_mut(|(_, v)| keep(v));
+        if self.0.capacity() > 2 * self.0.len() + 4 {
+            self.0.shrink_to_fit();
         }
     }
 
+    /// Folds a report's entries in, in the order they came: a known key's through `update`, a new
+    /// key's made by `create` (and a key that comes again, through `update`). New keys are sorted
+    /// and merged in at once, so a large map costs `n log n`, not the square of its size.
+    fn fold<T>(
+        &mut self,
+        entries: Vec<(Text<'_>, T)>,
+        mut update: impl FnMut(&mut V, T),
+        mut create: impl FnMut(T) -> V,
+    ) {
+        let mut fresh = Vec::new();
+        for (key, item) in entries {
+            match self.get_mut(key.as_str()) {
+                Some(known) => update(known, item),
+                None => fresh.push((key, item)),
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        // Stable: a key that came twice is taken in the order it came.
+        fresh.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut made: Vec<(String, V)> = Vec::with_capacity(fresh.len());
+        for (key, item) in fresh {
+            match made.last_mut() {
+                Some((last, value)) if last == key.as_str() => update(value, item),
+                _ => made.push((key.into_owned(), create(item))),
+            }
+        }
+        let mine = std::mem::take(&mut self.0);
+        let mut merged = Vec::with_capacity(mine.len() + made.len());
+        let mut mine = mine.into_iter().peekable();
+        for entry in made {
+            while let Some(kept) = mine.next_if(|(k, _)| *k < entry.0) {
+                merged.push(kept);
+            }
+            merged.push(entry);
+        }
+        merged.extend(mine);
+        self.0 = merged;
+    }
+}
+
+/// Named sets (a node's `sets` and `parents`): a name stays while a bucket in the window had it,
+/// even with no members (the plain merge keeps such a name with an empty list).
+#[derive(Debug, Default)]
+struct TaggedSets(Keyed<(Seq, TaggedSet)>);
+
+impl TaggedSets {
+    fn add(&mut self, seq: Seq, sets: WireSets<'_>) {
+        self.0.fold(
+            sets.0,
+            |(last, set), items| {
+                *last = seq;
+                set.add(seq, items);
+            },
+            |items| {
+                let mut set = TaggedSet::default();
+                set.add(seq, items);
+                (seq, set)
+            },
+        );
+    }
+
     fn expire(&mut self, oldest: Seq) {
-        self.0.retain(|_, (seq, set)| {
+        self.0.retain(|(seq, set)| {
             set.expire(oldest);
             *seq >= oldest
         });
@@ -272,7 +350,8 @@ fn owned_entry(timestamp: Time, value: Text<'_>) -> LatestEntry {
 #[derive(Debug, Default)]
 struct FoldedMetric {
     seq: Seq,
-    samples: BTreeMap<Time, (Seq, f64)>,
+    /// By date: (date, bucket, value).
+    samples: Vec<(Time, Seq, f64)>,
     /// Per bucket: (bucket, min, max, had samples).
     bounds: Vec<(Seq, f64, f64, bool)>,
 }
@@ -294,13 +373,43 @@ impl FoldedMetric {
                 *had |= has_samples;
             }
         }
-        for Sample { date, value } in metric.samples {
-            self.samples.insert(date, (seq, value));
+        self.add_samples(seq, metric.samples);
+    }
+
+    /// Samples by date, a later one winning a date that comes again. Mostly newer than all kept,
+    /// so appended; otherwise sorted and merged in one pass.
+    fn add_samples(&mut self, seq: Seq, mut samples: Vec<Sample>) {
+        if samples.is_empty() {
+            return;
         }
+        if !samples.is_sorted_by(|a, b| a.date < b.date) {
+            samples.reverse();
+            // Stable, on the reversed list: of equal dates the last that came is first.
+            samples.sort_by_key(|s| s.date);
+            samples.dedup_by_key(|s| s.date);
+        }
+        let first = samples[0].date;
+        if self.samples.last().is_none_or(|(date, ..)| *date < first) {
+            self.samples
+                .extend(samples.into_iter().map(|s| (s.date, seq, s.value)));
+            return;
+        }
+        let mine = std::mem::take(&mut self.samples);
+        let mut merged = Vec::with_capacity(mine.len() + samples.len());
+        let mut mine = mine.into_iter().peekable();
+        for Sample { date, value } in samples {
+            while let Some(kept) = mine.next_if(|(d, ..)| *d < date) {
+                merged.push(kept);
+            }
+            let _ = mine.next_if(|(d, ..)| *d == date);
+            merged.push((date, seq, value));
+        }
+        merged.extend(mine);
+        self.samples = merged;
     }
 
     fn expire(&mut self, oldest: Seq) -> bool {
-        self.samples.retain(|_, (seq, _)| *seq >= oldest);
+        self.samples.retain(|(_, seq, _)| *seq >= oldest);
         self.bounds.retain(|(seq, ..)| *seq >= oldest);
         self.seq >= oldest
     }
@@ -321,7 +430,7 @@ impl FoldedMetric {
         metric.samples = self
             .samples
             .iter()
-            .map(|(date, (_, value))| Sample {
+            .map(|(date, _, value)| Sample {
                 date: *date,
                 value: *value,
             })
@@ -350,8 +459,8 @@ struct FoldedNode {
     sets: TaggedSets,
     adjacency: TaggedSet,
     parents: TaggedSets,
-    latest: BTreeMap<String, LatestValues>,
-    metrics: BTreeMap<String, FoldedMetric>,
+    latest: Keyed<LatestValues>,
+    metrics: Keyed<FoldedMetric>,
     /// Per bucket that had any: its children (rare: probes seldom send them).
     children: Vec<(Seq, Vec<Node>)>,
 }
@@ -365,26 +474,20 @@ impl FoldedNode {
         self.sets.add(seq, node.sets);
         self.adjacency.add(seq, node.adjacency);
         self.parents.add(seq, node.parents);
-        for (key, latest) in node.latest.0 {
-            match self.latest.get_mut(key.as_str()) {
-                Some(values) => values.add(seq, latest),
-                None => {
-                    let entry = owned_entry(latest.timestamp, latest.value);
-                    self.latest
-                        .insert(key.into_owned(), LatestValues::new(seq, entry));
-                }
-            }
-        }
-        for (key, metric) in node.metrics.0 {
-            match self.metrics.get_mut(key.as_str()) {
-                Some(folded) => folded.add(seq, metric, raw),
-                None => self
-                    .metrics
-                    .entry(key.into_owned())
-                    .or_default()
-                    .add(seq, metric, raw),
-            }
-        }
+        self.latest.fold(
+            node.latest.0,
+            |values, latest| values.add(seq, latest),
+            |latest| LatestValues::new(seq, owned_entry(latest.timestamp, latest.value)),
+        );
+        self.metrics.fold(
+            node.metrics.0,
+            |folded, metric| folded.add(seq, metric, raw),
+            |metric| {
+                let mut folded = FoldedMetric::default();
+                folded.add(seq, metric, raw);
+                folded
+            },
+        );
         let List(theirs) = node.children;
         if !theirs.is_empty() {
             match self.children.last_mut() {
@@ -404,8 +507,8 @@ impl FoldedNode {
         self.sets.expire(oldest);
         self.adjacency.expire(oldest);
         self.parents.expire(oldest);
-        self.latest.retain(|_, values| values.expire(oldest));
-        self.metrics.retain(|_, metric| metric.expire(oldest));
+        self.latest.retain(|values| values.expire(oldest));
+        self.metrics.retain(|metric| metric.expire(oldest));
         self.children.retain(|(seq, _)| *seq >= oldest);
         true
     }

@@ -230,25 +230,26 @@ async fn ingest(
     let max_nodes = state.config.max_nodes_per_topology;
     let accepting = state.shard.clone();
     let into = instance.clone();
-    let folded = tokio::task::spawn_blocking(move || -> std::result::Result<_, Rejected> {
-        let raw = decode::inflate(&bytes, gzip, max)?;
-        let report: WireReport = decode::parse(&raw, format)?;
-        if let Some((name, nodes)) = report.most_nodes()
-            && nodes > max_nodes
-        {
-            return Err(Rejected::TooManyNodes(name.to_owned()));
-        }
-        let probe = ProbeInfo {
-            id: probe_id,
-            hostname: report.hostname(),
-            version,
-            last_seen: now,
-        };
-        let Some(part) = accepting.with_slot(&into, |slot| slot.part_of(&probe.id)) else {
-            return Ok(None);
-        };
-        slot::fold_into(&part, report, now);
-        Ok(accepting.with_slot(&into, |slot| slot.accepted(probe, &part, now)))
+    let folded = tokio::task::spawn_blocking(move || {
+        decode::with_inflated(&bytes, gzip, max, |raw| {
+            let report: WireReport = decode::parse(raw, format)?;
+            if let Some((name, nodes)) = report.most_nodes()
+                && nodes > max_nodes
+            {
+                return Err(Rejected::TooManyNodes(name.to_owned()));
+            }
+            let probe = ProbeInfo {
+                id: probe_id,
+                hostname: report.hostname(),
+                version,
+                last_seen: now,
+            };
+            let Some(part) = accepting.with_slot(&into, |slot| slot.part_of(&probe.id)) else {
+                return Ok(None);
+            };
+            slot::fold_into(&part, report, now);
+            Ok(accepting.with_slot(&into, |slot| slot.accepted(probe, &part, now)))
+        })?
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?;

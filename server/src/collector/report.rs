@@ -90,8 +90,76 @@ impl Time {
     }
 
     pub fn parse_rfc3339(s: &str) -> Option<Time> {
+        if let Some(t) = Time::parse_utc(s.as_bytes()) {
+            return Some(t);
+        }
         let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
         Some(Time::from_unix(t.timestamp(), t.timestamp_subsec_nanos()))
+    }
+
+    /// The form every probe writes, `2026-11-28T06:10:18.062328274Z` (UTC, the fraction
+    /// optional, at most nanoseconds), read without a general parser: a report carries a time for
+    /// every latest value and sample. `None` for anything else, which the general parser reads.
+    fn parse_utc(b: &[u8]) -> Option<Time> {
+        fn digits(b: &[u8]) -> Option<i64> {
+            b.iter().try_fold(0i64, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+            })
+        }
+        if b.len() < 20 || b[b.len() - 1] != b'Z' {
+            return None;
+        }
+        if [b[4], b[7], b[10], b[13], b[16]] != [b'-', b'-', b'T', b':', b':'] {
+            return None;
+        }
+        let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+        let (hour, minute, second) = (
+            digits(&b[11..13])?,
+            digits(&b[14..16])?,
+            digits(&b[17..19])?,
+        );
+        let nanos = match &b[19..b.len() - 1] {
+            [] => 0,
+            [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
+                digits(fraction)? * 10i64.pow(9 - fraction.len() as u32)
+            }
+            _ => return None,
+        };
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let month_days = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > month_days[(month - 1) as usize]
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            // Leap seconds and invalid dates are the general parser's to judge.
+            return None;
+        }
+        // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, as chrono counts).
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let m = (month + 9) % 12;
+        let day_of_year = (153 * m + 2) / 5 + day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        let days = era * 146_097 + day_of_era - 719_468;
+        let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+        Some(Time::from_unix(secs, nanos as u32))
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -342,6 +410,52 @@ impl<'de> Deserialize<'de> for Report {
 #[cfg(test)]
 mod tests {
     use super::Time;
+
+    #[test]
+    fn probe_times_are_read_as_the_general_parser_reads_them() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut times = vec![
+            "1970-01-01T00:00:00Z".to_owned(),
+            "0001-01-01T00:00:00Z".to_owned(),
+            "1969-12-31T23:59:59.999999999Z".to_owned(),
+            "2000-02-29T12:00:00.5Z".to_owned(),
+            "2400-02-29T23:59:59.000000001Z".to_owned(),
+            "9999-12-31T23:59:59.123Z".to_owned(),
+        ];
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let t = Time((seed as i64) >> 1 >> (seed % 3));
+            times.push(t.to_rfc3339());
+        }
+        for s in &times {
+            let fast = Time::parse_utc(s.as_bytes());
+            let general = chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| Time::from_unix(t.timestamp(), t.timestamp_subsec_nanos()));
+            assert!(fast.is_some(), "{s}");
+            assert_eq!(fast, general, "{s}");
+        }
+        // What it leaves to the general parser, which reads or refuses it.
+        for s in [
+            "2026-11-28T06:10:18+01:00",
+            "2026-11-28t06:10:18z",
+            "2026-11-28T06:10:18.Z",
+            "2026-11-28T06:10:18.0123456789Z",
+            "2026-02-29T06:10:18Z",
+            "2026-11-28T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "+2026-11-28T06:10:18Z",
+            "2026-11-28T06:10:1xZ",
+        ] {
+            assert_eq!(Time::parse_utc(s.as_bytes()), None, "{s}");
+        }
+        assert_eq!(
+            Time::parse_rfc3339("2026-11-28T06:10:18+01:00"),
+            Time::parse_rfc3339("2026-11-28T05:10:18Z")
+        );
+    }
 
     #[test]
     fn go_binary_times_decode() {
