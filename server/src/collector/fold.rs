@@ -19,7 +19,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use super::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
+use super::keyed::KeyedMap;
+use super::report::{
+    Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
+};
 use super::wire::{List, Text, WireLatest, WireNode, WireReport, WireSets};
 
 /// A bucket's number within its probe's window; they only grow.
@@ -173,81 +176,10 @@ impl TaggedSet {
     }
 }
 
-/// A node's few entries by key (latest values, metrics, named sets), sorted. Most nodes have one
-/// to ten: a `BTreeMap` would allocate a whole leaf (room for eleven) for each map of each node,
-/// which was most of a part's memory.
-#[derive(Debug)]
-struct Keyed<V>(Vec<(String, V)>);
-
-impl<V> Default for Keyed<V> {
-    fn default() -> Self {
-        Keyed(Vec::new())
-    }
-}
-
-impl<V> Keyed<V> {
-    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
-        let at = self.0.binary_search_by(|(k, _)| k.as_str().cmp(key)).ok()?;
-        Some(&mut self.0[at].1)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-
-    fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
-        self.0.retain_mut(|(_, v)| keep(v));
-        if self.0.capacity() > 2 * self.0.len() + 4 {
-            self.0.shrink_to_fit();
-        }
-    }
-
-    /// Folds a report's entries in, in the order they came: a known key's through `update`, a new
-    /// key's made by `create` (and a key that comes again, through `update`). New keys are sorted
-    /// and merged in at once, so a large map costs `n log n`, not the square of its size.
-    fn fold<T>(
-        &mut self,
-        entries: Vec<(Text<'_>, T)>,
-        mut update: impl FnMut(&mut V, T),
-        mut create: impl FnMut(T) -> V,
-    ) {
-        let mut fresh = Vec::new();
-        for (key, item) in entries {
-            match self.get_mut(key.as_str()) {
-                Some(known) => update(known, item),
-                None => fresh.push((key, item)),
-            }
-        }
-        if fresh.is_empty() {
-            return;
-        }
-        // Stable: a key that came twice is taken in the order it came.
-        fresh.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut made: Vec<(String, V)> = Vec::with_capacity(fresh.len());
-        for (key, item) in fresh {
-            match made.last_mut() {
-                Some((last, value)) if last == key.as_str() => update(value, item),
-                _ => made.push((key.into_owned(), create(item))),
-            }
-        }
-        let mine = std::mem::take(&mut self.0);
-        let mut merged = Vec::with_capacity(mine.len() + made.len());
-        let mut mine = mine.into_iter().peekable();
-        for entry in made {
-            while let Some(kept) = mine.next_if(|(k, _)| *k < entry.0) {
-                merged.push(kept);
-            }
-            merged.push(entry);
-        }
-        merged.extend(mine);
-        self.0 = merged;
-    }
-}
-
 /// Named sets (a node's `sets` and `parents`): a name stays while a bucket in the window had it,
 /// even with no members (the plain merge keeps such a name with an empty list).
 #[derive(Debug, Default)]
-struct TaggedSets(Keyed<(Seq, TaggedSet)>);
+struct TaggedSets(KeyedMap<(Seq, TaggedSet)>);
 
 impl TaggedSets {
     fn add(&mut self, seq: Seq, sets: WireSets<'_>) {
@@ -266,13 +198,14 @@ impl TaggedSets {
     }
 
     fn expire(&mut self, oldest: Seq) {
-        self.0.retain(|(seq, set)| {
+        self.0.retain(|_, (seq, set)| {
             set.expire(oldest);
             *seq >= oldest
         });
+        self.0.shrink();
     }
 
-    fn values(&self) -> BTreeMap<String, Vec<String>> {
+    fn values(&self) -> StringSets {
         self.0
             .iter()
             .map(|(name, (_, set))| (name.clone(), set.values()))
@@ -459,8 +392,8 @@ struct FoldedNode {
     sets: TaggedSets,
     adjacency: TaggedSet,
     parents: TaggedSets,
-    latest: Keyed<LatestValues>,
-    metrics: Keyed<FoldedMetric>,
+    latest: KeyedMap<LatestValues>,
+    metrics: KeyedMap<FoldedMetric>,
     /// Per bucket that had any: its children (rare: probes seldom send them).
     children: Vec<(Seq, Vec<Node>)>,
 }
@@ -507,8 +440,10 @@ impl FoldedNode {
         self.sets.expire(oldest);
         self.adjacency.expire(oldest);
         self.parents.expire(oldest);
-        self.latest.retain(|values| values.expire(oldest));
-        self.metrics.retain(|metric| metric.expire(oldest));
+        self.latest.retain(|_, values| values.expire(oldest));
+        self.latest.shrink();
+        self.metrics.retain(|_, metric| metric.expire(oldest));
+        self.metrics.shrink();
         self.children.retain(|(seq, _)| *seq >= oldest);
         true
     }
@@ -522,21 +457,21 @@ impl FoldedNode {
         Node {
             id: self.id.value(),
             topology: self.topology.value(),
-            sets: Arc::new(self.sets.values()),
+            sets: self.sets.values().shared(),
             adjacency: self.adjacency.values(),
-            latest: Arc::new(
+            latest: Latest::shared(
                 self.latest
                     .iter()
                     .map(|(key, values)| (key.clone(), values.first.1.clone()))
                     .collect(),
             ),
-            metrics: Arc::new(
+            metrics: Metrics::shared(
                 self.metrics
                     .iter()
                     .map(|(key, metric)| (key.clone(), metric.value()))
                     .collect(),
             ),
-            parents: Arc::new(self.parents.values()),
+            parents: self.parents.values().shared(),
             children,
         }
     }

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::report::{Latest, Metric, Metrics, Node, Report, StringSets, Time, Topology};
+use super::report::{
+    Latest, LatestEntry, Metric, Metrics, Node, Report, StringSets, Time, Topology,
+};
 
 impl Report {
     /// Merges `other` into `self`.
@@ -235,10 +237,15 @@ pub fn union_sets(mine: &mut Arc<StringSets>, theirs: &Arc<StringSets>) {
     if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
         return;
     }
-    let mine = Arc::make_mut(mine);
-    for (k, v) in theirs.iter() {
-        union(mine.entry(k.clone()).or_default(), v);
-    }
+    Arc::make_mut(mine).merge_with(
+        theirs,
+        |set, items| union(set, items),
+        |items| {
+            let mut set = Vec::new();
+            union(&mut set, items);
+            set
+        },
+    );
 }
 
 /// Latest values: the newest timestamp wins, `theirs` on a tie. An empty `mine` takes `theirs`
@@ -251,15 +258,15 @@ pub fn merge_latest(mine: &mut Arc<Latest>, theirs: &Arc<Latest>) {
         *mine = Arc::clone(theirs);
         return;
     }
-    let mine = Arc::make_mut(mine);
-    for (key, entry) in theirs.iter() {
-        match mine.get(key) {
-            Some(existing) if existing.timestamp > entry.timestamp => {}
-            _ => {
-                mine.insert(key.clone(), entry.clone());
+    Arc::make_mut(mine).merge_with(
+        theirs,
+        |existing, entry| {
+            if existing.timestamp <= entry.timestamp {
+                existing.clone_from(entry);
             }
-        }
-    }
+        },
+        LatestEntry::clone,
+    );
 }
 
 /// Metrics merged by key (`Metric::merge`), a shared `mine` copied only if `theirs` has any.
@@ -267,10 +274,11 @@ pub fn merge_metrics(mine: &mut Arc<Metrics>, theirs: &Arc<Metrics>) {
     if theirs.is_empty() || Arc::ptr_eq(mine, theirs) {
         return;
     }
-    let mine = Arc::make_mut(mine);
-    for (key, metric) in theirs.iter() {
-        mine.entry(key.clone()).or_default().merge(metric);
-    }
+    Arc::make_mut(mine).merge_with(theirs, Metric::merge, |metric| {
+        let mut merged = Metric::default();
+        merged.merge(metric);
+        merged
+    });
 }
 
 impl Node {

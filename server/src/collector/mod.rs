@@ -12,6 +12,7 @@
 mod api;
 pub mod decode;
 pub mod fold;
+pub mod keyed;
 pub mod merge;
 pub mod render;
 pub mod report;

@@ -6,10 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+
+use super::keyed::KeyedMap;
 
 /// The 23 topologies of a report, by their wire names.
 pub const TOPOLOGIES: [&str; 23] = [
@@ -235,7 +237,7 @@ where
 }
 
 /// A map of string lists where the map, or any list in it, may be `null` (old probes do that).
-fn string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+fn string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<StringSets, D::Error> {
     let raw: Option<BTreeMap<String, Option<Vec<String>>>> = Option::deserialize(d)?;
     Ok(raw
         .unwrap_or_default()
@@ -280,15 +282,40 @@ pub struct Metric {
 }
 
 /// A node's named string sets (`sets`, `parents`).
-pub type StringSets = BTreeMap<String, Vec<String>>;
+pub type StringSets = KeyedMap<Vec<String>>;
 /// A node's latest values by key.
-pub type Latest = BTreeMap<String, LatestEntry>;
+pub type Latest = KeyedMap<LatestEntry>;
 /// A node's metrics by key.
-pub type Metrics = BTreeMap<String, Metric>;
+pub type Metrics = KeyedMap<Metric>;
+
+/// A node's map, shared (`Arc`). Most nodes lack most maps, and an `Arc` of an empty map is still
+/// an allocation: the empty map is one for all.
+pub trait Shared: Sized {
+    fn shared(self) -> Arc<Self>;
+}
+
+macro_rules! shared_when_empty {
+    ($map:ty) => {
+        impl Shared for $map {
+            fn shared(self) -> Arc<Self> {
+                static EMPTY: LazyLock<Arc<$map>> = LazyLock::new(Default::default);
+                if self.is_empty() {
+                    Arc::clone(&EMPTY)
+                } else {
+                    Arc::new(self)
+                }
+            }
+        }
+    };
+}
+
+shared_when_empty!(StringSets);
+shared_when_empty!(Latest);
+shared_when_empty!(Metrics);
 
 /// A report node. Its maps are shared (`Arc`): renders take nodes from the merged window by
 /// reference, and a map is copied only when a render changes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     /// Empty in deltas, which carry only what changed.
     #[serde(default, deserialize_with = "null_default")]
@@ -307,6 +334,21 @@ pub struct Node {
     pub parents: Arc<StringSets>,
     #[serde(default, deserialize_with = "null_default")]
     pub children: Vec<Node>,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            id: String::new(),
+            topology: String::new(),
+            sets: StringSets::new().shared(),
+            adjacency: Vec::new(),
+            latest: Latest::new().shared(),
+            metrics: Metrics::new().shared(),
+            parents: StringSets::new().shared(),
+            children: Vec::new(),
+        }
+    }
 }
 
 impl Node {

@@ -14,13 +14,14 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::keyed::KeyedMap;
 use super::report::{
-    LatestEntry, Metric, Node, Report, TOPOLOGIES, Templates, Time, Topology, null_default, owned,
+    LatestEntry, Metric, Node, Report, Shared, StringSets, TOPOLOGIES, Templates, Time, Topology,
+    null_default, owned,
 };
 
 /// Elements taken on trust from a length a map or list announces before they arrive.
@@ -46,6 +47,18 @@ impl<'a> Text<'a> {
     /// Whether it points into the body it was decoded from.
     pub fn is_borrowed(&self) -> bool {
         matches!(self.0, Cow::Borrowed(_))
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Text<'_>> for String {
+    fn from(text: Text<'_>) -> String {
+        text.into_owned()
     }
 }
 
@@ -178,7 +191,7 @@ impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Entries<'a, V> {
 
 impl<V> Entries<'_, V> {
     /// As a map: a key that came twice has its last value.
-    fn into_map<T>(self, mut value: impl FnMut(V) -> T) -> BTreeMap<String, T> {
+    fn into_map<T>(self, mut value: impl FnMut(V) -> T) -> KeyedMap<T> {
         self.0
             .into_iter()
             .map(|(key, v)| (key.into_owned(), value(v)))
@@ -363,7 +376,7 @@ fn texts(list: Vec<String>) -> List<Text<'static>> {
     List(list.into_iter().map(Text::from).collect())
 }
 
-fn wire_sets(sets: BTreeMap<String, Vec<String>>) -> WireSets<'static> {
+fn wire_sets(sets: StringSets) -> WireSets<'static> {
     Entries(
         sets.into_iter()
             .map(|(name, items)| (Text::from(name), texts(items)))
@@ -376,14 +389,17 @@ impl WireNode<'_> {
         Node {
             id: self.id.into_owned(),
             topology: self.topology.into_owned(),
-            sets: Arc::new(self.sets.into_map(strings)),
+            sets: self.sets.into_map(strings).shared(),
             adjacency: strings(self.adjacency),
-            latest: Arc::new(self.latest.into_map(|l| LatestEntry {
-                timestamp: l.timestamp,
-                value: l.value.into_owned(),
-            })),
-            metrics: Arc::new(self.metrics.into_map(|m| m)),
-            parents: Arc::new(self.parents.into_map(strings)),
+            latest: self
+                .latest
+                .into_map(|l| LatestEntry {
+                    timestamp: l.timestamp,
+                    value: l.value.into_owned(),
+                })
+                .shared(),
+            metrics: self.metrics.into_map(|m| m).shared(),
+            parents: self.parents.into_map(strings).shared(),
             children: self.children.0,
         }
     }

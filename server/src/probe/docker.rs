@@ -13,6 +13,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::collector::keyed::KeyedMap;
 use crate::collector::report::{LatestEntry, Node, Report, Time, Topology};
 
 /// Where Docker listens by default.
@@ -185,7 +186,7 @@ pub fn add_to_report(
     cgroup_of: impl Fn(&str) -> Option<String>,
 ) {
     let host_parent = || {
-        std::sync::Arc::new(BTreeMap::from([(
+        std::sync::Arc::new(KeyedMap::from([(
             "host".to_owned(),
             vec![host_id.to_owned()],
         )]))
@@ -444,7 +445,7 @@ mod tests {
             .insert("host_node_id".into(), LatestEntry::new("h;<host>", now));
         let outside = Node {
             id: "h;7".into(),
-            latest: BTreeMap::from([("pid".into(), LatestEntry::new("7", now))]).into(),
+            latest: KeyedMap::from([("pid".into(), LatestEntry::new("7", now))]).into(),
             ..process.clone()
         };
         report.topologies.insert(

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::collector::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
+use crate::collector::keyed::KeyedMap;
+use crate::collector::report::{Latest, LatestEntry, Metric, Node, Report, Sample, Time, Topology};
 use crate::config::LoadgenArgs;
 
 /// What one synthetic host runs.
@@ -77,7 +78,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         id: crate::secrets::random_hex(8),
         ..Report::default()
     };
-    let latest = |pairs: &[(&str, String)]| -> Arc<BTreeMap<String, LatestEntry>> {
+    let latest = |pairs: &[(&str, String)]| -> Arc<Latest> {
         Arc::new(
             pairs
                 .iter()
@@ -128,7 +129,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                     ("docker_image_id", image),
                     ("docker_image_name", format!("example/app-{i}:1.{i}")),
                 ]),
-                parents: Arc::new(BTreeMap::from([("host".to_owned(), vec![host_id.clone()])])),
+                parents: Arc::new(KeyedMap::from([("host".to_owned(), vec![host_id.clone()])])),
                 ..Node::default()
             },
         );

@@ -60,7 +60,7 @@ pub fn delta(current: &Report, full: &Report) -> Report {
             part.latest = Arc::new(
                 node.latest
                     .iter()
-                    .filter(|(k, v)| old.latest.get(*k).is_none_or(|o| o.value != v.value))
+                    .filter(|(k, v)| old.latest.get(k).is_none_or(|o| o.value != v.value))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             );

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::merge::{merge_latest, merge_metrics, union_sets};
-use super::report::{Latest, LatestEntry, Metrics, Node, Report, StringSets, Time};
+use super::report::{Latest, LatestEntry, Metrics, Node, Report, Shared, StringSets, Time};
 
 pub const PSEUDO: &str = "pseudo";
 pub const ENDPOINT: &str = "endpoint";
@@ -80,7 +80,7 @@ pub fn wire_name(topology: &str) -> Option<&'static str> {
 
 /// A node as renderers see it: a report node plus counters (children per topology) and children
 /// shared by reference, so that grouping a node does not copy what it holds.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RNode {
     pub id: String,
     pub topology: String,
@@ -96,6 +96,22 @@ pub struct RNode {
 }
 
 pub type Nodes = BTreeMap<String, Arc<RNode>>;
+
+impl Default for RNode {
+    fn default() -> Self {
+        RNode {
+            id: String::new(),
+            topology: String::new(),
+            latest: Latest::new().shared(),
+            sets: StringSets::new().shared(),
+            parents: StringSets::new().shared(),
+            metrics: Metrics::new().shared(),
+            counters: BTreeMap::new(),
+            adjacency: BTreeSet::new(),
+            children: BTreeMap::new(),
+        }
+    }
+}
 
 impl RNode {
     pub fn bare(id: &str, topology: &str) -> RNode {
