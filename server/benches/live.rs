@@ -19,6 +19,8 @@ use support::{BIN, Server, Tenant, cpu_seconds, rss_kib, start, tenant};
 /// Long enough for the 15 s window to fill.
 const FILL: Duration = Duration::from_secs(17);
 const READS: Duration = Duration::from_secs(20);
+/// By then every probe has sent its first report (they come every 3 s).
+const STEADY_AFTER: Duration = Duration::from_secs(5);
 const VIEWS: [&str; 3] = [
     "api/topology/containers",
     "api/topology/processes",
@@ -102,21 +104,42 @@ async fn steady(probes: usize) {
         "3",
         (FILL + READS).as_secs() + 3,
     );
-    let cpu_before = cpu_seconds(pid);
-    let received_before = reports_received(&server, &tenant).await;
-    tokio::time::sleep(FILL).await;
-    // While nobody reads, the server's CPU goes to ingest.
-    let ingest_ms = (cpu_seconds(pid) - cpu_before) * 1000.0
-        / (reports_received(&server, &tenant).await - received_before).max(1) as f64;
+    // While nobody reads, the server's CPU goes to ingest: over the whole fill, and in the steady
+    // state, once every probe's first report (which makes all its nodes) is in.
+    let cpu_at = |received: u64| (cpu_seconds(pid), received);
+    let first = cpu_at(reports_received(&server, &tenant).await);
+    tokio::time::sleep(STEADY_AFTER).await;
+    let steady = cpu_at(reports_received(&server, &tenant).await);
+    tokio::time::sleep(FILL - STEADY_AFTER).await;
+    let filled = cpu_at(reports_received(&server, &tenant).await);
+    let per_report = |(cpu0, n0): (f64, u64), (cpu1, n1): (f64, u64)| {
+        (cpu1 - cpu0) * 1000.0 / n1.saturating_sub(n0).max(1) as f64
+    };
+    let (ingest_ms, ingest_all_ms) = (per_report(steady, filled), per_report(first, filled));
     let renders_before = renders_made(&server).await;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); VIEWS.len()];
+    // Resident memory sampled every 100 ms while the views are read.
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let reading = reading.clone();
+        std::thread::spawn(move || {
+            let mut rss = Vec::new();
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                rss.push(rss_kib(pid) as f64 / 1024.0);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            rss
+        })
+    };
     let started = Instant::now();
     while started.elapsed() < READS {
         for (i, view) in VIEWS.iter().enumerate() {
             samples[i].push(timed_get(&server, &tenant, view).await);
         }
     }
-    let rss = rss_kib(pid);
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut rss = sampler.join().unwrap();
+    rss.sort_by(f64::total_cmp);
     let renders = renders_made(&server).await - renders_before;
     let _ = feed.kill();
     let _ = feed.wait();
@@ -130,7 +153,11 @@ async fn steady(probes: usize) {
             s.len()
         );
     }
-    row += &format!(" {:.0} | {ingest_ms:.1} | {renders} |", rss as f64 / 1024.0);
+    row += &format!(
+        " {:.0} / {:.0} | {ingest_ms:.1} ({ingest_all_ms:.1}) | {renders} |",
+        percentile(&rss, 0.5),
+        rss.last().copied().unwrap_or(f64::NAN)
+    );
     println!("{row}");
 }
 
@@ -157,7 +184,7 @@ async fn main() {
         return;
     }
     println!(
-        "| probes | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB | ingest CPU ms per report | renders made while reading |"
+        "| probes | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB median / peak | ingest CPU ms per report (with first reports) | renders made while reading |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     // `LIVE_PROBES=50` (a comma-separated list) runs only those; `LIVE_BURST=0` skips the burst.

@@ -231,7 +231,9 @@ async fn ingest(
     let max_nodes = state.config.max_nodes_per_topology;
     let accepting = state.shard.clone();
     let into = instance.clone();
+    let turn = state.shard.folding_turn().await;
     let folded = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         decode::with_inflated(&bytes, gzip, max, |raw| {
             let report: WireReport = decode::parse(raw, format)?;
             if let Some((name, nodes)) = report.most_nodes()

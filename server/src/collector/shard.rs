@@ -60,6 +60,11 @@ pub struct InProcessShard {
     clock: Clock,
     slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
     first_report: Option<FirstReportHook>,
+    /// Reports being decoded and folded at once: one per core. More would not go faster, and
+    /// each holds its decoded report; fifty probes reporting together once made fifty of them,
+    /// whose memory, freed, stayed scattered among the parts' (tokio's semaphore is fair: the
+    /// instances' reports wait their turn in the order they came).
+    folding: Arc<tokio::sync::Semaphore>,
 }
 
 fn poisoned() -> Error {
@@ -73,7 +78,18 @@ impl InProcessShard {
             clock,
             slots: Mutex::new(HashMap::new()),
             first_report: None,
+            folding: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// A turn to decode and fold a report, waited for.
+    pub async fn folding_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.folding)
+            .acquire_owned()
+            .await
+            .expect("the folding semaphore is never closed")
     }
 
     pub fn with_first_report_hook(mut self, hook: FirstReportHook) -> Self {
