@@ -249,10 +249,18 @@ impl Slot {
         first
     }
 
+    /// Lets go of what left the window. Runs under the slot's lock, which every reader needs, so a
+    /// part busy now (a report being folded into it, or a merge reading it) is not waited for: a
+    /// fold expires its part itself first, and a merge in flight is at most one merge late.
     fn prune(&mut self, now_ms: i64) {
         let mut changed = false;
         for part in self.windows.values() {
-            changed |= lock(part).expire(now_ms, WINDOW_MS);
+            let mut part = match part.try_lock() {
+                Ok(part) => part,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+            };
+            changed |= part.expire(now_ms, WINDOW_MS);
         }
         // A part being folded into is kept even while empty.
         self.windows
@@ -453,6 +461,23 @@ mod tests {
         assert!(slot.admit("a", 2_000).is_ok());
         // Once "a" has been silent for a minute, "b" may take its place.
         assert!(slot.admit("b", 1_000 + PROBE_TTL_MS + 1).is_ok());
+    }
+
+    /// The slot's lock is what every reader takes first: a report being folded into one probe's
+    /// part must not hold it up (this test hung before), and the part is expired once free.
+    #[test]
+    fn a_busy_part_does_not_hold_up_the_slot() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 1_000), host_report("h1"), 1_000);
+        let busy = slot.part_of("a");
+        let folding = lock(&busy);
+        // A minute later, another probe's report: "a"'s only bucket has left the window.
+        slot.accept(probe("b", 61_000), host_report("h2"), 61_000);
+        assert_eq!(folding.buckets(), 1, "not expired while busy");
+        drop(folding);
+        drop(busy);
+        let parts = slot.parts(61_000);
+        assert_eq!(parts.len(), 1, "expired and let go once free");
     }
 
     fn host_report(id: &str) -> Report {
