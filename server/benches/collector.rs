@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use scopehub::collector::decode::{Format, decode, inflate, parse};
-use scopehub::collector::fold::{FoldedWindow, merge_window};
+use scopehub::collector::fold::{FoldedWindow, merge_window, merge_window_on};
 use scopehub::collector::render::Ctx;
 use scopehub::collector::render::topologies::{Query, topology, topology_list};
 use scopehub::collector::report::{Report, Time};
@@ -130,6 +130,10 @@ fn medium_window(c: &mut Criterion) {
         .collect();
     group.bench_function("merge 50 parts", |b| {
         b.iter(|| merge_window(folded.iter(), true))
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    group.bench_function(format!("merge 50 parts on {cores} cores"), |b| {
+        b.iter(|| merge_window_on(&folded, FoldedWindow::materialize, cores, true))
     });
     let window = merge_window(folded.iter(), true);
     for view in ["containers", "processes"] {

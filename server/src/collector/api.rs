@@ -20,7 +20,6 @@ use serde_json::{Value, json};
 use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
 use super::CollectorState;
-use super::fold;
 use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{Ctx, detail, views};
@@ -77,8 +76,7 @@ async fn merged_report(
         .shard
         .with_slot(&instance, |slot| slot.parts(now))
         .unwrap_or_default();
-    let merged =
-        blocking(move || fold::merge_window(parts.iter().map(|p| slot::lock(p)), false)).await?;
+    let merged = blocking(move || slot::merge_parts(&parts, false)).await?;
     Ok(Json(merged))
 }
 
@@ -109,13 +107,7 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
                     (slot.generation(), parts)
                 })
                 .unwrap_or_default();
-            let merged = blocking(move || {
-                Arc::new(fold::merge_window(
-                    parts.iter().map(|p| slot::lock(p)),
-                    true,
-                ))
-            })
-            .await?;
+            let merged = blocking(move || Arc::new(slot::merge_parts(&parts, true))).await?;
             state.shard.with_slot(instance, |slot| {
                 slot.cache_merged(&cell, generation, &merged);
             });

@@ -599,10 +599,55 @@ impl FoldedWindow {
     /// Merges this probe's part of the window into `window`, as `window.merge(&part)` would with
     /// `part` the plain merge of the probe's buckets, without making `part` first.
     pub fn merge_into(&self, window: &mut Report) {
+        self.materialize().merge_into(window);
+    }
+
+    /// The part's header, topology heads and nodes as the plain merge of its buckets has them:
+    /// the costly half of merging it into a window, which needs only the part (and its lock).
+    pub fn materialize(&self) -> Materialized {
         let mut header = Header::default();
         for bucket in &self.buckets {
             header.merge(&bucket.header);
         }
+        let topologies = self
+            .topologies
+            .iter()
+            .map(|(name, folded)| {
+                let mut head = Topology::default();
+                for (_, theirs) in &folded.heads {
+                    head.merge(theirs);
+                }
+                let nodes = folded
+                    .nodes
+                    .iter()
+                    .map(|(id, node)| (id.clone(), node.value()))
+                    .collect();
+                (name.clone(), head, nodes)
+            })
+            .collect();
+        Materialized { header, topologies }
+    }
+    /// This probe's part of the window on its own: `Report::merge_plain` of its buckets.
+    pub fn to_report(&self) -> Report {
+        let mut report = Report::default();
+        self.merge_into(&mut report);
+        report
+    }
+}
+
+/// A topology's name, head and nodes (by id), materialised.
+type MaterializedTopology = (String, Topology, Vec<(String, Node)>);
+
+/// A probe's part, materialised ([`FoldedWindow::materialize`]).
+pub struct Materialized {
+    header: Header,
+    /// By topology: its head and its nodes, by id.
+    topologies: Vec<MaterializedTopology>,
+}
+
+impl Materialized {
+    /// Merges the part into `window`, as `window.merge(&part)` would, taking its nodes over.
+    pub fn merge_into(self, window: &mut Report) {
         let mut mine = Header {
             ts: window.ts,
             window: window.window,
@@ -611,33 +656,21 @@ impl FoldedWindow {
             dns: window.dns.take(),
             plugins: window.plugins.take(),
         };
-        mine.merge(&header);
+        mine.merge(&self.header);
         (window.ts, window.window, window.shortcut) = (mine.ts, mine.window, mine.shortcut);
         (window.id, window.dns, window.plugins) = (mine.id, mine.dns, mine.plugins);
-        for (name, folded) in &self.topologies {
-            let mut head = Topology::default();
-            for (_, theirs) in &folded.heads {
-                head.merge(theirs);
-            }
-            let topology = window.topologies.entry(name.clone()).or_default();
+        for (name, head, nodes) in self.topologies {
+            let topology = window.topologies.entry(name).or_default();
             topology.merge(&head);
-            for (id, node) in &folded.nodes {
-                let part = node.value();
-                match topology.nodes.get_mut(id) {
+            for (id, part) in nodes {
+                match topology.nodes.get_mut(&id) {
                     Some(existing) => existing.merge(&part),
                     None => {
-                        topology.nodes.insert(id.clone(), from_empty(part));
+                        topology.nodes.insert(id, from_empty(part));
                     }
                 }
             }
         }
-    }
-
-    /// This probe's part of the window on its own: `Report::merge_plain` of its buckets.
-    pub fn to_report(&self) -> Report {
-        let mut report = Report::default();
-        self.merge_into(&mut report);
-        report
     }
 }
 
@@ -660,10 +693,89 @@ pub fn merge_window<W: std::ops::Deref<Target = FoldedWindow>>(
     parts: impl IntoIterator<Item = W>,
     drop_partial: bool,
 ) -> Report {
-    let mut merged = Report::with_defaults();
+    let materialized = parts.into_iter().map(|part| part.materialize()).collect();
+    finish(assemble(materialized), drop_partial)
+}
+
+/// [`merge_window`] of `parts`, opened (locked and materialised) by `open` on up to `threads`
+/// threads at once, the first share on this one. The window is then assembled in the parts' order,
+/// so the result is the same.
+pub fn merge_window_on<P: Sync>(
+    parts: &[P],
+    open: impl Fn(&P) -> Materialized + Sync,
+    threads: usize,
+    drop_partial: bool,
+) -> Report {
+    let share = parts.len().div_ceil(threads.max(1)).max(1);
+    let mut shares = parts.chunks(share);
+    let first = shares.next().unwrap_or_default();
+    let materialized: Vec<Materialized> = std::thread::scope(|scope| {
+        let others: Vec<_> = shares
+            .map(|share| scope.spawn(|| share.iter().map(&open).collect::<Vec<_>>()))
+            .collect();
+        let mut all: Vec<Materialized> = first.iter().map(&open).collect();
+        for other in others {
+            match other.join() {
+                Ok(more) => all.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    finish(assemble(materialized), drop_partial)
+}
+
+/// Scope's empty report with the parts merged onto it in order, as [`Materialized::merge_into`]
+/// one after the other would, but building each topology's node map at once: the parts' nodes
+/// (each part's sorted by id) are sorted together (a stable sort merges the runs), a node that
+/// several parts carry is merged in the parts' order, and the map is built from the sorted nodes
+/// instead of by one insert each.
+fn assemble(parts: Vec<Materialized>) -> Report {
+    let mut window = Report::with_defaults();
+    let mut nodes: BTreeMap<String, Vec<(String, Node)>> = BTreeMap::new();
     for part in parts {
-        part.merge_into(&mut merged);
+        let Materialized { header, topologies } = part;
+        let only_header = Materialized {
+            header,
+            topologies: Vec::new(),
+        };
+        only_header.merge_into(&mut window);
+        for (name, head, part_nodes) in topologies {
+            window
+                .topologies
+                .entry(name.clone())
+                .or_default()
+                .merge(&head);
+            nodes.entry(name).or_default().extend(part_nodes);
+        }
     }
+    for (name, mut all) in nodes {
+        let topology = window.topologies.entry(name).or_default();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut merged: Vec<(String, Node)> = Vec::with_capacity(all.len());
+        for (id, node) in all {
+            match merged.last_mut() {
+                Some((last, existing)) if *last == id => existing.merge(&node),
+                _ => match topology.nodes.remove(&id) {
+                    // Not so in Scope's empty report, but merged as it would be.
+                    Some(mut existing) => {
+                        existing.merge(&node);
+                        merged.push((id, existing));
+                    }
+                    None => merged.push((id, from_empty(node))),
+                },
+            }
+        }
+        if topology.nodes.is_empty() {
+            topology.nodes = merged.into_iter().collect();
+        } else {
+            topology.nodes.extend(merged);
+        }
+    }
+    window
+}
+
+fn finish(mut merged: Report, drop_partial: bool) -> Report {
     merged.upgrade_pods();
     if drop_partial {
         merged.remove_part_merged();

@@ -12,7 +12,7 @@
 //! parts, without holding the slot's lock; the slot's lock is only ever taken before a part's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use axum::body::Bytes;
 use shared::instances::{Limits, ProbeInfo, Usage};
@@ -53,6 +53,14 @@ pub fn fold_into<'de>(part: &Mutex<FoldedWindow>, report: impl Into<WireReport<'
     let mut window = lock(part);
     window.expire(now_ms, WINDOW_MS);
     window.accept(report, now_ms, QUANTUM_MS);
+}
+
+/// The window of `parts` (in the order [`Slot::parts`] gives them), merged with every core's help:
+/// see [`super::fold::merge_window_on`]. Each part is locked only while it is materialised.
+pub fn merge_parts(parts: &[Part], drop_partial: bool) -> Report {
+    static CORES: LazyLock<usize> =
+        LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    super::fold::merge_window_on(parts, |part| lock(part).materialize(), *CORES, drop_partial)
 }
 
 pub struct Slot {

@@ -260,6 +260,17 @@ fn the_window_of_several_probes_is_the_merge_of_their_reports() {
         merge_window(parts, true),
         Report::merge_all([&Report::merge_plain([&full, &d3]), &d2])
     );
+    // Materialised on several threads, assembled in order: the same window.
+    let mut third = FoldedWindow::default();
+    third.accept(full.clone(), 9_000, QUANTUM);
+    let three = [&first, &second, &third];
+    for threads in [1, 2, 3, 8] {
+        assert_eq!(
+            merge_window_on(&three, |p| p.materialize(), threads, true),
+            merge_window(three, true),
+            "{threads} threads"
+        );
+    }
     assert_eq!(
         merge_window(parts, false),
         Report::merge_window([&Report::merge_plain([&full, &d3]), &d2])

@@ -300,33 +300,35 @@ impl Join {
 
     /// Rebuilds edges: each mapped input node's edges, through the mapping of both ends.
     /// A join resets the filtered count.
-    pub fn result(mut self, input: &Nodes) -> Rendered {
-        let mut edges = Vec::new();
+    pub fn result(self, input: &Nodes) -> Rendered {
+        let Join { mut nodes, mapped } = self;
+        // Many input edges map onto the same output edge (every connection between two
+        // containers): collected by reference, then each output edge and node is visited once.
+        let mut edges: Vec<(&str, &str)> = Vec::new();
         for (id, node) in input {
-            let Some(outs) = self.mapped.get(id) else {
+            let Some(outs) = mapped.get(id) else {
                 continue;
             };
             for adj in &node.adjacency {
-                if let Some(targets) = self.mapped.get(adj) {
+                if let Some(targets) = mapped.get(adj) {
                     for out in outs {
                         for target in targets {
-                            edges.push((out.clone(), target.clone()));
+                            edges.push((out, target));
                         }
                     }
                 }
             }
         }
-        for (from, to) in edges {
-            if let Some(node) = self.nodes.get_mut(&from) {
-                node.adjacency.insert(to);
+        edges.sort_unstable();
+        edges.dedup();
+        for from in edges.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(node) = nodes.get_mut(from[0].0) {
+                node.adjacency
+                    .extend(from.iter().map(|(_, to)| (*to).to_owned()));
             }
         }
         Rendered {
-            nodes: self
-                .nodes
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
+            nodes: nodes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             filtered: 0,
         }
     }
