@@ -326,6 +326,97 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for KeyedMap<V> {
     }
 }
 
+/// A set of strings in one sorted vector (a render node's edges), for the reason [`KeyedMap`]
+/// is: most render nodes have no edge or one, and a `BTreeSet` allocates a leaf for eleven.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SortedSet(Vec<String>);
+
+impl SortedSet {
+    pub fn new() -> Self {
+        SortedSet(Vec::new())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0 = Vec::new();
+    }
+
+    fn find(&self, item: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|m| m.as_str().cmp(item))
+    }
+
+    pub fn contains(&self, item: &str) -> bool {
+        self.find(item).is_ok()
+    }
+
+    /// False if it was there already.
+    pub fn insert(&mut self, item: String) -> bool {
+        match self.find(&item) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, item);
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, item: &str) -> bool {
+        match self.find(item) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+
+    fn sorted(mut items: Vec<String>) -> Self {
+        if !items.is_sorted_by(|a, b| a < b) {
+            items.sort_unstable();
+            items.dedup();
+        }
+        SortedSet(items)
+    }
+}
+
+impl FromIterator<String> for SortedSet {
+    fn from_iter<I: IntoIterator<Item = String>>(items: I) -> Self {
+        SortedSet::sorted(items.into_iter().collect())
+    }
+}
+
+impl Extend<String> for SortedSet {
+    fn extend<I: IntoIterator<Item = String>>(&mut self, items: I) {
+        let mut all = std::mem::take(&mut self.0);
+        let before = all.len();
+        all.extend(items);
+        if all.len() > before {
+            *self = SortedSet::sorted(all);
+        } else {
+            self.0 = all;
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a SortedSet {
+    type Item = &'a String;
+    type IntoIter = std::slice::Iter<'a, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -389,6 +480,33 @@ mod tests {
                 assert_eq!(as_btree, btree);
                 assert!(keyed.0.is_sorted_by(|a, b| a.0 < b.0));
             }
+        }
+    }
+
+    #[test]
+    fn sorted_set_behaves_as_a_btree_set() {
+        let mut seed = 3u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % n
+        };
+        let mut sorted = SortedSet::new();
+        let mut btree = std::collections::BTreeSet::new();
+        for _ in 0..2_000 {
+            let item = format!("e{}", next(20));
+            match next(4) {
+                0 => assert_eq!(sorted.insert(item.clone()), btree.insert(item)),
+                1 => assert_eq!(sorted.remove(&item), btree.remove(&item)),
+                2 => {
+                    let batch: Vec<String> =
+                        (0..next(6)).map(|_| format!("e{}", next(20))).collect();
+                    sorted.extend(batch.clone());
+                    btree.extend(batch);
+                }
+                _ => assert_eq!(sorted.contains(&item), btree.contains(&item)),
+            }
+            assert!(sorted.iter().eq(btree.iter()));
+            assert_eq!(sorted.len(), btree.len());
         }
     }
 

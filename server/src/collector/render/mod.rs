@@ -16,6 +16,7 @@ pub mod views;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::keyed::SortedSet;
 use super::merge::{merge_latest, merge_metrics, union_sets};
 use super::report::{Latest, LatestEntry, Metrics, Node, Report, Shared, StringSets, Time};
 
@@ -91,7 +92,7 @@ pub struct RNode {
     pub metrics: Arc<Metrics>,
     /// Scope keeps these in `latest` as `count_<topology>`; they are summed when nodes merge.
     pub counters: BTreeMap<String, u64>,
-    pub adjacency: BTreeSet<String>,
+    pub adjacency: SortedSet,
     pub children: BTreeMap<String, Arc<RNode>>,
 }
 
@@ -107,7 +108,7 @@ impl Default for RNode {
             parents: StringSets::new().shared(),
             metrics: Metrics::new().shared(),
             counters: BTreeMap::new(),
-            adjacency: BTreeSet::new(),
+            adjacency: SortedSet::new(),
             children: BTreeMap::new(),
         }
     }
@@ -378,7 +379,7 @@ fn prune_edges(nodes: &mut Nodes) {
         .map(|(id, _)| id.clone())
         .collect();
     for id in dangling {
-        let keep: BTreeSet<String> = nodes[&id]
+        let keep: SortedSet = nodes[&id]
             .adjacency
             .iter()
             .filter(|a| nodes.contains_key(*a))
