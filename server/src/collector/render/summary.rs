@@ -325,7 +325,8 @@ fn metric_rows(t: &Topology, n: &RNode, with_samples: bool) -> Vec<MetricRow> {
                 group: str_field(tpl, "group").to_owned(),
                 value: last_value(metric),
                 priority: num_field(tpl, "priority"),
-                samples: with_samples.then(|| {
+                // Scope writes a metric without samples as `null` (Go's nil slice) here too.
+                samples: (with_samples && !metric.samples.is_empty()).then(|| {
                     metric
                         .samples
                         .iter()
@@ -345,8 +346,28 @@ fn metric_rows(t: &Topology, n: &RNode, with_samples: bool) -> Vec<MetricRow> {
     rows
 }
 
-/// Tables show at most this many rows; the rest are counted.
-const MAX_TABLE_ROWS: usize = 20;
+/// Scope's app shows every row a table has (its probe sends at most 20 and says how many it left
+/// out); we show at most this many, counting the rest with those the probe left out.
+const MAX_TABLE_ROWS: usize = 1_000;
+
+/// How many rows the probe left out of a table (`table_truncation_count_<prefix>`, read as Go's
+/// `Sscanf("%d")` reads it: an optional sign and digits at the start), 0 if it says nothing.
+fn truncated_by_probe(n: &RNode, prefix: &str) -> i64 {
+    let Some(value) = n.latest(&format!("table_truncation_count_{prefix}")) else {
+        return 0;
+    };
+    let value = value.trim_start();
+    let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let count: i64 = digits[..end].parse().unwrap_or(0);
+    if value.starts_with('-') {
+        -count
+    } else {
+        count
+    }
+}
 
 fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
     let mut out: Vec<Table> = t
@@ -396,7 +417,8 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                 }
                 rows.sort_by(|a, b| a.id.cmp(&b.id));
             }
-            let truncated = rows.len().saturating_sub(MAX_TABLE_ROWS);
+            let truncated =
+                rows.len().saturating_sub(MAX_TABLE_ROWS) as i64 + truncated_by_probe(n, prefix);
             rows.truncate(MAX_TABLE_ROWS);
             Table {
                 id: str_field(tpl, "id").to_owned(),
@@ -406,7 +428,7 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                     .get("columns")
                     .and_then(|c| serde_json::from_value(c.clone()).ok()),
                 rows,
-                truncation_count: truncated as i64,
+                truncation_count: truncated,
             }
         })
         .collect();
@@ -505,4 +527,68 @@ pub fn summaries(report: &Report, nodes: &Nodes, censor: Censor) -> BTreeMap<Str
             Some((id.clone(), s))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::collector::report::{LatestEntry, Metric, Node, Time, Topology};
+
+    /// A container with 25 environment variables, of which its probe says it left 7 out, and a
+    /// metric without samples.
+    fn container_report() -> (Report, RNode) {
+        let mut latest: Vec<(String, LatestEntry)> = (0..25)
+            .map(|i| {
+                (
+                    format!("docker_env_VAR{i:02}"),
+                    LatestEntry::new("x", Time(1)),
+                )
+            })
+            .collect();
+        latest.push((
+            "table_truncation_count_docker_env_".to_owned(),
+            LatestEntry::new("7", Time(1)),
+        ));
+        let node = Node {
+            id: "c1;<container>".into(),
+            topology: "container".into(),
+            latest: Arc::new(latest.into_iter().collect()),
+            metrics: Arc::new([("docker_cpu_total_usage".to_owned(), Metric::default())].into()),
+            ..Node::default()
+        };
+        let mut report = Report::with_defaults();
+        let topology: &mut Topology = report.topologies.entry("Container".into()).or_default();
+        topology.table_templates.insert(
+            "docker_env_".into(),
+            json!({"id": "docker_env_", "label": "Environment variables", "prefix": "docker_env_"}),
+        );
+        topology.metric_templates.insert(
+            "docker_cpu_total_usage".into(),
+            json!({"id": "docker_cpu_total_usage", "label": "CPU", "format": "percent"}),
+        );
+        let rnode = RNode::from_report(&node);
+        topology.nodes.insert(node.id.clone(), node);
+        (report, rnode)
+    }
+
+    #[test]
+    fn tables_show_every_row_and_count_what_the_probe_left_out() {
+        let (report, node) = container_report();
+        let summary = summarize(&report, &node, true).unwrap();
+        let env = &summary.tables[0];
+        assert_eq!(env.rows.len(), 25);
+        assert_eq!(env.truncation_count, 7);
+    }
+
+    #[test]
+    fn a_metric_without_samples_has_null_samples_in_details() {
+        let (report, node) = container_report();
+        let summary = summarize(&report, &node, true).unwrap();
+        assert_eq!(summary.metrics.len(), 1);
+        assert_eq!(summary.metrics[0].samples, None);
+    }
 }
