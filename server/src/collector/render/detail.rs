@@ -101,12 +101,13 @@ fn children(report: &Report, n: &RNode) -> Vec<ChildGroup> {
         ) else {
             continue;
         };
+        // As Scope's fallback group has it (render/detailed/node.go): no id, no columns.
         out.push(ChildGroup {
-            id: view.to_owned(),
+            id: String::new(),
             label: t.label_plural.clone(),
             nodes: None,
             topology_id: view.to_owned(),
-            columns: None,
+            columns: Some(Vec::new()),
         });
     }
     out
@@ -394,4 +395,36 @@ pub fn node_details(
         connections: connections(ctx.report, view.id, node, &filtered.nodes),
         summary,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::collector::report::Time;
+
+    /// A child of a topology without a group of its own is listed as Scope's fallback group lists
+    /// it: no id, no nodes, no columns.
+    #[test]
+    fn children_without_a_group_spec_are_listed_as_scope_s_fallback_group() {
+        let report = Report::with_defaults();
+        let mut host = RNode::bare("h1;<host>", HOST);
+        host.set_latest("host_name", "h1", Time(1));
+        let mut pod = RNode::bare("p1;<pod>", POD);
+        pod.children.insert(host.id.clone(), Arc::new(host));
+        let groups = children(&report, &pod);
+        assert_eq!(groups.len(), 1);
+        let group = &groups[0];
+        assert_eq!(
+            (
+                group.id.as_str(),
+                group.topology_id.as_str(),
+                group.label.as_str()
+            ),
+            ("", "hosts", "hosts")
+        );
+        assert!(group.nodes.is_none());
+        assert_eq!(group.columns, Some(Vec::new()));
+    }
 }

@@ -50,6 +50,18 @@ fn before_semicolon(id: &str) -> &str {
     id.split(';').next().unwrap_or(id)
 }
 
+/// Scope's `parseSingleComponentID`: `x` of `x;<tag>`, else empty.
+fn single_component<'a>(id: &'a str, tag: &str) -> &'a str {
+    match id.split_once(';') {
+        Some((first, rest))
+            if rest.strip_prefix('<').and_then(|r| r.strip_suffix('>')) == Some(tag) =>
+        {
+            first
+        }
+        _ => "",
+    }
+}
+
 fn str_field<'v>(v: &'v Value, key: &str) -> &'v str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -155,7 +167,12 @@ fn basics(report: &Report, n: &RNode) -> Option<NodeSummary> {
             .iter()
             .find_map(|k| n.latest(k))
             .map(str::to_owned)
-            .unwrap_or_else(|| n.id.chars().take(12).collect());
+            .unwrap_or_else(|| {
+                single_component(&n.id, "container")
+                    .chars()
+                    .take(12)
+                    .collect()
+            });
             s.label_minor = n.host_id().to_owned();
             let image = image_name_without_version(n.latest("docker_image_name").unwrap_or(""));
             s.rank = if !image.is_empty() {
@@ -582,6 +599,27 @@ mod tests {
         let env = &summary.tables[0];
         assert_eq!(env.rows.len(), 25);
         assert_eq!(env.truncation_count, 7);
+    }
+
+    /// Scope's fallback label: the container id without its `;<container>`, cut to 12 characters.
+    #[test]
+    fn a_nameless_container_is_labelled_by_its_short_id() {
+        let (report, node) = container_report();
+        for (id, label) in [
+            ("0123456789abcdef;<container>", "0123456789ab"),
+            ("short;<container>", "short"),
+            ("not-a-container-id", ""),
+            ("abc;<pod>", ""),
+        ] {
+            let mut bare = RNode::clone(&node);
+            bare.id = id.to_owned();
+            bare.latest = Default::default();
+            assert_eq!(
+                summarize(&report, &bare, false).unwrap().label,
+                label,
+                "{id}"
+            );
+        }
     }
 
     #[test]

@@ -599,3 +599,38 @@ fn an_image_s_container_children_carry_the_image_name_as_scope_s_do() {
         );
     }
 }
+
+/// Scope's `Propagate`: an image's fields are copied onto its containers unless the container's
+/// own entry is newer.
+#[test]
+fn a_container_keeps_its_own_image_fields_when_they_are_newer() {
+    use crate::collector::report::LatestEntry;
+    let mut r = fixture_report();
+    let containers = &mut r.topologies.get_mut("Container").unwrap().nodes;
+    let (id, node) = containers
+        .iter_mut()
+        .find(|(_, n)| n.latest.contains_key("docker_image_id"))
+        .unwrap();
+    let id = id.clone();
+    node.latest_mut().insert(
+        "docker_image_name".into(),
+        LatestEntry::new("mine/newer", Time(i64::MAX - 1)),
+    );
+    let rendered = view(&r, "containers", "");
+    let name = |r: &Rendered| r.nodes[&id].latest("docker_image_name").map(str::to_owned);
+    assert_eq!(name(&rendered).as_deref(), Some("mine/newer"));
+    // Older than the image's: the image's name is copied over it.
+    let node = r
+        .topologies
+        .get_mut("Container")
+        .unwrap()
+        .nodes
+        .get_mut(&id)
+        .unwrap();
+    node.latest_mut().insert(
+        "docker_image_name".into(),
+        LatestEntry::new("mine/older", Time(1)),
+    );
+    let rendered = view(&r, "containers", "");
+    assert_ne!(name(&rendered).as_deref(), Some("mine/older"));
+}

@@ -315,7 +315,12 @@ fn containers(ctx: &mut Ctx) -> Arc<Rendered> {
                 "docker_image_virtual_size",
                 "docker_image_label_works.weave.role",
             ] {
-                if let Some(entry) = image.latest.get(key) {
+                // Scope's `Propagate`: the newer of the two entries stays.
+                if let Some(entry) = image.latest.get(key)
+                    && n.latest
+                        .get(key)
+                        .is_none_or(|mine| mine.timestamp <= entry.timestamp)
+                {
                     n.latest_mut().insert(key.to_owned(), entry.clone());
                 }
             }
