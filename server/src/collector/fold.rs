@@ -372,12 +372,12 @@ impl FoldedMetric {
     }
 }
 
-/// `Metric::merge`'s rule for min and max: widened, except that the first bounds that come with
-/// samples replace those of a metric that had none.
+/// `Metric::merge`'s rule for min and max (Scope's): a metric without samples takes the other's
+/// bounds; one with samples keeps its own against a metric without, and widens them otherwise.
 fn fold_bounds(mine: (&mut f64, &mut f64), had: bool, has: bool, theirs: (f64, f64)) {
-    if !had && has {
+    if !had {
         (*mine.0, *mine.1) = theirs;
-    } else {
+    } else if has {
         *mine.0 = mine.0.min(theirs.0);
         *mine.1 = mine.1.max(theirs.1);
     }
@@ -666,24 +666,12 @@ impl Materialized {
                 match topology.nodes.get_mut(&id) {
                     Some(existing) => existing.merge(&part),
                     None => {
-                        topology.nodes.insert(id, from_empty(part));
+                        topology.nodes.insert(id, part);
                     }
                 }
             }
         }
     }
-}
-
-/// `Node::default().merge(&node)` without copying `node`: merging into an empty node changes only
-/// the bounds of metrics without samples, which take in zero (the empty metric's bounds).
-fn from_empty(mut node: Node) -> Node {
-    for metric in node.metrics_mut().values_mut() {
-        if metric.samples.is_empty() {
-            metric.min = metric.min.min(0.0);
-            metric.max = metric.max.max(0.0);
-        }
-    }
-    node
 }
 
 /// The window of several probes, merged in the order given (oldest part first) onto Scope's empty
@@ -762,7 +750,8 @@ fn assemble(parts: Vec<Materialized>) -> Report {
                         existing.merge(&node);
                         merged.push((id, existing));
                     }
-                    None => merged.push((id, from_empty(node))),
+                    // Merging into an empty node changes nothing (`Metric::merge`).
+                    None => merged.push((id, node)),
                 },
             }
         }

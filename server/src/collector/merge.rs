@@ -304,14 +304,24 @@ impl Node {
 }
 
 impl Metric {
-    /// Samples merged by time (one per date, the later report's value), min and max widened.
+    /// Scope's `Metric.Merge`: a metric without samples gives way to the other, bounds and all
+    /// (and stays as it is when the other has none); otherwise samples merged by time (one per
+    /// date, the later report's value), min and max widened. Samples taken over are put in date
+    /// order, one per date (a probe sends them so; Scope would keep a disordered list as it came).
     pub fn merge(&mut self, other: &Metric) {
-        if self.samples.is_empty() && other.samples.is_empty() {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
+        if self.samples.is_empty() {
+            self.clone_from(other);
+            if !self.samples.is_sorted_by(|a, b| a.date < b.date) {
+                self.samples.reverse();
+                // Stable, on the reversed list: of equal dates the last that came is first.
+                self.samples.sort_by_key(|s| s.date);
+                self.samples.dedup_by_key(|s| s.date);
+            }
             return;
         }
-        let was_empty = self.samples.is_empty();
+        if other.samples.is_empty() {
+            return;
+        }
         let by_date = |samples: &[Sample]| samples.is_sorted_by(|a, b| a.date < b.date);
         if by_date(&self.samples) && by_date(&other.samples) {
             // As a probe and the window keep them: one pass, no map (a window of a probe that
@@ -337,13 +347,8 @@ impl Metric {
                 .map(|(date, value)| Sample { date, value })
                 .collect();
         }
-        if was_empty {
-            self.min = other.min;
-            self.max = other.max;
-        } else {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
-        }
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
     }
 }
 
@@ -352,6 +357,29 @@ mod tests {
     use super::*;
     use crate::collector::decode::read_fixture;
     use crate::collector::report::{LatestEntry, Sample};
+
+    /// Scope's `Metric.Merge`: a metric without samples gives way to the other, bounds and all,
+    /// and one with samples ignores a metric without (its bounds do not widen to 0).
+    #[test]
+    fn a_metric_without_samples_gives_way_as_in_scope() {
+        let sample = |d: i64| Sample {
+            date: Time(d),
+            value: 7.0,
+        };
+        let metric = |samples: Vec<Sample>, min: f64, max: f64| Metric { samples, min, max };
+        let mut with = metric(vec![sample(1)], 5.0, 10.0);
+        with.merge(&metric(Vec::new(), 0.0, 0.0));
+        assert_eq!(with, metric(vec![sample(1)], 5.0, 10.0));
+        let mut without = metric(Vec::new(), 3.0, 4.0);
+        without.merge(&metric(Vec::new(), 1.0, 2.0));
+        assert_eq!(without, metric(Vec::new(), 1.0, 2.0));
+        let mut without = metric(Vec::new(), 0.0, 0.0);
+        without.merge(&metric(vec![sample(2)], 6.0, 9.0));
+        assert_eq!(without, metric(vec![sample(2)], 6.0, 9.0));
+        let mut both = metric(vec![sample(1)], 5.0, 10.0);
+        both.merge(&metric(vec![sample(2)], 6.0, 12.0));
+        assert_eq!(both, metric(vec![sample(1), sample(2)], 5.0, 12.0));
+    }
 
     /// Samples merge by date, the other metric's value winning a date both have, whether the
     /// lists come sorted (merged in one pass) or not.
@@ -379,6 +407,23 @@ mod tests {
             };
             let sorted = round % 3 != 0;
             let (mine, theirs) = (list(sorted), list(sorted || round % 2 == 0));
+            // Scope's rule: a side without samples leaves the other's as they are.
+            if theirs.is_empty() {
+                let kept: Vec<(Time, f64)> = mine.iter().map(|s| (s.date, s.value)).collect();
+                let mut unchanged = Metric {
+                    samples: mine,
+                    min: 0.0,
+                    max: 1.0,
+                };
+                unchanged.merge(&Metric::default());
+                let got: Vec<(Time, f64)> = unchanged
+                    .samples
+                    .iter()
+                    .map(|s| (s.date, s.value))
+                    .collect();
+                assert_eq!(got, kept, "round {round}");
+                continue;
+            }
             let mut expected: BTreeMap<Time, f64> =
                 mine.iter().map(|s| (s.date, s.value)).collect();
             expected.extend(theirs.iter().map(|s| (s.date, s.value)));
