@@ -290,21 +290,17 @@ struct FoldedMetric {
 }
 
 impl FoldedMetric {
-    /// `raw`: the metric comes with the bucket's first report, which the bucket keeps as it came;
-    /// a later report's metric new to the bucket is merged into an empty one.
-    fn add(&mut self, seq: Seq, metric: Metric, raw: bool) {
+    /// A metric of a report of bucket `seq`: the bucket's bounds are its reports' metrics merged
+    /// (a bucket's first metric, merged into the empty one, is taken as it came).
+    fn add(&mut self, seq: Seq, metric: Metric) {
         self.seq = seq;
         let has_samples = !metric.samples.is_empty();
-        if raw {
-            self.bounds.push((seq, metric.min, metric.max, has_samples));
-        } else {
-            if self.bounds.last().is_none_or(|(last, ..)| *last != seq) {
-                self.bounds.push((seq, 0.0, 0.0, false));
-            }
-            if let Some((_, min, max, had)) = self.bounds.last_mut() {
-                fold_bounds((min, max), *had, has_samples, (metric.min, metric.max));
-                *had |= has_samples;
-            }
+        if self.bounds.last().is_none_or(|(last, ..)| *last != seq) {
+            self.bounds.push((seq, 0.0, 0.0, false));
+        }
+        if let Some((_, min, max, had)) = self.bounds.last_mut() {
+            fold_bounds((min, max), *had, has_samples, (metric.min, metric.max));
+            *had |= has_samples;
         }
         self.add_samples(seq, metric.samples);
     }
@@ -399,8 +395,7 @@ struct FoldedNode {
 }
 
 impl FoldedNode {
-    /// `raw`: see [`FoldedMetric::add`].
-    fn add(&mut self, seq: Seq, node: WireNode<'_>, raw: bool) {
+    fn add(&mut self, seq: Seq, node: WireNode<'_>) {
         self.seq = seq;
         self.id.add(seq, node.id);
         self.topology.add(seq, node.topology);
@@ -414,10 +409,10 @@ impl FoldedNode {
         );
         self.metrics.fold(
             node.metrics.0,
-            |folded, metric| folded.add(seq, metric, raw),
+            |folded, metric| folded.add(seq, metric),
             |metric| {
                 let mut folded = FoldedMetric::default();
-                folded.add(seq, metric, raw);
+                folded.add(seq, metric);
                 folded
             },
         );
@@ -501,7 +496,6 @@ impl FoldedWindow {
         let mut report = report.into();
         let quantum = now_ms.div_euclid(quantum_ms.max(1));
         let header = Header::of(&mut report);
-        let mut raw = false;
         let seq = match self.buckets.back_mut() {
             Some(bucket) if bucket.quantum == quantum => {
                 bucket.header.merge(&header);
@@ -512,7 +506,6 @@ impl FoldedWindow {
             _ => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                raw = true;
                 self.buckets.push_back(Bucket {
                     seq,
                     quantum,
@@ -540,12 +533,12 @@ impl FoldedWindow {
             }
             for (id, node) in nodes {
                 match folded.nodes.get_mut(id.as_str()) {
-                    Some(known) => known.add(seq, node, raw),
+                    Some(known) => known.add(seq, node),
                     None => folded
                         .nodes
                         .entry(id.into_owned())
                         .or_default()
-                        .add(seq, node, raw),
+                        .add(seq, node),
                 }
             }
         }
