@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use super::keyed::KeyedMap;
+use super::keyed::{KeyedMap, merge_sorted};
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
 };
@@ -149,19 +149,13 @@ impl TaggedSet {
         }
         items.sort_unstable();
         items.dedup();
-        let mine = std::mem::take(&mut self.0);
-        let mut merged = Vec::with_capacity(mine.len() + items.len());
-        let mut mine = mine.into_iter().peekable();
-        for item in items {
-            while let Some((kept, kept_seq)) = mine.next_if(|(v, _)| v.as_str() < item.as_str()) {
-                merged.push((kept, kept_seq));
-            }
-            // The same member again: this bucket is now its newest.
-            let _ = mine.next_if(|(v, _)| v.as_str() == item.as_str());
-            merged.push((item.into_owned(), seq));
-        }
-        merged.extend(mine);
-        self.0 = merged;
+        // A member already known is tagged with this bucket, now its newest.
+        self.0 = merge_sorted(
+            std::mem::take(&mut self.0),
+            items,
+            |(v, _), item| v.as_str().cmp(item.as_str()),
+            |_, item| (item.into_owned(), seq),
+        );
     }
 
     fn expire(&mut self, oldest: Seq) {
@@ -323,18 +317,12 @@ impl FoldedMetric {
                 .extend(samples.into_iter().map(|s| (s.date, seq, s.value)));
             return;
         }
-        let mine = std::mem::take(&mut self.samples);
-        let mut merged = Vec::with_capacity(mine.len() + samples.len());
-        let mut mine = mine.into_iter().peekable();
-        for Sample { date, value } in samples {
-            while let Some(kept) = mine.next_if(|(d, ..)| *d < date) {
-                merged.push(kept);
-            }
-            let _ = mine.next_if(|(d, ..)| *d == date);
-            merged.push((date, seq, value));
-        }
-        merged.extend(mine);
-        self.samples = merged;
+        self.samples = merge_sorted(
+            std::mem::take(&mut self.samples),
+            samples,
+            |(d, ..), s| d.cmp(&s.date),
+            |_, s| (s.date, seq, s.value),
+        );
     }
 
     fn expire(&mut self, oldest: Seq) -> bool {

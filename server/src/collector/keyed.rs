@@ -8,10 +8,34 @@
 //! entries at once (collecting, extending, merging two maps) sorts or merges in one pass, so a
 //! map with an absurd number of entries still costs `n log n`, never the square of its size.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
+
+/// Merges `theirs` into `mine`, both sorted (`cmp` orders an item of `mine` against one of
+/// `theirs`), in one pass: an item of `theirs` becomes `take(the item of mine it equals, if any,
+/// it)`. The one sorted merge every sorted list of the collector uses.
+pub fn merge_sorted<T, U>(
+    mine: Vec<T>,
+    theirs: impl IntoIterator<Item = U>,
+    cmp: impl Fn(&T, &U) -> Ordering,
+    mut take: impl FnMut(Option<T>, U) -> T,
+) -> Vec<T> {
+    let theirs = theirs.into_iter();
+    let mut merged = Vec::with_capacity(mine.len() + theirs.size_hint().0);
+    let mut mine = mine.into_iter().peekable();
+    for item in theirs {
+        while let Some(kept) = mine.next_if(|m| cmp(m, &item) == Ordering::Less) {
+            merged.push(kept);
+        }
+        let same = mine.next_if(|m| cmp(m, &item) == Ordering::Equal);
+        merged.push(take(same, item));
+    }
+    merged.extend(mine);
+    merged
+}
 
 #[derive(Clone, PartialEq)]
 pub struct KeyedMap<V>(Vec<(String, V)>);
@@ -141,23 +165,18 @@ impl<V> KeyedMap<V> {
             }
             return;
         }
-        let mine = std::mem::take(&mut self.0);
-        let mut merged = Vec::with_capacity(mine.len() + theirs.len());
-        let mut mine = mine.into_iter().peekable();
-        for (key, value) in &theirs.0 {
-            while let Some(kept) = mine.next_if(|(k, _)| k < key) {
-                merged.push(kept);
-            }
-            match mine.next_if(|(k, _)| k == key) {
+        self.0 = merge_sorted(
+            std::mem::take(&mut self.0),
+            &theirs.0,
+            |(k, _), (key, _)| k.cmp(key),
+            |same, (key, value)| match same {
                 Some((k, mut v)) => {
                     combine(&mut v, value);
-                    merged.push((k, v));
+                    (k, v)
                 }
-                None => merged.push((key.clone(), make(value))),
-            }
-        }
-        merged.extend(mine);
-        self.0 = merged;
+                None => (key.clone(), make(value)),
+            },
+        );
     }
 
     /// Folds entries in, in the order they came: a known key's through `update`, a new key's made
@@ -188,17 +207,13 @@ impl<V> KeyedMap<V> {
                 _ => made.push((key.into(), make(item))),
             }
         }
-        let mine = std::mem::take(&mut self.0);
-        let mut merged = Vec::with_capacity(mine.len() + made.len());
-        let mut mine = mine.into_iter().peekable();
-        for entry in made {
-            while let Some(kept) = mine.next_if(|(k, _)| *k < entry.0) {
-                merged.push(kept);
-            }
-            merged.push(entry);
-        }
-        merged.extend(mine);
-        self.0 = merged;
+        // None of `made` is in `mine`.
+        self.0 = merge_sorted(
+            std::mem::take(&mut self.0),
+            made,
+            |(k, _), (key, _)| k.cmp(key),
+            |_, entry| entry,
+        );
     }
 
     /// Lets go of room left by entries removed.

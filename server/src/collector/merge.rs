@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::keyed::merge_sorted;
+
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, StringSets, Time, Topology,
 };
@@ -326,18 +328,12 @@ impl Metric {
         if by_date(&self.samples) && by_date(&other.samples) {
             // As a probe and the window keep them: one pass, no map (a window of a probe that
             // reports fast holds hundreds of samples per metric).
-            let mine = std::mem::take(&mut self.samples);
-            let mut merged = Vec::with_capacity(mine.len() + other.samples.len());
-            let mut mine = mine.into_iter().peekable();
-            for theirs in &other.samples {
-                while let Some(kept) = mine.next_if(|s| s.date < theirs.date) {
-                    merged.push(kept);
-                }
-                let _ = mine.next_if(|s| s.date == theirs.date);
-                merged.push(theirs.clone());
-            }
-            merged.extend(mine);
-            self.samples = merged;
+            self.samples = merge_sorted(
+                std::mem::take(&mut self.samples),
+                &other.samples,
+                |mine, theirs| mine.date.cmp(&theirs.date),
+                |_, theirs| theirs.clone(),
+            );
         } else {
             let mut by_date: BTreeMap<Time, f64> =
                 self.samples.iter().map(|s| (s.date, s.value)).collect();

@@ -389,25 +389,17 @@ fn shared_string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<StringSets>
 /// Templates and controls are passed through to the UI as they came.
 pub type Templates = BTreeMap<String, serde_json::Value>;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A topology of a report; it is decoded as [`super::wire::WireTopology`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Topology {
-    #[serde(default, deserialize_with = "null_default")]
     pub shape: String,
-    #[serde(default, deserialize_with = "null_default")]
     pub tag: String,
-    #[serde(default, deserialize_with = "null_default")]
     pub label: String,
-    #[serde(default, deserialize_with = "null_default")]
     pub label_plural: String,
-    #[serde(default, deserialize_with = "null_default")]
     pub nodes: BTreeMap<String, Node>,
-    #[serde(default, deserialize_with = "null_default")]
     pub controls: Templates,
-    #[serde(default, deserialize_with = "null_default")]
     pub metadata_templates: Templates,
-    #[serde(default, deserialize_with = "null_default")]
     pub metric_templates: Templates,
-    #[serde(default, deserialize_with = "null_default")]
     pub table_templates: Templates,
 }
 
