@@ -10,10 +10,11 @@ export TRUNK_TOOLS_WASM_BINDGEN = $(WASM_BINDGEN_VERSION)
 LISTEN ?= 127.0.0.1:4040
 DATA_DIR ?= ./data
 
-.PHONY: run test tools app server fmt lint check-wasm test-rust clean-data help
+.PHONY: run split test tools app server fmt lint check-wasm test-rust clean-data help
 
 help:
 	@echo "make run   build everything and start Airplane Mode on http://$(LISTEN)"
+	@echo "make split the split deployment: every role its own process behind the edge on http://$(LISTEN)"
 	@echo "make test  the whole suite (fmt, clippy, wasm check, app build, unit/API/browser tests)"
 
 tools:
@@ -39,6 +40,11 @@ run: app server
 	@echo "Mail is not sent in Airplane Mode: read it in Admin > Outbox; its links are also logged below."
 	@echo "Once you are logged in, your org gets an instance \"This machine\" reported by a probe of this machine."
 	./target/release/scopehub serve --listen $(LISTEN) --data-dir $(DATA_DIR) --dist-dir dist --local-probe
+
+# Every role as its own process (the edge on $(LISTEN), two collector shards), one database:
+# the SQLite file in $(DATA_DIR), or DATABASE_URL=postgres://… . Ctrl-C stops them all.
+split: app server
+	LISTEN=$(LISTEN) DATA_DIR=$(DATA_DIR) scripts/split.sh
 
 fmt:
 	cargo fmt --all -- --check

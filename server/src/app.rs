@@ -20,10 +20,11 @@ use crate::collector::shard::{HttpShard, InProcessShard, Shard};
 use crate::collector::{self, CollectorConfig, CollectorState, ReadAccess};
 use crate::error::{Error, Result};
 use crate::frontend::auth::{EdgeAuth, Origins, ReaderCheck, authenticate};
+use crate::frontend::proxy::{self, Proxy, Upstreams};
 use crate::frontend::{self, EdgeConfig};
 use crate::identity::internal::{InternalSecret, Verifier, trust_edge};
 use crate::internal_client::InternalClient;
-use crate::ops::{self, OpsState, Readiness, StartupStatus};
+use crate::ops::{self, Drain, OpsState, Readiness, StartupStatus};
 use crate::provisioning::directory::{HttpInstances, InstanceDirectory};
 use crate::provisioning::shards::Placement;
 use crate::provisioning::{self, ProvisioningConfig, ProvisioningState, Wakeup};
@@ -46,6 +47,8 @@ pub struct Settings {
     pub edge: EdgeConfig,
     pub dist_dir: PathBuf,
     pub clock: Clock,
+    /// Flips when the process shuts down: `/readyz` says 503, websockets close with 1001.
+    pub drain: Drain,
 }
 
 /// The name of the one collector shard in Airplane Mode.
@@ -94,17 +97,20 @@ impl Airplane {
             users: directory.clone(),
             placement: Placement::new(vec![shard.clone() as Arc<dyn Shard>]),
         };
-        let edge = EdgeAuth {
-            users: directory,
-            instances: Arc::new(provisioning.directory()),
-            origins: Arc::new(Origins::new(&settings.public_url, settings.allowed_origins)),
-        };
+        let edge = EdgeAuth::new(
+            directory,
+            Arc::new(provisioning.directory()),
+            Origins::new(&settings.public_url, settings.allowed_origins),
+            settings.edge.identity_cache_ttl,
+            clock.clone(),
+        );
         let collector = CollectorState {
             shard: shard.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
             config: Arc::new(settings.collector),
             access: Arc::new(edge.readers()) as Arc<dyn ReadAccess>,
+            drain: settings.drain.clone(),
         };
         let spa = Spa::new(&settings.dist_dir);
         let ops = OpsState {
@@ -113,6 +119,7 @@ impl Airplane {
                 store: store.clone(),
                 startup: startup.clone(),
             },
+            drain: settings.drain.clone(),
         };
         let api = users::api_router(users.clone())
             .merge(provisioning::api_router(provisioning.clone()))
@@ -198,6 +205,7 @@ pub struct RoleBasics {
     pub metrics: Metrics,
     pub secret: InternalSecret,
     pub edge: EdgeConfig,
+    pub drain: Drain,
 }
 
 impl RoleBasics {
@@ -221,6 +229,7 @@ impl RoleBasics {
                 store: store.clone(),
                 startup,
             },
+            drain: self.drain.clone(),
         }
     }
 }
@@ -307,14 +316,21 @@ pub fn collector_state(
         metrics: basics.metrics.clone(),
         config: Arc::new(config),
         access: Arc::new(ReaderCheck { users, instances }),
+        drain: basics.drain.clone(),
     })
 }
 
-/// `scopehub collector`: one shard alone, with its internal API ([`Shard`] over HTTP).
-pub fn collector_service(state: &CollectorState, basics: &RoleBasics) -> Router {
+/// `scopehub collector`: one shard alone, with its internal API ([`Shard`] over HTTP). It is ready
+/// once `startup` is done: [`load_placements`].
+pub fn collector_service(
+    state: &CollectorState,
+    startup: StartupStatus,
+    basics: &RoleBasics,
+) -> Router {
     let ops = OpsState {
         metrics: basics.metrics.clone(),
-        readiness: Readiness::Serving,
+        readiness: Readiness::Started(startup),
+        drain: basics.drain.clone(),
     };
     role_service(
         Some(collector::api_router(state.clone())),
@@ -325,11 +341,52 @@ pub fn collector_service(state: &CollectorState, basics: &RoleBasics) -> Router 
     )
 }
 
+/// A collector process's start-up: it asks provisioning which instances are placed on its shard
+/// and holds them before it reports ready, so that a restarted or replaced shard takes reports
+/// at once (a rolling update loses no request) instead of after the reconciler's next pass.
+/// Retried with backoff until provisioning answers or the process stops.
+pub async fn load_placements(
+    state: CollectorState,
+    provisioning: HttpInstances,
+    startup: StartupStatus,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = state.shard.name().to_owned();
+    let client = provisioning;
+    startup.set_error(Some("loading the placed instances".to_owned()));
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match client.placed_on(&name).await {
+            Ok(placed) => {
+                for instance in &placed {
+                    let (limits, flags) = (instance.placed.limits, instance.placed.flags);
+                    if let Err(e) = state.shard.ensure(&instance.id, limits, flags).await {
+                        tracing::warn!(instance = %instance.id, error = %e, "cannot hold a placed instance");
+                    }
+                }
+                tracing::info!(shard = %name, instances = placed.len(), "placed instances loaded");
+                startup.set_done();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(shard = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot load placed instances yet");
+                startup.set_error(Some(format!("loading placed instances: {e}")));
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// `scopehub ui`: the web app and the operational endpoints; no database, no identity.
-pub fn ui_service(spa: Spa, metrics: Metrics, edge: &EdgeConfig) -> Router {
+pub fn ui_service(spa: Spa, metrics: Metrics, edge: &EdgeConfig, drain: Drain) -> Router {
     let ops = OpsState {
         metrics: metrics.clone(),
         readiness: Readiness::Serving,
+        drain,
     };
     let routed = Router::new()
         .merge(ops::router(ops))
@@ -340,4 +397,49 @@ pub fn ui_service(spa: Spa, metrics: Metrics, edge: &EdgeConfig) -> Router {
         )
         .merge(ui::router(spa));
     frontend::apply_layers(routed, metrics, edge)
+}
+
+/// `scopehub frontend`: the edge alone, in front of the other roles over HTTP. It resolves
+/// credentials through the users and provisioning roles' internal APIs and proxies every request
+/// (`frontend::proxy`).
+pub fn frontend_service(
+    upstreams: Upstreams,
+    public_url: &Url,
+    allowed_origins: Vec<String>,
+    upstream_timeout: Duration,
+    basics: &RoleBasics,
+) -> Result<Router> {
+    let users = HttpDirectory(basics.client("users", "frontend", upstreams.users.clone())?);
+    let instances =
+        HttpInstances(basics.client("provisioning", "frontend", upstreams.provisioning.clone())?);
+    let edge = EdgeAuth::new(
+        Arc::new(users),
+        Arc::new(instances),
+        Origins::new(public_url, allowed_origins),
+        basics.edge.identity_cache_ttl,
+        basics.clock.clone(),
+    );
+    let proxy = Proxy::new(
+        upstreams,
+        basics.secret.clone(),
+        basics.clock.clone(),
+        upstream_timeout,
+        basics.edge.max_body_bytes,
+        basics.drain.clone(),
+    );
+    let ops = OpsState {
+        metrics: basics.metrics.clone(),
+        readiness: Readiness::Serving,
+        drain: basics.drain.clone(),
+    };
+    let proxied = Router::new()
+        .fallback(proxy::forward)
+        .with_state(proxy)
+        .layer(middleware::from_fn_with_state(edge, authenticate));
+    let routed = Router::new().merge(ops::router(ops)).merge(proxied);
+    Ok(frontend::apply_layers(
+        routed,
+        basics.metrics.clone(),
+        &basics.edge,
+    ))
 }

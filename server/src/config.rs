@@ -41,8 +41,9 @@ pub enum Command {
     Provisioning(ProvisioningRoleArgs),
     /// One collector shard alone, behind the edge: the Scope app for the instances placed on it.
     Collector(CollectorRoleArgs),
-    /// The edge router for split mode (not available yet).
-    Frontend(UnbuiltArgs),
+    /// The edge alone (split mode): authenticates every request and proxies it to the role that
+    /// serves it.
+    Frontend(FrontendArgs),
     /// Monitoring of the other roles (not available yet).
     Monitoring(UnbuiltArgs),
     /// Our probe: reports this host in Scope's wire format.
@@ -57,11 +58,11 @@ impl Command {
     /// The name of a role that exists in the CLI but is not built yet.
     pub fn unbuilt_role(&self) -> Option<&'static str> {
         match self {
-            Command::Frontend(_) => Some("frontend"),
             Command::Monitoring(_) => Some("monitoring"),
             Command::Users(_)
             | Command::Provisioning(_)
             | Command::Collector(_)
+            | Command::Frontend(_)
             | Command::Serve(_)
             | Command::Migrate(_)
             | Command::Ui(_)
@@ -119,13 +120,27 @@ pub struct HttpArgs {
     /// Address to listen on.
     #[arg(long, env = "SCOPEHUB_LISTEN", default_value = "127.0.0.1:4040")]
     pub listen: SocketAddr,
+    /// Share the address with another process of the same user (`SO_REUSEPORT`): a new process
+    /// can start on it before the old one stops, for restarts without a gap on one machine. Off
+    /// by default, so that a second copy started by mistake fails with "address in use".
+    #[arg(long, env = "SCOPEHUB_REUSE_PORT")]
+    pub reuse_port: bool,
+    /// Also serve `/healthz`, `/readyz` and `/metrics` (and nothing else) on this address: the
+    /// internal listener for probes and scrapers, which reaches this very process even when
+    /// `--listen` is shared with another (`--reuse-port`).
+    #[arg(long, env = "SCOPEHUB_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// Largest request body accepted by the API, in bytes; larger ones get 413.
     #[arg(long, env = "SCOPEHUB_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Longest time one request may take, in seconds.
     #[arg(long, env = "SCOPEHUB_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub request_timeout: Duration,
-    /// On SIGTERM/Ctrl-C, how long in-flight requests may take to finish before the process exits anyway.
+    /// On SIGTERM, how long to keep serving while `/readyz` answers 503, so that load balancers
+    /// stop sending requests before the listener closes (Ctrl-C skips it), in seconds.
+    #[arg(long, env = "SCOPEHUB_SHUTDOWN_DELAY", default_value = "5", value_parser = parse_seconds)]
+    pub shutdown_delay: Duration,
+    /// After that, how long in-flight requests may take to finish before the process exits anyway.
     #[arg(long, env = "SCOPEHUB_SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
 }
@@ -175,7 +190,16 @@ pub struct EdgeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// How long the edge keeps what the users and provisioning roles answered about a session,
+    /// token, probe token, membership or instance, in milliseconds. A change made through another
+    /// edge replica (or by the roles) is seen after at most this long; one made through this edge
+    /// at once. 0 asks every time.
+    #[arg(long, env = "SCOPEHUB_IDENTITY_CACHE_MS", default_value_t = DEFAULT_IDENTITY_CACHE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub identity_cache_ms: u64,
 }
+
+/// The edge's identity cache TTL: well under the 1 s in which a revocation must take effect.
+pub const DEFAULT_IDENTITY_CACHE: Duration = Duration::from_millis(500);
 
 /// The key that authenticates identities between the edge and the roles (design.md §9).
 #[derive(Debug, Clone, Args)]
@@ -315,6 +339,35 @@ pub struct CollectorRoleArgs {
     /// The provisioning service's internal URL (open websockets re-check the instance through it).
     #[arg(long, env = "SCOPEHUB_PROVISIONING_URL", value_parser = parse_public_url)]
     pub provisioning_url: Url,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FrontendArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub public: PublicArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+    /// The users service (accounts, orgs, tokens, admin; identity lookups).
+    #[arg(long, env = "SCOPEHUB_USERS_URL", value_parser = parse_public_url)]
+    pub users_url: Url,
+    /// The provisioning service (instances; probe token and placement lookups).
+    #[arg(long, env = "SCOPEHUB_PROVISIONING_URL", value_parser = parse_public_url)]
+    pub provisioning_url: Url,
+    /// The ui service (the web app).
+    #[arg(long, env = "SCOPEHUB_UI_URL", value_parser = parse_public_url)]
+    pub ui_url: Url,
+    /// A collector shard, as `NAME=URL`; repeat for each (comma-separated in the environment).
+    #[arg(long = "collector-shard", env = "SCOPEHUB_COLLECTOR_SHARDS", value_parser = parse_shard, value_delimiter = ',', required = true)]
+    pub collector_shards: Vec<ShardUrl>,
+    /// Longest wait for a role's answer before the edge answers 504, in seconds.
+    #[arg(long, env = "SCOPEHUB_UPSTREAM_TIMEOUT", default_value = "25", value_parser = parse_seconds)]
+    pub upstream_timeout: Duration,
     #[command(flatten)]
     pub internal: InternalArgs,
     #[command(flatten)]

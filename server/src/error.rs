@@ -27,14 +27,30 @@ pub enum Error {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Another role (reached over HTTP) failed or could not be reached: 502, naming the role.
-    #[error("the {role} service failed: {detail}")]
-    Upstream { role: &'static str, detail: String },
+    /// Another role (reached over HTTP) could not be reached (503), did not answer in time (504) or
+    /// answered wrongly (502); the body names the role.
+    #[error("the {role} service failed ({failure:?}): {detail}")]
+    Upstream {
+        role: String,
+        failure: UpstreamFailure,
+        detail: String,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a call to another role failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// No connection could be made (the role is down, or restarting): 503.
+    Unreachable,
+    /// It did not answer in time: 504.
+    Timeout,
+    /// It answered something unusable, or the connection broke mid-answer: 502.
+    BadAnswer,
+}
 
 impl Error {
     pub fn client(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
@@ -89,7 +105,11 @@ impl Error {
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(e) if e.is_unique_violation() => StatusCode::CONFLICT,
-            Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Error::Upstream { failure, .. } => match failure {
+                UpstreamFailure::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
+                UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                UpstreamFailure::BadAnswer => StatusCode::BAD_GATEWAY,
+            },
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,10 +127,20 @@ impl Error {
             Error::Store(e) if e.is_unique_violation() => {
                 ApiError::new(ErrorCode::Conflict, "That already exists.")
             }
-            Error::Upstream { role, .. } => ApiError::new(
-                ErrorCode::Unavailable,
-                format!("The {role} service is not answering; try again shortly."),
-            ),
+            Error::Upstream { role, failure, .. } => match failure {
+                UpstreamFailure::Unreachable => ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("The {role} service is unavailable; try again shortly."),
+                ),
+                UpstreamFailure::Timeout => ApiError::new(
+                    ErrorCode::Timeout,
+                    format!("The {role} service did not answer in time."),
+                ),
+                UpstreamFailure::BadAnswer => ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("The {role} service failed; try again shortly."),
+                ),
+            },
             Error::Store(_) | Error::Internal(_) => {
                 ApiError::new(ErrorCode::Internal, "Something went wrong on our side.")
             }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use url::{Position, Url};
 
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UpstreamFailure};
 use crate::identity::ClientIp;
 use crate::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
 
@@ -67,10 +67,26 @@ impl InternalClient {
     }
 
     fn upstream(&self, detail: impl std::fmt::Display) -> Error {
+        self.failed(UpstreamFailure::BadAnswer, detail)
+    }
+
+    fn failed(&self, failure: UpstreamFailure, detail: impl std::fmt::Display) -> Error {
         Error::Upstream {
-            role: self.role,
+            role: self.role.to_owned(),
+            failure,
             detail: detail.to_string(),
         }
+    }
+
+    fn send_failed(&self, url: &Url, e: reqwest::Error) -> Error {
+        let failure = if e.is_connect() {
+            UpstreamFailure::Unreachable
+        } else if e.is_timeout() {
+            UpstreamFailure::Timeout
+        } else {
+            UpstreamFailure::BadAnswer
+        };
+        self.failed(failure, format!("{url}: {e}"))
     }
 
     /// Calls `method /segments…` (each segment percent-encoded) with an optional JSON body and
@@ -106,13 +122,13 @@ impl InternalClient {
         let mut response = request
             .send()
             .await
-            .map_err(|e| self.upstream(format!("{url}: {e}")))?;
+            .map_err(|e| self.send_failed(&url, e))?;
         let status = response.status();
         let mut bytes = Vec::new();
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.upstream(format!("{url}: {e}")))?
+            .map_err(|e| self.send_failed(&url, e))?
         {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(self.upstream(format!(

@@ -75,11 +75,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 telemetry::init_logging(&args.log)?;
                 server::provisioning(args).await
             }
+            Command::Frontend(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::frontend(args).await
+            }
             Command::Collector(args) => {
                 telemetry::init_logging(&args.log)?;
                 server::collector(args).await
             }
-            Command::Frontend(_) | Command::Monitoring(_) => {
+            Command::Monitoring(_) => {
                 unreachable!("unbuilt roles return above")
             }
         }

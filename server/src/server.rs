@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -15,12 +16,15 @@ use crate::clock::{Clock, HOUR};
 use crate::collector::CollectorConfig;
 use crate::collector::shard::InProcessShard;
 use crate::config::{
-    CollectorArgs, CollectorRoleArgs, DatabaseArgs, HttpArgs, MigrateArgs, ProvisioningArgs,
-    ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs, UsersArgs, UsersRoleArgs,
+    CollectorArgs, CollectorRoleArgs, DatabaseArgs, EdgeArgs, FrontendArgs, HttpArgs, MigrateArgs,
+    ProvisioningArgs, ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs, UsersArgs,
+    UsersRoleArgs,
 };
 use crate::frontend::EdgeConfig;
-use crate::ops::StartupStatus;
+use crate::frontend::proxy::Upstreams;
+use crate::ops::{Drain, StartupStatus};
 use crate::provisioning::ProvisioningConfig;
+use crate::provisioning::directory::HttpInstances;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::ui::Spa;
@@ -87,10 +91,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allowed_origins: args.edge.allowed_origins.clone(),
         mailer: Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?,
         provisioning: provisioning_config(&args.provisioning),
-        edge: edge_config(&args.http),
+        edge: edge_config(&args.http, Some(&args.edge)),
         dist_dir: args.dist.dist_dir.clone(),
         clock: Clock::system(),
+        drain: Drain::default(),
     };
+    let drain = settings.drain.clone();
     let airplane = Airplane::build(store.clone(), settings);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -121,7 +127,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(&url),
     )?;
 
-    run_until_shutdown(listener, airplane.router, &args.http, shutdown_tx).await?;
+    run_until_shutdown(listener, airplane.router, &args.http, shutdown_tx, drain).await?;
     store.close().await;
     Ok(())
 }
@@ -129,11 +135,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// `scopehub ui`: the web app alone. Opens no database.
 pub async fn ui(args: UiArgs) -> anyhow::Result<()> {
     let spa = Spa::new(&args.dist.dist_dir);
-    let router = app::ui_service(spa.clone(), Metrics::new(), &edge_config(&args.http));
+    let drain = Drain::default();
+    let router = app::ui_service(
+        spa.clone(),
+        Metrics::new(),
+        &edge_config(&args.http, None),
+        drain.clone(),
+    );
     let listener = bind(&args.http).await?;
     announce(&listener, None, Some(&spa), None)?;
     let (shutdown_tx, _) = watch::channel(false);
-    run_until_shutdown(listener, router, &args.http, shutdown_tx).await
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, drain).await
 }
 
 fn role_basics(http: &HttpArgs, secret: crate::identity::internal::InternalSecret) -> RoleBasics {
@@ -141,8 +153,42 @@ fn role_basics(http: &HttpArgs, secret: crate::identity::internal::InternalSecre
         clock: Clock::system(),
         metrics: Metrics::new(),
         secret,
-        edge: edge_config(http),
+        edge: edge_config(http, None),
+        drain: Drain::default(),
     }
+}
+
+/// `scopehub frontend`: the edge alone, proxying to the other roles. No database.
+pub async fn frontend(args: FrontendArgs) -> anyhow::Result<()> {
+    let listener = bind(&args.http).await?;
+    let public_url = public_url_of(&args.public, &listener)?;
+    let mut basics = role_basics(&args.http, args.internal.internal_secret.clone());
+    basics.edge = edge_config(&args.http, Some(&args.edge));
+    let mut shards = std::collections::HashMap::new();
+    for shard in &args.collector_shards {
+        if shards
+            .insert(shard.name.clone(), shard.url.clone())
+            .is_some()
+        {
+            anyhow::bail!("--collector-shard {} is given twice", shard.name);
+        }
+    }
+    let upstreams = Upstreams {
+        users: args.users_url.clone(),
+        provisioning: args.provisioning_url.clone(),
+        ui: args.ui_url.clone(),
+        shards,
+    };
+    let router = app::frontend_service(
+        upstreams,
+        &public_url,
+        args.edge.allowed_origins.clone(),
+        args.upstream_timeout,
+        &basics,
+    )?;
+    announce(&listener, Some(&public_url), None, None)?;
+    let (shutdown_tx, _) = watch::channel(false);
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await
 }
 
 /// `scopehub users`: the users role alone, with mail delivery.
@@ -168,7 +214,7 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(mailer.run(store.clone(), basics.clock.clone(), shutdown_rx));
     announce(&listener, None, None, Some(&url))?;
-    run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await?;
     store.close().await;
     Ok(())
 }
@@ -200,7 +246,7 @@ pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
     ));
     tokio::spawn(state.reconciler().run(shutdown_rx));
     announce(&listener, None, None, Some(&url))?;
-    run_until_shutdown(listener, router, &args.http, shutdown_tx).await?;
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await?;
     store.close().await;
     Ok(())
 }
@@ -221,10 +267,22 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
         args.provisioning_url.clone(),
         &basics,
     )?;
-    let router = app::collector_service(&state, &basics);
+    let startup = StartupStatus::default();
+    let router = app::collector_service(&state, startup.clone(), &basics);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let provisioning = HttpInstances(basics.client(
+        "provisioning",
+        &format!("collector {}", args.shard),
+        args.provisioning_url.clone(),
+    )?);
+    tokio::spawn(app::load_placements(
+        state.clone(),
+        provisioning,
+        startup,
+        shutdown_rx,
+    ));
     announce(&listener, None, None, None)?;
-    let (shutdown_tx, _) = watch::channel(false);
-    run_until_shutdown(listener, router, &args.http, shutdown_tx).await
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await
 }
 
 /// `scopehub migrate`: apply migrations once and exit; fails fast (a job runner retries).
@@ -269,17 +327,35 @@ fn open_store(database: &DatabaseArgs) -> anyhow::Result<(crate::config::Databas
     Ok((url, store))
 }
 
-fn edge_config(http: &HttpArgs) -> EdgeConfig {
+/// The layers' settings; `edge` for the processes that authenticate (`serve`, `frontend`).
+fn edge_config(http: &HttpArgs, edge: Option<&EdgeArgs>) -> EdgeConfig {
     EdgeConfig {
         max_body_bytes: http.max_body_bytes,
         request_timeout: http.request_timeout,
+        identity_cache_ttl: edge.map_or(Duration::ZERO, |e| {
+            Duration::from_millis(e.identity_cache_ms)
+        }),
     }
 }
 
 async fn bind(http: &HttpArgs) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", http.listen))
+    let addr = http.listen;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("cannot open a socket")?;
+    // What the standard library's bind does on Unix: a restarted process can bind at once.
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if http.reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket
+        .bind(addr)
+        .and_then(|()| socket.listen(1024))
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// Prints the one line a person (or a test) looks for on stdout: where the server is.
@@ -339,18 +415,36 @@ async fn prepare_with_retry(
     }
 }
 
-/// Serves until SIGTERM or Ctrl-C, then stops accepting, lets in-flight requests finish (up to
-/// `--shutdown-timeout`) and returns.
+/// Serves until SIGTERM or Ctrl-C, then shuts down as a rolling update needs it:
+/// 1. `/readyz` answers 503 at once; on SIGTERM the process keeps serving for `--shutdown-delay`
+///    so that load balancers stop sending to it (Ctrl-C, a person at a terminal, skips the wait);
+/// 2. it stops accepting, closes its websockets with 1001 (clients reconnect elsewhere), stops its
+///    background tasks and lets in-flight requests finish, for at most `--shutdown-timeout`.
 async fn run_until_shutdown(
     listener: TcpListener,
     router: Router,
     http: &HttpArgs,
     shutdown_tx: watch::Sender<bool>,
+    drain: Drain,
 ) -> anyhow::Result<()> {
+    let ops = match http.ops_listen {
+        Some(addr) => Some(serve_ops(addr, router.clone()).await?),
+        None => None,
+    };
     let (signalled_tx, mut signalled_rx) = watch::channel(false);
+    let delay = http.shutdown_delay;
     let signal = async move {
-        shutdown_signal().await;
+        let terminated = shutdown_signal().await;
+        drain.start_draining();
+        if terminated && !delay.is_zero() {
+            tracing::info!(
+                delay_s = delay.as_secs_f64(),
+                "SIGTERM: not ready any more; still serving until load balancers notice"
+            );
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!("shutting down: draining in-flight requests");
+        drain.close_streams();
         let _ = shutdown_tx.send(true);
         let _ = signalled_tx.send(true);
     };
@@ -375,11 +469,45 @@ async fn run_until_shutdown(
         result = server => result.context("server failed")?,
         () = deadline => tracing::warn!(timeout_s = http.shutdown_timeout.as_secs_f64(), "requests still in flight at the shutdown deadline; exiting anyway"),
     }
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// The internal listener (`--ops-listen`): the operational endpoints of `router`, nothing else.
+async fn serve_ops(
+    addr: SocketAddr,
+    router: Router,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--ops-listen)"))?;
+    let only_ops = Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if crate::identity::internal::is_operational(req.uri().path()) {
+                    next.run(req).await
+                } else {
+                    crate::error::Error::not_found(
+                        "This listener serves /healthz, /readyz and /metrics only.",
+                    )
+                    .into_response()
+                }
+            },
+        ));
+    tracing::info!(%addr, "operational endpoints listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, only_ops).await {
+            tracing::warn!(error = %e, "operational listener failed");
+        }
+    }))
+}
+
+/// Waits for Ctrl-C (false) or SIGTERM (true).
+async fn shutdown_signal() -> bool {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -397,7 +525,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        () = ctrl_c => false,
+        () = terminate => true,
     }
 }

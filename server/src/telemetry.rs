@@ -207,6 +207,11 @@ pub async fn record_route(req: Request, next: Next) -> Response {
     response
 }
 
+/// Labels a response that no route pattern describes (the edge's proxied requests: "proxy users").
+pub fn label_route(response: &mut Response, label: String) {
+    response.extensions_mut().insert(RoutePattern(label));
+}
+
 /// Outer layer: observes every request's duration, labelled by route pattern and status. Requests
 /// no route matched are labelled by where they fell through to.
 pub async fn track_requests(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {

@@ -493,6 +493,8 @@ async fn stream_topology(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut checked = tokio::time::Instant::now();
+    let closing = state.drain.streams_closing();
+    tokio::pin!(closing);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -501,6 +503,10 @@ async fn stream_topology(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => continue,
             },
+            () = &mut closing => {
+                let _ = socket.send(going_away()).await;
+                return;
+            }
         }
         if checked.elapsed() >= RECHECK {
             checked = tokio::time::Instant::now();
@@ -526,6 +532,14 @@ async fn stream_topology(
         previous = current;
         first = false;
     }
+}
+
+/// The close frame of a process shutting down: the client reconnects (to another replica).
+pub fn going_away() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: crate::ops::GOING_AWAY,
+        reason: "Scopehub is restarting; reconnect".into(),
+    }))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -82,6 +82,8 @@ pub struct CollectorState {
     pub metrics: Metrics,
     pub config: Arc<CollectorConfig>,
     pub access: Arc<dyn ReadAccess>,
+    /// Closes websockets (1001) when the process shuts down.
+    pub drain: crate::ops::Drain,
 }
 
 /// The collector's public API, relative to `/api`: Scope's probe paths and the browser API.
@@ -107,6 +109,7 @@ const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
 /// client on it; issuing controls comes later, so for now the connection is accepted and kept
 /// alive with pings (a probe whose handshake fails logs errors and retries forever).
 async fn control_ws(
+    State(state): State<CollectorState>,
     ProbeInstance(instance): ProbeInstance,
     headers: HeaderMap,
     ws: axum::extract::WebSocketUpgrade,
@@ -120,17 +123,23 @@ async fn control_ws(
     };
     Ok(ws.on_upgrade(move |socket| async move {
         tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel open");
-        keep_alive(socket).await;
+        keep_alive(socket, state.drain).await;
         tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel closed");
     }))
 }
 
-async fn keep_alive(mut socket: axum::extract::ws::WebSocket) {
+async fn keep_alive(mut socket: axum::extract::ws::WebSocket, drain: crate::ops::Drain) {
     use axum::extract::ws::Message;
     let mut ping = tokio::time::interval(CONTROL_PING);
     ping.tick().await;
+    let closing = drain.streams_closing();
+    tokio::pin!(closing);
     loop {
         tokio::select! {
+            () = &mut closing => {
+                let _ = socket.send(api::going_away()).await;
+                return;
+            }
             _ = ping.tick() => {
                 if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return;

@@ -26,11 +26,12 @@ use futures_util::future::BoxFuture;
 use shared::ErrorCode;
 use shared::users::{AccountStatus, Role, TokenScope};
 
+use super::cache::{CachedDirectory, CachedInstances, IdentityCache};
 use crate::collector::ReadAccess;
 use crate::error::{Error, Result};
 use crate::identity::internal::RESERVED_HEADERS;
 use crate::identity::{ClientIp, Grant, Identity, Via, unauthorized};
-use crate::provisioning::directory::InstanceDirectory;
+use crate::provisioning::directory::{InstanceDirectory, InstanceRoute};
 use crate::users::directory::{Directory, session_cookie};
 
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -54,12 +55,23 @@ const SESSIONLESS_PATHS: [&str; 8] = [
     "/api/users/password/reset",
 ];
 
-/// What the edge knows and asks: the users and provisioning contracts, and its origin rules.
+/// What the edge knows and asks: the users and provisioning contracts (through its brief cache),
+/// and its origin rules.
 #[derive(Clone)]
 pub struct EdgeAuth {
     pub users: Arc<dyn Directory>,
     pub instances: Arc<dyn InstanceDirectory>,
     pub origins: Arc<Origins>,
+    pub cache: Arc<IdentityCache>,
+}
+
+/// Where the edge found a granted instance: the collector shard holding it (if placed yet) and the
+/// largest body its probes may send. For the proxy; no role reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub instance: String,
+    pub shard: Option<String>,
+    pub max_report_bytes: Option<u64>,
 }
 
 /// Where browsers may make state-changing requests from, and how the session cookie is named.
@@ -104,8 +116,9 @@ pub async fn authenticate(State(edge): State<EdgeAuth>, mut req: Request, next: 
     }
     if is_probe_path(&path) {
         return match edge.probe_grant(req.headers()).await {
-            Ok(grant) => {
+            Ok((grant, placed)) => {
                 req.extensions_mut().insert(grant);
+                req.extensions_mut().insert(placed);
                 next.run(req).await
             }
             Err(e) => e.into_response(),
@@ -119,18 +132,28 @@ pub async fn authenticate(State(edge): State<EdgeAuth>, mut req: Request, next: 
     if let Err(e) = edge.check_unsafe_request(&req, identity.as_ref()) {
         return e.into_response();
     }
-    if let Some(instance) = app_instance(&path) {
-        match edge.reader_grant(identity.as_ref(), instance).await {
-            Ok(grant) => {
+    let reads_an_instance = match app_instance(&path) {
+        Some(instance) => match edge.reader_grant(identity.as_ref(), instance).await {
+            Ok((grant, placed)) => {
                 req.extensions_mut().insert(grant);
+                req.extensions_mut().insert(placed);
+                true
             }
             Err(e) => return e.into_response(),
-        }
-    }
+        },
+        None => false,
+    };
     if let Some(identity) = identity {
         req.extensions_mut().insert(identity);
     }
-    next.run(req).await
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(req).await;
+    // A change made through this edge (a logout, a revoked token, a suspension, a deletion…) is
+    // seen by its next request at once, not after the cache's TTL.
+    if changes_state && !reads_an_instance && response.status().is_success() {
+        edge.cache.forget_all();
+    }
+    response
 }
 
 /// The `{instance}` of `/api/app/{instance}/…`.
@@ -141,6 +164,30 @@ fn app_instance(path: &str) -> Option<&str> {
 }
 
 impl EdgeAuth {
+    /// The edge over these contracts, remembering their answers for `cache_ttl`
+    /// ([`IdentityCache`]).
+    pub fn new(
+        users: Arc<dyn Directory>,
+        instances: Arc<dyn InstanceDirectory>,
+        origins: Origins,
+        cache_ttl: std::time::Duration,
+        clock: crate::clock::Clock,
+    ) -> Self {
+        let cache = IdentityCache::new(cache_ttl, clock);
+        EdgeAuth {
+            users: Arc::new(CachedDirectory {
+                inner: users,
+                cache: cache.clone(),
+            }),
+            instances: Arc::new(CachedInstances {
+                inner: instances,
+                cache: cache.clone(),
+            }),
+            origins: Arc::new(origins),
+            cache,
+        }
+    }
+
     async fn resolve(&self, headers: &HeaderMap) -> Result<Option<Identity>> {
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let token = value
@@ -167,7 +214,7 @@ impl EdgeAuth {
     }
 
     /// The probe's instance, if its token is live and the instance accepts uploads now.
-    async fn probe_grant(&self, headers: &HeaderMap) -> Result<Grant> {
+    async fn probe_grant(&self, headers: &HeaderMap) -> Result<(Grant, Placed)> {
         let token = probe_token(headers).ok_or_else(unauthorized)?;
         let route = self
             .instances
@@ -181,20 +228,35 @@ impl EdgeAuth {
                 "This instance does not accept reports now.",
             ));
         }
-        Ok(Grant::Probe { instance: route.id })
+        let placed = Placed {
+            instance: route.id.clone(),
+            shard: route.shard,
+            max_report_bytes: u64::try_from(route.limits.max_report_bytes).ok(),
+        };
+        Ok((Grant::Probe { instance: route.id }, placed))
     }
 
     /// The caller may read `instance`: approved, a member of its org (any role; an API token only
     /// in its own org), and the instance's data is readable now.
-    async fn reader_grant(&self, identity: Option<&Identity>, instance: &str) -> Result<Grant> {
+    async fn reader_grant(
+        &self,
+        identity: Option<&Identity>,
+        instance: &str,
+    ) -> Result<(Grant, Placed)> {
         let identity = identity.ok_or_else(unauthorized)?;
         if identity.status() != AccountStatus::Approved {
             return Err(Error::forbidden("Your account is waiting for approval."));
         }
-        self.readers().check(identity, instance).await?;
-        Ok(Grant::Reader {
+        let route = self.readers().check(identity, instance).await?;
+        let placed = Placed {
+            instance: route.id,
+            shard: route.shard,
+            max_report_bytes: None,
+        };
+        let grant = Grant::Reader {
             instance: instance.to_owned(),
-        })
+        };
+        Ok((grant, placed))
     }
 
     /// The checks a reader of an instance passes, for websockets to re-run.
@@ -262,7 +324,8 @@ pub struct ReaderCheck {
 }
 
 impl ReaderCheck {
-    pub async fn check(&self, identity: &Identity, instance: &str) -> Result<()> {
+    /// Where the instance lives, if the caller may read it.
+    pub async fn check(&self, identity: &Identity, instance: &str) -> Result<InstanceRoute> {
         let not_found = || Error::not_found("No such instance.");
         let route = self
             .instances
@@ -279,7 +342,7 @@ impl ReaderCheck {
         if !route.readable() {
             return Err(Error::forbidden("This instance's data cannot be read now."));
         }
-        Ok(())
+        Ok(route)
     }
 }
 
@@ -289,7 +352,7 @@ impl ReadAccess for ReaderCheck {
         identity: &'a Identity,
         instance: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.check(identity, instance))
+        Box::pin(async move { self.check(identity, instance).await.map(drop) })
     }
 }
 
@@ -356,14 +419,13 @@ mod tests {
 
     #[tokio::test]
     async fn client_supplied_tenant_and_identity_headers_never_reach_a_handler() {
-        let edge = EdgeAuth {
-            users: Arc::new(Nobody),
-            instances: Arc::new(Nobody),
-            origins: Arc::new(Origins::new(
-                &"http://127.0.0.1:4040/".parse().unwrap(),
-                Vec::new(),
-            )),
-        };
+        let edge = EdgeAuth::new(
+            Arc::new(Nobody),
+            Arc::new(Nobody),
+            Origins::new(&"http://127.0.0.1:4040/".parse().unwrap(), Vec::new()),
+            std::time::Duration::ZERO,
+            crate::clock::Clock::system(),
+        );
         let seen = |headers: HeaderMap| async move {
             RESERVED_HEADERS
                 .iter()

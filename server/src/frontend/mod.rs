@@ -7,6 +7,8 @@
 //! to the roles; in `serve` they sit in front of the roles' routers in-process.
 
 pub mod auth;
+pub mod cache;
+pub mod proxy;
 
 use std::any::Any;
 use std::time::Duration;
@@ -27,6 +29,8 @@ use crate::telemetry::{self, Metrics};
 pub struct EdgeConfig {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// How long the edge keeps the users and provisioning roles' answers (`cache::IdentityCache`).
+    pub identity_cache_ttl: Duration,
 }
 
 /// Wraps a fully routed app in the edge layers. `routed` must already have its routes, so that the

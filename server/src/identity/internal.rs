@@ -195,7 +195,7 @@ pub struct Verifier {
 }
 
 /// Paths every process answers without an identity: probes and scrapers reach them directly.
-fn is_operational(path: &str) -> bool {
+pub fn is_operational(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 

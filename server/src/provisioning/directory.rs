@@ -15,6 +15,7 @@ use shared::instances::{InstanceState, Limits};
 
 use super::state_of;
 use crate::clock::Clock;
+use crate::collector::shard::{Flags, Placed};
 use crate::error::{Json, Result};
 use crate::internal_client::{InternalClient, SecretBody};
 use crate::secrets::sha256_hex;
@@ -58,6 +59,13 @@ impl InstanceRoute {
     }
 }
 
+/// An instance a collector shard should hold, with what it needs to take its reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedInstance {
+    pub id: String,
+    pub placed: Placed,
+}
+
 pub trait InstanceDirectory: Send + Sync {
     /// The instance of a live probe token (whatever the instance's state: callers decide).
     fn probe_token(&self, token: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>>;
@@ -79,6 +87,26 @@ impl LocalInstances {
             .instance_for_probe_token(&sha256_hex(token), self.clock.now())
             .await?;
         Ok(row.as_ref().map(InstanceRoute::of))
+    }
+
+    /// What `shard` should hold: a collector process loads it before it reports ready, so a
+    /// restarted or replaced shard takes its instances' reports at once rather than after the
+    /// reconciler's next pass.
+    pub async fn placed_on(&self, shard: &str) -> Result<Vec<PlacedInstance>> {
+        let rows = self.store.instances_on_shard(shard).await?;
+        Ok(rows
+            .iter()
+            .map(|row| PlacedInstance {
+                id: row.id.clone(),
+                placed: Placed {
+                    limits: super::limits_of(row),
+                    flags: Flags {
+                        refuse_uploads: row.refuse_uploads,
+                        refuse_reads: row.refuse_reads,
+                    },
+                },
+            })
+            .collect())
     }
 
     async fn by_id(&self, id: &str) -> Result<Option<InstanceRoute>> {
@@ -106,6 +134,19 @@ impl InstanceDirectory for LocalInstances {
 /// The directory of a provisioning process, over its internal API.
 #[derive(Clone)]
 pub struct HttpInstances(pub InternalClient);
+
+impl HttpInstances {
+    /// [`LocalInstances::placed_on`], asked over HTTP.
+    pub async fn placed_on(&self, shard: &str) -> Result<Vec<PlacedInstance>> {
+        self.0
+            .call(
+                Method::GET,
+                &["internal", "provisioning", "shards", shard, "instances"],
+                None::<&()>,
+            )
+            .await
+    }
+}
 
 impl InstanceDirectory for HttpInstances {
     fn probe_token(&self, token: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
@@ -142,7 +183,18 @@ pub fn internal_router(instances: LocalInstances) -> Router {
     Router::new()
         .route("/internal/provisioning/probe-token", post(probe_token))
         .route("/internal/provisioning/instances/{id}", get(instance))
+        .route(
+            "/internal/provisioning/shards/{shard}/instances",
+            get(placed_on),
+        )
         .with_state(instances)
+}
+
+async fn placed_on(
+    State(d): State<LocalInstances>,
+    Path(shard): Path<String>,
+) -> Result<Json<Vec<PlacedInstance>>> {
+    Ok(Json(d.placed_on(&shard).await?))
 }
 
 async fn probe_token(

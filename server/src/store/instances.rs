@@ -94,6 +94,17 @@ impl Store {
         )
     }
 
+    /// The instances placed on `shard` that it should hold (placed and not being deleted).
+    pub async fn instances_on_shard(&self, shard: &str) -> Result<Vec<InstanceRow>> {
+        self.require_prepared()?;
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE shard = $1 AND state IN ('ready', 'active', 'suspended') ORDER BY id"
+        );
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, InstanceRow>(&sql).bind(shard).fetch_all(pool).await)?,
+        )
+    }
+
     pub async fn instance_events(&self, id: &str) -> Result<Vec<InstanceEventRow>> {
         self.require_prepared()?;
         Ok(on_pool!(self, pool => {

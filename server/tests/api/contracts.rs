@@ -38,7 +38,9 @@ fn basics(app: &TestApp) -> RoleBasics {
         edge: EdgeConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
+            identity_cache_ttl: std::time::Duration::ZERO,
         },
+        drain: Default::default(),
     }
 }
 
@@ -96,7 +98,9 @@ async fn split(app: &TestApp) -> Split {
         &basics,
     )
     .unwrap();
-    let collector_url = listen(app::collector_service(&collector_state, &basics)).await;
+    let started = scopehub::ops::StartupStatus::default();
+    started.set_done();
+    let collector_url = listen(app::collector_service(&collector_state, started, &basics)).await;
     let provisioning = app::provisioning_state(
         app.store.clone(),
         ProvisioningConfig::default(),
@@ -320,7 +324,7 @@ async fn shard_operations_work_the_same_both_ways() {
     exercise_shard("http", &http, &split.remote_shard).await;
     assert_eq!(http.name(), "remote");
 
-    // A shard that is not there is an error naming the role, not an empty answer.
+    // A shard that is not there is unavailable (503) naming the role, not an empty answer.
     let gone = HttpShard::new(
         "gone",
         split
@@ -329,7 +333,7 @@ async fn shard_operations_work_the_same_both_ways() {
             .unwrap(),
     );
     let error = gone.list().await.unwrap_err();
-    assert_eq!(error.status(), 502, "{error}");
+    assert_eq!(error.status(), 503, "{error}");
 }
 
 /// Provisioning running alone places an instance on the collector process over HTTP, reads its

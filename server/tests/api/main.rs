@@ -21,5 +21,6 @@ mod orgs;
 mod reports;
 mod roles;
 mod spa;
+mod split;
 mod store;
 mod topology;

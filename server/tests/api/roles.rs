@@ -86,8 +86,17 @@ async fn roles_run_alone_and_refuse_requests_without_an_edge_identity() {
             SECRET,
         ],
     );
+    // A collector is ready once it holds the instances placed on it, which provisioning (not
+    // reachable at this URL) must tell it.
     let (status, ready) = get(&format!("{}/readyz", collector.url)).await;
-    assert_eq!((status, ready.get("database")), (200, None), "no database");
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("placed instances"),
+        "{ready}"
+    );
     let shard = format!("shard-a={}", collector.url);
     let provisioning = ServerProcess::start(
         "provisioning",

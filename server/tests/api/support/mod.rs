@@ -4,6 +4,7 @@ pub mod agent;
 pub mod pg;
 pub mod process;
 pub mod smtp;
+pub mod split;
 pub mod webdriver;
 
 use std::net::SocketAddr;
@@ -199,9 +200,11 @@ impl TestApp {
                 edge: EdgeConfig {
                     max_body_bytes: options.max_body_bytes,
                     request_timeout: options.request_timeout,
+                    identity_cache_ttl: scopehub::config::DEFAULT_IDENTITY_CACHE,
                 },
                 dist_dir: dist.path().join("dist"),
                 clock: clock.clone(),
+                drain: Default::default(),
             },
         );
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -1,0 +1,346 @@
+//! The edge's brief memory of what the users and provisioning roles answered: sessions, API
+//! tokens, memberships, probe tokens and instance placements.
+//!
+//! Without it every API request costs the edge two to four lookups in other roles (a database
+//! query each), and a read of the map queued behind fifty probes' token lookups (the p99 in
+//! docs/benchmarks.md). How changes take effect (docs/frontend.md, "Identity cache"):
+//! - every answer is kept for at most `ttl` (default 500 ms), so a logout, a revoked token or
+//!   probe token, a suspension or a deleted instance done through *another* edge replica, or by
+//!   the roles themselves, is seen within that time on every replica, with no channel between
+//!   them to fail;
+//! - a state-changing request this edge forwarded successfully to users or provisioning empties
+//!   it at once, so on the replica (or the one process) that made the change it is immediate;
+//! - a lookup that was in flight while the cache was emptied does not store its (possibly stale)
+//!   answer.
+//!
+//! Only positive answers are kept: "no such session/token/instance" is always asked again, so a
+//! credential or instance created a moment ago works at once. Keys are SHA-256 digests of
+//! secrets, never the secrets themselves. Size is bounded: when full, the cache starts over.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use shared::users::Role;
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::identity::Identity;
+use crate::provisioning::directory::{InstanceDirectory, InstanceRoute};
+use crate::secrets::sha256_hex;
+use crate::users::directory::{AdminOrg, Directory};
+
+/// Entries kept at most; one per live credential, membership and instance in use.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Session(String),
+    ApiToken(String),
+    Member { org: String, user: String },
+    ProbeToken(String),
+    Instance(String),
+}
+
+#[derive(Clone)]
+enum Answer {
+    Identity(Identity),
+    Role(Role),
+    Route(InstanceRoute),
+}
+
+pub struct IdentityCache {
+    /// Milliseconds an answer is kept, on `clock` (so expiries that tests make by moving the
+    /// clock also end cached answers).
+    ttl_ms: i64,
+    clock: Clock,
+    /// Bumped by every [`IdentityCache::forget_all`]: lookups started before it store nothing.
+    generation: AtomicU64,
+    entries: Mutex<HashMap<Key, (i64, Answer)>>,
+}
+
+impl IdentityCache {
+    /// A cache keeping answers for `ttl`; zero keeps nothing.
+    pub fn new(ttl: Duration, clock: Clock) -> Arc<Self> {
+        Arc::new(IdentityCache {
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            clock,
+            generation: AtomicU64::new(0),
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn fresh(&self, at: i64, now: i64) -> bool {
+        // A clock that moved back makes nothing fresh.
+        (0..self.ttl_ms).contains(&(now - at))
+    }
+
+    /// Forgets everything (after a change made through this edge).
+    pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+
+    fn get(&self, key: &Key) -> Option<Answer> {
+        let entries = self.entries.lock().ok()?;
+        let (at, answer) = entries.get(key)?;
+        self.fresh(*at, self.clock.now()).then(|| answer.clone())
+    }
+
+    fn put(&self, key: Key, answer: Answer, asked_at_generation: u64) {
+        if self.ttl_ms <= 0 {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        // Checked under the lock `forget_all` also takes: an answer asked for before the last
+        // change is never stored after it.
+        if self.generation.load(Ordering::SeqCst) != asked_at_generation {
+            return;
+        }
+        let now = self.clock.now();
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, (at, _)| self.fresh(*at, now));
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (now, answer));
+    }
+
+    /// The cached answer for `key`, or `ask`'s (kept if positive).
+    async fn answer<T>(
+        &self,
+        key: Key,
+        ask: impl Future<Output = Result<Option<T>>>,
+        to: impl Fn(&T) -> Answer,
+        from: impl Fn(Answer) -> Option<T>,
+    ) -> Result<Option<T>> {
+        if let Some(found) = self.get(&key).and_then(&from) {
+            return Ok(Some(found));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let answer = ask.await?;
+        if let Some(value) = &answer {
+            self.put(key, to(value), generation);
+        }
+        Ok(answer)
+    }
+}
+
+/// The users contract, through the cache.
+pub struct CachedDirectory {
+    pub inner: Arc<dyn Directory>,
+    pub cache: Arc<IdentityCache>,
+}
+
+fn identity(answer: Answer) -> Option<Identity> {
+    match answer {
+        Answer::Identity(identity) => Some(identity),
+        _ => None,
+    }
+}
+
+impl Directory for CachedDirectory {
+    fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+        let key = Key::Session(sha256_hex(token));
+        let token = token.to_owned();
+        let ask = async move { self.inner.session(&token).await };
+        Box::pin(
+            self.cache
+                .answer(key, ask, |i| Answer::Identity(i.clone()), identity),
+        )
+    }
+
+    fn api_token(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+        let key = Key::ApiToken(sha256_hex(token));
+        let token = token.to_owned();
+        let ask = async move { self.inner.api_token(&token).await };
+        Box::pin(
+            self.cache
+                .answer(key, ask, |i| Answer::Identity(i.clone()), identity),
+        )
+    }
+
+    fn role_in(&self, org_id: &str, user_id: &str) -> BoxFuture<'_, Result<Option<Role>>> {
+        let key = Key::Member {
+            org: org_id.to_owned(),
+            user: user_id.to_owned(),
+        };
+        let (org_id, user_id) = (org_id.to_owned(), user_id.to_owned());
+        let ask = async move { self.inner.role_in(&org_id, &user_id).await };
+        Box::pin(self.cache.answer(
+            key,
+            ask,
+            |role| Answer::Role(*role),
+            |answer| match answer {
+                Answer::Role(role) => Some(role),
+                _ => None,
+            },
+        ))
+    }
+
+    fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
+        self.inner.first_admin_org()
+    }
+}
+
+/// The provisioning contract, through the cache.
+pub struct CachedInstances {
+    pub inner: Arc<dyn InstanceDirectory>,
+    pub cache: Arc<IdentityCache>,
+}
+
+fn route(answer: Answer) -> Option<InstanceRoute> {
+    match answer {
+        Answer::Route(route) => Some(route),
+        _ => None,
+    }
+}
+
+impl InstanceDirectory for CachedInstances {
+    fn probe_token(&self, token: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
+        let key = Key::ProbeToken(sha256_hex(token));
+        let token = token.to_owned();
+        let ask = async move { self.inner.probe_token(&token).await };
+        Box::pin(
+            self.cache
+                .answer(key, ask, |r| Answer::Route(r.clone()), route),
+        )
+    }
+
+    fn instance(&self, id: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
+        let key = Key::Instance(id.to_owned());
+        let id = id.to_owned();
+        let ask = async move { self.inner.instance(&id).await };
+        Box::pin(
+            self.cache
+                .answer(key, ask, |r| Answer::Route(r.clone()), route),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use shared::users::AccountStatus;
+
+    use super::*;
+    use crate::identity::{User, Via};
+
+    /// Counts lookups; knows one session, whose answer the test can take away.
+    struct Counting {
+        asked: AtomicUsize,
+        known: Mutex<bool>,
+    }
+
+    fn someone() -> Identity {
+        Identity {
+            user: User {
+                id: "u".into(),
+                email: "u@example.com".into(),
+                status: AccountStatus::Approved,
+                is_admin: false,
+            },
+            via: Via::Session {
+                id: "s".into(),
+                csrf_token: "c".into(),
+            },
+        }
+    }
+
+    impl Directory for Counting {
+        fn session(&self, _: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let known = *self.known.lock().unwrap();
+            Box::pin(async move { Ok(known.then(someone)) })
+        }
+        fn api_token(&self, _: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn role_in(&self, _: &str, _: &str) -> BoxFuture<'_, Result<Option<Role>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn cached(ttl: Duration, clock: Clock) -> (Arc<Counting>, CachedDirectory) {
+        let inner = Arc::new(Counting {
+            asked: AtomicUsize::new(0),
+            known: Mutex::new(true),
+        });
+        let directory = CachedDirectory {
+            inner: inner.clone(),
+            cache: IdentityCache::new(ttl, clock),
+        };
+        (inner, directory)
+    }
+
+    #[tokio::test]
+    async fn answers_are_kept_for_the_ttl_and_no_longer() {
+        let clock = Clock::adjustable();
+        let (inner, directory) = cached(Duration::from_secs(10), clock.clone());
+        for _ in 0..5 {
+            assert_eq!(directory.session("shs_a").await.unwrap(), Some(someone()));
+        }
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 1, "asked once");
+        // Revoked at the users role: still cached, until the TTL runs out.
+        *inner.known.lock().unwrap() = false;
+        assert!(directory.session("shs_a").await.unwrap().is_some());
+        clock.advance(9_000);
+        assert!(directory.session("shs_a").await.unwrap().is_some());
+        clock.advance(1_000);
+        assert_eq!(directory.session("shs_a").await.unwrap(), None);
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_change_made_through_this_edge_is_seen_at_once_and_negatives_are_not_kept() {
+        let (inner, directory) = cached(Duration::from_secs(60), Clock::adjustable());
+        assert!(directory.session("shs_a").await.unwrap().is_some());
+        *inner.known.lock().unwrap() = false;
+        directory.cache.forget_all();
+        assert_eq!(directory.session("shs_a").await.unwrap(), None);
+        *inner.known.lock().unwrap() = true;
+        assert!(
+            directory.session("shs_a").await.unwrap().is_some(),
+            "an unknown answer is asked again"
+        );
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_answer_asked_for_before_a_change_is_not_stored_after_it() {
+        let (inner, directory) = cached(Duration::from_secs(60), Clock::adjustable());
+        let generation = directory.cache.generation.load(Ordering::SeqCst);
+        directory.cache.forget_all();
+        directory.cache.put(
+            Key::Session(sha256_hex("shs_a")),
+            Answer::Identity(someone()),
+            generation,
+        );
+        assert!(
+            directory
+                .cache
+                .get(&Key::Session(sha256_hex("shs_a")))
+                .is_none()
+        );
+        let _ = inner;
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_keeps_nothing() {
+        let (inner, directory) = cached(Duration::ZERO, Clock::adjustable());
+        directory.session("shs_a").await.unwrap();
+        directory.session("shs_a").await.unwrap();
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,591 @@
+//! The edge's proxy (split mode): after `auth::authenticate` has decided who a request is, send it
+//! to the role that serves it and hand back the answer.
+//!
+//! - **Where** ([`destination`]): accounts, orgs, invites, tokens and admin → users; instances
+//!   and instance admin → provisioning; Scope's probe paths and `/api/app/{instance}/…` → the
+//!   collector shard holding the instance (as `authenticate` found it: [`Placed`]); every other
+//!   path → ui. An API path nothing serves is answered 404 here.
+//! - **How**: one pooled keep-alive HTTP/1 client (hyper-util); request and answer bodies stream
+//!   through (a request body is cut at the instance's report limit, or the edge's body limit);
+//!   identity travels as the signed headers of `identity::internal` over the exact method and path
+//!   forwarded, plus `X-Scope-OrgID` on the collector's routes (design.md §3). The collector is
+//!   never sent a credential: `Authorization` and `Cookie` stay at the edge.
+//! - **Websockets** are proxied message by message, each direction awaiting the other side's write
+//!   before reading on (backpressure); when the edge drains for a shutdown it closes them with 1001
+//!   so clients reconnect to another replica.
+//! - **Failures** answer in the usual JSON error shape naming the role: 503 when no connection
+//!   could be made (retried first, for idempotent requests without a body only), 504 when the role
+//!   did not answer within the upstream timeout, 502 when it answered something unusable.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use shared::ErrorCode;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use url::Url;
+
+use super::auth::{Placed, is_probe_path};
+use crate::clock::Clock;
+use crate::error::{Error, Result, UpstreamFailure};
+use crate::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
+use crate::identity::{ClientIp, Grant, Identity};
+use crate::ops::{Drain, GOING_AWAY};
+use crate::telemetry;
+
+/// Where each role is reached. A URL may be a Kubernetes Service (several replicas behind it).
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub users: Url,
+    pub provisioning: Url,
+    pub ui: Url,
+    /// Collector shards by name, as provisioning places instances on them.
+    pub shards: HashMap<String, Url>,
+}
+
+/// The role that serves a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Users,
+    Provisioning,
+    /// The collector shard holding the request's instance.
+    Collector,
+    Ui,
+}
+
+/// `path` is `prefix` or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Which role serves `path` (design.md §3); `None` for an API path that nothing serves.
+pub fn destination(path: &str) -> Option<Destination> {
+    if !under(path, "/api") {
+        return Some(Destination::Ui);
+    }
+    if is_probe_path(path) || under(path, "/api/app") {
+        return Some(Destination::Collector);
+    }
+    if under(path, "/api/instances") || under(path, "/api/admin/instances") {
+        return Some(Destination::Provisioning);
+    }
+    let users = [
+        "/api/users",
+        "/api/orgs",
+        "/api/invites",
+        "/api/tokens",
+        "/api/admin",
+        "/api/version",
+        "/api/client-errors",
+    ];
+    users
+        .iter()
+        .any(|prefix| under(path, prefix))
+        .then_some(Destination::Users)
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and are never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+}
+
+/// The HTTP client of the edge: keep-alive connections pooled per upstream.
+type Pool = Client<HttpConnector, Body>;
+
+#[derive(Clone)]
+pub struct Proxy(Arc<Inner>);
+
+struct Inner {
+    upstreams: Upstreams,
+    pool: Pool,
+    secret: InternalSecret,
+    clock: Clock,
+    /// Longest wait for an upstream's answer (its headers; bodies then stream).
+    timeout: Duration,
+    /// Largest request body forwarded, except reports (the instance's own limit).
+    max_body_bytes: u64,
+    drain: Drain,
+}
+
+/// Connection attempts for an idempotent request whose upstream refused the connection: a
+/// Service's next connection may reach a replica that is up.
+const CONNECT_ATTEMPTS: u32 = 3;
+const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(100);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One upstream chosen for a request: its role's name (as errors say it) and base URL.
+struct Target<'a> {
+    role: String,
+    base: &'a Url,
+    /// The instance, for the collector's tenant header.
+    instance: Option<String>,
+    body_limit: u64,
+}
+
+impl Proxy {
+    pub fn new(
+        upstreams: Upstreams,
+        secret: InternalSecret,
+        clock: Clock,
+        timeout: Duration,
+        max_body_bytes: usize,
+        drain: Drain,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let pool = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Proxy(Arc::new(Inner {
+            upstreams,
+            pool,
+            secret,
+            clock,
+            timeout,
+            max_body_bytes: max_body_bytes as u64,
+            drain,
+        }))
+    }
+
+    fn target(&self, req: &Request) -> Result<Target<'_>> {
+        let up = &self.0.upstreams;
+        let simple = |role: &str, base| Target {
+            role: role.to_owned(),
+            base,
+            instance: None,
+            body_limit: self.0.max_body_bytes,
+        };
+        match destination(req.uri().path()) {
+            None => Err(Error::not_found("No API route matches this path.")),
+            Some(Destination::Users) => Ok(simple("users", &up.users)),
+            Some(Destination::Provisioning) => Ok(simple("provisioning", &up.provisioning)),
+            Some(Destination::Ui) => Ok(simple("ui", &up.ui)),
+            Some(Destination::Collector) => {
+                // `authenticate` granted this request an instance and said where it is.
+                let placed = req
+                    .extensions()
+                    .get::<Placed>()
+                    .ok_or_else(crate::identity::unauthorized)?;
+                let shard = placed.shard.as_deref().ok_or_else(|| {
+                    Error::client(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Unavailable,
+                        "The instance is being placed; retry shortly.",
+                    )
+                })?;
+                let role = format!("collector (shard {shard})");
+                let base = up.shards.get(shard).ok_or_else(|| Error::Upstream {
+                    role: role.clone(),
+                    failure: UpstreamFailure::Unreachable,
+                    detail: format!("this edge has no --collector-shard {shard}=URL"),
+                })?;
+                Ok(Target {
+                    role,
+                    base,
+                    instance: Some(placed.instance.clone()),
+                    body_limit: placed
+                        .max_report_bytes
+                        .map_or(self.0.max_body_bytes, |b| b.max(self.0.max_body_bytes)),
+                })
+            }
+        }
+    }
+
+    /// The signed identity of a request, as the role will verify it.
+    fn sign(
+        &self,
+        req: &Request,
+        method: &Method,
+        path_and_query: &str,
+    ) -> [(HeaderName, HeaderValue); 2] {
+        let extensions = req.extensions();
+        let envelope = Envelope {
+            caller: Caller::Edge,
+            identity: extensions.get::<Identity>().cloned(),
+            grant: extensions.get::<Grant>().cloned(),
+            client_ip: extensions.get::<ClientIp>().cloned().unwrap_or_default(),
+            expires_at: self.0.clock.now() + LIFETIME_MS,
+        };
+        self.0.secret.sign(&envelope, method, path_and_query)
+    }
+
+    /// The headers the upstream sees: the client's, less hop-by-hop ones (and credentials, for the
+    /// collector), plus the signed identity and the tenant.
+    fn upstream_headers(&self, req: &Request, target: &Target<'_>) -> HeaderMap {
+        let mut headers = req.headers().clone();
+        remove_hop_by_hop(&mut headers);
+        headers.remove(header::HOST);
+        if let Some(instance) = &target.instance {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove(header::COOKIE);
+            if let Ok(value) = HeaderValue::from_str(instance) {
+                headers.insert(HeaderName::from_static("x-scope-orgid"), value);
+            }
+        }
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        for (name, value) in self.sign(req, req.method(), path) {
+            headers.insert(name, value);
+        }
+        if let Some(ClientIp(Some(ip))) = req.extensions().get::<ClientIp>()
+            && let Ok(value) = HeaderValue::from_str(ip)
+        {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+        headers
+    }
+
+    async fn forward(&self, req: Request) -> Result<Response> {
+        let target = self.target(&req)?;
+        let label = format!("proxy {}", target.role.split(' ').next().unwrap_or("?"));
+        let mut response = if is_websocket(req.headers()) {
+            self.websocket(req, &target).await?
+        } else {
+            self.http(req, &target).await?
+        };
+        telemetry::label_route(&mut response, label);
+        Ok(response)
+    }
+
+    async fn http(&self, req: Request, target: &Target<'_>) -> Result<Response> {
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri: Uri = join(target.base, path)
+            .parse()
+            .map_err(|e| failed(target, UpstreamFailure::BadAnswer, format!("bad URL: {e}")))?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > target.body_limit) {
+            return Err(too_large(target.body_limit));
+        }
+        let headers = self.upstream_headers(&req, target);
+        let method = req.method().clone();
+        let (_, body) = req.into_parts();
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+        let retryable = idempotent && axum::body::HttpBody::is_end_stream(&body);
+        let mut body = Some(Body::new(Limited::new(body, target.body_limit as usize)));
+        let mut attempt = 1;
+        loop {
+            let mut upstream = axum::http::Request::new(body.take().unwrap_or_else(Body::empty));
+            *upstream.method_mut() = method.clone();
+            *upstream.uri_mut() = uri.clone();
+            *upstream.headers_mut() = headers.clone();
+            let sent = tokio::time::timeout(self.0.timeout, self.0.pool.request(upstream)).await;
+            let error = match sent {
+                Err(_) => {
+                    return Err(failed(
+                        target,
+                        UpstreamFailure::Timeout,
+                        format!("no answer within {:?}", self.0.timeout),
+                    ));
+                }
+                Ok(Ok(response)) => {
+                    let (mut parts, incoming) = response.into_parts();
+                    remove_hop_by_hop(&mut parts.headers);
+                    return Ok(Response::from_parts(parts, Body::new(incoming)));
+                }
+                Ok(Err(e)) => e,
+            };
+            if caused_by::<LengthLimitError>(&error) {
+                return Err(too_large(target.body_limit));
+            }
+            if !error.is_connect() {
+                return Err(failed(target, UpstreamFailure::BadAnswer, chain(&error)));
+            }
+            if !retryable || attempt >= CONNECT_ATTEMPTS {
+                return Err(failed(target, UpstreamFailure::Unreachable, chain(&error)));
+            }
+            attempt += 1;
+            tokio::time::sleep(CONNECT_RETRY_DELAY).await;
+        }
+    }
+
+    async fn websocket(&self, req: Request, target: &Target<'_>) -> Result<Response> {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let mut headers = self.upstream_headers(&req, target);
+        // The handshake's own headers are made afresh for the upstream connection.
+        for name in [
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "sec-websocket-extensions",
+            "sec-websocket-protocol",
+        ] {
+            headers.remove(name);
+        }
+        let (mut parts, _) = req.into_parts();
+        let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|rejection| Error::bad_request(rejection.body_text()))?;
+        let mut url = join(target.base, &path);
+        url.replace_range(..url.find("://").unwrap_or(0), ws_scheme(target.base));
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| failed(target, UpstreamFailure::BadAnswer, e))?;
+        for (name, value) in &headers {
+            request.headers_mut().append(name, value.clone());
+        }
+        let connect = tokio_tungstenite::connect_async(request);
+        let upstream = match tokio::time::timeout(self.0.timeout, connect).await {
+            Err(_) => {
+                return Err(failed(
+                    target,
+                    UpstreamFailure::Timeout,
+                    "no websocket handshake in time",
+                ));
+            }
+            // The role refused the websocket (401, 403, 404…): its answer is the client's.
+            Ok(Err(tungstenite::Error::Http(refused))) => {
+                let (parts, body) = refused.into_parts();
+                let mut response = Response::new(Body::from(body.unwrap_or_default()));
+                *response.status_mut() = parts.status;
+                for name in [
+                    header::CONTENT_TYPE,
+                    header::RETRY_AFTER,
+                    header::WWW_AUTHENTICATE,
+                ] {
+                    if let Some(value) = parts.headers.get(&name) {
+                        response.headers_mut().insert(name, value.clone());
+                    }
+                }
+                return Ok(response);
+            }
+            Ok(Err(tungstenite::Error::Io(e))) => {
+                return Err(failed(target, UpstreamFailure::Unreachable, e));
+            }
+            Ok(Err(e)) => return Err(failed(target, UpstreamFailure::BadAnswer, e)),
+            Ok(Ok((upstream, _))) => upstream,
+        };
+        let drain = self.0.drain.clone();
+        Ok(upgrade.on_upgrade(move |client| relay(client, upstream, drain)))
+    }
+}
+
+/// The edge's fallback handler: everything not answered by the edge itself.
+pub async fn forward(State(proxy): State<Proxy>, req: Request) -> Response {
+    match proxy.forward(req).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn join(base: &Url, path_and_query: &str) -> String {
+    format!("{}{}", base.as_str().trim_end_matches('/'), path_and_query)
+}
+
+fn ws_scheme(base: &Url) -> &'static str {
+    if base.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    }
+}
+
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+fn failed(target: &Target<'_>, failure: UpstreamFailure, detail: impl std::fmt::Display) -> Error {
+    Error::Upstream {
+        role: target.role.clone(),
+        failure,
+        detail: format!("{}: {detail}", target.base),
+    }
+}
+
+fn too_large(limit: u64) -> Error {
+    Error::client(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::PayloadTooLarge,
+        format!("The request body is larger than {limit} bytes."),
+    )
+}
+
+/// `error` or one of its causes is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<E>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// An error with its causes, for the log.
+fn chain(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Copies messages both ways until either side closes, or the edge drains (then the client is
+/// told 1001 and reconnects elsewhere).
+async fn relay(client: WebSocket, upstream: Upstream, drain: Drain) {
+    let (mut to_client, mut from_client) = client.split();
+    let (mut to_upstream, mut from_upstream) = upstream.split();
+    let closing = drain.streams_closing();
+    tokio::pin!(closing);
+    loop {
+        tokio::select! {
+            message = from_client.next() => {
+                let Some(Ok(message)) = message else { break };
+                let close = matches!(message, ws::Message::Close(_));
+                if to_upstream.send(to_upstream_message(message)).await.is_err() || close {
+                    break;
+                }
+            }
+            message = from_upstream.next() => {
+                let Some(Ok(message)) = message else { break };
+                let Some(message) = to_client_message(message) else { continue };
+                let close = matches!(message, ws::Message::Close(_));
+                if to_client.send(message).await.is_err() || close {
+                    break;
+                }
+            }
+            () = &mut closing => {
+                let _ = to_client
+                    .send(ws::Message::Close(Some(ws::CloseFrame {
+                        code: GOING_AWAY,
+                        reason: "Scopehub is restarting; reconnect".into(),
+                    })))
+                    .await;
+                break;
+            }
+        }
+    }
+    let _ = to_upstream.close().await;
+    let _ = to_client.close().await;
+}
+
+fn to_upstream_message(message: ws::Message) -> tungstenite::Message {
+    use tungstenite::protocol::CloseFrame;
+    match message {
+        ws::Message::Text(text) => tungstenite::Message::text(text.as_str()),
+        ws::Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
+        ws::Message::Ping(bytes) => tungstenite::Message::Ping(bytes),
+        ws::Message::Pong(bytes) => tungstenite::Message::Pong(bytes),
+        ws::Message::Close(frame) => tungstenite::Message::Close(frame.map(|f| CloseFrame {
+            code: f.code.into(),
+            reason: f.reason.as_str().to_owned().into(),
+        })),
+    }
+}
+
+fn to_client_message(message: tungstenite::Message) -> Option<ws::Message> {
+    Some(match message {
+        tungstenite::Message::Text(text) => ws::Message::Text(text.as_str().into()),
+        tungstenite::Message::Binary(bytes) => ws::Message::Binary(bytes),
+        tungstenite::Message::Ping(bytes) => ws::Message::Ping(bytes),
+        tungstenite::Message::Pong(bytes) => ws::Message::Pong(bytes),
+        tungstenite::Message::Close(frame) => ws::Message::Close(frame.map(|f| ws::CloseFrame {
+            code: f.code.into(),
+            reason: f.reason.as_str().into(),
+        })),
+        // Raw frames are never read from a stream.
+        tungstenite::Message::Frame(_) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_goes_to_the_role_that_serves_it() {
+        use Destination::*;
+        for (path, expected) in [
+            ("/", Some(Ui)),
+            ("/login", Some(Ui)),
+            ("/assets/app-1234.wasm", Some(Ui)),
+            ("/apiary", Some(Ui)),
+            ("/api", Some(Collector)),
+            ("/api/report", Some(Collector)),
+            ("/api/control/ws", Some(Collector)),
+            ("/api/pipe/abc/probe", Some(Collector)),
+            ("/api/app/i1/api/topology/containers", Some(Collector)),
+            ("/api/app/i1/api/topology/containers/ws", Some(Collector)),
+            ("/api/users/login", Some(Users)),
+            ("/api/orgs/o1/members", Some(Users)),
+            ("/api/invites/accept", Some(Users)),
+            ("/api/tokens", Some(Users)),
+            ("/api/version", Some(Users)),
+            ("/api/client-errors", Some(Users)),
+            ("/api/admin/waitlist", Some(Users)),
+            ("/api/admin/instances", Some(Provisioning)),
+            ("/api/admin/instances/i1/suspend", Some(Provisioning)),
+            ("/api/instances", Some(Provisioning)),
+            ("/api/instances/i1/tokens", Some(Provisioning)),
+            ("/api/instancesx", None),
+            ("/api/nothing", None),
+            ("/api/internal/users/session", None),
+        ] {
+            assert_eq!(destination(path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_not_forwarded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "keep-alive, x-private".parse().unwrap());
+        headers.insert("x-private", "1".parse().unwrap());
+        headers.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        headers.insert(header::ACCEPT, "*/*".parse().unwrap());
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+}

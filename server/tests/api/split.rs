@@ -1,0 +1,426 @@
+//! The split deployment (`scopehub frontend` in front of every role as its own process, two
+//! collector shards): the whole journey through the edge, a shard killed and restarted, identity
+//! headers from outside, revocation at the edge.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+use crate::reports::fixture;
+use crate::support::agent::Agent;
+use crate::support::split::{Split, post_report};
+use crate::support::{Backend, TestDb, both, eventually};
+
+/// Instances of `org` until one sits on each shard: (instance, token) per shard.
+async fn one_instance_per_shard(
+    split: &Split,
+    agent: &mut Agent,
+    org: &str,
+) -> Vec<(String, String)> {
+    let mut placed: Vec<Option<(String, String)>> = vec![None, None];
+    for n in 0..16 {
+        let (id, token) = Split::ready_instance(agent, org, &format!("instance {n}")).await;
+        for (shard, slot) in placed.iter_mut().enumerate() {
+            if slot.is_none() && split.held_by(shard).await.contains(&id) {
+                *slot = Some((id.clone(), token.clone()));
+            }
+        }
+        if placed.iter().all(Option::is_some) {
+            return placed.into_iter().map(Option::unwrap).collect();
+        }
+    }
+    panic!("16 instances never covered both shards");
+}
+
+async fn first_frame(url: &str, cookie: &str) -> Value {
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "cookie",
+        format!("scopehub_session={cookie}").parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket through the edge");
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let split = Split::start(db.url.as_str()).await;
+    let base = split.url();
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    let placed = one_instance_per_shard(&split, &mut alice, &org).await;
+
+    // The web app comes from the ui role, through the edge.
+    let page = reqwest::get(format!("{base}/instances/x")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("SPA INDEX"));
+
+    for (n, (id, token)) in placed.iter().enumerate() {
+        let (status, body) = post_report(
+            &base,
+            token,
+            &format!("probe-{n}"),
+            fixture("probe-full-1.msgpack.gz"),
+        )
+        .await;
+        assert_eq!(status, 200, "report to shard {n}: {body}");
+        let (status, list) = alice.get(&format!("/api/app/{id}/api/topology")).await;
+        assert_eq!(status, 200, "{list}");
+        let (status, view) = alice
+            .get(&format!("/api/app/{id}/api/topology/processes"))
+            .await;
+        assert_eq!(status, 200, "{view}");
+        assert!(
+            !view["nodes"].as_object().unwrap().is_empty(),
+            "shard {n} shows the report's processes: {view}"
+        );
+        let ws = format!(
+            "ws://{}/api/app/{id}/api/topology/processes/ws?t=1s&unconnected=show",
+            split.frontend.listen
+        );
+        let frame = first_frame(&ws, alice.cookie.as_deref().unwrap()).await;
+        assert!(
+            frame["add"].as_array().is_some_and(|a| !a.is_empty()),
+            "the first frame adds the view's nodes: {frame}"
+        );
+    }
+    // Each instance lives on its shard only: the other shard does not hold it.
+    assert!(!split.held_by(1).await.contains(&placed[0].0));
+    assert!(!split.held_by(0).await.contains(&placed[1].0));
+
+    // Another customer cannot read alice's instances through the edge.
+    let (mut bob, _) = split.customer(&mut admin, "bob@example.com").await;
+    let (status, _) = bob
+        .get(&format!("/api/app/{}/api/topology", placed[0].0))
+        .await;
+    assert_eq!(status, 404);
+    // An API path nothing serves is the edge's JSON 404.
+    let (status, body) = alice.get("/api/nothing-here").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}
+both!(the_whole_journey_goes_through_the_edge_to_two_shards);
+
+#[tokio::test]
+async fn a_killed_shard_fails_fast_and_serves_again_after_a_restart() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut split = Split::start(db.url.as_str()).await;
+    let base = split.url();
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    let placed = one_instance_per_shard(&split, &mut alice, &org).await;
+    for (id, token) in &placed {
+        let (status, _) = post_report(&base, token, "p", fixture("probe-full-1.msgpack.gz")).await;
+        assert_eq!(status, 200, "{id}");
+    }
+
+    split.shards[0].process().signal(libc::SIGKILL);
+    split.shards[0]
+        .process
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(5));
+    let started = Instant::now();
+    let (status, body) = alice
+        .get(&format!("/api/app/{}/api/topology/processes", placed[0].0))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("shard-a"),
+        "the answer names the failed shard: {body}"
+    );
+    let (status, view) = alice
+        .get(&format!("/api/app/{}/api/topology/processes", placed[1].0))
+        .await;
+    assert_eq!(status, 200, "the other shard is unaffected: {view}");
+
+    // Restarted at the same address, with nothing in memory: the reconciler places the instance
+    // again, and the probe's next report is served without anyone doing anything.
+    split.shards[0].start();
+    split.shards[0].wait_ready().await;
+    let (id, token) = placed[0].clone();
+    eventually(
+        Duration::from_secs(15),
+        "the restarted shard to take reports",
+        || {
+            let (base, token) = (base.clone(), token.clone());
+            async move {
+                let (status, _) =
+                    post_report(&base, &token, "p", fixture("probe-full-1.msgpack.gz")).await;
+                (status == 200).then_some(())
+            }
+        },
+    )
+    .await;
+    let (status, view) = alice
+        .get(&format!("/api/app/{id}/api/topology/processes"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(!view["nodes"].as_object().unwrap().is_empty(), "{view}");
+}
+
+#[tokio::test]
+async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_that_skip_the_edge() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let split = Split::start(db.url.as_str()).await;
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    let (id, _) = Split::ready_instance(&mut alice, &org, "prod").await;
+
+    // Forged identity and tenant headers, sent to the edge without a credential: nothing granted.
+    let forged = reqwest::Client::new()
+        .get(format!("{}/api/app/{id}/api/topology", split.url()))
+        .header("x-scope-orgid", &id)
+        .header("x-scopehub-identity", "e30")
+        .header("x-scopehub-signature", "00".repeat(32))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let forged = reqwest::Client::new()
+        .get(format!("{}/api/users/me", split.url()))
+        .header("x-scope-userid", "someone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    // Straight to a role, even with alice's cookie: refused without the edge's signature.
+    let cookie = format!("scopehub_session={}", alice.cookie.as_deref().unwrap());
+    for url in [
+        format!("{}/api/users/me", split.users.url()),
+        format!("{}/api/instances?org={org}", split.provisioning.url()),
+        format!("{}/api/app/{id}/api/topology", split.shards[0].url()),
+        format!("{}/api/app/{id}/api/topology", split.shards[1].url()),
+    ] {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .header("cookie", &cookie)
+            .header("x-scope-orgid", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_edge_stops_working_at_another_within_a_second() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let split = Split::start(db.url.as_str()).await;
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    let (status, created) = alice
+        .post(
+            "/api/tokens",
+            serde_json::json!({"org_id": org, "name": "ci", "scope": "read"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let token = created["token"].as_str().unwrap().to_owned();
+    let token_id = created["id"].as_str().unwrap().to_owned();
+
+    // A second edge replica, with the production default cache.
+    let mut second = crate::support::split::Role::new_like(&split.frontend);
+    second.start();
+    second.wait_ready().await;
+    let mut with_token = Agent::for_url(&second.url());
+    with_token.origin = None;
+    with_token.bearer = Some(token.clone());
+    // Keep it in the second edge's cache.
+    for _ in 0..3 {
+        let (status, body) = with_token.get(&format!("/api/instances?org={org}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let (status, body) = alice.delete(&format!("/api/tokens/{token_id}")).await;
+    assert_eq!(status, 204, "{body}");
+    let revoked = Instant::now();
+    loop {
+        let (status, _) = with_token.get(&format!("/api/instances?org={org}")).await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "the revoked token still worked at the other edge after {:?}",
+            revoked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads the map, the account and the web app through the edge until told to stop; returns every
+/// answer that was not a success.
+async fn read_until(
+    agent: &Agent,
+    instance: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, Vec<String>) {
+    let mut reader = alice_copy(agent);
+    let paths = [
+        format!("/api/app/{instance}/api/topology/hosts"),
+        format!("/api/app/{instance}/api/topology"),
+        "/api/users/me".to_owned(),
+        format!("/api/instances/{instance}"),
+    ];
+    let (mut reads, mut failures) = (0, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for path in &paths {
+            let (status, body) = reader.get(path).await;
+            reads += 1;
+            if status != 200 {
+                failures.push(format!("{path}: {status} {body}"));
+            }
+        }
+        let page = reqwest::get(format!("{}/instances", reader.base)).await;
+        if !page.as_ref().is_ok_and(|p| p.status() == 200) {
+            failures.push(format!("web app: {page:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (reads, failures)
+}
+
+/// Keeps a map websocket open through the edge, reconnecting whenever it closes; returns
+/// (reconnections, frames received after the last one).
+async fn watch_until(
+    url: String,
+    cookie: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize) {
+    let (mut reconnects, mut frames) = (0, 0);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "cookie",
+            format!("scopehub_session={cookie}").parse().unwrap(),
+        );
+        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(request).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        frames = 0;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match tokio::time::timeout(Duration::from_millis(500), socket.next()).await {
+                Err(_) => continue,
+                Ok(Some(Ok(Message::Text(_)))) => frames += 1,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => break,
+            }
+        }
+        if !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            reconnects += 1;
+        }
+    }
+    (reconnects, frames)
+}
+
+#[tokio::test]
+async fn a_rolling_restart_of_every_role_under_load_fails_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut split = Split::start_with(
+        db.url.as_str(),
+        &[
+            "--reuse-port",
+            "--shutdown-delay",
+            "1",
+            "--shutdown-timeout",
+            "10",
+        ],
+    )
+    .await;
+    let base = split.url();
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    let (id, token) = Split::ready_instance(&mut alice, &org, "prod").await;
+
+    let loadgen = crate::support::process::binary()
+        .args(["loadgen", "--url", &base, "--token", &token, "--hosts", "3"])
+        .args(["--interval", "0.5", "--duration", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (agent, id, stop) = (alice_copy(&alice), id.clone(), stop.clone());
+        async move { read_until(&agent, id, stop).await }
+    });
+    let ws = format!(
+        "ws://{}/api/app/{id}/api/topology/hosts/ws?t=200ms",
+        split.frontend.listen
+    );
+    let watcher = tokio::spawn(watch_until(ws, alice.cookie.clone().unwrap(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Each role in turn: start the new process, wait until it is ready, SIGTERM the old one.
+    for role in split.roles_mut() {
+        let mut next = crate::support::split::Role::replacement(role);
+        next.start();
+        next.wait_ready().await;
+        role.process().signal(libc::SIGTERM);
+        let status = role
+            .process
+            .as_mut()
+            .unwrap()
+            .wait_exit(Duration::from_secs(20));
+        assert!(status.success(), "{} exited with {status}", role.name);
+        *role = next;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (reads, failures) = reader.await.unwrap();
+    let (reconnects, frames) = watcher.await.unwrap();
+    let output = loadgen.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout);
+
+    assert!(
+        failures.is_empty(),
+        "{} of {reads} reads failed: {failures:#?}",
+        failures.len()
+    );
+    assert!(reads > 100, "{reads} reads");
+    assert!(
+        summary.contains("refused: none"),
+        "probes had reports refused: {summary}"
+    );
+    assert!(
+        reconnects >= 1,
+        "the websocket was closed for the restarts and reconnected"
+    );
+    assert!(frames > 0, "frames arrive after the last reconnection");
+}
+
+fn alice_copy(agent: &Agent) -> Agent {
+    Agent {
+        base: agent.base.clone(),
+        client: reqwest::Client::new(),
+        cookie: agent.cookie.clone(),
+        csrf: agent.csrf.clone(),
+        bearer: agent.bearer.clone(),
+        origin: agent.origin.clone(),
+    }
+}
