@@ -118,6 +118,12 @@ impl Tenant {
 
 /// Signs up the first account (the site admin), creates an instance and waits until it is ready.
 pub async fn tenant(url: &str) -> Tenant {
+    tenant_with(url, |_| {}).await
+}
+
+/// As [`tenant`], calling `promote(email)` between sign-up and log-in (outside Airplane Mode the
+/// first account is not an admin: `scopehub admin create` makes it one).
+pub async fn tenant_with(url: &str, promote: impl Fn(&str)) -> Tenant {
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method,
                 path: &str,
@@ -155,6 +161,7 @@ pub async fn tenant(url: &str) -> Tenant {
     )
     .await
     .unwrap();
+    promote(EMAIL);
     let login = call(
         reqwest::Method::POST,
         "/api/users/login",

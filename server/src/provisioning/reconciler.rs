@@ -71,6 +71,13 @@ impl Reconciler {
                 return 1;
             }
         };
+        self.pass_over(rows).await
+    }
+
+    /// A pass over `rows`, a snapshot of the desired state that may be stale by the time it is
+    /// acted on (another replica's pass may have moved on meanwhile).
+    pub async fn pass_over(&self, rows: Vec<InstanceRow>) -> u64 {
+        let now = self.clock.now();
         let mut errors = 0;
         let mut lag_ms = 0;
         let mut wanted: HashSet<(String, String)> = HashSet::new();
@@ -242,6 +249,30 @@ impl Reconciler {
     }
 
     /// Drops what shards hold that the database does not want there.
+    /// Whether the database wants `id` on `shard` now. This pass's snapshot may predate another
+    /// reconciler's placement (two provisioning replicas run at once during a rolling update), so
+    /// nothing is dropped without asking again. When unsure, keep it: the next pass decides.
+    async fn still_wanted_on(&self, shard: &dyn Shard, id: &str) -> bool {
+        let row = match self.store.instance(id).await {
+            Ok(row) => row,
+            Err(_) => return true,
+        };
+        let Some(row) = row else { return false };
+        match state_of(&row) {
+            InstanceState::Ready | InstanceState::Active | InstanceState::Suspended => {
+                row.shard.as_deref() == Some(shard.name())
+            }
+            // Being placed: held on the shard every replica chooses for it.
+            InstanceState::Provisioning => {
+                row.shard
+                    .as_deref()
+                    .unwrap_or_else(|| self.placement.choose(id).name())
+                    == shard.name()
+            }
+            InstanceState::Created | InstanceState::Deleting | InstanceState::Deleted => false,
+        }
+    }
+
     async fn drop_leaks(&self, wanted: &HashSet<(String, String)>) -> u64 {
         let mut errors = 0;
         for shard in self.placement.shards() {
@@ -259,7 +290,9 @@ impl Reconciler {
                 .count();
             self.metrics.set_shard_instances(shard.name(), kept);
             for id in held {
-                if !wanted.contains(&(shard.name().to_owned(), id.clone())) {
+                if !wanted.contains(&(shard.name().to_owned(), id.clone()))
+                    && !self.still_wanted_on(shard.as_ref(), &id).await
+                {
                     tracing::info!(shard = shard.name(), instance = %id, "dropping an instance the database does not want here");
                     if let Err(e) = shard.drop_instance(&id).await {
                         tracing::warn!(shard = shard.name(), error = %e, "cannot drop instance");

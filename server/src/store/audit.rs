@@ -101,6 +101,26 @@ impl Store {
         )
     }
 
+    /// Takes a due message for delivery: moves its next attempt to `lease_until` if it is still
+    /// due at `now`. Exactly one of several users replicas gets `true` for a message; if that one
+    /// dies before marking it, the message is due again once the lease ends.
+    pub async fn claim_mail(&self, id: &str, now: i64, lease_until: i64) -> Result<bool> {
+        self.require_prepared()?;
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $3
+                 WHERE id = $1 AND status = 'pending' AND next_attempt_at <= $2",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(lease_until)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(done == 1)
+    }
+
     pub async fn mark_mail_sent(&self, id: &str, now: i64) -> Result<()> {
         self.require_prepared()?;
         on_pool!(self, pool => {

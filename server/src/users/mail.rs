@@ -10,6 +10,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::{Clock, MINUTE, SECOND};
+
+/// How long a claimed message is left to the replica delivering it before another may try.
+const CLAIM_LEASE: i64 = 2 * MINUTE;
 use crate::store::{NewMail, OutboxRow, Store, Tx};
 
 /// Deliveries tried before a message is marked `failed`.
@@ -109,6 +112,17 @@ impl Mailer {
             }
         };
         for row in due {
+            // Several users replicas deliver from one outbox: each message goes to the one that
+            // claims it.
+            let now = clock.now();
+            match store.claim_mail(&row.id, now, now + CLAIM_LEASE).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a message in the outbox");
+                    continue;
+                }
+            }
             let result = match self.message(&row) {
                 Ok(message) => smtp
                     .send(message)

@@ -501,3 +501,38 @@ fn base64(input: &str) -> String {
     }
     out
 }
+
+/// Two provisioning replicas reconcile at once during a rolling update: one may act on a snapshot
+/// taken before the other placed an instance. It must not drop that instance from its shard.
+async fn a_stale_reconciler_pass_never_drops_a_placed_instance(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let (_, id, _) = crate::reports::ready_instance(&app).await;
+    assert!(
+        scopehub::collector::shard::Shard::list(app.shard.as_ref())
+            .await
+            .unwrap()
+            .contains(&id)
+    );
+    // What the other replica read just before this one placed the instance: still "created".
+    let mut stale = app
+        .store
+        .instances_to_reconcile(app.clock.now())
+        .await
+        .unwrap();
+    for row in &mut stale {
+        row.state = "created".into();
+        row.shard = None;
+    }
+    let errors = app.provisioning.reconciler().pass_over(stale).await;
+    assert_eq!(errors, 1, "the stale transition loses to the real one");
+    assert!(
+        scopehub::collector::shard::Shard::list(app.shard.as_ref())
+            .await
+            .unwrap()
+            .contains(&id),
+        "the placed instance is still held"
+    );
+}
+both!(a_stale_reconciler_pass_never_drops_a_placed_instance);

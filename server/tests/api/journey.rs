@@ -46,6 +46,18 @@ async fn log_out(browser: &Browser) {
     browser.wait_for_url(|u| u.ends_with("/login")).await;
 }
 
+/// Signs up admin@example.com through the API.
+async fn sign_up_admin(base: &str) {
+    let status = reqwest::Client::new()
+        .post(format!("{base}/api/users/signup"))
+        .json(&json!({"email": "admin@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+}
+
 #[tokio::test]
 async fn sign_up_wait_get_approved_invite_a_teammate() {
     let Some(dist) = prerequisites() else { return };
@@ -62,19 +74,48 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
         &smtp.url(),
     ]);
     server.wait_ready().await;
-    let base = server.url.clone();
+    // The first account of an Airplane Mode server is its site admin.
+    sign_up_admin(&server.url).await;
+    users_journey(&server.url, &smtp).await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
 
-    // The first account of an Airplane Mode server is its site admin (set up through the API).
-    let http = reqwest::Client::new();
-    let status = http
-        .post(format!("{base}/api/users/signup"))
-        .json(&json!({"email": "admin@example.com", "password": PASSWORD}))
-        .send()
+/// The same journey through the edge of the split deployment: every request of the web app is
+/// proxied to the ui, users, provisioning roles, and mail goes out from the users role.
+#[tokio::test]
+async fn the_users_journey_works_through_the_split_deployment() {
+    let Some(dist) = prerequisites() else { return };
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let db = crate::support::TestDb::new(crate::support::Backend::Sqlite)
         .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 202);
+        .unwrap();
+    let options = crate::support::split::Options {
+        users: vec!["--smtp-url".to_owned(), smtp.url()],
+        dist_dir: Some(dist),
+        ..Default::default()
+    };
+    let split = crate::support::split::Split::start_opts(db.url.as_str(), options).await;
+    // Outside Airplane Mode an operator makes the first site admin.
+    sign_up_admin(&split.url()).await;
+    split.make_admin("admin@example.com");
+    users_journey(&split.url(), &smtp).await;
+    for role in [
+        &split.users,
+        &split.provisioning,
+        &split.ui,
+        &split.frontend,
+    ] {
+        let stderr = role.process().stderr();
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", role.name);
+    }
+}
 
+/// Sign up → confirm → waitlist → approval by admin@example.com (a site admin with PASSWORD) →
+/// log in → invite a teammate, who accepts and sees the org; all in Chromium at `base`.
+async fn users_journey(base: &str, smtp: &SmtpServer) {
+    let base = base.to_owned();
     let browser = Browser::start().await;
 
     // Sign up.
@@ -89,7 +130,7 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
         .await;
 
     // Confirm through the real email.
-    let link = mailed_link(&smtp, "maria@example.com", "Confirm your email").await;
+    let link = mailed_link(smtp, "maria@example.com", "Confirm your email").await;
     assert!(link.starts_with(&format!("{base}/verify?token=")), "{link}");
     browser.goto(&link).await;
     browser
@@ -120,7 +161,7 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
         .wait_for_text("main", |t| t.contains("Nobody is waiting."))
         .await;
     log_out(&browser).await;
-    let approval = mailed_link(&smtp, "maria@example.com", "approved").await;
+    let approval = mailed_link(smtp, "maria@example.com", "approved").await;
     assert!(approval.contains("/login-link?token="), "{approval}");
 
     // She logs in and lands in her own org, as its admin, and invites a teammate.
@@ -151,7 +192,7 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
     log_out(&browser).await;
 
     // The teammate follows the emailed link, creates his account and sees the org.
-    let invite = mailed_link(&smtp, "tomas@example.com", "invited you").await;
+    let invite = mailed_link(smtp, "tomas@example.com", "invited you").await;
     assert_eq!(
         invite, copied,
         "the mailed link is the one the inviter can copy"
@@ -176,7 +217,6 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
         .await;
 
     browser.quit().await;
-    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
 
 #[tokio::test]

@@ -424,3 +424,61 @@ fn alice_copy(agent: &Agent) -> Agent {
         origin: agent.origin.clone(),
     }
 }
+
+/// Two provisioning replicas reconcile at once (as during a rolling update): every instance is
+/// placed once, and an instance its shard holds is never dropped by the other replica's pass.
+#[tokio::test]
+async fn two_provisioning_replicas_reconcile_without_undoing_each_other() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let split = Split::start(db.url.as_str()).await;
+    let mut second = crate::support::split::Role::new_like(&split.provisioning);
+    second.start();
+    second.wait_ready().await;
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    // Created over several of the second replica's passes (every 2 s), so that its snapshots
+    // keep catching instances the first one is placing.
+    let mut created = Vec::new();
+    for n in 0..20 {
+        let (status, body) = alice
+            .post(
+                "/api/instances",
+                serde_json::json!({"org_id": org, "name": format!("i{n}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        created.push(body["instance"]["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Watch the shards while both replicas place them: once held, always held.
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        for shard in 0..2 {
+            let held = split.held_by(shard).await;
+            for (id, at) in &seen {
+                if *at == shard {
+                    assert!(held.contains(id), "{id} was dropped from shard {shard}");
+                }
+            }
+            for id in held {
+                if let Some(at) = seen.insert(id.clone(), shard) {
+                    assert_eq!(at, shard, "{id} moved between shards");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in &created {
+        assert!(seen.contains_key(id), "{id} never placed");
+        let (_, details) = alice.get(&format!("/api/instances/{id}")).await;
+        assert_eq!(details["instance"]["state"], "ready", "{details}");
+        let placed = details["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to_state"] == "ready")
+            .count();
+        assert_eq!(placed, 1, "placed once: {details}");
+    }
+}

@@ -111,3 +111,42 @@ async fn an_unreachable_postgres_is_unavailable() {
     assert!(error.is_unavailable(), "{error:?}");
     assert!(store.ping().await.unwrap_err().is_unavailable());
 }
+
+/// Two users replicas deliver from one outbox: a due message is claimed by exactly one of them,
+/// and becomes due again if the claimant never marks it (it died) once the lease is over.
+async fn a_due_message_is_claimed_once(b: Backend) {
+    let Some(db) = TestDb::new(b).await else {
+        return;
+    };
+    let store = db.store(true).await;
+    let mail = scopehub::store::NewMail {
+        to: "someone@example.com".into(),
+        subject: "hello".into(),
+        body: "hi".into(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.enqueue_mail("m1", &mail, "pending", 1_000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let due = store.due_mail(2_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let (first, second) = tokio::join!(
+        store.claim_mail("m1", 2_000, 10_000),
+        store.claim_mail("m1", 2_000, 10_000)
+    );
+    assert_eq!(
+        [first.unwrap(), second.unwrap()]
+            .iter()
+            .filter(|c| **c)
+            .count(),
+        1,
+        "exactly one claim wins"
+    );
+    assert!(store.due_mail(9_999, 10).await.unwrap().is_empty());
+    assert!(!store.claim_mail("m1", 9_999, 20_000).await.unwrap());
+    assert!(store.claim_mail("m1", 10_000, 20_000).await.unwrap());
+    store.mark_mail_sent("m1", 10_500).await.unwrap();
+    assert!(!store.claim_mail("m1", 30_000, 40_000).await.unwrap());
+}
+both!(a_due_message_is_claimed_once);

@@ -81,6 +81,17 @@ impl Role {
     }
 }
 
+/// What differs between split deployments under test.
+#[derive(Default)]
+pub struct Options {
+    /// Flags for every role.
+    pub every_role: Vec<String>,
+    /// Flags for the users role only (e.g. `--smtp-url`).
+    pub users: Vec<String>,
+    /// The web app the ui role serves; a fake one if `None`.
+    pub dist_dir: Option<std::path::PathBuf>,
+}
+
 pub struct Split {
     pub database_url: String,
     pub users: Role,
@@ -100,9 +111,21 @@ impl Split {
 
     /// As [`Split::start`], with extra flags for every role.
     pub async fn start_with(database_url: &str, every_role: &[&str]) -> Split {
+        let options = Options {
+            every_role: every_role.iter().map(|a| (*a).to_owned()).collect(),
+            ..Options::default()
+        };
+        Split::start_opts(database_url, options).await
+    }
+
+    pub async fn start_opts(database_url: &str, options: Options) -> Split {
         let dist = tempfile::tempdir().unwrap();
         super::write_fake_dist(dist.path());
-        let every_role: Vec<String> = every_role.iter().map(|a| (*a).to_owned()).collect();
+        let dist_dir = options
+            .dist_dir
+            .clone()
+            .unwrap_or_else(|| dist.path().join("dist"));
+        let every_role = options.every_role.clone();
         let common = |extra: &[String]| -> Vec<String> {
             let mut args = vec!["--internal-secret".to_owned(), SECRET.to_owned()];
             args.extend_from_slice(extra);
@@ -110,7 +133,9 @@ impl Split {
             args
         };
         let db = vec!["--database-url".to_owned(), database_url.to_owned()];
-        let mut users = Role::new("users", common(&db));
+        let mut users_args = db.clone();
+        users_args.extend(options.users.iter().cloned());
+        let mut users = Role::new("users", common(&users_args));
         let provisioning_listen = format!("127.0.0.1:{}", free_port());
         let mut shards: Vec<Role> = SHARDS
             .iter()
@@ -143,10 +168,7 @@ impl Split {
         provisioning_args.extend(shard_flags.iter().cloned());
         let mut provisioning = Role::new("provisioning", common(&provisioning_args));
         provisioning.listen = provisioning_listen;
-        let mut ui_args = vec![
-            "--dist-dir".to_owned(),
-            dist.path().join("dist").display().to_string(),
-        ];
+        let mut ui_args = vec!["--dist-dir".to_owned(), dist_dir.display().to_string()];
         ui_args.extend_from_slice(&every_role);
         let mut ui = Role::new("ui", ui_args);
         let mut frontend_flags = vec![
@@ -221,8 +243,9 @@ impl Split {
             .unwrap()
     }
 
-    /// A site admin made with `scopehub admin create`, logged in through the edge.
-    pub async fn site_admin(&self, email: &str) -> Agent {
+    /// Makes `email` a site admin with `scopehub admin create` (creating the account if there is
+    /// none); returns the one-time login link's token.
+    pub fn make_admin(&self, email: &str) -> String {
         let output = binary()
             .args(["admin", "create", "--email", email, "--database-url"])
             .arg(&self.database_url)
@@ -231,7 +254,12 @@ impl Split {
             .unwrap();
         assert!(output.status.success(), "{output:?}");
         let printed = String::from_utf8_lossy(&output.stdout);
-        let token = link_token(&printed).expect("a login link");
+        link_token(&printed).expect("a login link")
+    }
+
+    /// A site admin made with `scopehub admin create`, logged in through the edge.
+    pub async fn site_admin(&self, email: &str) -> Agent {
+        let token = self.make_admin(email);
         let mut admin = Agent::for_url(&self.url());
         let (status, body) = admin.login_with_link(&token).await;
         assert_eq!(status, 200, "{body}");

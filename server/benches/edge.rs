@@ -1,0 +1,436 @@
+//! The edge's cost (`cargo bench -p scopehub --bench edge`; numbers in docs/benchmarks.md).
+//!
+//! One collector shard holds an instance fed by `scopehub loadgen` (small shape, 10 hosts). The
+//! same requests — `GET …/api/topology/containers` and `POST /api/report` — are timed three ways:
+//! straight to the collector (the client signs the identity as the edge would), through nginx as a
+//! plain keep-alive reverse proxy in front of it (the reference), and through `scopehub frontend`
+//! (which also authenticates each request, from its identity cache). Closed loop: `CONCURRENCY`
+//! clients, each on its own keep-alive connection, for `SECONDS` per measurement.
+//! `EDGE_SECONDS` and `EDGE_CONCURRENCY` override them.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use scopehub::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
+use scopehub::identity::{ClientIp, Grant, Identity, User, Via};
+use support::BIN;
+
+const SECRET: &str = "edge-benchmark-secret-0123456789abcdef0123";
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `scopehub ROLE …` on `listen`, once it announces itself.
+fn role(name: &str, listen: &str, args: &[&str]) -> Process {
+    let mut child = Command::new(BIN)
+        .args([
+            name,
+            "--listen",
+            listen,
+            "--log-format",
+            "json",
+            "--log",
+            "warn",
+        ])
+        .args(["--internal-secret", SECRET])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn scopehub");
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.starts_with("Scopehub is running at")),
+        "{name} did not start"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    Process(child)
+}
+
+async fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{url}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "{url} never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// nginx (Debian's) as a plain reverse proxy with keep-alive connections to `upstream`.
+fn nginx(listen: u16, upstream: &str, dir: &std::path::Path) -> Option<Process> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes auto;\n\
+             pid {dir}/nginx.pid;\n\
+             error_log {dir}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {dir}/body;\n\
+               proxy_temp_path {dir}/proxy;\n\
+               client_max_body_size 16m;\n\
+               upstream collector {{ server {upstream}; keepalive 64; }}\n\
+               server {{\n\
+                 listen 127.0.0.1:{listen};\n\
+                 location / {{\n\
+                   proxy_pass http://collector;\n\
+                   proxy_http_version 1.1;\n\
+                   proxy_set_header Connection \"\";\n\
+                 }}\n\
+               }}\n\
+             }}\n",
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("nginx")
+        .args(["-c", conf.to_str().unwrap(), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Process(child))
+}
+
+/// How a request authenticates: as a browser/probe would (through the edge), or with the signed
+/// identity the edge would have added (straight to the collector, or through nginx).
+#[derive(Clone)]
+enum Auth {
+    Credentials {
+        cookie: String,
+        token: String,
+    },
+    Signed {
+        secret: InternalSecret,
+        instance: String,
+    },
+}
+
+impl Auth {
+    fn apply(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &Method,
+        path: &str,
+        probe: bool,
+    ) -> reqwest::RequestBuilder {
+        match self {
+            Auth::Credentials { cookie, token } => {
+                if probe {
+                    request.header("authorization", format!("Scope-Probe token={token}"))
+                } else {
+                    request.header("cookie", format!("scopehub_session={cookie}"))
+                }
+            }
+            Auth::Signed { secret, instance } => {
+                let grant = if probe {
+                    Grant::Probe {
+                        instance: instance.clone(),
+                    }
+                } else {
+                    Grant::Reader {
+                        instance: instance.clone(),
+                    }
+                };
+                let identity = (!probe).then(|| Identity {
+                    user: User {
+                        id: "bench".into(),
+                        email: "bench@example.com".into(),
+                        status: shared::users::AccountStatus::Approved,
+                        is_admin: false,
+                    },
+                    via: Via::Session {
+                        id: "bench".into(),
+                        csrf_token: "bench".into(),
+                    },
+                });
+                let envelope = Envelope {
+                    caller: Caller::Edge,
+                    identity,
+                    grant: Some(grant),
+                    client_ip: ClientIp(Some("127.0.0.1".into())),
+                    expires_at: scopehub::clock::now_millis() + LIFETIME_MS,
+                };
+                let mut request = request;
+                for (name, value) in secret.sign(&envelope, method, path) {
+                    request = request.header(name, value);
+                }
+                request
+            }
+        }
+    }
+}
+
+struct Measured {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: u64,
+}
+
+/// `concurrency` clients sending the request for `seconds`.
+async fn measure(
+    base: &str,
+    auth: &Auth,
+    instance: &str,
+    report: Option<Arc<Vec<u8>>>,
+    concurrency: usize,
+    seconds: u64,
+) -> Measured {
+    let (method, path) = match report {
+        Some(_) => (Method::POST, "/api/report".to_owned()),
+        None => (
+            Method::GET,
+            format!("/api/app/{instance}/api/topology/containers"),
+        ),
+    };
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (base, auth, path, method, report) = (
+            base.to_owned(),
+            auth.clone(),
+            path.clone(),
+            method.clone(),
+            report.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            let (mut times, mut failed) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let mut request = client.request(method.clone(), format!("{base}{path}"));
+                request = auth.apply(request, &method, &path, report.is_some());
+                if let Some(body) = &report {
+                    request = request
+                        .header("content-type", "application/msgpack")
+                        .header("content-encoding", "gzip")
+                        .header("x-scope-probe-id", "bench-probe")
+                        .body(body.as_ref().clone());
+                }
+                let started = Instant::now();
+                let ok = match request.send().await {
+                    Ok(r) => {
+                        let ok = r.status().is_success();
+                        ok && r.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    times.push(started.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    failed += 1;
+                }
+            }
+            (times, failed)
+        }));
+    }
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for task in tasks {
+        let (times, f) = task.await.unwrap();
+        all.extend(times);
+        failed += f;
+    }
+    all.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Measured {
+        rps: all.len() as f64 / seconds as f64,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        failed,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("EDGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let concurrency: usize = std::env::var("EDGE_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/scopehub.db", data.path().display());
+    let [users, provisioning, collector, frontend, nginx_port] = [(); 5].map(|()| free_port());
+    let at = |port: u16| format!("127.0.0.1:{port}");
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let shard = format!("shard-a={}", url(collector));
+    let _users = role("users", &at(users), &["--database-url", &db]);
+    wait_ready(&url(users)).await;
+    let _collector = role(
+        "collector",
+        &at(collector),
+        &[
+            "--shard",
+            "shard-a",
+            "--users-url",
+            &url(users),
+            "--provisioning-url",
+            &url(provisioning),
+        ],
+    );
+    let _provisioning = role(
+        "provisioning",
+        &at(provisioning),
+        &[
+            "--database-url",
+            &db,
+            "--users-url",
+            &url(users),
+            "--collector-shard",
+            &shard,
+            "--default-max-reports-per-second",
+            "100000",
+            "--default-max-probes",
+            "1000",
+        ],
+    );
+    let _frontend = role(
+        "frontend",
+        &at(frontend),
+        &[
+            "--users-url",
+            &url(users),
+            "--provisioning-url",
+            &url(provisioning),
+            "--ui-url",
+            &url(users),
+            "--collector-shard",
+            &shard,
+        ],
+    );
+    for port in [provisioning, collector, frontend] {
+        wait_ready(&url(port)).await;
+    }
+    let edge = url(frontend);
+    let tenant = support::tenant_with(&edge, |email| {
+        let status = Command::new(BIN)
+            .args([
+                "admin",
+                "create",
+                "--email",
+                email,
+                "--database-url",
+                &db,
+                "--log",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    })
+    .await;
+    let mut feed = Command::new(BIN)
+        .args([
+            "loadgen",
+            "--url",
+            &edge,
+            "--token",
+            &tenant.token,
+            "--hosts",
+            "10",
+            "--interval",
+            "3",
+            "--duration",
+            "3600",
+            "--log",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let nginx_dir = tempfile::tempdir().unwrap();
+    let _nginx = nginx(nginx_port, &at(collector), nginx_dir.path());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let report = Arc::new(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/scope/probe-full-1.msgpack.gz"
+        ))
+        .expect("fixture"),
+    );
+    let signed = Auth::Signed {
+        secret: SECRET.parse().unwrap(),
+        instance: tenant.instance.clone(),
+    };
+    let credentials = Auth::Credentials {
+        cookie: tenant.cookie.clone(),
+        token: tenant.token.clone(),
+    };
+    println!(
+        "edge benchmark: {concurrency} clients × {seconds} s per row, 2 cores shared by clients and servers\n"
+    );
+    println!("| request | path | requests/s | p50 ms | p99 ms | failed |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (label, body) in [
+        ("GET containers view", None),
+        ("POST /api/report (3 KB)", Some(report.clone())),
+    ] {
+        let mut rows = vec![
+            ("straight to the collector", url(collector), signed.clone()),
+            ("scopehub frontend", edge.clone(), credentials.clone()),
+        ];
+        if _nginx.is_some() {
+            rows.insert(1, ("nginx → collector", url(nginx_port), signed.clone()));
+        }
+        for (path, base, auth) in rows {
+            let m = measure(
+                &base,
+                &auth,
+                &tenant.instance,
+                body.clone(),
+                concurrency,
+                seconds,
+            )
+            .await;
+            println!(
+                "| {label} | {path} | {:.0} | {:.2} | {:.2} | {} |",
+                m.rps, m.p50_ms, m.p99_ms, m.failed
+            );
+        }
+    }
+    if _nginx.is_none() {
+        println!("\n(nginx is not installed: apt-get install nginx for the reference rows)");
+    }
+    let _ = feed.kill();
+    let _ = feed.wait();
+}
