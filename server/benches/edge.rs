@@ -26,7 +26,10 @@ struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM, not SIGKILL: nginx's master then stops its workers too.
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
         let _ = self.0.wait();
     }
 }
@@ -39,9 +42,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `scopehub ROLE …` on `listen`, once it announces itself.
+/// `scopehub ROLE …` on `listen`, once it announces itself. `EDGE_THREADS_<ROLE>` sets that
+/// role's worker threads (tokio's `TOKIO_WORKER_THREADS`).
 fn role(name: &str, listen: &str, args: &[&str]) -> Process {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    if let Ok(threads) = std::env::var(format!("EDGE_THREADS_{}", name.to_uppercase())) {
+        command.env("TOKIO_WORKER_THREADS", threads);
+    }
+    let mut child = command
         .args([
             name,
             "--listen",
@@ -188,6 +196,18 @@ impl Auth {
     }
 }
 
+/// The CPU seconds used so far by process `pid` and its children (nginx's workers).
+fn cpu_with_children(pid: u32) -> f64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    support::cpu_seconds(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+            .map(support::cpu_seconds)
+            .sum::<f64>()
+}
+
 struct Measured {
     rps: f64,
     p50_ms: f64,
@@ -320,7 +340,7 @@ async fn main() {
             "1000",
         ],
     );
-    let _frontend = role(
+    let frontend_process = role(
         "frontend",
         &at(frontend),
         &[
@@ -399,20 +419,37 @@ async fn main() {
     println!(
         "edge benchmark: {concurrency} clients × {seconds} s per row, 2 cores shared by clients and servers\n"
     );
-    println!("| request | path | requests/s | p50 ms | p99 ms | failed |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("| request | path | requests/s | p50 ms | p99 ms | failed | proxy CPU µs/request |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     for (label, body) in [
         ("GET containers view", None),
         ("POST /api/report (3 KB)", Some(report.clone())),
     ] {
         let mut rows = vec![
-            ("straight to the collector", url(collector), signed.clone()),
-            ("scopehub frontend", edge.clone(), credentials.clone()),
+            (
+                "straight to the collector",
+                url(collector),
+                signed.clone(),
+                None,
+            ),
+            (
+                "scopehub frontend",
+                edge.clone(),
+                credentials.clone(),
+                Some(frontend_process.0.id()),
+            ),
         ];
-        if _nginx.is_some() {
-            rows.insert(1, ("nginx → collector", url(nginx_port), signed.clone()));
+        if let Some(nginx) = &_nginx {
+            let nginx_row = (
+                "nginx → collector",
+                url(nginx_port),
+                signed.clone(),
+                Some(nginx.0.id()),
+            );
+            rows.insert(1, nginx_row);
         }
-        for (path, base, auth) in rows {
+        for (path, base, auth, proxy) in rows {
+            let cpu_before = proxy.map(cpu_with_children);
             let m = measure(
                 &base,
                 &auth,
@@ -422,8 +459,15 @@ async fn main() {
                 seconds,
             )
             .await;
+            let cpu = match (proxy, cpu_before) {
+                (Some(pid), Some(before)) => format!(
+                    "{:.0}",
+                    (cpu_with_children(pid) - before) * 1e6 / (m.rps * seconds as f64)
+                ),
+                _ => "–".to_owned(),
+            };
             println!(
-                "| {label} | {path} | {:.0} | {:.2} | {:.2} | {} |",
+                "| {label} | {path} | {:.0} | {:.2} | {:.2} | {} | {cpu} |",
                 m.rps, m.p50_ms, m.p99_ms, m.failed
             );
         }

@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::identity::Identity;
 use crate::provisioning::directory::{InstanceDirectory, InstanceRoute};
-use crate::secrets::sha256_hex;
+use crate::secrets::sha256;
 use crate::users::directory::{AdminOrg, Directory};
 
 /// Entries kept at most; one per live credential, membership and instance in use.
@@ -37,10 +37,10 @@ const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Session(String),
-    ApiToken(String),
+    Session([u8; 32]),
+    ApiToken([u8; 32]),
     Member { org: String, user: String },
-    ProbeToken(String),
+    ProbeToken([u8; 32]),
     Instance(String),
 }
 
@@ -148,7 +148,7 @@ fn identity(answer: Answer) -> Option<Identity> {
 
 impl Directory for CachedDirectory {
     fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
-        let key = Key::Session(sha256_hex(token));
+        let key = Key::Session(sha256(token));
         let token = token.to_owned();
         let ask = async move { self.inner.session(&token).await };
         Box::pin(
@@ -158,7 +158,7 @@ impl Directory for CachedDirectory {
     }
 
     fn api_token(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
-        let key = Key::ApiToken(sha256_hex(token));
+        let key = Key::ApiToken(sha256(token));
         let token = token.to_owned();
         let ask = async move { self.inner.api_token(&token).await };
         Box::pin(
@@ -205,7 +205,7 @@ fn route(answer: Answer) -> Option<InstanceRoute> {
 
 impl InstanceDirectory for CachedInstances {
     fn probe_token(&self, token: &str) -> BoxFuture<'_, Result<Option<InstanceRoute>>> {
-        let key = Key::ProbeToken(sha256_hex(token));
+        let key = Key::ProbeToken(sha256(token));
         let token = token.to_owned();
         let ask = async move { self.inner.probe_token(&token).await };
         Box::pin(
@@ -323,14 +323,14 @@ mod tests {
         let generation = directory.cache.generation.load(Ordering::SeqCst);
         directory.cache.forget_all();
         directory.cache.put(
-            Key::Session(sha256_hex("shs_a")),
+            Key::Session(sha256("shs_a")),
             Answer::Identity(someone()),
             generation,
         );
         assert!(
             directory
                 .cache
-                .get(&Key::Session(sha256_hex("shs_a")))
+                .get(&Key::Session(sha256("shs_a")))
                 .is_none()
         );
         let _ = inner;

@@ -130,7 +130,10 @@ type Pool = Client<HttpConnector, Body>;
 pub struct Proxy(Arc<Inner>);
 
 struct Inner {
-    upstreams: Upstreams,
+    users: Upstream,
+    provisioning: Upstream,
+    ui: Upstream,
+    shards: HashMap<String, Upstream>,
     pool: Pool,
     secret: InternalSecret,
     clock: Clock,
@@ -147,10 +150,56 @@ const CONNECT_ATTEMPTS: u32 = 3;
 const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One upstream chosen for a request: its role's name (as errors say it) and base URL.
-struct Target<'a> {
+/// A role behind the edge, prepared once: what errors and metrics call it and where it is.
+struct Upstream {
+    /// As errors name it: "users", "collector (shard shard-a)".
     role: String,
-    base: &'a Url,
+    /// The request metrics' route label: "proxy users", "proxy collector".
+    label: String,
+    base: Url,
+    /// The base URL as a URI, when it has no path of its own (then a request's URI is built from
+    /// it and the request's path without any parsing).
+    root: Option<axum::http::uri::Parts>,
+}
+
+impl Upstream {
+    fn new(role: String, kind: &str, base: Url) -> Self {
+        let root = (base.path() == "/")
+            .then(|| base.as_str().trim_end_matches('/').parse::<Uri>().ok())
+            .flatten()
+            .map(Uri::into_parts);
+        Upstream {
+            role,
+            label: format!("proxy {kind}"),
+            base,
+            root,
+        }
+    }
+
+    /// Where a request for `uri` goes.
+    fn uri_for(&self, uri: &Uri) -> std::result::Result<Uri, String> {
+        let path_and_query = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| axum::http::uri::PathAndQuery::from_static("/"));
+        match &self.root {
+            Some(root) => {
+                let mut parts = axum::http::uri::Parts::default();
+                parts.scheme.clone_from(&root.scheme);
+                parts.authority.clone_from(&root.authority);
+                parts.path_and_query = Some(path_and_query);
+                Uri::from_parts(parts).map_err(|e| e.to_string())
+            }
+            None => join(&self.base, path_and_query.as_str())
+                .parse()
+                .map_err(|e: axum::http::uri::InvalidUri| e.to_string()),
+        }
+    }
+}
+
+/// One upstream chosen for a request.
+struct Target<'a> {
+    upstream: &'a Upstream,
     /// The instance, for the collector's tenant header.
     instance: Option<String>,
     body_limit: u64,
@@ -171,8 +220,23 @@ impl Proxy {
         let pool = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
+        let shards = upstreams
+            .shards
+            .into_iter()
+            .map(|(name, url)| {
+                let role = format!("collector (shard {name})");
+                (name, Upstream::new(role, "collector", url))
+            })
+            .collect();
         Proxy(Arc::new(Inner {
-            upstreams,
+            users: Upstream::new("users".into(), "users", upstreams.users),
+            provisioning: Upstream::new(
+                "provisioning".into(),
+                "provisioning",
+                upstreams.provisioning,
+            ),
+            ui: Upstream::new("ui".into(), "ui", upstreams.ui),
+            shards,
             pool,
             secret,
             clock,
@@ -183,18 +247,17 @@ impl Proxy {
     }
 
     fn target(&self, req: &Request) -> Result<Target<'_>> {
-        let up = &self.0.upstreams;
-        let simple = |role: &str, base| Target {
-            role: role.to_owned(),
-            base,
+        let inner = &self.0;
+        let simple = |upstream| Target {
+            upstream,
             instance: None,
-            body_limit: self.0.max_body_bytes,
+            body_limit: inner.max_body_bytes,
         };
         match destination(req.uri().path()) {
             None => Err(Error::not_found("No API route matches this path.")),
-            Some(Destination::Users) => Ok(simple("users", &up.users)),
-            Some(Destination::Provisioning) => Ok(simple("provisioning", &up.provisioning)),
-            Some(Destination::Ui) => Ok(simple("ui", &up.ui)),
+            Some(Destination::Users) => Ok(simple(&inner.users)),
+            Some(Destination::Provisioning) => Ok(simple(&inner.provisioning)),
+            Some(Destination::Ui) => Ok(simple(&inner.ui)),
             Some(Destination::Collector) => {
                 // `authenticate` granted this request an instance and said where it is.
                 let placed = req
@@ -208,47 +271,34 @@ impl Proxy {
                         "The instance is being placed; retry shortly.",
                     )
                 })?;
-                let role = format!("collector (shard {shard})");
-                let base = up.shards.get(shard).ok_or_else(|| Error::Upstream {
-                    role: role.clone(),
+                let upstream = inner.shards.get(shard).ok_or_else(|| Error::Upstream {
+                    role: format!("collector (shard {shard})"),
                     failure: UpstreamFailure::Unreachable,
                     detail: format!("this edge has no --collector-shard {shard}=URL"),
                 })?;
                 Ok(Target {
-                    role,
-                    base,
+                    upstream,
                     instance: Some(placed.instance.clone()),
                     body_limit: placed
                         .max_report_bytes
-                        .map_or(self.0.max_body_bytes, |b| b.max(self.0.max_body_bytes)),
+                        .map_or(inner.max_body_bytes, |b| b.max(inner.max_body_bytes)),
                 })
             }
         }
     }
 
-    /// The signed identity of a request, as the role will verify it.
-    fn sign(
+    /// Turns the client's headers into the upstream's: less hop-by-hop ones (and credentials, for
+    /// the collector), plus the signed identity (taken out of `extensions`: the request is not
+    /// handled here after this) and the tenant.
+    fn prepare_headers(
         &self,
-        req: &Request,
+        headers: &mut HeaderMap,
+        extensions: &mut axum::http::Extensions,
         method: &Method,
         path_and_query: &str,
-    ) -> [(HeaderName, HeaderValue); 2] {
-        let extensions = req.extensions();
-        let envelope = Envelope {
-            caller: Caller::Edge,
-            identity: extensions.get::<Identity>().cloned(),
-            grant: extensions.get::<Grant>().cloned(),
-            client_ip: extensions.get::<ClientIp>().cloned().unwrap_or_default(),
-            expires_at: self.0.clock.now() + LIFETIME_MS,
-        };
-        self.0.secret.sign(&envelope, method, path_and_query)
-    }
-
-    /// The headers the upstream sees: the client's, less hop-by-hop ones (and credentials, for the
-    /// collector), plus the signed identity and the tenant.
-    fn upstream_headers(&self, req: &Request, target: &Target<'_>) -> HeaderMap {
-        let mut headers = req.headers().clone();
-        remove_hop_by_hop(&mut headers);
+        target: &Target<'_>,
+    ) {
+        remove_hop_by_hop(headers);
         headers.remove(header::HOST);
         if let Some(instance) = &target.instance {
             headers.remove(header::AUTHORIZATION);
@@ -257,57 +307,72 @@ impl Proxy {
                 headers.insert(HeaderName::from_static("x-scope-orgid"), value);
             }
         }
-        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        for (name, value) in self.sign(req, req.method(), path) {
-            headers.insert(name, value);
-        }
-        if let Some(ClientIp(Some(ip))) = req.extensions().get::<ClientIp>()
-            && let Ok(value) = HeaderValue::from_str(ip)
-        {
+        let client_ip = extensions.remove::<ClientIp>().unwrap_or_default();
+        if let Some(Ok(value)) = client_ip.0.as_deref().map(HeaderValue::from_str) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), value);
         }
-        headers
+        let envelope = Envelope {
+            caller: Caller::Edge,
+            identity: extensions.remove::<Identity>(),
+            grant: extensions.remove::<Grant>(),
+            client_ip,
+            expires_at: self.0.clock.now() + LIFETIME_MS,
+        };
+        for (name, value) in self.0.secret.sign(&envelope, method, path_and_query) {
+            headers.insert(name, value);
+        }
     }
 
     async fn forward(&self, req: Request) -> Result<Response> {
         let target = self.target(&req)?;
-        let label = format!("proxy {}", target.role.split(' ').next().unwrap_or("?"));
         let mut response = if is_websocket(req.headers()) {
             self.websocket(req, &target).await?
         } else {
             self.http(req, &target).await?
         };
-        telemetry::label_route(&mut response, label);
+        telemetry::label_route(&mut response, target.upstream.label.clone());
         Ok(response)
     }
 
     async fn http(&self, req: Request, target: &Target<'_>) -> Result<Response> {
-        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: Uri = join(target.base, path)
-            .parse()
+        let (mut parts, body) = req.into_parts();
+        let uri = target
+            .upstream
+            .uri_for(&parts.uri)
             .map_err(|e| failed(target, UpstreamFailure::BadAnswer, format!("bad URL: {e}")))?;
-        let declared = req
-            .headers()
+        let declared = parts
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > target.body_limit) {
             return Err(too_large(target.body_limit));
         }
-        let headers = self.upstream_headers(&req, target);
-        let method = req.method().clone();
-        let (_, body) = req.into_parts();
+        let mut headers = std::mem::take(&mut parts.headers);
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        self.prepare_headers(
+            &mut headers,
+            &mut parts.extensions,
+            &parts.method,
+            path,
+            target,
+        );
+        let method = parts.method;
         let idempotent = matches!(
             method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         );
         let retryable = idempotent && axum::body::HttpBody::is_end_stream(&body);
-        let mut body = Some(Body::new(Limited::new(body, target.body_limit as usize)));
+        // Kept for a retry only when one is possible.
+        let again = retryable.then(|| (headers.clone(), uri.clone()));
+        let mut upstream = axum::http::Request::new(Body::new(Limited::new(
+            body,
+            usize::try_from(target.body_limit).unwrap_or(usize::MAX),
+        )));
+        *upstream.method_mut() = method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = headers;
         let mut attempt = 1;
         loop {
-            let mut upstream = axum::http::Request::new(body.take().unwrap_or_else(Body::empty));
-            *upstream.method_mut() = method.clone();
-            *upstream.uri_mut() = uri.clone();
-            *upstream.headers_mut() = headers.clone();
             let sent = tokio::time::timeout(self.0.timeout, self.0.pool.request(upstream)).await;
             let error = match sent {
                 Err(_) => {
@@ -330,21 +395,33 @@ impl Proxy {
             if !error.is_connect() {
                 return Err(failed(target, UpstreamFailure::BadAnswer, chain(&error)));
             }
-            if !retryable || attempt >= CONNECT_ATTEMPTS {
+            let Some((headers, uri)) = again.as_ref().filter(|_| attempt < CONNECT_ATTEMPTS) else {
                 return Err(failed(target, UpstreamFailure::Unreachable, chain(&error)));
-            }
+            };
             attempt += 1;
             tokio::time::sleep(CONNECT_RETRY_DELAY).await;
+            upstream = axum::http::Request::new(Body::empty());
+            *upstream.method_mut() = method.clone();
+            *upstream.uri_mut() = uri.clone();
+            *upstream.headers_mut() = headers.clone();
         }
     }
 
     async fn websocket(&self, req: Request, target: &Target<'_>) -> Result<Response> {
-        let path = req
-            .uri()
+        let (mut parts, _) = req.into_parts();
+        let path = parts
+            .uri
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_owned();
-        let mut headers = self.upstream_headers(&req, target);
+        let mut headers = parts.headers.clone();
+        self.prepare_headers(
+            &mut headers,
+            &mut parts.extensions,
+            &parts.method,
+            &path,
+            target,
+        );
         // The handshake's own headers are made afresh for the upstream connection.
         for name in [
             "sec-websocket-key",
@@ -354,12 +431,12 @@ impl Proxy {
         ] {
             headers.remove(name);
         }
-        let (mut parts, _) = req.into_parts();
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
             .await
             .map_err(|rejection| Error::bad_request(rejection.body_text()))?;
-        let mut url = join(target.base, &path);
-        url.replace_range(..url.find("://").unwrap_or(0), ws_scheme(target.base));
+        let base = &target.upstream.base;
+        let mut url = join(base, &path);
+        url.replace_range(..url.find("://").unwrap_or(0), ws_scheme(base));
         let mut request = url
             .into_client_request()
             .map_err(|e| failed(target, UpstreamFailure::BadAnswer, e))?;
@@ -431,9 +508,9 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 
 fn failed(target: &Target<'_>, failure: UpstreamFailure, detail: impl std::fmt::Display) -> Error {
     Error::Upstream {
-        role: target.role.clone(),
+        role: target.upstream.role.clone(),
         failure,
-        detail: format!("{}: {detail}", target.base),
+        detail: format!("{}: {detail}", target.upstream.base),
     }
 }
 
@@ -469,12 +546,12 @@ fn chain(error: &hyper_util::client::legacy::Error) -> String {
     text
 }
 
-type Upstream =
+type UpstreamSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Copies messages both ways until either side closes, or the edge drains (then the client is
 /// told 1001 and reconnects elsewhere).
-async fn relay(client: WebSocket, upstream: Upstream, drain: Drain) {
+async fn relay(client: WebSocket, upstream: UpstreamSocket, drain: Drain) {
     let (mut to_client, mut from_client) = client.split();
     let (mut to_upstream, mut from_upstream) = upstream.split();
     let closing = drain.streams_closing();

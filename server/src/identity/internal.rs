@@ -125,7 +125,7 @@ impl InternalSecret {
             .mac(method, path_and_query, &encoded)
             .finalize()
             .into_bytes();
-        let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::secrets::hex(&signature);
         [
             (
                 HeaderName::from_static(IDENTITY_HEADER),

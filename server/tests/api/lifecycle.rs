@@ -162,3 +162,105 @@ async fn the_ui_role_serves_the_app_and_no_api() {
         200
     );
 }
+
+/// A rolling update's view of SIGTERM: not ready at once, still serving through the shutdown
+/// delay, then websockets end with 1001 ("going away") so clients reconnect elsewhere.
+#[tokio::test]
+async fn sigterm_turns_unready_keeps_serving_for_the_delay_then_closes_websockets_with_1001() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use crate::support::agent::{ADMIN, Agent, PASSWORD};
+
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--shutdown-delay",
+        "2",
+    ]);
+    server.wait_ready().await;
+    let mut admin = Agent::for_url(&server.url);
+    let (status, _) = admin
+        .post(
+            "/api/users/signup",
+            serde_json::json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (_, me) = admin.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = admin
+        .post(
+            "/api/instances",
+            serde_json::json!({"org_id": org, "name": "i"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), "the instance to be ready", || {
+        let (client, url, cookie) = (
+            reqwest::Client::new(),
+            format!("{}/api/instances/{id}", server.url),
+            admin.cookie.clone().unwrap(),
+        );
+        async move {
+            let details: serde_json::Value = client
+                .get(url)
+                .header("cookie", format!("scopehub_session={cookie}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (details["instance"]["state"] == "ready").then_some(())
+        }
+    })
+    .await;
+    let mut request = format!(
+        "ws://{}/api/app/{id}/api/topology/hosts/ws?t=200ms",
+        server.url.trim_start_matches("http://")
+    )
+    .into_client_request()
+    .unwrap();
+    request.headers_mut().insert(
+        "cookie",
+        format!("scopehub_session={}", admin.cookie.clone().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    server.signal(libc::SIGTERM);
+    let signalled = std::time::Instant::now();
+    let ready = eventually(Duration::from_secs(1), "/readyz to say 503", || {
+        let url = format!("{}/readyz", server.url);
+        async move {
+            let response = reqwest::get(url).await.ok()?;
+            (response.status() == 503).then_some(response.json::<ApiError>().await.ok()?)
+        }
+    })
+    .await;
+    assert!(ready.message.contains("shutting down"), "{}", ready.message);
+    let (status, _) = admin.get("/api/users/me").await;
+    assert_eq!(status, 200, "still serving during the delay");
+
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1_500),
+        "closed after {:?}, before the delay was over",
+        signalled.elapsed()
+    );
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}: {}", server.stderr());
+}
