@@ -619,7 +619,139 @@ fn to_client_message(message: tungstenite::Message) -> Option<ws::Message> {
 
 #[cfg(test)]
 mod tests {
+    use tower::ServiceExt;
+
     use super::*;
+
+    /// A proxy whose users role is at `users` (the other roles nowhere), answering within
+    /// `timeout`, forwarding bodies of at most 1 KiB.
+    fn proxy_to(users: &str, timeout: Duration) -> axum::Router {
+        let nowhere: Url = "http://127.0.0.1:9/".parse().unwrap();
+        let upstreams = Upstreams {
+            users: users.parse().unwrap(),
+            provisioning: nowhere.clone(),
+            ui: nowhere,
+            shards: HashMap::new(),
+        };
+        let proxy = Proxy::new(
+            upstreams,
+            "0123456789abcdef0123456789abcdef".parse().unwrap(),
+            Clock::system(),
+            timeout,
+            1024,
+            Drain::default(),
+        );
+        axum::Router::new().fallback(forward).with_state(proxy)
+    }
+
+    async fn answer(router: axum::Router, request: axum::http::Request<Body>) -> (u16, String) {
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn get(path: &str) -> axum::http::Request<Body> {
+        axum::http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    /// A "role" that accepts connections and does `serve` with each.
+    async fn fake_role(
+        serve: impl Fn(tokio::net::TcpStream) -> futures_util::future::BoxFuture<'static, ()>
+        + Send
+        + 'static,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream));
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_role_that_is_down_is_503_one_that_hangs_504_one_that_babbles_502() {
+        let (status, body) = answer(
+            proxy_to("http://127.0.0.1:9/", Duration::from_secs(5)),
+            get("/api/users/me"),
+        )
+        .await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("The users service is unavailable"), "{body}");
+
+        let hangs = fake_role(|stream| {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(stream);
+            })
+        })
+        .await;
+        let (status, body) = answer(
+            proxy_to(&hangs, Duration::from_millis(200)),
+            get("/api/users/me"),
+        )
+        .await;
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains("did not answer in time"), "{body}");
+
+        let babbles = fake_role(|mut stream| {
+            Box::pin(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"this is not HTTP\r\n\r\n").await;
+            })
+        })
+        .await;
+        let (status, body) = answer(
+            proxy_to(&babbles, Duration::from_secs(5)),
+            get("/api/users/me"),
+        )
+        .await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("The users service failed"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_413_whether_declared_or_streamed() {
+        // A role that reads whatever comes and answers 200.
+        let echo = fake_role(|stream| {
+            Box::pin(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::empty()))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            })
+        })
+        .await;
+        let router = proxy_to(&echo, Duration::from_secs(5));
+        let small = axum::http::Request::post("/api/users/login")
+            .body(Body::from(vec![b'x'; 1000]))
+            .unwrap();
+        assert_eq!(answer(router.clone(), small).await.0, 200);
+        let declared = axum::http::Request::post("/api/users/login")
+            .header(header::CONTENT_LENGTH, "5000")
+            .body(Body::from(vec![b'x'; 5000]))
+            .unwrap();
+        assert_eq!(answer(router.clone(), declared).await.0, 413);
+        let chunks = futures_util::stream::iter(
+            (0..10).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 500]))),
+        );
+        let streamed = axum::http::Request::post("/api/users/login")
+            .body(Body::from_stream(chunks))
+            .unwrap();
+        let (status, body) = answer(router, streamed).await;
+        assert_eq!(status, 413, "{body}");
+    }
 
     #[test]
     fn every_path_goes_to_the_role_that_serves_it() {
