@@ -437,7 +437,7 @@ pub fn frontend_service(
         .with_state(proxy)
         .layer(middleware::from_fn_with_state(edge, authenticate));
     let routed = Router::new().merge(ops::router(ops)).merge(proxied);
-    Ok(frontend::apply_layers(
+    Ok(frontend::apply_proxy_layers(
         routed,
         basics.metrics.clone(),
         &basics.edge,

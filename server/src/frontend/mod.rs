@@ -53,6 +53,23 @@ pub fn apply_layers(routed: Router, metrics: Metrics, config: &EdgeConfig) -> Ro
         )
 }
 
+/// The edge layers for the proxy (`scopehub frontend`): the same, less compression — every role
+/// compresses its own answers, and the proxy passes them through as they are.
+pub fn apply_proxy_layers(routed: Router, metrics: Metrics, config: &EdgeConfig) -> Router {
+    routed
+        .route_layer(middleware::from_fn(telemetry::record_route))
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    metrics,
+                    telemetry::track_requests,
+                ))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(HandleErrorLayer::new(timeout_response))
+                .timeout(config.request_timeout),
+        )
+}
+
 async fn timeout_response(err: BoxError) -> Response {
     if err.is::<tower::timeout::error::Elapsed>() {
         Error::timeout().into_response()
