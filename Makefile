@@ -10,7 +10,7 @@ export TRUNK_TOOLS_WASM_BINDGEN = $(WASM_BINDGEN_VERSION)
 LISTEN ?= 127.0.0.1:4040
 DATA_DIR ?= ./data
 
-.PHONY: run split test tools app server fmt lint check-wasm test-rust clean-data help
+.PHONY: run split test tools app server musl image k8s-check fmt lint check-wasm test-rust clean-data help
 
 help:
 	@echo "make run   build everything and start Airplane Mode on http://$(LISTEN)"
@@ -41,6 +41,21 @@ run: app server
 	@echo "Once you are logged in, your org gets an instance \"This machine\" reported by a probe of this machine."
 	./target/release/scopehub serve --listen $(LISTEN) --data-dir $(DATA_DIR) --dist-dir dist --local-probe
 
+# The static binary the image holds (musl; C dependencies built with Debian's musl-gcc).
+MUSL = x86_64-unknown-linux-musl
+musl:
+	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+	CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target $(MUSL) -p scopehub
+
+# The one FROM-scratch image of every environment (Containerfile), plus an OCI archive in
+# target/image/. Needs buildah.
+image: app musl
+	scripts/image.sh
+
+# Every overlay rendered and validated against Kubernetes 1.32 (kubectl, kubernetes-validate).
+k8s-check:
+	scripts/k8s-check.sh
+
 # Every role as its own process (the edge on $(LISTEN), two collector shards), one database:
 # the SQLite file in $(DATA_DIR), or DATABASE_URL=postgres://… . Ctrl-C stops them all.
 split: app server
@@ -61,7 +76,7 @@ check-wasm:
 test-rust:
 	SCOPEHUB_TEST_DIST=$(CURDIR)/dist cargo test
 
-test: tools fmt check-wasm lint app test-rust
+test: tools fmt check-wasm lint k8s-check app test-rust
 
 clean-data:
 	rm -rf $(DATA_DIR)
