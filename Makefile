@@ -10,7 +10,7 @@ export TRUNK_TOOLS_WASM_BINDGEN = $(WASM_BINDGEN_VERSION)
 LISTEN ?= 127.0.0.1:4040
 DATA_DIR ?= ./data
 
-.PHONY: run split test tools app server musl image k8s-check fmt lint check-wasm test-rust clean-data help
+.PHONY: run split test tools app server musl image image-if-podman airplane airplane-down k8s-check fmt lint check-wasm test-rust clean-data help
 
 help:
 	@echo "make run   build everything and start Airplane Mode on http://$(LISTEN)"
@@ -52,6 +52,22 @@ musl:
 image: app musl
 	scripts/image.sh
 
+# Airplane Mode in containers: k8s/overlays/airplane played by podman from the image, the frontend
+# on http://127.0.0.1:4040. `make airplane-down` stops it.
+airplane: image
+	scripts/airplane.sh up
+
+airplane-down:
+	scripts/airplane.sh down
+
+# The image for the containers test, when podman can run it (REQUIRE_PODMAN=1 makes it required).
+image-if-podman:
+	@if [ "$${REQUIRE_PODMAN:-0}" = 1 ] || { command -v podman && command -v buildah; } >/dev/null 2>&1; then \
+		$(MAKE) image; \
+	else \
+		echo "WARNING: podman/buildah missing: the Airplane-in-containers test will be skipped"; \
+	fi
+
 # Every overlay rendered and validated against Kubernetes 1.32 (kubectl, kubernetes-validate).
 k8s-check:
 	scripts/k8s-check.sh
@@ -76,7 +92,7 @@ check-wasm:
 test-rust:
 	SCOPEHUB_TEST_DIST=$(CURDIR)/dist cargo test
 
-test: tools fmt check-wasm lint k8s-check app test-rust
+test: tools fmt check-wasm lint k8s-check app image-if-podman test-rust
 
 clean-data:
 	rm -rf $(DATA_DIR)

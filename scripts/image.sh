@@ -15,7 +15,8 @@ CA=${CA_CERTIFICATES:-/etc/ssl/certs/ca-certificates.crt}
 [ -x "$BIN" ] || { echo "image: $BIN is missing (make musl)" >&2; exit 1; }
 [ -f dist/index.html ] || { echo "image: dist/ is not built (make app)" >&2; exit 1; }
 [ -f "$CA" ] || { echo "image: no CA certificates at $CA (apt-get install ca-certificates)" >&2; exit 1; }
-if file "$BIN" 2>/dev/null | grep -q "dynamically linked"; then
+# A dynamically linked program names its loader (an INTERP header); FROM scratch has none.
+if readelf -l "$BIN" | grep -q INTERP; then
     echo "image: $BIN is not static" >&2
     exit 1
 fi

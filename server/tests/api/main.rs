@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod airplane;
 mod architecture;
 mod browser;
 mod cli;
