@@ -7,14 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::reports::fixture;
 use crate::support::agent::{Agent, PASSWORD, link_token};
 use crate::support::split::post_report;
-use crate::support::{eventually, required, warn};
+use crate::support::{required, warn};
 
 const BASE: &str = "http://127.0.0.1:4040";
 
@@ -140,23 +139,7 @@ async fn airplane_mode_runs_in_containers_from_the_production_manifests() {
     assert_eq!(status, 201, "{created}");
     let id = created["instance"]["id"].as_str().unwrap().to_owned();
     let token = created["probe_token"].as_str().unwrap().to_owned();
-    let cookie = admin.cookie.clone().unwrap();
-    eventually(Duration::from_secs(30), "the instance to be ready", || {
-        let (url, cookie) = (format!("{BASE}/api/instances/{id}"), cookie.clone());
-        async move {
-            let details: Value = reqwest::Client::new()
-                .get(url)
-                .header("cookie", format!("scopehub_session={cookie}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (details["instance"]["state"] == "ready").then_some(())
-        }
-    })
-    .await;
+    admin.wait_for_instance(&id, "ready").await;
 
     // A probe reports through the frontend; the map shows it.
     let (status, body) =

@@ -200,26 +200,7 @@ async fn sigterm_turns_unready_keeps_serving_for_the_delay_then_closes_websocket
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(10), "the instance to be ready", || {
-        let (client, url, cookie) = (
-            reqwest::Client::new(),
-            format!("{}/api/instances/{id}", server.url),
-            admin.cookie.clone().unwrap(),
-        );
-        async move {
-            let details: serde_json::Value = client
-                .get(url)
-                .header("cookie", format!("scopehub_session={cookie}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (details["instance"]["state"] == "ready").then_some(())
-        }
-    })
-    .await;
+    admin.wait_for_instance(&id, "ready").await;
     let mut request = format!(
         "ws://{}/api/app/{id}/api/topology/hosts/ws?t=200ms",
         server.url.trim_start_matches("http://")

@@ -113,6 +113,22 @@ impl Agent {
         (status, body)
     }
 
+    /// Waits (up to 30 s) until the instance `id` is in `state`; returns its details.
+    pub async fn wait_for_instance(&mut self, id: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, details) = self.get(&format!("/api/instances/{id}")).await;
+            if details["instance"]["state"] == state {
+                return details;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "instance {id} never {state}: {details}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Follows an emailed login link.
     pub async fn login_with_link(&mut self, token: &str) -> (u16, Value) {
         let (status, body) = self

@@ -322,18 +322,8 @@ impl Split {
         assert_eq!(status, 201, "{created}");
         let id = created["instance"]["id"].as_str().unwrap().to_owned();
         let token = created["probe_token"].as_str().unwrap().to_owned();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, details) = agent.get(&format!("/api/instances/{id}")).await;
-            if details["instance"]["state"] == "ready" {
-                return (id, token);
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never ready: {details}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        agent.wait_for_instance(&id, "ready").await;
+        (id, token)
     }
 }
 
