@@ -475,6 +475,15 @@ async fn main() {
     if _nginx.is_none() {
         println!("\n(nginx is not installed: apt-get install nginx for the reference rows)");
     }
+    // What each role holds after the run: the sizing of k8s/ (requests and limits).
+    let rss = |p: &Process| support::rss_kib(p.0.id()) as f64 / 1024.0;
+    println!(
+        "\nresident memory after the run: frontend {:.0} MiB, users {:.0} MiB, provisioning {:.0} MiB, collector {:.0} MiB",
+        rss(&frontend_process),
+        rss(&_users),
+        rss(&_provisioning),
+        rss(&_collector)
+    );
     let _ = feed.kill();
     let _ = feed.wait();
 }
