@@ -62,10 +62,10 @@ airplane-down:
 
 # The image for the containers test, when podman can run it (REQUIRE_PODMAN=1 makes it required).
 image-if-podman:
-	@if [ "$${REQUIRE_PODMAN:-0}" = 1 ] || { command -v podman && command -v buildah; } >/dev/null 2>&1; then \
+	@if [ "$${REQUIRE_PODMAN:-0}" = 1 ] || { command -v podman && command -v buildah && command -v musl-gcc; } >/dev/null 2>&1; then \
 		$(MAKE) image; \
 	else \
-		echo "WARNING: podman/buildah missing: the Airplane-in-containers test will be skipped"; \
+		echo "WARNING: podman, buildah or musl-gcc missing: the Airplane-in-containers test will be skipped"; \
 	fi
 
 # Every overlay rendered and validated against Kubernetes 1.32 (kubectl, kubernetes-validate).
