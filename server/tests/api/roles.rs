@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use axum::http::Method;
-use scopehub::clock::Clock;
-use scopehub::internal_client::InternalClient;
 use serde_json::Value;
 
 use crate::support::process::{ServerProcess, binary};
@@ -130,16 +128,8 @@ async fn roles_run_alone_and_refuse_requests_without_an_edge_identity() {
     }
 
     // The same internal API answers a caller holding the secret.
-    let client = |role: &'static str, url: &str| {
-        InternalClient::new(
-            role,
-            "test",
-            url.parse().unwrap(),
-            SECRET.parse().unwrap(),
-            Clock::system(),
-        )
-        .unwrap()
-    };
+    let client =
+        |role: &'static str, url: &str| crate::support::split::internal_client(role, url, SECRET);
     let held: Vec<String> = client("collector", &collector.url)
         .call(
             Method::GET,

@@ -43,16 +43,7 @@ async fn first_frame(url: &str, cookie: &str) -> Value {
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("websocket through the edge");
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
+    crate::topology::next_frame(&mut socket).await
 }
 
 async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {

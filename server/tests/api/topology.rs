@@ -284,10 +284,11 @@ async fn topologies_too_large_are_refused_whole() {
     assert_eq!(report["Endpoint"]["nodes"].as_object().unwrap().len(), 17);
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn next_frame(socket: &mut Socket) -> Value {
+/// The next text frame of a map websocket, as JSON (within 10 s).
+pub(crate) async fn next_frame(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
             .await

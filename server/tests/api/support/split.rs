@@ -221,14 +221,7 @@ impl Split {
 
     /// A client of a role's internal API, as another role would call it.
     pub fn internal(&self, role: &'static str, url: &str) -> InternalClient {
-        InternalClient::new(
-            role,
-            "test",
-            url.parse().unwrap(),
-            SECRET.parse().unwrap(),
-            Clock::system(),
-        )
-        .unwrap()
+        internal_client(role, url, SECRET)
     }
 
     /// The instances a shard holds.
@@ -325,6 +318,18 @@ impl Split {
         agent.wait_for_instance(&id, "ready").await;
         (id, token)
     }
+}
+
+/// A client of a role's internal API at `url`, signing with `secret` as another role would.
+pub fn internal_client(role: &'static str, url: &str, secret: &str) -> InternalClient {
+    InternalClient::new(
+        role,
+        "test",
+        url.parse().unwrap(),
+        secret.parse().unwrap(),
+        Clock::system(),
+    )
+    .unwrap()
 }
 
 /// Posts a report through `base` as the Scope probe does.
