@@ -98,7 +98,9 @@ async fn real_probe_reports_are_accepted_and_activate_the_instance(b: Backend) {
     .await;
     assert_eq!(status, 200);
 
-    let (_, details) = alice.get(&format!("/api/instances/{id}")).await;
+    // The reconciler activates the instance once its shard took a report: woken by the first
+    // report, but on its own task, so not necessarily before this request.
+    let details = alice.wait_for_instance(&id, "active").await;
     assert_eq!(details["instance"]["state"], "active");
     let last = details["events"]
         .as_array()
