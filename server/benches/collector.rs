@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use scopehub::collector::bounded::BudgetLimits;
 use scopehub::collector::decode::{Format, decode, inflate, parse};
 use scopehub::collector::fold::{FoldedWindow, merge_window, merge_window_on};
 use scopehub::collector::render::Ctx;
@@ -96,7 +97,7 @@ fn medium_window(c: &mut Criterion) {
     group.bench_function("decode one medium report", |b| {
         b.iter(|| {
             let raw = inflate(&body, true, 64 << 20).unwrap();
-            parse::<WireReport>(&raw, Format::Msgpack)
+            parse::<WireReport>(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20))
                 .unwrap()
                 .topologies
                 .len()
@@ -111,7 +112,8 @@ fn medium_window(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 let raw = inflate(&body, true, 64 << 20).unwrap();
-                let report: WireReport = parse(&raw, Format::Msgpack).unwrap();
+                let report: WireReport =
+                    parse(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap();
                 at += 3_000;
                 part.expire(at, WINDOW_MS);
                 part.accept(report, at, QUANTUM_MS);

@@ -7,6 +7,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
+use super::bounded::{Bounded, Budget, BudgetLimits, Exceeded};
 use super::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum DecodeError {
     UnsupportedEncoding(String),
     #[error("the report is larger than {0} bytes")]
     TooLarge(usize),
+    #[error("the report is refused: {0}")]
+    TooComplex(Exceeded),
     #[error("the report cannot be decoded: {0}")]
     Malformed(String),
 }
@@ -55,14 +58,19 @@ pub fn is_gzip(content_encoding: Option<&str>) -> Result<bool, DecodeError> {
     }
 }
 
-/// Decodes a report body of at most `max_bytes` after decompression.
+/// Decodes a report body of at most `max_bytes` after decompression, within the decoding budget
+/// of a report of that size.
 pub fn decode(
     body: &[u8],
     format: Format,
     gzip: bool,
     max_bytes: usize,
 ) -> Result<Report, DecodeError> {
-    parse(&inflate(body, gzip, max_bytes)?, format)
+    parse(
+        &inflate(body, gzip, max_bytes)?,
+        format,
+        BudgetLimits::for_report(max_bytes),
+    )
 }
 
 /// A body of at most `max_bytes` after decompression, decompressed.
@@ -121,16 +129,30 @@ fn within(len: usize, max_bytes: usize) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Decodes a decompressed body; a [`super::wire::WireReport`] borrows its strings from it.
-pub fn parse<'de, T: Deserialize<'de>>(raw: &'de [u8], format: Format) -> Result<T, DecodeError> {
-    match format {
+/// Decodes a decompressed body within `limits` (`bounded.rs`): the decode stops as soon as it
+/// goes past them. A [`super::wire::WireReport`] borrows its strings from the body.
+pub fn parse<'de, T: Deserialize<'de>>(
+    raw: &'de [u8],
+    format: Format,
+    limits: BudgetLimits,
+) -> Result<T, DecodeError> {
+    let budget = Budget::new(limits);
+    let decoded = match format {
         Format::Msgpack => {
-            rmp_serde::from_slice(raw).map_err(|e| DecodeError::Malformed(format!("msgpack: {e}")))
+            let mut de = rmp_serde::Deserializer::from_read_ref(raw);
+            T::deserialize(Bounded::new(&mut de, &budget)).map_err(|e| format!("msgpack: {e}"))
         }
         Format::Json => {
-            serde_json::from_slice(raw).map_err(|e| DecodeError::Malformed(format!("json: {e}")))
+            let mut de = serde_json::Deserializer::from_slice(raw);
+            T::deserialize(Bounded::new(&mut de, &budget))
+                .and_then(|value| de.end().map(|()| value))
+                .map_err(|e| format!("json: {e}"))
         }
-    }
+    };
+    decoded.map_err(|e| match budget.exceeded() {
+        Some(why) => DecodeError::TooComplex(why),
+        None => DecodeError::Malformed(e),
+    })
 }
 
 /// A report of `../shared/fixtures/scope/`, decoded (gzipped msgpack or JSON, by its name).

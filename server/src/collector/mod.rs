@@ -10,6 +10,7 @@
 //! browsers), and asks the edge's [`ReadAccess`] whether a long-lived websocket may go on.
 
 mod api;
+pub mod bounded;
 pub mod decode;
 pub mod fold;
 pub mod keyed;
@@ -32,6 +33,7 @@ use serde_json::{Value, json};
 use shared::ErrorCode;
 use shared::instances::ProbeInfo;
 
+use self::bounded::BudgetLimits;
 use self::decode::DecodeError;
 use self::shard::InProcessShard;
 use self::slot::Refusal;
@@ -244,7 +246,9 @@ async fn ingest(
     let folded = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         decode::with_inflated(&bytes, gzip, max, |raw| {
-            let report: WireReport = decode::parse(raw, format)?;
+            let limits =
+                BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
+            let report: WireReport = decode::parse(raw, format, limits)?;
             if let Some((name, nodes)) = report.most_nodes()
                 && nodes > max_nodes
             {
@@ -269,6 +273,14 @@ async fn ingest(
         Ok(Some(first)) => first,
         Ok(None) => return Err(unplaced()),
         Err(Rejected::Decode(DecodeError::TooLarge(_))) => return Err(refuse(Refusal::TooLarge)),
+        Err(Rejected::Decode(DecodeError::TooComplex(why))) => {
+            refuse(Refusal::TooLarge);
+            return Err(Error::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                format!("The report is refused: {why} (the limit for reports to this instance)."),
+            ));
+        }
         Err(Rejected::Decode(e)) => {
             refuse(Refusal::Malformed);
             return Err(Error::bad_request(e.to_string()));

@@ -478,6 +478,7 @@ impl From<Report> for WireReport<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collector::bounded::BudgetLimits;
     use crate::collector::decode::{Format, inflate, parse, read_fixture};
 
     fn fixture_bytes(name: &str) -> Vec<u8> {
@@ -491,7 +492,8 @@ mod tests {
     fn msgpack_reports_borrow_their_strings_from_the_body() {
         let body = fixture_bytes("probe-full-1.msgpack.gz");
         let raw = inflate(&body, true, 64 << 20).unwrap();
-        let report: WireReport = parse(&raw, Format::Msgpack).unwrap();
+        let report: WireReport =
+            parse(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap();
         let mut texts = 0;
         for (name, topology) in &report.topologies {
             assert!(name.is_borrowed());
@@ -525,7 +527,8 @@ mod tests {
         let body = br#"{"Process": {"nodes": {"a\u0041": {"id": null, "latest":
             {"k": {"timestamp": null, "value": "x\"y"}}, "sets": {"s": null}, "adjacency": null,
             "parents": null, "metrics": null, "children": null}}, "shape": null}, "Bogus": {}}"#;
-        let report: WireReport = parse(body, Format::Json).unwrap();
+        let report: WireReport =
+            parse(body, Format::Json, BudgetLimits::for_report(1 << 20)).unwrap();
         assert_eq!(report.topologies.len(), 1);
         let (id, node) = &report.topologies[0].1.nodes.0[0];
         assert_eq!((id.as_str(), id.is_borrowed()), ("aA", false));

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::collector::bounded::BudgetLimits;
 use crate::collector::decode::{Format, inflate, parse, read_fixture};
 
 const QUANTUM: i64 = 1_000;
@@ -226,7 +227,12 @@ fn folding_the_probe_fixtures_is_merging_them() {
     for (n, now) in times.into_iter().enumerate() {
         folded.expire(now, WINDOW);
         plain.expire(now);
-        let wire: WireReport = parse(&bodies[n % 4], Format::Msgpack).unwrap();
+        let wire: WireReport = parse(
+            &bodies[n % 4],
+            Format::Msgpack,
+            BudgetLimits::for_report(64 << 20),
+        )
+        .unwrap();
         folded.accept(wire, now, QUANTUM);
         plain.accept(reports[n % 4].clone(), now);
         check(&folded, &plain, &format!("report {n}"));
