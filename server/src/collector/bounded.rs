@@ -770,8 +770,10 @@ mod tests {
         assert_eq!(value.len(), MAX_STRING_BYTES);
         assert!(value.starts_with("\"xxx"));
         // msgpack: borrowed, cut the same way.
-        let mut report = Report::default();
-        report.id = long.clone();
+        let report = Report {
+            id: long.clone(),
+            ..Report::default()
+        };
         let raw = rmp_serde::to_vec_named(&report).unwrap();
         let decoded: WireReport =
             parse(&raw, Format::Msgpack, BudgetLimits::for_report(raw.len())).unwrap();
