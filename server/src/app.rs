@@ -85,6 +85,7 @@ impl Airplane {
         let woken = wakeup.clone();
         let shard = Arc::new(
             InProcessShard::new(LOCAL_SHARD, clock.clone())
+                .with_memory_budget(settings.collector.memory)
                 .with_first_report_hook(Arc::new(move || woken.wake())),
         );
         let directory: Arc<dyn Directory> = Arc::new(users.directory());

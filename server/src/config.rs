@@ -224,6 +224,14 @@ pub struct CollectorArgs {
     /// while rendered again in the background, at most once a second.
     #[arg(long, env = "SCOPEHUB_RENDER_ON_READ_MS", default_value_t = 20)]
     pub render_on_read_ms: u32,
+    /// Memory one instance's live window may take, in MiB (estimated from what it holds); beyond
+    /// it the instance's reports get 429 until older ones leave the 15 s window.
+    #[arg(long, env = "SCOPEHUB_INSTANCE_WINDOW_MIB", default_value_t = 256)]
+    pub instance_window_mib: u32,
+    /// Memory the live windows of all instances of this collector may take together, in MiB;
+    /// beyond it, instances holding at least an equal share of it get 429.
+    #[arg(long, env = "SCOPEHUB_COLLECTOR_WINDOW_MIB", default_value_t = 2048)]
+    pub collector_window_mib: u32,
 }
 
 /// The SMTP URL may hold a password: never print it.

@@ -15,6 +15,7 @@ use crate::app::{self, Airplane, RoleBasics, Settings};
 use crate::clock::{Clock, HOUR};
 use crate::collector::CollectorConfig;
 use crate::collector::shard::InProcessShard;
+use crate::collector::slot::MemoryBudget;
 use crate::config::{
     CollectorArgs, CollectorRoleArgs, DatabaseArgs, EdgeArgs, FrontendArgs, HttpArgs, MigrateArgs,
     ProvisioningArgs, ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs, UsersArgs,
@@ -52,6 +53,10 @@ fn collector_config(c: &CollectorArgs, public_url: &url::Url) -> CollectorConfig
         max_nodes_per_topology: c.max_nodes_per_topology as usize,
         hostname: public_url.host_str().unwrap_or("scopehub").to_owned(),
         render_on_read_ms: i64::from(c.render_on_read_ms),
+        memory: MemoryBudget {
+            instance_bytes: (c.instance_window_mib as usize) << 20,
+            shard_bytes: (c.collector_window_mib as usize) << 20,
+        },
     }
 }
 
@@ -256,13 +261,14 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
-    let shard = Arc::new(InProcessShard::new(
-        args.shard.clone(),
-        basics.clock.clone(),
-    ));
+    let config = collector_config(&args.collector, &public_url);
+    let shard = Arc::new(
+        InProcessShard::new(args.shard.clone(), basics.clock.clone())
+            .with_memory_budget(config.memory),
+    );
     let state = app::collector_state(
         shard,
-        collector_config(&args.collector, &public_url),
+        config,
         args.users_url.clone(),
         args.provisioning_url.clone(),
         &basics,

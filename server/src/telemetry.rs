@@ -68,6 +68,14 @@ struct MetricsInner {
     shard_instances: Family<ShardLabels, Gauge>,
     collector_renders: Counter,
     collector_render_hits: Counter,
+    reports: Family<ReportLabels, Counter>,
+    window_bytes: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReportLabels {
+    /// `accepted`, or why it was refused (`too_large`, `window_full`, …).
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,6 +145,18 @@ impl Metrics {
             "View requests and websocket ticks answered from an earlier render of the same window",
             collector_render_hits.clone(),
         );
+        let reports = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "collector_reports",
+            "Probe reports accepted, and refused by reason",
+            reports.clone(),
+        );
+        let window_bytes = Gauge::default();
+        registry.register(
+            "collector_window_bytes",
+            "Estimated memory the instances' live windows take on this collector",
+            window_bytes.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -148,6 +168,8 @@ impl Metrics {
                 shard_instances,
                 collector_renders,
                 collector_render_hits,
+                reports,
+                window_bytes,
             }),
         }
     }
@@ -159,6 +181,20 @@ impl Metrics {
         } else {
             self.inner.collector_renders.inc();
         }
+    }
+
+    /// A probe report accepted (`outcome = "accepted"`) or refused, and the shard's window bytes.
+    pub fn record_report(&self, outcome: &'static str) {
+        self.inner
+            .reports
+            .get_or_create(&ReportLabels { outcome })
+            .inc();
+    }
+
+    pub fn set_window_bytes(&self, bytes: usize) {
+        self.inner
+            .window_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn record_reconcile(&self, seconds: f64, errors: u64) {

@@ -174,8 +174,14 @@ pub struct Usage {
     pub probes: Vec<ProbeInfo>,
     pub reports_in_window: u64,
     pub reports_received: u64,
-    /// Refused reports by reason: `too_large`, `too_many_reports`, `too_many_probes`, `malformed`.
+    /// Refused reports by reason: `too_large`, `too_many_reports`, `too_many_probes`, `malformed`,
+    /// `window_full` (the instance's memory budget), `collector_full` (the shard's).
     pub refused: std::collections::BTreeMap<String, u64>,
+    /// Estimated memory the live window takes now, and the most it may.
+    #[serde(default)]
+    pub window_bytes: u64,
+    #[serde(default)]
+    pub window_budget_bytes: u64,
 }
 
 /// `GET /api/instances/{id}`: everything the instance page shows.

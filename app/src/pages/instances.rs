@@ -268,7 +268,8 @@ pub fn Instance() -> impl IntoView {
                                 i.limits.max_probes, i.limits.max_report_bytes / (1024 * 1024), i.limits.max_reports_per_second)}</p>
                             {d.usage.clone().map(|u| view! {
                                 <h2>"Probes"</h2>
-                                <p id="usage-summary">{format!("{} reports received · {} in the last 15 s", u.reports_received, u.reports_in_window)}</p>
+                                <p id="usage-summary">{format!("{} reports received · {} in the last 15 s · live window {} of {}",
+                                    u.reports_received, u.reports_in_window, mebibytes(u.window_bytes), mebibytes(u.window_budget_bytes))}</p>
                                 {(!u.refused.is_empty()).then(|| view! {
                                     <p class="error-notice" id="refusals">"Refused by the limits: "
                                         {u.refused.iter().map(|(why, n)| format!("{} {}", n, why.replace('_', " "))).collect::<Vec<_>>().join(" · ")}</p>
@@ -346,4 +347,9 @@ pub fn Instance() -> impl IntoView {
             </Transition>
         </section>
     }
+}
+
+/// Bytes as MiB with one decimal ("0.3 MiB").
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }

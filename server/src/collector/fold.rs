@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use super::footprint::Footprint;
 use super::keyed::{KeyedMap, merge_sorted};
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
@@ -470,6 +471,86 @@ fn merge_children(mine: &mut Vec<Node>, theirs: &[Node]) {
             Some(existing) => existing.merge(child),
             None => mine.push(child.clone()),
         }
+    }
+}
+
+impl Footprint for Header {
+    fn heap_bytes(&self) -> usize {
+        self.id.heap_bytes() + self.dns.heap_bytes() + self.plugins.heap_bytes()
+    }
+}
+
+impl Footprint for FirstValue {
+    fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+}
+
+impl Footprint for TaggedSet {
+    fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+}
+
+impl Footprint for TaggedSets {
+    fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+}
+
+impl Footprint for LatestValues {
+    fn heap_bytes(&self) -> usize {
+        self.first.heap_bytes() + self.rest.heap_bytes()
+    }
+}
+
+impl Footprint for FoldedMetric {
+    fn heap_bytes(&self) -> usize {
+        self.samples.capacity() * std::mem::size_of::<(Time, Seq, f64)>()
+            + self.bounds.capacity() * std::mem::size_of::<(Seq, f64, f64, bool)>()
+    }
+}
+
+impl Footprint for FoldedNode {
+    fn heap_bytes(&self) -> usize {
+        self.id.heap_bytes()
+            + self.topology.heap_bytes()
+            + self.sets.heap_bytes()
+            + self.adjacency.heap_bytes()
+            + self.parents.heap_bytes()
+            + self.latest.heap_bytes()
+            + self.metrics.heap_bytes()
+            + self.children.heap_bytes()
+    }
+}
+
+impl Footprint for FoldedTopology {
+    fn heap_bytes(&self) -> usize {
+        let mut heads = self.heads.capacity() * std::mem::size_of::<(Seq, Arc<Topology>)>();
+        // Equal heads of consecutive buckets share one topology: count it once.
+        let mut last: Option<&Arc<Topology>> = None;
+        for (_, head) in &self.heads {
+            if !last.is_some_and(|l| Arc::ptr_eq(l, head)) {
+                heads += head.heap_bytes();
+            }
+            last = Some(head);
+        }
+        heads + self.nodes.heap_bytes()
+    }
+}
+
+impl FoldedWindow {
+    /// What the part takes in memory, estimated (`footprint.rs`): grows with the distinct nodes,
+    /// keys and values of the window, not with the reports that carried them.
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<FoldedWindow>()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self
+                .buckets
+                .iter()
+                .map(|b| b.header.heap_bytes())
+                .sum::<usize>()
+            + self.topologies.heap_bytes()
     }
 }
 

@@ -13,6 +13,7 @@ mod api;
 pub mod bounded;
 pub mod decode;
 pub mod fold;
+pub mod footprint;
 pub mod keyed;
 pub mod merge;
 pub mod render;
@@ -53,6 +54,8 @@ pub struct CollectorConfig {
     /// Renders that cost less are made on read; costlier ones are served while made again in the
     /// background (`slot::RENDER_ON_READ_MS`).
     pub render_on_read_ms: i64,
+    /// What the live windows may take in memory, per instance and for the shard.
+    pub memory: slot::MemoryBudget,
 }
 
 impl Default for CollectorConfig {
@@ -61,6 +64,7 @@ impl Default for CollectorConfig {
             max_nodes_per_topology: 100_000,
             hostname: "scopehub".to_owned(),
             render_on_read_ms: slot::RENDER_ON_READ_MS,
+            memory: slot::MemoryBudget::default(),
         }
     }
 }
@@ -172,6 +176,19 @@ fn refusal_error(why: Refusal, limit: i64) -> Error {
             message: format!("This instance takes reports from at most {limit} probes."),
         },
         Refusal::Malformed => Error::bad_request("The report cannot be decoded."),
+        Refusal::WindowFull => Error::TooManyRequests {
+            retry_after_secs: 15,
+            message: format!(
+                "This instance's live window is at its memory budget ({} MiB); reports are \
+                 refused until older ones leave the window.",
+                limit >> 20
+            ),
+        },
+        Refusal::ShardFull => Error::TooManyRequests {
+            retry_after_secs: 15,
+            message: "The collector holding this instance is at its memory budget; retry shortly."
+                .to_owned(),
+        },
     }
 }
 
@@ -217,6 +234,7 @@ async fn ingest(
         slot.admit(&probe_id, now).map(|()| limits).map_err(|why| {
             let limit = match why {
                 Refusal::TooManyProbes => limits.max_probes,
+                Refusal::WindowFull => slot.memory_budget().instance_bytes as i64,
                 _ => limits.max_reports_per_second,
             };
             Some((why, limit))
@@ -225,12 +243,16 @@ async fn ingest(
     let limits = match admitted {
         None => return Err(unplaced()),
         Some(Err(None)) => return Err(not_accepting()),
-        Some(Err(Some((why, limit)))) => return Err(refusal_error(why, limit)),
+        Some(Err(Some((why, limit)))) => {
+            state.metrics.record_report(why.reason());
+            return Err(refusal_error(why, limit));
+        }
         Some(Ok(limits)) => limits,
     };
     let max = usize::try_from(limits.max_report_bytes).unwrap_or(usize::MAX);
     let refuse = |why: Refusal| {
         shard.with_slot(&instance, |slot| slot.refuse(why));
+        state.metrics.record_report(why.reason());
         refusal_error(why, limits.max_report_bytes)
     };
     let bytes = axum::body::to_bytes(body, max)
@@ -263,8 +285,8 @@ async fn ingest(
             let Some(part) = accepting.with_slot(&into, |slot| slot.part_of(&probe.id)) else {
                 return Ok(None);
             };
-            slot::fold_into(&part, report, now);
-            Ok(accepting.with_slot(&into, |slot| slot.accepted(probe, &part, now)))
+            let bytes = slot::fold_into(&part, report, now);
+            Ok(accepting.with_slot(&into, |slot| slot.accepted(probe, &part, bytes, now)))
         })?
     })
     .await
@@ -294,6 +316,8 @@ async fn ingest(
             ));
         }
     };
+    state.metrics.record_report("accepted");
+    state.metrics.set_window_bytes(shard.window_bytes());
     if first {
         // Provisioning moves the instance to `active` when it sees the usage; tell it now.
         shard.first_report_accepted();

@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use shared::instances::{Limits, Usage};
 
-use super::slot::Slot;
+use super::slot::{MemoryBudget, MemoryLedger, Slot};
 use crate::clock::Clock;
 use crate::error::{Error, Json, Result};
 use crate::internal_client::InternalClient;
@@ -65,6 +65,8 @@ pub struct InProcessShard {
     /// whose memory, freed, stayed scattered among the parts' (tokio's semaphore is fair: the
     /// instances' reports wait their turn in the order they came).
     folding: Arc<tokio::sync::Semaphore>,
+    /// What the instances' windows take, against the shard's memory budget.
+    memory: Arc<MemoryLedger>,
 }
 
 fn poisoned() -> Error {
@@ -81,7 +83,19 @@ impl InProcessShard {
             folding: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            memory: Arc::new(MemoryLedger::new(MemoryBudget::default())),
         }
+    }
+
+    /// The shard with this memory budget (before any instance is placed on it).
+    pub fn with_memory_budget(mut self, budget: MemoryBudget) -> Self {
+        self.memory = Arc::new(MemoryLedger::new(budget));
+        self
+    }
+
+    /// What the instances' windows take now, estimated.
+    pub fn window_bytes(&self) -> usize {
+        self.memory.total()
     }
 
     /// A turn to decode and fold a report, waited for.
@@ -125,7 +139,7 @@ impl InProcessShard {
             .lock()
             .map_err(|_| poisoned())?
             .entry(instance.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(Slot::new(limits))))
+            .or_insert_with(|| Arc::new(Mutex::new(Slot::on(limits, self.memory.clone()))))
             .clone();
         let mut slot = slot.lock().map_err(|_| poisoned())?;
         slot.limits = limits;

@@ -12,6 +12,7 @@
 //! parts, without holding the slot's lock; the slot's lock is only ever taken before a part's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use axum::body::Bytes;
@@ -33,6 +34,96 @@ pub enum Refusal {
     TooManyReports,
     TooManyProbes,
     Malformed,
+    /// The instance's window is at its memory budget.
+    WindowFull,
+    /// The shard's windows are at the shard's memory budget, and this instance holds at least
+    /// its share of it.
+    ShardFull,
+}
+
+impl Refusal {
+    /// The reason as the instance page and the metrics count it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::TooLarge => "too_large",
+            Refusal::TooManyReports => "too_many_reports",
+            Refusal::TooManyProbes => "too_many_probes",
+            Refusal::Malformed => "malformed",
+            Refusal::WindowFull => "window_full",
+            Refusal::ShardFull => "collector_full",
+        }
+    }
+}
+
+/// How much memory the windows may take, estimated as `footprint.rs` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// One instance's window.
+    pub instance_bytes: usize,
+    /// The windows of every instance of the shard together.
+    pub shard_bytes: usize,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget {
+            instance_bytes: 256 << 20,
+            shard_bytes: 2 << 30,
+        }
+    }
+}
+
+/// What the windows of one shard's instances take together, kept up to date by their slots.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    pub budget: MemoryBudget,
+    total: AtomicUsize,
+    /// Instances whose window holds anything.
+    holding: AtomicUsize,
+}
+
+impl MemoryLedger {
+    pub fn new(budget: MemoryBudget) -> Self {
+        MemoryLedger {
+            budget,
+            ..MemoryLedger::default()
+        }
+    }
+
+    /// The windows' estimated bytes, together.
+    pub fn total(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// An instance's window went from `before` to `after` bytes.
+    fn moved(&self, before: usize, after: usize) {
+        if after >= before {
+            self.total.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        match (before > 0, after > 0) {
+            (false, true) => {
+                self.holding.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.holding.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether an instance whose window holds `window_bytes` must refuse reports: the shard is at
+    /// its budget and the instance holds at least an equal share of it. Instances below their
+    /// share keep taking reports, so one tenant filling the shard does not stop the others.
+    fn over_share(&self, window_bytes: usize) -> bool {
+        let total = self.total();
+        if total < self.budget.shard_bytes {
+            return false;
+        }
+        let holding = self.holding.load(Ordering::Relaxed).max(1);
+        window_bytes >= self.budget.shard_bytes / holding
+    }
 }
 
 /// Reports of one probe arriving within one quantum share a bucket.
@@ -48,11 +139,17 @@ pub fn lock(part: &Mutex<FoldedWindow>) -> MutexGuard<'_, FoldedWindow> {
 }
 
 /// Folds a report that arrived at `now_ms` into a probe's part, after letting go of what left the
-/// window. Runs without the slot's lock; [`Slot::accepted`] follows.
-pub fn fold_into<'de>(part: &Mutex<FoldedWindow>, report: impl Into<WireReport<'de>>, now_ms: i64) {
+/// window, and returns the part's footprint. Runs without the slot's lock; [`Slot::accepted`]
+/// follows.
+pub fn fold_into<'de>(
+    part: &Mutex<FoldedWindow>,
+    report: impl Into<WireReport<'de>>,
+    now_ms: i64,
+) -> usize {
     let mut window = lock(part);
     window.expire(now_ms, WINDOW_MS);
     window.accept(report, now_ms, QUANTUM_MS);
+    window.footprint()
 }
 
 /// The window of `parts` (in the order [`Slot::parts`] gives them), merged with every core's help:
@@ -89,6 +186,17 @@ pub struct Slot {
     renders: HashMap<String, Kept>,
     /// Renders being made: readers who have to wait for one share it.
     pending: HashMap<String, Making>,
+    /// Each part's footprint when last folded into or pruned, by probe id, and their sum.
+    part_bytes: BTreeMap<String, usize>,
+    window_bytes: usize,
+    /// The shard's account of its windows' memory.
+    ledger: Arc<MemoryLedger>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.ledger.moved(self.window_bytes, 0);
+    }
 }
 
 /// A render being made, with the window generation it was made from once it is.
@@ -171,7 +279,13 @@ pub enum Snapshot {
 }
 
 impl Slot {
+    /// A slot on its own, with the default memory budget.
     pub fn new(limits: Limits) -> Self {
+        Slot::on(limits, Arc::new(MemoryLedger::new(MemoryBudget::default())))
+    }
+
+    /// A slot whose window counts towards a shard's `ledger`.
+    pub fn on(limits: Limits, ledger: Arc<MemoryLedger>) -> Self {
         Slot {
             limits,
             windows: BTreeMap::new(),
@@ -187,7 +301,32 @@ impl Slot {
             background: Arc::new(tokio::sync::Semaphore::new(1)),
             renders: HashMap::new(),
             pending: HashMap::new(),
+            part_bytes: BTreeMap::new(),
+            window_bytes: 0,
+            ledger,
         }
+    }
+
+    pub fn memory_budget(&self) -> MemoryBudget {
+        self.ledger.budget
+    }
+
+    /// The window's estimated bytes.
+    pub fn window_bytes(&self) -> usize {
+        self.window_bytes
+    }
+
+    fn set_part_bytes(&mut self, probe: &str, bytes: usize) {
+        let before = self.window_bytes;
+        let old = match self.part_bytes.get_mut(probe) {
+            Some(kept) => std::mem::replace(kept, bytes),
+            None => {
+                self.part_bytes.insert(probe.to_owned(), bytes);
+                0
+            }
+        };
+        self.window_bytes = self.window_bytes - old + bytes;
+        self.ledger.moved(before, self.window_bytes);
     }
 
     /// Checks the rate and probe limits for a report from `probe_id` arriving at `now_ms`.
@@ -208,18 +347,28 @@ impl Slot {
         if self.tokens < 1.0 {
             return Err(self.refuse(Refusal::TooManyReports));
         }
+        let over = |slot: &Slot| {
+            if slot.window_bytes >= slot.ledger.budget.instance_bytes {
+                Some(Refusal::WindowFull)
+            } else if slot.ledger.over_share(slot.window_bytes) {
+                Some(Refusal::ShardFull)
+            } else {
+                None
+            }
+        };
+        if over(self).is_some() {
+            // Refused reports fold nothing, so what left the window is let go here.
+            self.prune(now_ms);
+            if let Some(why) = over(self) {
+                return Err(self.refuse(why));
+            }
+        }
         self.tokens -= 1.0;
         Ok(())
     }
 
     pub fn refuse(&mut self, why: Refusal) -> Refusal {
-        let key = match why {
-            Refusal::TooLarge => "too_large",
-            Refusal::TooManyReports => "too_many_reports",
-            Refusal::TooManyProbes => "too_many_probes",
-            Refusal::Malformed => "malformed",
-        };
-        *self.refused.entry(key).or_default() += 1;
+        *self.refused.entry(why.reason()).or_default() += 1;
         why
     }
 
@@ -233,8 +382,8 @@ impl Slot {
         now_ms: i64,
     ) -> bool {
         let part = self.part_of(&probe.id);
-        fold_into(&part, report, now_ms);
-        self.accepted(probe, &part, now_ms)
+        let bytes = fold_into(&part, report, now_ms);
+        self.accepted(probe, &part, bytes, now_ms)
     }
 
     /// The part of the window a report from `probe` is to be folded into.
@@ -242,15 +391,16 @@ impl Slot {
         self.windows.entry(probe.to_owned()).or_default().clone()
     }
 
-    /// Records a report folded into `part`, which [`Slot::part_of`] gave; true if it is the first
-    /// the instance ever accepted. (`prune` keeps a part while a fold holds it, so `part` is still
-    /// the probe's.)
-    pub fn accepted(&mut self, probe: ProbeInfo, part: &Part, now_ms: i64) -> bool {
+    /// Records a report folded into `part`, which [`Slot::part_of`] gave and which now takes
+    /// `bytes`; true if it is the first the instance ever accepted. (`prune` keeps a part while a
+    /// fold holds it, so `part` is still the probe's.)
+    pub fn accepted(&mut self, probe: ProbeInfo, part: &Part, bytes: usize, now_ms: i64) -> bool {
         let first = self.received == 0;
         self.received += 1;
         self.windows
             .entry(probe.id.clone())
             .or_insert_with(|| part.clone());
+        self.set_part_bytes(&probe.id, bytes);
         self.probes.insert(probe.id.clone(), probe);
         self.generation += 1;
         self.prune(now_ms);
@@ -261,18 +411,34 @@ impl Slot {
     /// part busy now (a report being folded into it, or a merge reading it) is not waited for: a
     /// fold expires its part itself first, and a merge in flight is at most one merge late.
     fn prune(&mut self, now_ms: i64) {
-        let mut changed = false;
-        for part in self.windows.values() {
+        let mut shrunk = Vec::new();
+        for (probe, part) in &self.windows {
             let mut part = match part.try_lock() {
                 Ok(part) => part,
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => continue,
             };
-            changed |= part.expire(now_ms, WINDOW_MS);
+            if part.expire(now_ms, WINDOW_MS) {
+                shrunk.push((probe.clone(), part.footprint()));
+            }
+        }
+        let changed = !shrunk.is_empty();
+        for (probe, bytes) in shrunk {
+            self.set_part_bytes(&probe, bytes);
         }
         // A part being folded into is kept even while empty.
         self.windows
             .retain(|_, part| Arc::strong_count(part) > 1 || !lock(part).is_empty());
+        let gone: Vec<String> = self
+            .part_bytes
+            .keys()
+            .filter(|probe| !self.windows.contains_key(*probe))
+            .cloned()
+            .collect();
+        for probe in gone {
+            self.set_part_bytes(&probe, 0);
+            self.part_bytes.remove(&probe);
+        }
         if changed {
             self.generation += 1;
         }
@@ -425,6 +591,8 @@ impl Slot {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            window_bytes: self.window_bytes as u64,
+            window_budget_bytes: self.ledger.budget.instance_bytes as u64,
         }
     }
 }
@@ -768,8 +936,108 @@ mod tests {
         // Ingest takes the part to fold into, then the window empties before it is done.
         let part = slot.part_of("a");
         assert!(hosts(&mut slot, 20_000).is_empty());
-        fold_into(&part, host_report("new"), 20_000);
-        slot.accepted(probe("a", 20_000), &part, 20_000);
+        let bytes = fold_into(&part, host_report("new"), 20_000);
+        slot.accepted(probe("a", 20_000), &part, bytes, 20_000);
         assert_eq!(hosts(&mut slot, 20_000), ["new"]);
+    }
+
+    /// A report of one host with `nodes` processes named after `tag`.
+    fn processes(tag: &str, nodes: usize) -> Report {
+        let mut report = host_report(tag);
+        let topology = report.topologies.entry("Process".to_owned()).or_default();
+        for n in 0..nodes {
+            let id = format!("{tag};{n}");
+            let node = crate::collector::report::Node {
+                id: id.clone(),
+                topology: "process".to_owned(),
+                latest: Arc::new(
+                    [(
+                        "cmdline".to_owned(),
+                        crate::collector::report::LatestEntry {
+                            timestamp: crate::collector::report::Time(1),
+                            value: format!("/usr/bin/{tag}-{n} --flag"),
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                ),
+                ..Default::default()
+            };
+            topology.nodes.insert(id, node);
+        }
+        report
+    }
+
+    #[test]
+    fn the_window_is_charged_for_distinct_nodes_not_for_reports() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), processes("same", 200), 1_000);
+        let once = slot.window_bytes();
+        assert!(once > 200 * 64, "{once}");
+        for at in [4_000, 7_000, 10_000, 13_000] {
+            slot.accept(probe("a", at), processes("same", 200), at);
+        }
+        let again = slot.window_bytes();
+        assert!(again < once + once / 5, "{once} → {again}");
+        // Reports of new processes each time keep each until its bucket leaves.
+        let mut other = Slot::new(limits(10, 100));
+        for (n, at) in [1_000, 4_000, 7_000, 10_000, 13_000]
+            .into_iter()
+            .enumerate()
+        {
+            other.accept(probe("a", at), processes(&format!("new{n}"), 200), at);
+        }
+        let distinct = other.window_bytes();
+        assert!(distinct > 4 * once, "{once} vs {distinct}");
+        // And when they leave, so do their bytes.
+        let _ = other.usage(40_000);
+        assert_eq!(other.window_bytes(), 0);
+    }
+
+    #[test]
+    fn an_instance_over_its_memory_budget_refuses_reports_until_its_window_drains() {
+        let ledger = Arc::new(MemoryLedger::new(MemoryBudget {
+            instance_bytes: 100_000,
+            shard_bytes: usize::MAX,
+        }));
+        let mut slot = Slot::on(limits(10, 100), ledger.clone());
+        let mut at = 1_000;
+        while slot.admit("a", at).is_ok() {
+            slot.accept(probe("a", at), processes(&format!("r{at}"), 50), at);
+            at += 1_000;
+            assert!(at < 100_000, "never refused");
+        }
+        assert_eq!(slot.admit("a", at), Err(Refusal::WindowFull));
+        assert!(slot.window_bytes() >= 100_000);
+        assert_eq!(ledger.total(), slot.window_bytes());
+        assert_eq!(slot.usage(at).refused["window_full"], 2);
+        // Nothing is read meanwhile; once the window's reports are old, a report is taken again.
+        assert_eq!(slot.admit("a", at + WINDOW_MS + 1), Ok(()));
+        assert_eq!(ledger.total(), slot.window_bytes());
+        drop(slot);
+        assert_eq!(ledger.total(), 0);
+    }
+
+    #[test]
+    fn a_full_shard_refuses_only_instances_holding_their_share_of_it() {
+        let ledger = Arc::new(MemoryLedger::new(MemoryBudget {
+            instance_bytes: usize::MAX,
+            shard_bytes: 200_000,
+        }));
+        let mut big = Slot::on(limits(10, 1_000), ledger.clone());
+        let mut small = Slot::on(limits(10, 1_000), ledger.clone());
+        small.accept(probe("s", 1_000), processes("small", 5), 1_000);
+        let mut at = 1_000;
+        while big.admit("b", at).is_ok() {
+            big.accept(probe("b", at), processes(&format!("b{at}"), 50), at);
+            at += 100;
+            assert!(at < 14_000, "never refused");
+        }
+        assert_eq!(big.admit("b", at), Err(Refusal::ShardFull));
+        assert!(ledger.total() >= 200_000);
+        // The small instance is far below half of the shard: its probe goes on.
+        assert_eq!(small.admit("s", at), Ok(()));
+        small.accept(probe("s", at), processes("small", 5), at);
+        assert_eq!(big.usage(at).refused["collector_full"], 2);
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod accounts;
+mod adversarial;
 mod airplane;
 mod architecture;
 mod browser;

@@ -134,6 +134,8 @@ pub struct AppOptions {
     pub max_nodes_per_topology: Option<usize>,
     /// Renders cheaper than this are made on read (the server's default when `None`).
     pub render_on_read_ms: Option<i64>,
+    /// What the live windows may take (the server's default when `None`).
+    pub memory: Option<scopehub::collector::slot::MemoryBudget>,
 }
 
 impl Default for AppOptions {
@@ -147,6 +149,7 @@ impl Default for AppOptions {
             limits: None,
             max_nodes_per_topology: None,
             render_on_read_ms: None,
+            memory: None,
         }
     }
 }
@@ -186,6 +189,9 @@ impl TestApp {
         }
         if let Some(ms) = options.render_on_read_ms {
             collector.render_on_read_ms = ms;
+        }
+        if let Some(memory) = options.memory {
+            collector.memory = memory;
         }
         // The same wiring as `scopehub serve`: the composition root builds every role.
         let airplane = Airplane::build(

@@ -1,0 +1,176 @@
+//! Hostile input from one tenant (issue 14): each test posts what an attacker with one probe token
+//! or one account would, through the real HTTP interface, and checks that it is refused early, with
+//! a clear reason, counted, and that it leaves the service (and other tenants) unharmed.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::reports::{fixture, post_report, ready_instance};
+use crate::support::{AppOptions, Backend, TestApp};
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn fixstr(body: &mut Vec<u8>, s: &str) {
+    body.push(0xa0 | s.len() as u8);
+    body.extend_from_slice(s.as_bytes());
+}
+
+/// msgpack of one process node whose `sets` hold `sets` lists of `members` empty strings each: a
+/// few bytes per element on the wire, a string each once decoded.
+fn empty_strings_report(sets: u16, members: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    for key in ["Process", "nodes", "n"] {
+        body.push(0x81);
+        fixstr(&mut body, key);
+    }
+    body.push(0x81);
+    fixstr(&mut body, "sets");
+    body.push(0xde);
+    body.extend_from_slice(&sets.to_be_bytes());
+    for set in 0..sets {
+        fixstr(&mut body, &format!("s{set}"));
+        body.push(0xdd);
+        body.extend_from_slice(&members.to_be_bytes());
+        body.resize(body.len() + members as usize, 0xa0);
+    }
+    body
+}
+
+async fn metrics(app: &TestApp) -> String {
+    let response = app.client.get(app.at("/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+fn counted(metrics: &str, outcome: &str) -> u64 {
+    let name = format!("scopehub_collector_reports_total{{outcome=\"{outcome}\"}}");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+fn message(body: &Value) -> &str {
+    body["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn reports_that_decode_into_too_much_are_refused_while_decoding() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    let before = metrics(&app).await;
+
+    // One list of four million empty strings: 4 MB of msgpack, a few KB gzipped; ~100 MB as
+    // strings. Refused at the element limit of one list.
+    let one_list = gzip(&empty_strings_report(1, 4_000_000));
+    assert!(one_list.len() < 64 * 1024, "{}", one_list.len());
+    let (status, body) =
+        post_report(&app, &token, "p", one_list, "application/msgpack", true).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["code"], "payload_too_large");
+    assert!(
+        message(&body).contains("more than 100000 elements"),
+        "{body}"
+    );
+
+    // Sixty lists just under that limit: refused at the decoded-size budget.
+    let many_lists = gzip(&empty_strings_report(60, 99_000));
+    let (status, body) =
+        post_report(&app, &token, "p", many_lists, "application/msgpack", true).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(message(&body).contains("decodes to more than"), "{body}");
+
+    // JSON nested past the depth limit.
+    let deep = format!(r#"{{"DNS": {}{}}}"#, "[".repeat(100), "]".repeat(100));
+    let (status, body) = post_report(
+        &app,
+        &token,
+        "p",
+        deep.into_bytes(),
+        "application/json",
+        false,
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(message(&body).contains("deep"), "{body}");
+
+    // Counted on the instance page and in the metrics; a real report is still taken.
+    let (_, details) = alice.get(&format!("/api/instances/{id}")).await;
+    assert_eq!(details["usage"]["refused"]["too_large"], 3, "{details}");
+    let after = metrics(&app).await;
+    assert_eq!(
+        counted(&after, "too_large"),
+        counted(&before, "too_large") + 3
+    );
+    let (status, _) = post_report(
+        &app,
+        &token,
+        "p",
+        fixture("probe-full-1.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        counted(&metrics(&app).await, "accepted"),
+        counted(&after, "accepted") + 1
+    );
+}
+
+#[tokio::test]
+async fn an_instance_at_its_memory_budget_gets_429_until_its_window_drains() {
+    let options = AppOptions {
+        memory: Some(scopehub::collector::slot::MemoryBudget {
+            instance_bytes: 300_000,
+            shard_bytes: usize::MAX,
+        }),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    let full = fixture("probe-full-4.msgpack.gz");
+    // Each probe's part holds its host's nodes: enough probes fill the budget.
+    let mut refused = None;
+    for probe in 0..50 {
+        let (status, body) = post_report(
+            &app,
+            &token,
+            &format!("probe-{probe}"),
+            full.clone(),
+            "application/msgpack",
+            true,
+        )
+        .await;
+        if status != 200 {
+            refused = Some((status, body));
+            break;
+        }
+    }
+    let (status, body) = refused.expect("the budget was never reached");
+    assert_eq!(status, 429, "{body}");
+    assert!(message(&body).contains("memory budget"), "{body}");
+    let (_, details) = alice.get(&format!("/api/instances/{id}")).await;
+    let usage = &details["usage"];
+    assert_eq!(usage["refused"]["window_full"], 1, "{details}");
+    assert!(
+        usage["window_bytes"].as_u64().unwrap() >= 300_000,
+        "{usage}"
+    );
+    assert_eq!(usage["window_budget_bytes"], 300_000);
+    assert!(counted(&metrics(&app).await, "window_full") >= 1);
+
+    // Once the window's reports are older than 15 s, reports are taken again.
+    app.clock.advance(16_000);
+    let (status, body) =
+        post_report(&app, &token, "probe-0", full, "application/msgpack", true).await;
+    assert_eq!(status, 200, "{body}");
+}
