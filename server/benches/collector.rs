@@ -107,6 +107,14 @@ fn medium_window(c: &mut Criterion) {
     // probe's part as the oldest bucket leaves.
     let mut part = FoldedWindow::default();
     let mut at = 0;
+    group.bench_function("footprint of one medium probe's part", |b| {
+        let mut part = FoldedWindow::default();
+        let raw = inflate(&body, true, 64 << 20).unwrap();
+        let report: WireReport =
+            parse(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap();
+        part.accept(report, 0, QUANTUM_MS);
+        b.iter(|| part.footprint())
+    });
     group.bench_function(
         "decode and fold one medium report into its probe's part",
         |b| {

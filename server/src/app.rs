@@ -80,7 +80,8 @@ impl Airplane {
             clock.clone(),
             settings.users,
             settings.mailer,
-        );
+        )
+        .with_metrics(&metrics);
         let wakeup = Wakeup::default();
         let woken = wakeup.clone();
         let shard = Arc::new(

@@ -208,7 +208,8 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
         basics.clock.clone(),
         users_config(&args.users, public_url, false),
         mailer.clone(),
-    );
+    )
+    .with_metrics(&basics.metrics);
     let startup = StartupStatus::default();
     let router = app::users_service(&state, startup.clone(), &basics);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

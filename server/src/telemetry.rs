@@ -70,6 +70,7 @@ struct MetricsInner {
     collector_render_hits: Counter,
     reports: Family<ReportLabels, Counter>,
     window_bytes: Gauge,
+    password_hashes: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -157,6 +158,12 @@ impl Metrics {
             "Estimated memory the instances' live windows take on this collector",
             window_bytes.clone(),
         );
+        let password_hashes = Counter::default();
+        registry.register(
+            "password_hashes",
+            "Passwords hashed or checked (argon2id)",
+            password_hashes.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -170,6 +177,7 @@ impl Metrics {
                 collector_render_hits,
                 reports,
                 window_bytes,
+                password_hashes,
             }),
         }
     }
@@ -189,6 +197,11 @@ impl Metrics {
             .reports
             .get_or_create(&ReportLabels { outcome })
             .inc();
+    }
+
+    /// The counter of argon2 hashes, for the users role's hasher.
+    pub fn password_hashes(&self) -> Counter {
+        self.inner.password_hashes.clone()
     }
 
     pub fn set_window_bytes(&self, bytes: usize) {

@@ -101,6 +101,7 @@ impl fmt::Display for Exceeded {
 pub struct Budget {
     limits: BudgetLimits,
     used: Cell<usize>,
+    #[cfg(test)]
     values: Cell<u64>,
     depth: Cell<usize>,
     truncated: Cell<u64>,
@@ -112,6 +113,7 @@ impl Budget {
         Budget {
             limits,
             used: Cell::new(0),
+            #[cfg(test)]
             values: Cell::new(0),
             depth: Cell::new(0),
             truncated: Cell::new(0),
@@ -124,8 +126,9 @@ impl Budget {
         self.used.get()
     }
 
-    /// Values read so far.
-    pub fn values(&self) -> u64 {
+    /// Values read so far (counted in tests only, to show where a decode stopped).
+    #[cfg(test)]
+    fn values(&self) -> u64 {
         self.values.get()
     }
 
@@ -144,13 +147,12 @@ impl Budget {
         E::custom(format_args!("refused: {why}"))
     }
 
+    #[inline]
     fn charge<E: de::Error>(&self, string_bytes: usize) -> Result<(), E> {
+        #[cfg(test)]
         self.values.set(self.values.get() + 1);
-        let used = self
-            .used
-            .get()
-            .saturating_add(VALUE_COST)
-            .saturating_add(string_bytes);
+        // Strings are at most `string_bytes` long, so this cannot overflow.
+        let used = self.used.get() + VALUE_COST + string_bytes;
         if used > self.limits.bytes {
             return Err(self.refuse(Exceeded::Bytes(self.limits.bytes)));
         }
@@ -168,6 +170,7 @@ impl Budget {
     }
 
     /// Counts one more element of a list or map that has `seen` so far.
+    #[inline]
     fn element<E: de::Error>(&self, seen: &mut usize) -> Result<(), E> {
         *seen += 1;
         if *seen > self.limits.elements {
@@ -181,6 +184,7 @@ impl Budget {
     }
 
     /// `s` cut to the string limit on a character boundary.
+    #[inline]
     fn cut<'s>(&self, s: &'s str) -> &'s str {
         if s.len() <= self.limits.string_bytes {
             return s;
@@ -349,6 +353,7 @@ struct Watch<'b, V> {
 }
 
 impl<V> Watch<'_, V> {
+    #[inline]
     fn charge<E: de::Error>(&self, string_bytes: usize) -> Result<(), E> {
         if self.charge {
             self.budget.charge(string_bytes)

@@ -1,4 +1,4 @@
-//! Accounts: users, sessions, single-use email links, login throttling.
+//! Accounts: users, sessions, single-use email links, rate limits (login throttling and more).
 
 use super::tx::on_tx;
 use super::{Result, Store, Tx, on_pool};
@@ -126,38 +126,68 @@ impl Store {
     }
 
     /// Failed logins under `key` since `since`: how many, and when the oldest of them was.
-    pub async fn login_failures(&self, key: &str, since: i64) -> Result<(i64, Option<i64>)> {
+    /// Whether an email link is unused and unexpired (without using it).
+    pub async fn email_token_is_live(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> Result<bool> {
         self.require_prepared()?;
-        let row: (i64, Option<i64>) = on_pool!(self, pool => {
-            sqlx::query_as("SELECT COUNT(*), MIN(at) FROM login_failures WHERE throttle_key = $1 AND at > $2")
-                .bind(key)
-                .bind(since)
-                .fetch_one(pool)
-                .await
+        let live: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM email_tokens
+                 WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+            )
+            .bind(token_hash)
+            .bind(purpose)
+            .bind(now)
+            .fetch_one(pool)
+            .await
         })?;
-        Ok(row)
+        Ok(live > 0)
     }
 
-    /// Failed logins are written outside any transaction: a failed login must count even though
-    /// the request itself fails.
-    pub async fn record_login_failure(
-        &self,
-        keys: &[&str],
-        now: i64,
-        forget_before: i64,
-    ) -> Result<()> {
+    /// Counts one hit on each `(key, window_start)` and returns each key's hits in its window,
+    /// all in one transaction of upserts: concurrent hits are serialised on the row, so each sees
+    /// the count including every hit before it. Rows of windows that started before
+    /// `forget_before` are deleted.
+    pub async fn hit_rates(&self, keys: &[(&str, i64)], forget_before: i64) -> Result<Vec<i64>> {
+        self.require_prepared()?;
+        let hits = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut hits = Vec::with_capacity(keys.len());
+            for (key, window_start) in keys {
+                let count: i64 = sqlx::query_scalar(
+                    "INSERT INTO rate_counts (rate_key, window_start, hits) VALUES ($1, $2, 1) \
+                     ON CONFLICT (rate_key, window_start) DO UPDATE SET hits = rate_counts.hits + 1 \
+                     RETURNING hits",
+                )
+                .bind(*key)
+                .bind(*window_start)
+                .fetch_one(&mut *tx)
+                .await?;
+                hits.push(count);
+            }
+            sqlx::query("DELETE FROM rate_counts WHERE window_start < $1")
+                .bind(forget_before)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await.map(|()| hits)
+        })?;
+        Ok(hits)
+    }
+
+    /// Takes back one hit on `key` in its window (a login that turned out right).
+    pub async fn unhit_rate(&self, key: &str, window_start: i64) -> Result<()> {
         self.require_prepared()?;
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for key in keys {
-                sqlx::query("INSERT INTO login_failures (throttle_key, at) VALUES ($1, $2)")
-                    .bind(*key)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query("DELETE FROM login_failures WHERE at < $1").bind(forget_before).execute(&mut *tx).await?;
-            tx.commit().await
+            sqlx::query("UPDATE rate_counts SET hits = hits - 1 WHERE rate_key = $1 AND window_start = $2 AND hits > 0")
+                .bind(key)
+                .bind(window_start)
+                .execute(pool)
+                .await
+                .map(|_| ())
         })?;
         Ok(())
     }
@@ -365,9 +395,10 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn clear_login_failures(&mut self, key: &str) -> Result<()> {
+    /// Forgets every hit on `key` (an account's failed logins, once it logs in or resets).
+    pub async fn clear_rate(&mut self, key: &str) -> Result<()> {
         on_tx!(self, conn => {
-            sqlx::query("DELETE FROM login_failures WHERE throttle_key = $1").bind(key).execute(conn).await.map(|_| ())
+            sqlx::query("DELETE FROM rate_counts WHERE rate_key = $1").bind(key).execute(conn).await.map(|_| ())
         })?;
         Ok(())
     }

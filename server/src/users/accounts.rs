@@ -17,17 +17,11 @@ use shared::users::{
 
 use super::UsersState;
 use super::directory::{clear_cookie_header, session_cookie_header};
-use super::{LOGIN_LINK_TTL, RESET_LINK_TTL, VERIFY_LINK_TTL, password, user_info};
-use crate::clock::MINUTE;
+use super::{LOGIN_LINK_TTL, RESET_LINK_TTL, VERIFY_LINK_TTL, limits, user_info};
 use crate::error::{Error, Json, Result};
 use crate::identity::{AuthUser, ClientIp, Identity, SessionUser, Via};
 use crate::secrets::{new_id, new_token, random_hex, sha256_hex};
 use crate::store::{AuditEntry, NewMail, OrgRow, SessionRow, Tx, UserRow};
-
-/// Failed logins allowed per account, and per client address, within the window.
-const ACCOUNT_FAILURES: i64 = 5;
-const IP_FAILURES: i64 = 20;
-const FAILURE_WINDOW: i64 = 15 * MINUTE;
 
 pub fn router() -> Router<UsersState> {
     Router::new()
@@ -154,9 +148,18 @@ async fn signup(
     Json(body): Json<Credentials>,
 ) -> Result<Response> {
     let (email, password) = body.validate(true).map_err(Error::validation)?;
-    // Hash first, whether or not the address is taken, so both paths cost the same.
-    let password_hash = password::hash(&password).await?;
     let now = state.clock.now();
+    limits::hit(
+        &state.store,
+        &[
+            (&limits::MAIL_CLIENT, limits::client(&ip)),
+            (&limits::MAIL_ADDRESS, &email),
+        ],
+        now,
+    )
+    .await?;
+    // Hash first, whether or not the address is taken, so both paths cost the same.
+    let password_hash = state.passwords.hash(&password).await?;
     let mut tx = state.store.begin().await?;
     let mut mails = Vec::new();
     let mut first_admin = false;
@@ -263,6 +266,12 @@ async fn verify(
 ) -> Result<Json<Accepted>> {
     body.validate().map_err(Error::validation)?;
     let now = state.clock.now();
+    limits::hit(
+        &state.store,
+        &[(&limits::LINK_CLIENT, limits::client(&ip))],
+        now,
+    )
+    .await?;
     let mut tx = state.store.begin().await?;
     let token = tx
         .consume_email_token(&sha256_hex(&body.token), "verify", now)
@@ -301,6 +310,7 @@ async fn verify(
 /// answer never tells whether the address is registered.
 async fn mail_link_if(
     state: &UsersState,
+    ip: &ClientIp,
     email: &str,
     kind: &LinkKind,
     text: &str,
@@ -308,6 +318,16 @@ async fn mail_link_if(
     answer: &str,
 ) -> Result<Response> {
     let now = state.clock.now();
+    // Counted whether or not the address has an account, so the answer tells nothing.
+    limits::hit(
+        &state.store,
+        &[
+            (&limits::MAIL_CLIENT, limits::client(ip)),
+            (&limits::MAIL_ADDRESS, email),
+        ],
+        now,
+    )
+    .await?;
     let mut tx = state.store.begin().await?;
     let mut mail = None;
     if let Some(user) = tx.user_by_email(email).await?
@@ -325,11 +345,13 @@ async fn mail_link_if(
 
 async fn resend_verification(
     State(state): State<UsersState>,
+    ip: ClientIp,
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
     mail_link_if(
         &state,
+        &ip,
         &email,
         &VERIFY,
         "Here is a new link to confirm your email address (valid 24 hours):",
@@ -337,26 +359,6 @@ async fn resend_verification(
         "If that address has an unconfirmed account, we sent it a new link.",
     )
     .await
-}
-
-async fn throttle(state: &UsersState, keys: &[(&str, i64)], now: i64) -> Result<()> {
-    for (key, limit) in keys {
-        let (failures, oldest) = state
-            .store
-            .login_failures(key, now - FAILURE_WINDOW)
-            .await?;
-        if failures >= *limit {
-            let retry_ms = oldest
-                .map_or(FAILURE_WINDOW, |t| t + FAILURE_WINDOW - now)
-                .max(1000);
-            return Err(Error::TooManyRequests {
-                retry_after_secs: (retry_ms as u64).div_ceil(1000),
-                message: "Too many failed logins. Wait a few minutes, or reset your password."
-                    .into(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Refuses accounts that may not have a session, with a message that helps their owner.
@@ -490,21 +492,21 @@ async fn login(
 ) -> Result<Response> {
     let (email, password) = body.validate(false).map_err(Error::validation)?;
     let now = state.clock.now();
-    let account_key = format!("account:{email}");
-    let ip_key = format!("ip:{}", ip.0.as_deref().unwrap_or("unknown"));
-    throttle(
-        &state,
-        &[(&account_key, ACCOUNT_FAILURES), (&ip_key, IP_FAILURES)],
+    // Counted before the password is checked, in one atomic step per key: concurrent wrong
+    // passwords cannot all pass. A right one takes its attempt back.
+    let hits = limits::hit(
+        &state.store,
+        &[
+            (&limits::LOGIN_ACCOUNT, &email),
+            (&limits::LOGIN_CLIENT, limits::client(&ip)),
+        ],
         now,
     )
     .await?;
 
     let user = state.store.user_by_email(&email).await?;
-    if !password::verify(&password, user.as_ref().map(|u| u.password_hash.as_str())).await {
-        state
-            .store
-            .record_login_failure(&[&account_key, &ip_key], now, now - FAILURE_WINDOW)
-            .await?;
+    let stored = user.as_ref().map(|u| u.password_hash.as_str());
+    if !state.passwords.verify(&password, stored).await {
         let failed = AuditEntry {
             actor_email: Some(email),
             ..entry("login_failed", user.as_ref(), &ip)
@@ -521,10 +523,13 @@ async fn login(
             "password verified without an account"
         )));
     };
+    for hit in &hits[1..] {
+        limits::unhit(&state.store, hit).await?;
+    }
     check_can_log_in(&user)?;
 
     let mut tx = state.store.begin().await?;
-    tx.clear_login_failures(&account_key).await?;
+    tx.clear_rate(&hits[0].key).await?;
     ensure_personal_org(&mut tx, &user, now).await?;
     let (token, csrf) = start_session(&state, &mut tx, &user, &ip, &headers, now).await?;
     tx.audit(&entry("login", Some(&user), &ip), now).await?;
@@ -534,11 +539,13 @@ async fn login(
 
 async fn request_login_link(
     State(state): State<UsersState>,
+    ip: ClientIp,
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
     mail_link_if(
         &state,
+        &ip,
         &email,
         &LOGIN,
         "Follow this link within 15 minutes to log in to Scopehub:",
@@ -556,6 +563,12 @@ async fn consume_login_link(
 ) -> Result<Response> {
     body.validate().map_err(Error::validation)?;
     let now = state.clock.now();
+    limits::hit(
+        &state.store,
+        &[(&limits::LINK_CLIENT, limits::client(&ip))],
+        now,
+    )
+    .await?;
     let mut tx = state.store.begin().await?;
     let token = tx
         .consume_email_token(&sha256_hex(&body.token), "login", now)
@@ -582,11 +595,13 @@ async fn consume_login_link(
 
 async fn forgot_password(
     State(state): State<UsersState>,
+    ip: ClientIp,
     Json(body): Json<EmailOnly>,
 ) -> Result<Response> {
     let email = body.validate().map_err(Error::validation)?;
     mail_link_if(
         &state,
+        &ip,
         &email,
         &RESET,
         "Follow this link within an hour to choose a new password. If you did not ask for it, ignore this mail.",
@@ -602,11 +617,27 @@ async fn reset_password(
     Json(body): Json<ResetPassword>,
 ) -> Result<Json<Accepted>> {
     body.validate().map_err(Error::validation)?;
-    let password_hash = password::hash(&body.password).await?;
     let now = state.clock.now();
+    limits::hit(
+        &state.store,
+        &[(&limits::LINK_CLIENT, limits::client(&ip))],
+        now,
+    )
+    .await?;
+    // The link is checked before the new password is hashed: a bogus reset costs a lookup, not
+    // an argon2 hash (then checked again, and used, in the transaction that changes the password).
+    let digest = sha256_hex(&body.token);
+    if !state
+        .store
+        .email_token_is_live(&digest, "reset", now)
+        .await?
+    {
+        return Err(invalid_link());
+    }
+    let password_hash = state.passwords.hash(&body.password).await?;
     let mut tx = state.store.begin().await?;
     let token = tx
-        .consume_email_token(&sha256_hex(&body.token), "reset", now)
+        .consume_email_token(&digest, "reset", now)
         .await?
         .ok_or_else(invalid_link)?;
     let mut user = tx
@@ -619,7 +650,7 @@ async fn reset_password(
     // A reset means the old password may be known to someone else: end every session.
     tx.revoke_sessions_of(&user.id, None, now).await?;
     tx.retire_email_tokens(&user.id, "reset", now).await?;
-    tx.clear_login_failures(&format!("account:{}", user.email))
+    tx.clear_rate(&limits::login_account_key(&user.email))
         .await?;
     tx.audit(&entry("password_reset", Some(&user), &ip), now)
         .await?;
@@ -637,12 +668,16 @@ async fn change_password(
 ) -> Result<StatusCode> {
     body.validate().map_err(Error::validation)?;
     let mut user = state.user_row(&identity.user).await?;
-    if !password::verify(&body.current_password, Some(&user.password_hash)).await {
+    if !state
+        .passwords
+        .verify(&body.current_password, Some(&user.password_hash))
+        .await
+    {
         let mut fields = shared::FieldErrors::new();
         fields.insert("current_password".into(), "is wrong".into());
         return Err(Error::validation(fields));
     }
-    let password_hash = password::hash(&body.new_password).await?;
+    let password_hash = state.passwords.hash(&body.new_password).await?;
     let now = state.clock.now();
     user.password_hash = password_hash;
     user.updated_at = now;

@@ -315,7 +315,9 @@ pub async fn create_site_admin(
             let user = UserRow {
                 id: crate::secrets::new_id(),
                 email: email.to_owned(),
-                password_hash: super::password::hash(&crate::secrets::random_hex(32)).await?,
+                password_hash: super::password::Passwords::default()
+                    .hash(&crate::secrets::random_hex(32))
+                    .await?,
                 status: AccountStatus::Approved.as_str().to_owned(),
                 rejection_reason: None,
                 is_admin: true,

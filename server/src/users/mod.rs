@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod directory;
+pub mod limits;
 pub mod mail;
 pub mod meta;
 pub mod orgs;
@@ -33,6 +34,8 @@ pub struct UsersState {
     pub config: Arc<UsersConfig>,
     pub mailer: Mailer,
     pub client_errors: meta::ClientErrorLimiter,
+    /// The process's bound on concurrent password hashing.
+    pub passwords: password::Passwords,
 }
 
 impl UsersState {
@@ -43,7 +46,14 @@ impl UsersState {
             config: Arc::new(config),
             mailer,
             client_errors: meta::ClientErrorLimiter::default(),
+            passwords: password::Passwords::default(),
         }
+    }
+
+    /// The same, counting password hashes in `metrics`.
+    pub fn with_metrics(mut self, metrics: &crate::telemetry::Metrics) -> Self {
+        self.passwords = self.passwords.counting(metrics.password_hashes());
+        self
     }
 
     /// The contract other roles use, answered from this role's store.

@@ -15,7 +15,7 @@ use shared::users::{
 use super::OrgRole;
 use super::UsersState;
 use super::directory::session_cookie_header;
-use super::{INVITE_TTL, accounts, audit_event, password};
+use super::{INVITE_TTL, accounts, audit_event, limits};
 use crate::error::{Error, Json, Result};
 use crate::identity::{self, Approved, ClientIp, Identity, MaybeUser, Via};
 use crate::secrets::{new_id, new_token, sha256_hex};
@@ -446,8 +446,14 @@ async fn accept_invite(
     MaybeUser(identity): MaybeUser,
     Json(body): Json<AcceptInvite>,
 ) -> Result<Response> {
-    let invite = live_invite(&state, &body.token).await?;
     let now = state.clock.now();
+    limits::hit(
+        &state.store,
+        &[(&limits::LINK_CLIENT, limits::client(&ip))],
+        now,
+    )
+    .await?;
+    let invite = live_invite(&state, &body.token).await?;
     let mut tx = state.store.begin().await?;
     let existing = tx.user_by_email(&invite.email).await?;
     let (mut user, new_session) = match (identity, existing) {
@@ -481,7 +487,7 @@ async fn accept_invite(
             let user = UserRow {
                 id: new_id(),
                 email: invite.email.clone(),
-                password_hash: password::hash(&password).await?,
+                password_hash: state.passwords.hash(&password).await?,
                 status: AccountStatus::Approved.as_str().to_owned(),
                 rejection_reason: None,
                 is_admin: false,

@@ -174,3 +174,156 @@ async fn an_instance_at_its_memory_budget_gets_429_until_its_window_drains() {
         post_report(&app, &token, "probe-0", full, "application/msgpack", true).await;
     assert_eq!(status, 200, "{body}");
 }
+
+use serde_json::json;
+
+use crate::support::agent::{ADMIN, Agent, PASSWORD, site_admin};
+use crate::support::both;
+
+/// Mails in the outbox to `to`.
+async fn mails_to(app: &TestApp, to: &str) -> usize {
+    let rows = app.store.outbox(10_000).await.expect("outbox");
+    rows.iter().filter(|m| m.to_email == to).count()
+}
+
+async fn mail_requests_are_limited_per_address_and_per_client(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let _admin = site_admin(&app).await;
+    let mut anyone = Agent::new(&app);
+    let victim = "victim@example.com";
+    let (status, _) = anyone
+        .post(
+            "/api/users/signup",
+            json!({"email": victim, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    // Every endpoint that mails the address counts towards the same limit: five an hour.
+    let paths = [
+        "/api/users/verify/resend",
+        "/api/users/login-link",
+        "/api/users/password/forgot",
+    ];
+    let mut statuses = Vec::new();
+    for n in 0..9 {
+        let (status, _) = anyone
+            .post(paths[n % paths.len()], json!({"email": victim}))
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses[..4], [202; 4], "{statuses:?}");
+    assert!(statuses[4..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert!(mails_to(&app, victim).await <= 5);
+    // The same for an address with no account: the answer tells nothing about it.
+    let mut nobody = Vec::new();
+    for _ in 0..6 {
+        let (status, _) = anyone
+            .post(
+                "/api/users/password/forgot",
+                json!({"email": "nobody@example.com"}),
+            )
+            .await;
+        nobody.push(status);
+    }
+    assert_eq!(nobody, [202, 202, 202, 202, 202, 429]);
+    // After the hour, the address may be mailed again.
+    app.clock.advance(61 * 60 * 1000);
+    let (status, _) = anyone
+        .post("/api/users/login-link", json!({"email": victim}))
+        .await;
+    assert_eq!(status, 202);
+
+    // Per client: thirty requests an hour that may send mail, whatever the addresses.
+    let mut refused = 0;
+    for n in 0..40 {
+        let (status, body) = anyone
+            .post(
+                "/api/users/password/forgot",
+                json!({"email": format!("someone{n}@example.com")}),
+            )
+            .await;
+        if status == 429 {
+            refused += 1;
+            assert!(message(&body).contains("network"), "{body}");
+        }
+    }
+    assert!((9..=11).contains(&refused), "{refused}");
+}
+both!(mail_requests_are_limited_per_address_and_per_client);
+
+async fn password_hashes(app: &TestApp) -> u64 {
+    let text = metrics(app).await;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("scopehub_password_hashes_total")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0) as u64
+}
+
+#[tokio::test]
+async fn a_bogus_password_reset_is_refused_before_any_hashing() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let before = password_hashes(&app).await;
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let client = app.client.clone();
+        let url = app.at("/api/users/password/reset");
+        tasks.push(tokio::spawn(async move {
+            let body =
+                json!({"token": format!("shr_bogus{n:0>40}"), "password": "a brand new password"});
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 400);
+    }
+    assert_eq!(password_hashes(&app).await, before);
+}
+
+async fn concurrent_wrong_passwords_cannot_pass_the_login_limit(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let _admin = site_admin(&app).await;
+    let mut tasks = Vec::new();
+    for _ in 0..15 {
+        let client = app.client.clone();
+        let url = app.at("/api/users/login");
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"email": ADMIN, "password": "wrong password!"});
+            client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((tried, refused), (5, 10), "{statuses:?}");
+    // The right password is refused too until the window passes.
+    let mut admin = Agent::new(&app);
+    assert_eq!(admin.login(ADMIN, PASSWORD).await.0, 429);
+}
+both!(concurrent_wrong_passwords_cannot_pass_the_login_limit);
