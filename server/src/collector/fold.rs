@@ -463,15 +463,7 @@ impl FoldedNode {
 
 /// `Node::merge`'s rule for children: merged by id, those without one added.
 fn merge_children(mine: &mut Vec<Node>, theirs: &[Node]) {
-    for child in theirs {
-        match mine
-            .iter_mut()
-            .find(|c| !c.id.is_empty() && c.id == child.id)
-        {
-            Some(existing) => existing.merge(child),
-            None => mine.push(child.clone()),
-        }
-    }
+    super::merge::merge_children(mine, theirs);
 }
 
 impl Footprint for Header {

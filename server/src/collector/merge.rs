@@ -292,14 +292,32 @@ impl Node {
         union_sets(&mut self.parents, &other.parents);
         merge_latest(&mut self.latest, &other.latest);
         merge_metrics(&mut self.metrics, &other.metrics);
-        for child in &other.children {
-            match self
-                .children
-                .iter_mut()
-                .find(|c| !c.id.is_empty() && c.id == child.id)
-            {
-                Some(existing) => existing.merge(child),
-                None => self.children.push(child.clone()),
+        merge_children(&mut self.children, &other.children);
+    }
+}
+
+/// `Node::merge`'s rule for children: each of `theirs` merged into the first of `mine` with its
+/// (non-empty) id, or added. Ids are looked up in an index made once, not by scanning `mine` for
+/// each child (which cost the square of a hostile node's hundred thousand children).
+pub fn merge_children(mine: &mut Vec<Node>, theirs: &[Node]) {
+    if theirs.is_empty() {
+        return;
+    }
+    let mut first: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(mine.len() + theirs.len());
+    for (at, child) in mine.iter().enumerate() {
+        if !child.id.is_empty() {
+            first.entry(child.id.clone()).or_insert(at);
+        }
+    }
+    for child in theirs {
+        match first.get(&child.id) {
+            Some(&at) if !child.id.is_empty() => mine[at].merge(child),
+            _ => {
+                if !child.id.is_empty() {
+                    first.insert(child.id.clone(), mine.len());
+                }
+                mine.push(child.clone());
             }
         }
     }

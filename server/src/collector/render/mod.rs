@@ -142,6 +142,22 @@ impl RNode {
         }
     }
 
+    /// A report node's maps without its edges and children: what labels and metadata are made
+    /// from.
+    pub fn labelled(node: &Node) -> RNode {
+        RNode {
+            id: node.id.clone(),
+            topology: node.topology.clone(),
+            latest: Arc::clone(&node.latest),
+            sets: Arc::clone(&node.sets),
+            parents: Arc::clone(&node.parents),
+            metrics: Arc::clone(&node.metrics),
+            counters: BTreeMap::new(),
+            adjacency: SortedSet::new(),
+            children: BTreeMap::new(),
+        }
+    }
+
     pub fn sets_mut(&mut self) -> &mut StringSets {
         Arc::make_mut(&mut self.sets)
     }
@@ -214,6 +230,12 @@ pub struct Rendered {
     pub filtered: usize,
 }
 
+/// Outputs one input node maps to at most (a container to its pods, a pod to its services: a few).
+pub const MAX_OUTPUTS: usize = 64;
+/// Edges one join makes at most: a hostile node with many parents and many edges would otherwise
+/// make their product.
+pub const MAX_JOIN_EDGES: usize = 2_000_000;
+
 /// Scope's `joinResults`: output nodes under construction and which output ids each input id went to.
 #[derive(Default)]
 pub struct Join {
@@ -241,10 +263,23 @@ impl Join {
         }
     }
 
+    /// Records that input `from` maps to output `to`. Most inputs map to one output; repeats are
+    /// dropped once, in [`Join::result`] (checking each time cost the square of a node's parents),
+    /// and an input maps to at most [`MAX_OUTPUTS`] outputs.
     fn map_to(&mut self, from: &str, to: &str) {
         let outs = self.mapped.entry(from.to_owned()).or_default();
-        if !outs.iter().any(|o| o == to) {
+        if outs.last().is_some_and(|o| o == to) {
+            return;
+        }
+        if outs.len() < MAX_OUTPUTS * 2 {
             outs.push(to.to_owned());
+        } else {
+            outs.sort_unstable();
+            outs.dedup();
+            outs.truncate(MAX_OUTPUTS);
+            if outs.len() < MAX_OUTPUTS && !outs.iter().any(|o| o == to) {
+                outs.push(to.to_owned());
+            }
         }
     }
 
@@ -302,11 +337,21 @@ impl Join {
     /// Rebuilds edges: each mapped input node's edges, through the mapping of both ends.
     /// A join resets the filtered count.
     pub fn result(self, input: &Nodes) -> Rendered {
-        let Join { mut nodes, mapped } = self;
+        let Join {
+            mut nodes,
+            mut mapped,
+        } = self;
+        for outs in mapped.values_mut() {
+            if outs.len() > 1 {
+                outs.sort_unstable();
+                outs.dedup();
+                outs.truncate(MAX_OUTPUTS);
+            }
+        }
         // Many input edges map onto the same output edge (every connection between two
         // containers): collected by reference, then each output edge and node is visited once.
         let mut edges: Vec<(&str, &str)> = Vec::new();
-        for (id, node) in input {
+        'inputs: for (id, node) in input {
             let Some(outs) = mapped.get(id) else {
                 continue;
             };
@@ -316,6 +361,15 @@ impl Join {
                         for target in targets {
                             edges.push((out, target));
                         }
+                    }
+                }
+                if edges.len() >= MAX_JOIN_EDGES {
+                    // Sorted and deduplicated, the edges gathered so far may be far fewer.
+                    edges.sort_unstable();
+                    edges.dedup();
+                    if edges.len() >= MAX_JOIN_EDGES {
+                        tracing::warn!(edges = edges.len(), "a view's edges were cut at the limit");
+                        break 'inputs;
                     }
                 }
             }

@@ -45,15 +45,32 @@ impl Cidr {
         })
     }
 
+    #[cfg(test)]
     fn contains(&self, ip: IpAddr) -> bool {
         let (v4, value) = to_u128(ip);
         v4 == self.v4 && value & mask(v4, self.bits) == self.base
     }
 }
 
-/// The networks a report's hosts call local.
+/// The networks a report's hosts call local: the bases of their blocks, grouped by family and
+/// prefix length, so an address is checked against at most one set per distinct prefix length
+/// (scanning every block for every endpoint cost hosts × endpoints).
 #[derive(Debug, Default)]
-pub struct Networks(Vec<Cidr>);
+pub struct Networks(Vec<((bool, u8), std::collections::HashSet<u128>)>);
+
+impl Networks {
+    fn of(blocks: Vec<Cidr>) -> Networks {
+        let mut groups: std::collections::BTreeMap<(bool, u8), std::collections::HashSet<u128>> =
+            std::collections::BTreeMap::new();
+        for block in blocks {
+            groups
+                .entry((block.v4, block.bits))
+                .or_default()
+                .insert(block.base);
+        }
+        Networks(groups.into_iter().collect())
+    }
+}
 
 impl Networks {
     /// Host and Overlay `local_networks`, plus the smallest IPv4 network holding every Service's
@@ -87,11 +104,14 @@ impl Networks {
                 bits,
             });
         }
-        Networks(nets)
+        Networks::of(nets)
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|n| n.contains(ip))
+        let (v4, value) = to_u128(ip);
+        self.0.iter().any(|((family, bits), bases)| {
+            *family == v4 && bases.contains(&(value & mask(v4, *bits)))
+        })
     }
 }
 
@@ -120,6 +140,23 @@ pub fn dns_names(report: &Report, addr: &str) -> Vec<String> {
         out.extend(names);
     }
     out
+}
+
+/// The first of the report's DNS names for `addr` that is a known service, in the order
+/// [`dns_names`] gives them (the smallest forward one, else the smallest reverse one), found in
+/// one pass without copying the names.
+pub fn first_known_service(report: &Report, addr: &str) -> Option<String> {
+    let record = report.dns.get(addr)?;
+    ["forward", "reverse"].into_iter().find_map(|key| {
+        record
+            .get(key)?
+            .as_array()?
+            .iter()
+            .filter_map(|s| s.as_str())
+            .filter(|name| is_known_service(name))
+            .min()
+            .map(str::to_owned)
+    })
 }
 
 /// Scope's known cloud services (`render/theinternet.go`): connections to them get their own

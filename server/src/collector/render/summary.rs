@@ -481,9 +481,11 @@ fn parents(report: &Report, n: &RNode) -> Vec<Parent> {
             if id == n.id {
                 continue;
             }
+            // Only its label is needed: its edges and children are not copied (a hundred
+            // thousand nodes naming one host copied the host's edges each time).
             let parent = nodes
                 .and_then(|t| t.nodes.get(&id))
-                .map(RNode::from_report)
+                .map(RNode::labelled)
                 .unwrap_or_else(|| RNode::bare(&id, topology));
             let label = basics(report, &parent).map(|s| s.label).unwrap_or_default();
             out.push(Parent {

@@ -634,3 +634,119 @@ fn a_container_keeps_its_own_image_fields_when_they_are_newer() {
     let rendered = view(&r, "containers", "");
     assert_ne!(name(&rendered).as_deref(), Some("mine/older"));
 }
+
+/// A node of `topology` with these latest values.
+fn k8s_node(topology: &str, id: &str, latest: &[(&str, &str)]) -> crate::collector::report::Node {
+    use crate::collector::report::{LatestEntry, Node};
+    Node {
+        id: id.to_owned(),
+        topology: topology.to_owned(),
+        latest: Arc::new(
+            latest
+                .iter()
+                .map(|(k, v)| {
+                    let entry = LatestEntry {
+                        timestamp: Time(1),
+                        value: (*v).to_owned(),
+                    };
+                    ((*k).to_owned(), entry)
+                })
+                .collect(),
+        ),
+        ..Node::default()
+    }
+}
+
+/// Twenty thousand pods each claiming its own volume claim, and a storage class of all of them:
+/// matching every pod with every claim made 4·10⁸ comparisons (minutes); an index makes it one
+/// lookup each, and the storage class is linked to its claims up to the limit.
+#[test]
+fn storage_links_are_looked_up_not_matched_pair_by_pair() {
+    let n = 20_000;
+    let mut report = Report::default();
+    let mut add = |topology: &str, name: &str, node: crate::collector::report::Node| {
+        report
+            .topologies
+            .entry(topology.to_owned())
+            .or_default()
+            .nodes
+            .insert(name.to_owned(), node);
+    };
+    add(
+        "Host",
+        "h;<host>",
+        k8s_node("host", "h;<host>", &[("host_name", "h")]),
+    );
+    add(
+        "StorageClass",
+        "sc",
+        k8s_node("storage_class", "sc", &[("kubernetes_name", "fast")]),
+    );
+    for i in 0..n {
+        let claim = format!("claim-{i}");
+        let pod = format!("pod-{i}");
+        add(
+            "PersistentVolumeClaim",
+            &claim,
+            k8s_node(
+                "persistent_volume_claim",
+                &claim,
+                &[
+                    ("kubernetes_name", &claim),
+                    ("kubernetes_namespace", "ns"),
+                    ("kubernetes_storage_class_name", "fast"),
+                ],
+            ),
+        );
+        add(
+            "Pod",
+            &pod,
+            k8s_node(
+                "pod",
+                &pod,
+                &[
+                    ("kubernetes_name", &pod),
+                    ("kubernetes_namespace", "ns"),
+                    ("kubernetes_volume_claim", &format!("{claim};missing")),
+                    ("kubernetes_state", "Running"),
+                ],
+            ),
+        );
+    }
+    let mut ctx = Ctx::new(&report, Time(0));
+    let linked = super::views::volumes_for_tests(&mut ctx);
+    for i in [0, 1, n / 2, n - 1] {
+        let pod = &linked.nodes[&format!("pod-{i}")];
+        assert_eq!(
+            pod.adjacency.iter().collect::<Vec<_>>(),
+            [&format!("claim-{i}")]
+        );
+    }
+    assert_eq!(linked.nodes["sc"].adjacency.len(), n.min(10_000));
+}
+
+/// A node with a hundred thousand children merged with another: matched by an index of ids, not
+/// by scanning the children for each (5·10⁹ comparisons).
+#[test]
+fn children_merge_by_id_in_one_pass() {
+    use crate::collector::report::Node;
+    let child = |i: usize| Node {
+        id: format!("c{i}"),
+        ..Node::default()
+    };
+    let mut mine = Node {
+        children: (0..100_000).map(child).collect(),
+        ..Node::default()
+    };
+    let theirs = Node {
+        children: (50_000..150_000)
+            .map(child)
+            .chain([Node::default(), Node::default()])
+            .collect(),
+        ..Node::default()
+    };
+    mine.merge(&theirs);
+    // The union by id; children without one are always added.
+    assert_eq!(mine.children.len(), 150_002);
+    assert_eq!(mine.children[100_000].id, "c100000");
+}

@@ -71,10 +71,7 @@ fn map_endpoints(ctx: &mut Ctx, topology: &'static str, f: EndpointMap) -> Rende
 
 fn pseudo_node_id(report: &Report, n: &RNode, local: &Networks) -> Option<String> {
     let (_, addr, _) = parse_endpoint_id(&n.id)?;
-    if let Some(name) = net::dns_names(report, addr)
-        .into_iter()
-        .find(|name| net::is_known_service(name))
-    {
+    if let Some(name) = net::first_known_service(report, addr) {
         return Some(format!("{SERVICE_PREFIX}{name}"));
     }
     let ip = net::parse_ip(addr)?;
@@ -523,10 +520,7 @@ fn propagate_single_metrics(input: &Rendered, topology: &str) -> Rendered {
             .filter(|c| c.topology == topology && c.latest("does_not_make_connections").is_none());
         if let (Some(first), None) = (only.next(), only.next()) {
             let metrics = first.metrics.clone();
-            let n = Arc::make_mut(node);
-            for (k, m) in metrics.iter() {
-                n.metrics_mut().entry(k.clone()).or_default().merge(m);
-            }
+            crate::collector::merge::merge_metrics(&mut Arc::make_mut(node).metrics, &metrics);
         }
     }
     out
@@ -559,6 +553,11 @@ fn pod_ips(m: &RNode) -> Vec<String> {
     }
 }
 
+/// Targets one storage node links to at most (a storage class to its claims: thousands at most).
+const MAX_LINKS: usize = 10_000;
+/// Edges one volume link makes at most.
+const MAX_EDGES: usize = 1_000_000;
+
 /// Edges between pods and their storage (§8 "Volumes"): each source node with its targets as
 /// adjacency and children.
 fn volumes(ctx: &mut Ctx) -> Rendered {
@@ -569,28 +568,59 @@ fn volumes(ctx: &mut Ctx) -> Rendered {
     let snapshots = ctx.select(VOLUME_SNAPSHOT);
     let snapshot_data = ctx.select(VOLUME_SNAPSHOT_DATA);
     let get = |n: &RNode, k: &str| n.latest(k).unwrap_or("").to_owned();
+    // Each source is linked to the targets whose key is one of its keys, looked up in an index of
+    // the targets (matching every pair cost sources × targets). An empty key links nothing: no
+    // real object lacks a name, and every unnamed one linked to every other was the square of
+    // them. A source takes at most `MAX_LINKS` targets and one link at most `MAX_EDGES` edges.
     let link = |sources: &Nodes,
                 targets: &Nodes,
                 skip: &dyn Fn(&RNode) -> bool,
-                matches: &dyn Fn(&RNode, &RNode) -> bool| {
+                source_keys: &dyn Fn(&RNode) -> Vec<String>,
+                target_key: &dyn Fn(&RNode) -> String| {
+        let mut index: HashMap<String, Vec<&Arc<RNode>>> = HashMap::new();
+        for target in targets.values() {
+            let key = target_key(target);
+            if !key.is_empty() {
+                index.entry(key).or_default().push(target);
+            }
+        }
         let mut out = Nodes::new();
+        let mut edges = 0;
         for (id, source) in sources {
             if skip(source) {
                 continue;
             }
             let mut n = RNode::clone(source);
-            for target in targets.values() {
-                if matches(source, target) {
-                    n.adjacency.insert(target.id.clone());
-                    n.children.insert(target.id.clone(), target.clone());
+            let mut linked = Vec::new();
+            for key in source_keys(source) {
+                for target in index.get(&key).into_iter().flatten() {
+                    if linked.len() == MAX_LINKS || edges == MAX_EDGES {
+                        break;
+                    }
+                    if n.children
+                        .insert(target.id.clone(), (*target).clone())
+                        .is_none()
+                    {
+                        linked.push(target.id.clone());
+                        edges += 1;
+                    }
                 }
             }
+            // Sorted in once (inserting one by one into the sorted edges cost their square).
+            n.adjacency.extend(linked);
             out.insert(id.clone(), Arc::new(n));
         }
         Arc::new(Rendered {
             nodes: out,
             filtered: 0,
         })
+    };
+    let one = |key: String| {
+        if key.is_empty() {
+            Vec::new()
+        } else {
+            vec![key]
+        }
     };
     let never = |_: &RNode| false;
     // Scope's `volumeSnapshotRenderer` also emits every snapshot data node as a node of its own
@@ -607,35 +637,60 @@ fn volumes(ctx: &mut Ctx) -> Rendered {
         }
         rendered
     };
+    let in_namespace =
+        |n: &RNode, name: &str| format!("{}\u{0}{name}", get(n, "kubernetes_namespace"));
     let parts = [
-        link(&pvcs.nodes, &pvs.nodes, &never, &|pvc, pv| {
-            get(pvc, "kubernetes_volume_name") == get(pv, "kubernetes_name")
-        }),
+        link(
+            &pvcs.nodes,
+            &pvs.nodes,
+            &never,
+            &|pvc| one(get(pvc, "kubernetes_volume_name")),
+            &|pv| get(pv, "kubernetes_name"),
+        ),
         link(
             &pods.nodes,
             &pvcs.nodes,
             &|pod| pod.latest("kubernetes_volume_claim").is_none(),
-            &|pod, pvc| {
+            &|pod| {
                 get(pod, "kubernetes_volume_claim")
                     .split(';')
-                    .any(|claim| claim == get(pvc, "kubernetes_name"))
-                    && get(pod, "kubernetes_namespace") == get(pvc, "kubernetes_namespace")
+                    .filter(|claim| !claim.is_empty())
+                    .map(|claim| in_namespace(pod, claim))
+                    .collect()
+            },
+            &|pvc| match pvc.latest("kubernetes_name") {
+                Some(name) if !name.is_empty() => in_namespace(pvc, name),
+                _ => String::new(),
             },
         ),
-        link(&classes.nodes, &pvcs.nodes, &never, &|class, pvc| {
-            get(pvc, "kubernetes_storage_class_name") == get(class, "kubernetes_name")
-        }),
-        link(&pvs.nodes, &snapshots.nodes, &never, &|pv, snap| {
-            get(snap, "kubernetes_volume_name") == get(pv, "kubernetes_name")
-        }),
+        link(
+            &classes.nodes,
+            &pvcs.nodes,
+            &never,
+            &|class| one(get(class, "kubernetes_name")),
+            &|pvc| get(pvc, "kubernetes_storage_class_name"),
+        ),
+        link(
+            &pvs.nodes,
+            &snapshots.nodes,
+            &never,
+            &|pv| one(get(pv, "kubernetes_name")),
+            &|snap| get(snap, "kubernetes_volume_name"),
+        ),
         snapshots_and_data(link(
             &snapshots.nodes,
             &snapshot_data.nodes,
             &never,
-            &|snap, data| get(data, "kubernetes_name") == get(snap, "kuberneets_snapshot_data"),
+            &|snap| one(get(snap, "kuberneets_snapshot_data")),
+            &|data| get(data, "kubernetes_name"),
         )),
     ];
     reduce(&parts)
+}
+
+#[cfg(test)]
+pub(super) fn volumes_for_tests(ctx: &mut Ctx) -> Rendered {
+    Rendered::clone(&volumes(ctx))
 }
 
 /// The `pods` view (§8).
