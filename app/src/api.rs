@@ -16,9 +16,9 @@ use shared::instances::{
 use shared::topology::{Diff, NodeAnswer, NodeDetails, ProbeStatus, TopologyDesc};
 use shared::users::{
     AcceptInvite, Accepted, AdminFlag, ApiTokenInfo, AuditEvent, ChangePassword, Credentials,
-    EmailOnly, InviteInfo, InvitePreview, Me, MemberInfo, NewApiToken, NewInvite, OrgInfo,
-    OrgMembership, OrgName, OutboxMessage, Rejection, ResetPassword, Role, RoleChange, SessionInfo,
-    TokenOnly, UserInfo,
+    EmailOnly, InviteInfo, InvitePreview, LogoutAll, Me, MemberInfo, NewApiToken, NewInvite,
+    OrgInfo, OrgMembership, OrgName, OutboxMessage, Rejection, ResetPassword, Role, RoleChange,
+    SessionInfo, TokenOnly, UserInfo,
 };
 use shared::{ApiError, ClientErrorReport, ErrorCode, VersionInfo};
 use wasm_bindgen::JsCast;
@@ -136,13 +136,16 @@ pub async fn change_password(
     .await
 }
 
-pub async fn logout(everywhere: bool) -> Result<(), ApiError> {
-    let path = if everywhere {
-        "/api/users/logout-all"
-    } else {
-        "/api/users/logout"
-    };
-    let result = send_empty::<()>("POST", path, None).await;
+pub async fn logout() -> Result<(), ApiError> {
+    let result = send_empty::<()>("POST", "/api/users/logout", None).await;
+    forget_session();
+    result
+}
+
+/// Ends every session of the account (and, if asked, revokes its API tokens).
+pub async fn logout_everywhere(revoke_api_tokens: bool) -> Result<(), ApiError> {
+    let body = LogoutAll { revoke_api_tokens };
+    let result = send_empty("POST", "/api/users/logout-all", Some(&body)).await;
     forget_session();
     result
 }

@@ -183,6 +183,15 @@ impl ResetPassword {
     }
 }
 
+/// `POST /api/users/logout-all` (the body is optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutAll {
+    /// Also revoke every API token of the account.
+    #[serde(default)]
+    pub revoke_api_tokens: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {

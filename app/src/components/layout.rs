@@ -13,7 +13,7 @@ pub fn Layout(children: Children) -> impl IntoView {
     let logged_in = move || session.me.with(Option::is_some);
     let logout = move |_| {
         spawn_local(async move {
-            let _ = api::logout(false).await;
+            let _ = api::logout().await;
             session.leave();
         });
     };

@@ -36,9 +36,10 @@ pub fn Account() -> impl IntoView {
             }
         });
     };
+    let revoke_tokens = RwSignal::new(false);
     let everywhere = move |_| {
         spawn_local(async move {
-            let _ = api::logout(true).await;
+            let _ = api::logout_everywhere(revoke_tokens.get_untracked()).await;
             session.leave();
         });
     };
@@ -99,6 +100,9 @@ pub fn Account() -> impl IntoView {
                     }.into_any(),
                 })}
             </Suspense>
+            <label><input type="checkbox" id="revoke-api-tokens" prop:checked=revoke_tokens
+                on:change=move |ev| revoke_tokens.set(event_target_checked(&ev)) />
+                " Also revoke my API tokens"</label>
             <button type="button" class="danger" on:click=everywhere>"Log out everywhere"</button>
         </section>
     }

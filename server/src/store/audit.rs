@@ -121,12 +121,14 @@ impl Store {
         Ok(done == 1)
     }
 
-    pub async fn mark_mail_sent(&self, id: &str, now: i64) -> Result<()> {
+    /// Records a delivered mail, keeping `body` (the delivered body with its links redacted).
+    pub async fn mark_mail_sent(&self, id: &str, body: &str, now: i64) -> Result<()> {
         self.require_prepared()?;
         on_pool!(self, pool => {
-            sqlx::query("UPDATE outbox SET status = 'sent', error = NULL, sent_at = $1, attempts = attempts + 1 WHERE id = $2")
+            sqlx::query("UPDATE outbox SET status = 'sent', error = NULL, sent_at = $1, attempts = attempts + 1, body = $3 WHERE id = $2")
                 .bind(now)
                 .bind(id)
+                .bind(body)
                 .execute(pool)
                 .await
                 .map(|_| ())

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use shared::ErrorCode;
 use shared::users::{
-    Accepted, AccountStatus, ChangePassword, Credentials, EmailOnly, Me, OrgMembership,
+    Accepted, AccountStatus, ChangePassword, Credentials, EmailOnly, LogoutAll, Me, OrgMembership,
     ResetPassword, Role, SessionInfo, TokenOnly, normalize_name,
 };
 
@@ -647,8 +647,10 @@ async fn reset_password(
     user.password_hash = password_hash;
     user.updated_at = now;
     tx.update_user(&user).await?;
-    // A reset means the old password may be known to someone else: end every session.
+    // A reset means the old password may be known to someone else: end every session, and
+    // revoke the API tokens that whoever knew it may have made.
     tx.revoke_sessions_of(&user.id, None, now).await?;
+    tx.revoke_api_tokens_of(&user.id, None, now).await?;
     tx.retire_email_tokens(&user.id, "reset", now).await?;
     tx.clear_rate(&limits::login_account_key(&user.email))
         .await?;
@@ -720,12 +722,36 @@ async fn logout(
     Ok(cleared(&state))
 }
 
+/// Ends every session of the account; with `revoke_api_tokens`, its API tokens too. The body is
+/// optional.
 async fn logout_all(
     State(state): State<UsersState>,
     SessionUser(identity): SessionUser,
     ip: ClientIp,
+    body: axum::body::Bytes,
 ) -> Result<Response> {
+    let options: LogoutAll = if body.iter().all(u8::is_ascii_whitespace) {
+        LogoutAll::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::bad_request(format!("{e}")))?
+    };
     end_sessions(&state, &identity, &ip, true).await?;
+    if options.revoke_api_tokens {
+        let now = state.clock.now();
+        let mut tx = state.store.begin().await?;
+        let revoked = tx
+            .revoke_api_tokens_of(&identity.user.id, None, now)
+            .await?;
+        tx.audit(
+            &AuditEntry {
+                detail: Some(format!("{revoked} API tokens revoked")),
+                ..entry("api_tokens_revoked", Some(&identity.user), &ip)
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+    }
     Ok(cleared(&state))
 }
 

@@ -327,3 +327,54 @@ async fn concurrent_wrong_passwords_cannot_pass_the_login_limit(b: Backend) {
     assert_eq!(admin.login(ADMIN, PASSWORD).await.0, 429);
 }
 both!(concurrent_wrong_passwords_cannot_pass_the_login_limit);
+
+/// A fresh API token of `agent` in `org`, and an agent using it.
+async fn api_token(app: &TestApp, agent: &mut Agent, org: &str, name: &str) -> Agent {
+    let (status, token) = agent
+        .post(
+            "/api/tokens",
+            json!({"org_id": org, "name": name, "scope": "read"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    Agent::with_token(app, token["token"].as_str().unwrap())
+}
+
+async fn a_password_reset_and_logging_out_everywhere_end_api_tokens(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let email = "tokens@example.com";
+    let (mut user, org) = crate::support::agent::approved_user(&app, &mut admin, email).await;
+
+    // Logging out everywhere keeps API tokens unless asked.
+    let mut kept = api_token(&app, &mut user, &org, "kept").await;
+    assert_eq!(user.post("/api/users/logout-all", json!({})).await.0, 204);
+    assert_eq!(kept.get("/api/orgs").await.0, 200);
+    assert_eq!(user.login(email, PASSWORD).await.0, 200);
+    let (status, _) = user
+        .post("/api/users/logout-all", json!({"revoke_api_tokens": true}))
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(kept.get("/api/orgs").await.0, 401);
+
+    // A password reset revokes every API token: whoever knew the old password may have made one.
+    assert_eq!(user.login(email, PASSWORD).await.0, 200);
+    let mut made_before = api_token(&app, &mut user, &org, "before reset").await;
+    assert_eq!(made_before.get("/api/orgs").await.0, 200);
+    let mut anyone = Agent::new(&app);
+    anyone
+        .post("/api/users/password/forgot", json!({"email": email}))
+        .await;
+    let link = crate::support::agent::last_link_token(&app, email).await;
+    let (status, body) = anyone
+        .post(
+            "/api/users/password/reset",
+            json!({"token": link, "password": "an entirely new password"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(made_before.get("/api/orgs").await.0, 401);
+}
+both!(a_password_reset_and_logging_out_everywhere_end_api_tokens);

@@ -19,7 +19,7 @@ async fn verification_mail_arrives_over_smtp_and_its_link_works(b: Backend) {
     let Some(app) = TestApp::spawn_with(b, options).await else {
         return;
     };
-    let _admin = site_admin(&app).await;
+    let mut admin = site_admin(&app).await;
     let mut user = Agent::new(&app);
     assert_eq!(
         user.post(
@@ -65,6 +65,12 @@ async fn verification_mail_arrives_over_smtp_and_its_link_works(b: Backend) {
         .find(|m| m.to_email == "mailme@example.com")
         .unwrap();
     assert_eq!(row.status, "sent");
+    // Delivered, the outbox no longer holds the link; site admins never see it.
+    assert!(!row.body.contains(&token), "{}", row.body);
+    assert!(row.body.contains("[link removed]"), "{}", row.body);
+    let (status, listed) = admin.get("/api/admin/outbox").await;
+    assert_eq!(status, 200);
+    assert!(!listed.to_string().contains("token="), "{listed}");
 }
 both!(verification_mail_arrives_over_smtp_and_its_link_works);
 

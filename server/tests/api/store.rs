@@ -146,7 +146,7 @@ async fn a_due_message_is_claimed_once(b: Backend) {
     assert!(store.due_mail(9_999, 10).await.unwrap().is_empty());
     assert!(!store.claim_mail("m1", 9_999, 20_000).await.unwrap());
     assert!(store.claim_mail("m1", 10_000, 20_000).await.unwrap());
-    store.mark_mail_sent("m1", 10_500).await.unwrap();
+    store.mark_mail_sent("m1", "sent", 10_500).await.unwrap();
     assert!(!store.claim_mail("m1", 30_000, 40_000).await.unwrap());
 }
 both!(a_due_message_is_claimed_once);
