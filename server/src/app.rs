@@ -19,7 +19,9 @@ use crate::clock::Clock;
 use crate::collector::shard::{HttpShard, InProcessShard, Shard};
 use crate::collector::{self, CollectorConfig, CollectorState, ReadAccess};
 use crate::error::{Error, Result};
-use crate::frontend::auth::{EdgeAuth, Origins, ReaderCheck, authenticate};
+use crate::frontend::auth::{
+    EdgeAuth, IDENTITY_POLL, IdentityChanges, Origins, ReaderCheck, authenticate,
+};
 use crate::frontend::proxy::{self, Proxy, Upstreams};
 use crate::frontend::{self, EdgeConfig};
 use crate::identity::internal::{InternalSecret, Verifier, trust_edge};
@@ -100,7 +102,7 @@ impl Airplane {
             placement: Placement::new(vec![shard.clone() as Arc<dyn Shard>]),
         };
         let edge = EdgeAuth::new(
-            directory,
+            directory.clone(),
             Arc::new(provisioning.directory()),
             Origins::new(&settings.public_url, settings.allowed_origins),
             settings.edge.identity_cache_ttl,
@@ -111,7 +113,10 @@ impl Airplane {
             clock: clock.clone(),
             metrics: metrics.clone(),
             config: Arc::new(settings.collector),
-            access: Arc::new(edge.readers()) as Arc<dyn ReadAccess>,
+            access: Arc::new(ReaderCheck {
+                changes: IdentityChanges::polled(directory.clone(), IDENTITY_POLL),
+                ..edge.readers()
+            }) as Arc<dyn ReadAccess>,
             drain: settings.drain.clone(),
         };
         let spa = Spa::new(&settings.dist_dir);
@@ -317,7 +322,11 @@ pub fn collector_state(
         clock: basics.clock.clone(),
         metrics: basics.metrics.clone(),
         config: Arc::new(config),
-        access: Arc::new(ReaderCheck { users, instances }),
+        access: Arc::new(ReaderCheck {
+            changes: IdentityChanges::polled(users.clone(), IDENTITY_POLL),
+            users,
+            instances,
+        }),
         drain: basics.drain.clone(),
     })
 }

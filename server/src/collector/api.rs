@@ -495,9 +495,17 @@ async fn stream_topology(
     let mut checked = tokio::time::Instant::now();
     let closing = state.drain.streams_closing();
     tokio::pin!(closing);
+    let mut changes = state.access.changes();
+    let mut watching = true;
     loop {
+        let mut recheck = checked.elapsed() >= RECHECK;
         tokio::select! {
             _ = ticker.tick() => {}
+            changed = changes.changed(), if watching => {
+                // A revocation, suspension or membership change somewhere: check this caller now.
+                watching = changed.is_ok();
+                recheck = true;
+            }
             message = socket.recv() => match message {
                 // Scope's app ignores what the browser sends; so do we, until it closes.
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -508,7 +516,7 @@ async fn stream_topology(
                 return;
             }
         }
-        if checked.elapsed() >= RECHECK {
+        if recheck || checked.elapsed() >= RECHECK {
             checked = tokio::time::Instant::now();
             let allowed = match state.access.still_readable(&identity, &instance).await {
                 Ok(()) => readable(&state, &instance),

@@ -77,6 +77,8 @@ pub trait ReadAccess: Send + Sync {
         identity: &'a Identity,
         instance: &'a str,
     ) -> BoxFuture<'a, Result<()>>;
+    /// Moves whenever access may have been taken away somewhere: a websocket re-checks at once.
+    fn changes(&self) -> tokio::sync::watch::Receiver<i64>;
 }
 
 /// What the collector's handlers use. Cheap to clone.

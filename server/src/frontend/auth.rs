@@ -264,6 +264,7 @@ impl EdgeAuth {
         ReaderCheck {
             users: self.users.clone(),
             instances: self.instances.clone(),
+            changes: IdentityChanges::never(),
         }
     }
 
@@ -321,6 +322,61 @@ impl EdgeAuth {
 pub struct ReaderCheck {
     pub users: Arc<dyn Directory>,
     pub instances: Arc<dyn InstanceDirectory>,
+    /// When access was last taken away anywhere: open websockets re-check then.
+    pub changes: IdentityChanges,
+}
+
+/// How often a process polls the identity generation for its open websockets.
+pub const IDENTITY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The identity generation ([`Directory::identity_generation`]) as this process last polled it.
+/// One poll a second per process, whatever the number of websockets: each websocket watches the
+/// value and re-checks its caller when it moves.
+#[derive(Clone)]
+pub struct IdentityChanges {
+    generation: tokio::sync::watch::Receiver<i64>,
+    /// Keeps the sender of [`IdentityChanges::never`] alive.
+    _never: Option<Arc<tokio::sync::watch::Sender<i64>>>,
+}
+
+impl IdentityChanges {
+    /// A value that never moves (re-checks then happen on their timer only).
+    pub fn never() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        IdentityChanges {
+            generation: rx,
+            _never: Some(Arc::new(tx)),
+        }
+    }
+
+    /// Polls `users` every `every`, from a task that lives as long as the runtime.
+    pub fn polled(users: Arc<dyn Directory>, every: std::time::Duration) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match users.identity_generation().await {
+                    Ok(now) => {
+                        tx.send_if_modified(|seen| std::mem::replace(seen, now) != now);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot poll the identity generation"),
+                }
+            }
+        });
+        IdentityChanges {
+            generation: rx,
+            _never: None,
+        }
+    }
+
+    /// A receiver that sees the next change (not the ones before).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        let mut rx = self.generation.clone();
+        rx.mark_unchanged();
+        rx
+    }
 }
 
 impl ReaderCheck {
@@ -352,7 +408,20 @@ impl ReadAccess for ReaderCheck {
         identity: &'a Identity,
         instance: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.check(identity, instance).await.map(drop) })
+        Box::pin(async move {
+            if !self.users.still_valid(identity).await? {
+                return Err(Error::client(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    "Your session or token has ended.",
+                ));
+            }
+            self.check(identity, instance).await.map(drop)
+        })
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.changes.watch()
     }
 }
 

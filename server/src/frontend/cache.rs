@@ -188,6 +188,15 @@ impl Directory for CachedDirectory {
     fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
         self.inner.first_admin_org()
     }
+
+    /// Never cached: it is how a revocation reaches what is already open.
+    fn still_valid(&self, identity: &Identity) -> BoxFuture<'_, Result<bool>> {
+        self.inner.still_valid(identity)
+    }
+
+    fn identity_generation(&self) -> BoxFuture<'_, Result<i64>> {
+        self.inner.identity_generation()
+    }
 }
 
 /// The provisioning contract, through the cache.

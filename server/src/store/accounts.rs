@@ -104,6 +104,14 @@ impl Store {
         )
     }
 
+    pub async fn session_by_id(&self, id: &str) -> Result<Option<SessionRow>> {
+        self.require_prepared()?;
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, SessionRow>(&sql).bind(id).fetch_optional(pool).await)?,
+        )
+    }
+
     /// The user's sessions that are neither revoked nor past their absolute expiry.
     pub async fn live_sessions_of(&self, user_id: &str, now: i64) -> Result<Vec<SessionRow>> {
         self.require_prepared()?;
@@ -126,6 +134,16 @@ impl Store {
     }
 
     /// Failed logins under `key` since `since`: how many, and when the oldest of them was.
+    /// The identity generation now (see `Tx::identity_changed`).
+    pub async fn identity_generation(&self) -> Result<i64> {
+        self.require_prepared()?;
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT generation FROM identity_changes WHERE id = 1")
+                .fetch_one(pool)
+                .await
+        })?)
+    }
+
     /// Whether an email link is unused and unexpired (without using it).
     pub async fn email_token_is_live(
         &self,
@@ -256,6 +274,8 @@ impl Tx {
             .await
             .map(|_| ())
         })?;
+        // A status, admin flag or suspension may have changed.
+        self.identity_changed().await?;
         Ok(())
     }
 
@@ -304,6 +324,9 @@ impl Tx {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        if affected > 0 {
+            self.identity_changed().await?;
+        }
         Ok(affected > 0)
     }
 
@@ -314,7 +337,7 @@ impl Tx {
         keep: Option<&str>,
         now: i64,
     ) -> Result<u64> {
-        Ok(on_tx!(self, conn => {
+        let revoked = on_tx!(self, conn => {
             sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)")
                 .bind(now)
                 .bind(user_id)
@@ -322,7 +345,11 @@ impl Tx {
                 .execute(conn)
                 .await
                 .map(|r| r.rows_affected())
-        })?)
+        })?;
+        if revoked > 0 {
+            self.identity_changed().await?;
+        }
+        Ok(revoked)
     }
 
     pub async fn insert_email_token(&mut self, t: &EmailTokenRow) -> Result<()> {
@@ -388,6 +415,18 @@ impl Tx {
                 .bind(now)
                 .bind(user_id)
                 .bind(purpose)
+                .execute(conn)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Bumps the identity generation (`identity_changes`): call it in every transaction that takes
+    /// access away (a revocation, a suspension, a membership change).
+    pub async fn identity_changed(&mut self) -> Result<()> {
+        on_tx!(self, conn => {
+            sqlx::query("UPDATE identity_changes SET generation = generation + 1 WHERE id = 1")
                 .execute(conn)
                 .await
                 .map(|_| ())

@@ -155,6 +155,14 @@ impl Store {
         )
     }
 
+    pub async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiTokenRow>> {
+        self.require_prepared()?;
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, ApiTokenRow>(&sql).bind(id).fetch_optional(pool).await)?,
+        )
+    }
+
     pub async fn api_tokens_of(&self, user_id: &str) -> Result<Vec<ApiTokenRow>> {
         self.require_prepared()?;
         let sql = format!(
@@ -245,6 +253,9 @@ impl Tx {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        if n == 1 {
+            self.identity_changed().await?;
+        }
         Ok(n == 1)
     }
 
@@ -364,6 +375,7 @@ impl Tx {
         if n != 1 {
             return Ok(None);
         }
+        self.identity_changed().await?;
         Ok(on_tx!(self, conn => {
             sqlx::query_scalar::<_, String>("SELECT org_id FROM api_tokens WHERE id = $1").bind(id).fetch_optional(conn).await
         })?)
@@ -375,7 +387,7 @@ impl Tx {
         org_id: Option<&str>,
         now: i64,
     ) -> Result<u64> {
-        Ok(on_tx!(self, conn => {
+        let revoked = on_tx!(self, conn => {
             sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR org_id = $3)")
                 .bind(now)
                 .bind(user_id)
@@ -383,6 +395,10 @@ impl Tx {
                 .execute(conn)
                 .await
                 .map(|r| r.rows_affected())
-        })?)
+        })?;
+        if revoked > 0 {
+            self.identity_changed().await?;
+        }
+        Ok(revoked)
     }
 }

@@ -42,6 +42,17 @@ pub trait Directory: Send + Sync {
     fn role_in(&self, org_id: &str, user_id: &str) -> BoxFuture<'_, Result<Option<Role>>>;
     /// The first site admin's personal org, once there is one.
     fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>>;
+    /// Whether the session or API token `identity` was resolved from is still live and its user
+    /// may still use it: what an open websocket re-checks. (Fails closed where not implemented.)
+    fn still_valid(&self, identity: &Identity) -> BoxFuture<'_, Result<bool>> {
+        let _ = identity;
+        Box::pin(async { Ok(false) })
+    }
+    /// A number that moves whenever access is taken away anywhere (a revocation, a suspension, a
+    /// membership change): pollers re-check what they hold when it does.
+    fn identity_generation(&self) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(async { Ok(0) })
+    }
 }
 
 pub fn user_of(row: &UserRow) -> User {
@@ -118,6 +129,28 @@ impl LocalDirectory {
         }))
     }
 
+    async fn check_still_valid(&self, identity: &Identity) -> Result<bool> {
+        let now = self.clock.now();
+        let user_id = match &identity.via {
+            // Not idle expiry: a map left open is the session in use.
+            Via::Session { id, .. } => match self.store.session_by_id(id).await? {
+                Some(s) if s.revoked_at.is_none() && s.expires_at > now => s.user_id,
+                _ => return Ok(false),
+            },
+            Via::ApiToken { id, .. } => match self.store.api_token_by_id(id).await? {
+                Some(t) if t.revoked_at.is_none() && t.expires_at > now => t.user_id,
+                _ => return Ok(false),
+            },
+        };
+        if user_id != identity.user.id {
+            return Ok(false);
+        }
+        let Some(user) = self.store.user_by_id(&user_id).await? else {
+            return Ok(false);
+        };
+        Ok(user.suspended_at.is_none() && user.status == AccountStatus::Approved.as_str())
+    }
+
     async fn first_admin(&self) -> Result<Option<AdminOrg>> {
         let Some(admin) = self.store.first_site_admin().await? else {
             return Ok(None);
@@ -133,6 +166,15 @@ impl LocalDirectory {
 }
 
 impl Directory for LocalDirectory {
+    fn still_valid(&self, identity: &Identity) -> BoxFuture<'_, Result<bool>> {
+        let identity = identity.clone();
+        Box::pin(async move { self.check_still_valid(&identity).await })
+    }
+
+    fn identity_generation(&self) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(async move { Ok(self.store.identity_generation().await?) })
+    }
+
     fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
         let token = token.to_owned();
         Box::pin(async move { self.resolve_session(&token).await })
@@ -164,6 +206,31 @@ impl Directory for LocalDirectory {
 pub struct HttpDirectory(pub InternalClient);
 
 impl Directory for HttpDirectory {
+    fn still_valid(&self, identity: &Identity) -> BoxFuture<'_, Result<bool>> {
+        let identity = identity.clone();
+        Box::pin(async move {
+            self.0
+                .call(
+                    Method::POST,
+                    &["internal", "users", "still-valid"],
+                    Some(&identity),
+                )
+                .await
+        })
+    }
+
+    fn identity_generation(&self) -> BoxFuture<'_, Result<i64>> {
+        Box::pin(async move {
+            self.0
+                .call(
+                    Method::GET,
+                    &["internal", "users", "identity-generation"],
+                    None::<&()>,
+                )
+                .await
+        })
+    }
+
     fn session(&self, token: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
         let body = SecretBody {
             token: token.to_owned(),
@@ -224,6 +291,11 @@ pub fn internal_router(directory: LocalDirectory) -> Router {
         .route("/internal/users/api-token", post(api_token))
         .route("/internal/users/orgs/{org}/members/{user}", get(membership))
         .route("/internal/users/first-admin-org", get(first_admin_org))
+        .route("/internal/users/still-valid", post(still_valid))
+        .route(
+            "/internal/users/identity-generation",
+            get(identity_generation),
+        )
         .with_state(directory)
 }
 
@@ -246,6 +318,17 @@ async fn membership(
     Path((org, user)): Path<(String, String)>,
 ) -> Result<Json<Option<Role>>> {
     Ok(Json(d.role_in(&org, &user).await?))
+}
+
+async fn still_valid(
+    State(d): State<LocalDirectory>,
+    Json(identity): Json<Identity>,
+) -> Result<Json<bool>> {
+    Ok(Json(d.check_still_valid(&identity).await?))
+}
+
+async fn identity_generation(State(d): State<LocalDirectory>) -> Result<Json<i64>> {
+    Ok(Json(d.store.identity_generation().await?))
 }
 
 async fn first_admin_org(State(d): State<LocalDirectory>) -> Result<Json<Option<AdminOrg>>> {

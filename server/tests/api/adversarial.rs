@@ -378,3 +378,88 @@ async fn a_password_reset_and_logging_out_everywhere_end_api_tokens(b: Backend) 
     assert_eq!(made_before.get("/api/orgs").await.0, 401);
 }
 both!(a_password_reset_and_logging_out_everywhere_end_api_tokens);
+
+/// Reads `socket` until the server closes it; panics if it is still open after `within`.
+async fn closed_within(socket: &mut crate::topology::Socket, within: std::time::Duration) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => panic!("the websocket is still open after {within:?}"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+async fn map_socket(
+    app: &TestApp,
+    instance: &str,
+    header: (&'static str, String),
+) -> crate::topology::Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!(
+        "ws://{}/api/app/{instance}/api/topology/processes/ws?t=200ms",
+        app.addr
+    )
+    .into_client_request()
+    .unwrap();
+    request
+        .headers_mut()
+        .insert(header.0, header.1.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("handshake");
+    crate::topology::next_frame(&mut socket).await;
+    socket
+}
+
+#[tokio::test]
+async fn open_websockets_close_when_their_session_or_token_ends() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut alice, id, probe_token) = ready_instance(&app).await;
+    let (status, _) = post_report(
+        &app,
+        &probe_token,
+        "p",
+        fixture("probe-full-1.msgpack.gz"),
+        "application/msgpack",
+        true,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let within = std::time::Duration::from_secs(5);
+
+    // Logging out closes the map the session had open (re-checked at once, not in 30 s).
+    let cookie = format!("scopehub_session={}", alice.cookie.clone().unwrap());
+    let mut socket = map_socket(&app, &id, ("cookie", cookie)).await;
+    assert_eq!(alice.post("/api/users/logout", json!({})).await.0, 204);
+    closed_within(&mut socket, within).await;
+
+    // Revoking an API token closes the maps it had open.
+    assert_eq!(alice.login("alice@example.com", PASSWORD).await.0, 200);
+    let (_, details) = alice.get(&format!("/api/instances/{id}")).await;
+    let org = details["instance"]["org_id"].as_str().unwrap().to_owned();
+    let (status, made) = alice
+        .post(
+            "/api/tokens",
+            json!({"org_id": org, "name": "map", "scope": "read"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let bearer = format!("Bearer {}", made["token"].as_str().unwrap());
+    let mut socket = map_socket(&app, &id, ("authorization", bearer)).await;
+    let token_id = made["info"]["id"]
+        .as_str()
+        .or(made["id"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        alice.delete(&format!("/api/tokens/{token_id}")).await.0,
+        204
+    );
+    closed_within(&mut socket, within).await;
+}
