@@ -390,8 +390,13 @@ pub struct InvitePreview {
     pub invited_by: String,
     pub expires_at: i64,
     /// Whether the invited address has an account (then accept after logging in as it), or not
-    /// (then accepting creates one with a password).
+    /// (then accepting the emailed link creates one with a password). Told only for the emailed
+    /// link; `false` otherwise.
     pub has_account: bool,
+    /// Whether this is the link emailed to the invitee (which may create the account); the
+    /// inviter's copyable link may only be accepted by someone logged in as the address.
+    #[serde(default)]
+    pub emailed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

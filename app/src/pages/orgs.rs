@@ -339,12 +339,16 @@ pub fn Invite() -> impl IntoView {
                             <p id="invite-summary">{format!("{} invited {} to join ", p.invited_by, p.email)}
                                 <strong>{p.org_name.clone()}</strong>{format!(" as {}.", p.role.as_str())}</p>
                         };
-                        let action = match (logged_in_as, p.has_account) {
+                        let action = match (logged_in_as, p.has_account || !p.emailed) {
                             (Some(email), _) if email == p.email => view! {
                                 <button type="button" id="accept-invite" on:click=move |_| accept(false)>"Accept the invite"</button>
                             }.into_any(),
                             (Some(email), _) => view! {
                                 <p class="error-notice">{format!("You are logged in as {email}; log out and in as {} to accept.", p.email)}</p>
+                            }.into_any(),
+                            (None, true) if !p.emailed => view! {
+                                <p id="invite-login"><A href=login_next.clone()>{format!("Log in as {} to accept", p.email)}</A></p>
+                                <p>{format!("No account yet? Use the link we emailed to {}, or sign up with that address first.", p.email)}</p>
                             }.into_any(),
                             (None, true) => view! {
                                 <p><A href=login_next.clone()>{format!("Log in as {} to accept", p.email)}</A></p>

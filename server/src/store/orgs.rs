@@ -40,6 +40,8 @@ pub struct InviteRow {
     pub accepted_at: Option<i64>,
     pub accepted_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// The emailed link's digest (`token_hash` is the copyable link's).
+    pub mail_token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -64,7 +66,7 @@ pub struct OrgSummaryRow {
     pub created_at: i64,
 }
 
-const INVITE_COLUMNS: &str = "id, token_hash, org_id, email, role, invited_by, created_at, expires_at, accepted_at, accepted_by, revoked_at";
+const INVITE_COLUMNS: &str = "id, token_hash, org_id, email, role, invited_by, created_at, expires_at, accepted_at, accepted_by, revoked_at, mail_token_hash";
 const TOKEN_COLUMNS: &str = "id, token_hash, user_id, org_id, name, scope, created_at, expires_at, last_used_at, revoked_at";
 
 impl Store {
@@ -141,7 +143,9 @@ impl Store {
 
     pub async fn invite_by_token_hash(&self, token_hash: &str) -> Result<Option<InviteRow>> {
         self.require_prepared()?;
-        let sql = format!("SELECT {INVITE_COLUMNS} FROM invites WHERE token_hash = $1");
+        let sql = format!(
+            "SELECT {INVITE_COLUMNS} FROM invites WHERE token_hash = $1 OR mail_token_hash = $1"
+        );
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, InviteRow>(&sql).bind(token_hash).fetch_optional(pool).await)?,
         )
@@ -270,7 +274,7 @@ impl Tx {
 
     pub async fn insert_invite(&mut self, i: &InviteRow) -> Result<()> {
         let sql = format!(
-            "INSERT INTO invites ({INVITE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO invites ({INVITE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         );
         on_tx!(self, conn => {
             sqlx::query(&sql)
@@ -285,6 +289,7 @@ impl Tx {
                 .bind(i.accepted_at)
                 .bind(&i.accepted_by)
                 .bind(i.revoked_at)
+                .bind(&i.mail_token_hash)
                 .execute(conn)
                 .await
                 .map(|_| ())

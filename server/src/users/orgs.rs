@@ -300,7 +300,10 @@ async fn invite(
         .await?
         .ok_or_else(|| Error::not_found("No such org."))?;
     let now = state.clock.now();
+    // Two links: the inviter's to copy (accepted only by someone logged in as the address), and
+    // the emailed one, which proves the address and so may create the account.
     let (token, token_hash) = new_token("shi_");
+    let (mail_token, mail_token_hash) = new_token("shi_");
     let row = InviteRow {
         id: new_id(),
         token_hash,
@@ -313,8 +316,10 @@ async fn invite(
         accepted_at: None,
         accepted_by: None,
         revoked_at: None,
+        mail_token_hash: Some(mail_token_hash),
     };
     let link = state.config.link("/invite", &token);
+    let mailed_link = state.config.link("/invite", &mail_token);
     let mail = NewMail {
         to: email.clone(),
         subject: format!(
@@ -322,7 +327,7 @@ async fn invite(
             identity.user.email, org_row.name
         ),
         body: format!(
-            "{} invited you to join the org \"{}\" on Scopehub as {}.\nAccept within 7 days:\n\n{link}\n",
+            "{} invited you to join the org \"{}\" on Scopehub as {}.\nAccept within 7 days:\n\n{mailed_link}\n",
             identity.user.email,
             org_row.name,
             body.role.as_str()
@@ -391,29 +396,33 @@ async fn org_audit(
 }
 
 /// A live invite for a token, or the one error every bad token gets.
-async fn live_invite(state: &UsersState, token: &str) -> Result<InviteRow> {
+/// A pending invite by either of its links, and whether the link was the emailed one (which
+/// proves that whoever holds it reads the invited address's mail).
+async fn live_invite(state: &UsersState, token: &str) -> Result<(InviteRow, bool)> {
     let invalid = || Error::not_found("This invite is invalid, used, revoked or expired.");
     TokenOnly {
         token: token.to_owned(),
     }
     .validate()
     .map_err(|_| invalid())?;
+    let digest = sha256_hex(token);
     let invite = state
         .store
-        .invite_by_token_hash(&sha256_hex(token))
+        .invite_by_token_hash(&digest)
         .await?
         .ok_or_else(invalid)?;
     if invite_state(&invite, state.clock.now()) != "pending" {
         return Err(invalid());
     }
-    Ok(invite)
+    let emailed = invite.mail_token_hash.as_deref() == Some(digest.as_str());
+    Ok((invite, emailed))
 }
 
 async fn preview_invite(
     State(state): State<UsersState>,
     Path(token): Path<String>,
 ) -> Result<Json<InvitePreview>> {
-    let invite = live_invite(&state, &token).await?;
+    let (invite, emailed) = live_invite(&state, &token).await?;
     let org = state
         .store
         .org(&invite.org_id)
@@ -425,7 +434,9 @@ async fn preview_invite(
         .await?
         .map(|u| u.email)
         .unwrap_or_default();
-    let has_account = state.store.user_by_email(&invite.email).await?.is_some();
+    // Whether the address has an account is told only to whoever reads its mail: the inviter's
+    // copyable link must not let an org admin probe which addresses are registered.
+    let has_account = emailed && state.store.user_by_email(&invite.email).await?.is_some();
     Ok(Json(InvitePreview {
         org_name: org.name,
         email: invite.email,
@@ -433,6 +444,7 @@ async fn preview_invite(
         invited_by: inviter,
         expires_at: invite.expires_at,
         has_account,
+        emailed,
     }))
 }
 
@@ -453,7 +465,21 @@ async fn accept_invite(
         now,
     )
     .await?;
-    let invite = live_invite(&state, &body.token).await?;
+    let (invite, emailed) = live_invite(&state, &body.token).await?;
+    // A new account's password is hashed before the transaction (which would otherwise hold the
+    // database's write lock meanwhile).
+    let new_password_hash = match (&identity, emailed) {
+        (None, true) if state.store.user_by_email(&invite.email).await?.is_none() => {
+            let password = body.password.clone().unwrap_or_default();
+            if let Err(message) = check_password(&password) {
+                let mut fields = shared::FieldErrors::new();
+                fields.insert("password".into(), message);
+                return Err(Error::validation(fields));
+            }
+            Some(state.passwords.hash(&password).await?)
+        }
+        _ => None,
+    };
     let mut tx = state.store.begin().await?;
     let existing = tx.user_by_email(&invite.email).await?;
     let (mut user, new_session) = match (identity, existing) {
@@ -477,17 +503,30 @@ async fn accept_invite(
                 format!("Log in as {} to accept this invite.", invite.email),
             ));
         }
+        (None, None) if !emailed => {
+            return Err(Error::client(
+                StatusCode::UNAUTHORIZED,
+                shared::ErrorCode::Unauthorized,
+                format!(
+                    "This link cannot create an account. Use the link we emailed to {0}, or sign \
+                     up as {0} and open this link again once logged in.",
+                    invite.email
+                ),
+            ));
+        }
         (None, None) => {
-            let password = body.password.clone().unwrap_or_default();
-            if let Err(message) = check_password(&password) {
-                let mut fields = shared::FieldErrors::new();
-                fields.insert("password".into(), message);
-                return Err(Error::validation(fields));
-            }
+            let Some(password_hash) = new_password_hash else {
+                // The account appeared since it was looked up: log in to accept.
+                return Err(Error::client(
+                    StatusCode::CONFLICT,
+                    shared::ErrorCode::Conflict,
+                    format!("Log in as {} to accept this invite.", invite.email),
+                ));
+            };
             let user = UserRow {
                 id: new_id(),
                 email: invite.email.clone(),
-                password_hash: state.passwords.hash(&password).await?,
+                password_hash,
                 status: AccountStatus::Approved.as_str().to_owned(),
                 rejection_reason: None,
                 is_admin: false,

@@ -86,10 +86,10 @@ async fn org_roles_and_tenant_boundaries(b: Backend) {
         .await;
     assert_eq!(status, 201, "{invite}");
     let token = crate::support::agent::link_token(invite["link"].as_str().unwrap()).unwrap();
-    assert_eq!(
+    assert_ne!(
         last_link_token(&app, "bob@example.com").await,
         token,
-        "the invitee is mailed the same link"
+        "the invitee is mailed a link of their own"
     );
     let (status, joined) = bob
         .post("/api/invites/accept", json!({"token": token}))
@@ -235,14 +235,43 @@ async fn invites_are_email_bound_single_use_revocable_and_expire(b: Backend) {
     let (_, created) = alice
         .post(&path, invite("newbie@example.com", "editor"))
         .await;
-    let token = crate::support::agent::link_token(created["link"].as_str().unwrap()).unwrap();
+    // The inviter's copyable link cannot create the account: whoever holds it could otherwise
+    // make a verified account for any address with a password of their choosing.
+    let copied = crate::support::agent::link_token(created["link"].as_str().unwrap()).unwrap();
     let mut anon = Agent::new(&app);
+    let (status, preview) = anon.get(&format!("/api/invites/{copied}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (
+            preview["has_account"].as_bool(),
+            preview["emailed"].as_bool()
+        ),
+        (Some(false), Some(false)),
+        "the copyable link tells nothing about the address: {preview}"
+    );
+    let (status, body) = anon
+        .post(
+            "/api/invites/accept",
+            json!({"token": copied, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        app.store
+            .user_by_email("newbie@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The emailed link proves the address.
+    let token = last_link_token(&app, "newbie@example.com").await;
     let (status, preview) = anon.get(&format!("/api/invites/{token}")).await;
     assert_eq!(status, 200);
     assert_eq!(
         (preview["email"].as_str(), preview["has_account"].as_bool()),
         (Some("newbie@example.com"), Some(false))
     );
+    assert_eq!(preview["emailed"], true);
     assert_eq!(preview["invited_by"], "alice@example.com");
     let (status, body) = anon
         .post(
