@@ -107,7 +107,8 @@ impl Airplane {
             Origins::new(&settings.public_url, settings.allowed_origins),
             settings.edge.identity_cache_ttl,
             clock.clone(),
-        );
+        )
+        .trusting(settings.edge.trusted_proxies.clone());
         let collector = CollectorState {
             shard: shard.clone(),
             clock: clock.clone(),
@@ -429,7 +430,8 @@ pub fn frontend_service(
         Origins::new(public_url, allowed_origins),
         basics.edge.identity_cache_ttl,
         basics.clock.clone(),
-    );
+    )
+    .trusting(basics.edge.trusted_proxies.clone());
     let proxy = Proxy::new(
         upstreams,
         basics.secret.clone(),

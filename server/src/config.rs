@@ -196,6 +196,16 @@ pub struct EdgeArgs {
     /// at once. 0 asks every time.
     #[arg(long, env = "SCOPEHUB_IDENTITY_CACHE_MS", default_value_t = DEFAULT_IDENTITY_CACHE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub identity_cache_ms: u64,
+    /// Reverse proxies in front of this edge (CIDRs, comma-separated), e.g. the load balancer's
+    /// network. Only a request arriving from one of them has its `X-Forwarded-For` read for the
+    /// client's address (which rate limits and the audit log use); from anyone else the header
+    /// is ignored. None by default: the TCP peer is the client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SCOPEHUB_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The edge's identity cache TTL: well under the 1 s in which a revocation must take effect.

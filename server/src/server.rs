@@ -342,6 +342,7 @@ fn edge_config(http: &HttpArgs, edge: Option<&EdgeArgs>) -> EdgeConfig {
         identity_cache_ttl: edge.map_or(Duration::ZERO, |e| {
             Duration::from_millis(e.identity_cache_ms)
         }),
+        trusted_proxies: edge.map(|e| e.trusted_proxies.clone()).unwrap_or_default(),
     }
 }
 

@@ -13,7 +13,7 @@
 //! What it decides becomes the request extensions of `identity`; in split mode the same travels as
 //! signed headers. Roles never resolve credentials themselves.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -63,6 +63,8 @@ pub struct EdgeAuth {
     pub instances: Arc<dyn InstanceDirectory>,
     pub origins: Arc<Origins>,
     pub cache: Arc<IdentityCache>,
+    /// Proxies whose `X-Forwarded-For` is believed ([`client_ip`]).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// Where the edge found a granted instance: the collector shard holding it (if placed yet) and the
@@ -99,15 +101,45 @@ impl Origins {
     }
 }
 
+/// The client's address: the TCP peer, unless the peer is a trusted proxy; then the last address
+/// of `X-Forwarded-For` that is not a trusted proxy (each proxy appends the address it got the
+/// request from, so addresses left of the first untrusted one may be forged). All trusted: the
+/// first one.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            // Unparseable: nothing to its left can be believed.
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
+}
+
 /// The edge layer; see the module docs.
 pub async fn authenticate(State(edge): State<EdgeAuth>, mut req: Request, next: Next) -> Response {
     for name in RESERVED_HEADERS {
         req.headers_mut().remove(name);
     }
-    let ip = req
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let ip = peer.map(|peer| client_ip(peer, req.headers(), &edge.trusted_proxies).to_string());
     req.extensions_mut().insert(ClientIp(ip));
     let path = req.uri().path().to_owned();
     // Only the API has identities; static files never touch a credential.
@@ -185,7 +217,14 @@ impl EdgeAuth {
             }),
             origins: Arc::new(origins),
             cache,
+            trusted_proxies: Arc::new([]),
         }
+    }
+
+    /// The edge, believing `X-Forwarded-For` from these proxies.
+    pub fn trusting(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = proxies.into();
+        self
     }
 
     async fn resolve(&self, headers: &HeaderMap) -> Result<Option<Identity>> {
@@ -442,6 +481,51 @@ pub fn probe_token(headers: &HeaderMap) -> Option<String> {
         return None;
     };
     (token.starts_with("shp_") && token.len() <= 128).then_some(token)
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_only() {
+        let lb: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Straight from a client: its address, whatever it claims.
+        assert_eq!(
+            client_ip(ip("203.0.113.7"), &forwarded("1.2.3.4"), &lb),
+            ip("203.0.113.7")
+        );
+        // Through the load balancer: the last untrusted hop, not a forged one to its left.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &forwarded("6.6.6.6, 198.51.100.9"), &lb),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &forwarded("198.51.100.9, 10.1.1.1"), &lb),
+            ip("198.51.100.9")
+        );
+        // No proxies configured: the header means nothing.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &forwarded("198.51.100.9"), &[]),
+            ip("10.0.0.2")
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &forwarded("1.1.1.1, junk"), &lb),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &lb),
+            ip("10.0.0.2")
+        );
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     /// How long the edge keeps the users and provisioning roles' answers (`cache::IdentityCache`).
     pub identity_cache_ttl: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (`auth::client_ip`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Wraps a fully routed app in the edge layers. `routed` must already have its routes, so that the

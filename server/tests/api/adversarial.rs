@@ -463,3 +463,46 @@ async fn open_websockets_close_when_their_session_or_token_ends() {
     );
     closed_within(&mut socket, within).await;
 }
+
+/// Twenty-five wrong passwords for as many accounts, each claiming another client address.
+async fn wrong_logins_from_many_addresses(app: &TestApp) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for n in 0..25 {
+        let response = app
+            .client
+            .post(app.at("/api/users/login"))
+            .header("x-forwarded-for", format!("198.51.100.{n}"))
+            .json(&json!({"email": format!("user{n}@example.com"), "password": "wrong password!"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    // Without a trusted proxy the header is ignored: every attempt is the TCP peer's, and the
+    // per-address login limit (20) stops the rest.
+    let Some(direct) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let statuses = wrong_logins_from_many_addresses(&direct).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
+    // Behind a trusted proxy each client is counted on its own: one failure each, none refused
+    // (behind a proxy, twenty failures from anyone no longer block every login).
+    let options = AppOptions {
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..AppOptions::default()
+    };
+    let Some(proxied) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let statuses = wrong_logins_from_many_addresses(&proxied).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+}

@@ -39,6 +39,7 @@ fn basics(app: &TestApp) -> RoleBasics {
             max_body_bytes: 1024 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             identity_cache_ttl: std::time::Duration::ZERO,
+            trusted_proxies: Vec::new(),
         },
         drain: Default::default(),
     }

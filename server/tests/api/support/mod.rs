@@ -136,6 +136,8 @@ pub struct AppOptions {
     pub render_on_read_ms: Option<i64>,
     /// What the live windows may take (the server's default when `None`).
     pub memory: Option<scopehub::collector::slot::MemoryBudget>,
+    /// Proxies whose `X-Forwarded-For` the edge believes.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for AppOptions {
@@ -150,6 +152,7 @@ impl Default for AppOptions {
             max_nodes_per_topology: None,
             render_on_read_ms: None,
             memory: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -207,6 +210,7 @@ impl TestApp {
                     max_body_bytes: options.max_body_bytes,
                     request_timeout: options.request_timeout,
                     identity_cache_ttl: scopehub::config::DEFAULT_IDENTITY_CACHE,
+                    trusted_proxies: options.trusted_proxies.clone(),
                 },
                 dist_dir: dist.path().join("dist"),
                 clock: clock.clone(),
