@@ -188,6 +188,13 @@ pub async fn authenticate(State(edge): State<EdgeAuth>, mut req: Request, next: 
     response
 }
 
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
 /// The `{instance}` of `/api/app/{instance}/…`.
 fn app_instance(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/api/app/")?;
@@ -307,12 +314,35 @@ impl EdgeAuth {
         }
     }
 
+    /// A websocket handshake is a GET that any site's page may open with the user's cookies
+    /// (cross-site websocket hijacking): one riding a session must come from one of our origins,
+    /// which browsers always send on a handshake. A foreign Origin is refused whatever the
+    /// credential; clients that are not browsers (API tokens) may send none.
+    fn check_websocket_origin(
+        &self,
+        headers: &HeaderMap,
+        identity: Option<&Identity>,
+    ) -> Result<()> {
+        let origin = headers
+            .get(header::ORIGIN)
+            .map(|o| o.to_str().unwrap_or(""));
+        let refused = || Error::forbidden("This websocket was opened from another site.");
+        match origin {
+            Some(origin) if !self.origins.allowed(origin) => Err(refused()),
+            None if matches!(identity.map(|i| &i.via), Some(Via::Session { .. })) => Err(refused()),
+            _ => Ok(()),
+        }
+    }
+
     /// CSRF defence and token scope for state-changing API requests.
     fn check_unsafe_request(&self, req: &Request, identity: Option<&Identity>) -> Result<()> {
+        let headers = req.headers();
+        if is_websocket_upgrade(headers) {
+            return self.check_websocket_origin(headers, identity);
+        }
         if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
             return Ok(());
         }
-        let headers = req.headers();
         // Browsers send Origin on every cross-site and same-site POST; a foreign one is refused,
         // with or without a session (that also stops login CSRF). Non-browser clients send none.
         if let Some(origin) = headers.get(header::ORIGIN) {

@@ -408,6 +408,9 @@ async fn map_socket(
     request
         .headers_mut()
         .insert(header.0, header.1.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{}", app.addr).parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("handshake");
@@ -505,4 +508,38 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
     };
     let statuses = wrong_logins_from_many_addresses(&proxied).await;
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_session_websocket_from_another_site_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (alice, id, _) = ready_instance(&app).await;
+    let url = format!("ws://{}/api/app/{id}/api/topology/processes/ws", app.addr);
+    let cookie = format!("scopehub_session={}", alice.cookie.clone().unwrap());
+    let status = |origin: Option<&str>| {
+        let mut request = url.as_str().into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        async move {
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    // A page on another site opening the map with the user's cookie: refused.
+    assert_eq!(status(Some("https://evil.example")).await, 403);
+    // No Origin at all is not a browser page of ours either.
+    assert_eq!(status(None).await, 403);
+    assert_eq!(status(Some(&format!("http://{}", app.addr))).await, 101);
 }

@@ -169,7 +169,6 @@ async fn the_ui_role_serves_the_app_and_no_api() {
 async fn sigterm_turns_unready_keeps_serving_for_the_delay_then_closes_websockets_with_1001() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
     use crate::support::agent::{ADMIN, Agent, PASSWORD};
@@ -201,17 +200,12 @@ async fn sigterm_turns_unready_keeps_serving_for_the_delay_then_closes_websocket
     assert_eq!(status, 201, "{created}");
     let id = created["instance"]["id"].as_str().unwrap().to_owned();
     admin.wait_for_instance(&id, "ready").await;
-    let mut request = format!(
-        "ws://{}/api/app/{id}/api/topology/hosts/ws?t=200ms",
-        server.url.trim_start_matches("http://")
-    )
-    .into_client_request()
-    .unwrap();
-    request.headers_mut().insert(
-        "cookie",
-        format!("scopehub_session={}", admin.cookie.clone().unwrap())
-            .parse()
-            .unwrap(),
+    let request = crate::support::browser_ws_request(
+        &format!(
+            "ws://{}/api/app/{id}/api/topology/hosts/ws?t=200ms",
+            server.url.trim_start_matches("http://")
+        ),
+        &admin.cookie.clone().unwrap(),
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::reports::fixture;
 use crate::support::agent::Agent;
@@ -35,11 +35,7 @@ async fn one_instance_per_shard(
 }
 
 async fn first_frame(url: &str, cookie: &str) -> Value {
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "cookie",
-        format!("scopehub_session={cookie}").parse().unwrap(),
-    );
+    let request = crate::support::browser_ws_request(url, cookie);
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("websocket through the edge");
@@ -301,11 +297,7 @@ async fn watch_until(
 ) -> (usize, usize) {
     let (mut reconnects, mut frames) = (0, 0);
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        let mut request = url.as_str().into_client_request().unwrap();
-        request.headers_mut().insert(
-            "cookie",
-            format!("scopehub_session={cookie}").parse().unwrap(),
-        );
+        let request = crate::support::browser_ws_request(&url, &cookie);
         let Ok((mut socket, _)) = tokio_tungstenite::connect_async(request).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;

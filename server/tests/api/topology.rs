@@ -323,17 +323,12 @@ async fn the_topology_websocket_sends_diffs() {
     let (alice, id, token) = ready_instance(&app).await;
     post_msgpack(&app, &token, "probe-full-1").await;
     let connect = |query: &str| {
-        let mut request = format!(
-            "ws://{}/api/app/{id}/api/topology/processes/ws?{query}",
-            app.addr
-        )
-        .into_client_request()
-        .unwrap();
-        request.headers_mut().insert(
-            "cookie",
-            format!("scopehub_session={}", alice.cookie.clone().unwrap())
-                .parse()
-                .unwrap(),
+        let request = crate::support::browser_ws_request(
+            &format!(
+                "ws://{}/api/app/{id}/api/topology/processes/ws?{query}",
+                app.addr
+            ),
+            &alice.cookie.clone().unwrap(),
         );
         tokio_tungstenite::connect_async(request)
     };

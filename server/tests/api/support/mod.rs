@@ -318,3 +318,26 @@ pub fn warn(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{message}");
 }
+
+/// A websocket handshake as a browser on the app's own page makes it: the session cookie, and
+/// the page's Origin (the websocket URL's host, over http).
+pub fn browser_ws_request(
+    url: &str,
+    cookie: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    let host = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let headers = request.headers_mut();
+    headers.insert(
+        "cookie",
+        format!("scopehub_session={cookie}").parse().unwrap(),
+    );
+    headers.insert("origin", format!("http://{host}").parse().unwrap());
+    request
+}
