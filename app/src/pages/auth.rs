@@ -100,7 +100,7 @@ pub fn Login() -> impl IntoView {
     let next = use_query_map()
         .get_untracked()
         .get("next")
-        .filter(|n| n.starts_with('/') && !n.starts_with("//"));
+        .and_then(|n| same_origin_path(&n));
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         busy.set(true);
@@ -284,4 +284,13 @@ pub fn Waitlist() -> impl IntoView {
                "review your request, and we will email you as soon as you are in."</p>
         </section>
     }
+}
+
+/// `next` as a path of this site, resolved as the browser resolves it (so `/\evil.example`, which
+/// browsers read as `//evil.example`, or `/<tab>/evil.example` are seen for what they are); `None`
+/// when it leads anywhere else.
+fn same_origin_path(next: &str) -> Option<String> {
+    let origin = window().location().origin().ok()?;
+    let url = web_sys::Url::new_with_base(next, &origin).ok()?;
+    (url.origin() == origin).then(|| format!("{}{}{}", url.pathname(), url.search(), url.hash()))
 }

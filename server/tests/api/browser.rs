@@ -125,3 +125,46 @@ async fn api_errors_are_shown_on_the_page() {
     assert!(code.contains("unavailable"), "{code}");
     browser.quit().await;
 }
+
+/// `/login?next=…` goes on only to a page of this site, as the browser resolves the target:
+/// `/\evil.example` is `//evil.example` to a browser, another host.
+#[tokio::test]
+async fn login_goes_on_only_to_pages_of_this_site() {
+    let Some(dist) = prerequisites() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        dist.to_str().unwrap(),
+    ]);
+    server.wait_ready().await;
+    crate::journey::sign_up_admin(&server.url).await;
+    let browser = Browser::start().await;
+    for (next, lands_on) in [
+        ("/%5Cevil.example/x", None),
+        ("//evil.example/x", None),
+        ("https://evil.example/x", None),
+        ("/%09/evil.example/x", None),
+        ("/account", Some("/account")),
+    ] {
+        browser
+            .goto(&format!("{}/login?next={next}", server.url))
+            .await;
+        browser
+            .type_into("#login-email", crate::support::agent::ADMIN)
+            .await;
+        browser
+            .type_into("#login-password", crate::support::agent::PASSWORD)
+            .await;
+        browser.click_css("form button[type=submit]").await;
+        let url = browser.wait_for_url(|u| !u.contains("/login")).await;
+        assert!(url.starts_with(&server.url), "next={next} went to {url}");
+        if let Some(path) = lands_on {
+            assert!(url.ends_with(path), "next={next} went to {url}");
+        }
+        browser.click_css("#logout").await;
+        browser.wait_for_url(|u| u.ends_with("/login")).await;
+    }
+    browser.quit().await;
+}

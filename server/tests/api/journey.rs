@@ -47,7 +47,7 @@ async fn log_out(browser: &Browser) {
 }
 
 /// Signs up admin@example.com through the API.
-async fn sign_up_admin(base: &str) {
+pub(crate) async fn sign_up_admin(base: &str) {
     let status = reqwest::Client::new()
         .post(format!("{base}/api/users/signup"))
         .json(&json!({"email": "admin@example.com", "password": PASSWORD}))
