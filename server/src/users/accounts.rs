@@ -699,7 +699,12 @@ async fn me(State(state): State<UsersState>, AuthUser(identity): AuthUser) -> Re
         Via::ApiToken { .. } => None,
     };
     let user = state.user_row(&identity.user).await?;
-    Ok(Json(me_of(&state, &user, csrf).await?))
+    let mut me = me_of(&state, &user, csrf).await?;
+    // An API token acts in one org: it learns of no other the user belongs to.
+    if let Via::ApiToken { org_id, .. } = &identity.via {
+        me.orgs.retain(|org| &org.id == org_id);
+    }
+    Ok(Json(me))
 }
 
 fn cleared(state: &UsersState) -> Response {

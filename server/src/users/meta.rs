@@ -46,8 +46,27 @@ async fn client_error(
             "Too many error reports; some were dropped.",
         ));
     }
-    tracing::warn!(target: "scopehub::client", url = %report.url, message = %report.message, "web app reported an error");
+    tracing::warn!(
+        target: "scopehub::client",
+        url = %loggable_url(&report.url),
+        message = %one_line(&report.message),
+        "web app reported an error"
+    );
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Text from anyone, fit for one log line: control characters (newlines that would forge log
+/// lines, escape sequences) become spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A page URL without its query and fragment, which carry links' tokens (`/reset?token=…`).
+fn loggable_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    one_line(&url[..end])
 }
 
 /// A token bucket for the unauthenticated client-error endpoint, so that nobody can flood the log.
@@ -92,5 +111,24 @@ impl Default for ClientErrorLimiter {
                 refilled: Instant::now(),
             })),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{loggable_url, one_line};
+
+    #[test]
+    fn reports_cannot_forge_log_lines_or_leak_tokens() {
+        assert_eq!(
+            one_line("boom\n2026-01-01 INFO forged\r\u{1b}[31m"),
+            "boom 2026-01-01 INFO forged  [31m"
+        );
+        assert_eq!(
+            loggable_url("http://h/reset-password?token=shr_secret#x"),
+            "http://h/reset-password"
+        );
+        assert_eq!(loggable_url("http://h/invite#token=shi_x"), "http://h/invite");
+        assert_eq!(loggable_url("http://h/orgs/1"), "http://h/orgs/1");
     }
 }

@@ -543,3 +543,27 @@ async fn a_session_websocket_from_another_site_is_refused() {
     assert_eq!(status(None).await, 403);
     assert_eq!(status(Some(&format!("http://{}", app.addr))).await, 101);
 }
+
+#[tokio::test]
+async fn an_api_token_sees_only_its_own_org_of_the_user() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (mut user, personal) =
+        crate::support::agent::approved_user(&app, &mut admin, "two@example.com").await;
+    let (status, other) = user.post("/api/orgs", json!({"name": "Side project"})).await;
+    assert_eq!(status, 201, "{other}");
+    let (_, me) = user.get("/api/users/me").await;
+    assert_eq!(me["orgs"].as_array().unwrap().len(), 2, "{me}");
+    let mut api = api_token(&app, &mut user, &personal, "ci").await;
+    let (status, me) = api.get("/api/users/me").await;
+    assert_eq!(status, 200);
+    let orgs: Vec<&str> = me["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(orgs, [personal.as_str()], "{me}");
+}
