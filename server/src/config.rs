@@ -293,6 +293,11 @@ pub struct ServeArgs {
     pub collector: CollectorArgs,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// Make the first account that signs up a site admin (Airplane Mode's way to get one). By
+    /// default only with a SQLite database: a PostgreSQL deployment gets its first admin from
+    /// `scopehub admin`, not from whoever signs up first.
+    #[arg(long, env = "SCOPEHUB_FIRST_SIGNUP_ADMIN")]
+    pub first_signup_admin: Option<bool>,
     /// Airplane Mode: report this machine into an instance "This machine" of the first admin's org,
     /// with a probe running inside the server (`make run` turns this on).
     #[arg(long, env = "SCOPEHUB_LOCAL_PROBE")]

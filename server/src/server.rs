@@ -32,6 +32,7 @@ use crate::ui::Spa;
 use crate::users::mail::Mailer;
 use crate::users::{UsersConfig, UsersState};
 use shared::instances::Limits;
+use shared::version::DatabaseBackend;
 
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 const MAX_RETRY: Duration = Duration::from_secs(15);
@@ -89,8 +90,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let settings = Settings {
-        // `serve` is Airplane Mode: the first account to sign up becomes the site admin.
-        users: users_config(&args.users, public_url.clone(), true),
+        // Airplane Mode (SQLite): the first account to sign up becomes the site admin.
+        users: users_config(
+            &args.users,
+            public_url.clone(),
+            args.first_signup_admin
+                .unwrap_or(args.database.database_url().backend() == DatabaseBackend::Sqlite),
+        ),
         collector: collector_config(&args.collector, &public_url),
         public_url: public_url.clone(),
         allowed_origins: args.edge.allowed_origins.clone(),

@@ -128,7 +128,10 @@ mod tests {
             loggable_url("http://h/reset-password?token=shr_secret#x"),
             "http://h/reset-password"
         );
-        assert_eq!(loggable_url("http://h/invite#token=shi_x"), "http://h/invite");
+        assert_eq!(
+            loggable_url("http://h/invite#token=shi_x"),
+            "http://h/invite"
+        );
         assert_eq!(loggable_url("http://h/orgs/1"), "http://h/orgs/1");
     }
 }

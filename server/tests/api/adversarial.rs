@@ -552,7 +552,9 @@ async fn an_api_token_sees_only_its_own_org_of_the_user() {
     let mut admin = site_admin(&app).await;
     let (mut user, personal) =
         crate::support::agent::approved_user(&app, &mut admin, "two@example.com").await;
-    let (status, other) = user.post("/api/orgs", json!({"name": "Side project"})).await;
+    let (status, other) = user
+        .post("/api/orgs", json!({"name": "Side project"}))
+        .await;
     assert_eq!(status, 201, "{other}");
     let (_, me) = user.get("/api/users/me").await;
     assert_eq!(me["orgs"].as_array().unwrap().len(), 2, "{me}");
@@ -567,3 +569,34 @@ async fn an_api_token_sees_only_its_own_org_of_the_user() {
         .collect();
     assert_eq!(orgs, [personal.as_str()], "{me}");
 }
+
+async fn the_first_signup_is_site_admin_only_in_airplane_mode(b: Backend) {
+    let Some(db) = crate::support::TestDb::new(b).await else {
+        return;
+    };
+    let server = crate::support::process::ServerProcess::serve(&[
+        "--database-url",
+        db.url.as_str(),
+        "--dist-dir",
+        "/nonexistent",
+    ]);
+    server.wait_ready().await;
+    let status = reqwest::Client::new()
+        .post(format!("{}/api/users/signup", server.url))
+        .json(&json!({"email": "first@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    let user = db
+        .store(true)
+        .await
+        .user_by_email("first@example.com")
+        .await
+        .unwrap()
+        .expect("the account");
+    // SQLite is Airplane Mode; on PostgreSQL the first admin comes from `scopehub admin`.
+    assert_eq!(user.is_admin, b == Backend::Sqlite);
+}
+both!(the_first_signup_is_site_admin_only_in_airplane_mode);

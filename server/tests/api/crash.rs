@@ -19,6 +19,9 @@ fn start(db: &TestDb) -> ServerProcess {
         db.url.as_str(),
         "--dist-dir",
         "/nonexistent",
+        // On PostgreSQL too: these tests get their admin by signing up first.
+        "--first-signup-admin",
+        "true",
     ])
 }
 

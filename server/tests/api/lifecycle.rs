@@ -13,7 +13,14 @@ async fn starts_without_its_database_and_becomes_ready_when_it_appears() {
     let Some(pg) = pg::server() else { return };
     let name = pg.unique_database_name();
     let url = pg.url(&name);
-    let server = ServerProcess::serve(&["--database-url", &url, "--dist-dir", "/nonexistent"]);
+    let server = ServerProcess::serve(&[
+        "--database-url",
+        &url,
+        "--dist-dir",
+        "/nonexistent",
+        "--first-signup-admin",
+        "true",
+    ]);
     let client = reqwest::Client::new();
 
     // Serving, alive, but not ready, and saying why; the API answers 503 in our shape.
