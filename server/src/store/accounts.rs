@@ -279,6 +279,16 @@ impl Tx {
         Ok(())
     }
 
+    /// Locks the site admins' rows until the transaction ends (see `lock_org_admins`).
+    pub async fn lock_site_admins(&mut self) -> Result<()> {
+        if let Tx::Postgres(t) = self {
+            sqlx::query("SELECT id FROM users WHERE is_admin AND suspended_at IS NULL FOR UPDATE")
+                .fetch_all(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn count_admins(&mut self) -> Result<i64> {
         Ok(on_tx!(self, conn => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE is_admin AND suspended_at IS NULL").fetch_one(conn).await

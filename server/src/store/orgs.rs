@@ -263,6 +263,21 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// Locks the org's admin memberships until the transaction ends, so that two transactions
+    /// each removing a different admin cannot both see the other still there (PostgreSQL reads
+    /// what was committed; SQLite already runs one writer at a time).
+    pub async fn lock_org_admins(&mut self, org_id: &str) -> Result<()> {
+        if let Tx::Postgres(t) = self {
+            sqlx::query(
+                "SELECT user_id FROM memberships WHERE org_id = $1 AND role = 'admin' FOR UPDATE",
+            )
+            .bind(org_id)
+            .fetch_all(&mut **t)
+            .await?;
+        }
+        Ok(())
+    }
+
     pub async fn count_org_admins(&mut self, org_id: &str) -> Result<i64> {
         Ok(on_tx!(self, conn => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM memberships WHERE org_id = $1 AND role = 'admin'")

@@ -218,6 +218,7 @@ async fn set_admin(
 ) -> Result<Json<UserInfo>> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
+    tx.lock_site_admins().await?;
     let mut user = target(&mut tx, &id).await?;
     if body.is_admin
         && (user.status != AccountStatus::Approved.as_str() || user.suspended_at.is_some())

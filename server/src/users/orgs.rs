@@ -174,6 +174,7 @@ async fn change_role(
 ) -> Result<StatusCode> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
+    tx.lock_org_admins(&org).await?;
     let current = tx
         .role_in(&org, &user)
         .await?
@@ -212,6 +213,7 @@ async fn remove_member(
     state.require_role(&identity, &org, needed).await?;
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
+    tx.lock_org_admins(&org).await?;
     if !tx.delete_membership(&org, &user).await? {
         return Err(Error::not_found("No such member."));
     }

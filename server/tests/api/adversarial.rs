@@ -600,3 +600,59 @@ async fn the_first_signup_is_site_admin_only_in_airplane_mode(b: Backend) {
     assert_eq!(user.is_admin, b == Backend::Sqlite);
 }
 both!(the_first_signup_is_site_admin_only_in_airplane_mode);
+
+async fn two_admins_demoting_each_other_at_once_leave_one(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (alice, org) =
+        crate::support::agent::approved_user(&app, &mut admin, "alice@example.com").await;
+    let (bob, _) = crate::support::agent::approved_user(&app, &mut admin, "bob@example.com").await;
+    let id_of = |email: &'static str| {
+        let store = app.store.clone();
+        async move { store.user_by_email(email).await.unwrap().unwrap().id }
+    };
+    // (agent, user id, email); the first is an admin of `org` at the start of each round.
+    let mut people = [
+        (alice, id_of("alice@example.com").await, "alice@example.com"),
+        (bob, id_of("bob@example.com").await, "bob@example.com"),
+    ];
+    for round in 0..5 {
+        // Both admins: the one who is makes the other one.
+        let [(first, _, _), (second, _, second_email)] = &mut people;
+        let (status, invite) = first
+            .post(
+                &format!("/api/orgs/{org}/invites"),
+                json!({"email": *second_email, "role": "admin"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{invite}");
+        let token = crate::support::agent::link_token(invite["link"].as_str().unwrap()).unwrap();
+        let (status, body) = second
+            .post("/api/invites/accept", json!({"token": token}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        // Each demotes the other at the same moment.
+        let [(first, first_id, _), (second, second_id, _)] = &mut people;
+        let to_second = format!("/api/orgs/{org}/members/{second_id}");
+        let to_first = format!("/api/orgs/{org}/members/{first_id}");
+        let (a, b) = tokio::join!(
+            first.patch(&to_second, json!({"role": "viewer"})),
+            second.patch(&to_first, json!({"role": "viewer"})),
+        );
+        let (_, members) = people[0].0.get(&format!("/api/orgs/{org}/members")).await;
+        let admins: Vec<&str> = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "admin")
+            .filter_map(|m| m["email"].as_str())
+            .collect();
+        assert_eq!(admins.len(), 1, "round {round}: {a:?} {b:?} {members}");
+        if admins[0] != people[0].2 {
+            people.swap(0, 1);
+        }
+    }
+}
+both!(two_admins_demoting_each_other_at_once_leave_one);
