@@ -171,6 +171,9 @@ pub async fn readyz(State(state): State<OpsState>) -> Response {
             .unwrap_or_else(|| "still connecting".to_owned());
         return not_ready(format!("database not ready: {why}"));
     }
+    if store.is_unreachable() {
+        return not_ready("database unreachable (its health check failed)".to_owned());
+    }
     match tokio::time::timeout(PING_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => {
             axum::Json(json!({"status": "ready", "database": store.backend()})).into_response()

@@ -86,7 +86,7 @@ fn bound_url(listener: &TcpListener) -> anyhow::Result<url::Url> {
 
 /// `scopehub serve`: every role in one process.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (url, store) = open_store(&args.database)?;
+    let (url, store) = open_watched_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let settings = Settings {
@@ -204,7 +204,7 @@ pub async fn frontend(args: FrontendArgs) -> anyhow::Result<()> {
 
 /// `scopehub users`: the users role alone, with mail delivery.
 pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
-    let (url, store) = open_store(&args.database)?;
+    let (url, store) = open_watched_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
@@ -233,7 +233,7 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
 
 /// `scopehub provisioning`: the provisioning role alone, with its reconciler over HTTP shards.
 pub async fn provisioning(args: ProvisioningRoleArgs) -> anyhow::Result<()> {
-    let (url, store) = open_store(&args.database)?;
+    let (url, store) = open_watched_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
     let shards = args
@@ -334,6 +334,19 @@ pub async fn admin_create(
 }
 
 /// The database the flags name, with a one-line error naming it if it cannot be used.
+/// How often a serving process pings its database (`Store::watch_health`).
+const DATABASE_HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+/// [`open_store`] for a process that serves requests: its database's health is watched, so that
+/// an outage answers 503 at once.
+fn open_watched_store(
+    database: &DatabaseArgs,
+) -> anyhow::Result<(crate::config::DatabaseUrl, Store)> {
+    let (url, store) = open_store(database)?;
+    store.watch_health(DATABASE_HEALTH_EVERY);
+    Ok((url, store))
+}
+
 fn open_store(database: &DatabaseArgs) -> anyhow::Result<(crate::config::DatabaseUrl, Store)> {
     let url = database.database_url();
     let store = Store::open(&url).with_context(|| format!("cannot use database {url}"))?;

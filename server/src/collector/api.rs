@@ -520,6 +520,13 @@ async fn stream_topology(
             checked = tokio::time::Instant::now();
             let allowed = match state.access.still_readable(&identity, &instance).await {
                 Ok(()) => readable(&state, &instance),
+                // The database (or the role that reads it) is down: nothing can have been
+                // revoked meanwhile, so the map goes on streaming from memory; checked again
+                // on the next change or timer.
+                Err(e) if e.status().is_server_error() => {
+                    tracing::debug!(error = %e, "cannot re-check a map websocket's access now");
+                    Ok(())
+                }
                 Err(e) => Err(e),
             };
             if allowed.is_err() {

@@ -50,13 +50,17 @@ pub enum StoreError {
     },
     #[error("the database is not migrated yet")]
     NotReady,
+    /// The health watch's last ping failed: requests fail at once rather than each waiting for
+    /// the pool's connection timeout.
+    #[error("the database is unreachable")]
+    Unreachable,
 }
 
 impl StoreError {
     /// True when the database could not be reached (as opposed to a bad query or constraint).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::NotReady | StoreError::CreateDir { .. } => true,
+            StoreError::NotReady | StoreError::Unreachable | StoreError::CreateDir { .. } => true,
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) | StoreError::Sqlx(e) => {
                 matches!(
                     e,
@@ -92,6 +96,8 @@ struct Inner {
     pool: Pool,
     url: DatabaseUrl,
     migrated: AtomicBool,
+    /// Set by the health watch (`Store::watch_health`) while the database does not answer.
+    unreachable: AtomicBool,
 }
 
 enum Pool {
@@ -145,6 +151,7 @@ impl Store {
                 pool,
                 url: url.clone(),
                 migrated: AtomicBool::new(false),
+                unreachable: AtomicBool::new(false),
             }),
         })
     }
@@ -205,11 +212,48 @@ impl Store {
     }
 
     fn require_prepared(&self) -> Result<()> {
-        if self.is_prepared() {
-            Ok(())
-        } else {
-            Err(StoreError::NotReady)
+        if !self.is_prepared() {
+            return Err(StoreError::NotReady);
         }
+        if self.is_unreachable() {
+            return Err(StoreError::Unreachable);
+        }
+        Ok(())
+    }
+
+    /// Whether the health watch's last ping failed.
+    pub fn is_unreachable(&self) -> bool {
+        self.inner.unreachable.load(Ordering::Acquire)
+    }
+
+    /// Pings the database every `every` (each ping given as long) for as long as the runtime
+    /// runs. While pings fail, every request that needs the database fails at once with
+    /// [`StoreError::Unreachable`] (503) instead of waiting for a connection; the first ping
+    /// that answers lets them through again. The pool reconnects by itself.
+    pub fn watch_health(&self, every: Duration) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if !store.is_prepared() {
+                    continue;
+                }
+                let answered =
+                    matches!(tokio::time::timeout(every, store.ping()).await, Ok(Ok(())));
+                let was_unreachable = store.inner.unreachable.swap(!answered, Ordering::AcqRel);
+                if was_unreachable == answered {
+                    if answered {
+                        tracing::info!("the database answers again");
+                    } else {
+                        tracing::warn!(
+                            "the database does not answer; requests that need it get 503 until it does"
+                        );
+                    }
+                }
+            }
+        });
     }
 }
 

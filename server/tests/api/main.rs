@@ -13,6 +13,7 @@ mod cli;
 mod contracts;
 mod crash;
 mod errors;
+mod faults;
 mod health;
 mod instances;
 mod journey;

@@ -1,7 +1,7 @@
 //! Node details (scope-render.md §13): a node's summary with samples, its controls, its children
 //! grouped by topology, and its inbound and outbound connections.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 pub use shared::topology::{ChildGroup, ConnectionRow, Connections, Control, NodeDetails};
@@ -166,6 +166,14 @@ fn endpoint_children(n: &RNode) -> (Vec<&Arc<RNode>>, BTreeMap<String, String>) 
     (list, ids)
 }
 
+/// An endpoint of a node the viewed node points to: the node's place in its edges, the node, and
+/// the endpoint's id.
+type Owner<'a> = (usize, &'a Arc<RNode>, String);
+
+/// Connections one details answer counts at most (a hostile node's edges times its neighbours'
+/// endpoints could otherwise be their product).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 #[derive(Default)]
 struct Counter {
     counted: HashSet<String>,
@@ -258,24 +266,41 @@ fn connection_rows(
     counter: Counter,
     include_local: bool,
 ) -> Vec<ConnectionRow> {
+    // Labels are worked out once per remote node and per address, not once per row.
+    let mut node_labels: HashMap<String, (String, String)> = HashMap::new();
+    let mut address_labels: HashMap<String, String> = HashMap::new();
+    let mut label_of_address = |addr: &str| {
+        address_labels
+            .entry(addr.to_owned())
+            .or_insert_with(|| address_label(report, addr))
+            .clone()
+    };
     let mut rows: Vec<ConnectionRow> = counter
         .counts
         .into_iter()
         .map(|((remote_node, remote_addr, local_addr, port), count)| {
-            let summary = nodes
-                .get(&remote_node)
-                .and_then(|n| summarize(report, n, false));
-            let (mut label, mut label_minor) = summary
-                .map(|s| (s.label, s.label_minor))
-                .unwrap_or_default();
+            let (mut label, mut label_minor) = if remote_addr.is_empty() {
+                node_labels
+                    .entry(remote_node.clone())
+                    .or_insert_with(|| {
+                        nodes
+                            .get(&remote_node)
+                            .and_then(|n| summarize(report, n, false))
+                            .map(|s| (s.label, s.label_minor))
+                            .unwrap_or_default()
+                    })
+                    .clone()
+            } else {
+                Default::default()
+            };
             if !remote_addr.is_empty() {
-                label = address_label(report, &remote_addr);
+                label = label_of_address(&remote_addr);
                 label_minor = String::new();
             }
             let mut metadata = Vec::new();
             // Scope's rows carry no data types: the table's columns say them.
             if include_local {
-                metadata.push(meta("remote", address_label(report, &local_addr)));
+                metadata.push(meta("remote", label_of_address(&local_addr)));
             }
             metadata.push(meta("port", port.clone()));
             metadata.push(meta("count", count.to_string()));
@@ -325,27 +350,47 @@ fn connections(report: &Report, view: &str, n: &RNode, nodes: &Nodes) -> Vec<Con
             }
         }
     }
-    // Outbound: for each node we point to, our endpoints' targets among its endpoints.
-    let mut outbound = Counter::default();
-    for target_id in &n.adjacency {
-        let Some(other) = nodes.get(target_id) else {
-            continue;
-        };
-        let (_, remote_ids) = endpoint_children(other);
-        for local in &local_endpoints {
-            for target in &local.adjacency {
-                if let Some(remote_id) = remote_ids.get(target) {
-                    let remote = other.children.get(remote_id).map(|c| c.as_ref());
-                    outbound.add(
-                        true,
-                        &n.id,
-                        &other.id,
-                        (&local.id, Some(local)),
-                        (remote_id, remote),
-                    );
+    // Outbound: our endpoints' targets among the endpoints of the nodes we point to, looked up in
+    // one index of those endpoints (scanning all our endpoints' edges again for each node we
+    // point to cost their product). Matches are counted in the order a scan per node would meet
+    // them (node, then our endpoint, then its edge), since each source endpoint counts once.
+    let mut owners: HashMap<&str, Vec<Owner>> = HashMap::new();
+    let mut remote_ids_of = Vec::new();
+    for (index, target_id) in n.adjacency.iter().enumerate() {
+        if let Some(other) = nodes.get(target_id) {
+            remote_ids_of.push((index, other, endpoint_children(other).1));
+        }
+    }
+    for (index, other, remote_ids) in &remote_ids_of {
+        for (alias, remote_id) in remote_ids {
+            owners
+                .entry(alias.as_str())
+                .or_default()
+                .push((*index, *other, remote_id.clone()));
+        }
+    }
+    let mut found = Vec::new();
+    'endpoints: for (at, local) in local_endpoints.iter().enumerate() {
+        for (edge, target) in local.adjacency.iter().enumerate() {
+            for (index, other, remote_id) in owners.get(target.as_str()).into_iter().flatten() {
+                if found.len() == MAX_CONNECTIONS {
+                    break 'endpoints;
                 }
+                found.push(((*index, at, edge), *other, remote_id.as_str(), *local));
             }
         }
+    }
+    found.sort_unstable_by_key(|(order, ..)| *order);
+    let mut outbound = Counter::default();
+    for (_, other, remote_id, local) in found {
+        let remote = other.children.get(remote_id).map(|c| c.as_ref());
+        outbound.add(
+            true,
+            &n.id,
+            &other.id,
+            (&local.id, Some(local)),
+            (remote_id, remote),
+        );
     }
     vec![
         Connections {

@@ -136,15 +136,17 @@ impl OptionGroup {
 
     /// The filter for `value`: the selected options' filters ORed; `None` when nothing matches.
     fn filter_for(&self, value: &str) -> Option<impl Fn(&RNode) -> bool + '_> {
-        let values: Vec<&str> = if self.select_type.as_deref() == Some("union") {
-            value.split(',').collect()
-        } else {
-            vec![value]
-        };
+        // A set: a query may name thousands of values, a probe report thousands of namespaces.
+        let values: std::collections::HashSet<&str> =
+            if self.select_type.as_deref() == Some("union") {
+                value.split(',').collect()
+            } else {
+                [value].into_iter().collect()
+            };
         let selected: Vec<&ViewOption> = self
             .options
             .iter()
-            .filter(|o| values.contains(&o.value.as_str()))
+            .filter(|o| values.contains(o.value.as_str()))
             .collect();
         if selected.is_empty() {
             return None;

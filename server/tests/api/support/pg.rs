@@ -97,69 +97,115 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn start(bin: &Path) -> Result<PgServer, String> {
-    remove_stale_dirs();
-    let dir = std::env::temp_dir().join(format!("scopehub-test-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    // PostgreSQL refuses to run as root: then run it as the `postgres` user.
-    let ids = if unsafe { libc::geteuid() } == 0 {
-        let ids = postgres_user_ids().ok_or("running as root and there is no `postgres` user")?;
-        chown(&dir, Some(ids.0), Some(ids.1)).map_err(|e| e.to_string())?;
-        Some(ids)
-    } else {
-        None
-    };
-    let as_user = |cmd: &mut Command| {
-        cmd.current_dir(&dir);
-        if let Some((uid, gid)) = ids {
-            cmd.uid(uid).gid(gid);
-        }
-    };
+/// An initialised data directory with its port, not running yet.
+struct Cluster {
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+    ids: Option<(u32, u32)>,
+}
 
-    let data = dir.join("data");
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "-D",
-        ])
-        .arg(&data);
-    as_user(&mut initdb);
-    let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+impl Cluster {
+    /// `initdb` into `<tmp>/scopehub-test-pg-<pid><suffix>`.
+    fn init(bin: &Path, suffix: &str) -> Result<Cluster, String> {
+        let dir =
+            std::env::temp_dir().join(format!("scopehub-test-pg-{}{suffix}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        // PostgreSQL refuses to run as root: then run it as the `postgres` user.
+        let ids = if unsafe { libc::geteuid() } == 0 {
+            let ids =
+                postgres_user_ids().ok_or("running as root and there is no `postgres` user")?;
+            chown(&dir, Some(ids.0), Some(ids.1)).map_err(|e| e.to_string())?;
+            Some(ids)
+        } else {
+            None
+        };
+        let cluster = Cluster {
+            data: dir.join("data"),
+            dir,
+            port: free_port(),
+            ids,
+        };
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&cluster.data);
+        cluster.as_user(&mut initdb);
+        let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(cluster)
     }
 
-    let port = free_port();
-    let mut postgres = Command::new(bin.join("postgres"));
-    postgres
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=300",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?,
-        ));
-    as_user(&mut postgres);
+    fn as_user(&self, cmd: &mut Command) {
+        cmd.current_dir(&self.dir);
+        if let Some((uid, gid)) = self.ids {
+            cmd.uid(uid).gid(gid);
+        }
+    }
+
+    /// The `postgres` command that serves this cluster.
+    fn postgres(&self, bin: &Path) -> Result<Command, String> {
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("server.log"))
+                    .map_err(|e| e.to_string())?,
+            ));
+        self.as_user(&mut postgres);
+        Ok(postgres)
+    }
+
+    fn wait_listening(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                return Err(format!(
+                    "PostgreSQL did not start listening on port {}: {log}",
+                    self.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+}
+
+fn start(bin: &Path) -> Result<PgServer, String> {
+    remove_stale_dirs();
+    let cluster = Cluster::init(bin, "")?;
+    let mut postgres = cluster.postgres(bin)?;
     // The parent-death signal fires when the spawning *thread* exits, so spawn from a thread that
     // lives as long as the process.
     unsafe {
@@ -182,18 +228,84 @@ fn start(bin: &Path) -> Result<PgServer, String> {
         }
     });
     rx.recv().map_err(|e| e.to_string())??;
+    cluster.wait_listening()?;
+    Ok(PgServer { port: cluster.port })
+}
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            return Err(format!(
-                "PostgreSQL did not start listening on port {port}: {log}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+/// A PostgreSQL server of one test's own, which it may stop and start again (fault tests). Killed
+/// when dropped.
+pub struct DedicatedPg {
+    bin: PathBuf,
+    cluster: Cluster,
+    child: Option<std::process::Child>,
+}
+
+impl DedicatedPg {
+    /// `None` when PostgreSQL is not installed (a failure with `REQUIRE_POSTGRES=1`).
+    pub fn start() -> Option<DedicatedPg> {
+        let bin = match find_bin_dir() {
+            Some(bin) => bin,
+            None if required("REQUIRE_POSTGRES") => {
+                panic!(
+                    "REQUIRE_POSTGRES=1 but no PostgreSQL binaries under /usr/lib/postgresql/*/bin"
+                )
+            }
+            None => return None,
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let cluster = Cluster::init(&bin, &format!("-dedicated-{n}")).expect("initdb");
+        let mut pg = DedicatedPg {
+            bin,
+            cluster,
+            child: None,
+        };
+        pg.resume();
+        Some(pg)
     }
-    Ok(PgServer { port })
+
+    /// A URL of database `postgres` on it.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.cluster.port
+        )
+    }
+
+    /// Stops the server at once (SIGQUIT: no shutdown checkpoint, like a crash or a lost host).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGQUIT);
+            }
+            let _ = child.wait();
+        }
+        // Its connections are gone with it; make sure nothing listens any more.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.cluster.port)).is_ok() {
+            assert!(Instant::now() < deadline, "PostgreSQL still listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&mut self) {
+        let mut postgres = self.cluster.postgres(&self.bin).expect("postgres command");
+        self.child = Some(postgres.spawn().expect("spawn postgres"));
+        self.cluster.wait_listening().expect("PostgreSQL listening");
+    }
+}
+
+impl Drop for DedicatedPg {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGQUIT);
+            }
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.cluster.dir);
+    }
 }
 
 /// Earlier test processes cannot clean up after themselves (they are gone when their server is):
@@ -207,6 +319,7 @@ fn remove_stale_dirs() {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("scopehub-test-pg-"))
+            .and_then(|rest| rest.split('-').next())
         else {
             continue;
         };

@@ -1,0 +1,169 @@
+//! Faults, with real processes (issue 14, item 9): the database stopped while Scopehub serves.
+//! Requests that need it answer 503 at once, `/readyz` says why, open maps keep streaming from the
+//! collector, and when the database is back everything recovers by itself.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::reports::fixture;
+use crate::support::agent::{ADMIN, Agent, PASSWORD};
+use crate::support::pg::DedicatedPg;
+use crate::support::process::ServerProcess;
+use crate::support::smtp::SmtpServer;
+use crate::support::{browser_ws_request, eventually};
+
+async fn get_status(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Text frames of `socket` received within `window`; panics if it closes.
+async fn frames_within(socket: &mut crate::topology::Socket, window: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut frames = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return frames,
+            Ok(Some(Ok(Message::Text(_)))) => frames += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => panic!("the map closed: {frame:?}"),
+            Ok(None | Some(Err(_))) => panic!("the map's websocket ended"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_stopped_while_serving_answers_503_at_once_and_everything_recovers() {
+    let Some(mut pg) = DedicatedPg::start() else {
+        return;
+    };
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let server = ServerProcess::serve(&[
+        "--database-url",
+        &pg.url(),
+        "--dist-dir",
+        "/nonexistent",
+        "--first-signup-admin",
+        "true",
+        "--smtp-url",
+        &smtp.url(),
+    ]);
+    server.wait_ready().await;
+    let base = server.url.clone();
+
+    // An admin with an instance that has a report, and its map open.
+    let mut admin = Agent::for_url(&base);
+    let (status, _) = admin
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, me) = admin.login(ADMIN, PASSWORD).await;
+    assert_eq!(status, 200, "{me}");
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = admin
+        .post("/api/instances", json!({"org_id": org, "name": "prod"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    let probe_token = created["probe_token"].as_str().unwrap().to_owned();
+    admin.wait_for_instance(&id, "ready").await;
+    let report = reqwest::Client::new()
+        .post(format!("{base}/api/report"))
+        .header("authorization", format!("Scope-Probe token={probe_token}"))
+        .header("content-type", "application/msgpack")
+        .header("content-encoding", "gzip")
+        .header("x-scope-probe-id", "p")
+        .body(fixture("probe-full-1.msgpack.gz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    let ws = format!(
+        "ws://{}/api/app/{id}/api/topology/processes/ws?t=200ms",
+        base.trim_start_matches("http://")
+    );
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(browser_ws_request(&ws, admin.cookie.as_ref().unwrap()))
+            .await
+            .expect("map websocket");
+    assert!(frames_within(&mut socket, Duration::from_secs(1)).await > 0);
+
+    // The database goes away.
+    pg.stop();
+    let readyz = format!("{base}/readyz");
+    // Within about a second the health watch sees it, and /readyz says so.
+    eventually(
+        Duration::from_secs(10),
+        "/readyz to say the database is unreachable",
+        || async {
+            let (status, body) = get_status(&readyz).await;
+            (status == 503 && body.contains("database unreachable")).then_some(())
+        },
+    )
+    .await;
+    // Requests that need it answer 503 at once: not after the pool's 5 s wait for a connection.
+    for path in ["/api/users/me", "/api/instances?org_id=x", "/api/orgs"] {
+        let started = Instant::now();
+        let (status, body) = admin.get(path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["code"], "unavailable", "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{path} waited {:?}",
+            started.elapsed()
+        );
+    }
+    // The open map goes on streaming from the collector's memory.
+    assert!(frames_within(&mut socket, Duration::from_secs(3)).await > 5);
+
+    // The database comes back: everything recovers without a restart.
+    pg.resume();
+    eventually(
+        Duration::from_secs(30),
+        "/readyz to say 200 again",
+        || async { (get_status(&readyz).await.0 == 200).then_some(()) },
+    )
+    .await;
+    let (status, me) = admin.get("/api/users/me").await;
+    assert_eq!(status, 200, "the session survived: {me}");
+    let mut again = Agent::for_url(&base);
+    assert_eq!(again.login(ADMIN, PASSWORD).await.0, 200);
+    // Mail is delivered, and the reconciler converges on a new instance.
+    let (status, _) = Agent::for_url(&base)
+        .post(
+            "/api/users/signup",
+            json!({"email": "after@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let smtp_ref = &smtp;
+    eventually(
+        Duration::from_secs(30),
+        "the mail sent after the outage",
+        || async move {
+            smtp_ref
+                .messages()
+                .into_iter()
+                .find(|m| m.contains("after@example.com"))
+        },
+    )
+    .await;
+    let (status, created) = admin
+        .post("/api/instances", json!({"org_id": org, "name": "after"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    admin
+        .wait_for_instance(created["instance"]["id"].as_str().unwrap(), "ready")
+        .await;
+    assert!(frames_within(&mut socket, Duration::from_secs(1)).await > 0);
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
