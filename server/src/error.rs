@@ -104,6 +104,7 @@ impl Error {
             Error::Client { status, .. } => *status,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(e) if e.is_storage_full() => StatusCode::INSUFFICIENT_STORAGE,
             Error::Store(e) if e.is_unique_violation() => StatusCode::CONFLICT,
             Error::Upstream { failure, .. } => match failure {
                 UpstreamFailure::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
@@ -123,6 +124,10 @@ impl Error {
             Error::Store(e) if e.is_unavailable() => ApiError::new(
                 ErrorCode::Unavailable,
                 "The database is unavailable; try again shortly.",
+            ),
+            Error::Store(e) if e.is_storage_full() => ApiError::new(
+                ErrorCode::Unavailable,
+                "The server's storage is full, so nothing was changed. Try again later.",
             ),
             Error::Store(e) if e.is_unique_violation() => {
                 ApiError::new(ErrorCode::Conflict, "That already exists.")

@@ -74,6 +74,20 @@ impl StoreError {
         }
     }
 
+    /// True when the database's storage is full (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`):
+    /// nothing was written, and writes work again once space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("13" | "53100"))
+                    || e.message().contains("disk is full")
+                    || e.message().contains("No space left")
+            }
+            StoreError::Sqlx(sqlx::Error::Io(e)) => e.raw_os_error() == Some(28),
+            _ => false,
+        }
+    }
+
     /// True when a row the operation needed does not exist (or no longer does).
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::Sqlx(sqlx::Error::RowNotFound))

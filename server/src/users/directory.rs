@@ -89,8 +89,11 @@ impl LocalDirectory {
         if user.suspended_at.is_some() {
             return Ok(None);
         }
-        if now - session.last_seen_at > TOUCH_EVERY {
-            self.store.touch_session(&session.id, now).await?;
+        // Best effort: a session that cannot be touched (the disk is full) still authenticates.
+        if now - session.last_seen_at > TOUCH_EVERY
+            && let Err(e) = self.store.touch_session(&session.id, now).await
+        {
+            tracing::warn!(error = %e, "cannot record a session's use");
         }
         Ok(Some(Identity {
             user: user_of(&user),
@@ -115,8 +118,10 @@ impl LocalDirectory {
         if user.suspended_at.is_some() || user.status != AccountStatus::Approved.as_str() {
             return Ok(None);
         }
-        if row.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY) {
-            self.store.touch_api_token(&row.id, now).await?;
+        if row.last_used_at.is_none_or(|t| now - t > TOUCH_EVERY)
+            && let Err(e) = self.store.touch_api_token(&row.id, now).await
+        {
+            tracing::warn!(error = %e, "cannot record an API token's use");
         }
         let scope = TokenScope::parse(&row.scope).unwrap_or(TokenScope::Read);
         Ok(Some(Identity {

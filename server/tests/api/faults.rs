@@ -167,3 +167,139 @@ async fn postgres_stopped_while_serving_answers_503_at_once_and_everything_recov
     assert!(frames_within(&mut socket, Duration::from_secs(1)).await > 0);
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+/// A tmpfs of `mib` MiB mounted on a fresh folder, unmounted when dropped. `None` when this
+/// machine does not let the test mount one (not root), unless `REQUIRE_TMPFS=1`.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            return Some(SmallDisk { dir });
+        }
+        assert!(
+            !crate::support::required("REQUIRE_TMPFS"),
+            "REQUIRE_TMPFS=1 but a tmpfs cannot be mounted here"
+        );
+        crate::support::warn(
+            "WARNING: cannot mount a tmpfs (not root?); skipping the full-disk test",
+        );
+        None
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills what is left of it with one file.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&[0u8]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn sqlite_on_a_full_disk_answers_507_keeps_reading_and_recovers_when_space_is_freed() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        return;
+    };
+    let server = ServerProcess::serve(&[
+        "--data-dir",
+        disk.path().to_str().unwrap(),
+        "--dist-dir",
+        "/nonexistent",
+    ]);
+    server.wait_ready().await;
+    let mut admin = Agent::for_url(&server.url);
+    let (status, _) = admin
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(admin.login(ADMIN, PASSWORD).await.0, 200);
+
+    // The disk fills up. Writes fail once SQLite needs a page it cannot get (its write-ahead log
+    // has some room left first), with a clear 507; nothing half-written.
+    let filler = disk.fill();
+    let mut made = Vec::new();
+    let refused = loop {
+        let name = format!("org {}", made.len());
+        let (status, body) = admin.post("/api/orgs", json!({"name": name})).await;
+        if status != 201 {
+            break (status, body);
+        }
+        made.push(name);
+        assert!(made.len() < 5_000, "writes never failed on a full disk");
+    };
+    assert_eq!(refused.0, 507, "{}", refused.1);
+    assert!(
+        refused.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("storage is full"),
+        "{}",
+        refused.1
+    );
+    // Reads go on.
+    let (status, me) = admin.get("/api/users/me").await;
+    assert_eq!(status, 200, "{me}");
+
+    // Space is freed: writes work again without a restart, and nothing was lost or corrupted.
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = admin.post("/api/orgs", json!({"name": "after"})).await;
+        if status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes never worked again: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, orgs) = admin.get("/api/orgs").await;
+    let names: Vec<&str> = orgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    for name in made.iter().map(String::as_str).chain(["after"]) {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    drop(server);
+    let db = format!("sqlite://{}", disk.path().join("scopehub.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+}
