@@ -656,3 +656,235 @@ async fn two_admins_demoting_each_other_at_once_leave_one(b: Backend) {
     }
 }
 both!(two_admins_demoting_each_other_at_once_leave_one);
+
+/// The resident memory of process `pid`, in MiB.
+fn rss_mib(pid: i32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Hostile bodies, as (content type, gzipped, body): what the limits of issue 14 stop, plus
+/// random and mangled reports. `n` varies them.
+fn hostile_body(n: usize) -> (&'static str, bool, Vec<u8>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+    let fixture = crate::reports::fixture("probe-full-4.msgpack.gz");
+    match n % 7 {
+        0 => (
+            "application/msgpack",
+            true,
+            gzip(&empty_strings_report(60, 99_000)),
+        ),
+        1 => (
+            "application/msgpack",
+            true,
+            gzip(&empty_strings_report(1, 2_000_000)),
+        ),
+        2 => {
+            let deep = format!(r#"{{"DNS": {}{}}}"#, "[".repeat(5_000), "]".repeat(5_000));
+            ("application/json", false, deep.into_bytes())
+        }
+        3 => {
+            let long = "x".repeat(4 << 20);
+            let body = format!(
+                r#"{{"Process": {{"nodes": {{"n": {{"latest": {{"k": {{"value": "{long}"}}}}}}}}}}}}"#
+            );
+            ("application/json", true, gzip(body.as_bytes()))
+        }
+        4 => {
+            let noise: Vec<u8> = (0..rng.random_range(1..200_000))
+                .map(|_| rng.random())
+                .collect();
+            ("application/msgpack", false, noise)
+        }
+        5 => {
+            // The real report's msgpack with random bytes flipped.
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&fixture[..]), &mut raw)
+                .unwrap();
+            for _ in 0..20 {
+                let at = rng.random_range(0..raw.len());
+                raw[at] = rng.random();
+            }
+            ("application/msgpack", false, raw)
+        }
+        _ => {
+            // A large host whose nodes are new each time: the window grows to its budget.
+            let report = scopehub::probe::loadgen::synthetic_report(
+                n,
+                10_000,
+                &scopehub::probe::loadgen::Shape::large(),
+                scopehub::collector::report::Time(1_800_000_000_000_000_000),
+            );
+            (
+                "application/msgpack",
+                true,
+                scopehub::probe::encode(&report, false).unwrap().0,
+            )
+        }
+    }
+}
+
+/// Three tenants post hostile reports as fast as they are let while a fourth reads its map: the
+/// reads all answer, the hostile ones only ever get 4xx, and the server stays within its memory
+/// budget. Prints the reads' latency and the server's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_tenants_do_not_starve_a_quiet_one_or_exhaust_memory() {
+    use std::time::{Duration, Instant};
+    let data = tempfile::tempdir().unwrap();
+    let server = crate::support::process::ServerProcess::serve(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        "/nonexistent",
+        "--instance-window-mib",
+        "12",
+        "--collector-window-mib",
+        "48",
+    ]);
+    server.wait_ready().await;
+    let base = server.url.clone();
+    let mut admin = Agent::for_url(&base);
+    admin
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(admin.login(ADMIN, PASSWORD).await.0, 200);
+    let mut tenants = Vec::new();
+    for name in ["quiet", "hostile-1", "hostile-2", "hostile-3"] {
+        let (status, org) = admin.post("/api/orgs", json!({"name": name})).await;
+        assert_eq!(status, 201, "{org}");
+        let (status, created) = admin
+            .post("/api/instances", json!({"org_id": org["id"], "name": name}))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["instance"]["id"].as_str().unwrap().to_owned();
+        admin.wait_for_instance(&id, "ready").await;
+        tenants.push((id, created["probe_token"].as_str().unwrap().to_owned()));
+    }
+    let post = {
+        let base = base.clone();
+        move |token: String, (content_type, gzipped, body): (&'static str, bool, Vec<u8>)| {
+            let base = base.clone();
+            async move {
+                let mut request = reqwest::Client::new()
+                    .post(format!("{base}/api/report"))
+                    .header("authorization", format!("Scope-Probe token={token}"))
+                    .header("content-type", content_type)
+                    .header("x-scope-probe-id", "probe")
+                    .body(body);
+                if gzipped {
+                    request = request.header("content-encoding", "gzip");
+                }
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        }
+    };
+    let quiet = tenants[0].clone();
+    let real = (
+        "application/msgpack",
+        true,
+        crate::reports::fixture("probe-full-4.msgpack.gz"),
+    );
+    assert_eq!(post(quiet.1.clone(), real.clone()).await, 200);
+    let idle_rss = rss_mib(server.pid());
+
+    // Made before the attack, so that it runs at the pace the server lets it.
+    let bodies = std::sync::Arc::new(
+        tokio::task::spawn_blocking(|| (0..42).map(hostile_body).collect::<Vec<_>>())
+            .await
+            .unwrap(),
+    );
+    let run = Duration::from_secs(12);
+    let started = Instant::now();
+    let mut attackers = Vec::new();
+    for (k, (_, token)) in tenants[1..].iter().cloned().enumerate() {
+        let post = post.clone();
+        let bodies = bodies.clone();
+        attackers.push(tokio::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            let mut n = k;
+            while started.elapsed() < run {
+                let status = post(token.clone(), bodies[n % bodies.len()].clone()).await;
+                *statuses.entry(status).or_default() += 1;
+                n += 3;
+            }
+            statuses
+        }));
+    }
+    // The quiet tenant: a report a second, and its map read over and over.
+    let mut latencies = Vec::new();
+    let mut peak_rss = idle_rss;
+    let mut last_report = Instant::now();
+    let path = format!("/api/app/{}/api/topology/processes", quiet.0);
+    while started.elapsed() < run {
+        if last_report.elapsed() > Duration::from_secs(1) {
+            assert_eq!(
+                post(quiet.1.clone(), real.clone()).await,
+                200,
+                "the quiet probe was refused"
+            );
+            last_report = Instant::now();
+        }
+        let asked = Instant::now();
+        let (status, body) = admin.get(&path).await;
+        latencies.push(asked.elapsed());
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body["nodes"].as_object().is_some_and(|n| !n.is_empty()),
+            "{body}"
+        );
+        peak_rss = peak_rss.max(rss_mib(server.pid()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut refused = std::collections::BTreeMap::<u16, usize>::new();
+    for attacker in attackers {
+        for (status, count) in attacker.await.unwrap() {
+            *refused.entry(status).or_default() += count;
+        }
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "hostile load: {} reads, p50 {:?}, p99 {:?}, max {:?}; hostile posts by status {refused:?}; \
+         RSS idle {idle_rss:.0} MiB, peak {peak_rss:.0} MiB",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    assert!(
+        refused.keys().all(|s| (200..500).contains(s)),
+        "a hostile report got a server error: {refused:?}\n{}",
+        server.stderr()
+    );
+    assert!(
+        refused.contains_key(&413),
+        "the decode limits never engaged: {refused:?}"
+    );
+    // The reads never waited on the attack: far under the 30 s request timeout.
+    assert!(
+        at(1.0 - f64::EPSILON) < Duration::from_secs(5),
+        "slowest read {:?}",
+        latencies.last()
+    );
+    // Memory: the windows' budget (48 MiB) and two reports decoding at once (64 MiB of decoded
+    // values each, at most), over the idle process, with room for the allocator.
+    let budget = idle_rss + 48.0 + 2.0 * 64.0 + 64.0;
+    assert!(
+        peak_rss < budget,
+        "peak RSS {peak_rss:.0} MiB over {budget:.0} MiB"
+    );
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
