@@ -431,9 +431,13 @@ impl Proxy {
         ] {
             headers.remove(name);
         }
+        // Browsers send the map nothing but pings (and, later, a terminal's keystrokes); the
+        // shard sends a view at a time.
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
             .await
-            .map_err(|rejection| Error::bad_request(rejection.body_text()))?;
+            .map_err(|rejection| Error::bad_request(rejection.body_text()))?
+            .max_message_size(MAX_CLIENT_MESSAGE)
+            .max_frame_size(MAX_CLIENT_MESSAGE);
         let base = &target.upstream.base;
         let mut url = join(base, &path);
         url.replace_range(..url.find("://").unwrap_or(0), ws_scheme(base));
@@ -443,7 +447,10 @@ impl Proxy {
         for (name, value) in &headers {
             request.headers_mut().append(name, value.clone());
         }
-        let connect = tokio_tungstenite::connect_async(request);
+        let config = tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_SHARD_MESSAGE))
+            .max_frame_size(Some(MAX_SHARD_MESSAGE));
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         let upstream = match tokio::time::timeout(self.0.timeout, connect).await {
             Err(_) => {
                 return Err(failed(
@@ -478,6 +485,12 @@ impl Proxy {
         Ok(upgrade.on_upgrade(move |client| relay(client, upstream, drain)))
     }
 }
+
+/// The largest websocket message the edge takes from a browser.
+const MAX_CLIENT_MESSAGE: usize = 1 << 20;
+/// The largest websocket message the edge takes from a shard: a whole view of a large instance
+/// (100,000 nodes) is about this much JSON.
+const MAX_SHARD_MESSAGE: usize = 32 << 20;
 
 /// The edge's fallback handler: everything not answered by the edge itself.
 pub async fn forward(State(proxy): State<Proxy>, req: Request) -> Response {

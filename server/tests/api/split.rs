@@ -42,6 +42,26 @@ async fn first_frame(url: &str, cookie: &str) -> Value {
     crate::topology::next_frame(&mut socket).await
 }
 
+/// A browser's message over the edge's limit (1 MiB) ends its websocket at the edge: it is never
+/// buffered whole or relayed to the shard.
+async fn an_oversized_message_ends_the_websocket(url: &str, cookie: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    let request = crate::support::browser_ws_request(url, cookie);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket through the edge");
+    crate::topology::next_frame(&mut socket).await;
+    let _ = socket.send(Message::text("x".repeat(2 << 20))).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => panic!("the websocket stayed open after a 2 MiB message"),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
 async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
@@ -85,6 +105,9 @@ async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {
             frame["add"].as_array().is_some_and(|a| !a.is_empty()),
             "the first frame adds the view's nodes: {frame}"
         );
+        if n == 0 {
+            an_oversized_message_ends_the_websocket(&ws, alice.cookie.as_deref().unwrap()).await;
+        }
     }
     // Each instance lives on its shard only: the other shard does not hold it.
     assert!(!split.held_by(1).await.contains(&placed[0].0));
