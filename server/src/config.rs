@@ -242,6 +242,10 @@ pub struct CollectorArgs {
     /// beyond it, instances holding at least an equal share of it get 429.
     #[arg(long, env = "SCOPEHUB_COLLECTOR_WINDOW_MIB", default_value_t = 2048)]
     pub collector_window_mib: u32,
+    /// How long one render (a view, node details, the topology list) may run, in milliseconds;
+    /// a render past it is stopped and its readers get 503.
+    #[arg(long, env = "SCOPEHUB_RENDER_BUDGET_MS", default_value_t = 10_000)]
+    pub render_budget_ms: u32,
 }
 
 /// The SMTP URL may hold a password: never print it.

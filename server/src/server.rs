@@ -58,6 +58,7 @@ fn collector_config(c: &CollectorArgs, public_url: &url::Url) -> CollectorConfig
             instance_bytes: (c.instance_window_mib as usize) << 20,
             shard_bytes: (c.collector_window_mib as usize) << 20,
         },
+        render_budget: Duration::from_millis(u64::from(c.render_budget_ms)),
     }
 }
 

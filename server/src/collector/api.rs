@@ -22,7 +22,7 @@ use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 use super::CollectorState;
 use super::render::summary::NodeSummary;
 use super::render::topologies;
-use super::render::{Ctx, detail, views};
+use super::render::{self, Ctx, detail, views};
 use super::report::{self, Report, Time};
 use super::slot::{self, Answer, Making, Merging, RenderPlan, Rendered, Snapshot, Summaries};
 use crate::error::{Error, Json, Result};
@@ -196,8 +196,10 @@ async fn make_render(
     let made = async {
         let (generation, report) = window_report(state, instance).await?;
         let at = render_time(state);
-        let rendered = blocking(move || render(&report, at))
-            .await??
+        let budget = state.config.render_budget;
+        let rendered = blocking(move || render::budget::within(budget, || render(&report, at)))
+            .await?
+            .map_err(|_| over_budget(budget))??
             .ok_or_else(unknown_view)?;
         Ok((generation, rendered))
     }
@@ -288,6 +290,18 @@ fn send_answer(answer: Answer, headers: &HeaderMap) -> Response {
 
 fn render_time(state: &CollectorState) -> Time {
     Time(state.clock.now().saturating_mul(1_000_000))
+}
+
+/// A render stopped at its budget (`render::budget`).
+fn over_budget(budget: Duration) -> Error {
+    Error::client(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        shared::ErrorCode::Unavailable,
+        format!(
+            "This view took more than {} s to render and was stopped; try a narrower view or filter.",
+            budget.as_secs_f64()
+        ),
+    )
 }
 
 fn unknown_view() -> Error {

@@ -56,6 +56,8 @@ pub struct CollectorConfig {
     pub render_on_read_ms: i64,
     /// What the live windows may take in memory, per instance and for the shard.
     pub memory: slot::MemoryBudget,
+    /// How long one render may run before it is stopped (`render::budget`).
+    pub render_budget: std::time::Duration,
 }
 
 impl Default for CollectorConfig {
@@ -65,6 +67,7 @@ impl Default for CollectorConfig {
             hostname: "scopehub".to_owned(),
             render_on_read_ms: slot::RENDER_ON_READ_MS,
             memory: slot::MemoryBudget::default(),
+            render_budget: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -888,3 +888,39 @@ async fn hostile_tenants_do_not_starve_a_quiet_one_or_exhaust_memory() {
     );
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+#[tokio::test]
+async fn a_render_past_its_budget_is_stopped_with_503() {
+    let options = AppOptions {
+        render_budget: Some(std::time::Duration::ZERO),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    for host in 0..3 {
+        let report = scopehub::probe::loadgen::synthetic_report(
+            host,
+            3,
+            &scopehub::probe::loadgen::Shape::medium(),
+            scopehub::collector::report::Time(1_800_000_000_000_000_000),
+        );
+        let body = scopehub::probe::encode(&report, false).unwrap().0;
+        let (status, _) = post_report(
+            &app,
+            &token,
+            &format!("host-{host}"),
+            body,
+            "application/msgpack",
+            true,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = alice
+        .get(&format!("/api/app/{id}/api/topology/processes"))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(message(&body).contains("was stopped"), "{body}");
+}

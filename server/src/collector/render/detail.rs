@@ -372,6 +372,7 @@ fn connections(report: &Report, view: &str, n: &RNode, nodes: &Nodes) -> Vec<Con
     let mut found = Vec::new();
     'endpoints: for (at, local) in local_endpoints.iter().enumerate() {
         for (edge, target) in local.adjacency.iter().enumerate() {
+            super::budget::spend();
             for (index, other, remote_id) in owners.get(target.as_str()).into_iter().flatten() {
                 if found.len() == MAX_CONNECTIONS {
                     break 'endpoints;
@@ -383,6 +384,7 @@ fn connections(report: &Report, view: &str, n: &RNode, nodes: &Nodes) -> Vec<Con
     found.sort_unstable_by_key(|(order, ..)| *order);
     let mut outbound = Counter::default();
     for (_, other, remote_id, local) in found {
+        super::budget::spend();
         let remote = other.children.get(remote_id).map(|c| c.as_ref());
         outbound.add(
             true,

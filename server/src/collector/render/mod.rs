@@ -7,6 +7,7 @@
 //! into Scope's JSON. Everything here is pure: a report in, values out, no I/O and no clock but the
 //! one passed in.
 
+pub mod budget;
 pub mod detail;
 mod net;
 pub mod summary;
@@ -201,6 +202,7 @@ impl RNode {
     /// Scope's node merge: newest latest values win, sets, parents, adjacency and children are
     /// unioned, metric samples merged by time; counters add up.
     pub fn merge(&mut self, other: &RNode) {
+        budget::spend();
         if self.topology.is_empty() {
             self.topology.clone_from(&other.topology);
         }
@@ -284,6 +286,7 @@ impl Join {
     }
 
     fn output(&mut self, id: &str, topology: &str) -> &mut RNode {
+        budget::spend();
         self.nodes
             .entry(id.to_owned())
             .or_insert_with(|| RNode::bare(id, topology))
@@ -356,6 +359,7 @@ impl Join {
                 continue;
             };
             for adj in &node.adjacency {
+                budget::spend();
                 if let Some(targets) = mapped.get(adj) {
                     for out in outs {
                         for target in targets {

@@ -500,6 +500,7 @@ fn parents(report: &Report, n: &RNode) -> Vec<Parent> {
 
 /// Summarises a rendered node; `None` for nodes that are not shown (endpoints).
 pub fn summarize(report: &Report, n: &RNode, with_samples: bool) -> Option<NodeSummary> {
+    super::budget::spend();
     let mut s = basics(report, n)?;
     s.parents = parents(report, n);
     // Group nodes (which count children of their own topology) have no rows of their own.

@@ -56,6 +56,7 @@ fn map_endpoints(ctx: &mut Ctx, topology: &'static str, f: EndpointMap) -> Rende
     let seed = ctx.select(topology);
     let mut join = Join::seeded(&seed.nodes);
     for n in endpoints.nodes.values() {
+        super::budget::spend();
         if n.latest("host_node_id").is_none()
             && let Some(id) = pseudo_node_id(ctx.report, n, &local)
         {
@@ -587,6 +588,7 @@ fn volumes(ctx: &mut Ctx) -> Rendered {
         let mut out = Nodes::new();
         let mut edges = 0;
         for (id, source) in sources {
+            super::budget::spend();
             if skip(source) {
                 continue;
             }

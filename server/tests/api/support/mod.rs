@@ -138,6 +138,8 @@ pub struct AppOptions {
     pub memory: Option<scopehub::collector::slot::MemoryBudget>,
     /// Proxies whose `X-Forwarded-For` the edge believes.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long one render may run (the server's default when `None`).
+    pub render_budget: Option<Duration>,
 }
 
 impl Default for AppOptions {
@@ -153,6 +155,7 @@ impl Default for AppOptions {
             render_on_read_ms: None,
             memory: None,
             trusted_proxies: Vec::new(),
+            render_budget: None,
         }
     }
 }
@@ -195,6 +198,9 @@ impl TestApp {
         }
         if let Some(memory) = options.memory {
             collector.memory = memory;
+        }
+        if let Some(budget) = options.render_budget {
+            collector.render_budget = budget;
         }
         // The same wiring as `scopehub serve`: the composition root builds every role.
         let airplane = Airplane::build(
