@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::reports::fixture;
-use crate::support::agent::{ADMIN, Agent, PASSWORD};
+use crate::support::agent::{ADMIN, Agent, PASSWORD, first_admin_at};
 use crate::support::pg::DedicatedPg;
 use crate::support::process::ServerProcess;
 use crate::support::smtp::SmtpServer;
@@ -58,16 +58,7 @@ async fn postgres_stopped_while_serving_answers_503_at_once_and_everything_recov
     let base = server.url.clone();
 
     // An admin with an instance that has a report, and its map open.
-    let mut admin = Agent::for_url(&base);
-    let (status, _) = admin
-        .post(
-            "/api/users/signup",
-            json!({"email": ADMIN, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let (status, me) = admin.login(ADMIN, PASSWORD).await;
-    assert_eq!(status, 200, "{me}");
+    let (mut admin, me) = first_admin_at(&base).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
     let (status, created) = admin
         .post("/api/instances", json!({"org_id": org, "name": "prod"}))
@@ -232,15 +223,7 @@ async fn sqlite_on_a_full_disk_answers_507_keeps_reading_and_recovers_when_space
         "/nonexistent",
     ]);
     server.wait_ready().await;
-    let mut admin = Agent::for_url(&server.url);
-    let (status, _) = admin
-        .post(
-            "/api/users/signup",
-            json!({"email": ADMIN, "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, 202);
-    assert_eq!(admin.login(ADMIN, PASSWORD).await.0, 200);
+    let (mut admin, _) = first_admin_at(&server.url).await;
 
     // The disk fills up. Writes fail once SQLite needs a page it cannot get (its write-ahead log
     // has some room left first), with a clear 507; nothing half-written.

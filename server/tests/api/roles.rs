@@ -86,15 +86,21 @@ async fn roles_run_alone_and_refuse_requests_without_an_edge_identity() {
     );
     // A collector is ready once it holds the instances placed on it, which provisioning (not
     // reachable at this URL) must tell it.
-    let (status, ready) = get(&format!("{}/readyz", collector.url)).await;
-    assert_eq!(status, 503, "{ready}");
-    assert!(
-        ready["message"]
-            .as_str()
-            .unwrap()
-            .contains("placed instances"),
-        "{ready}"
-    );
+    // (Until its first attempt fails it says "still starting".)
+    let readyz = format!("{}/readyz", collector.url);
+    crate::support::eventually(
+        Duration::from_secs(10),
+        "the collector to say it cannot load its placed instances",
+        || async {
+            let (status, ready) = get(&readyz).await;
+            assert_eq!(status, 503, "{ready}");
+            ready["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("placed instances"))
+                .then_some(())
+        },
+    )
+    .await;
     let shard = format!("shard-a={}", collector.url);
     let provisioning = ServerProcess::start(
         "provisioning",

@@ -126,13 +126,6 @@ impl RNode {
 
     pub fn from_report(node: &Node) -> RNode {
         RNode {
-            id: node.id.clone(),
-            topology: node.topology.clone(),
-            latest: Arc::clone(&node.latest),
-            sets: Arc::clone(&node.sets),
-            parents: Arc::clone(&node.parents),
-            metrics: Arc::clone(&node.metrics),
-            counters: BTreeMap::new(),
             adjacency: node.adjacency.iter().cloned().collect(),
             children: node
                 .children
@@ -140,6 +133,7 @@ impl RNode {
                 .filter(|c| !c.id.is_empty())
                 .map(|c| (c.id.clone(), Arc::new(RNode::from_report(c))))
                 .collect(),
+            ..RNode::labelled(node)
         }
     }
 

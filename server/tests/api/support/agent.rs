@@ -172,7 +172,13 @@ pub const ADMIN: &str = "admin@example.com";
 
 /// Signs up the first account (the site admin in Airplane Mode) and returns it logged in.
 pub async fn site_admin(app: &TestApp) -> Agent {
-    let mut admin = Agent::new(app);
+    first_admin_at(&app.url).await.0
+}
+
+/// Signs up the first account of the server at `base` (a site admin where the first signup is
+/// one) and returns it logged in, with its `Me`.
+pub async fn first_admin_at(base: &str) -> (Agent, Value) {
+    let mut admin = Agent::for_url(base);
     let (status, _) = admin
         .post(
             "/api/users/signup",
@@ -183,7 +189,7 @@ pub async fn site_admin(app: &TestApp) -> Agent {
     let (status, me) = admin.login(ADMIN, PASSWORD).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["user"]["is_admin"], true);
-    admin
+    (admin, me)
 }
 
 /// Signs up and confirms `email`; the account is then on the waitlist. Returns its id.
