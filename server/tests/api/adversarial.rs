@@ -4,10 +4,11 @@
 
 use std::io::Write;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::reports::{fixture, post_report, ready_instance};
-use crate::support::{AppOptions, Backend, TestApp};
+use crate::support::agent::{ADMIN, Agent, PASSWORD, site_admin};
+use crate::support::{AppOptions, Backend, TestApp, both};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -108,16 +109,7 @@ async fn reports_that_decode_into_too_much_are_refused_while_decoding() {
         counted(&after, "too_large"),
         counted(&before, "too_large") + 3
     );
-    let (status, _) = post_report(
-        &app,
-        &token,
-        "p",
-        fixture("probe-full-1.msgpack.gz"),
-        "application/msgpack",
-        true,
-    )
-    .await;
-    assert_eq!(status, 200);
+    crate::topology::post_msgpack(&app, &token, "probe-full-1").await;
     assert_eq!(
         counted(&metrics(&app).await, "accepted"),
         counted(&after, "accepted") + 1
@@ -174,11 +166,6 @@ async fn an_instance_at_its_memory_budget_gets_429_until_its_window_drains() {
         post_report(&app, &token, "probe-0", full, "application/msgpack", true).await;
     assert_eq!(status, 200, "{body}");
 }
-
-use serde_json::json;
-
-use crate::support::agent::{ADMIN, Agent, PASSWORD, site_admin};
-use crate::support::both;
 
 /// Mails in the outbox to `to`.
 async fn mails_to(app: &TestApp, to: &str) -> usize {
@@ -265,9 +252,8 @@ async fn password_hashes(app: &TestApp) -> u64 {
         .unwrap_or(0.0) as u64
 }
 
-#[tokio::test]
-async fn a_bogus_password_reset_is_refused_before_any_hashing() {
-    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+async fn a_bogus_password_reset_is_refused_before_any_hashing(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
         return;
     };
     let before = password_hashes(&app).await;
@@ -280,6 +266,7 @@ async fn a_bogus_password_reset_is_refused_before_any_hashing() {
     assert!(statuses.iter().all(|s| *s == 400), "{statuses:?}");
     assert_eq!(password_hashes(&app).await, before);
 }
+both!(a_bogus_password_reset_is_refused_before_any_hashing);
 
 /// POSTs 16 bodies to `path` all at once; their statuses.
 async fn post_at_once(app: &TestApp, path: &str, body: impl Fn(usize) -> Value) -> Vec<u16> {
@@ -404,22 +391,12 @@ async fn map_socket(
     socket
 }
 
-#[tokio::test]
-async fn open_websockets_close_when_their_session_or_token_ends() {
-    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+async fn open_websockets_close_when_their_session_or_token_ends(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
         return;
     };
     let (mut alice, id, probe_token) = ready_instance(&app).await;
-    let (status, _) = post_report(
-        &app,
-        &probe_token,
-        "p",
-        fixture("probe-full-1.msgpack.gz"),
-        "application/msgpack",
-        true,
-    )
-    .await;
-    assert_eq!(status, 200);
+    crate::topology::post_msgpack(&app, &probe_token, "probe-full-1").await;
     let within = std::time::Duration::from_secs(5);
 
     // Logging out closes the map the session had open (re-checked at once, not in 30 s).
@@ -452,6 +429,7 @@ async fn open_websockets_close_when_their_session_or_token_ends() {
     );
     closed_within(&mut socket, within).await;
 }
+both!(open_websockets_close_when_their_session_or_token_ends);
 
 /// Twenty-five wrong passwords for as many accounts, each claiming another client address.
 async fn wrong_logins_from_many_addresses(app: &TestApp) -> Vec<u16> {

@@ -1,6 +1,6 @@
 //! The web app in real headless Chromium against a real `scopehub serve` process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::support::process::ServerProcess;
 use crate::support::required;
@@ -38,17 +38,26 @@ pub fn prerequisites() -> Option<PathBuf> {
     }
 }
 
-#[tokio::test]
-async fn landing_page_navigation_deep_links_and_api_answer() {
-    let Some(dist) = prerequisites() else { return };
+/// A ready `scopehub serve` (Airplane Mode, a fresh data folder) serving the app in `dist`, with
+/// `extra` flags; the folder lives as long as the returned guard.
+pub(crate) async fn serve_app(dist: &Path, extra: &[&str]) -> (ServerProcess, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::serve(&[
+    let mut args = vec![
         "--data-dir",
         data.path().to_str().unwrap(),
         "--dist-dir",
         dist.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let server = ServerProcess::serve(&args);
     server.wait_ready().await;
+    (server, data)
+}
+
+#[tokio::test]
+async fn landing_page_navigation_deep_links_and_api_answer() {
+    let Some(dist) = prerequisites() else { return };
+    let (server, _data) = serve_app(&dist, &[]).await;
     let browser = Browser::start().await;
 
     // The landing page: index.html has no content of its own, so this text proves the WASM app ran.
@@ -131,14 +140,7 @@ async fn api_errors_are_shown_on_the_page() {
 #[tokio::test]
 async fn login_goes_on_only_to_pages_of_this_site() {
     let Some(dist) = prerequisites() else { return };
-    let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::serve(&[
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--dist-dir",
-        dist.to_str().unwrap(),
-    ]);
-    server.wait_ready().await;
+    let (server, _data) = serve_app(&dist, &[]).await;
     crate::journey::sign_up_admin(&server.url).await;
     let browser = Browser::start().await;
     for (next, lands_on) in [
@@ -148,16 +150,8 @@ async fn login_goes_on_only_to_pages_of_this_site() {
         ("/%09/evil.example/x", None),
         ("/account", Some("/account")),
     ] {
-        browser
-            .goto(&format!("{}/login?next={next}", server.url))
-            .await;
-        browser
-            .type_into("#login-email", crate::support::agent::ADMIN)
-            .await;
-        browser
-            .type_into("#login-password", crate::support::agent::PASSWORD)
-            .await;
-        browser.click_css("form button[type=submit]").await;
+        let login = format!("{}/login?next={next}", server.url);
+        crate::journey::log_in_at(&browser, &login, crate::support::agent::ADMIN).await;
         let url = browser.wait_for_url(|u| !u.contains("/login")).await;
         assert!(url.starts_with(&server.url), "next={next} went to {url}");
         if let Some(path) = lands_on {

@@ -67,17 +67,14 @@ async fn postgres_stopped_while_serving_answers_503_at_once_and_everything_recov
     let id = created["instance"]["id"].as_str().unwrap().to_owned();
     let probe_token = created["probe_token"].as_str().unwrap().to_owned();
     admin.wait_for_instance(&id, "ready").await;
-    let report = reqwest::Client::new()
-        .post(format!("{base}/api/report"))
-        .header("authorization", format!("Scope-Probe token={probe_token}"))
-        .header("content-type", "application/msgpack")
-        .header("content-encoding", "gzip")
-        .header("x-scope-probe-id", "p")
-        .body(fixture("probe-full-1.msgpack.gz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(report.status(), 200);
+    let (status, body) = crate::support::split::post_report(
+        &base,
+        &probe_token,
+        "p",
+        fixture("probe-full-1.msgpack.gz"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let ws = format!(
         "ws://{}/api/app/{id}/api/topology/processes/ws?t=200ms",
         base.trim_start_matches("http://")

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use crate::browser::prerequisites;
 use crate::support::eventually;
-use crate::support::process::ServerProcess;
 use crate::support::smtp::SmtpServer;
 use crate::support::webdriver::Browser;
 
@@ -35,7 +34,12 @@ async fn mailed_link(smtp: &SmtpServer, to: &str, subject: &str) -> String {
 }
 
 async fn log_in(browser: &Browser, base: &str, email: &str) {
-    browser.goto(&format!("{base}/login")).await;
+    log_in_at(browser, &format!("{base}/login"), email).await;
+}
+
+/// Fills and sends the login form of the page at `url` (a login page, perhaps with `next=`).
+pub(crate) async fn log_in_at(browser: &Browser, url: &str, email: &str) {
+    browser.goto(url).await;
     browser.type_into("#login-email", email).await;
     browser.type_into("#login-password", PASSWORD).await;
     browser.click_css("form button[type=submit]").await;
@@ -64,16 +68,8 @@ async fn sign_up_wait_get_approved_invite_a_teammate() {
     let Some(smtp) = SmtpServer::start() else {
         return;
     };
-    let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::serve(&[
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--dist-dir",
-        dist.to_str().unwrap(),
-        "--smtp-url",
-        &smtp.url(),
-    ]);
-    server.wait_ready().await;
+    let smtp_url = smtp.url();
+    let (server, _data) = crate::browser::serve_app(&dist, &["--smtp-url", &smtp_url]).await;
     // The first account of an Airplane Mode server is its site admin.
     sign_up_admin(&server.url).await;
     users_journey(&server.url, &smtp).await;
@@ -222,14 +218,7 @@ async fn users_journey(base: &str, smtp: &SmtpServer) {
 #[tokio::test]
 async fn create_an_instance_see_its_token_and_commands_rotate_and_delete() {
     let Some(dist) = prerequisites() else { return };
-    let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::serve(&[
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--dist-dir",
-        dist.to_str().unwrap(),
-    ]);
-    server.wait_ready().await;
+    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
     let base = server.url.clone();
     let http = reqwest::Client::new();
     let signup = json!({"email": "admin@example.com", "password": PASSWORD});

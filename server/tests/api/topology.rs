@@ -13,7 +13,7 @@ use crate::support::{AppOptions, Backend, TestApp, both};
 
 const PROBE: &str = "71c372b17f588646";
 
-async fn post_msgpack(app: &TestApp, token: &str, name: &str) {
+pub(crate) async fn post_msgpack(app: &TestApp, token: &str, name: &str) {
     let (status, body) = post_report(
         app,
         token,
