@@ -3,7 +3,6 @@
 //! the `postgres` user. It dies with the test process (parent-death signal), and each test gets its
 //! own database in it.
 
-use std::net::TcpListener;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -90,13 +89,6 @@ fn postgres_user_ids() -> Option<(u32, u32)> {
     Some((id("-u")?, id("-g")?))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// An initialised data directory with its port, not running yet.
 struct Cluster {
     dir: PathBuf,
@@ -124,7 +116,7 @@ impl Cluster {
         let cluster = Cluster {
             data: dir.join("data"),
             dir,
-            port: free_port(),
+            port: super::process::free_port(),
             ids,
         };
         let mut initdb = Command::new(bin.join("initdb"));

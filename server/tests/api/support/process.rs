@@ -6,11 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A loopback port that was free a moment ago.
+/// A loopback port that is free now, for a process to listen on later. Taken below Linux's
+/// ephemeral range (32768 and up): a port the kernel handed out for `bind(0)` and released
+/// could be handed to a client connection of another test before the process binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 pub fn binary() -> Command {
