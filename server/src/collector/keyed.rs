@@ -117,6 +117,16 @@ impl<V> KeyedMap<V> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    /// The entries whose key starts with `prefix`, in key order: found by binary search, so a table
+    /// of a node with many entries costs its own rows, not the whole map.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a V)> {
+        let start = self.0.partition_point(|(k, _)| k.as_str() < prefix);
+        self.0[start..]
+            .iter()
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k, v))
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
         self.0.iter_mut().map(|(k, v)| (&*k, v))
     }

@@ -11,6 +11,7 @@ use super::keyed::merge_sorted;
 
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, StringSets, Time, Topology,
+    merge_template,
 };
 
 impl Report {
@@ -149,31 +150,34 @@ impl Report {
     /// Pods whose parents are replica sets get those replica sets' deployments as parents instead
     /// (probes stopped reporting replica sets when they started naming deployments).
     pub fn upgrade_pods(&mut self) {
-        let replica_sets = match self.topologies.get("ReplicaSet") {
-            Some(t) if !t.nodes.is_empty() => t.nodes.clone(),
+        let replica_sets = match self.topologies.get_mut("ReplicaSet") {
+            Some(t) if !t.nodes.is_empty() => std::mem::take(&mut t.nodes),
             _ => return,
         };
-        if let Some(pods) = self.topologies.get_mut("Pod") {
-            for pod in pods.nodes.values_mut() {
-                let Some(sets) = pod.parents_mut().remove("replica_set") else {
-                    continue;
-                };
-                for set in sets {
-                    if let Some(deployments) = replica_sets
-                        .get(&set)
-                        .and_then(|r| r.parents.get("deployment"))
-                    {
-                        let mine = pod
-                            .parents_mut()
-                            .entry("deployment".to_owned())
-                            .or_default();
-                        union(mine, deployments);
-                    }
-                }
+        let Some(pods) = self.topologies.get_mut("Pod") else {
+            return;
+        };
+        for pod in pods.nodes.values_mut() {
+            let Some(sets) = pod.parents_mut().remove("replica_set") else {
+                continue;
+            };
+            // Gathered, then sorted once: a pod naming many replica sets costs their deployments.
+            let mut deployments: Vec<String> = sets
+                .iter()
+                .filter_map(|set| replica_sets.get(set))
+                .flat_map(|set| set.parents.get("deployment").into_iter().flatten())
+                .cloned()
+                .collect();
+            if deployments.is_empty() {
+                continue;
             }
-        }
-        if let Some(t) = self.topologies.get_mut("ReplicaSet") {
-            t.nodes.clear();
+            let parents = pod.parents_mut();
+            if let Some(mine) = parents.remove("deployment") {
+                deployments.extend(mine);
+            }
+            deployments.sort_unstable();
+            deployments.dedup();
+            parents.insert("deployment".to_owned(), deployments);
         }
     }
 
@@ -206,19 +210,8 @@ impl Topology {
             (&mut self.metric_templates, &other.metric_templates),
             (&mut self.table_templates, &other.table_templates),
         ] {
-            for (k, v) in theirs {
-                // Templates of one id from several probes: the higher priority wins (Scope's rule).
-                let priority = |t: &serde_json::Value| {
-                    t.get("priority")
-                        .and_then(serde_json::Value::as_f64)
-                        .unwrap_or(0.0)
-                };
-                match mine.get(k) {
-                    Some(existing) if priority(existing) >= priority(v) => {}
-                    _ => {
-                        mine.insert(k.clone(), v.clone());
-                    }
-                }
+            for (id, template) in theirs {
+                merge_template(mine, id, template);
             }
         }
     }
@@ -539,6 +532,72 @@ mod tests {
         assert_eq!(a.metadata_templates["os"]["label"], "OS");
         a.merge(&topology("System", 20.0));
         assert_eq!(a.metadata_templates["os"]["label"], "System");
+    }
+
+    /// Every node summary is made from all its topology's templates: a window keeps at most
+    /// `MAX_TEMPLATES` of each kind, and none larger than `MAX_TEMPLATE_BYTES`.
+    #[test]
+    fn a_window_keeps_a_bounded_number_of_templates_of_bounded_size() {
+        use crate::collector::report::{MAX_TEMPLATE_BYTES, MAX_TEMPLATES};
+        let template = |id: String, label: String| {
+            let value = serde_json::json!({"id": id, "label": label, "priority": 1});
+            (id, value)
+        };
+        let probe = |from: usize| Topology {
+            table_templates: (from..from + 40)
+                .map(|i| template(format!("t{i:03}"), "x".into()))
+                .collect(),
+            ..Topology::default()
+        };
+        let mut window = probe(0);
+        window.merge(&probe(40));
+        window.merge(&probe(80));
+        assert_eq!(window.table_templates.len(), MAX_TEMPLATES);
+        // A template of an id already kept still takes its place by priority.
+        let mut better = probe(0);
+        better.table_templates.insert(
+            "t000".into(),
+            serde_json::json!({"id": "t000", "label": "better", "priority": 2}),
+        );
+        window.merge(&better);
+        assert_eq!(window.table_templates["t000"]["label"], "better");
+        // Too large: dropped, whether new or replacing.
+        let huge = "x".repeat(MAX_TEMPLATE_BYTES);
+        let mut large = Topology::default();
+        large.table_templates.insert(
+            "t001".into(),
+            serde_json::json!({"id": "t001", "label": huge, "priority": 9}),
+        );
+        window.merge(&large);
+        assert_eq!(window.table_templates["t001"]["label"], "x");
+    }
+
+    #[test]
+    fn a_report_brings_a_bounded_number_of_templates_of_bounded_size() {
+        use crate::collector::decode::{Format, decode};
+        use crate::collector::report::{MAX_TEMPLATE_BYTES, MAX_TEMPLATES};
+        let mut templates = serde_json::Map::new();
+        for i in 0..1_000 {
+            let label = if i == 0 {
+                "x".repeat(MAX_TEMPLATE_BYTES)
+            } else {
+                "x".into()
+            };
+            templates.insert(
+                format!("m{i:04}"),
+                serde_json::json!({"id": i, "label": label}),
+            );
+        }
+        let body = serde_json::json!({
+            "Host": {"nodes": {}, "metadata_templates": templates, "controls": templates},
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        let report = decode(&body, Format::Json, false, 1 << 20).unwrap();
+        let host = &report.topologies["Host"];
+        for kept in [&host.metadata_templates, &host.controls] {
+            assert_eq!(kept.len(), MAX_TEMPLATES);
+            assert!(!kept.contains_key("m0000") && kept.contains_key("m0001"));
+        }
     }
 
     #[test]

@@ -389,6 +389,53 @@ fn shared_string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<StringSets>
 /// Templates and controls are passed through to the UI as they came.
 pub type Templates = BTreeMap<String, serde_json::Value>;
 
+/// Templates of each kind (controls, metadata, metric and table templates) a topology keeps at
+/// most, from one report and in a merged window. Scope's probes send at most a dozen; every node
+/// summary is made from all of its topology's templates, so their number and size multiply with the
+/// node count and are bounded here.
+pub const MAX_TEMPLATES: usize = 64;
+/// A template larger than this (decoded) is dropped.
+pub const MAX_TEMPLATE_BYTES: usize = 4096;
+
+fn template_fits(template: &serde_json::Value) -> bool {
+    use super::footprint::Footprint;
+    template.heap_bytes() <= MAX_TEMPLATE_BYTES
+}
+
+/// A report's templates within the limits: the first [`MAX_TEMPLATES`] by id of those that fit.
+pub fn bounded_templates(templates: Templates) -> Templates {
+    if templates.len() <= MAX_TEMPLATES && templates.values().all(template_fits) {
+        return templates;
+    }
+    templates
+        .into_iter()
+        .filter(|(_, t)| template_fits(t))
+        .take(MAX_TEMPLATES)
+        .collect()
+}
+
+/// Adds template `id` to `mine`: of one id from several probes the higher priority wins (Scope's
+/// rule); a new id is added only while `mine` has fewer than [`MAX_TEMPLATES`].
+pub fn merge_template(mine: &mut Templates, id: &str, template: &serde_json::Value) {
+    let priority = |t: &serde_json::Value| {
+        t.get("priority")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    if !template_fits(template) {
+        return;
+    }
+    let room = mine.len() < MAX_TEMPLATES;
+    match mine.get_mut(id) {
+        Some(existing) if priority(existing) < priority(template) => existing.clone_from(template),
+        Some(_) => {}
+        None if room => {
+            mine.insert(id.to_owned(), template.clone());
+        }
+        None => {}
+    }
+}
+
 /// A topology of a report; it is decoded as [`super::wire::WireTopology`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Topology {

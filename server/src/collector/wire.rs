@@ -21,7 +21,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use super::keyed::KeyedMap;
 use super::report::{
     LatestEntry, Metric, Node, Report, Shared, StringSets, TOPOLOGIES, Templates, Time, Topology,
-    null_default, owned,
+    bounded_templates, null_default, owned,
 };
 
 /// Elements taken on trust from a length a map or list announces before they arrive.
@@ -263,10 +263,10 @@ impl<'a> WireTopology<'a> {
             label: self.label.into_owned(),
             label_plural: self.label_plural.into_owned(),
             nodes: BTreeMap::new(),
-            controls: self.controls,
-            metadata_templates: self.metadata_templates,
-            metric_templates: self.metric_templates,
-            table_templates: self.table_templates,
+            controls: bounded_templates(self.controls),
+            metadata_templates: bounded_templates(self.metadata_templates),
+            metric_templates: bounded_templates(self.metric_templates),
+            table_templates: bounded_templates(self.table_templates),
         };
         (head, self.nodes.0)
     }

@@ -237,6 +237,9 @@ pub const MAX_JOIN_EDGES: usize = 2_000_000;
 pub struct Join {
     nodes: BTreeMap<String, RNode>,
     mapped: HashMap<String, Vec<String>>,
+    /// Mapped nodes for an output that already existed, merged into it in [`Join::result`]: many
+    /// inputs of one output merged one by one would copy the growing output each time.
+    to_merge: HashMap<String, Vec<RNode>>,
 }
 
 impl Join {
@@ -255,7 +258,7 @@ impl Join {
                     (id.clone(), n)
                 })
                 .collect(),
-            mapped: HashMap::new(),
+            ..Join::default()
         }
     }
 
@@ -322,11 +325,10 @@ impl Join {
     pub fn add_mapped(&mut self, from: &str, mut out: RNode) {
         out.adjacency.clear();
         let id = out.id.clone();
-        match self.nodes.get_mut(&id) {
-            Some(existing) => existing.merge(&out),
-            None => {
-                self.nodes.insert(id.clone(), out);
-            }
+        if self.nodes.contains_key(&id) {
+            self.to_merge.entry(id.clone()).or_default().push(out);
+        } else {
+            self.nodes.insert(id.clone(), out);
         }
         self.map_to(from, &id);
     }
@@ -337,7 +339,13 @@ impl Join {
         let Join {
             mut nodes,
             mut mapped,
+            to_merge,
         } = self;
+        for (id, more) in to_merge {
+            if let (Some(node), Some(more)) = (nodes.get_mut(&id), merge_all(more)) {
+                node.merge(&more);
+            }
+        }
         for outs in mapped.values_mut() {
             if outs.len() > 1 {
                 outs.sort_unstable();
@@ -385,6 +393,25 @@ impl Join {
             filtered: 0,
         }
     }
+}
+
+/// Merges `nodes` in order, as merging each into the first would, in rounds of
+/// neighbours: each round costs the nodes' total size, and there are log₂ n rounds, where merging
+/// one after the other into a growing node costs its size each time. The merge rules are
+/// associative (unions, sums, the later of two timestamps, the first non-empty value).
+fn merge_all(mut nodes: Vec<RNode>) -> Option<RNode> {
+    while nodes.len() > 1 {
+        let mut merged = Vec::with_capacity(nodes.len().div_ceil(2));
+        let mut pairs = nodes.into_iter();
+        while let Some(mut left) = pairs.next() {
+            if let Some(right) = pairs.next() {
+                left.merge(&right);
+            }
+            merged.push(left);
+        }
+        nodes = merged;
+    }
+    nodes.pop()
 }
 
 /// Merges renderings node by node and sums what they filtered.

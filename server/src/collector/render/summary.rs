@@ -397,14 +397,15 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                 "" => "property-list",
                 other => other,
             };
-            let mut rows: Vec<TableRow> = Vec::new();
+            let mut rows: Vec<TableRow>;
+            // Only the node's entries under the prefix and the fixed rows are looked at (by binary
+            // search): a node with many entries and a topology with many tables cost their rows.
             if kind == "multicolumn-table" {
                 let mut by_row: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-                for (key, entry) in n.latest.iter() {
-                    let Some(rest) = key.strip_prefix(prefix).filter(|_| !prefix.is_empty()) else {
-                        continue;
-                    };
-                    if let Some((row, column)) = rest.split_once("___") {
+                let under_prefix = n.latest.with_prefix(prefix).filter(|_| !prefix.is_empty());
+                for (key, entry) in under_prefix {
+                    super::budget::spend();
+                    if let Some((row, column)) = key[prefix.len()..].split_once("___") {
                         by_row
                             .entry(row.to_owned())
                             .or_default()
@@ -416,23 +417,32 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                     .map(|(id, entries)| TableRow { id, entries })
                     .collect();
             } else {
-                for (key, entry) in n.latest.iter() {
-                    let label = match fixed.and_then(|f| f.get(key)).and_then(Value::as_str) {
-                        Some(label) => label.to_owned(),
-                        None if !prefix.is_empty() && key.starts_with(prefix) => {
-                            key[prefix.len()..].to_owned()
-                        }
-                        None => continue,
-                    };
-                    rows.push(TableRow {
-                        id: format!("label_{label}"),
-                        entries: BTreeMap::from([
-                            ("label".to_owned(), label),
-                            ("value".to_owned(), entry.value.clone()),
-                        ]),
-                    });
+                let row = |label: &str, value: &str| TableRow {
+                    id: format!("label_{label}"),
+                    entries: BTreeMap::from([
+                        ("label".to_owned(), label.to_owned()),
+                        ("value".to_owned(), value.to_owned()),
+                    ]),
+                };
+                // (row, key): rows of one label keep the order of their keys.
+                let mut keyed: Vec<(TableRow, &str)> = Vec::new();
+                for (key, label) in fixed.into_iter().flatten() {
+                    super::budget::spend();
+                    if let (Some(label), Some(entry)) = (label.as_str(), n.latest.get(key)) {
+                        keyed.push((row(label, &entry.value), key));
+                    }
                 }
-                rows.sort_by(|a, b| a.id.cmp(&b.id));
+                let under_prefix = n.latest.with_prefix(prefix).filter(|_| !prefix.is_empty());
+                for (key, entry) in under_prefix {
+                    super::budget::spend();
+                    // A fixed row's label wins over the prefix's.
+                    let is_fixed = fixed.is_some_and(|f| f.get(key).is_some_and(Value::is_string));
+                    if !is_fixed {
+                        keyed.push((row(&key[prefix.len()..], &entry.value), key));
+                    }
+                }
+                keyed.sort_by(|(a, ak), (b, bk)| a.id.cmp(&b.id).then(ak.cmp(bk)));
+                rows = keyed.into_iter().map(|(row, _)| row).collect();
             }
             let truncated =
                 rows.len().saturating_sub(MAX_TABLE_ROWS) as i64 + truncated_by_probe(n, prefix);
@@ -602,6 +612,39 @@ mod tests {
         let env = &summary.tables[0];
         assert_eq!(env.rows.len(), 25);
         assert_eq!(env.truncation_count, 7);
+    }
+
+    /// A property list takes its fixed rows (labelled by the template) and the node's entries under
+    /// its prefix (labelled by the rest of the key), each entry once, in label order.
+    #[test]
+    fn property_lists_take_fixed_rows_and_the_prefix_only() {
+        let (mut report, mut node) = container_report();
+        report
+            .topologies
+            .get_mut("Container")
+            .unwrap()
+            .table_templates = BTreeMap::from([(
+            "labels".into(),
+            json!({"id": "labels", "prefix": "label_", "fixedRows": {"owner": "Owner", "label_x": "Ex"}}),
+        )]);
+        let latest = Arc::make_mut(&mut node.latest);
+        for (k, v) in [
+            ("label_b", "2"),
+            ("label_a", "1"),
+            ("label_x", "3"),
+            ("labelled", "no"),
+            ("owner", "me"),
+            ("zzz", "no"),
+        ] {
+            latest.insert(k.into(), LatestEntry::new(v, Time(1)));
+        }
+        let summary = summarize(&report, &node, false).unwrap();
+        let rows: Vec<(&str, &str)> = summary.tables[0]
+            .rows
+            .iter()
+            .map(|r| (r.entries["label"].as_str(), r.entries["value"].as_str()))
+            .collect();
+        assert_eq!(rows, [("Ex", "3"), ("Owner", "me"), ("a", "1"), ("b", "2")]);
     }
 
     /// Scope's fallback label: the container id without its `;<container>`, cut to 12 characters.

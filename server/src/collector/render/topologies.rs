@@ -1,7 +1,7 @@
 //! The view registry, its options and filters, and the `/api/topology` list with stats
 //! (scope-render.md §9–§11).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 pub use shared::topology::{Stats, TopologyDesc};
 
@@ -72,20 +72,24 @@ impl Predicate {
             Predicate::NotSnapshot => {
                 ![VOLUME_SNAPSHOT, VOLUME_SNAPSHOT_DATA].contains(&n.topology.as_str())
             }
-            Predicate::Namespace(ns) => {
-                let got = [
-                    "kubernetes_namespace",
-                    "docker_label_io.kubernetes.pod.namespace",
-                    "stack_namespace",
-                    "docker_label_com.docker.stack.namespace",
-                ]
-                .iter()
-                .find_map(|k| n.latest(k))
-                .unwrap_or("");
-                (ns == "No stack" && got.is_empty()) || ns == got
-            }
+            Predicate::Namespace(ns) => in_namespaces(n, &HashSet::from([ns.as_str()])),
         }
     }
+}
+
+/// Whether `n` is in one of `namespaces` (Kubernetes namespaces or Docker stacks; "No stack" takes
+/// the nodes in none).
+fn in_namespaces(n: &RNode, namespaces: &HashSet<&str>) -> bool {
+    let got = [
+        "kubernetes_namespace",
+        "docker_label_io.kubernetes.pod.namespace",
+        "stack_namespace",
+        "docker_label_com.docker.stack.namespace",
+    ]
+    .iter()
+    .find_map(|k| n.latest(k))
+    .unwrap_or("");
+    namespaces.contains(got) || (got.is_empty() && namespaces.contains("No stack"))
 }
 
 #[derive(Debug, Clone)]
@@ -137,26 +141,36 @@ impl OptionGroup {
     /// The filter for `value`: the selected options' filters ORed; `None` when nothing matches.
     fn filter_for(&self, value: &str) -> Option<impl Fn(&RNode) -> bool + '_> {
         // A set: a query may name thousands of values, a probe report thousands of namespaces.
-        let values: std::collections::HashSet<&str> =
-            if self.select_type.as_deref() == Some("union") {
-                value.split(',').collect()
-            } else {
-                [value].into_iter().collect()
-            };
-        let selected: Vec<&ViewOption> = self
+        let values: HashSet<&str> = if self.select_type.as_deref() == Some("union") {
+            value.split(',').collect()
+        } else {
+            [value].into_iter().collect()
+        };
+        // Selected namespaces are looked up in a set, the few other options tested one by one:
+        // a filter costs each node a lookup, not the number of namespaces selected.
+        let mut namespaces: HashSet<&str> = HashSet::new();
+        let mut others: Vec<&ViewOption> = Vec::new();
+        for o in self
             .options
             .iter()
             .filter(|o| values.contains(o.value.as_str()))
-            .collect();
-        if selected.is_empty() {
+        {
+            match &o.filter {
+                Some(Predicate::Namespace(ns)) if !o.filter_pseudo => {
+                    namespaces.insert(ns.as_str());
+                }
+                _ => others.push(o),
+            }
+        }
+        if namespaces.is_empty() && others.is_empty() {
             return None;
         }
         Some(move |n: &RNode| {
-            selected.iter().any(|o| match &o.filter {
+            others.iter().any(|o| match &o.filter {
                 None => true,
                 Some(p) if o.filter_pseudo => p.test(n),
                 Some(p) => n.is_pseudo() || p.test(n),
-            })
+            }) || (!namespaces.is_empty() && (n.is_pseudo() || in_namespaces(n, &namespaces)))
         })
     }
 }
