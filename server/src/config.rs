@@ -177,6 +177,16 @@ pub struct UsersArgs {
         default_value = "Scopehub <noreply@scopehub.localhost>"
     )]
     pub mail_from: String,
+    /// How long delivering one message may take, in seconds (at most 90): a server that hangs
+    /// costs one attempt, retried later, never the requests that queued mail.
+    #[arg(long, env = "SCOPEHUB_SMTP_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=90))]
+    pub smtp_timeout_secs: u64,
+}
+
+impl UsersArgs {
+    pub fn smtp_timeout(&self) -> Duration {
+        Duration::from_secs(self.smtp_timeout_secs)
+    }
 }
 
 /// The edge's settings (in `serve`, and later `scopehub frontend`).
@@ -255,6 +265,7 @@ impl fmt::Debug for UsersArgs {
             .field("open_signup", &self.open_signup)
             .field("smtp_url", &self.smtp_url.as_ref().map(|_| "***"))
             .field("mail_from", &self.mail_from)
+            .field("smtp_timeout_secs", &self.smtp_timeout_secs)
             .finish()
     }
 }

@@ -101,7 +101,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         collector: collector_config(&args.collector, &public_url),
         public_url: public_url.clone(),
         allowed_origins: args.edge.allowed_origins.clone(),
-        mailer: Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?,
+        mailer: Mailer::new(
+            args.users.smtp_url.as_deref(),
+            &args.users.mail_from,
+            args.users.smtp_timeout(),
+        )?,
         provisioning: provisioning_config(&args.provisioning),
         edge: edge_config(&args.http, Some(&args.edge)),
         dist_dir: args.dist.dist_dir.clone(),
@@ -209,7 +213,11 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
-    let mailer = Mailer::new(args.users.smtp_url.as_deref(), &args.users.mail_from)?;
+    let mailer = Mailer::new(
+        args.users.smtp_url.as_deref(),
+        &args.users.mail_from,
+        args.users.smtp_timeout(),
+    )?;
     let state = UsersState::new(
         store.clone(),
         basics.clock.clone(),

@@ -488,6 +488,9 @@ async fn topology_ws(
             .ok_or_else(|| Error::bad_request(format!("Invalid duration `t={t}`.")))?
             .clamp(MIN_TICK, MAX_TICK),
     };
+    let ws = ws
+        .max_message_size(super::MAX_INBOUND_MESSAGE)
+        .max_frame_size(super::MAX_INBOUND_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
         stream_topology(state, identity, instance, view, query, tick, socket).await;
     }))

@@ -113,6 +113,10 @@ fn probe_router() -> Router<CollectorState> {
         .route("/control/ws", get(control_ws))
 }
 
+/// The largest websocket message the collector takes from a probe or a browser (control replies
+/// and map requests are small; the edge applies the same limit to browsers before this).
+pub(crate) const MAX_INBOUND_MESSAGE: usize = 1 << 20;
+
 /// How often the app pings a probe's control websocket (Scope: about 33 s, pong wait 60 s).
 const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -132,6 +136,9 @@ async fn control_ws(
             "The X-Scope-Probe-ID header is required.",
         ));
     };
+    let ws = ws
+        .max_message_size(MAX_INBOUND_MESSAGE)
+        .max_frame_size(MAX_INBOUND_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
         tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel open");
         keep_alive(socket, state.drain).await;

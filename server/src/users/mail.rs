@@ -28,12 +28,21 @@ struct Inner {
     smtp: Option<AsyncSmtpTransport<Tokio1Executor>>,
     from: Mailbox,
     wake: Notify,
+    /// How long delivering one message may take, from connecting to the server's last answer.
+    timeout: Duration,
 }
+
+/// The longest `--smtp-timeout-secs`: a delivery must end well within its claim's lease, or another
+/// replica could send the same message again.
+pub const MAX_SMTP_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Mailer {
     /// `smtp_url` as lettre reads it: `smtp://host:port` (plain), `smtp://host?tls=required`
     /// (STARTTLS), `smtps://host` (TLS), with optional `user:password@`.
-    pub fn new(smtp_url: Option<&str>, from: &str) -> anyhow::Result<Mailer> {
+    /// `timeout` bounds each delivery as a whole (at most [`MAX_SMTP_TIMEOUT`]): a server that
+    /// accepts and then hangs, or answers a byte at a time, costs one attempt, not the outbox.
+    pub fn new(smtp_url: Option<&str>, from: &str, timeout: Duration) -> anyhow::Result<Mailer> {
+        let timeout = timeout.min(MAX_SMTP_TIMEOUT);
         let from: Mailbox = from
             .parse()
             .map_err(|e| anyhow::anyhow!("invalid --mail-from `{from}`: {e}"))?;
@@ -41,7 +50,7 @@ impl Mailer {
             Some(url) => Some(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|e| anyhow::anyhow!("invalid --smtp-url: {e}"))?
-                    .timeout(Some(Duration::from_secs(20)))
+                    .timeout(Some(timeout))
                     .build(),
             ),
             None => None,
@@ -51,6 +60,7 @@ impl Mailer {
                 smtp,
                 from,
                 wake: Notify::new(),
+                timeout,
             }),
         })
     }
@@ -124,11 +134,16 @@ impl Mailer {
                 }
             }
             let result = match self.message(&row) {
-                Ok(message) => smtp
-                    .send(message)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
+                Ok(message) => {
+                    let timeout = self.inner.timeout;
+                    match tokio::time::timeout(timeout, smtp.send(message)).await {
+                        Ok(sent) => sent.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(_) => Err(format!(
+                            "the SMTP server did not finish within {} s",
+                            timeout.as_secs_f64()
+                        )),
+                    }
+                }
                 Err(e) => Err(e),
             };
             let now = clock.now();

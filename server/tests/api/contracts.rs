@@ -76,7 +76,12 @@ async fn split(app: &TestApp) -> Split {
         app.store.clone(),
         app.clock.clone(),
         scopehub::users::UsersConfig::new("http://127.0.0.1:1/".parse().unwrap(), false),
-        scopehub::users::mail::Mailer::new(None, "t@example.com").unwrap(),
+        scopehub::users::mail::Mailer::new(
+            None,
+            "t@example.com",
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap(),
     );
     let users_url = listen(app::users_service(
         &users,
@@ -627,3 +632,69 @@ async fn a_role_refuses_identities_the_edge_did_not_sign(b: Backend) {
     }
 }
 both!(a_role_refuses_identities_the_edge_did_not_sign);
+
+/// The collector's websockets take at most 1 MiB per message even when reached without the edge
+/// (which applies the same limit to browsers): a larger one closes the connection.
+async fn a_collector_websocket_refuses_oversized_messages(b: Backend) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let split = split(&app).await;
+    let path = "/api/control/ws";
+    let envelope = Envelope {
+        caller: Caller::Edge,
+        identity: None,
+        grant: Some(Grant::Probe {
+            instance: "i-any".into(),
+        }),
+        client_ip: ClientIp::default(),
+        expires_at: split.basics.clock.now() + LIFETIME_MS,
+    };
+    let connect = || async {
+        let url = format!(
+            "ws://{}{path}",
+            split
+                .collector
+                .as_str()
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+        );
+        let mut request = url.into_client_request().unwrap();
+        for (name, value) in split.basics.secret.sign(&envelope, &Method::GET, path) {
+            request.headers_mut().insert(name, value);
+        }
+        request
+            .headers_mut()
+            .insert("x-scope-probe-id", "p".parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("control websocket")
+            .0
+    };
+    // Until the socket ends (true) or stays open for 5 s (false).
+    let ends = |mut socket: crate::topology::Socket| async move {
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match socket.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        outcome.is_ok()
+    };
+    let mut small = connect().await;
+    small
+        .send(Message::Binary(vec![0; 1000].into()))
+        .await
+        .unwrap();
+    assert!(!ends(small).await, "a small message is read and dropped");
+    let mut large = connect().await;
+    // Sending may fail half way once the collector closes.
+    let _ = large.send(Message::Binary(vec![0; 2 << 20].into())).await;
+    assert!(ends(large).await, "a 2 MiB message closes the connection");
+}
+both!(a_collector_websocket_refuses_oversized_messages);

@@ -117,3 +117,74 @@ async fn mail_is_kept_for_retry_while_the_smtp_server_is_down() {
     assert_eq!(row.status, "pending", "it will be retried");
     assert!(row.error.is_some());
 }
+
+/// An SMTP server that accepts connections and then answers one continuation line of its greeting
+/// every 300 ms, forever: each read gets a byte in time, so only a bound on the whole delivery ends
+/// the attempt. Connections are held until the test ends.
+fn trickling_smtp_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while stream.write_all(b"220-still there\r\n").is_ok() {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_hanging_smtp_server_costs_one_attempt_not_the_request_or_the_mail() {
+    let options = AppOptions {
+        smtp_url: Some(format!("smtp://127.0.0.1:{}", trickling_smtp_server())),
+        smtp_timeout: Duration::from_secs(2),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let _admin = site_admin(&app).await;
+    // The request that queues the mail does not wait for SMTP.
+    let started = std::time::Instant::now();
+    let (status, _) = Agent::new(&app)
+        .post(
+            "/api/users/signup",
+            json!({"email": "stuck@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The attempt ends at the delivery's time limit; the message stays queued for a retry.
+    let store = &app.store;
+    let row = eventually(
+        Duration::from_secs(30),
+        "a timed-out delivery attempt",
+        move || async move {
+            store
+                .outbox(10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.to_email == "stuck@example.com" && m.attempts > 0)
+        },
+    )
+    .await;
+    assert_eq!(row.status, "pending", "it will be retried");
+    let error = row.error.unwrap_or_default();
+    assert!(error.contains("did not finish within 2 s"), "{error}");
+    // Mail queued meanwhile is kept too, and requests keep answering.
+    let (status, _) = Agent::new(&app)
+        .post(
+            "/api/users/signup",
+            json!({"email": "next@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let queued = app.store.outbox(10).await.unwrap();
+    assert!(queued.iter().any(|m| m.to_email == "next@example.com"));
+}

@@ -128,6 +128,8 @@ pub struct AppOptions {
     pub with_dist: bool,
     pub open_signup: bool,
     pub smtp_url: Option<String>,
+    /// How long one delivery may take.
+    pub smtp_timeout: Duration,
     /// Limits of new instances (the server's defaults when `None`).
     pub limits: Option<shared::instances::Limits>,
     /// Nodes one topology of one report may carry (the server's default when `None`).
@@ -150,6 +152,7 @@ impl Default for AppOptions {
             with_dist: true,
             open_signup: false,
             smtp_url: None,
+            smtp_timeout: Duration::from_secs(30),
             limits: None,
             max_nodes_per_topology: None,
             render_on_read_ms: None,
@@ -182,6 +185,7 @@ impl TestApp {
         let mailer = Mailer::new(
             options.smtp_url.as_deref(),
             "Scopehub Tests <tests@scopehub.localhost>",
+            options.smtp_timeout,
         )
         .expect("mailer");
         let clock = Clock::adjustable();
