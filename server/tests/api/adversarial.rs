@@ -632,13 +632,42 @@ fn rss_mib(pid: i32) -> f64 {
         / 1024.0
 }
 
+/// The fuzzer's saved inputs (`fuzz/corpus/decode`, docs/testing.md "Fuzzing"), as bodies a probe
+/// could post: gzip, JSON or msgpack by their first bytes.
+pub(crate) fn fuzz_corpus() -> Vec<(&'static str, bool, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/decode");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let body = std::fs::read(&path).unwrap();
+            let gzipped = body.starts_with(&[0x1f, 0x8b]);
+            let json = body.trim_ascii_start().starts_with(b"{");
+            let content_type = if json {
+                "application/json"
+            } else {
+                "application/msgpack"
+            };
+            (content_type, gzipped, body)
+        })
+        .collect()
+}
+
 /// Hostile bodies, as (content type, gzipped, body): what the limits of issue 14 stop, plus
-/// random and mangled reports. `n` varies them.
-fn hostile_body(n: usize) -> (&'static str, bool, Vec<u8>) {
+/// random and mangled reports and the fuzzer's corpus. `n` varies them.
+fn hostile_body(
+    n: usize,
+    corpus: &[(&'static str, bool, Vec<u8>)],
+) -> (&'static str, bool, Vec<u8>) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let fixture = crate::reports::fixture("probe-full-4.msgpack.gz");
-    match n % 7 {
+    match n % 8 {
+        7 => corpus[(n / 8) % corpus.len()].clone(),
         0 => (
             "application/msgpack",
             true,
@@ -759,9 +788,15 @@ async fn hostile_tenants_do_not_starve_a_quiet_one_or_exhaust_memory() {
 
     // Made before the attack, so that it runs at the pace the server lets it.
     let bodies = std::sync::Arc::new(
-        tokio::task::spawn_blocking(|| (0..42).map(hostile_body).collect::<Vec<_>>())
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(|| {
+            let corpus = fuzz_corpus();
+            (0..48)
+                .map(|n| hostile_body(n, &corpus))
+                .chain(corpus.iter().cloned())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap(),
     );
     let run = Duration::from_secs(12);
     let started = Instant::now();
@@ -780,6 +815,33 @@ async fn hostile_tenants_do_not_starve_a_quiet_one_or_exhaust_memory() {
             statuses
         }));
     }
+    // A hostile tenant's own maps are read too: what its reports decode to is rendered, within
+    // the render budget (200, or 503 when a render is stopped), never a server error.
+    let hostile_reads = {
+        let base = base.clone();
+        let hostile = tenants[1].0.clone();
+        tokio::spawn(async move {
+            let mut reader = crate::support::agent::Agent::for_url(&base);
+            let (status, _) = reader
+                .login(
+                    crate::support::agent::ADMIN,
+                    crate::support::agent::PASSWORD,
+                )
+                .await;
+            assert_eq!(status, 200);
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for view in ["processes", "containers", "hosts", "pods"].iter().cycle() {
+                if started.elapsed() >= run {
+                    break;
+                }
+                let (status, _) = reader
+                    .get(&format!("/api/app/{hostile}/api/topology/{view}"))
+                    .await;
+                *statuses.entry(status).or_default() += 1;
+            }
+            statuses
+        })
+    };
     // The quiet tenant: a report a second, and its map read over and over.
     let mut latencies = Vec::new();
     let mut peak_rss = idle_rss;
@@ -811,11 +873,17 @@ async fn hostile_tenants_do_not_starve_a_quiet_one_or_exhaust_memory() {
             *refused.entry(status).or_default() += count;
         }
     }
+    let hostile_reads = hostile_reads.await.unwrap();
+    assert!(
+        hostile_reads.keys().all(|s| [200, 503].contains(s)),
+        "a hostile tenant's map: {hostile_reads:?}\n{}",
+        server.stderr()
+    );
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     println!(
         "hostile load: {} reads, p50 {:?}, p99 {:?}, max {:?}; hostile posts by status {refused:?}; \
-         RSS idle {idle_rss:.0} MiB, peak {peak_rss:.0} MiB",
+         hostile maps read by status {hostile_reads:?}; RSS idle {idle_rss:.0} MiB, peak {peak_rss:.0} MiB",
         latencies.len(),
         at(0.5),
         at(0.99),
