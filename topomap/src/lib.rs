@@ -3,6 +3,7 @@
 
 pub mod layout;
 pub mod search;
+pub mod values;
 
 use std::collections::BTreeMap;
 

@@ -4,8 +4,8 @@
 //!   (case-insensitive; a valid regular expression is used as one, e.g. `^web.*`);
 //! - `field:value`: a metadata row whose label or id starts with `field` has a matching value
 //!   (`label:`, `id:` and `minor:` look at the node itself), e.g. `image:nginx`, `pid:42`;
-//! - `metric OP number` with `OP` one of `<`, `<=`, `>`, `>=`, `=` and an optional `k`/`m`/`g`
-//!   suffix (thousands, millions, billions), e.g. `cpu > 1`, `memory>=512m`.
+//! - `metric OP number` with `OP` one of `<`, `<=`, `>`, `>=`, `=` and an optional unit
+//!   ([`parse_number`]: `k`/`m`/`g`, `MB`/`GiB`…, `%`), e.g. `cpu > 1%`, `memory >= 512MB`.
 //!
 //! Pinned terms are terms too: the page keeps them and adds them to every query.
 
@@ -67,16 +67,29 @@ pub enum Term {
     Metric { field: String, op: Op, value: f64 },
 }
 
-/// `512m` → 512,000,000; `1.5k` → 1,500.
+/// A number with an optional unit, case-insensitive: `k`/`m`/`g`/`t` (thousands… trillions, so
+/// `512m` is 512,000,000), bytes as the map shows them (`KB`, `MB`, `GB`, `TB` in thousands,
+/// `KiB`, `MiB`, `GiB`, `TiB` in 1,024s, `B`), and `%` (a percentage is its number: CPU metrics
+/// are percentages). `1.5k` → 1,500; `100MB` → 100,000,000; `1%` → 1.
 pub fn parse_number(s: &str) -> Option<f64> {
     let s = s.trim();
-    let (digits, scale) = match s.chars().last()?.to_ascii_lowercase() {
-        'k' => (&s[..s.len() - 1], 1e3),
-        'm' => (&s[..s.len() - 1], 1e6),
-        'g' => (&s[..s.len() - 1], 1e9),
-        _ => (s, 1.0),
+    let unit_at = s
+        .find(|c: char| c.is_ascii_alphabetic() || c == '%')
+        .unwrap_or(s.len());
+    let (digits, unit) = s.split_at(unit_at);
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "%" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
     };
-    let n: f64 = digits.parse().ok()?;
+    let n: f64 = digits.trim().parse().ok()?;
     n.is_finite().then_some(n * scale)
 }
 
@@ -97,9 +110,9 @@ fn split_comparison(s: &str) -> Option<(&str, Op, &str)> {
     Some((s[..at].trim(), op, rest[len..].trim()))
 }
 
-/// Parses a query into terms. Never fails: what is not a comparison or `field:value` is text.
-pub fn parse(query: &str) -> Vec<Term> {
-    // Join `cpu > 1` written with spaces into one comparison.
+/// The query's words, with comparisons written with spaces (`cpu > 1`, `cpu> 1`, `cpu >1`) joined
+/// into one word.
+fn joined_words(query: &str) -> Vec<String> {
     let tokens: Vec<&str> = query.split_whitespace().collect();
     let mut words: Vec<String> = Vec::new();
     let mut i = 0;
@@ -120,8 +133,25 @@ pub fn parse(query: &str) -> Vec<Term> {
         } else {
             words.push(t.to_owned());
             i += 1;
+            continue;
+        }
+        // `memory > 500 MB`: a unit on its own after a comparison's number belongs to it.
+        if let (Some(unit), Some(word)) = (tokens.get(i), words.last_mut())
+            && unit.chars().all(|c| c.is_ascii_alphabetic() || c == '%')
+            && word.ends_with(|c: char| c.is_ascii_digit())
+            && parse_number(&format!("1{unit}")).is_some()
+        {
+            word.push_str(unit);
+            i += 1;
         }
     }
+    words
+}
+
+/// Parses a query into terms. Never fails: what is not a comparison or `field:value` is text
+/// ([`problems`] says which comparisons did not parse).
+pub fn parse(query: &str) -> Vec<Term> {
+    let words = joined_words(query);
     words
         .iter()
         .map(|w| {
@@ -186,6 +216,23 @@ impl Term {
             }
         }
     }
+}
+
+/// What is wrong with a query, for the page to say instead of silently matching nothing: a
+/// comparison whose value is not a number (`memory > lots`, `cpu > 1x`).
+pub fn problems(query: &str) -> Vec<String> {
+    joined_words(query)
+        .iter()
+        .filter_map(|w| {
+            let (field, _, value) = split_comparison(w)?;
+            if field.is_empty() || w.contains(':') || parse_number(value).is_some() {
+                return None;
+            }
+            Some(format!(
+                "`{w}`: “{value}” is not a number (try 100MB, 1.5k or 20%)."
+            ))
+        })
+        .collect()
 }
 
 /// Whether `n` matches every term (an empty query matches everything).
@@ -297,5 +344,33 @@ mod tests {
         assert_eq!(parse_number("7"), Some(7.0));
         assert_eq!(parse_number("x"), None);
         assert_eq!(parse_number(""), None);
+        assert_eq!(parse_number("100MB"), Some(100e6));
+        assert_eq!(parse_number("1.5 GB"), Some(1.5e9));
+        assert_eq!(parse_number("2MiB"), Some(2.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_number("1%"), Some(1.0));
+        assert_eq!(parse_number("10b"), Some(10.0));
+        assert_eq!(parse_number("100XB"), None);
+        assert_eq!(parse_number("MB"), None);
+    }
+
+    #[test]
+    fn metrics_compare_with_the_units_the_map_shows() {
+        let nodes = [
+            node("a", "webapp", 0.5, 200e6, "nginx:1.25"),
+            node("b", "fakedb", 3.0, 900e6, "postgres:15"),
+        ];
+        assert_eq!(hits("memory > 100MB", &nodes), ["webapp", "fakedb"]);
+        assert_eq!(hits("memory > 500 MB", &nodes), ["fakedb"]);
+        assert_eq!(hits("cpu > 1%", &nodes), ["fakedb"]);
+        assert_eq!(hits("memory<0.5GB", &nodes), ["webapp"]);
+    }
+
+    #[test]
+    fn comparisons_that_do_not_parse_are_reported() {
+        assert!(problems("cpu > 1% memory>100MB image:nginx web").is_empty());
+        let said = problems("memory > lots cpu>1x");
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("“lots” is not a number"), "{said:?}");
+        assert!(said[1].contains("“1x”"), "{said:?}");
     }
 }

@@ -156,6 +156,28 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// What a node is drawn from.
+#[derive(Debug, Clone, PartialEq)]
+struct NodeLook {
+    shape: String,
+    stack: bool,
+    pseudo: bool,
+    label: String,
+    label_minor: String,
+}
+
+impl NodeLook {
+    fn of(n: &NodeSummary) -> NodeLook {
+        NodeLook {
+            shape: n.shape.clone(),
+            stack: n.stack,
+            pseudo: n.pseudo,
+            label: n.label.clone(),
+            label_minor: n.label_minor.clone(),
+        }
+    }
+}
+
 #[component]
 pub fn Graph(
     #[prop(into)] nodes: Signal<BTreeMap<String, NodeSummary>>,
@@ -303,24 +325,25 @@ pub fn Graph(
                     <g class="nodes">
                         <For each=move || ids.get() key=|id| id.clone() let:id>
                             {
+                                // What the node's shape and labels are drawn from: a live update
+                                // that changes a node's metrics leaves its drawing alone.
                                 let node = {
                                     let id = id.clone();
-                                    move || nodes.with(|ns| ns.get(&id).cloned())
+                                    Memo::new(move |_| nodes.with(|ns| ns.get(&id).map(NodeLook::of)))
                                 };
                                 let (id_pos, id_sel, id_dim, id_click, id_enter) =
                                     (id.clone(), id.clone(), id.clone(), id.clone(), id.clone());
-                                let node_for_class = node.clone();
                                 view! {
                                     <g class="node" data-id=id.clone()
                                         class:selected=move || selected.with(|s| s.as_deref() == Some(id_sel.as_str()))
                                         class:dim=move || dimmed(&id_dim)
-                                        class:pseudo=move || node_for_class().is_some_and(|n| n.pseudo)
+                                        class:pseudo=move || node.with(|n| n.as_ref().is_some_and(|n| n.pseudo))
                                         transform=move || position(&id_pos).map(|p| format!("translate({:.1},{:.1})", p.x, p.y)).unwrap_or_default()
                                         on:click=move |ev| { ev.stop_propagation(); on_select.run(id_click.clone()) }
                                         on:pointerdown=|ev: leptos::ev::PointerEvent| ev.stop_propagation()
                                         on:mouseenter=move |_| hovered.set(Some(id_enter.clone()))
                                         on:mouseleave=move |_| hovered.set(None)>
-                                        {move || node().map(|n| {
+                                        {move || node.get().map(|n| {
                                             let d = shape_path(if n.shape.is_empty() { "circle" } else { &n.shape }, R);
                                             view! {
                                                 {n.stack.then(|| view! {

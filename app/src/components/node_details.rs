@@ -1,9 +1,12 @@
 //! The details panel of a selected node: metrics with sparklines, metadata, parents (links to their
 //! views), children tables, and connections in and out. It refreshes while open.
 
+use std::collections::BTreeMap;
+
 use leptos::prelude::*;
 use shared::ApiError;
 use shared::topology::{ChildGroup, Connections, NodeDetails};
+use topomap::values;
 
 use crate::api;
 use crate::components::async_view::ErrorNotice;
@@ -19,33 +22,153 @@ pub struct NodeLink {
     pub node: String,
 }
 
-fn children_table(group: ChildGroup, on_open: Callback<NodeLink>) -> impl IntoView {
+/// Rows a children table shows until "Show all" is pressed.
+const CHILD_ROWS: usize = 20;
+
+/// How a children table is sorted (column, 0 being the name; descending) and whether it shows
+/// every row. Kept by the panel across its refreshes, by the table's id.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct TableView {
+    sort: Option<(usize, bool)>,
+    all: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TableChange {
+    SortBy(usize),
+    ToggleAll,
+}
+
+/// A row of a children table: the link, and each cell's text and the value it sorts by.
+#[derive(Clone)]
+struct ChildRow {
+    link: NodeLink,
+    cells: Vec<(String, String)>,
+}
+
+fn children_table(
+    group: ChildGroup,
+    on_open: Callback<NodeLink>,
+    views: RwSignal<BTreeMap<String, TableView>>,
+) -> impl IntoView {
     let columns = group.columns.clone().unwrap_or_default();
-    let view_id = group.topology_id.clone();
+    let key = format!("{}/{}", group.topology_id, group.id);
+    let rows: Vec<ChildRow> = group
+        .nodes
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| {
+            let mut cells = vec![(n.label.clone(), n.label.clone())];
+            cells.extend(columns.iter().map(|c| {
+                if let Some(m) = n.metrics.iter().find(|m| m.id == c.id) {
+                    (format_metric(m.value, &m.format), m.value.to_string())
+                } else if let Some(m) = n.metadata.iter().find(|m| m.id == c.id) {
+                    (values::display(&m.value, &m.data_type), m.value.clone())
+                } else {
+                    (String::new(), String::new())
+                }
+            }));
+            ChildRow {
+                link: NodeLink {
+                    view: group.topology_id.clone(),
+                    node: n.id.clone(),
+                },
+                cells,
+            }
+        })
+        .collect();
+    let total = rows.len();
+    // Scope's default: the column marked `defaultSort`, largest first; else by name.
+    let default_sort = columns
+        .iter()
+        .position(|c| c.default_sort)
+        .map_or((0, false), |i| (i + 1, true));
+    let current = {
+        let key = key.clone();
+        Signal::derive(move || views.with(|v| v.get(&key).copied().unwrap_or_default()))
+    };
+    let sorted = move || {
+        let state = current.get();
+        let (column, descending) = state.sort.unwrap_or(default_sort);
+        let mut sorted = rows.clone();
+        sorted.sort_by(|a, b| {
+            let order = values::compare(&a.cells[column].1, &b.cells[column].1);
+            if descending { order.reverse() } else { order }
+        });
+        sorted.truncate(if state.all { total } else { CHILD_ROWS });
+        sorted
+    };
+    let change = {
+        let key = key.clone();
+        Callback::new(move |change: TableChange| {
+            views.update(|v| {
+                let view = v.entry(key.clone()).or_default();
+                match change {
+                    TableChange::SortBy(column) => {
+                        let (current, descending) = view.sort.unwrap_or(default_sort);
+                        // Again: the other way; another column: names A→Z, values largest first.
+                        view.sort = Some(if current == column {
+                            (column, !descending)
+                        } else {
+                            (column, column != 0)
+                        });
+                    }
+                    TableChange::ToggleAll => view.all = !view.all,
+                }
+            })
+        })
+    };
+    let headers: Vec<String> = std::iter::once("Name".to_owned())
+        .chain(columns.iter().map(|c| c.label.clone()))
+        .collect();
     view! {
         <h4>{group.label.clone()}</h4>
-        <table class="list compact">
-            <thead><tr>
-                <th>"Name"</th>
-                {columns.iter().map(|c| view! { <th>{c.label.clone()}</th> }).collect_view()}
-            </tr></thead>
-            <tbody>
-                {group.nodes.clone().unwrap_or_default().into_iter().map(|n| {
-                    let link = NodeLink { view: view_id.clone(), node: n.id.clone() };
-                    let cells: Vec<String> = columns.iter().map(|c| {
-                        n.metrics.iter().find(|m| m.id == c.id).map(|m| format_metric(m.value, &m.format))
-                            .or_else(|| n.metadata.iter().find(|m| m.id == c.id).map(|m| m.value.clone()))
-                            .unwrap_or_default()
-                    }).collect();
-                    view! {
-                        <tr>
-                            <td><button type="button" class="link-like" on:click=move |_| on_open.run(link.clone())>{n.label.clone()}</button></td>
-                            {cells.into_iter().map(|c| view! { <td>{c}</td> }).collect_view()}
-                        </tr>
-                    }
-                }).collect_view()}
-            </tbody>
-        </table>
+        <div class="table-scroll">
+            <table class="list compact children" data-table=key.clone()>
+                <thead><tr>
+                    {headers.into_iter().enumerate().map(|(i, label)| {
+                        let sorted_by = move || current.get().sort.unwrap_or(default_sort);
+                        view! {
+                            <th aria-sort=move || match sorted_by() {
+                                (c, true) if c == i => "descending",
+                                (c, false) if c == i => "ascending",
+                                _ => "none",
+                            }>
+                                <button type="button" class="sort" data-column=i.to_string()
+                                    on:click=move |_| change.run(TableChange::SortBy(i))>
+                                    {label}
+                                    {move || match sorted_by() {
+                                        (c, true) if c == i => " ▼",
+                                        (c, false) if c == i => " ▲",
+                                        _ => "",
+                                    }}
+                                </button>
+                            </th>
+                        }
+                    }).collect_view()}
+                </tr></thead>
+                <tbody>
+                    {move || sorted().into_iter().map(|row| {
+                        let link = row.link;
+                        let mut cells = row.cells.into_iter().map(|(text, _)| text);
+                        let name = cells.next().unwrap_or_default();
+                        view! {
+                            <tr>
+                                <td><button type="button" class="link-like" on:click=move |_| on_open.run(link.clone())>{name}</button></td>
+                                {cells.map(|c| view! { <td class="value">{c}</td> }).collect_view()}
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+        {(total > CHILD_ROWS).then(|| view! {
+            <button type="button" class="link-like show-all" data-table=key.clone()
+                on:click=move |_| change.run(TableChange::ToggleAll)>
+                {move || if current.get().all { format!("Show the first {CHILD_ROWS}") } else { format!("Show all {total}") }}
+            </button>
+        })}
     }
 }
 
@@ -84,7 +207,11 @@ fn connections_table(c: Connections, on_open: Callback<NodeLink>) -> impl IntoVi
     }
 }
 
-fn body(d: NodeDetails, on_open: Callback<NodeLink>) -> impl IntoView {
+fn body(
+    d: NodeDetails,
+    on_open: Callback<NodeLink>,
+    tables: RwSignal<BTreeMap<String, TableView>>,
+) -> impl IntoView {
     let s = d.summary;
     view! {
         <header class="details-head">
@@ -106,7 +233,7 @@ fn body(d: NodeDetails, on_open: Callback<NodeLink>) -> impl IntoView {
         })}
         {(!s.metadata.is_empty()).then(|| view! {
             <dl class="facts details-metadata">
-                {s.metadata.iter().map(|m| view! { <dt>{m.label.clone()}</dt><dd>{m.value.clone()}</dd> }).collect_view()}
+                {s.metadata.iter().map(|m| view! { <dt>{m.label.clone()}</dt><dd>{values::display(&m.value, &m.data_type)}</dd> }).collect_view()}
             </dl>
         })}
         {(!s.parents.is_empty()).then(|| view! {
@@ -129,7 +256,7 @@ fn body(d: NodeDetails, on_open: Callback<NodeLink>) -> impl IntoView {
             </dl>
         }).collect_view()}
         {d.children.into_iter().filter(|g| g.nodes.as_ref().is_some_and(|n| !n.is_empty()))
-            .map(|g| children_table(g, on_open)).collect_view()}
+            .map(|g| children_table(g, on_open, tables)).collect_view()}
         {d.connections.into_iter().map(|c| connections_table(c, on_open)).collect_view()}
     }
 }
@@ -159,6 +286,8 @@ pub fn NodeDetailsPanel(
         let (i, v, n, q) = (instance.get(), view.get(), node.get(), options.get());
         async move { api::node_details(&i, &v, &n, &q).await }
     });
+    // How each children table is sorted, kept while the panel refreshes.
+    let tables = RwSignal::new(BTreeMap::<String, TableView>::new());
     // Keep the last answer on screen while the next one loads.
     let shown = RwSignal::new(None::<Result<NodeDetails, ApiError>>);
     Effect::new(move |_| {
@@ -180,7 +309,7 @@ pub fn NodeDetailsPanel(
             {move || match shown.get() {
                 None => view! { <p class="loading">"Loading details…"</p> }.into_any(),
                 Some(Err(e)) => view! { <ErrorNotice error=e /> }.into_any(),
-                Some(Ok(d)) => body(d, on_open).into_any(),
+                Some(Ok(d)) => body(d, on_open, tables).into_any(),
             }}
         </aside>
     }

@@ -76,16 +76,13 @@ fn cell(n: &NodeSummary, col: &Col) -> (String, Option<f64>) {
     match &col.kind {
         Kind::Label => (n.label.clone(), None),
         Kind::Minor => (n.label_minor.clone(), None),
-        Kind::Metadata => {
-            let v = n
-                .metadata
-                .iter()
-                .find(|m| m.id == col.id)
-                .map(|m| m.value.clone())
-                .unwrap_or_default();
-            let num = v.parse::<f64>().ok();
-            (v, num)
-        }
+        Kind::Metadata => match n.metadata.iter().find(|m| m.id == col.id) {
+            Some(m) => (
+                topomap::values::display(&m.value, &m.data_type),
+                m.value.trim().parse::<f64>().ok(),
+            ),
+            None => (String::new(), None),
+        },
         Kind::Metric(format) => match n.metrics.iter().find(|m| m.id == col.id) {
             Some(m) => (format_metric(m.value, format), Some(m.value)),
             None => (String::new(), None),

@@ -224,6 +224,8 @@ pub fn TopologyMap() -> impl IntoView {
     let paused = RwSignal::new(false);
     let link = RwSignal::new(Link::Connecting);
     let received_first = RwSignal::new(false);
+    // Frames that changed the map, shown on the link status (`data-updates`).
+    let updates = RwSignal::new(0u64);
     let reconnect = RwSignal::new(0u32);
     let attempts = StoredValue::new(0u32);
     let socket = StoredValue::new_local(None::<api::TopologySocket>);
@@ -236,9 +238,19 @@ pub fn TopologyMap() -> impl IntoView {
             if diff.reset {
                 received_first.set(true);
             }
-            latest.update_value(|l| apply(l, diff));
+            let changed = diff.reset
+                || [diff.add.as_ref(), diff.update.as_ref()]
+                    .into_iter()
+                    .any(|nodes| nodes.is_some_and(|n| !n.is_empty()))
+                || diff.remove.as_ref().is_some_and(|r| !r.is_empty());
             attempts.set_value(0);
             link.set(Link::Live);
+            // A frame that changes nothing (most ticks of a quiet map) touches nothing on the page.
+            if !changed {
+                return;
+            }
+            latest.update_value(|l| apply(l, diff));
+            updates.update(|u| *u += 1);
             if !paused.get_untracked() {
                 shown.set(latest.get_value());
             }
@@ -273,6 +285,8 @@ pub fn TopologyMap() -> impl IntoView {
         }
     });
 
+    let map_is_empty = Memo::new(move |_| shown.with(BTreeMap::is_empty));
+
     // Layout: recomputed only when nodes or edges change, keeping placed nodes where they are.
     let positions = RwSignal::new(Layout::default());
     let fit_request = RwSignal::new(0u64);
@@ -305,14 +319,16 @@ pub fn TopologyMap() -> impl IntoView {
     });
 
     // Search: the query plus pinned terms, all of which must match.
-    let matches = Memo::new(move |_| {
+    let search_text = Memo::new(move |_| {
         let (q, pins) = state.with(|s| (s.q.clone(), s.pins.clone()));
-        let text = pins
-            .into_iter()
+        pins.into_iter()
             .chain(std::iter::once(q))
             .collect::<Vec<_>>()
-            .join(" ");
-        let terms = search::parse(&text);
+            .join(" ")
+    });
+    let search_problems = Memo::new(move |_| search_text.with(|t| search::problems(t)));
+    let matches = Memo::new(move |_| {
+        let terms = search_text.with(|t| search::parse(t));
         if terms.is_empty() {
             return None;
         }
@@ -530,6 +546,10 @@ pub fn TopologyMap() -> impl IntoView {
                         let term = p.clone();
                         view! { <button type="button" class="chip pinned" title="Unpin" on:click=move |_| unpin(term.clone())>{p}" ×"</button> }
                     }).collect_view()}
+                    {move || matches.with(|m| m.as_ref().map(BTreeSet::len)).map(|n| {
+                        let total = shown.with(BTreeMap::len);
+                        view! { <span class="search-count" id="search-count" role="status">{format!("{n} of {total} match")}</span> }
+                    })}
                 </div>
                 <div class="modes" role="group" aria-label="Mode">
                     <button type="button" id="mode-graph" class="tab" class:active=move || mode.get() == "graph"
@@ -542,7 +562,8 @@ pub fn TopologyMap() -> impl IntoView {
                     <button type="button" id="pause" class="tab" class:active=move || paused.get()
                         on:click=move |_| paused.update(|p| *p = !*p)>{move || if paused.get() { "Resume" } else { "Pause" }}</button>
                 </div>
-                <span class="link-status" id="link-status" data-status=move || format!("{:?}", link.get()).to_lowercase()>
+                <span class="link-status" id="link-status" data-status=move || format!("{:?}", link.get()).to_lowercase()
+                    data-updates=move || updates.get().to_string()>
                     {move || match (link.get(), paused.get()) {
                         (_, true) => "Paused",
                         (Link::Live, _) => "Live",
@@ -551,13 +572,18 @@ pub fn TopologyMap() -> impl IntoView {
                     }}
                 </span>
             </div>
+            {move || { let problems = search_problems.get(); (!problems.is_empty()).then(|| view! {
+                <p class="search-problem" id="search-problem" role="alert">{problems.join(" ")}</p>
+            }) }}
             {move || list_error.get().map(|e| view! { <ErrorNotice error=e /> })}
             {move || stale_for.get().map(|s| view! {
                 <p class="stale-banner" id="stale-banner" role="status">{format!("No report for {s} s: the map may be out of date.")}</p>
             })}
             <div class="map-body">
                 {move || {
-                    let empty = shown.with(BTreeMap::is_empty);
+                    // Only whether the map is empty: the graph and table follow `shown` themselves,
+                    // and are made once, keeping the viewport and the nodes under the pointer.
+                    let empty = map_is_empty.get();
                     if empty && received_first.get() && no_probe.get() {
                         let origin = web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default();
                         view! {

@@ -105,9 +105,12 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
     host_node
         .metrics_mut()
         .insert("load1".into(), gauge((host % 7) as f64 / 2.0, 4.0, now));
-    host_node
-        .metrics_mut()
-        .insert("host_cpu_usage_percent".into(), gauge(12.5, 100.0, now));
+    // CPU use moves with the clock, as a real host's does: each report changes the map a little.
+    let second = (now.0 / 1_000_000_000).rem_euclid(60) as f64;
+    host_node.metrics_mut().insert(
+        "host_cpu_usage_percent".into(),
+        gauge(12.5 + second / 4.0, 100.0, now),
+    );
     host_node
         .metrics_mut()
         .insert("host_mem_usage_bytes".into(), gauge(2.0e9, 16.0e9, now));
@@ -135,6 +138,8 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         );
     }
     let container_of = |p: usize| (shape.containers > 0).then(|| p % shape.containers);
+    // PIDs of several lengths, as on a real host (they sort as numbers, not as text).
+    let pid_of = |p: usize| 100 + p * 37;
     for c in 0..shape.containers {
         let cid = format!("{host:04x}{c:04x}cafe");
         let container_id = format!("{cid};<container>");
@@ -151,6 +156,8 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                 ),
                 ("docker_image_id", format!("{image:04x}{host:04x}feed")),
                 ("docker_container_state", "running".into()),
+                ("docker_container_state_human", "Up 1 hour".into()),
+                ("docker_container_uptime", "3537".into()),
                 ("docker_container_ips", ip(host, c)),
                 ("host_node_id", host_id.clone()),
             ]),
@@ -165,7 +172,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         );
         container.metrics_mut().insert(
             "docker_cpu_total_usage".into(),
-            gauge(c as f64 % 50.0, 100.0, now),
+            gauge((c as f64 + second) % 50.0, 100.0, now),
         );
         container.metrics_mut().insert(
             "docker_memory_usage".into(),
@@ -174,7 +181,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         container_nodes.insert(container_id.clone(), container);
     }
     for p in 0..shape.processes {
-        let pid = 1000 + p;
+        let pid = pid_of(p);
         let process_id = format!("{hostname};{pid}");
         let mut process = Node {
             id: process_id.clone(),
@@ -206,7 +213,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         }
         process.metrics_mut().insert(
             "process_cpu_usage_percent".into(),
-            gauge(p as f64 % 10.0, 100.0, now),
+            gauge((p as f64 + second) % 10.0, 100.0, now),
         );
         process.metrics_mut().insert(
             "process_memory_usage_bytes".into(),
@@ -216,7 +223,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
     }
     for c in 0..shape.containers {
         // The container's first process owns its sockets.
-        let pid = (1000 + c).to_string();
+        let pid = pid_of(c).to_string();
         // The container's listening socket, which its peers' connections reach.
         let listening = format!(";{};8080", ip(host, c));
         let server_side = endpoint_nodes
@@ -259,23 +266,43 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                 });
         }
     }
-    for (name, nodes) in [
-        ("Host", BTreeMap::from([(host_id, host_node)])),
-        ("ContainerImage", image_nodes),
-        ("Container", container_nodes),
-        ("Process", process_nodes),
-        ("Endpoint", endpoint_nodes),
+    // The templates Scope's probe sends with these topologies, so that the map shows the same
+    // rows and metrics for synthetic hosts as for real ones.
+    use super::host::{HOST_METADATA, HOST_METRICS, PROCESS_METADATA, PROCESS_METRICS, templates};
+    for (name, nodes, metadata, metrics) in [
+        (
+            "Host",
+            BTreeMap::from([(host_id, host_node)]),
+            HOST_METADATA,
+            HOST_METRICS,
+        ),
+        ("ContainerImage", image_nodes, IMAGE_METADATA, "{}"),
+        (
+            "Container",
+            container_nodes,
+            CONTAINER_METADATA,
+            CONTAINER_METRICS,
+        ),
+        ("Process", process_nodes, PROCESS_METADATA, PROCESS_METRICS),
+        ("Endpoint", endpoint_nodes, "{}", "{}"),
     ] {
         report.topologies.insert(
             name.into(),
             Topology {
                 nodes,
+                metadata_templates: templates(metadata),
+                metric_templates: templates(metrics),
                 ..Topology::default()
             },
         );
     }
     report
 }
+
+// Scope's probe's templates for containers and images (as in shared/fixtures/scope).
+const CONTAINER_METADATA: &str = r##"{"docker_image_name":{"id":"docker_image_name","label":"Image","priority":2.0,"from":"latest"},"docker_container_state_human":{"id":"docker_container_state_human","label":"State","priority":4.0,"from":"latest"},"docker_container_id":{"id":"docker_container_id","label":"ID","priority":11.0,"from":"latest"},"docker_container_uptime":{"id":"docker_container_uptime","label":"Uptime","dataType":"duration","priority":6.0,"from":"latest"}}"##;
+const CONTAINER_METRICS: &str = r##"{"docker_cpu_total_usage":{"id":"docker_cpu_total_usage","label":"CPU","format":"percent","priority":1.0},"docker_memory_usage":{"id":"docker_memory_usage","label":"Memory","format":"filesize","priority":2.0}}"##;
+const IMAGE_METADATA: &str = r##"{"docker_image_id":{"id":"docker_image_id","label":"Image ID","priority":1.0,"from":"latest"},"container":{"id":"container","label":"# Containers","dataType":"number","priority":2.0,"from":"counters"}}"##;
 
 /// Posts synthetic reports until `--duration` is over; prints what the server answered.
 pub async fn run(args: LoadgenArgs) -> anyhow::Result<()> {

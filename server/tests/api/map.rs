@@ -15,17 +15,20 @@ use crate::support::process::{KillOnDrop, ServerProcess, binary, free_port};
 use crate::support::webdriver::Browser;
 
 fn loadgen(url: &str, token: &str, hosts: usize) -> KillOnDrop {
+    loadgen_with(
+        url,
+        token,
+        hosts,
+        &["--containers", "2", "--connections", "1"],
+    )
+}
+
+fn loadgen_with(url: &str, token: &str, hosts: usize, shape: &[&str]) -> KillOnDrop {
     KillOnDrop(
         binary()
             .args(["loadgen", "--url", url, "--token", token])
-            .args([
-                "--hosts",
-                &hosts.to_string(),
-                "--containers",
-                "2",
-                "--connections",
-                "1",
-            ])
+            .args(["--hosts", &hosts.to_string()])
+            .args(shape)
             .args(["--interval", "1", "--duration", "300"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -426,4 +429,293 @@ async fn layout_benchmark_in_the_browser() {
         "layout of 2000 nodes in headless Chromium: median {full} ms, slowest {worst} ms; update with 10 new nodes: {update} ms"
     );
     browser.quit().await;
+}
+
+/// The transform of the graph's pan-and-zoom group.
+async fn viewport(browser: &Browser) -> String {
+    browser
+        .execute(
+            "return document.querySelector('.graph-canvas > g[transform]').getAttribute('transform');",
+            vec![],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Frames that changed the map so far (`data-updates` of the link status).
+async fn updates(browser: &Browser) -> u64 {
+    browser
+        .execute(
+            "return document.querySelector('#link-status').dataset.updates;",
+            vec![],
+        )
+        .await
+        .as_str()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the map has taken `n` more changing frames.
+async fn wait_for_updates(browser: &Browser, n: u64) {
+    let from = updates(browser).await;
+    eventually(Duration::from_secs(30), "live updates", || async {
+        (updates(browser).await >= from + n).then_some(())
+    })
+    .await;
+}
+
+/// Issue 15: zoom and pan survive live updates (they snapped back to "fit" on every one), and the
+/// nodes on the page are the same elements after updates (they were rebuilt, losing clicks).
+#[tokio::test]
+async fn the_viewport_and_the_nodes_survive_live_updates() {
+    let Some(dist) = prerequisites() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        dist.to_str().unwrap(),
+    ];
+    let server = ServerProcess::start_on("serve", &format!("127.0.0.1:{}", free_port()), &args);
+    server.wait_ready().await;
+    let base = server.url.clone();
+    let mut agent = Agent::for_url(&base);
+    agent
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    let (_, me) = agent.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = agent
+        .post("/api/instances", json!({"org_id": org, "name": "live"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    agent.wait_for_instance(&id, "ready").await;
+    let _load = loadgen(&base, created["probe_token"].as_str().unwrap(), 10);
+
+    let browser = Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for_url(|u| !u.contains("/login")).await;
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=containers"))
+        .await;
+    eventually(Duration::from_secs(30), "twenty containers", || async {
+        (count(&browser, ".graph .node").await == 20).then_some(())
+    })
+    .await;
+    browser.wait_for_text("#link-status", |t| t == "Live").await;
+    wait_for_updates(&browser, 2).await;
+
+    // Zoom in twice and pan; mark every node element.
+    for _ in 0..2 {
+        browser
+            .click_css(".graph-controls button[aria-label='Zoom in']")
+            .await;
+    }
+    browser
+        .execute(
+            "const g = document.querySelector('.graph');
+             const at = (x, y) => ({clientX: x, clientY: y, button: 0, bubbles: true, pointerId: 1});
+             g.dispatchEvent(new PointerEvent('pointerdown', at(300, 300)));
+             g.dispatchEvent(new PointerEvent('pointermove', at(380, 340)));
+             g.dispatchEvent(new PointerEvent('pointerup', at(380, 340)));
+             document.querySelectorAll('.graph .node').forEach(n => n.scopehubMark = true);",
+            vec![],
+        )
+        .await;
+    let zoomed = viewport(&browser).await;
+    assert!(zoomed.contains("scale("), "{zoomed}");
+
+    wait_for_updates(&browser, 3).await;
+    assert_eq!(viewport(&browser).await, zoomed, "the viewport moved");
+    let kept = browser
+        .execute(
+            "const nodes = Array.from(document.querySelectorAll('.graph .node'));
+             return [nodes.length, nodes.filter(n => n.scopehubMark).length];",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept, json!([20, 20]), "nodes were rebuilt by the updates");
+
+    // Clicks between updates land: each opens its node's details.
+    // Three nodes in sight after the zoom (WebDriver clicks an element's centre).
+    let ids = browser
+        .execute(
+            "const box = document.querySelector('.graph').getBoundingClientRect();
+             const inside = (r) => r.left > box.left + 20 && r.right < box.right - 150
+                 && r.top > box.top + 20 && r.bottom < box.bottom - 60;
+             return Array.from(document.querySelectorAll('.graph .node'))
+                 .filter(n => inside(n.querySelector('.shape').getBoundingClientRect()))
+                 .map(n => n.dataset.id).slice(0, 3);",
+            vec![],
+        )
+        .await;
+    let ids: Vec<String> = serde_json::from_value(ids).unwrap();
+    assert_eq!(ids.len(), 3, "nodes in sight: {ids:?}");
+    for node in &ids {
+        let label = browser
+            .execute(
+                "return document.querySelector(`.graph .node[data-id='${arguments[0]}'] .label`).textContent;",
+                vec![json!(node)],
+            )
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        browser
+            .click_css(&format!(".graph .node[data-id='{node}']"))
+            .await;
+        browser
+            .wait_for_text("#details-label", |t| t == label)
+            .await;
+        wait_for_updates(&browser, 1).await;
+    }
+    assert_eq!(viewport(&browser).await, zoomed);
+    browser.quit().await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+/// Issue 15: a host's details list its 150 processes 20 at a time, sorted by PID as numbers, with
+/// its uptime read as a duration; a search says how many nodes match, understands units, and says
+/// when a comparison is not one.
+#[tokio::test]
+async fn details_sort_as_numbers_and_search_counts_and_explains() {
+    let Some(dist) = prerequisites() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--dist-dir",
+        dist.to_str().unwrap(),
+    ];
+    let server = ServerProcess::start_on("serve", &format!("127.0.0.1:{}", free_port()), &args);
+    server.wait_ready().await;
+    let base = server.url.clone();
+    let mut agent = Agent::for_url(&base);
+    agent
+        .post(
+            "/api/users/signup",
+            json!({"email": ADMIN, "password": PASSWORD}),
+        )
+        .await;
+    let (_, me) = agent.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = agent
+        .post("/api/instances", json!({"org_id": org, "name": "medium"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    agent.wait_for_instance(&id, "ready").await;
+    let token = created["probe_token"].as_str().unwrap().to_owned();
+    let _load = loadgen_with(&base, &token, 1, &["--shape", "medium"]);
+
+    let browser = Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for_url(|u| !u.contains("/login")).await;
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=hosts"))
+        .await;
+    browser.wait_for(".graph .node").await;
+    browser.click_css(".graph .node").await;
+    browser
+        .wait_for_text("#details-label", |t| t == "loadgen-host-0")
+        .await;
+    // The uptime reads as a duration, not as "3600".
+    browser
+        .wait_for_text(".details-metadata", |t| t.contains("1 h 0 min"))
+        .await;
+    let processes = "table.children[data-table^='processes']";
+    browser.wait_for(processes).await;
+    let rows = |css: String| {
+        let browser = &browser;
+        async move { count(browser, &format!("{css} tbody tr")).await }
+    };
+    assert_eq!(rows(processes.to_owned()).await, 20);
+    browser
+        .click_css(".details .show-all[data-table^='processes']")
+        .await;
+    eventually(Duration::from_secs(10), "all 150 processes", || async {
+        (rows(processes.to_owned()).await == 150).then_some(())
+    })
+    .await;
+    // Sorted by PID (a column of numbers), both ways, the order survives the panel's refresh.
+    let pid_column = browser
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0] + ' thead th'))
+                 .findIndex(th => th.textContent.trim().startsWith('PID'));",
+            vec![json!(processes)],
+        )
+        .await
+        .as_i64()
+        .unwrap();
+    assert!(pid_column > 0, "no PID column");
+    let pids = || async {
+        browser
+            .execute(
+                "return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'))
+                     .map(r => r.children[arguments[1]].textContent);",
+                vec![json!(processes), json!(pid_column)],
+            )
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().parse::<u64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // A column of values sorts largest first, then the other way.
+    let sort_by_pid = format!("{processes} th:nth-child({}) button.sort", pid_column + 1);
+    browser.click_css(&sort_by_pid).await;
+    eventually(Duration::from_secs(10), "PIDs largest first", || async {
+        let got = pids().await;
+        (got.len() == 150 && got.is_sorted_by(|a, b| a >= b) && got[0] == 5613).then_some(())
+    })
+    .await;
+    browser.click_css(&sort_by_pid).await;
+    eventually(Duration::from_secs(10), "PIDs in numeric order", || async {
+        let got = pids().await;
+        (got.len() == 150 && got.is_sorted() && got[0] == 100).then_some(())
+    })
+    .await;
+    // The panel refreshes every 5 s; the order and "show all" stay.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let got = pids().await;
+    assert!(got.len() == 150 && got.is_sorted(), "{got:?}");
+    browser.click_css("#details-close").await;
+
+    // Search: a count of what matches, units as the map shows them, and a word about what is no
+    // comparison. The medium host's 50 containers use 64 MB and a little more each.
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers&mode=table"
+        ))
+        .await;
+    eventually(Duration::from_secs(30), "fifty containers", || async {
+        (count(&browser, "#node-table tbody tr").await == 50).then_some(())
+    })
+    .await;
+    browser.type_into("#map-search", "memory > 64MB").await;
+    browser
+        .wait_for_text("#search-count", |t| t == "49 of 50 match")
+        .await;
+    assert!(browser.find("#search-problem").await.is_none());
+    browser
+        .execute(
+            "const i = document.querySelector('#map-search'); i.value = 'cpu > lots'; i.dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_for_text("#search-problem", |t| t.contains("“lots” is not a number"))
+        .await;
+    browser
+        .wait_for_text("#search-count", |t| t == "0 of 50 match")
+        .await;
+    browser.quit().await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
