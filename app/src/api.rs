@@ -504,10 +504,13 @@ fn js_sys_encode(value: &str) -> String {
         .collect()
 }
 
+/// The browser could not reach the server at all (offline, the server down): said plainly; the
+/// browser's own words ("TypeError: Failed to fetch") go to the console.
 fn unreachable_server(e: impl std::fmt::Display) -> ApiError {
+    web_sys::console::warn_1(&format!("request failed: {e}").into());
     ApiError::new(
         ErrorCode::Unavailable,
-        format!("Cannot reach the server: {e}"),
+        "Cannot reach Scopehub. Check your connection; this page tries again by itself.",
     )
 }
 

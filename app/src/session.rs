@@ -10,6 +10,9 @@ pub struct Session {
     /// `None` while loading or when logged out; see `loaded`.
     pub me: RwSignal<Option<Me>>,
     pub loaded: RwSignal<bool>,
+    /// The org the pages last shown belong to (an org's page, an instance's): the header's org
+    /// switcher shows it.
+    pub current_org: RwSignal<Option<String>>,
     /// Bumped by every local change, so that a slower `/me` answer sent before a login or logout
     /// cannot overwrite what that login or logout set.
     generation: RwSignal<u64>,
@@ -73,6 +76,7 @@ pub fn provide_session() -> Session {
     let session = Session {
         me: RwSignal::new(None),
         loaded: RwSignal::new(false),
+        current_org: RwSignal::new(None),
         generation: RwSignal::new(0),
     };
     provide_context(session);

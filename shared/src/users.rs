@@ -304,6 +304,10 @@ pub struct Me {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
     pub message: String,
+    /// The account can log in at once with the credentials just sent (the first account of an
+    /// Airplane Mode Scopehub, its site admin): the web app does, instead of saying so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_log_in: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

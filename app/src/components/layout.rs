@@ -44,10 +44,18 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <Show when=move || session.is_approved()>
                     <label class="org-switcher">"Org "
                         <select id="org-switcher" on:change=switch.clone()>
-                            <option value="">"Switch…"</option>
-                            {move || session.me.with(|m| m.as_ref().map(|m| m.orgs.clone()).unwrap_or_default()).into_iter().map(|o| view! {
-                                <option value=o.id.clone()>{o.name.clone()}</option>
-                            }).collect_view()}
+                            {move || {
+                                let current = session.current_org.get();
+                                let orgs = session.me.with(|m| m.as_ref().map(|m| m.orgs.clone()).unwrap_or_default());
+                                let known = current.as_ref().is_some_and(|c| orgs.iter().any(|o| &o.id == c));
+                                view! {
+                                    {(!known).then(|| view! { <option value="" selected=true>"Switch…"</option> })}
+                                    {orgs.into_iter().map(|o| {
+                                        let selected = current.as_deref() == Some(o.id.as_str());
+                                        view! { <option value=o.id.clone() selected=selected>{o.name.clone()}</option> }
+                                    }).collect_view()}
+                                }
+                            }}
                         </select>
                     </label>
                 </Show>

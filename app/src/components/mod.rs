@@ -1,6 +1,7 @@
 //! Reusable parts of pages.
 
 pub mod async_view;
+pub mod copy;
 pub mod forms;
 pub mod graph;
 pub mod guard;

@@ -2,12 +2,13 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::hooks::{use_navigate, use_query_map};
 use shared::ApiError;
 use shared::users::{AuditEvent, UserInfo};
 
 use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
-use crate::components::forms::{FormError, when};
+use crate::components::forms::{FormError, Notice, when};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
@@ -19,26 +20,42 @@ enum Tab {
     Audit,
 }
 
+impl Tab {
+    const ALL: [(Tab, &'static str, &'static str); 6] = [
+        (Tab::Waitlist, "waitlist", "Waitlist"),
+        (Tab::Users, "users", "Users"),
+        (Tab::Orgs, "orgs", "Orgs"),
+        (Tab::Instances, "instances", "Instances"),
+        (Tab::Outbox, "outbox", "Outbox"),
+        (Tab::Audit, "audit", "Audit log"),
+    ];
+
+    /// The tab named in the URL (`/admin?tab=outbox`), the waitlist by default.
+    fn named(name: Option<&str>) -> Tab {
+        Tab::ALL
+            .iter()
+            .find(|(_, n, _)| Some(*n) == name)
+            .map_or(Tab::Waitlist, |(t, _, _)| *t)
+    }
+}
+
 #[component]
 pub fn Admin() -> impl IntoView {
-    let tab = RwSignal::new(Tab::Waitlist);
-    let tab_button = move |t: Tab, label: &'static str, id: &'static str| {
+    let query = use_query_map();
+    let navigate = use_navigate();
+    let tab = Memo::new(move |_| query.with(|q| Tab::named(q.get("tab").as_deref())));
+    let tabs = Tab::ALL.map(|(t, name, label)| {
+        let navigate = navigate.clone();
         view! {
-            <button type="button" id=id class=move || if tab.get() == t { "tab active" } else { "tab" }
-                aria-pressed=move || (tab.get() == t).to_string() on:click=move |_| tab.set(t)>{label}</button>
+            <button type="button" id=format!("tab-{name}") class=move || if tab.get() == t { "tab active" } else { "tab" }
+                aria-pressed=move || (tab.get() == t).to_string()
+                on:click=move |_| navigate(&format!("/admin?tab={name}"), Default::default())>{label}</button>
         }
-    };
+    });
     view! {
         <section class="admin">
             <h1>"Admin console"</h1>
-            <nav class="tabs" aria-label="Admin sections">
-                {tab_button(Tab::Waitlist, "Waitlist", "tab-waitlist")}
-                {tab_button(Tab::Users, "Users", "tab-users")}
-                {tab_button(Tab::Orgs, "Orgs", "tab-orgs")}
-                {tab_button(Tab::Instances, "Instances", "tab-instances")}
-                {tab_button(Tab::Outbox, "Outbox", "tab-outbox")}
-                {tab_button(Tab::Audit, "Audit log", "tab-audit")}
-            </nav>
+            <nav class="tabs" aria-label="Admin sections">{tabs.into_iter().collect_view()}</nav>
             {move || match tab.get() {
                 Tab::Waitlist => view! { <WaitlistTab /> }.into_any(),
                 Tab::Users => view! { <UsersTab /> }.into_any(),
@@ -51,12 +68,21 @@ pub fn Admin() -> impl IntoView {
     }
 }
 
+/// Asks the browser to confirm `question`; false when it cannot ask.
+fn confirmed(question: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(question).ok())
+        .unwrap_or(false)
+}
+
 #[component]
 fn WaitlistTab() -> impl IntoView {
     let list = LocalResource::new(api::admin_waitlist);
     let error = RwSignal::new(None::<ApiError>);
+    let done = RwSignal::new(None::<String>);
     view! {
         <FormError error=error />
+        <Notice message=done />
         <Suspense fallback=|| view! { <Loading what="the waitlist" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
@@ -68,20 +94,35 @@ fn WaitlistTab() -> impl IntoView {
                             {users.into_iter().map(|u| {
                                 let reason = RwSignal::new(String::new());
                                 let (a, r) = (u.id.clone(), u.id.clone());
+                                let (email_a, email_r) = (u.email.clone(), u.email.clone());
                                 let approve = move |_| {
-                                    let id = a.clone();
+                                    let (id, email) = (a.clone(), email_a.clone());
+                                    if !confirmed(&format!("Approve {email}? They are emailed and can log in at once.")) {
+                                        return;
+                                    }
                                     spawn_local(async move {
                                         match api::admin_user_action(id, "approve").await {
-                                            Ok(_) => list.refetch(),
+                                            Ok(_) => {
+                                                error.set(None);
+                                                done.set(Some(format!("Approved {email}: they have been emailed.")));
+                                                list.refetch();
+                                            }
                                             Err(e) => error.set(Some(e)),
                                         }
                                     });
                                 };
                                 let reject = move |_| {
-                                    let id = r.clone();
+                                    let (id, email) = (r.clone(), email_r.clone());
+                                    if !confirmed(&format!("Reject {email}? Their account is closed.")) {
+                                        return;
+                                    }
                                     spawn_local(async move {
                                         match api::admin_reject(id, reason.get_untracked()).await {
-                                            Ok(_) => list.refetch(),
+                                            Ok(_) => {
+                                                error.set(None);
+                                                done.set(Some(format!("Rejected {email}.")));
+                                                list.refetch();
+                                            }
                                             Err(e) => error.set(Some(e)),
                                         }
                                     });
@@ -131,6 +172,7 @@ fn UsersTab() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading what="users" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(users) if users.is_empty() => view! { <p class="empty" id="users-empty">"No user matches."</p> }.into_any(),
                 Ok(users) => view! {
                     <table class="list" id="users">
                         <thead><tr><th>"Email"</th><th>"Status"</th><th>"Admin"</th><th></th></tr></thead>
@@ -171,12 +213,13 @@ fn OrgsTab() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading what="orgs" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(orgs) if orgs.is_empty() => view! { <p class="empty">"No orgs yet."</p> }.into_any(),
                 Ok(orgs) => view! {
                     <table class="list" id="all-orgs">
                         <thead><tr><th>"Name"</th><th>"Members"</th><th>"Created"</th></tr></thead>
                         <tbody>
                             {orgs.into_iter().map(|o| view! {
-                                <tr><td>{o.name.clone()}</td><td>{o.members}</td><td>{when(o.created_at)}</td></tr>
+                                <tr id=format!("org-{}", o.id)><td>{o.name.clone()}</td><td>{o.members}</td><td>{when(o.created_at)}</td></tr>
                             }).collect_view()}
                         </tbody>
                     </table>
@@ -189,12 +232,22 @@ fn OrgsTab() -> impl IntoView {
 #[component]
 fn InstancesTab() -> impl IntoView {
     let list = LocalResource::new(api::admin_instances);
+    // Org names for the org column (ids say nothing to a person).
+    let orgs = LocalResource::new(api::admin_orgs);
+    let org_name = move |id: &str| {
+        orgs.with(|o| {
+            o.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|l| l.iter().find(|o| o.id == id).map(|o| o.name.clone()))
+        })
+    };
     let error = RwSignal::new(None::<ApiError>);
     view! {
         <FormError error=error />
         <Suspense fallback=|| view! { <Loading what="instances" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(instances) if instances.is_empty() => view! { <p class="empty">"No instances yet."</p> }.into_any(),
                 Ok(instances) => view! {
                     <table class="list" id="all-instances">
                         <thead><tr><th>"Name"</th><th>"Org"</th><th>"State"</th><th></th></tr></thead>
@@ -220,7 +273,11 @@ fn InstancesTab() -> impl IntoView {
                                 view! {
                                     <tr>
                                         <td>{i.name.clone()}</td>
-                                        <td>{i.org_id.clone()}</td>
+                                        <td>{
+                                            let org = i.org_id.clone();
+                                            let label = org_name(&org).unwrap_or_else(|| org.clone());
+                                            view! { <a href=format!("/admin?tab=orgs#org-{org}") class="org-link">{label}</a> }
+                                        }</td>
                                         <td>{i.state.as_str()}{i.suspension_reason.clone().map(|r| format!(" ({r})"))}</td>
                                         <td class="actions">
                                             {(!suspended).then(|| view! {
@@ -247,6 +304,9 @@ fn OutboxTab() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading what="the outbox" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(messages) if messages.is_empty() => view! {
+                    <p class="empty" id="outbox-empty">"The outbox is empty: no mail has been sent yet."</p>
+                }.into_any(),
                 Ok(messages) => view! {
                     <ul class="outbox" id="outbox">
                         {messages.into_iter().map(|m| view! {
@@ -271,6 +331,7 @@ fn AuditTab() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading what="the audit log" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
+                Ok(events) if events.is_empty() => view! { <p class="empty">"Nothing has happened yet."</p> }.into_any(),
                 Ok(events) => view! { <AuditTable events=events /> }.into_any(),
             })}
         </Suspense>

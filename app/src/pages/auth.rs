@@ -20,6 +20,8 @@ fn token_from_query() -> Option<String> {
 
 #[component]
 pub fn Signup() -> impl IntoView {
+    let session = use_session();
+    let navigate = use_navigate();
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let error = RwSignal::new(None::<ApiError>);
@@ -29,8 +31,19 @@ pub fn Signup() -> impl IntoView {
         ev.prevent_default();
         busy.set(true);
         error.set(None);
+        let navigate = navigate.clone();
         spawn_local(async move {
-            match api::signup(email.get_untracked(), password.get_untracked()).await {
+            let (email, password) = (email.get_untracked(), password.get_untracked());
+            match api::signup(email.clone(), password.clone()).await {
+                // The first account of an Airplane Mode Scopehub: straight in.
+                Ok(accepted) if accepted.can_log_in => match api::login(email, password).await {
+                    Ok(me) => {
+                        let home = home_of(&me);
+                        session.set(me);
+                        navigate(&home, Default::default());
+                    }
+                    Err(e) => error.set(Some(e)),
+                },
                 Ok(accepted) => done.set(Some(accepted.message)),
                 Err(e) => error.set(Some(e)),
             }
@@ -42,7 +55,7 @@ pub fn Signup() -> impl IntoView {
             <h1>"Sign up"</h1>
             <Notice message=done />
             <Show when=move || done.get().is_none()>
-                <form on:submit=submit>
+                <form on:submit=submit.clone()>
                     <label>"Email" <input id="signup-email" type="email" autocomplete="email" required
                         prop:value=email on:input=move |ev| email.set(event_target_value(&ev)) /></label>
                     <FieldError error=error name="email" />

@@ -10,6 +10,7 @@ use shared::users::Role;
 
 use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::copy::CopyField;
 use crate::components::forms::{FieldError, FormError, when};
 use crate::session::use_session;
 
@@ -33,7 +34,23 @@ pub fn OrgInstances(
 ) -> impl IntoView {
     let navigate = use_navigate();
     let fresh = expect_context::<FreshToken>();
-    let list = LocalResource::new(move || api::instances(org.get()));
+    // Refreshed every 5 s: an instance made elsewhere (a probe's, a teammate's) and state changes
+    // show up without a reload.
+    let list_tick = RwSignal::new(0u64);
+    let list_timer = set_interval_with_handle(
+        move || list_tick.update(|t| *t += 1),
+        std::time::Duration::from_secs(5),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = list_timer {
+            h.clear();
+        }
+    });
+    let list = LocalResource::new(move || {
+        list_tick.track();
+        api::instances(org.get())
+    });
     let name = RwSignal::new(String::new());
     let error = RwSignal::new(None::<ApiError>);
     let create = move |ev: leptos::ev::SubmitEvent| {
@@ -52,7 +69,7 @@ pub fn OrgInstances(
     };
     view! {
         <h2>"Scope instances"</h2>
-        <Suspense fallback=|| view! { <Loading what="instances" /> }>
+        <Transition fallback=|| view! { <Loading what="instances" /> }>
             {move || list.get().map(|result| match result {
                 Err(e) => view! { <ErrorNotice error=e /> }.into_any(),
                 Ok(items) if items.is_empty() => view! { <p>"No instances yet."</p> }.into_any(),
@@ -71,7 +88,7 @@ pub fn OrgInstances(
                     </table>
                 }.into_any(),
             })}
-        </Suspense>
+        </Transition>
         <Show when=move || role.get().is_some_and(|r| r >= Role::Editor)>
             <form on:submit=create.clone() id="create-instance">
                 <label>"New instance name" <input id="instance-name" type="text" maxlength="80" required
@@ -155,6 +172,45 @@ pub fn Instance() -> impl IntoView {
             }
         });
     }
+
+    // What the probes send, refreshed every 5 s in place (the rest of the page is not redrawn); a
+    // state change the refresh sees reloads the page's details.
+    let usage = RwSignal::new(None::<shared::instances::Usage>);
+    let usage_tick = RwSignal::new(0u64);
+    let usage_timer = set_interval_with_handle(
+        move || usage_tick.update(|t| *t += 1),
+        std::time::Duration::from_secs(5),
+    )
+    .ok();
+    on_cleanup(move || {
+        if let Some(h) = usage_timer {
+            h.clear();
+        }
+    });
+    let live = LocalResource::new(move || {
+        usage_tick.track();
+        api::instance(id())
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(d)) = details.get() {
+            session.current_org.set(Some(d.instance.org_id.clone()));
+            usage.set(d.usage);
+        }
+    });
+    Effect::new(move |_| {
+        let Some(Ok(now)) = live.get() else {
+            return;
+        };
+        usage.set(now.usage);
+        let shown = details.with_untracked(|d| {
+            d.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|d| d.instance.state)
+        });
+        if shown.is_some_and(|s| s != now.instance.state) {
+            details.refetch();
+        }
+    });
 
     let role = move |org: &str| {
         session.me.with(|m| {
@@ -255,18 +311,18 @@ pub fn Instance() -> impl IntoView {
                                 view! {
                                     <div class="notice" role="status">
                                         <p>"Your probe token — copy it now, it will not be shown again:"</p>
-                                        <input type="text" readonly class="copy" id="probe-token" prop:value=token.clone() />
+                                        <CopyField id="probe-token" value=token.clone() what="the probe token" />
                                         <p>"Run the Weave Scope probe on each host:"</p>
-                                        <input type="text" readonly class="copy" id="scope-command" prop:value=scope />
+                                        <CopyField id="scope-command" value=scope what="the Scope probe command" wide=true />
                                         <p>"Or ours:"</p>
-                                        <input type="text" readonly class="copy" id="scopehub-command" prop:value=ours />
+                                        <CopyField id="scopehub-command" value=ours what="the scopehub probe command" wide=true />
                                     </div>
                                 }
                             })}
                             <h2>"Limits"</h2>
                             <p>{format!("{} probes · {} MiB per report · {} reports per second",
                                 i.limits.max_probes, i.limits.max_report_bytes / (1024 * 1024), i.limits.max_reports_per_second)}</p>
-                            {d.usage.clone().map(|u| view! {
+                            {move || usage.get().map(|u| view! {
                                 <h2>"Probes"</h2>
                                 <p id="usage-summary">{format!("{} reports received · {} in the last 15 s · live window {} of {}",
                                     u.reports_received, u.reports_in_window, mebibytes(u.window_bytes), mebibytes(u.window_budget_bytes))}</p>

@@ -4,11 +4,12 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
-use shared::ApiError;
 use shared::users::Role;
+use shared::{ApiError, ErrorCode};
 
 use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::copy::CopyField;
 use crate::components::forms::{FieldError, FormError, Notice, when};
 use crate::session::use_session;
 
@@ -130,10 +131,24 @@ pub fn Org() -> impl IntoView {
         });
     };
 
+    Effect::new(move |_| session.current_org.set(Some(org_id())));
+    // An org that does not exist or that the caller may not see: one message, nothing else.
+    let missing = move || {
+        members.with(|m| {
+            matches!(m, Some(Err(e)) if matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden))
+        })
+    };
     view! {
         <section class="org">
+          <Show when=move || !missing() fallback=|| view! {
+              <h1>"Org not found"</h1>
+              <p class="error-notice" role="alert" id="org-missing">"This org does not exist, or you are not a member of it."</p>
+              <p><A href="/orgs">"Your orgs"</A></p>
+          }>
             <h1 id="org-name">{move || org_name().unwrap_or_else(|| "Org".into())}</h1>
-            <p>"Your role: " <span class="badge" id="my-role">{move || my_role().map(|r| r.as_str()).unwrap_or("none")}</span></p>
+            {move || my_role().map(|r| view! {
+                <p>"Your role: " <span class="badge" id="my-role">{r.as_str()}</span></p>
+            })}
             <FormError error=action_error />
 
             <crate::pages::instances::OrgInstances org=Signal::derive(org_id) role=Signal::derive(my_role) />
@@ -212,8 +227,8 @@ pub fn Org() -> impl IntoView {
                     <button type="submit">"Send invite"</button>
                 </form>
                 {move || invite_link.get().map(|link| view! {
-                    <p class="notice" role="status">"Invite sent. You can also copy the link: "
-                        <input type="text" readonly class="copy" id="invite-link" prop:value=link /></p>
+                    <div class="notice" role="status"><p>"Invite sent. You can also copy the link (only the invited address can accept it):"</p>
+                        <CopyField id="invite-link" value=link what="the invite link" wide=true /></div>
                 })}
 
                 <h2>"Invites"</h2>
@@ -262,6 +277,7 @@ pub fn Org() -> impl IntoView {
                 </form>
                 <p><A href=move || format!("/orgs/{}/audit", org_id())>"Audit log"</A></p>
             </Show>
+          </Show>
         </section>
     }
 }

@@ -7,6 +7,7 @@ use shared::users::{NewApiToken, TokenScope};
 
 use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::copy::CopyField;
 use crate::components::forms::{FieldError, FormError, when};
 use crate::session::use_session;
 
@@ -59,7 +60,7 @@ pub fn Tokens() -> impl IntoView {
             {move || secret.get().map(|s| view! {
                 <div class="notice" role="status">
                     <p>"Copy your new token now; it will not be shown again:"</p>
-                    <input type="text" readonly class="copy" id="new-token" prop:value=s />
+                    <CopyField id="new-token" value=s what="the API token" />
                 </div>
             })}
             <form on:submit=create>

@@ -9,6 +9,7 @@ use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use shared::ErrorCode;
 use shared::topology::{Diff, NodeSummary, TopologyDesc};
 use topomap::layout::{Layout, Options as LayoutOptions, layout, update};
 use topomap::{apply, search};
@@ -198,19 +199,40 @@ pub fn TopologyMap() -> impl IntoView {
         async move { api::topologies(&i, &q).await }
     });
     let list = RwSignal::new(Vec::<TopologyDesc>::new());
+    let list_loaded = RwSignal::new(false);
     let list_error = RwSignal::new(None::<shared::ApiError>);
     Effect::new(move |_| match topologies.get() {
         Some(Ok(l)) => {
             list.set(l);
+            list_loaded.set(true);
             list_error.set(None);
         }
         Some(Err(e)) => list_error.set(Some(e)),
         None => {}
     });
+    // The instance does not exist or is not the caller's: the page says only that.
+    let fatal = Memo::new(move |_| {
+        list_error.with(|e| {
+            e.as_ref()
+                .filter(|e| {
+                    matches!(
+                        e.code,
+                        ErrorCode::NotFound | ErrorCode::Forbidden | ErrorCode::Unauthorized
+                    )
+                })
+                .cloned()
+        })
+    });
     let view_id = Memo::new(move |_| {
         state
             .with(|s| s.view.clone())
             .unwrap_or_else(|| list.with(|l| default_view(l)))
+    });
+    // A view the URL names that this instance does not have (once the list is known).
+    let unknown_view = Memo::new(move |_| {
+        let named = state.with(|s| s.view.clone())?;
+        let known = list.with(|l| l.is_empty() || find_view(l, &named).is_some());
+        (list_loaded.get() && !known).then_some(named)
     });
     let probes = LocalResource::new(move || {
         tick.track();
@@ -224,8 +246,9 @@ pub fn TopologyMap() -> impl IntoView {
     let paused = RwSignal::new(false);
     let link = RwSignal::new(Link::Connecting);
     let received_first = RwSignal::new(false);
-    // Frames that changed the map, shown on the link status (`data-updates`).
+    // Frames that changed the map, shown on the link status (`data-updates`), and when the last did.
     let updates = RwSignal::new(0u64);
+    let last_change = StoredValue::new(now_ms());
     let reconnect = RwSignal::new(0u32);
     let attempts = StoredValue::new(0u32);
     let socket = StoredValue::new_local(None::<api::TopologySocket>);
@@ -233,6 +256,10 @@ pub fn TopologyMap() -> impl IntoView {
         reconnect.track();
         let (i, v, q) = (instance.get(), view_id.get(), options_query.get());
         socket.set_value(None);
+        // Nothing to stream from an instance or a view that is not there.
+        if fatal.with(Option::is_some) || unknown_view.with(Option::is_some) {
+            return;
+        }
         link.set(Link::Connecting);
         let on_frame = move |diff: Diff| {
             if diff.reset {
@@ -251,6 +278,7 @@ pub fn TopologyMap() -> impl IntoView {
             }
             latest.update_value(|l| apply(l, diff));
             updates.update(|u| *u += 1);
+            last_change.set_value(now_ms());
             if !paused.get_untracked() {
                 shown.set(latest.get_value());
             }
@@ -528,8 +556,70 @@ pub fn TopologyMap() -> impl IntoView {
     let set_search_input = set_search.clone();
     let pin_key = pin.clone();
 
+    // Keyboard: `?` help, `/` search, Esc closes help or details, `g`/`t` graph or table. Keys
+    // typed into a field are the field's.
+    let help = RwSignal::new(false);
+    let keys = {
+        let set_mode = set_mode.clone();
+        window_event_listener(leptos::ev::keydown, move |ev: leptos::ev::KeyboardEvent| {
+            if ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+                return;
+            }
+            let typing = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.active_element())
+                .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+            let key = ev.key();
+            if typing {
+                if key == "Escape"
+                    && let Some(e) = web_sys::window()
+                        .and_then(|w| w.document())
+                        .and_then(|d| d.active_element())
+                        .and_then(|e| {
+                            wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok()
+                        })
+                {
+                    let _ = e.blur();
+                }
+                return;
+            }
+            match key.as_str() {
+                "?" => help.update(|h| *h = !*h),
+                "/" => {
+                    ev.prevent_default();
+                    if let Some(search) = web_sys::window()
+                        .and_then(|w| w.document())
+                        .and_then(|d| d.get_element_by_id("map-search"))
+                        .and_then(|e| {
+                            wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok()
+                        })
+                    {
+                        let _ = search.focus();
+                    }
+                }
+                "Escape" if help.get_untracked() => help.set(false),
+                "Escape" if state.with_untracked(|s| s.node.is_some()) => close_details.run(()),
+                "g" => set_mode("graph"),
+                "t" => set_mode("table"),
+                _ => {}
+            }
+        })
+    };
+    on_cleanup(move || keys.remove());
+    // Nodes the view's options leave out (Scope's "N nodes hidden by filters").
+    let hidden_by_filters = Memo::new(move |_| {
+        let v = view_id.get();
+        list.with(|l| find_view(l, &v).map_or(0, |t| t.stats.filtered_nodes))
+    });
+
     view! {
-        <section class="map">
+        {move || fatal.get().map(|e| view! {
+            <section class="map-missing" id="map-missing">
+                <ErrorNotice error=e />
+                <p><A href="/orgs">"Your orgs"</A></p>
+            </section>
+        })}
+        <section class="map" style:display=move || if fatal.with(Option::is_some) { "none" } else { "" }>
             <div class="map-bar">
                 <A href=move || format!("/instances/{}", instance.get())>"← Instance"</A>
                 <nav class="views" aria-label="Views">{menu}</nav>
@@ -562,9 +652,16 @@ pub fn TopologyMap() -> impl IntoView {
                     <button type="button" id="pause" class="tab" class:active=move || paused.get()
                         on:click=move |_| paused.update(|p| *p = !*p)>{move || if paused.get() { "Resume" } else { "Pause" }}</button>
                 </div>
+                {move || (hidden_by_filters.get() > 0).then(|| {
+                    let n = hidden_by_filters.get();
+                    view! { <span class="hidden-count" id="hidden-count">{format!("{n} {} hidden by filters", if n == 1 { "node" } else { "nodes" })}</span> }
+                })}
+                <button type="button" class="secondary help-button" id="help-button" title="Keyboard shortcuts (?)"
+                    aria-expanded=move || help.get().to_string() on:click=move |_| help.update(|h| *h = !*h)>"?"</button>
                 <span class="link-status" id="link-status" data-status=move || format!("{:?}", link.get()).to_lowercase()
                     data-updates=move || updates.get().to_string()>
                     {move || match (link.get(), paused.get()) {
+                        _ if unknown_view.with(Option::is_some) => "",
                         (_, true) => "Paused",
                         (Link::Live, _) => "Live",
                         (Link::Connecting, _) => "Connecting…",
@@ -576,11 +673,44 @@ pub fn TopologyMap() -> impl IntoView {
                 <p class="search-problem" id="search-problem" role="alert">{problems.join(" ")}</p>
             }) }}
             {move || list_error.get().map(|e| view! { <ErrorNotice error=e /> })}
+            {move || (link.get() == Link::Reconnecting && !map_is_empty.get()).then(|| {
+                let at = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(last_change.get_value()))
+                    .to_locale_time_string("en-GB")
+                    .as_string()
+                    .unwrap_or_default();
+                view! {
+                    <p class="stale-banner" id="disconnected-banner" role="status">
+                        {format!("Connection lost: this is the map as it was at {at}. Reconnecting…")}
+                    </p>
+                }
+            })}
             {move || stale_for.get().map(|s| view! {
                 <p class="stale-banner" id="stale-banner" role="status">{format!("No report for {s} s: the map may be out of date.")}</p>
             })}
-            <div class="map-body">
+            {move || help.get().then(|| view! {
+                <aside class="help-overlay" id="help" role="dialog" aria-label="Keyboard shortcuts">
+                    <h2>"Keyboard shortcuts"</h2>
+                    <dl class="facts">
+                        <dt><kbd>"?"</kbd></dt><dd>"Show or hide this help"</dd>
+                        <dt><kbd>"/"</kbd></dt><dd>"Search"</dd>
+                        <dt><kbd>"Esc"</kbd></dt><dd>"Close this help or the details; leave the search"</dd>
+                        <dt><kbd>"g"</kbd></dt><dd>"Graph"</dd>
+                        <dt><kbd>"t"</kbd></dt><dd>"Table"</dd>
+                        <dt><kbd>"Enter"</kbd></dt><dd>"In the search: pin the search"</dd>
+                    </dl>
+                    <p class="muted">"Search: a name, field:value (image:nginx), or a metric with a unit (cpu > 1%, memory > 100MB)."</p>
+                    <button type="button" class="secondary" on:click=move |_| help.set(false)>"Close"</button>
+                </aside>
+            })}
+            <div class="map-body" class:stale=move || link.get() == Link::Reconnecting>
                 {move || {
+                    if let Some(v) = unknown_view.get() {
+                        return view! {
+                            <p class="empty-state" id="unknown-view" role="alert">
+                                {format!("This instance has no view “{v}”. Pick one of its views above.")}
+                            </p>
+                        }.into_any();
+                    }
                     // Only whether the map is empty: the graph and table follow `shown` themselves,
                     // and are made once, keeping the viewport and the nodes under the pointer.
                     let empty = map_is_empty.get();

@@ -46,6 +46,7 @@ fn accepted(message: &str) -> (StatusCode, Json<Accepted>) {
         StatusCode::ACCEPTED,
         Json(Accepted {
             message: message.to_owned(),
+            can_log_in: false,
         }),
     )
 }
@@ -251,10 +252,10 @@ async fn signup(
         state.mailer.sent(mail);
     }
     if first_admin {
-        return Ok(accepted(
-            "You are the first account, so you are this Scopehub's site admin. Log in now.",
-        )
-        .into_response());
+        let (status, Json(mut body)) =
+            accepted("You are the first account, so you are this Scopehub's site admin.");
+        body.can_log_in = true;
+        return Ok((status, Json(body)).into_response());
     }
     Ok(accepted("Check your email: we sent a link to confirm your address.").into_response())
 }
@@ -302,6 +303,7 @@ async fn verify(
     };
     Ok(Json(Accepted {
         message: message.to_owned(),
+        can_log_in: false,
     }))
 }
 
@@ -659,6 +661,7 @@ async fn reset_password(
     tx.commit().await?;
     Ok(Json(Accepted {
         message: "Your password is changed. Log in with the new one.".into(),
+        can_log_in: false,
     }))
 }
 

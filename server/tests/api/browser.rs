@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::json;
+
 use crate::support::process::ServerProcess;
 use crate::support::required;
 use crate::support::webdriver::Browser;
@@ -160,5 +162,316 @@ async fn login_goes_on_only_to_pages_of_this_site() {
         browser.click_css("#logout").await;
         browser.wait_for_url(|u| u.ends_with("/login")).await;
     }
+    browser.quit().await;
+}
+
+/// Issue 15: at a phone's 390 px every page fits the screen (no sideways scrolling), the header's
+/// controls, the map's Pause and its details panel are within reach.
+#[tokio::test]
+async fn every_page_fits_a_phone() {
+    use crate::support::agent::{ADMIN, Agent, PASSWORD};
+    let Some(dist) = prerequisites() else { return };
+    let (server, _data) = serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let browser = Browser::start().await;
+    browser.resize(390, 844).await;
+    // The first run: the first account signs up on a phone and is in at once (it was told to
+    // "Log in now." with no link).
+    browser.goto(&format!("{base}/signup")).await;
+    browser.type_into("#signup-email", ADMIN).await;
+    browser.type_into("#signup-password", PASSWORD).await;
+    browser.click_css("form button[type=submit]").await;
+    browser.wait_for("#logout").await;
+    browser.wait_for_text("#current-user", |t| t == ADMIN).await;
+    let mut admin = Agent::for_url(&base);
+    let (_, me) = admin.login(ADMIN, PASSWORD).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = admin
+        .post(
+            "/api/instances",
+            json!({"org_id": org, "name": "a production cluster with a long name"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    admin.wait_for_instance(&id, "ready").await;
+    let (status, body) = crate::support::split::post_report(
+        &base,
+        created["probe_token"].as_str().unwrap(),
+        "p",
+        crate::reports::fixture("probe-full-4.msgpack.gz"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The page's width, the widest thing on it and what sticks out, for the failure message.
+    let overflow = || async {
+        browser
+            .execute(
+                "const w = document.documentElement.clientWidth;
+                 const wide = Array.from(document.querySelectorAll('body *'))
+                     .filter(e => e.getBoundingClientRect().right > w + 1)
+                     .slice(0, 3).map(e => e.tagName + '.' + e.className + '#' + e.id);
+                 return [w, document.documentElement.scrollWidth, wide];",
+                vec![],
+            )
+            .await
+    };
+    let fits = |what: &'static str| {
+        let overflow = &overflow;
+        async move {
+            let got = overflow().await;
+            assert!(
+                got[1].as_u64() <= got[0].as_u64(),
+                "{what} is wider than 390 px: {got}"
+            );
+        }
+    };
+    // The right edge of the element, within the screen?
+    let within = |css: &'static str| {
+        let browser = &browser;
+        async move {
+            let right = browser
+                .execute(
+                    "const e = document.querySelector(arguments[0]); const r = e.getBoundingClientRect();
+                     return [r.left, r.right, r.width, document.documentElement.clientWidth];",
+                    vec![json!(css)],
+                )
+                .await;
+            let v: Vec<f64> = serde_json::from_value(right).unwrap();
+            assert!(
+                v[0] >= 0.0 && v[1] <= v[3] + 1.0 && v[2] > 0.0,
+                "{css}: {v:?}"
+            );
+            v[2]
+        }
+    };
+
+    within("#logout").await;
+    let pages = [
+        ("/orgs", "h1".to_owned()),
+        ("/orgs/{org}", "#org-name".to_owned()),
+        ("/instances/{id}", "#instance-name".to_owned()),
+        ("/tokens", "h1".to_owned()),
+        ("/account", "h1".to_owned()),
+        ("/admin", "h1".to_owned()),
+    ];
+    for (path, ready) in pages {
+        let path = path.replace("{org}", &org).replace("{id}", &id);
+        browser.goto(&format!("{base}{path}")).await;
+        browser.wait_for(&ready).await;
+        // Give lists and tables a moment to arrive.
+        browser.wait_for("main.content").await;
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        fits("a page").await;
+        within("#logout").await;
+    }
+    // The map: its bars wrap, Pause is on screen, the details use the width.
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=processes&mode=graph"
+        ))
+        .await;
+    browser.wait_for(".graph .node").await;
+    fits("the map").await;
+    within("#pause").await;
+    browser.click_css(".graph .node").await;
+    browser.wait_for("#details-label").await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    fits("the map with details").await;
+    let width = within("#node-details").await;
+    assert!(width > 340.0, "the details panel is {width} px wide");
+    // And logged out: the public pages.
+    browser.click_css("#logout").await;
+    browser.wait_for_url(|u| u.ends_with("/login")).await;
+    for (path, ready) in [
+        ("/login", "h1"),
+        ("/signup", "h1"),
+        ("/", "h1"),
+        ("/status", "h1"),
+    ] {
+        browser.goto(&format!("{base}{path}")).await;
+        browser.wait_for(ready).await;
+        fits(path).await;
+    }
+    browser.quit().await;
+}
+
+/// Issue 15: the org page lists an instance made elsewhere and the instance page counts reports as
+/// they arrive, without a reload; tokens and commands copy with one press.
+#[tokio::test]
+async fn pages_follow_changes_and_values_copy() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = prerequisites() else { return };
+    let (server, _data) = serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+
+    browser.goto(&format!("{base}/orgs/{org}")).await;
+    browser
+        .wait_for_text("main.content", |t| t.contains("No instances yet"))
+        .await;
+    let (status, created) = admin
+        .post(
+            "/api/instances",
+            json!({"org_id": org, "name": "made-elsewhere"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    browser
+        .wait_for_text("#instances", |t| t.contains("made-elsewhere"))
+        .await;
+
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    admin.wait_for_instance(&id, "ready").await;
+    browser.goto(&format!("{base}/instances/{id}")).await;
+    browser.wait_for("#instance-name").await;
+    let token = created["probe_token"].as_str().unwrap();
+    for _ in 0..2 {
+        let (status, body) = crate::support::split::post_report(
+            &base,
+            token,
+            "p",
+            crate::reports::fixture("probe-full-4.msgpack.gz"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    browser
+        .wait_for_text("#usage-summary", |t| t.starts_with("2 reports received"))
+        .await;
+    browser
+        .wait_for_text("#instance-state", |t| t == "active")
+        .await;
+
+    // A new API token, copied with its button.
+    browser.grant("clipboard-read").await;
+    browser.grant("clipboard-write").await;
+    browser.goto(&format!("{base}/tokens")).await;
+    browser.wait_for("h1").await;
+    browser
+        .type_into(".tokens form input[type=text]", "deploys")
+        .await;
+    browser.click_css(".tokens form button[type=submit]").await;
+    browser.wait_for("#new-token").await;
+    let secret = browser.value("#new-token").await;
+    assert!(secret.starts_with("sha_"), "{secret}");
+    browser.click_css("button[data-copies='new-token']").await;
+    browser
+        .wait_for_text("[data-copied='new-token']", |t| t == "Copied")
+        .await;
+    let pasted = browser
+        .execute("return navigator.clipboard.readText();", vec![])
+        .await;
+    assert_eq!(pasted.as_str(), Some(secret.as_str()));
+    browser.quit().await;
+}
+
+/// Issue 15: an unknown instance, view or org each say one thing: what is wrong (no "Loading the
+/// map…", no "Reconnecting…", no second copy of the error, no "Your role: none"); the org switcher
+/// shows the current org; the admin console says when a list is empty and names instances' orgs.
+#[tokio::test]
+async fn missing_things_say_one_thing_and_the_console_names_things() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = prerequisites() else { return };
+    let (server, _data) = serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = admin
+        .post("/api/instances", json!({"org_id": org, "name": "lab"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    admin.wait_for_instance(&id, "ready").await;
+    let browser = Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+    let visible_text = || async {
+        browser
+            .execute(
+                "return document.querySelector('main.content').innerText;",
+                vec![],
+            )
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let alerts = || async {
+        browser
+            .execute(
+                "return Array.from(document.querySelectorAll('[role=alert]')).filter(e => e.offsetParent !== null).length;",
+                vec![],
+            )
+            .await
+            .as_u64()
+            .unwrap_or(0)
+    };
+
+    // An instance that is not there.
+    browser
+        .goto(&format!("{base}/instances/nonexistent/map"))
+        .await;
+    browser.wait_for("#map-missing .error-notice").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let text = visible_text().await;
+    for wrong in ["Loading the map", "Reconnecting", "Connecting"] {
+        assert!(!text.contains(wrong), "{wrong:?} on the page: {text}");
+    }
+    assert_eq!(alerts().await, 1, "{text}");
+
+    // A view the instance does not have.
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=nonexistent"))
+        .await;
+    browser
+        .wait_for_text("#unknown-view", |t| t.contains("no view “nonexistent”"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let text = visible_text().await;
+    for wrong in ["Loading the map", "Reconnecting", "Connecting"] {
+        assert!(!text.contains(wrong), "{wrong:?} on the page: {text}");
+    }
+    // Its views are there to pick from.
+    browser.click_css(".view-tab[data-view='hosts']").await;
+    browser.wait_for_url(|u| u.contains("view=hosts")).await;
+    assert!(browser.find("#unknown-view").await.is_none());
+
+    // An org that is not there.
+    browser.goto(&format!("{base}/orgs/nonexistent")).await;
+    browser.wait_for("#org-missing").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let text = visible_text().await;
+    assert!(!text.contains("Your role"), "{text}");
+    assert_eq!(alerts().await, 1, "{text}");
+
+    // The header's org switcher shows the org a page belongs to.
+    browser.goto(&format!("{base}/orgs/{org}")).await;
+    browser.wait_for("#my-role").await;
+    assert_eq!(browser.value("#org-switcher").await, org);
+    browser.goto(&format!("{base}/instances/{id}")).await;
+    browser.wait_for("#instance-name").await;
+    assert_eq!(browser.value("#org-switcher").await, org);
+
+    // The admin console: an empty outbox says so; instances name their org, linked.
+    browser.goto(&format!("{base}/admin?tab=outbox")).await;
+    browser
+        .wait_for_text("#outbox-empty", |t| t.contains("The outbox is empty"))
+        .await;
+    browser.goto(&format!("{base}/admin?tab=instances")).await;
+    let org_name = me["orgs"][0]["name"].as_str().unwrap();
+    browser
+        .wait_for_text("#all-instances .org-link", |t| t == org_name)
+        .await;
+    browser.click_css("#all-instances .org-link").await;
+    browser
+        .wait_for_url(|u| u.ends_with(&format!("/admin?tab=orgs#org-{org}")))
+        .await;
+    browser.wait_for(&format!("#org-{org}")).await;
     browser.quit().await;
 }

@@ -153,9 +153,32 @@ async fn users_journey(base: &str, smtp: &SmtpServer) {
     browser
         .click_css("#waitlist tr[data-email='maria@example.com'] button.approve")
         .await;
+    // Approval asks first, then says what it did.
+    browser.accept_alert().await;
+    browser
+        .wait_for_text("main .notice", |t| {
+            t == "Approved maria@example.com: they have been emailed."
+        })
+        .await;
     browser
         .wait_for_text("main", |t| t.contains("Nobody is waiting."))
         .await;
+    // The console's tabs are in the URL, and an empty outbox says so.
+    browser.click_css("#tab-instances").await;
+    browser
+        .wait_for_url(|u| u.ends_with("/admin?tab=instances"))
+        .await;
+    browser.goto(&format!("{base}/admin?tab=audit")).await;
+    browser.wait_for_text("#tab-audit", |_| true).await;
+    assert_eq!(
+        browser
+            .execute(
+                "return document.querySelector('#tab-audit').getAttribute('aria-pressed');",
+                vec![]
+            )
+            .await,
+        serde_json::json!("true")
+    );
     log_out(&browser).await;
     let approval = mailed_link(smtp, "maria@example.com", "approved").await;
     assert!(approval.contains("/login-link?token="), "{approval}");

@@ -365,6 +365,13 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     browser
         .wait_for_text("#link-status", |t| t == "Reconnecting…")
         .await;
+    // The old map stays, marked as what it is: no longer live.
+    browser
+        .wait_for_text("#disconnected-banner", |t| {
+            t.starts_with("Connection lost: this is the map as it was at")
+        })
+        .await;
+    assert!(count(&browser, ".map-body.stale .graph .node").await >= 3);
     let server = ServerProcess::start_on("serve", &listen, &args);
     server.wait_ready().await;
     eventually(Duration::from_secs(60), "the map to come back", || async {
@@ -375,6 +382,8 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
         (text == "Live" && count(&browser, ".graph .node").await >= 3).then_some(())
     })
     .await;
+    assert!(browser.find("#disconnected-banner").await.is_none());
+    assert_eq!(count(&browser, ".map-body.stale").await, 0);
     // A view larger than the browser's graph limit opens as a table; the limit is remembered.
     browser
         .execute(
@@ -582,7 +591,7 @@ async fn the_viewport_and_the_nodes_survive_live_updates() {
 
 /// Issue 15: a host's details list its 150 processes 20 at a time, sorted by PID as numbers, with
 /// its uptime read as a duration; a search says how many nodes match, understands units, and says
-/// when a comparison is not one.
+/// when a comparison is not one; keyboard shortcuts; the count of nodes the filters hide.
 #[tokio::test]
 async fn details_sort_as_numbers_and_search_counts_and_explains() {
     let Some(dist) = prerequisites() else { return };
@@ -715,6 +724,54 @@ async fn details_sort_as_numbers_and_search_counts_and_explains() {
         .await;
     browser
         .wait_for_text("#search-count", |t| t == "0 of 50 match")
+        .await;
+
+    // Keyboard: `?` help, Esc closes it, `/` searches, `g` and `t` switch graph and table.
+    let press = |key: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .execute(
+                    "document.activeElement && document.activeElement.blur();
+                     window.dispatchEvent(new KeyboardEvent('keydown', {key: arguments[0], bubbles: true}));",
+                    vec![json!(key)],
+                )
+                .await;
+        }
+    };
+    press("?").await;
+    browser
+        .wait_for_text("#help", |t| t.contains("Keyboard shortcuts"))
+        .await;
+    press("Escape").await;
+    eventually(Duration::from_secs(10), "the help to close", || async {
+        browser.find("#help").await.is_none().then_some(())
+    })
+    .await;
+    press("g").await;
+    browser.wait_for_url(|u| u.contains("mode=graph")).await;
+    browser.wait_for(".graph .node").await;
+    press("t").await;
+    browser.wait_for_url(|u| u.contains("mode=table")).await;
+    press("/").await;
+    let focused = browser
+        .execute("return document.activeElement.id;", vec![])
+        .await;
+    assert_eq!(focused, json!("map-search"));
+
+    // Views whose options leave nodes out say how many: the processes view hides processes
+    // without connections by default.
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=processes"))
+        .await;
+    browser
+        .wait_for_text("#hidden-count", |t| {
+            t.ends_with("nodes hidden by filters")
+                && t.split(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| n > 0)
+        })
         .await;
     browser.quit().await;
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());

@@ -115,6 +115,27 @@ impl Browser {
         .await
     }
 
+    /// Grants the page a permission (`clipboard-read`, `clipboard-write`…): WebDriver's permissions
+    /// extension, which ChromeDriver implements.
+    pub async fn grant(&self, permission: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/permissions",
+            Some(json!({"descriptor": {"name": permission}, "state": "granted"})),
+        )
+        .await;
+    }
+
+    /// Sets the window's size in CSS pixels (headless: the page's viewport).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     pub async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;
