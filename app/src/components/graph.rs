@@ -156,6 +156,15 @@ fn shorten(s: &str, max: usize) -> String {
     }
 }
 
+/// A node's hue, from its label as Scope colours nodes (so a service keeps its colour across views,
+/// hosts and reloads): FNV-1a of the label, on the colour wheel.
+pub fn hue_of(label: &str) -> u32 {
+    let hash = label.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % 360
+}
+
 /// What a node is drawn from.
 #[derive(Debug, Clone, PartialEq)]
 struct NodeLook {
@@ -338,6 +347,7 @@ pub fn Graph(
                                         class:selected=move || selected.with(|s| s.as_deref() == Some(id_sel.as_str()))
                                         class:dim=move || dimmed(&id_dim)
                                         class:pseudo=move || node.with(|n| n.as_ref().is_some_and(|n| n.pseudo))
+                                        style=move || node.with(|n| n.as_ref().map(|n| format!("--hue:{}", hue_of(&n.label))).unwrap_or_default())
                                         transform=move || position(&id_pos).map(|p| format!("translate({:.1},{:.1})", p.x, p.y)).unwrap_or_default()
                                         on:click=move |ev| { ev.stop_propagation(); on_select.run(id_click.clone()) }
                                         on:pointerdown=|ev: leptos::ev::PointerEvent| ev.stop_propagation()

@@ -606,6 +606,23 @@ pub fn TopologyMap() -> impl IntoView {
         })
     };
     on_cleanup(move || keys.remove());
+    // Troubleshooting: back to the defaults (view, options, search, graph limit).
+    let reset_view = {
+        let navigate = navigate.clone();
+        move || {
+            if let Some(s) = storage() {
+                let _ = s.remove_item(GRAPH_LIMIT_KEY);
+            }
+            graph_limit.set(saved_graph_limit());
+            navigate(
+                &format!("/instances/{}/map", instance.get_untracked()),
+                NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            );
+        }
+    };
     // Nodes the view's options leave out (Scope's "N nodes hidden by filters").
     let hidden_by_filters = Memo::new(move |_| {
         let v = view_id.get();
@@ -656,6 +673,14 @@ pub fn TopologyMap() -> impl IntoView {
                     let n = hidden_by_filters.get();
                     view! { <span class="hidden-count" id="hidden-count">{format!("{n} {} hidden by filters", if n == 1 { "node" } else { "nodes" })}</span> }
                 })}
+                <details class="troubleshoot" id="troubleshoot">
+                    <summary title="Troubleshooting">"⋯"</summary>
+                    <div class="menu">
+                        <a id="download-report" href=move || format!("/api/app/{}/api/report", instance.get())
+                            download=move || format!("scope-report-{}.json", instance.get())>"Download the report (JSON)"</a>
+                        <button type="button" class="link-like" id="reset-view" on:click=move |_| reset_view()>"Reset the view's settings"</button>
+                    </div>
+                </details>
                 <button type="button" class="secondary help-button" id="help-button" title="Keyboard shortcuts (?)"
                     aria-expanded=move || help.get().to_string() on:click=move |_| help.update(|h| *h = !*h)>"?"</button>
                 <span class="link-status" id="link-status" data-status=move || format!("{:?}", link.get()).to_lowercase()

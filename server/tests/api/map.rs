@@ -773,6 +773,56 @@ async fn details_sort_as_numbers_and_search_counts_and_explains() {
                     .is_some_and(|n| n > 0)
         })
         .await;
+
+    // Nodes are coloured by their label, as in Scope: different names, different colours.
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers&mode=graph"
+        ))
+        .await;
+    browser.wait_for(".graph .node").await;
+    let fills = browser
+        .execute(
+            "const fills = {};
+             document.querySelectorAll('.graph .node:not(.pseudo)').forEach(n =>
+                 fills[n.querySelector('.label').textContent] = getComputedStyle(n.querySelector('.shape')).fill);
+             return fills;",
+            vec![],
+        )
+        .await;
+    let fills: BTreeMap<String, String> = serde_json::from_value(fills).unwrap();
+    let distinct: std::collections::BTreeSet<&String> = fills.values().collect();
+    assert!(
+        fills.len() >= 10 && distinct.len() > fills.len() / 2,
+        "{fills:?}"
+    );
+
+    // Troubleshooting: the merged report downloads; the view's settings reset.
+    browser.click_css("#troubleshoot summary").await;
+    let report = browser
+        .execute(
+            "return fetch(document.querySelector('#download-report').href).then(r => r.json()).then(r => Object.keys(r));",
+            vec![],
+        )
+        .await;
+    assert!(
+        report
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "Container")),
+        "{report}"
+    );
+    browser
+        .execute(
+            "const i = document.querySelector('#graph-limit'); i.value = '7'; i.dispatchEvent(new Event('change', {bubbles: true}));",
+            vec![],
+        )
+        .await;
+    assert_eq!(browser.value("#graph-limit").await, "7");
+    browser.click_css("#reset-view").await;
+    browser
+        .wait_for_url(|u| u.ends_with(&format!("/instances/{id}/map")))
+        .await;
+    assert_eq!(browser.value("#graph-limit").await, "1000");
     browser.quit().await;
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
