@@ -30,7 +30,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            node_sep: 110.0,
+            // Room for a label of `LABEL_CHARS` (about 150 px) and a gap: neighbours' labels
+            // never overlap.
+            node_sep: 160.0,
             rank_sep: 130.0,
             sweeps: 6,
         }
@@ -444,6 +446,99 @@ impl Occupancy {
     }
 }
 
+/// Characters of a node's label the map shows (the rest is cut with "…"; the whole label is in the
+/// tooltip and the details).
+pub const LABEL_CHARS: usize = 20;
+/// Characters of a node's minor label the map shows.
+pub const MINOR_CHARS: usize = 24;
+/// Width on screen of a label of `chars` characters at scale 1: 13 px bold for labels, 11 px for
+/// minor labels (a generous average glyph width, so that real labels fit inside).
+pub fn label_width(chars: usize, minor: bool) -> f64 {
+    chars as f64 * if minor { 6.0 } else { 7.5 }
+}
+
+/// How readable a layout is: edges crossing each other (as straight lines between centres; edges
+/// sharing a node do not count), and pairs of labels (drawn centred under their nodes, cut as the
+/// map cuts them) that overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quality {
+    pub crossings: usize,
+    pub label_overlaps: usize,
+}
+
+/// Measures `layout` (see [`Quality`]); `labels` are the nodes' (label, minor label) by id, and
+/// `label_chars` the characters of each the map shows. Quadratic in the edges: for tests and
+/// benchmarks, not for the page.
+pub fn quality(
+    layout: &Layout,
+    edges: &[(String, String)],
+    labels: &BTreeMap<String, (String, String)>,
+    label_chars: (usize, usize),
+) -> Quality {
+    let segments: Vec<(&str, &str, Point, Point)> = edges
+        .iter()
+        .filter(|(a, b)| a != b)
+        .filter_map(|(a, b)| {
+            Some((
+                a.as_str(),
+                b.as_str(),
+                *layout.positions.get(a)?,
+                *layout.positions.get(b)?,
+            ))
+        })
+        .collect();
+    let cross = |p: Point, q: Point, r: Point, s: Point| {
+        let side =
+            |a: Point, b: Point, c: Point| (b.x - a.x) * (c.y - a.y) - (b.y - a.y) * (c.x - a.x);
+        let (d1, d2) = (side(p, q, r), side(p, q, s));
+        let (d3, d4) = (side(r, s, p), side(r, s, q));
+        d1 * d2 < 0.0 && d3 * d4 < 0.0
+    };
+    let mut crossings = 0;
+    for (i, &(a, b, p, q)) in segments.iter().enumerate() {
+        for &(c, d, r, t) in &segments[i + 1..] {
+            if a != c && a != d && b != c && b != d && cross(p, q, r, t) {
+                crossings += 1;
+            }
+        }
+    }
+    // Label boxes: (left, right, top, bottom), the label 16–30 px and the minor label 30–44 px
+    // below the centre (as `app/src/components/graph.rs` draws them).
+    let mut boxes: Vec<(f64, f64, f64, f64)> = Vec::new();
+    for (id, p) in &layout.positions {
+        let Some((label, minor)) = labels.get(id) else {
+            continue;
+        };
+        for (text, chars, minor_label, top) in [
+            (label, label_chars.0, false, 30.0),
+            (minor, label_chars.1, true, 44.0),
+        ] {
+            let n = text.chars().count().min(chars);
+            if n == 0 {
+                continue;
+            }
+            let half = label_width(n, minor_label) / 2.0;
+            boxes.push((p.x - half, p.x + half, p.y + top, p.y + top + 14.0));
+        }
+    }
+    boxes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut label_overlaps = 0;
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            if b.0 >= a.1 {
+                break;
+            }
+            if a.2 < b.3 && b.2 < a.3 {
+                label_overlaps += 1;
+            }
+        }
+    }
+    Quality {
+        crossings,
+        label_overlaps,
+    }
+}
+
 /// A synthetic service graph of `n` nodes for tests and benchmarks: four tiers (clients →
 /// frontends → backends → databases) of `n / 5` nodes, each node fed by two of the tier above, and
 /// the rest unconnected.
@@ -587,6 +682,86 @@ mod tests {
         // Within a band, what a node calls is still below it.
         let (a, b) = (l.positions["s010"], l.positions["s011"]);
         assert!(b.y > a.y || b.x > a.x, "{a:?} {b:?}");
+    }
+
+    /// A containers view the size of the load generator's (20 hosts × 10 containers, 3 connections
+    /// each to containers of other hosts) with Kubernetes-length names: measured at the old spacing
+    /// and label lengths and at the new ones (docs/map.md has the numbers).
+    #[test]
+    fn labels_of_a_two_hundred_container_map_do_not_overlap() {
+        let (hosts, per_host) = (20, 10);
+        let mut ids = Vec::new();
+        let mut labels = BTreeMap::new();
+        let mut edges = Vec::new();
+        for h in 0..hosts {
+            for c in 0..per_host {
+                let id = format!("{h:04x}{c:04x}cafe;<container>");
+                // Names as Kubernetes gives containers: longer than a node is wide.
+                labels.insert(
+                    id.clone(),
+                    (
+                        format!("k8s_app-{c}_web-7f9c6d5b8-x{h}_default_0"),
+                        format!("ip-10-0-{h}-17.ec2.internal"),
+                    ),
+                );
+                ids.push(id);
+                for k in 1..=3 {
+                    let (th, tc) = ((h + k) % hosts, (c + k) % per_host);
+                    edges.push((id_of(h, c), id_of(th, tc)));
+                }
+            }
+        }
+        fn id_of(h: usize, c: usize) -> String {
+            format!("{h:04x}{c:04x}cafe;<container>")
+        }
+        let measure = |opts: &Options, chars: (usize, usize)| {
+            let l = layout(ids.iter().map(String::as_str), &edges, opts);
+            quality(&l, &edges, &labels, chars)
+        };
+        let before = measure(
+            &Options {
+                node_sep: 110.0,
+                ..Options::default()
+            },
+            (24, 28),
+        );
+        let after = measure(&Options::default(), (LABEL_CHARS, MINOR_CHARS));
+        eprintln!("200 containers, 600 edges: before {before:?}, after {after:?}");
+        assert!(before.label_overlaps > 0, "{before:?}");
+        assert_eq!(after.label_overlaps, 0, "{after:?}");
+        // The spacing changes the geometry, not the order: no more crossings than before.
+        assert!(after.crossings <= before.crossings, "{before:?} {after:?}");
+    }
+
+    #[test]
+    fn crossings_and_overlaps_are_counted() {
+        let p = |x: f64, y: f64| Point { x, y };
+        let layout = Layout {
+            positions: BTreeMap::from([
+                ("a".to_owned(), p(0.0, 0.0)),
+                ("b".to_owned(), p(100.0, 100.0)),
+                ("c".to_owned(), p(100.0, 0.0)),
+                ("d".to_owned(), p(0.0, 100.0)),
+                ("e".to_owned(), p(50.0, 300.0)),
+            ]),
+        };
+        let edges = [e("a", "b"), e("c", "d"), e("a", "d"), e("e", "b")];
+        let labels = BTreeMap::from([
+            (
+                "a".to_owned(),
+                ("a-rather-long-label".to_owned(), String::new()),
+            ),
+            (
+                "c".to_owned(),
+                ("another-long-label".to_owned(), String::new()),
+            ),
+            ("e".to_owned(), ("x".to_owned(), String::new())),
+        ]);
+        let q = quality(&layout, &edges, &labels, (20, 24));
+        // a–b crosses c–d; a–d shares a node with both; e–b crosses nothing.
+        assert_eq!(q.crossings, 1);
+        // a's and c's labels (19 and 18 characters, 100 apart) overlap; e's is far below.
+        assert_eq!(q.label_overlaps, 1);
     }
 
     #[test]

@@ -9,7 +9,14 @@ use leptos::prelude::*;
 use shared::topology::NodeSummary;
 use topomap::layout::{Layout, Point};
 
-/// Radius of a node's shape, in layout units (the layout keeps nodes 110 apart).
+/// Below this zoom, labels are too small to read: only the hovered or selected node and its
+/// neighbours keep theirs (semantic zoom).
+const LABELS_FROM_SCALE: f64 = 0.55;
+/// With more edges than this, edges are drawn faint, and those of the hovered or selected node in
+/// full.
+const BUSY_EDGES: usize = 150;
+
+/// Radius of a node's shape, in layout units (the layout keeps nodes 160 apart).
 const R: f64 = 26.0;
 /// How far below a node's centre its two labels end.
 const LABELS: f64 = R + 36.0;
@@ -298,6 +305,11 @@ pub fn Graph(
     };
 
     let position = move |id: &str| layout.with(|l| l.positions.get(id).copied());
+    // The node under the pointer or selected: its edges stand out when the graph is busy, and its
+    // labels show when zoomed out.
+    let hot = move |id: &str| {
+        hovered.with(|h| h.as_deref() == Some(id)) || selected.with(|s| s.as_deref() == Some(id))
+    };
     let dimmed = move |id: &str| {
         if let Some(set) = neighbours.get() {
             return !set.contains(id);
@@ -308,7 +320,9 @@ pub fn Graph(
     view! {
         <div class="graph" node_ref=container on:wheel=on_wheel on:pointerdown=on_down
             on:pointermove=on_move on:pointerup=on_up on:pointerleave=on_up>
-            <svg class="graph-canvas" width="100%" height="100%" role="img" aria-label="Topology graph">
+            <svg class="graph-canvas" width="100%" height="100%" role="img" aria-label="Topology graph"
+                class:zoomed-out=move || view_state.with(|v| v.k < LABELS_FROM_SCALE)
+                class:busy=move || edges.with(|e| e.len() > BUSY_EDGES)>
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M0,0L10,5L0,10z" class="arrow-head" />
@@ -323,6 +337,10 @@ pub fn Graph(
                                 view! {
                                     <path class="edge" marker-end="url(#arrow)"
                                         class:dim=move || dimmed(&a2) || dimmed(&b2)
+                                        class:hot={
+                                            let (a3, b3) = (a.clone(), b.clone());
+                                            move || hot(&a3) || hot(&b3)
+                                        }
                                         d=move || match (position(&a), position(&b)) {
                                             (Some(p), Some(q)) => edge_path(p, q),
                                             _ => String::new(),
@@ -344,6 +362,7 @@ pub fn Graph(
                                     (id.clone(), id.clone(), id.clone(), id.clone(), id.clone());
                                 view! {
                                     <g class="node" data-id=id.clone()
+                                        class:hot={ let id = id.clone(); move || hot(&id) || neighbours.with(|n| n.as_ref().is_some_and(|n| n.contains(&id))) }
                                         class:selected=move || selected.with(|s| s.as_deref() == Some(id_sel.as_str()))
                                         class:dim=move || dimmed(&id_dim)
                                         class:pseudo=move || node.with(|n| n.as_ref().is_some_and(|n| n.pseudo))
@@ -361,8 +380,8 @@ pub fn Graph(
                                                     <path class="shape stacked" d=d.clone() transform="translate(3,3)" />
                                                 })}
                                                 <path class="shape" d=d />
-                                                <text class="label" y={R + 16.0} text-anchor="middle">{shorten(&n.label, 24)}</text>
-                                                <text class="label-minor" y={R + 30.0} text-anchor="middle">{shorten(&n.label_minor, 28)}</text>
+                                                <text class="label" y={R + 16.0} text-anchor="middle">{shorten(&n.label, topomap::layout::LABEL_CHARS)}</text>
+                                                <text class="label-minor" y={R + 30.0} text-anchor="middle">{shorten(&n.label_minor, topomap::layout::MINOR_CHARS)}</text>
                                                 <title>{format!("{}\n{}", n.label, n.label_minor)}</title>
                                             }
                                         })}

@@ -505,7 +505,13 @@ async fn the_viewport_and_the_nodes_survive_live_updates() {
     assert_eq!(status, 201, "{created}");
     let id = created["instance"]["id"].as_str().unwrap().to_owned();
     agent.wait_for_instance(&id, "ready").await;
-    let _load = loadgen(&base, created["probe_token"].as_str().unwrap(), 10);
+    // The size the issue was found at: 20 hosts × 10 containers × 3 connections.
+    let _load = loadgen_with(
+        &base,
+        created["probe_token"].as_str().unwrap(),
+        20,
+        &["--containers", "10", "--connections", "3"],
+    );
 
     let browser = Browser::start().await;
     crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
@@ -513,15 +519,64 @@ async fn the_viewport_and_the_nodes_survive_live_updates() {
     browser
         .goto(&format!("{base}/instances/{id}/map?view=containers"))
         .await;
-    eventually(Duration::from_secs(30), "twenty containers", || async {
-        (count(&browser, ".graph .node").await == 20).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "two hundred containers",
+        || async { (count(&browser, ".graph .node").await == 200).then_some(()) },
+    )
     .await;
+    // A busy graph at "fit": labels wait until zoomed in, edges are faint but the hovered node's.
+    let classes = || async {
+        browser
+            .execute(
+                "return document.querySelector('.graph-canvas').getAttribute('class');",
+                vec![],
+            )
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "a zoomed-out, busy graph",
+        || async {
+            let c = classes().await;
+            (c.contains("zoomed-out") && c.contains("busy")).then_some(())
+        },
+    )
+    .await;
+    let label_display = browser
+        .execute(
+            "return getComputedStyle(document.querySelector('.graph .node .label')).display;",
+            vec![],
+        )
+        .await;
+    assert_eq!(label_display, json!("none"));
+    let hot = browser
+        .execute(
+            "const n = document.querySelector('.graph .node');
+             n.dispatchEvent(new MouseEvent('mouseenter'));
+             return new Promise(done => requestAnimationFrame(() => done([
+                 document.querySelectorAll('.graph .edge.hot').length,
+                 getComputedStyle(n.querySelector('.label')).display,
+             ])));",
+            vec![],
+        )
+        .await;
+    assert!(hot[0].as_u64().is_some_and(|n| n > 0), "{hot}");
+    assert_ne!(hot[1], json!("none"), "{hot}");
+    browser
+        .execute(
+            "document.querySelector('.graph .node').dispatchEvent(new MouseEvent('mouseleave'));",
+            vec![],
+        )
+        .await;
     browser.wait_for_text("#link-status", |t| t == "Live").await;
     wait_for_updates(&browser, 2).await;
 
-    // Zoom in twice and pan; mark every node element.
-    for _ in 0..2 {
+    // Zoom in and pan; mark every node element.
+    for _ in 0..4 {
         browser
             .click_css(".graph-controls button[aria-label='Zoom in']")
             .await;
@@ -549,14 +604,15 @@ async fn the_viewport_and_the_nodes_survive_live_updates() {
             vec![],
         )
         .await;
-    assert_eq!(kept, json!([20, 20]), "nodes were rebuilt by the updates");
+    assert_eq!(kept, json!([200, 200]), "nodes were rebuilt by the updates");
 
     // Clicks between updates land: each opens its node's details.
-    // Three nodes in sight after the zoom (WebDriver clicks an element's centre).
+    // Three nodes in sight after the zoom, left of where the details panel opens (WebDriver clicks
+    // an element's centre).
     let ids = browser
         .execute(
             "const box = document.querySelector('.graph').getBoundingClientRect();
-             const inside = (r) => r.left > box.left + 20 && r.right < box.right - 150
+             const inside = (r) => r.left > box.left + 20 && r.right < box.right - 480
                  && r.top > box.top + 20 && r.bottom < box.bottom - 60;
              return Array.from(document.querySelectorAll('.graph .node'))
                  .filter(n => inside(n.querySelector('.shape').getBoundingClientRect()))
@@ -567,21 +623,22 @@ async fn the_viewport_and_the_nodes_survive_live_updates() {
     let ids: Vec<String> = serde_json::from_value(ids).unwrap();
     assert_eq!(ids.len(), 3, "nodes in sight: {ids:?}");
     for node in &ids {
-        let label = browser
+        let encoded = browser
             .execute(
-                "return document.querySelector(`.graph .node[data-id='${arguments[0]}'] .label`).textContent;",
+                "return encodeURIComponent(arguments[0]);",
                 vec![json!(node)],
             )
             .await
             .as_str()
-            .unwrap_or_default()
+            .unwrap()
             .to_owned();
         browser
             .click_css(&format!(".graph .node[data-id='{node}']"))
             .await;
         browser
-            .wait_for_text("#details-label", |t| t == label)
+            .wait_for_url(|u| u.contains(&format!("node={encoded}")))
             .await;
+        browser.wait_for("#details-label").await;
         wait_for_updates(&browser, 1).await;
     }
     assert_eq!(viewport(&browser).await, zoomed);
