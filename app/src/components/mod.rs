@@ -9,3 +9,4 @@ pub mod layout;
 pub mod metrics;
 pub mod node_details;
 pub mod node_table;
+pub mod ticker;

@@ -11,6 +11,7 @@ use topomap::values;
 use crate::api;
 use crate::components::async_view::ErrorNotice;
 use crate::components::metrics::{Sparkline, format_metric};
+use crate::components::ticker::ticker;
 
 /// How often an open panel reloads.
 const REFRESH_MS: u64 = 5_000;
@@ -270,17 +271,7 @@ pub fn NodeDetailsPanel(
     on_close: Callback<()>,
     on_open: Callback<NodeLink>,
 ) -> impl IntoView {
-    let tick = RwSignal::new(0u64);
-    let handle = set_interval_with_handle(
-        move || tick.update(|t| *t += 1),
-        std::time::Duration::from_millis(REFRESH_MS),
-    )
-    .ok();
-    on_cleanup(move || {
-        if let Some(h) = handle {
-            h.clear();
-        }
-    });
+    let tick = ticker(std::time::Duration::from_millis(REFRESH_MS));
     let details = LocalResource::new(move || {
         tick.track();
         let (i, v, n, q) = (instance.get(), view.get(), node.get(), options.get());

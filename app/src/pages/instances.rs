@@ -12,6 +12,7 @@ use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
 use crate::components::copy::CopyField;
 use crate::components::forms::{FieldError, FormError, when};
+use crate::components::ticker::ticker;
 use crate::session::use_session;
 
 /// A probe token just created or rotated, shown once on the instance's page.
@@ -36,17 +37,7 @@ pub fn OrgInstances(
     let fresh = expect_context::<FreshToken>();
     // Refreshed every 5 s: an instance made elsewhere (a probe's, a teammate's) and state changes
     // show up without a reload.
-    let list_tick = RwSignal::new(0u64);
-    let list_timer = set_interval_with_handle(
-        move || list_tick.update(|t| *t += 1),
-        std::time::Duration::from_secs(5),
-    )
-    .ok();
-    on_cleanup(move || {
-        if let Some(h) = list_timer {
-            h.clear();
-        }
-    });
+    let list_tick = ticker(std::time::Duration::from_secs(5));
     let list = LocalResource::new(move || {
         list_tick.track();
         api::instances(org.get())
@@ -176,17 +167,7 @@ pub fn Instance() -> impl IntoView {
     // What the probes send, refreshed every 5 s in place (the rest of the page is not redrawn); a
     // state change the refresh sees reloads the page's details.
     let usage = RwSignal::new(None::<shared::instances::Usage>);
-    let usage_tick = RwSignal::new(0u64);
-    let usage_timer = set_interval_with_handle(
-        move || usage_tick.update(|t| *t += 1),
-        std::time::Duration::from_secs(5),
-    )
-    .ok();
-    on_cleanup(move || {
-        if let Some(h) = usage_timer {
-            h.clear();
-        }
-    });
+    let usage_tick = ticker(std::time::Duration::from_secs(5));
     let live = LocalResource::new(move || {
         usage_tick.track();
         api::instance(id())

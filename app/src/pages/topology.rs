@@ -19,6 +19,7 @@ use crate::components::async_view::ErrorNotice;
 use crate::components::graph::Graph;
 use crate::components::node_details::{NodeDetailsPanel, NodeLink};
 use crate::components::node_table::NodeTable;
+use crate::components::ticker::ticker;
 
 /// Views with more nodes than this open as a table (`?mode=graph` still draws them). Each browser
 /// can change it (kept in local storage under `GRAPH_LIMIT_KEY`).
@@ -181,17 +182,7 @@ pub fn TopologyMap() -> impl IntoView {
     };
 
     // The view list, refreshed for its counts.
-    let tick = RwSignal::new(0u64);
-    let ticker = set_interval_with_handle(
-        move || tick.update(|t| *t += 1),
-        std::time::Duration::from_secs(10),
-    )
-    .ok();
-    on_cleanup(move || {
-        if let Some(h) = ticker {
-            h.clear();
-        }
-    });
+    let tick = ticker(std::time::Duration::from_secs(10));
     let options_query = Memo::new(move |_| state.with(MapState::option_query));
     let topologies = LocalResource::new(move || {
         tick.track();

@@ -74,6 +74,24 @@ async fn verification_mail_arrives_over_smtp_and_its_link_works(b: Backend) {
 }
 both!(verification_mail_arrives_over_smtp_and_its_link_works);
 
+/// The outbox row of the mail to `to`, once its delivery was tried (and failed) at least once.
+async fn first_attempt(app: &TestApp, to: &str) -> scopehub::store::OutboxRow {
+    let store = &app.store;
+    eventually(
+        Duration::from_secs(30),
+        "a delivery attempt",
+        || async move {
+            store
+                .outbox(10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.to_email == to && m.attempts > 0)
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn mail_is_kept_for_retry_while_the_smtp_server_is_down() {
     // Nothing listens on this port: delivery fails, and the message must not be lost.
@@ -100,20 +118,7 @@ async fn mail_is_kept_for_retry_while_the_smtp_server_is_down() {
         .0,
         202
     );
-    let store = &app.store;
-    let row = eventually(
-        Duration::from_secs(30),
-        "a failed delivery attempt",
-        move || async move {
-            store
-                .outbox(10)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|m| m.to_email == "later@example.com" && m.attempts > 0)
-        },
-    )
-    .await;
+    let row = first_attempt(&app, "later@example.com").await;
     assert_eq!(row.status, "pending", "it will be retried");
     assert!(row.error.is_some());
 }
@@ -160,20 +165,7 @@ async fn a_hanging_smtp_server_costs_one_attempt_not_the_request_or_the_mail() {
     assert_eq!(status, 202);
     assert!(started.elapsed() < Duration::from_secs(2));
     // The attempt ends at the delivery's time limit; the message stays queued for a retry.
-    let store = &app.store;
-    let row = eventually(
-        Duration::from_secs(30),
-        "a timed-out delivery attempt",
-        move || async move {
-            store
-                .outbox(10)
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|m| m.to_email == "stuck@example.com" && m.attempts > 0)
-        },
-    )
-    .await;
+    let row = first_attempt(&app, "stuck@example.com").await;
     assert_eq!(row.status, "pending", "it will be retried");
     let error = row.error.unwrap_or_default();
     assert!(error.contains("did not finish within 2 s"), "{error}");

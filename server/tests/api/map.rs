@@ -440,6 +440,47 @@ async fn layout_benchmark_in_the_browser() {
     browser.quit().await;
 }
 
+/// A `scopehub serve` with the app, its first admin, a ready instance fed by `scopehub loadgen`
+/// (`hosts` hosts of `shape`), and a browser logged in as the admin.
+struct LiveMap {
+    server: ServerProcess,
+    base: String,
+    id: String,
+    browser: Browser,
+    _load: KillOnDrop,
+    _data: tempfile::TempDir,
+}
+
+async fn live_map(dist: &std::path::Path, hosts: usize, shape: &[&str]) -> LiveMap {
+    let (server, data) = crate::browser::serve_app(dist, &[]).await;
+    let base = server.url.clone();
+    let (mut agent, me) = crate::support::agent::first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (status, created) = agent
+        .post("/api/instances", json!({"org_id": org, "name": "live"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["instance"]["id"].as_str().unwrap().to_owned();
+    agent.wait_for_instance(&id, "ready").await;
+    let load = loadgen_with(
+        &base,
+        created["probe_token"].as_str().unwrap(),
+        hosts,
+        shape,
+    );
+    let browser = Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for_url(|u| !u.contains("/login")).await;
+    LiveMap {
+        server,
+        base,
+        id,
+        browser,
+        _load: load,
+        _data: data,
+    }
+}
+
 /// The transform of the graph's pan-and-zoom group.
 async fn viewport(browser: &Browser) -> String {
     browser
@@ -480,42 +521,16 @@ async fn wait_for_updates(browser: &Browser, n: u64) {
 #[tokio::test]
 async fn the_viewport_and_the_nodes_survive_live_updates() {
     let Some(dist) = prerequisites() else { return };
-    let data = tempfile::tempdir().unwrap();
-    let args = [
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--dist-dir",
-        dist.to_str().unwrap(),
-    ];
-    let server = ServerProcess::start_on("serve", &format!("127.0.0.1:{}", free_port()), &args);
-    server.wait_ready().await;
-    let base = server.url.clone();
-    let mut agent = Agent::for_url(&base);
-    agent
-        .post(
-            "/api/users/signup",
-            json!({"email": ADMIN, "password": PASSWORD}),
-        )
-        .await;
-    let (_, me) = agent.login(ADMIN, PASSWORD).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (status, created) = agent
-        .post("/api/instances", json!({"org_id": org, "name": "live"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    agent.wait_for_instance(&id, "ready").await;
     // The size the issue was found at: 20 hosts × 10 containers × 3 connections.
-    let _load = loadgen_with(
-        &base,
-        created["probe_token"].as_str().unwrap(),
-        20,
-        &["--containers", "10", "--connections", "3"],
-    );
-
-    let browser = Browser::start().await;
-    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
-    browser.wait_for_url(|u| !u.contains("/login")).await;
+    // The loader and the data folder live as long as the test (a `..` would drop them here).
+    let LiveMap {
+        server,
+        base,
+        id,
+        browser,
+        _load,
+        _data,
+    } = live_map(&dist, 20, &["--containers", "10", "--connections", "3"]).await;
     browser
         .goto(&format!("{base}/instances/{id}/map?view=containers"))
         .await;
@@ -652,37 +667,15 @@ async fn the_viewport_and_the_nodes_survive_live_updates() {
 #[tokio::test]
 async fn details_sort_as_numbers_and_search_counts_and_explains() {
     let Some(dist) = prerequisites() else { return };
-    let data = tempfile::tempdir().unwrap();
-    let args = [
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--dist-dir",
-        dist.to_str().unwrap(),
-    ];
-    let server = ServerProcess::start_on("serve", &format!("127.0.0.1:{}", free_port()), &args);
-    server.wait_ready().await;
-    let base = server.url.clone();
-    let mut agent = Agent::for_url(&base);
-    agent
-        .post(
-            "/api/users/signup",
-            json!({"email": ADMIN, "password": PASSWORD}),
-        )
-        .await;
-    let (_, me) = agent.login(ADMIN, PASSWORD).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (status, created) = agent
-        .post("/api/instances", json!({"org_id": org, "name": "medium"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    agent.wait_for_instance(&id, "ready").await;
-    let token = created["probe_token"].as_str().unwrap().to_owned();
-    let _load = loadgen_with(&base, &token, 1, &["--shape", "medium"]);
-
-    let browser = Browser::start().await;
-    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
-    browser.wait_for_url(|u| !u.contains("/login")).await;
+    // The loader and the data folder live as long as the test (a `..` would drop them here).
+    let LiveMap {
+        server,
+        base,
+        id,
+        browser,
+        _load,
+        _data,
+    } = live_map(&dist, 1, &["--shape", "medium"]).await;
     browser
         .goto(&format!("{base}/instances/{id}/map?view=hosts"))
         .await;
