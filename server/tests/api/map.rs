@@ -876,3 +876,83 @@ async fn details_sort_as_numbers_and_search_counts_and_explains() {
     browser.quit().await;
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+/// The live map at 2,000 nodes (docs/benchmarks.md): 20 hosts × 100 containers × 3 connections
+/// drawn as a graph. Prints the longest task the page ran during live updates and the frame times
+/// while panning; asserts only that the map is whole and live (performance is read, not asserted).
+#[tokio::test]
+async fn live_map_benchmark_in_the_browser() {
+    let Some(dist) = prerequisites() else { return };
+    let LiveMap {
+        server,
+        base,
+        id,
+        browser,
+        _load,
+        _data,
+    } = live_map(&dist, 20, &["--containers", "100", "--connections", "3"]).await;
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers&mode=graph"
+        ))
+        .await;
+    eventually(
+        Duration::from_secs(120),
+        "two thousand containers",
+        || async { (count(&browser, ".graph .node").await == 2000).then_some(()) },
+    )
+    .await;
+    wait_for_updates(&browser, 1).await;
+    browser
+        .execute(
+            "window.scopehubLongTasks = [];
+             new PerformanceObserver(list => list.getEntries().forEach(e => window.scopehubLongTasks.push(e.duration)))
+                 .observe({type: 'longtask'});",
+            vec![],
+        )
+        .await;
+    wait_for_updates(&browser, 3).await;
+    let long_tasks: Vec<f64> = serde_json::from_value(
+        browser
+            .execute("return window.scopehubLongTasks;", vec![])
+            .await,
+    )
+    .unwrap();
+    // Panning: 10 moves, one per frame; the time between frames.
+    let panned = browser
+            .execute(
+                "const g = document.querySelector('.graph');
+                 const at = (x, y) => ({clientX: x, clientY: y, button: 0, bubbles: true, pointerId: 1});
+                 g.dispatchEvent(new PointerEvent('pointerdown', at(400, 400)));
+                 return new Promise(done => {
+                     const times = [];
+                     let i = 0;
+                     const step = t => {
+                         times.push(t);
+                         g.dispatchEvent(new PointerEvent('pointermove', at(400 + i * 5, 400 + i * 2)));
+                         if (++i < 10) { requestAnimationFrame(step); } else {
+                             g.dispatchEvent(new PointerEvent('pointerup', at(700, 520)));
+                             done(times.slice(1).map((t, k) => t - times[k]));
+                         }
+                     };
+                     requestAnimationFrame(step);
+                 });",
+                vec![],
+            )
+            .await;
+    let frames: Vec<f64> =
+        serde_json::from_value(panned.clone()).unwrap_or_else(|_| panic!("{panned}"));
+    let mut sorted = frames.clone();
+    sorted.sort_by(f64::total_cmp);
+    let longest = long_tasks.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "live map, 2000 nodes, headless Chromium: {} long tasks during 3 updates, longest {longest:.0} ms; \
+         panning: median frame {:.1} ms, slowest {:.1} ms",
+        long_tasks.len(),
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    assert_eq!(count(&browser, ".graph .node").await, 2000);
+    browser.quit().await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
