@@ -16,6 +16,9 @@ const LABELS_FROM_SCALE: f64 = 0.55;
 /// full.
 const BUSY_EDGES: usize = 150;
 
+/// Room around the outermost centres for shapes and labels, in layout units.
+const FRAME_MARGIN: f64 = 200.0;
+
 /// Radius of a node's shape, in layout units (the layout keeps nodes 160 apart).
 const R: f64 = 26.0;
 /// How far below a node's centre its two labels end.
@@ -305,6 +308,19 @@ pub fn Graph(
     };
 
     let position = move |id: &str| layout.with(|l| l.positions.get(id).copied());
+    // The drawing's box in layout units (x, y, width, height): the nodes' centres with room for
+    // shapes and labels around them.
+    let frame = Memo::new(move |_| {
+        layout.with(|l| match l.bounds() {
+            Some((lo, hi)) => (
+                lo.x - FRAME_MARGIN,
+                lo.y - FRAME_MARGIN,
+                hi.x - lo.x + 2.0 * FRAME_MARGIN,
+                hi.y - lo.y + 2.0 * FRAME_MARGIN,
+            ),
+            None => (0.0, 0.0, 1.0, 1.0),
+        })
+    });
     // The node under the pointer or selected: its edges stand out when the graph is busy, and its
     // labels show when zoomed out.
     let hot = move |id: &str| {
@@ -320,7 +336,15 @@ pub fn Graph(
     view! {
         <div class="graph" node_ref=container on:wheel=on_wheel on:pointerdown=on_down
             on:pointermove=on_move on:pointerup=on_up on:pointerleave=on_up>
-            <svg class="graph-canvas" width="100%" height="100%" role="img" aria-label="Topology graph"
+            // The drawing is as large as the layout and moved by a CSS transform: panning and zooming
+            // move a composited layer instead of repainting thousands of paths.
+            <svg class="graph-canvas" role="img" aria-label="Topology graph"
+                width=move || frame.get().2.to_string() height=move || frame.get().3.to_string()
+                viewBox=move || { let (x, y, w, h) = frame.get(); format!("{x:.0} {y:.0} {w:.0} {h:.0}") }
+                style:transform=move || {
+                    let (v, (x, y, _, _)) = (view_state.get(), frame.get());
+                    format!("translate({:.1}px,{:.1}px) scale({:.4})", v.x + x * v.k, v.y + y * v.k, v.k)
+                }
                 class:zoomed-out=move || view_state.with(|v| v.k < LABELS_FROM_SCALE)
                 class:busy=move || edges.with(|e| e.len() > BUSY_EDGES)>
                 <defs>
@@ -328,7 +352,7 @@ pub fn Graph(
                         <path d="M0,0L10,5L0,10z" class="arrow-head" />
                     </marker>
                 </defs>
-                <g transform=move || { let v = view_state.get(); format!("translate({:.1},{:.1}) scale({:.4})", v.x, v.y, v.k) }>
+                <g class="viewport">
                     <g class="edges">
                         <For each=move || edges.get() key=|e| e.clone() let:edge>
                             {

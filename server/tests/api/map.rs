@@ -282,7 +282,7 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
     let transform = || async {
         browser
             .execute(
-                "return document.querySelector('.graph-canvas > g[transform]').getAttribute('transform');",
+                "return document.querySelector('.graph-canvas').style.transform;",
                 vec![],
             )
             .await
@@ -485,7 +485,7 @@ async fn live_map(dist: &std::path::Path, hosts: usize, shape: &[&str]) -> LiveM
 async fn viewport(browser: &Browser) -> String {
     browser
         .execute(
-            "return document.querySelector('.graph-canvas > g[transform]').getAttribute('transform');",
+            "return document.querySelector('.graph-canvas').style.transform;",
             vec![],
         )
         .await
