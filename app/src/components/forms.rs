@@ -37,6 +37,13 @@ pub fn Notice(message: RwSignal<Option<String>>) -> impl IntoView {
     }
 }
 
+/// Asks the browser to confirm `question` (for what cannot be undone); false when it cannot ask.
+pub fn confirmed(question: &str) -> bool {
+    web_sys::window()
+        .and_then(|w| w.confirm_with_message(question).ok())
+        .unwrap_or(false)
+}
+
 /// Local time of a millisecond timestamp, for tables.
 pub fn when(ms: i64) -> String {
     let date = js_sys_date(ms);

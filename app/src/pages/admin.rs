@@ -8,7 +8,7 @@ use shared::users::{AuditEvent, UserInfo};
 
 use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
-use crate::components::forms::{FormError, Notice, when};
+use crate::components::forms::{FormError, Notice, confirmed, when};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
@@ -66,13 +66,6 @@ pub fn Admin() -> impl IntoView {
             }}
         </section>
     }
-}
-
-/// Asks the browser to confirm `question`; false when it cannot ask.
-fn confirmed(question: &str) -> bool {
-    web_sys::window()
-        .and_then(|w| w.confirm_with_message(question).ok())
-        .unwrap_or(false)
 }
 
 #[component]

@@ -11,7 +11,7 @@ use shared::users::Role;
 use crate::api;
 use crate::components::async_view::{ErrorNotice, Loading};
 use crate::components::copy::CopyField;
-use crate::components::forms::{FieldError, FormError, when};
+use crate::components::forms::{FieldError, FormError, confirmed, when};
 use crate::components::ticker::ticker;
 use crate::session::use_session;
 
@@ -108,90 +108,60 @@ pub fn Instance() -> impl IntoView {
         .unwrap_or_default();
     let token_for_this = move || fresh.0.get().filter(|(i, _)| *i == id()).map(|(_, t)| t);
 
-    // Just after creation (its token on screen), watch for the first report: when the instance turns
-    // active, the page switches to its live map by itself. The watch has its own resource, so the
-    // page (and the token being copied) is redrawn only when the state changes.
-    let watch_tick = RwSignal::new(0u64);
-    let armed = StoredValue::new(false);
-    let watch = LocalResource::new(move || {
-        watch_tick.track();
-        api::instance(id())
+    // The instance as it is now, reloaded in place (the rest of the page, and the token being
+    // copied, are not redrawn): every 5 s for what the probes send, every 2 s while its new token is
+    // on screen, so that the page opens the live map as soon as the first report arrives. A state
+    // change reloads the page's details.
+    let seconds = ticker(std::time::Duration::from_secs(1));
+    let poll = Memo::new(move |_| {
+        let waiting = fresh
+            .0
+            .with(|f| f.as_ref().is_some_and(|(i, _)| *i == id()));
+        seconds.get() / if waiting { 2 } else { 5 }
     });
-    let watcher = set_interval_with_handle(
-        move || {
-            if fresh
-                .0
-                .with_untracked(|f| f.as_ref().is_some_and(|(i, _)| *i == id()))
-            {
-                watch_tick.update(|t| *t += 1);
-            }
-        },
-        std::time::Duration::from_secs(2),
-    )
-    .ok();
-    on_cleanup(move || {
-        if let Some(h) = watcher {
-            h.clear();
-        }
-    });
-    {
-        let navigate = use_navigate();
-        Effect::new(move |_| {
-            let Some(Ok(now)) = watch.get() else {
-                return;
-            };
-            if token_for_this().is_none() {
-                return;
-            }
-            let shown = details.with_untracked(|d| {
-                d.as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .map(|d| d.instance.state)
-            });
-            // Only the first report switches (a token rotated on an active instance does not):
-            // the watch arms once it has seen the instance not yet active with its token on screen.
-            if now.instance.state != InstanceState::Active {
-                armed.set_value(true);
-            } else if armed.get_value() {
-                armed.set_value(false);
-                fresh.0.set(None);
-                navigate(&format!("/instances/{}/map", id()), Default::default());
-                return;
-            }
-            if shown.is_some_and(|s| s != now.instance.state) {
-                details.refetch();
-            }
-        });
-    }
-
-    // What the probes send, refreshed every 5 s in place (the rest of the page is not redrawn); a
-    // state change the refresh sees reloads the page's details.
-    let usage = RwSignal::new(None::<shared::instances::Usage>);
-    let usage_tick = ticker(std::time::Duration::from_secs(5));
     let live = LocalResource::new(move || {
-        usage_tick.track();
+        poll.track();
         api::instance(id())
     });
+    let usage = RwSignal::new(None::<shared::instances::Usage>);
     Effect::new(move |_| {
         if let Some(Ok(d)) = details.get() {
             session.current_org.set(Some(d.instance.org_id.clone()));
             usage.set(d.usage);
         }
     });
-    Effect::new(move |_| {
-        let Some(Ok(now)) = live.get() else {
-            return;
-        };
-        usage.set(now.usage);
-        let shown = details.with_untracked(|d| {
-            d.as_ref()
-                .and_then(|r| r.as_ref().ok())
-                .map(|d| d.instance.state)
+    let armed = StoredValue::new(false);
+    {
+        let navigate = use_navigate();
+        Effect::new(move |_| {
+            let Some(Ok(now)) = live.get() else {
+                return;
+            };
+            let state = now.instance.state;
+            usage.set(now.usage);
+            // Only the first report switches to the map (a token rotated on an active instance
+            // does not): the watch arms once it has seen the instance not yet active with its
+            // token on screen.
+            if token_for_this().is_some() {
+                if state != InstanceState::Active {
+                    armed.set_value(true);
+                } else if armed.get_value() {
+                    armed.set_value(false);
+                    fresh.0.set(None);
+                    navigate(&format!("/instances/{}/map", id()), Default::default());
+                    return;
+                }
+            }
+            let shown = details.with_untracked(|d| {
+                d.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .map(|d| d.instance.state)
+            });
+            if shown.is_some_and(|s| s != state) {
+                details.refetch();
+            }
         });
-        if shown.is_some_and(|s| s != now.instance.state) {
-            details.refetch();
-        }
-    });
+    }
 
     let role = move |org: &str| {
         session.me.with(|m| {
@@ -211,13 +181,9 @@ pub fn Instance() -> impl IntoView {
                     .await
                     .map(|r| fresh.0.set(Some((id.clone(), r.probe_token)))),
                 "suspend" => {
-                    let confirmed = web_sys::window()
-                        .and_then(|w| {
-                            w.confirm_with_message("Suspend this instance? Its probes' reports are refused until you resume it.")
-                                .ok()
-                        })
-                        .unwrap_or(false);
-                    if !confirmed {
+                    if !confirmed(
+                        "Suspend this instance? Its probes' reports are refused until you resume it.",
+                    ) {
                         return;
                     }
                     api::suspend_instance(id.clone(), reason.get_untracked(), false)
@@ -226,15 +192,7 @@ pub fn Instance() -> impl IntoView {
                 }
                 "resume" => api::resume_instance(id.clone()).await.map(|_| ()),
                 "delete" => {
-                    let confirmed = web_sys::window()
-                        .and_then(|w| {
-                            w.confirm_with_message(
-                                "Delete this instance? Its probes stop reporting at once.",
-                            )
-                            .ok()
-                        })
-                        .unwrap_or(false);
-                    if !confirmed {
+                    if !confirmed("Delete this instance? Its probes stop reporting at once.") {
                         return;
                     }
                     api::delete_instance(id.clone())
@@ -256,7 +214,7 @@ pub fn Instance() -> impl IntoView {
     view! {
         <section class="instance">
             <FormError error=error />
-            // Transition: reloads (the watch for the first report) keep the page on screen.
+            // Transition: reloads (after a state change) keep the page on screen.
             <Transition fallback=|| view! { <Loading what="the instance" /> }>
                 {move || details.get().map(|result| match result {
                     Err(e) => view! { <ErrorNotice error=e /> }.into_any(),

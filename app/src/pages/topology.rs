@@ -556,21 +556,20 @@ pub fn TopologyMap() -> impl IntoView {
             if ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
                 return;
             }
-            let typing = web_sys::window()
-                .and_then(|w| w.document())
-                .and_then(|d| d.active_element())
-                .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"));
+            let document = web_sys::window().and_then(|w| w.document());
+            let html = |e: web_sys::Element| {
+                wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok()
+            };
+            let focused = document.as_ref().and_then(|d| d.active_element());
             let key = ev.key();
-            if typing {
+            if focused
+                .as_ref()
+                .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT"))
+            {
                 if key == "Escape"
-                    && let Some(e) = web_sys::window()
-                        .and_then(|w| w.document())
-                        .and_then(|d| d.active_element())
-                        .and_then(|e| {
-                            wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok()
-                        })
+                    && let Some(field) = focused.and_then(html)
                 {
-                    let _ = e.blur();
+                    let _ = field.blur();
                 }
                 return;
             }
@@ -578,13 +577,8 @@ pub fn TopologyMap() -> impl IntoView {
                 "?" => help.update(|h| *h = !*h),
                 "/" => {
                     ev.prevent_default();
-                    if let Some(search) = web_sys::window()
-                        .and_then(|w| w.document())
-                        .and_then(|d| d.get_element_by_id("map-search"))
-                        .and_then(|e| {
-                            wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok()
-                        })
-                    {
+                    let search = document.and_then(|d| d.get_element_by_id("map-search"));
+                    if let Some(search) = search.and_then(html) {
                         let _ = search.focus();
                     }
                 }

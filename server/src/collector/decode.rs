@@ -312,31 +312,13 @@ mod tests {
     /// whatever decodes merges and renders through every view without a panic.
     #[test]
     fn the_fuzz_corpus_decodes_or_is_refused_and_renders() {
-        use crate::collector::render::Ctx;
-        use crate::collector::render::topologies::{Query, topology, topology_list};
-        use crate::collector::render::views::VIEWS;
-        use crate::collector::report::Time;
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/decode");
         let mut inputs = 0;
         let mut decoded = 0;
         for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
             inputs += 1;
-            for (format, gzip) in [
-                (Format::Msgpack, false),
-                (Format::Json, false),
-                (Format::Msgpack, true),
-            ] {
-                if let Ok(report) = decode(&data, format, gzip, 4 << 20) {
-                    decoded += 1;
-                    let merged = Report::merge_all([&report, &report]);
-                    let mut ctx = Ctx::new(&merged, Time(0));
-                    topology_list(&mut ctx, &Query::default());
-                    for view in VIEWS {
-                        topology(&mut ctx, view, &Query::parse(Some("pseudo=show")));
-                    }
-                }
-            }
+            decoded += crate::collector::fuzzing::decode_merge_render(&data);
         }
         // A corpus of some size, and not only of inputs the decoder refuses.
         assert!(

@@ -14,6 +14,7 @@ pub mod bounded;
 pub mod decode;
 pub mod fold;
 pub mod footprint;
+pub mod fuzzing;
 pub mod keyed;
 pub mod merge;
 pub mod render;

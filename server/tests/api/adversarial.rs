@@ -747,13 +747,8 @@ async fn hostile_tenants_do_not_starve_a_quiet_one_or_exhaust_memory() {
     for name in ["quiet", "hostile-1", "hostile-2", "hostile-3"] {
         let (status, org) = admin.post("/api/orgs", json!({"name": name})).await;
         assert_eq!(status, 201, "{org}");
-        let (status, created) = admin
-            .post("/api/instances", json!({"org_id": org["id"], "name": name}))
-            .await;
-        assert_eq!(status, 201, "{created}");
-        let id = created["instance"]["id"].as_str().unwrap().to_owned();
-        admin.wait_for_instance(&id, "ready").await;
-        tenants.push((id, created["probe_token"].as_str().unwrap().to_owned()));
+        let org = org["id"].as_str().unwrap();
+        tenants.push(admin.create_ready_instance(org, name).await);
     }
     let post = {
         let base = base.clone();

@@ -186,18 +186,12 @@ async fn every_page_fits_a_phone() {
     let mut admin = Agent::for_url(&base);
     let (_, me) = admin.login(ADMIN, PASSWORD).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (status, created) = admin
-        .post(
-            "/api/instances",
-            json!({"org_id": org, "name": "a production cluster with a long name"}),
-        )
+    let (id, token) = admin
+        .create_ready_instance(&org, "a production cluster with a long name")
         .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    admin.wait_for_instance(&id, "ready").await;
     let (status, body) = crate::support::split::post_report(
         &base,
-        created["probe_token"].as_str().unwrap(),
+        &token,
         "p",
         crate::reports::fixture("probe-full-4.msgpack.gz"),
     )
@@ -382,12 +376,7 @@ async fn missing_things_say_one_thing_and_the_console_names_things() {
     let base = server.url.clone();
     let (mut admin, me) = first_admin_at(&base).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (status, created) = admin
-        .post("/api/instances", json!({"org_id": org, "name": "lab"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    admin.wait_for_instance(&id, "ready").await;
+    let (id, _) = admin.create_ready_instance(&org, "lab").await;
     let browser = Browser::start().await;
     crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
     browser.wait_for("#logout").await;

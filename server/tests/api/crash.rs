@@ -173,16 +173,7 @@ async fn our_probe_reports_this_machine() {
     ]);
     server.wait_ready().await;
     let (mut agent, org) = first_admin(&server).await;
-    let (_, created) = agent
-        .post("/api/instances", json!({"org_id": org, "name": "laptop"}))
-        .await;
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    let token = created["probe_token"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while agent.get(&format!("/api/instances/{id}")).await.1["instance"]["state"] != "ready" {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, token) = agent.create_ready_instance(&org, "laptop").await;
 
     let probe = |extra: &[&str], token: &str| {
         crate::support::process::binary()
@@ -415,16 +406,7 @@ async fn the_load_generator_reports_synthetic_hosts() {
     ]);
     server.wait_ready().await;
     let (mut agent, org) = first_admin(&server).await;
-    let (_, created) = agent
-        .post("/api/instances", json!({"org_id": org, "name": "load"}))
-        .await;
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    let token = created["probe_token"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while agent.get(&format!("/api/instances/{id}")).await.1["instance"]["state"] != "ready" {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, token) = agent.create_ready_instance(&org, "load").await;
     let out = crate::support::process::binary()
         .args(["loadgen", "--url", &server.url, "--token", &token])
         .args([

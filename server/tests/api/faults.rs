@@ -60,13 +60,7 @@ async fn postgres_stopped_while_serving_answers_503_at_once_and_everything_recov
     // An admin with an instance that has a report, and its map open.
     let (mut admin, me) = first_admin_at(&base).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (status, created) = admin
-        .post("/api/instances", json!({"org_id": org, "name": "prod"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    let probe_token = created["probe_token"].as_str().unwrap().to_owned();
-    admin.wait_for_instance(&id, "ready").await;
+    let (id, probe_token) = admin.create_ready_instance(&org, "prod").await;
     let (status, body) = crate::support::split::post_report(
         &base,
         &probe_token,

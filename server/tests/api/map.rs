@@ -456,18 +456,8 @@ async fn live_map(dist: &std::path::Path, hosts: usize, shape: &[&str]) -> LiveM
     let base = server.url.clone();
     let (mut agent, me) = crate::support::agent::first_admin_at(&base).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (status, created) = agent
-        .post("/api/instances", json!({"org_id": org, "name": "live"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let id = created["instance"]["id"].as_str().unwrap().to_owned();
-    agent.wait_for_instance(&id, "ready").await;
-    let load = loadgen_with(
-        &base,
-        created["probe_token"].as_str().unwrap(),
-        hosts,
-        shape,
-    );
+    let (id, token) = agent.create_ready_instance(&org, "live").await;
+    let load = loadgen_with(&base, &token, hosts, shape);
     let browser = Browser::start().await;
     crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
     browser.wait_for_url(|u| !u.contains("/login")).await;

@@ -129,6 +129,18 @@ impl Agent {
         }
     }
 
+    /// Makes instance `name` in `org` and waits until it is ready; returns its id and probe token.
+    pub async fn create_ready_instance(&mut self, org: &str, name: &str) -> (String, String) {
+        let (status, created) = self
+            .post("/api/instances", json!({"org_id": org, "name": name}))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["instance"]["id"].as_str().unwrap().to_owned();
+        let token = created["probe_token"].as_str().unwrap().to_owned();
+        self.wait_for_instance(&id, "ready").await;
+        (id, token)
+    }
+
     /// Follows an emailed login link.
     pub async fn login_with_link(&mut self, token: &str) -> (u16, Value) {
         let (status, body) = self
