@@ -545,14 +545,20 @@ async fn the_first_signup_is_site_admin_only_in_airplane_mode(b: Backend) {
         "/nonexistent",
     ]);
     server.wait_ready().await;
-    let status = reqwest::Client::new()
+    let response = reqwest::Client::new()
         .post(format!("{}/api/users/signup", server.url))
         .json(&json!({"email": "first@example.com", "password": PASSWORD}))
         .send()
         .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 202);
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    // Only an account that can log in at once is told so (the web app then logs it in).
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["can_log_in"].as_bool().unwrap_or(false),
+        b == Backend::Sqlite,
+        "{body}"
+    );
     let user = db
         .store(true)
         .await
