@@ -20,15 +20,10 @@ help:
 tools:
 	@scripts/install-tools.sh
 
-# The web app, release build, into ./dist. Without a wasm-opt (no npm), build from a copy of
-# index.html that turns wasm-opt off rather than let trunk fail or use a broken one.
+# The web app, release build, into ./dist: the first-visit bundle (index.html) and the full app
+# with the map (map.html); see scripts/build-app.sh.
 app: tools
-	@if command -v wasm-opt >/dev/null 2>&1; then \
-		cd app && trunk build --release=true index.html; \
-	else \
-		sed 's/data-wasm-opt="z"/data-wasm-opt="0"/' app/index.html > app/index.noopt.html && \
-		cd app && trunk build --release=true index.noopt.html; \
-	fi
+	scripts/build-app.sh
 
 server:
 	cargo build --release -p scopehub
@@ -83,6 +78,7 @@ fmt:
 lint:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p scopehub-app --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p scopehub-app --target wasm32-unknown-unknown --no-default-features -- -D warnings
 
 check-wasm:
 	cargo check -p scopehub-shared --target wasm32-unknown-unknown

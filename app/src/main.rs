@@ -15,15 +15,15 @@ use components::layout::Layout;
 use pages::account::Account;
 use pages::admin::Admin;
 use pages::auth::{ForgotPassword, Login, LoginLink, ResetPassword, Signup, Verify, Waitlist};
-use pages::bench::LayoutBench;
 use pages::instances::{Instance, provide_fresh_token};
 use pages::orgs::{Invite, Org, OrgAudit, Orgs};
 use pages::tokens::Tokens;
-use pages::topology::TopologyMap;
 use pages::{home::Home, not_found::NotFound, status::Status};
 
 fn main() {
     install_panic_reporting();
+    #[cfg(feature = "map")]
+    pages::map_loader::full_app_loaded();
     leptos::mount::mount_to_body(App);
 }
 
@@ -47,7 +47,7 @@ fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=Home />
                     <Route path=path!("/status") view=Status />
-                    <Route path=path!("/bench/layout") view=LayoutBench />
+                    <Route path=path!("/bench/layout") view=LayoutBenchRoute />
                     <Route path=path!("/signup") view=Signup />
                     <Route path=path!("/verify") view=Verify />
                     <Route path=path!("/login") view=Login />
@@ -61,7 +61,7 @@ fn App() -> impl IntoView {
                     <Route path=path!("/orgs/:id") view=|| view! { <RequireApproved><Org /></RequireApproved> } />
                     <Route path=path!("/orgs/:id/audit") view=|| view! { <RequireApproved><OrgAudit /></RequireApproved> } />
                     <Route path=path!("/instances/:id") view=|| view! { <RequireApproved><Instance /></RequireApproved> } />
-                    <Route path=path!("/instances/:id/map") view=|| view! { <RequireApproved><TopologyMap /></RequireApproved> } />
+                    <Route path=path!("/instances/:id/map") view=MapRoute />
                     <Route path=path!("/tokens") view=|| view! { <RequireApproved><Tokens /></RequireApproved> } />
                     <Route path=path!("/admin") view=|| view! { <RequireAdmin><Admin /></RequireAdmin> } />
                 </Routes>
@@ -69,3 +69,21 @@ fn App() -> impl IntoView {
         </Router>
     }
 }
+
+// The map's routes: the full bundle renders them; the first-visit bundle loads the full one
+// (`pages::map_loader`). The server's `ui::FULL_APP_ROUTES` must list the same paths.
+
+#[cfg(feature = "map")]
+#[component]
+fn MapRoute() -> impl IntoView {
+    view! { <RequireApproved><pages::topology::TopologyMap /></RequireApproved> }
+}
+
+#[cfg(feature = "map")]
+#[component]
+fn LayoutBenchRoute() -> impl IntoView {
+    view! { <pages::bench::LayoutBench /> }
+}
+
+#[cfg(not(feature = "map"))]
+use pages::map_loader::{LoadFullApp as MapRoute, LoadFullApp as LayoutBenchRoute};

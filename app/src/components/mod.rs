@@ -3,10 +3,14 @@
 pub mod async_view;
 pub mod copy;
 pub mod forms;
+#[cfg(feature = "map")]
 pub mod graph;
 pub mod guard;
 pub mod layout;
+#[cfg(feature = "map")]
 pub mod metrics;
+#[cfg(feature = "map")]
 pub mod node_details;
+#[cfg(feature = "map")]
 pub mod node_table;
 pub mod ticker;

@@ -3,6 +3,9 @@
 //!
 //! - Paths without a file extension are app routes: they get `index.html` with status 200, so deep
 //!   links work, and `Cache-Control: no-cache` so a deploy is picked up on the next load.
+//! - The app comes in two bundles: `index.html` loads the first-visit one, without the map;
+//!   `map.html` the full one, which the map's routes (`FULL_APP_ROUTES`) get (docs/map.md). A
+//!   `dist/` without `map.html` serves `index.html` everywhere.
 //! - Files whose names carry trunk's content hash are cached for a year, `immutable`.
 //! - Other files (favicon, …) are cached briefly.
 //! - A missing file with an extension is a plain 404 (a broken asset link must not look like a page).
@@ -34,6 +37,28 @@ struct SpaInner {
     dir: PathBuf,
     files: ServeDir,
     index: ServeFile,
+    full_app: ServeFile,
+}
+
+/// The app routes that get the full bundle (`map.html`): the map's. The web app's `main.rs` gives
+/// the same routes to its map loader in the first-visit bundle. `*` is one path segment.
+pub const FULL_APP_ROUTES: &[&str] = &["/instances/*/map", "/bench/layout"];
+
+/// Whether `path` is one of `FULL_APP_ROUTES` (a trailing `/` allowed).
+pub fn wants_full_app(path: &str) -> bool {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    FULL_APP_ROUTES.iter().any(|route| {
+        let mut given = path.split('/');
+        let mut pattern = route.split('/');
+        loop {
+            match (given.next(), pattern.next()) {
+                (None, None) => return true,
+                (Some(g), Some("*")) if !g.is_empty() => {}
+                (Some(g), Some(p)) if g == p => {}
+                _ => return false,
+            }
+        }
+    })
 }
 
 impl Spa {
@@ -41,8 +66,14 @@ impl Spa {
         let dir = dir.into();
         let files = ServeDir::new(&dir).append_index_html_on_directories(false);
         let index = ServeFile::new(dir.join("index.html"));
+        let full_app = ServeFile::new(dir.join("map.html"));
         Spa {
-            inner: Arc::new(SpaInner { dir, files, index }),
+            inner: Arc::new(SpaInner {
+                dir,
+                files,
+                index,
+                full_app,
+            }),
         }
     }
 
@@ -100,7 +131,12 @@ async fn serve_index(spa: &Spa, req: Request) -> Response {
         )
             .into_response();
     }
-    let response = match spa.inner.index.clone().oneshot(req).await {
+    let page = if wants_full_app(req.uri().path()) && spa.inner.dir.join("map.html").is_file() {
+        &spa.inner.full_app
+    } else {
+        &spa.inner.index
+    };
+    let response = match page.clone().oneshot(req).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     };
@@ -127,7 +163,20 @@ pub fn is_hashed(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_hashed;
+    use super::{is_hashed, wants_full_app};
+
+    #[test]
+    fn only_the_map_routes_get_the_full_app() {
+        assert!(wants_full_app("/instances/abc/map"));
+        assert!(wants_full_app("/instances/abc/map/"));
+        assert!(wants_full_app("/bench/layout"));
+        assert!(!wants_full_app("/instances/abc"));
+        assert!(!wants_full_app("/instances//map"));
+        assert!(!wants_full_app("/instances/abc/map/x"));
+        assert!(!wants_full_app("/instances/map"));
+        assert!(!wants_full_app("/"));
+        assert!(!wants_full_app("/orgs/x"));
+    }
 
     #[test]
     fn recognises_trunk_hashes_only() {

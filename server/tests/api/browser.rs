@@ -464,3 +464,116 @@ async fn missing_things_say_one_thing_and_the_console_names_things() {
     browser.wait_for(&format!("#org-{org}")).await;
     browser.quit().await;
 }
+
+/// The `_bg.wasm` file a page of the built app loads.
+fn wasm_of(page: &Path) -> String {
+    let html = std::fs::read_to_string(page).unwrap();
+    let end = html.find("_bg.wasm").expect("the page loads a wasm bundle") + "_bg.wasm".len();
+    let start = html[..end].rfind('/').unwrap() + 1;
+    html[start..end].to_owned()
+}
+
+/// What the page has loaded so far: (URL, bytes as they came over the wire, compressed) for the
+/// document and every resource.
+async fn loaded(browser: &Browser) -> Vec<(String, u64)> {
+    let entries = browser
+        .execute(
+            "return performance.getEntriesByType('navigation')\
+               .concat(performance.getEntriesByType('resource'))\
+               .map(e => [e.name, e.encodedBodySize]);",
+            vec![],
+        )
+        .await;
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_str().unwrap().to_owned(), e[1].as_u64().unwrap()))
+        .collect()
+}
+
+/// Issue 15: a first visit loads at most 400 KB, compressed as the server sends it, because the
+/// map's code is in a second bundle; following the link to the map loads that one (a full page
+/// load the first bundle asks for), and from the map the other pages are client-side again.
+#[tokio::test]
+async fn a_first_visit_loads_the_small_bundle_and_the_map_the_full_one() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = prerequisites() else { return };
+    let (first_wasm, full_wasm) = (
+        wasm_of(&dist.join("index.html")),
+        wasm_of(&dist.join("map.html")),
+    );
+    assert_ne!(first_wasm, full_wasm);
+    let (server, _data) = serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, _token) = admin.create_ready_instance(&org, "bundles").await;
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/login")).await;
+    browser.wait_for("#login-email").await;
+    let first_visit = loaded(&browser).await;
+    let total: u64 = first_visit.iter().map(|(_, bytes)| bytes).sum();
+    assert!(
+        total <= 400_000,
+        "a first visit loads {total} bytes: {first_visit:?}"
+    );
+    assert!(
+        first_visit
+            .iter()
+            .any(|(url, _)| url.ends_with(&first_wasm))
+    );
+    assert!(!first_visit.iter().any(|(url, _)| url.ends_with(&full_wasm)));
+
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+    browser.goto(&format!("{base}/instances/{id}")).await;
+    browser.click_css("#open-map").await;
+    browser.wait_for("#link-status").await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .ends_with(&format!("/instances/{id}/map"))
+    );
+    let on_the_map = loaded(&browser).await;
+    assert!(on_the_map.iter().any(|(url, _)| url.ends_with(&full_wasm)));
+    assert!(!on_the_map.iter().any(|(url, _)| url.ends_with(&first_wasm)));
+
+    // From the map, the rest of the app needs no further page load: the document stays the same.
+    browser
+        .execute("window.__same_document = true;", vec![])
+        .await;
+    browser.click_css("a[href='/tokens']").await;
+    browser.wait_for_url(|u| u.ends_with("/tokens")).await;
+    let same = browser
+        .execute("return window.__same_document === true;", vec![])
+        .await;
+    assert_eq!(same, serde_json::Value::Bool(true));
+    browser.quit().await;
+}
+
+/// A `dist/` without the full app (built before the split) says so on the map's routes instead of
+/// loading the page again and again.
+#[tokio::test]
+async fn a_missing_full_app_is_said_not_reloaded_forever() {
+    let Some(dist) = prerequisites() else { return };
+    let partial = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&dist).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "map.html" {
+            std::fs::copy(entry.path(), partial.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let (server, _data) = serve_app(partial.path(), &[]).await;
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/instances/abc/map", server.url))
+        .await;
+    let said = browser
+        .wait_for_text("#map-unavailable", |t| t.contains("could not be loaded"))
+        .await;
+    assert!(said.contains("map.html"), "{said}");
+    browser.quit().await;
+}

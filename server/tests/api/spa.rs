@@ -15,7 +15,14 @@ async fn index_and_deep_links_get_index_html_uncached() {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
         return;
     };
-    for path in ["/", "/status", "/orgs/acme/instances/abc", "/no/such/page"] {
+    for path in [
+        "/",
+        "/status",
+        "/orgs/acme/instances/abc",
+        "/instances/abc",
+        "/instances/abc/map/more",
+        "/no/such/page",
+    ] {
         let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
         assert_eq!(cache_control(&response), "no-cache", "{path}");
@@ -30,6 +37,28 @@ async fn index_and_deep_links_get_index_html_uncached() {
             "{path}"
         );
     }
+}
+
+/// The map's routes get the full app (`map.html`), uncached like the index; a `dist/` without it
+/// (built before the split) serves the index there too.
+#[tokio::test]
+async fn map_routes_get_the_full_app_and_fall_back_to_the_index() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    for path in ["/instances/abc/map", "/instances/abc/map/", "/bench/layout"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(cache_control(&response), "no-cache", "{path}");
+        assert!(
+            response.text().await.unwrap().contains("SPA FULL APP"),
+            "{path}"
+        );
+    }
+    std::fs::remove_file(app.dist_dir().join("map.html")).unwrap();
+    let response = app.get("/instances/abc/map").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("SPA INDEX"));
 }
 
 #[tokio::test]

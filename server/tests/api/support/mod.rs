@@ -164,6 +164,11 @@ impl Default for AppOptions {
 }
 
 impl TestApp {
+    /// The web app's folder this app serves (the fake one of `write_fake_dist`).
+    pub fn dist_dir(&self) -> std::path::PathBuf {
+        self._dist.path().join("dist")
+    }
+
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
         Self::spawn_with(backend, AppOptions::default()).await
     }
@@ -274,13 +279,19 @@ impl TestApp {
     }
 }
 
-/// A stand-in for trunk's output with the same kinds of files: an index, hashed assets, a favicon.
+/// A stand-in for trunk's output with the same kinds of files: the first-visit page, the full
+/// app's page, hashed assets, a favicon.
 pub fn write_fake_dist(root: &Path) {
     let dist = root.join("dist");
     std::fs::create_dir_all(&dist).expect("mkdir dist");
     std::fs::write(
         dist.join("index.html"),
         "<!doctype html><html><body>SPA INDEX</body></html>",
+    )
+    .expect("write");
+    std::fs::write(
+        dist.join("map.html"),
+        "<!doctype html><html><body>SPA FULL APP</body></html>",
     )
     .expect("write");
     std::fs::write(
