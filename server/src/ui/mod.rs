@@ -127,7 +127,7 @@ async fn serve_index(spa: &Spa, req: Request) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, NO_CACHE)],
             "<!doctype html><title>Scopehub</title><h1>The web app is not built</h1>\
-             <p>Run <code>make run</code>, or <code>trunk build</code> in <code>app/</code>, then reload.</p>",
+             <p>Run <code>make run</code>, or <code>make app</code>, then reload.</p>",
         )
             .into_response();
     }
