@@ -333,6 +333,11 @@ pub struct Diff {
     /// Only on the first frame, whose `add` holds the whole view.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reset: bool,
+    /// Scopehub's addition: more frames of the same tick follow (a large change is cut into
+    /// frames of bounded size). A client may wait for the last one before redrawing; Scope's UI
+    /// ignores the field and applies each frame as it comes, which gives the same map.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub more: bool,
 }
 
 #[cfg(test)]

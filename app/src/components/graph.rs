@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use leptos::html;
 use leptos::prelude::*;
-use shared::topology::NodeSummary;
 use topomap::layout::{Layout, Point};
+use topomap::{Look, Structure};
 
 /// Below this zoom, labels are too small to read: only the hovered or selected node and its
 /// neighbours keep theirs (semantic zoom).
@@ -175,31 +175,14 @@ pub fn hue_of(label: &str) -> u32 {
     hash % 360
 }
 
-/// What a node is drawn from.
-#[derive(Debug, Clone, PartialEq)]
-struct NodeLook {
-    shape: String,
-    stack: bool,
-    pseudo: bool,
-    label: String,
-    label_minor: String,
-}
-
-impl NodeLook {
-    fn of(n: &NodeSummary) -> NodeLook {
-        NodeLook {
-            shape: n.shape.clone(),
-            stack: n.stack,
-            pseudo: n.pseudo,
-            label: n.label.clone(),
-            label_minor: n.label_minor.clone(),
-        }
-    }
-}
-
 #[component]
 pub fn Graph(
-    #[prop(into)] nodes: Signal<BTreeMap<String, NodeSummary>>,
+    /// The nodes and edges to draw; set only when they change.
+    #[prop(into)]
+    structure: Signal<Structure>,
+    /// How each node is drawn; set only when some node's look changes (not on metrics).
+    #[prop(into)]
+    looks: Signal<BTreeMap<String, Look>>,
     #[prop(into)] layout: Signal<Layout>,
     #[prop(into)] selected: Signal<Option<String>>,
     /// Nodes the search matched; `None` when there is no search.
@@ -238,32 +221,20 @@ pub fn Graph(
     let neighbours = Memo::new(move |_| {
         let hovered = hovered.get()?;
         let mut set = BTreeSet::from([hovered.clone()]);
-        nodes.with(|ns| {
-            if let Some(n) = ns.get(&hovered) {
-                set.extend(n.adjacency.iter().cloned());
-            }
-            for (id, n) in ns {
-                if n.adjacency.contains(&hovered) {
-                    set.insert(id.clone());
+        structure.with(|(_, edges)| {
+            for (a, b) in edges {
+                if *a == hovered {
+                    set.insert(b.clone());
+                } else if *b == hovered {
+                    set.insert(a.clone());
                 }
             }
         });
         Some(set)
     });
-    let edges = Memo::new(move |_| {
-        nodes.with(|ns| {
-            let mut out = Vec::new();
-            for (id, n) in ns {
-                for target in &n.adjacency {
-                    if target != id && ns.contains_key(target) {
-                        out.push((id.clone(), target.clone()));
-                    }
-                }
-            }
-            out
-        })
-    });
-    let ids = Memo::new(move |_| nodes.with(|ns| ns.keys().cloned().collect::<Vec<_>>()));
+    let edges = move || structure.with(|(_, edges)| edges.clone());
+    let ids = move || structure.with(|(ids, _)| ids.clone());
+    let busy = Memo::new(move |_| structure.with(|(_, edges)| edges.len() > BUSY_EDGES));
 
     let on_wheel = move |ev: leptos::ev::WheelEvent| {
         ev.prevent_default();
@@ -346,7 +317,7 @@ pub fn Graph(
                     format!("translate({:.1}px,{:.1}px) scale({:.4})", v.x + x * v.k, v.y + y * v.k, v.k)
                 }
                 class:zoomed-out=move || view_state.with(|v| v.k < LABELS_FROM_SCALE)
-                class:busy=move || edges.with(|e| e.len() > BUSY_EDGES)>
+                class:busy=move || busy.get()>
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
                         <path d="M0,0L10,5L0,10z" class="arrow-head" />
@@ -354,7 +325,7 @@ pub fn Graph(
                 </defs>
                 <g class="viewport">
                     <g class="edges">
-                        <For each=move || edges.get() key=|e| e.clone() let:edge>
+                        <For each=edges key=|e| e.clone() let:edge>
                             {
                                 let (a, b) = edge.clone();
                                 let (a2, b2) = (a.clone(), b.clone());
@@ -374,13 +345,13 @@ pub fn Graph(
                         </For>
                     </g>
                     <g class="nodes">
-                        <For each=move || ids.get() key=|id| id.clone() let:id>
+                        <For each=ids key=|id| id.clone() let:id>
                             {
-                                // What the node's shape and labels are drawn from: a live update
-                                // that changes a node's metrics leaves its drawing alone.
+                                // What the node's shape and labels are drawn from: re-read only
+                                // when some node's look changed, redrawn only when its own did.
                                 let node = {
                                     let id = id.clone();
-                                    Memo::new(move |_| nodes.with(|ns| ns.get(&id).map(NodeLook::of)))
+                                    Memo::new(move |_| looks.with(|l| l.get(&id).cloned()))
                                 };
                                 let (id_pos, id_sel, id_dim, id_click, id_enter) =
                                     (id.clone(), id.clone(), id.clone(), id.clone(), id.clone());

@@ -12,7 +12,7 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use shared::ErrorCode;
 use shared::topology::{Diff, NodeSummary, TopologyDesc};
 use topomap::layout::{Layout, Options as LayoutOptions, layout, update};
-use topomap::{apply, search};
+use topomap::{Change, Look, Structure, apply, search};
 
 use crate::api;
 use crate::components::async_view::ErrorNotice;
@@ -101,21 +101,6 @@ impl MapState {
             .collect::<Vec<_>>()
             .join("&")
     }
-}
-
-type Structure = (Vec<String>, Vec<(String, String)>);
-
-fn structure(nodes: &BTreeMap<String, NodeSummary>) -> Structure {
-    let ids = nodes.keys().cloned().collect();
-    let mut edges = Vec::new();
-    for (id, n) in nodes {
-        for t in &n.adjacency {
-            if nodes.contains_key(t) {
-                edges.push((id.clone(), t.clone()));
-            }
-        }
-    }
-    (ids, edges)
 }
 
 fn find_view<'a>(list: &'a [TopologyDesc], id: &str) -> Option<&'a TopologyDesc> {
@@ -231,15 +216,47 @@ pub fn TopologyMap() -> impl IntoView {
         async move { api::probes(&i).await }
     });
 
-    // Live nodes: every frame goes into `latest`; `shown` follows it unless paused.
-    let latest = StoredValue::new(BTreeMap::<String, NodeSummary>::new());
+    // Live nodes. Frames are applied to `shown` in place; what depends on them hears of it once a
+    // tick (at the frame without `more`), and only of what changed (`topomap::Change`): a tick
+    // that moves metrics leaves the layout and the drawing of nodes alone. While paused, frames go
+    // into `held` instead (a copy taken at the pause), which is shown on resume.
     let shown = RwSignal::new(BTreeMap::<String, NodeSummary>::new());
+    let held = StoredValue::new(None::<BTreeMap<String, NodeSummary>>);
+    let pending = StoredValue::new(Change::default());
+    let this_tick = StoredValue::new(Change::default());
+    let structure = RwSignal::new(Structure::default());
+    let looks = RwSignal::new(BTreeMap::<String, Look>::new());
     let paused = RwSignal::new(false);
     let link = RwSignal::new(Link::Connecting);
     let received_first = RwSignal::new(false);
-    // Frames that changed the map, shown on the link status (`data-updates`), and when the last did.
+    // Ticks that changed the map, shown on the link status (`data-updates`), and when the last did.
     let updates = RwSignal::new(0u64);
     let last_change = StoredValue::new(now_ms());
+    let publish = move || {
+        let change = pending.try_update_value(std::mem::take).unwrap_or_default();
+        if change.nodes {
+            shown.notify();
+        }
+        if change.structure {
+            structure.set(shown.with_untracked(topomap::structure));
+        }
+        if change.looks {
+            looks.set(shown.with_untracked(topomap::looks));
+        }
+    };
+    let set_paused = move |pause: bool| {
+        if pause == paused.get_untracked() {
+            return;
+        }
+        if pause {
+            held.set_value(Some(shown.get_untracked()));
+        } else if let Some(live) = held.try_update_value(Option::take).flatten() {
+            shown.update_untracked(|m| *m = live);
+            pending.set_value(Change::ALL);
+            publish();
+        }
+        paused.set(pause);
+    };
     let reconnect = RwSignal::new(0u32);
     let attempts = StoredValue::new(0u32);
     let socket = StoredValue::new_local(None::<api::TopologySocket>);
@@ -253,25 +270,38 @@ pub fn TopologyMap() -> impl IntoView {
         }
         link.set(Link::Connecting);
         let on_frame = move |diff: Diff| {
-            if diff.reset {
-                received_first.set(true);
-            }
-            let changed = diff.reset
-                || [diff.add.as_ref(), diff.update.as_ref()]
-                    .into_iter()
-                    .any(|nodes| nodes.is_some_and(|n| !n.is_empty()))
-                || diff.remove.as_ref().is_some_and(|r| !r.is_empty());
             attempts.set_value(0);
             link.set(Link::Live);
-            // A frame that changes nothing (most ticks of a quiet map) touches nothing on the page.
-            if !changed {
+            let more = diff.more;
+            let change = if paused.get_untracked() {
+                held.try_update_value(|h| apply(h.get_or_insert_with(BTreeMap::new), diff))
+                    .unwrap_or_default()
+            } else {
+                let change = shown
+                    .try_update_untracked(|m| apply(m, diff))
+                    .unwrap_or_default();
+                pending.update_value(|p| *p |= change);
+                change
+            };
+            this_tick.update_value(|t| *t |= change);
+            if more {
                 return;
             }
-            latest.update_value(|l| apply(l, diff));
+            // The tick is complete. One that changed nothing (most ticks of a quiet map) touches
+            // nothing on the page.
+            let tick = this_tick
+                .try_update_value(std::mem::take)
+                .unwrap_or_default();
+            if !received_first.get_untracked() {
+                received_first.set(true);
+            }
+            if tick == Change::default() {
+                return;
+            }
             updates.update(|u| *u += 1);
             last_change.set_value(now_ms());
             if !paused.get_untracked() {
-                shown.set(latest.get_value());
+                publish();
             }
         };
         let on_close = move || {
@@ -293,16 +323,14 @@ pub fn TopologyMap() -> impl IntoView {
     Effect::new(move |_| {
         view_id.track();
         options_query.track();
-        latest.set_value(BTreeMap::new());
-        shown.set(BTreeMap::new());
+        held.set_value(paused.get_untracked().then(BTreeMap::new));
+        this_tick.set_value(Change::default());
+        shown.update_untracked(BTreeMap::clear);
+        pending.set_value(Change::ALL);
+        publish();
         received_first.set(false);
     });
     on_cleanup(move || socket.set_value(None));
-    Effect::new(move |_| {
-        if !paused.get() {
-            shown.set(latest.get_value());
-        }
-    });
 
     let map_is_empty = Memo::new(move |_| shown.with(BTreeMap::is_empty));
 
@@ -311,10 +339,11 @@ pub fn TopologyMap() -> impl IntoView {
     let fit_request = RwSignal::new(0u64);
     let last_structure = StoredValue::new(Structure::default());
     Effect::new(move |_| {
-        let now = shown.with(structure);
-        if now == last_structure.get_value() {
+        let same = structure.with(|now| last_structure.with_value(|last| now == last));
+        if same {
             return;
         }
+        let now = structure.get_untracked();
         let opts = LayoutOptions::default();
         let ids = now.0.iter().map(String::as_str);
         let previous = positions.get_untracked();
@@ -652,7 +681,7 @@ pub fn TopologyMap() -> impl IntoView {
                         <input type="number" id="graph-limit" min="0" step="100" prop:value=move || graph_limit.get().to_string()
                             on:change=move |ev| set_graph_limit(event_target_value(&ev)) />" nodes"</label>
                     <button type="button" id="pause" class="tab" class:active=move || paused.get()
-                        on:click=move |_| paused.update(|p| *p = !*p)>{move || if paused.get() { "Resume" } else { "Pause" }}</button>
+                        on:click=move |_| set_paused(!paused.get_untracked())>{move || if paused.get() { "Resume" } else { "Pause" }}</button>
                 </div>
                 {move || (hidden_by_filters.get() > 0).then(|| {
                     let n = hidden_by_filters.get();
@@ -743,7 +772,7 @@ pub fn TopologyMap() -> impl IntoView {
                     } else if mode.get() == "table" {
                         view! { <NodeTable nodes=shown selected=selected matches=matches on_select=select /> }.into_any()
                     } else {
-                        view! { <Graph nodes=shown layout=positions selected=selected matches=matches on_select=select fit_request=fit_request /> }.into_any()
+                        view! { <Graph structure=structure looks=looks layout=positions selected=selected matches=matches on_select=select fit_request=fit_request /> }.into_any()
                     }
                 }}
                 {move || selected.get().map(|node| view! {

@@ -125,7 +125,10 @@ async fn serve_index(spa: &Spa, req: Request) -> Response {
     if !spa.is_built() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, NO_CACHE)],
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, NO_CACHE),
+            ],
             "<!doctype html><title>Scopehub</title><h1>The web app is not built</h1>\
              <p>Run <code>make run</code>, or <code>make app</code>, then reload.</p>",
         )
