@@ -2,6 +2,7 @@
 //! and benchmarked natively: the layered layout (`layout`) and the search language (`search`).
 
 pub mod layout;
+pub mod resources;
 pub mod search;
 pub mod values;
 

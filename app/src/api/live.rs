@@ -2,7 +2,11 @@
 //! uses it, so only the full bundle (feature `map`) has it.
 
 use shared::ApiError;
-use shared::topology::{Diff, NodeAnswer, NodeDetails, ProbeStatus, TopologyDesc};
+use std::collections::BTreeMap;
+
+use shared::topology::{
+    Diff, NodeAnswer, NodeDetails, NodeSummary, ProbeStatus, TopologyAnswer, TopologyDesc,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
@@ -51,6 +55,18 @@ pub async fn node_details(
     );
     let answer: NodeAnswer = get_json(&with_query(path, &with_defaults(query))).await?;
     Ok(answer.node)
+}
+
+/// A view's nodes once (`query` holds its options, URL-encoded): for the resource view, which
+/// shows three views at once.
+pub async fn topology_nodes(
+    instance: &str,
+    view: &str,
+    query: &str,
+) -> Result<BTreeMap<String, NodeSummary>, ApiError> {
+    let path = app_path(instance, &format!("topology/{}", js_sys_encode(view)));
+    let answer: TopologyAnswer = get_json(&with_query(path, &with_defaults(query))).await?;
+    Ok(answer.nodes)
 }
 
 /// The probes that reported recently (`lastSeen` is RFC 3339).

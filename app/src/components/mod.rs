@@ -13,4 +13,6 @@ pub mod metrics;
 pub mod node_details;
 #[cfg(feature = "map")]
 pub mod node_table;
+#[cfg(feature = "map")]
+pub mod resources;
 pub mod ticker;

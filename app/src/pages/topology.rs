@@ -12,6 +12,7 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use shared::ErrorCode;
 use shared::topology::{Diff, NodeSummary, TopologyDesc};
 use topomap::layout::{Layout, Options as LayoutOptions, layout, update};
+use topomap::resources::Metric;
 use topomap::{Change, Look, Structure, apply, search};
 
 use crate::api;
@@ -19,6 +20,7 @@ use crate::components::async_view::ErrorNotice;
 use crate::components::graph::Graph;
 use crate::components::node_details::{NodeDetailsPanel, NodeLink};
 use crate::components::node_table::NodeTable;
+use crate::components::resources::ResourceView;
 use crate::components::ticker::ticker;
 
 /// Views with more nodes than this open as a table (`?mode=graph` still draws them). Each browser
@@ -37,7 +39,7 @@ fn saved_graph_limit() -> usize {
         .unwrap_or(GRAPH_LIMIT)
 }
 /// Query keys that are the page's own; every other key is a view option passed to the API.
-const PAGE_KEYS: [&str; 5] = ["view", "mode", "node", "q", "pins"];
+const PAGE_KEYS: [&str; 6] = ["view", "mode", "metric", "node", "q", "pins"];
 /// Scope's window: with no report for longer, the map is stale.
 const STALE_AFTER_MS: f64 = 15_000.0;
 
@@ -53,6 +55,8 @@ enum Link {
 struct MapState {
     view: Option<String>,
     mode: Option<String>,
+    /// What the resource view sizes boxes by: `cpu` (the default) or `memory`.
+    metric: Option<String>,
     node: Option<String>,
     q: String,
     pins: Vec<String>,
@@ -73,6 +77,9 @@ impl MapState {
         }
         if let Some(m) = &self.mode {
             parts.push(format!("mode={}", encode(m)));
+        }
+        if let Some(m) = &self.metric {
+            parts.push(format!("metric={}", encode(m)));
         }
         if let Some(n) = &self.node {
             parts.push(format!("node={}", encode(n)));
@@ -134,6 +141,7 @@ pub fn TopologyMap() -> impl IntoView {
             MapState {
                 view: get("view"),
                 mode: get("mode"),
+                metric: get("metric"),
                 node: get("node"),
                 q: get("q").unwrap_or_default(),
                 pins: get("pins")
@@ -447,6 +455,7 @@ pub fn TopologyMap() -> impl IntoView {
             let s = MapState {
                 view: Some(v),
                 mode: state.with_untracked(|s| s.mode.clone()),
+                metric: state.with_untracked(|s| s.metric.clone()),
                 q: state.with_untracked(|s| s.q.clone()),
                 pins: state.with_untracked(|s| s.pins.clone()),
                 ..MapState::default()
@@ -476,6 +485,14 @@ pub fn TopologyMap() -> impl IntoView {
         let change = change.clone();
         move |m: &str| change(&|s| s.mode = Some(m.to_owned()))
     };
+    let metric =
+        Memo::new(move |_| state.with(|s| Metric::parse(s.metric.as_deref().unwrap_or_default())));
+    let set_metric = {
+        let change = change.clone();
+        move |m: String| change(&|s| s.metric = Some(m.clone()))
+    };
+    let select_resource =
+        Callback::new(move |(view, node): (String, String)| open_link.run(NodeLink { view, node }));
     let set_search = {
         let change = change.clone();
         move |q: String| change(&|s| s.q = q.clone())
@@ -576,7 +593,8 @@ pub fn TopologyMap() -> impl IntoView {
     let set_search_input = set_search.clone();
     let pin_key = pin.clone();
 
-    // Keyboard: `?` help, `/` search, Esc closes help or details, `g`/`t` graph or table. Keys
+    // Keyboard: `?` help, `/` search, Esc closes help or details, `g`/`t`/`r` graph, table or
+    // resources. Keys
     // typed into a field are the field's.
     let help = RwSignal::new(false);
     let keys = {
@@ -615,6 +633,7 @@ pub fn TopologyMap() -> impl IntoView {
                 "Escape" if state.with_untracked(|s| s.node.is_some()) => close_details.run(()),
                 "g" => set_mode("graph"),
                 "t" => set_mode("table"),
+                "r" => set_mode("resource"),
                 _ => {}
             }
         })
@@ -677,6 +696,18 @@ pub fn TopologyMap() -> impl IntoView {
                         on:click={let set_mode = set_mode.clone(); move |_| set_mode("graph")}>"Graph"</button>
                     <button type="button" id="mode-table" class="tab" class:active=move || mode.get() == "table"
                         on:click={let set_mode = set_mode.clone(); move |_| set_mode("table")}>"Table"</button>
+                    <button type="button" id="mode-resource" class="tab" class:active=move || mode.get() == "resource"
+                        title="Hosts, containers and processes sized by CPU or memory"
+                        on:click={let set_mode = set_mode.clone(); move |_| set_mode("resource")}>"Resources"</button>
+                    {move || (mode.get() == "resource").then(|| {
+                        let set_metric = set_metric.clone();
+                        view! {
+                            <select id="resource-metric" aria-label="Size by" on:change=move |ev| set_metric(event_target_value(&ev))>
+                                <option value="cpu" selected=move || metric.get() == Metric::Cpu>"CPU"</option>
+                                <option value="memory" selected=move || metric.get() == Metric::Memory>"Memory"</option>
+                            </select>
+                        }
+                    })}
                     <label class="graph-limit" title="Views with more nodes open as a table">"Graph up to "
                         <input type="number" id="graph-limit" min="0" step="100" prop:value=move || graph_limit.get().to_string()
                             on:change=move |ev| set_graph_limit(event_target_value(&ev)) />" nodes"</label>
@@ -735,6 +766,7 @@ pub fn TopologyMap() -> impl IntoView {
                         <dt><kbd>"Esc"</kbd></dt><dd>"Close this help or the details; leave the search"</dd>
                         <dt><kbd>"g"</kbd></dt><dd>"Graph"</dd>
                         <dt><kbd>"t"</kbd></dt><dd>"Table"</dd>
+                        <dt><kbd>"r"</kbd></dt><dd>"Resources: hosts, containers and processes sized by CPU or memory"</dd>
                         <dt><kbd>"Enter"</kbd></dt><dd>"In the search: pin the search"</dd>
                     </dl>
                     <p class="muted">"Search: a name, field:value (image:nginx), or a metric with a unit (cpu > 1%, memory > 100MB)."</p>
@@ -748,6 +780,12 @@ pub fn TopologyMap() -> impl IntoView {
                             <p class="empty-state" id="unknown-view" role="alert">
                                 {format!("This instance has no view “{v}”. Pick one of its views above.")}
                             </p>
+                        }.into_any();
+                    }
+                    // The resource view reads its three views itself.
+                    if mode.get() == "resource" {
+                        return view! {
+                            <ResourceView instance=instance metric=metric selected=selected on_select=select_resource />
                         }.into_any();
                     }
                     // Only whether the map is empty: the graph and table follow `shown` themselves,

@@ -946,3 +946,124 @@ async fn live_map_benchmark_in_the_browser() {
     browser.quit().await;
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+/// Issue 15: the resource view (Scope's): `r` opens it; hosts, containers and processes are rows
+/// of boxes inside the row, sized by CPU or by memory as chosen (kept in the URL); a click on a box
+/// opens that node's details in its own view.
+#[tokio::test]
+async fn the_resource_view_sizes_hosts_containers_and_processes() {
+    let Some(dist) = prerequisites() else { return };
+    let LiveMap {
+        server,
+        base,
+        id,
+        browser,
+        _load,
+        _data,
+    } = live_map(&dist, 2, &["--containers", "3", "--connections", "1"]).await;
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=containers"))
+        .await;
+    browser.wait_for(".graph .node").await;
+    browser
+        .execute(
+            "window.dispatchEvent(new KeyboardEvent('keydown', {key: 'r', bubbles: true}));",
+            vec![],
+        )
+        .await;
+    browser.wait_for_url(|u| u.contains("mode=resource")).await;
+    let rows = |layer: &'static str| {
+        let browser = &browser;
+        async move {
+            count(
+                browser,
+                &format!(".resource-row[data-layer='{layer}'] .resource-box"),
+            )
+            .await
+        }
+    };
+    eventually(
+        Duration::from_secs(30),
+        "2 hosts, 6 containers, 6 processes",
+        || async {
+            (rows("hosts").await == 2
+                && rows("containers").await == 6
+                && rows("processes").await == 6)
+                .then_some(())
+        },
+    )
+    .await;
+    // Every box inside its row; the hosts fill the row between them.
+    let geometry = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('.resource-row')).map(row => {
+                 const r = row.getBoundingClientRect();
+                 return Array.from(row.querySelectorAll('.resource-box')).map(b => {
+                     const x = b.getBoundingClientRect();
+                     return [x.left - r.left, x.right - r.left, r.width];
+                 });
+             });",
+            vec![],
+        )
+        .await;
+    let rows_geometry = geometry.as_array().unwrap();
+    for row in rows_geometry {
+        for b in row.as_array().unwrap() {
+            let (left, right, width) = (
+                b[0].as_f64().unwrap(),
+                b[1].as_f64().unwrap(),
+                b[2].as_f64().unwrap(),
+            );
+            assert!(left >= -1.0 && right <= width + 1.0, "{geometry}");
+        }
+    }
+    let hosts_width: f64 = rows_geometry[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[1].as_f64().unwrap() - b[0].as_f64().unwrap())
+        .sum();
+    let row_width = rows_geometry[0][0][2].as_f64().unwrap();
+    assert!((hosts_width - row_width).abs() < 3.0, "{geometry}");
+
+    // By memory: other widths, and the URL says so.
+    let widths = || async {
+        browser
+            .execute(
+                "return Array.from(document.querySelectorAll(\".resource-row[data-layer='containers'] .resource-box\")).map(b => b.style.width).join(' ');",
+                vec![],
+            )
+            .await
+    };
+    let by_cpu = widths().await;
+    browser
+        .execute(
+            "const s = document.querySelector('#resource-metric'); s.value = 'memory'; s.dispatchEvent(new Event('change', {bubbles: true}));",
+            vec![],
+        )
+        .await;
+    browser.wait_for_url(|u| u.contains("metric=memory")).await;
+    eventually(Duration::from_secs(10), "boxes sized by memory", || async {
+        let now = widths().await;
+        (now != by_cpu && now.as_str().is_some_and(|w| !w.is_empty())).then_some(())
+    })
+    .await;
+
+    // A click opens the container's details, in the containers view, still in resources.
+    let container = browser
+        .find(".resource-row[data-layer='containers'] .resource-box")
+        .await
+        .unwrap();
+    browser.click(&container).await;
+    browser.wait_for("#node-details").await;
+    let url = browser.current_url().await;
+    assert!(
+        url.contains("mode=resource") && url.contains("node="),
+        "{url}"
+    );
+    browser
+        .wait_for_text("#node-details", |t| t.contains("app-"))
+        .await;
+    browser.quit().await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
