@@ -208,6 +208,40 @@ fn order(g: &Graph, layers: &mut [Vec<usize>], rank: &HashMap<usize, usize>, swe
     }
 }
 
+/// The width-to-height ratio folded layouts aim at (a laptop's map area).
+const TARGET_ASPECT: f64 = 1.6;
+
+/// How many ranks a band holds when `layers` are folded into bands side by side: the count whose
+/// drawing is closest to `TARGET_ASPECT` (no folding for a graph already as wide). At least three
+/// ranks a band, so that folding never scatters a shallow graph.
+fn band_rows(layers: &[Vec<usize>], opts: &Options) -> usize {
+    let depth = layers.len();
+    let mut best = (f64::INFINITY, depth.max(1));
+    let mut rows = depth.max(1);
+    loop {
+        let width: f64 = layers
+            .chunks(rows)
+            .map(|band| (band.iter().map(Vec::len).max().unwrap_or(0).max(1) + 1) as f64)
+            .sum::<f64>()
+            * opts.node_sep;
+        let height = rows as f64 * opts.rank_sep;
+        let miss = (width / height / TARGET_ASPECT).ln().abs();
+        if miss < best.0 {
+            best = (miss, rows);
+        }
+        if rows <= 3 {
+            break;
+        }
+        // Fewer rows a band: the next count that changes the number of bands.
+        let bands = depth.div_ceil(rows);
+        rows = depth.div_ceil(bands + 1).max(3);
+        if depth.div_ceil(rows) == bands {
+            break;
+        }
+    }
+    best.1
+}
+
 /// Lays a graph out from scratch. `ids` are the nodes; edges to unknown ids are ignored.
 pub fn layout<'a>(
     ids: impl IntoIterator<Item = &'a str>,
@@ -240,9 +274,9 @@ pub fn layout<'a>(
     }
     order(&g, &mut layers, &rank, opts.sweeps);
     // A graph far deeper than wide (long chains, rings of services) would be a thin column: its
-    // ranks are folded into bands of at most `rows` ranks, set side by side.
-    let connected_count = connected.len().max(1) as f64;
-    let rows = (connected_count.sqrt().ceil() as usize).max(12);
+    // ranks are folded into bands set side by side, as many as bring the drawing closest to a
+    // screen's shape.
+    let rows = band_rows(&layers, opts);
     let bands: Vec<&[Vec<usize>]> = layers.chunks(rows).collect();
     let mut positions = BTreeMap::new();
     let mut left = 0.0;

@@ -1,6 +1,7 @@
 //! The topology map's logic (design.md §6), kept out of the Leptos app so it is tested on the host
 //! and benchmarked natively: the layered layout (`layout`) and the search language (`search`).
 
+pub mod clusters;
 pub mod layout;
 pub mod resources;
 pub mod search;
@@ -107,20 +108,20 @@ pub fn apply(nodes: &mut BTreeMap<String, NodeSummary>, diff: Diff) -> Change {
 }
 
 /// The map's shape for the layout: the node ids, and the edges between nodes that are both there
-/// (self-loops left out).
+/// (self-loops and repeats left out), both sorted.
 pub type Structure = (Vec<String>, Vec<(String, String)>);
 
 pub fn structure(nodes: &BTreeMap<String, NodeSummary>) -> Structure {
     let ids = nodes.keys().cloned().collect();
-    let mut edges = Vec::new();
+    let mut edges = std::collections::BTreeSet::new();
     for (id, n) in nodes {
         for t in &n.adjacency {
             if t != id && nodes.contains_key(t) {
-                edges.push((id.clone(), t.clone()));
+                edges.insert((id.clone(), t.clone()));
             }
         }
     }
-    (ids, edges)
+    (ids, edges.into_iter().collect())
 }
 
 /// Every node's `Look`.

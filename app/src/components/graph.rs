@@ -217,6 +217,32 @@ pub fn Graph(
         request_animation_frame(do_fit);
     });
 
+    // The selected node stays in sight: opening the details narrows the graph, and a node chosen
+    // elsewhere (the table, a link, the URL) may be off screen. Checked once the page is laid out.
+    Effect::new(move |_| {
+        let Some(id) = selected.get() else {
+            return;
+        };
+        request_animation_frame(move || {
+            let Some(p) = layout.with_untracked(|l| l.positions.get(&id).copied()) else {
+                return;
+            };
+            let (w, h) = size();
+            let v = view_state.get_untracked();
+            let (sx, sy) = (p.x * v.k + v.x, p.y * v.k + v.y);
+            // Its whole shape in sight, at least.
+            let margin = (R * v.k).max(10.0).min(w.min(h) / 4.0);
+            let inside = (margin..=w - margin).contains(&sx) && (margin..=h - margin).contains(&sy);
+            if !inside {
+                view_state.set(View {
+                    x: w / 2.0 - p.x * v.k,
+                    y: h / 2.0 - p.y * v.k,
+                    k: v.k,
+                });
+            }
+        });
+    });
+
     // Neighbours of the hovered node (both directions), for highlighting.
     let neighbours = Memo::new(move |_| {
         let hovered = hovered.get()?;

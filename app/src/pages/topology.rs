@@ -13,7 +13,7 @@ use shared::ErrorCode;
 use shared::topology::{Diff, NodeSummary, TopologyDesc};
 use topomap::layout::{Layout, Options as LayoutOptions, layout, update};
 use topomap::resources::Metric;
-use topomap::{Change, Look, Structure, apply, search};
+use topomap::{Change, Look, Structure, apply, clusters, search};
 
 use crate::api;
 use crate::components::async_view::ErrorNotice;
@@ -39,7 +39,7 @@ fn saved_graph_limit() -> usize {
         .unwrap_or(GRAPH_LIMIT)
 }
 /// Query keys that are the page's own; every other key is a view option passed to the API.
-const PAGE_KEYS: [&str; 6] = ["view", "mode", "metric", "node", "q", "pins"];
+const PAGE_KEYS: [&str; 7] = ["view", "mode", "metric", "group", "node", "q", "pins"];
 /// Scope's window: with no report for longer, the map is stale.
 const STALE_AFTER_MS: f64 = 15_000.0;
 
@@ -57,6 +57,8 @@ struct MapState {
     mode: Option<String>,
     /// What the resource view sizes boxes by: `cpu` (the default) or `memory`.
     metric: Option<String>,
+    /// `host`: the graph draws each host's nodes as one group.
+    group: Option<String>,
     node: Option<String>,
     q: String,
     pins: Vec<String>,
@@ -80,6 +82,9 @@ impl MapState {
         }
         if let Some(m) = &self.metric {
             parts.push(format!("metric={}", encode(m)));
+        }
+        if let Some(g) = &self.group {
+            parts.push(format!("group={}", encode(g)));
         }
         if let Some(n) = &self.node {
             parts.push(format!("node={}", encode(n)));
@@ -142,6 +147,7 @@ pub fn TopologyMap() -> impl IntoView {
                 view: get("view"),
                 mode: get("mode"),
                 metric: get("metric"),
+                group: get("group"),
                 node: get("node"),
                 q: get("q").unwrap_or_default(),
                 pins: get("pins")
@@ -230,6 +236,8 @@ pub fn TopologyMap() -> impl IntoView {
     // into `held` instead (a copy taken at the pause), which is shown on resume.
     let shown = RwSignal::new(BTreeMap::<String, NodeSummary>::new());
     let held = StoredValue::new(None::<BTreeMap<String, NodeSummary>>);
+    // The host groups opened into their members (`?group=host`).
+    let opened = RwSignal::new(BTreeSet::<String>::new());
     let pending = StoredValue::new(Change::default());
     let this_tick = StoredValue::new(Change::default());
     let structure = RwSignal::new(Structure::default());
@@ -240,16 +248,15 @@ pub fn TopologyMap() -> impl IntoView {
     // Ticks that changed the map, shown on the link status (`data-updates`), and when the last did.
     let updates = RwSignal::new(0u64);
     let last_change = StoredValue::new(now_ms());
+    // Bumped when the drawn graph (structure or looks) must be made again from `shown`.
+    let redraw = RwSignal::new(0u64);
     let publish = move || {
         let change = pending.try_update_value(std::mem::take).unwrap_or_default();
         if change.nodes {
             shown.notify();
         }
-        if change.structure {
-            structure.set(shown.with_untracked(topomap::structure));
-        }
-        if change.looks {
-            looks.set(shown.with_untracked(topomap::looks));
+        if change.structure || change.looks {
+            redraw.update(|r| *r += 1);
         }
     };
     let set_paused = move |pause: bool| {
@@ -332,6 +339,7 @@ pub fn TopologyMap() -> impl IntoView {
         view_id.track();
         options_query.track();
         held.set_value(paused.get_untracked().then(BTreeMap::new));
+        opened.set(BTreeSet::new());
         this_tick.set_value(Change::default());
         shown.update_untracked(BTreeMap::clear);
         pending.set_value(Change::ALL);
@@ -341,6 +349,39 @@ pub fn TopologyMap() -> impl IntoView {
     on_cleanup(move || socket.set_value(None));
 
     let map_is_empty = Memo::new(move |_| shown.with(BTreeMap::is_empty));
+
+    // What the graph draws: the nodes as they are, or grouped by host (`?group=host`) with the
+    // groups in `opened` drawn as their members. Made again only when the structure or looks of
+    // `shown` changed, or the grouping did; set only where it differs.
+    let grouping = Memo::new(move |_| state.with(|s| s.group.as_deref() == Some("host")));
+    let members = RwSignal::new(BTreeMap::<String, Vec<String>>::new());
+    Effect::new(move |_| {
+        redraw.track();
+        let noun = match view_id.get_untracked().as_str() {
+            v if v.starts_with("containers") => "containers",
+            v if v.starts_with("processes") => "processes",
+            "pods" => "pods",
+            _ => "nodes",
+        };
+        let drawn = if grouping.get() {
+            opened.with(|open| shown.with_untracked(|m| clusters::grouped(m, "hosts", open, noun)))
+        } else {
+            shown.with_untracked(|m| clusters::Grouped {
+                structure: topomap::structure(m),
+                looks: topomap::looks(m),
+                members: BTreeMap::new(),
+            })
+        };
+        if structure.with_untracked(|s| *s != drawn.structure) {
+            structure.set(drawn.structure);
+        }
+        if looks.with_untracked(|l| *l != drawn.looks) {
+            looks.set(drawn.looks);
+        }
+        if members.with_untracked(|m| *m != drawn.members) {
+            members.set(drawn.members);
+        }
+    });
 
     // Layout: recomputed only when nodes or edges change, keeping placed nodes where they are.
     let positions = RwSignal::new(Layout::default());
@@ -355,7 +396,13 @@ pub fn TopologyMap() -> impl IntoView {
         let opts = LayoutOptions::default();
         let ids = now.0.iter().map(String::as_str);
         let previous = positions.get_untracked();
-        let fresh = previous.positions.is_empty();
+        // Mostly new nodes (a first frame, groups turned on or off): a fresh layout, fitted.
+        let kept = now
+            .0
+            .iter()
+            .filter(|id| previous.positions.contains_key(*id))
+            .count();
+        let fresh = kept * 2 < now.0.len();
         let next = if fresh {
             layout(ids, &now.1, &opts)
         } else {
@@ -396,6 +443,19 @@ pub fn TopologyMap() -> impl IntoView {
         }))
     });
 
+    // On the graph a group matches when one of its members does.
+    let graph_matches = Memo::new(move |_| {
+        let mut m = matches.get()?;
+        members.with(|groups| {
+            for (group, ids) in groups {
+                if ids.iter().any(|id| m.contains(id)) {
+                    m.insert(group.clone());
+                }
+            }
+        });
+        Some(m)
+    });
+
     let graph_limit = RwSignal::new(saved_graph_limit());
     let set_graph_limit = move |value: String| {
         if let Ok(n) = value.trim().parse::<usize>() {
@@ -419,6 +479,13 @@ pub fn TopologyMap() -> impl IntoView {
     let select = {
         let go = go.clone();
         Callback::new(move |id: String| {
+            // A group opens into its members.
+            if clusters::is_group(&id) {
+                opened.update(|o| {
+                    o.insert(id);
+                });
+                return;
+            }
             let mut s = state.get_untracked();
             s.view = Some(view_id.get_untracked());
             s.node = Some(id);
@@ -456,6 +523,7 @@ pub fn TopologyMap() -> impl IntoView {
                 view: Some(v),
                 mode: state.with_untracked(|s| s.mode.clone()),
                 metric: state.with_untracked(|s| s.metric.clone()),
+                group: state.with_untracked(|s| s.group.clone()),
                 q: state.with_untracked(|s| s.q.clone()),
                 pins: state.with_untracked(|s| s.pins.clone()),
                 ..MapState::default()
@@ -487,6 +555,10 @@ pub fn TopologyMap() -> impl IntoView {
     };
     let metric =
         Memo::new(move |_| state.with(|s| Metric::parse(s.metric.as_deref().unwrap_or_default())));
+    let set_group = {
+        let change = change.clone();
+        move |on: bool| change(&|s| s.group = on.then(|| "host".to_owned()))
+    };
     let set_metric = {
         let change = change.clone();
         move |m: String| change(&|s| s.metric = Some(m.clone()))
@@ -708,6 +780,18 @@ pub fn TopologyMap() -> impl IntoView {
                             </select>
                         }
                     })}
+                    {move || (mode.get() == "graph").then(|| {
+                        let set_group = set_group.clone();
+                        view! {
+                            <label class="group-toggle" title="Draw each host's nodes as one; click a group to open it">
+                                <input type="checkbox" id="group-by-host" prop:checked=move || grouping.get()
+                                    on:change=move |ev| set_group(event_target_checked(&ev)) />" Group by host"
+                            </label>
+                            {move || (!opened.with(BTreeSet::is_empty)).then(|| view! {
+                                <button type="button" class="secondary" id="close-groups" on:click=move |_| opened.set(BTreeSet::new())>"Close groups"</button>
+                            })}
+                        }
+                    })}
                     <label class="graph-limit" title="Views with more nodes open as a table">"Graph up to "
                         <input type="number" id="graph-limit" min="0" step="100" prop:value=move || graph_limit.get().to_string()
                             on:change=move |ev| set_graph_limit(event_target_value(&ev)) />" nodes"</label>
@@ -810,7 +894,7 @@ pub fn TopologyMap() -> impl IntoView {
                     } else if mode.get() == "table" {
                         view! { <NodeTable nodes=shown selected=selected matches=matches on_select=select /> }.into_any()
                     } else {
-                        view! { <Graph structure=structure looks=looks layout=positions selected=selected matches=matches on_select=select fit_request=fit_request /> }.into_any()
+                        view! { <Graph structure=structure looks=looks layout=positions selected=selected matches=graph_matches on_select=select fit_request=fit_request /> }.into_any()
                     }
                 }}
                 {move || selected.get().map(|node| view! {
