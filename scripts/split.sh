@@ -8,8 +8,8 @@ BIN=${BIN:-./target/release/scopehub}
 DATA_DIR=${DATA_DIR:-./data}
 LISTEN=${LISTEN:-127.0.0.1:4040}
 HOST=${LISTEN%:*}
-# The roles behind the edge listen on the next ports (override with SPLIT_PORTS="a b c d e").
-read -r USERS_PORT PROVISIONING_PORT UI_PORT SHARD_A_PORT SHARD_B_PORT <<<"${SPLIT_PORTS:-4041 4042 4043 4044 4045}"
+# The roles behind the edge listen on the next ports (override with SPLIT_PORTS="a b c d e f").
+read -r USERS_PORT PROVISIONING_PORT UI_PORT SHARD_A_PORT SHARD_B_PORT MONITORING_PORT <<<"${SPLIT_PORTS:-4041 4042 4043 4044 4045 4046}"
 DIST_DIR=${DIST_DIR:-dist}
 
 mkdir -p "$DATA_DIR"
@@ -27,6 +27,7 @@ users=http://$HOST:$USERS_PORT
 provisioning=http://$HOST:$PROVISIONING_PORT
 ui=http://$HOST:$UI_PORT
 shards="shard-a=http://$HOST:$SHARD_A_PORT,shard-b=http://$HOST:$SHARD_B_PORT"
+monitoring=http://$HOST:$MONITORING_PORT
 public=http://$LISTEN/
 
 pids=()
@@ -51,13 +52,16 @@ start collector --shard shard-b --listen "$HOST:$SHARD_B_PORT" --public-url "$pu
     --users-url "$users" --provisioning-url "$provisioning"
 start provisioning --listen "$HOST:$PROVISIONING_PORT" --users-url "$users" --collector-shard "$shards"
 start ui --listen "$HOST:$UI_PORT" --dist-dir "$DIST_DIR"
+start monitoring --listen "$HOST:$MONITORING_PORT" --target "users=$users" \
+    --target "provisioning=$provisioning" --target "ui=$ui" --target "collector=http://$HOST:$SHARD_A_PORT" \
+    --target "collector=http://$HOST:$SHARD_B_PORT" --target "frontend=http://$LISTEN"
 start frontend --listen "$LISTEN" --public-url "$public" --users-url "$users" \
-    --provisioning-url "$provisioning" --ui-url "$ui" --collector-shard "$shards"
+    --provisioning-url "$provisioning" --ui-url "$ui" --monitoring-url "$monitoring" --collector-shard "$shards"
 
 cat <<MSG
 
 Scopehub's split deployment is starting at $public (users $users, provisioning $provisioning,
-ui $ui, collector shards $shards). Ctrl-C stops every role.
+ui $ui, collector shards $shards, monitoring $monitoring). Ctrl-C stops every role.
 Make yourself the site admin (prints a one-time login link):
   $BIN admin create --email you@example.com --database-url '$SCOPEHUB_DATABASE_URL' --public-url $public
 

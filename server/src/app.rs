@@ -26,6 +26,7 @@ use crate::frontend::proxy::{self, Proxy, Upstreams};
 use crate::frontend::{self, EdgeConfig};
 use crate::identity::internal::{InternalSecret, Verifier, trust_edge};
 use crate::internal_client::InternalClient;
+use crate::monitoring::{self, MonitoringConfig, MonitoringState};
 use crate::ops::{self, Drain, OpsState, Readiness, StartupStatus};
 use crate::provisioning::directory::{HttpInstances, InstanceDirectory};
 use crate::provisioning::shards::Placement;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub clock: Clock,
     /// Flips when the process shuts down: `/readyz` says 503, websockets close with 1001.
     pub drain: Drain,
+    /// What the in-process monitoring scrapes (in `serve`: the process itself).
+    pub monitoring: MonitoringConfig,
 }
 
 /// The name of the one collector shard in Airplane Mode.
@@ -70,6 +73,7 @@ pub struct Airplane {
     pub users: UsersState,
     pub provisioning: ProvisioningState,
     pub spa: Spa,
+    pub monitoring: MonitoringState,
 }
 
 impl Airplane {
@@ -129,9 +133,11 @@ impl Airplane {
             },
             drain: settings.drain.clone(),
         };
+        let monitoring = MonitoringState::new(settings.monitoring, clock.clone());
         let api = users::api_router(users.clone())
             .merge(provisioning::api_router(provisioning.clone()))
-            .merge(collector::api_router(collector));
+            .merge(collector::api_router(collector))
+            .merge(monitoring::api_router(monitoring.clone()));
         let routed = Router::new()
             .merge(ops::router(ops))
             .nest("/api", with_api_fallbacks(api))
@@ -148,11 +154,12 @@ impl Airplane {
             users,
             provisioning,
             spa,
+            monitoring,
         }
     }
 
-    /// Starts the background work of every role: mail delivery and the reconciler. They stop when
-    /// `shutdown` turns true.
+    /// Starts the background work of every role: mail delivery, the reconciler and monitoring's
+    /// scrapes. They stop when `shutdown` turns true.
     pub fn spawn_tasks(&self, shutdown: &watch::Receiver<bool>) {
         tokio::spawn(self.users.mailer.clone().run(
             self.store.clone(),
@@ -160,6 +167,7 @@ impl Airplane {
             shutdown.clone(),
         ));
         tokio::spawn(self.provisioning.reconciler().run(shutdown.clone()));
+        tokio::spawn(self.monitoring.clone().run(shutdown.clone()));
     }
 
     /// Airplane Mode's probe of this machine, reporting to `url` like any probe.
@@ -248,6 +256,22 @@ pub fn users_service(state: &UsersState, startup: StartupStatus, basics: &RoleBa
     role_service(
         Some(users::api_router(state.clone())),
         users::directory::internal_router(state.directory()),
+        ops,
+        basics.verifier(),
+        &basics.edge,
+    )
+}
+
+/// The monitoring role alone: its API behind the edge, no internal API, ready while serving.
+pub fn monitoring_service(state: &MonitoringState, basics: &RoleBasics) -> Router {
+    let ops = OpsState {
+        metrics: basics.metrics.clone(),
+        readiness: Readiness::Serving,
+        drain: basics.drain.clone(),
+    };
+    role_service(
+        Some(monitoring::api_router(state.clone())),
+        Router::new(),
         ops,
         basics.verifier(),
         &basics.edge,

@@ -44,41 +44,14 @@ pub enum Command {
     /// The edge alone (split mode): authenticates every request and proxies it to the role that
     /// serves it.
     Frontend(FrontendArgs),
-    /// Monitoring of the other roles (not available yet).
-    Monitoring(UnbuiltArgs),
+    /// Monitoring alone: scrapes every role replica and serves their state to site admins.
+    Monitoring(MonitoringRoleArgs),
     /// Our probe: reports this host in Scope's wire format.
     Probe(ProbeArgs),
     /// Synthetic hosts × containers × connections posting reports, for load tests (stops by itself).
     Loadgen(LoadgenArgs),
     /// Operator tasks, such as creating a site admin.
     Admin(AdminArgs),
-}
-
-impl Command {
-    /// The name of a role that exists in the CLI but is not built yet.
-    pub fn unbuilt_role(&self) -> Option<&'static str> {
-        match self {
-            Command::Monitoring(_) => Some("monitoring"),
-            Command::Users(_)
-            | Command::Provisioning(_)
-            | Command::Collector(_)
-            | Command::Frontend(_)
-            | Command::Serve(_)
-            | Command::Migrate(_)
-            | Command::Ui(_)
-            | Command::Admin(_)
-            | Command::Probe(_)
-            | Command::Loadgen(_) => None,
-        }
-    }
-}
-
-/// Roles that are not built yet accept any arguments, so that the message below is what the
-/// user sees rather than a complaint about flags.
-#[derive(Debug, Args)]
-pub struct UnbuiltArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -321,6 +294,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SCOPEHUB_LOCAL_PROBE_PROC_ROOT", default_value = "/proc")]
     pub local_probe_proc_root: PathBuf,
     #[command(flatten)]
+    pub monitoring: MonitoringArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -334,6 +309,36 @@ pub struct UsersRoleArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub users: UsersArgs,
+    #[command(flatten)]
+    pub internal: InternalArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What the monitoring role scrapes, and how often (in `serve`: the process itself).
+#[derive(Debug, Clone, Args)]
+pub struct MonitoringArgs {
+    /// How often every target is scraped, in seconds (at least 0.1).
+    #[arg(long, env = "SCOPEHUB_SCRAPE_INTERVAL", default_value = "15", value_parser = parse_scrape_interval)]
+    pub scrape_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MonitoringRoleArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub monitoring: MonitoringArgs,
+    /// A role replica to scrape, as `ROLE=URL` (its `/metrics` and `/readyz`), or `ROLE=dns+URL`
+    /// for every address the URL's host resolves to (a headless Service: every replica); repeat
+    /// for each (comma-separated in the environment).
+    #[arg(
+        long = "target",
+        env = "SCOPEHUB_MONITORING_TARGETS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub targets: Vec<crate::monitoring::TargetSpec>,
     #[command(flatten)]
     pub internal: InternalArgs,
     #[command(flatten)]
@@ -400,6 +405,9 @@ pub struct FrontendArgs {
     /// The ui service (the web app).
     #[arg(long, env = "SCOPEHUB_UI_URL", value_parser = parse_public_url)]
     pub ui_url: Url,
+    /// The monitoring service (`/api/admin/system`); without it that page answers 503.
+    #[arg(long, env = "SCOPEHUB_MONITORING_URL", value_parser = parse_public_url)]
+    pub monitoring_url: Option<Url>,
     /// A collector shard, as `NAME=URL`; repeat for each (comma-separated in the environment).
     #[arg(long = "collector-shard", env = "SCOPEHUB_COLLECTOR_SHARDS", value_parser = parse_shard, value_delimiter = ',', required = true)]
     pub collector_shards: Vec<ShardUrl>,
@@ -570,6 +578,14 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be between 0 and 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_scrape_interval(s: &str) -> Result<Duration, String> {
+    let interval = parse_seconds(s)?;
+    if interval < Duration::from_millis(100) {
+        return Err(format!("`{s}`: scrape at most every 0.1 seconds"));
+    }
+    Ok(interval)
 }
 
 fn parse_public_url(s: &str) -> Result<Url, String> {

@@ -26,11 +26,6 @@ use config::{Cli, Command};
 
 /// Runs one subcommand to completion.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(role) = cli.command.unbuilt_role() {
-        anyhow::bail!(
-            "`scopehub {role}` is not available yet; `scopehub serve` runs every role that exists"
-        );
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -83,8 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 telemetry::init_logging(&args.log)?;
                 server::collector(args).await
             }
-            Command::Monitoring(_) => {
-                unreachable!("unbuilt roles return above")
+            Command::Monitoring(args) => {
+                telemetry::init_logging(&args.log)?;
+                server::monitoring(args).await
             }
         }
     })

@@ -18,11 +18,12 @@ use crate::collector::shard::InProcessShard;
 use crate::collector::slot::MemoryBudget;
 use crate::config::{
     CollectorArgs, CollectorRoleArgs, DatabaseArgs, EdgeArgs, FrontendArgs, HttpArgs, MigrateArgs,
-    ProvisioningArgs, ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs, UsersArgs,
-    UsersRoleArgs,
+    MonitoringRoleArgs, ProvisioningArgs, ProvisioningRoleArgs, PublicArgs, ServeArgs, UiArgs,
+    UsersArgs, UsersRoleArgs,
 };
 use crate::frontend::EdgeConfig;
 use crate::frontend::proxy::Upstreams;
+use crate::monitoring::{MonitoringConfig, MonitoringState};
 use crate::ops::{Drain, StartupStatus};
 use crate::provisioning::ProvisioningConfig;
 use crate::provisioning::directory::HttpInstances;
@@ -90,6 +91,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (url, store) = open_watched_store(&args.database)?;
     let listener = bind(&args.http).await?;
     let public_url = public_url_of(&args.public, &listener)?;
+    // Monitoring and the local probe reach this process the way any client would: over HTTP, on
+    // loopback.
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let self_url = url::Url::parse(&format!("http://{addr}/"))?;
+    let itself = crate::monitoring::TargetSpec {
+        role: "serve".to_owned(),
+        url: self_url.clone(),
+        every_address: false,
+    };
     let settings = Settings {
         // Airplane Mode (SQLite): the first account to sign up becomes the site admin.
         users: users_config(
@@ -111,6 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dist_dir: args.dist.dist_dir.clone(),
         clock: Clock::system(),
         drain: Drain::default(),
+        monitoring: MonitoringConfig::new(vec![itself], args.monitoring.scrape_interval),
     };
     let drain = settings.drain.clone();
     let airplane = Airplane::build(store.clone(), settings);
@@ -123,14 +137,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     airplane.spawn_tasks(&shutdown_rx);
     if args.local_probe {
-        // The probe reaches this server the way any probe would: over HTTP, on loopback.
-        let mut addr = listener.local_addr()?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let probe_url = url::Url::parse(&format!("http://{addr}/"))?;
         airplane.spawn_local_probe(
-            probe_url,
+            self_url,
             args.local_probe_proc_root.clone(),
             Duration::from_secs(3),
             &shutdown_rx,
@@ -174,6 +182,19 @@ fn role_basics(http: &HttpArgs, secret: crate::identity::internal::InternalSecre
     }
 }
 
+/// `scopehub monitoring`: scrapes the roles it is given and serves what it saw. No database.
+pub async fn monitoring(args: MonitoringRoleArgs) -> anyhow::Result<()> {
+    let listener = bind(&args.http).await?;
+    let basics = role_basics(&args.http, args.internal.internal_secret.clone());
+    let config = MonitoringConfig::new(args.targets.clone(), args.monitoring.scrape_interval);
+    let state = MonitoringState::new(config, basics.clock.clone());
+    let router = app::monitoring_service(&state, &basics);
+    announce(&listener, None, None, None)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(state.run(shutdown_rx));
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await
+}
+
 /// `scopehub frontend`: the edge alone, proxying to the other roles. No database.
 pub async fn frontend(args: FrontendArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
@@ -193,6 +214,7 @@ pub async fn frontend(args: FrontendArgs) -> anyhow::Result<()> {
         users: args.users_url.clone(),
         provisioning: args.provisioning_url.clone(),
         ui: args.ui_url.clone(),
+        monitoring: args.monitoring_url.clone(),
         shards,
     };
     let router = app::frontend_service(

@@ -8,6 +8,7 @@
 pub mod client_error;
 pub mod error;
 pub mod instances;
+pub mod monitoring;
 pub mod topology;
 pub mod users;
 pub mod version;

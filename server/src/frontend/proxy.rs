@@ -52,6 +52,8 @@ pub struct Upstreams {
     pub users: Url,
     pub provisioning: Url,
     pub ui: Url,
+    /// The monitoring role, when it is deployed.
+    pub monitoring: Option<Url>,
     /// Collector shards by name, as provisioning places instances on them.
     pub shards: HashMap<String, Url>,
 }
@@ -64,6 +66,7 @@ pub enum Destination {
     /// The collector shard holding the request's instance.
     Collector,
     Ui,
+    Monitoring,
 }
 
 /// `path` is `prefix` or below it.
@@ -82,6 +85,9 @@ pub fn destination(path: &str) -> Option<Destination> {
     }
     if under(path, "/api/instances") || under(path, "/api/admin/instances") {
         return Some(Destination::Provisioning);
+    }
+    if under(path, "/api/admin/system") {
+        return Some(Destination::Monitoring);
     }
     let users = [
         "/api/users",
@@ -133,6 +139,7 @@ struct Inner {
     users: Upstream,
     provisioning: Upstream,
     ui: Upstream,
+    monitoring: Option<Upstream>,
     shards: HashMap<String, Upstream>,
     pool: Pool,
     secret: InternalSecret,
@@ -236,6 +243,9 @@ impl Proxy {
                 upstreams.provisioning,
             ),
             ui: Upstream::new("ui".into(), "ui", upstreams.ui),
+            monitoring: upstreams
+                .monitoring
+                .map(|url| Upstream::new("monitoring".into(), "monitoring", url)),
             shards,
             pool,
             secret,
@@ -258,6 +268,14 @@ impl Proxy {
             Some(Destination::Users) => Ok(simple(&inner.users)),
             Some(Destination::Provisioning) => Ok(simple(&inner.provisioning)),
             Some(Destination::Ui) => Ok(simple(&inner.ui)),
+            Some(Destination::Monitoring) => match &inner.monitoring {
+                Some(upstream) => Ok(simple(upstream)),
+                None => Err(Error::client(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "The monitoring service is not deployed with this edge (--monitoring-url).",
+                )),
+            },
             Some(Destination::Collector) => {
                 // `authenticate` granted this request an instance and said where it is.
                 let placed = req
@@ -644,6 +662,7 @@ mod tests {
             users: users.parse().unwrap(),
             provisioning: nowhere.clone(),
             ui: nowhere,
+            monitoring: None,
             shards: HashMap::new(),
         };
         let proxy = Proxy::new(
@@ -789,6 +808,8 @@ mod tests {
             ("/api/admin/waitlist", Some(Users)),
             ("/api/admin/instances", Some(Provisioning)),
             ("/api/admin/instances/i1/suspend", Some(Provisioning)),
+            ("/api/admin/system", Some(Monitoring)),
+            ("/api/admin/systems", Some(Users)),
             ("/api/instances", Some(Provisioning)),
             ("/api/instances/i1/tokens", Some(Provisioning)),
             ("/api/instancesx", None),

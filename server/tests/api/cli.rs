@@ -66,14 +66,13 @@ fn invalid_env_fallbacks_are_reported_like_flags() {
 }
 
 #[test]
-fn roles_not_built_yet_say_so() {
-    let (code, _, stderr) = run(&["monitoring", "--url", "x"]);
-    assert_eq!(code, 1);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("`scopehub monitoring` is not available yet"),
-        "{stderr}"
-    );
+fn monitoring_targets_are_checked_at_start() {
+    let (code, _, stderr) = run(&["monitoring", "--target", "users=ftp://x"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not an http(s) URL"), "{stderr}");
+    let (code, _, stderr) = run(&["monitoring"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--target"), "{stderr}");
 }
 
 #[test]
@@ -100,6 +99,7 @@ fn roles_behind_the_edge_need_the_internal_secret() {
                 "http://127.0.0.1:2",
             ][..],
         ),
+        ("monitoring", &["--target", "users=http://127.0.0.1:1"][..]),
     ] {
         let (code, _, stderr) = run(&[&[role][..], extra].concat());
         assert_eq!(code, 2, "{role}: {stderr}");

@@ -20,6 +20,7 @@ mod journey;
 mod lifecycle;
 mod mail;
 mod map;
+mod monitoring;
 mod orgs;
 mod reports;
 mod roles;

@@ -242,12 +242,7 @@ async fn the_live_map_shows_searches_sorts_updates_and_recovers() {
         0
     );
     assert!(browser.current_url().await.contains("q=host-2"));
-    browser
-        .execute(
-            "const i = document.querySelector('#map-search'); i.value = ''; i.dispatchEvent(new Event('input', {bubbles: true}));",
-            vec![],
-        )
-        .await;
+    search_for(&browser, "").await;
     eventually(Duration::from_secs(10), "the search to clear", || async {
         (count(&browser, ".graph .node.dim").await == 0).then_some(())
     })
@@ -470,6 +465,31 @@ async fn live_map(dist: &std::path::Path, hosts: usize, shape: &[&str]) -> LiveM
         _load: load,
         _data: data,
     }
+}
+
+/// Opens the containers view as a graph and waits for `nodes` nodes on it.
+async fn containers_graph(browser: &Browser, base: &str, id: &str, nodes: usize) {
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers&mode=graph"
+        ))
+        .await;
+    eventually(
+        Duration::from_secs(120),
+        &format!("{nodes} nodes on the graph"),
+        || async { (count(browser, ".graph .node").await == nodes).then_some(()) },
+    )
+    .await;
+}
+
+/// Types `text` into the map's search, as a user does (one input event).
+async fn search_for(browser: &Browser, text: &str) {
+    browser
+        .execute(
+            "const i = document.querySelector('#map-search'); i.value = arguments[0]; i.dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![json!(text)],
+        )
+        .await;
 }
 
 /// The transform of the graph's pan-and-zoom group.
@@ -754,12 +774,7 @@ async fn details_sort_as_numbers_and_search_counts_and_explains() {
         .wait_for_text("#search-count", |t| t == "49 of 50 match")
         .await;
     assert!(browser.find("#search-problem").await.is_none());
-    browser
-        .execute(
-            "const i = document.querySelector('#map-search'); i.value = 'cpu > lots'; i.dispatchEvent(new Event('input', {bubbles: true}));",
-            vec![],
-        )
-        .await;
+    search_for(&browser, "cpu > lots").await;
     browser
         .wait_for_text("#search-problem", |t| t.contains("“lots” is not a number"))
         .await;
@@ -882,17 +897,7 @@ async fn live_map_benchmark_in_the_browser() {
         _load,
         _data,
     } = live_map(&dist, 20, &["--containers", "100", "--connections", "3"]).await;
-    browser
-        .goto(&format!(
-            "{base}/instances/{id}/map?view=containers&mode=graph"
-        ))
-        .await;
-    eventually(
-        Duration::from_secs(120),
-        "two thousand containers",
-        || async { (count(&browser, ".graph .node").await == 2000).then_some(()) },
-    )
-    .await;
+    containers_graph(&browser, &base, &id, 2000).await;
     wait_for_updates(&browser, 1).await;
     browser
         .execute(
@@ -1088,15 +1093,7 @@ async fn screenshots() {
         _data,
     } = live_map(&dist, 20, &["--containers", "10", "--connections", "3"]).await;
     browser.resize(1400, 900).await;
-    browser
-        .goto(&format!(
-            "{base}/instances/{id}/map?view=containers&mode=graph"
-        ))
-        .await;
-    eventually(Duration::from_secs(60), "200 containers", || async {
-        (count(&browser, ".graph .node").await == 200).then_some(())
-    })
-    .await;
+    containers_graph(&browser, &base, &id, 200).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     browser.screenshot(&shots.join("map-200-fit.png")).await;
     if browser.find("[aria-label='Zoom in']").await.is_some() {
@@ -1146,15 +1143,7 @@ async fn the_selected_node_stays_in_sight_when_the_details_open() {
         _data,
     } = live_map(&dist, 5, &["--containers", "4", "--connections", "2"]).await;
     browser.resize(1200, 800).await;
-    browser
-        .goto(&format!(
-            "{base}/instances/{id}/map?view=containers&mode=graph"
-        ))
-        .await;
-    eventually(Duration::from_secs(60), "20 containers", || async {
-        (count(&browser, ".graph .node").await == 20).then_some(())
-    })
-    .await;
+    containers_graph(&browser, &base, &id, 20).await;
     wait_for_updates(&browser, 1).await;
     let rightmost = browser
         .execute(
@@ -1203,15 +1192,7 @@ async fn a_large_map_groups_by_host_and_groups_open() {
         _load,
         _data,
     } = live_map(&dist, 20, &["--containers", "10", "--connections", "3"]).await;
-    browser
-        .goto(&format!(
-            "{base}/instances/{id}/map?view=containers&mode=graph"
-        ))
-        .await;
-    eventually(Duration::from_secs(60), "200 containers", || async {
-        (count(&browser, ".graph .node").await == 200).then_some(())
-    })
-    .await;
+    containers_graph(&browser, &base, &id, 200).await;
     let flat_edges = count(&browser, ".graph .edge").await;
     browser.click_css("#group-by-host").await;
     browser.wait_for_url(|u| u.contains("group=host")).await;
@@ -1240,12 +1221,7 @@ async fn a_large_map_groups_by_host_and_groups_open() {
     assert_eq!(count(&browser, ".graph .node").await, 20);
 
     // A search for one host's containers marks its group and dims the others.
-    browser
-        .execute(
-            "const i = document.querySelector('#map-search'); i.value = 'loadgen-host-3'; i.dispatchEvent(new Event('input', {bubbles: true}));",
-            vec![],
-        )
-        .await;
+    search_for(&browser, "loadgen-host-3").await;
     browser
         .wait_for_text("#search-count", |t| t == "10 of 200 match")
         .await;

@@ -122,6 +122,15 @@ async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {
     // An API path nothing serves is the edge's JSON 404.
     let (status, body) = alice.get("/api/nothing-here").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    // This edge has no monitoring role (no --monitoring-url): its page says so.
+    let (status, body) = admin.get("/api/admin/system").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("--monitoring-url")
+    );
 }
 both!(the_whole_journey_goes_through_the_edge_to_two_shards);
 

@@ -17,6 +17,7 @@ use scopehub::collector::CollectorConfig;
 use scopehub::collector::shard::InProcessShard;
 use scopehub::config::DatabaseUrl;
 use scopehub::frontend::EdgeConfig;
+use scopehub::monitoring::MonitoringConfig;
 use scopehub::store::Store;
 use scopehub::users::UsersConfig;
 use scopehub::users::mail::Mailer;
@@ -142,6 +143,8 @@ pub struct AppOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How long one render may run (the server's default when `None`).
     pub render_budget: Option<Duration>,
+    /// The in-process monitoring scrapes the app itself this often (never when `None`).
+    pub monitor_every: Option<Duration>,
 }
 
 impl Default for AppOptions {
@@ -159,6 +162,7 @@ impl Default for AppOptions {
             memory: None,
             trusted_proxies: Vec::new(),
             render_budget: None,
+            monitor_every: None,
         }
     }
 }
@@ -215,7 +219,7 @@ impl TestApp {
         let airplane = Airplane::build(
             store.clone(),
             Settings {
-                public_url,
+                public_url: public_url.clone(),
                 users,
                 allowed_origins: Vec::new(),
                 mailer,
@@ -230,6 +234,13 @@ impl TestApp {
                 dist_dir: dist.path().join("dist"),
                 clock: clock.clone(),
                 drain: Default::default(),
+                monitoring: match options.monitor_every {
+                    Some(every) => MonitoringConfig::new(
+                        vec![format!("serve={public_url}").parse().unwrap()],
+                        every,
+                    ),
+                    None => MonitoringConfig::new(Vec::new(), Duration::from_secs(3600)),
+                },
             },
         );
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -1,0 +1,166 @@
+//! The monitoring role (issue 16): in-process in `serve`, and alone against role processes.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::support::agent::{Agent, site_admin};
+use crate::support::process::{ServerProcess, free_port};
+use crate::support::{AppOptions, Backend, TestApp, eventually};
+use scopehub::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
+use scopehub::identity::{ClientIp, Identity, User, Via};
+use shared::users::AccountStatus;
+
+/// The target of `role` in an answer of `/api/admin/system`.
+fn target<'a>(status: &'a Value, role: &str) -> Option<&'a Value> {
+    status["targets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["role"] == role)
+}
+
+/// Airplane Mode watches itself: site admins see the process up and ready with its request rate
+/// and latency; nobody else sees the page.
+#[tokio::test]
+async fn serve_monitors_itself_for_site_admins() {
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(300)),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    // Scraped a few times (the page's own requests make the rates).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let (status, body) = admin.get("/api/admin/system").await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(t) = target(&body, "serve")
+            && t["history"].as_array().is_some_and(|h| h.len() >= 3)
+            && t["requests_per_second"].is_number()
+            && t["p99_seconds"].is_number()
+        {
+            break t.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never scraped: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(found["up"], true, "{found}");
+    assert_eq!(found["ready"], true, "{found}");
+    assert!(
+        found["p99_seconds"].as_f64().is_some_and(|p| p > 0.0),
+        "{found}"
+    );
+    assert!(
+        found["instance"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+
+    let (status, _) = Agent::new(&app).get("/api/admin/system").await;
+    assert_eq!(status, 401);
+    let (mut user, _) =
+        crate::support::agent::approved_user(&app, &mut admin, "someone@example.com").await;
+    let (status, _) = user.get("/api/admin/system").await;
+    assert_eq!(status, 403);
+}
+
+const SECRET: &str = "monitoring-test-secret-0123456789abcdef";
+
+/// `GET /api/admin/system` straight to the monitoring process, as the edge would send it for
+/// `identity`.
+async fn system_as(base: &str, identity: Option<Identity>) -> (u16, Value) {
+    let secret: InternalSecret = SECRET.parse().unwrap();
+    let envelope = Envelope {
+        caller: Caller::Edge,
+        identity,
+        grant: None,
+        client_ip: ClientIp(Some("127.0.0.1".into())),
+        expires_at: scopehub::clock::now_millis() + LIFETIME_MS,
+    };
+    let mut request = reqwest::Client::new().get(format!("{base}/api/admin/system"));
+    for (name, value) in secret.sign(&envelope, &Method::GET, "/api/admin/system") {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn person(is_admin: bool) -> Identity {
+    Identity {
+        user: User {
+            id: "u1".into(),
+            email: "ops@example.com".into(),
+            status: AccountStatus::Approved,
+            is_admin,
+        },
+        via: Via::Session {
+            id: "s1".into(),
+            csrf_token: "c1".into(),
+        },
+    }
+}
+
+/// `scopehub monitoring` against a role process: up and ready while it runs; killed (SIGKILL),
+/// down with the reason; restarted, up again, the outage kept in its history.
+#[tokio::test]
+async fn the_monitoring_role_sees_a_role_go_down_and_come_back() {
+    let dist = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let dist_dir = dist.path().to_str().unwrap().to_owned();
+    let mut ui = ServerProcess::start_on("ui", &listen, &["--dist-dir", &dist_dir]);
+    let monitoring = ServerProcess::start(
+        "monitoring",
+        &[
+            "--target",
+            &format!("ui=http://{listen}"),
+            "--scrape-interval",
+            "0.3",
+            "--internal-secret",
+            SECRET,
+        ],
+    );
+    monitoring.wait_ready().await;
+    let base = monitoring.url.clone();
+    let ui_is = |up: bool| {
+        let base = base.clone();
+        async move {
+            let (status, body) = system_as(&base, Some(person(true))).await;
+            assert_eq!(status, 200, "{body}");
+            let t = target(&body, "ui")?.clone();
+            (t["up"] == up && t["ready"] == up).then_some(t)
+        }
+    };
+    eventually(Duration::from_secs(20), "ui up", || ui_is(true)).await;
+    assert_eq!(system_as(&base, Some(person(false))).await.0, 403);
+    assert_eq!(system_as(&base, None).await.0, 401);
+
+    ui.signal(9);
+    ui.wait_exit(Duration::from_secs(10));
+    let down = eventually(Duration::from_secs(20), "ui down", || ui_is(false)).await;
+    assert!(
+        down["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{down}"
+    );
+
+    let _ui = ServerProcess::start_on("ui", &listen, &["--dist-dir", &dist_dir]);
+    let back = eventually(Duration::from_secs(20), "ui up again", || ui_is(true)).await;
+    let history = back["history"].as_array().unwrap();
+    assert!(history.iter().any(|p| p["up"] == false), "{back}");
+    assert!(history.last().unwrap()["up"] == true);
+    assert!(
+        !monitoring.stderr().contains("panicked"),
+        "{}",
+        monitoring.stderr()
+    );
+}

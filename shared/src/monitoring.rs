@@ -1,0 +1,54 @@
+//! `GET /api/admin/system`: what the monitoring role sees of every role replica (site admins).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Every scrape target the monitoring role knows of, roles in name order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SystemStatus {
+    /// How often targets are scraped, in seconds.
+    pub interval_seconds: f64,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One replica of one role, as its last scrapes found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    /// `users`, `provisioning`, `collector`, `frontend`, `ui`, `serve`…
+    pub role: String,
+    /// The replica: the `host:port` scraped.
+    pub instance: String,
+    /// `/metrics` answered with metrics on the last scrape.
+    pub up: bool,
+    /// `/readyz` answered 200 on the last scrape.
+    pub ready: bool,
+    /// Why not, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was last scraped (Unix milliseconds); `None` before the first scrape.
+    pub last_scrape_ms: Option<i64>,
+    /// Since the scrape before: requests per second, the 5xx share of them, latency quantiles.
+    pub requests_per_second: Option<f64>,
+    pub error_ratio: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    /// Probe reports per second by outcome (`accepted`, or why refused): collectors only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reports_per_second: BTreeMap<String, f64>,
+    /// The reconciler's lag: provisioning only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_lag_seconds: Option<f64>,
+    /// The last hour, a point per scrape, oldest first (for sparklines).
+    pub history: Vec<HistoryPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    pub at_ms: i64,
+    pub up: bool,
+    pub ready: bool,
+    pub requests_per_second: Option<f64>,
+    pub error_ratio: Option<f64>,
+    pub p99_seconds: Option<f64>,
+}
