@@ -10,6 +10,37 @@ pub struct SystemStatus {
     /// How often targets are scraped, in seconds.
     pub interval_seconds: f64,
     pub targets: Vec<TargetStatus>,
+    /// The alerts firing now.
+    #[serde(default)]
+    pub firing: Vec<FiringAlert>,
+    /// The latest alerts that fired or resolved, newest first.
+    #[serde(default)]
+    pub alert_history: Vec<AlertEvent>,
+}
+
+/// An alert firing now: a rule whose condition has held on a replica for the rule's duration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FiringAlert {
+    pub rule: String,
+    pub role: String,
+    pub instance: String,
+    pub summary: String,
+    /// Since when the condition holds (Unix milliseconds).
+    pub since_ms: i64,
+}
+
+/// An alert changing state: `firing` or `resolved`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub rule: String,
+    pub role: String,
+    pub instance: String,
+    pub state: String,
+    pub summary: String,
+    /// Since when the condition held.
+    pub since_ms: i64,
+    /// When the alert changed state.
+    pub at_ms: i64,
 }
 
 /// One replica of one role, as its last scrapes found it.

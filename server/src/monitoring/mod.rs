@@ -9,8 +9,10 @@
 //!
 //! - `signals`: what a scrape says (pure);
 //! - `scrape`: one bounded scrape of one target;
-//! - `history`: an hour of a target's scrapes.
+//! - `history`: an hour of a target's scrapes;
+//! - `alerts`: rules with `for` durations over them, and the events of their changes.
 
+pub mod alerts;
 pub mod history;
 pub mod scrape;
 pub mod signals;
@@ -29,6 +31,7 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::identity::SiteAdmin;
+use alerts::Alerts;
 use history::{History, Point};
 use scrape::Scraper;
 
@@ -111,6 +114,7 @@ struct Inner {
     scraper: Scraper,
     clock: Clock,
     histories: Mutex<BTreeMap<TargetKey, History>>,
+    alerts: Mutex<Alerts>,
 }
 
 impl MonitoringState {
@@ -122,6 +126,7 @@ impl MonitoringState {
                 scraper,
                 clock,
                 histories: Mutex::new(BTreeMap::new()),
+                alerts: Mutex::new(Alerts::new(alerts::default_rules())),
             }),
         }
     }
@@ -189,16 +194,39 @@ impl MonitoringState {
         // A replica gone (scaled down, rescheduled) stays listed, as down, for the history kept.
         let keep_ms = config.keep.as_millis() as i64;
         histories.retain(|_, h| h.last_at_ms().is_some_and(|at| now - at <= keep_ms));
+        // Alerts look at what this round found (a replica not scraped in it is not judged on
+        // what an earlier round saw).
+        let scraped: Vec<_> = histories
+            .iter()
+            .filter(|(_, h)| h.last_at_ms() == Some(now))
+            .map(|((role, instance), h)| h.status(role, instance))
+            .collect();
+        drop(histories);
+        let events = self
+            .inner
+            .alerts
+            .lock()
+            .expect("alerts")
+            .evaluate(now, &scraped);
+        for e in events {
+            tracing::warn!(rule = %e.rule, role = %e.role, instance = %e.instance, state = %e.state, "alert: {}", e.summary);
+        }
     }
 
     pub fn status(&self) -> SystemStatus {
-        let histories = self.inner.histories.lock().expect("histories");
-        SystemStatus {
-            interval_seconds: self.inner.config.interval.as_secs_f64(),
-            targets: histories
+        let targets = {
+            let histories = self.inner.histories.lock().expect("histories");
+            histories
                 .iter()
                 .map(|((role, instance), h)| h.status(role, instance))
-                .collect(),
+                .collect()
+        };
+        let alerts = self.inner.alerts.lock().expect("alerts");
+        SystemStatus {
+            interval_seconds: self.inner.config.interval.as_secs_f64(),
+            targets,
+            firing: alerts.firing(),
+            alert_history: alerts.history(100),
         }
     }
 }
@@ -240,6 +268,70 @@ mod tests {
         ] {
             assert!(bad.parse::<TargetSpec>().is_err(), "{bad}");
         }
+    }
+
+    /// A target that stops being ready: after a minute of scrapes saying so, one alert fires; when
+    /// it is ready again, one resolution. (The clock is moved on between rounds.)
+    #[tokio::test]
+    async fn a_replica_not_ready_for_a_minute_fires_one_alert_and_resolves_once() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let ready = Arc::new(AtomicBool::new(true));
+        let answer = ready.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new()
+            .route(
+                "/metrics",
+                get(|| async { "scopehub_collector_renders_total 1\n" }),
+            )
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = answer.load(Ordering::SeqCst);
+                    async move {
+                        if ready {
+                            axum::http::StatusCode::OK
+                        } else {
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        }
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let clock = Clock::adjustable();
+        let config = MonitoringConfig::new(
+            vec![format!("users=http://{addr}").parse().unwrap()],
+            Duration::from_secs(15),
+        );
+        let state = MonitoringState::new(config, clock.clone());
+        let round = |seconds: i64| {
+            let (state, clock) = (state.clone(), clock.clone());
+            async move {
+                clock.advance(seconds * 1000);
+                state.scrape_all().await;
+                state.status()
+            }
+        };
+        assert!(round(0).await.firing.is_empty());
+        ready.store(false, Ordering::SeqCst);
+        for _ in 0..4 {
+            let s = round(15).await;
+            assert!(s.firing.is_empty(), "{s:?}");
+            assert!(!s.targets[0].ready);
+        }
+        let s = round(15).await;
+        assert_eq!(s.firing.len(), 1, "{s:?}");
+        assert_eq!(s.firing[0].rule, "RoleNotReady");
+        assert_eq!(
+            round(15).await.alert_history.len(),
+            1,
+            "one event while it stays down"
+        );
+        ready.store(true, Ordering::SeqCst);
+        let s = round(15).await;
+        assert!(s.firing.is_empty());
+        let states: Vec<_> = s.alert_history.iter().map(|e| e.state.as_str()).collect();
+        assert_eq!(states, ["resolved", "firing"]);
     }
 
     #[tokio::test]
