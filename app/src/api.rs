@@ -358,6 +358,11 @@ pub async fn admin_orgs() -> Result<Vec<OrgInfo>, ApiError> {
     get_json("/api/admin/orgs").await
 }
 
+/// What the monitoring role sees of every role replica, and its alerts.
+pub async fn admin_system() -> Result<shared::monitoring::SystemStatus, ApiError> {
+    get_json("/api/admin/system").await
+}
+
 pub async fn admin_outbox() -> Result<Vec<OutboxMessage>, ApiError> {
     get_json("/api/admin/outbox").await
 }

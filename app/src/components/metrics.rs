@@ -1,8 +1,11 @@
-//! Metric values as people read them, and sparklines of their samples.
+//! Metric values as people read them, and sparklines of their samples (the map's; `ValuesLine`
+//! also draws the System page's).
 
 use leptos::prelude::*;
+#[cfg(feature = "map")]
 use shared::topology::Sample;
 
+#[cfg(feature = "map")]
 /// A metric's value in its format: `percent` (12.5%), `filesize` (1.2 GB), `integer`, else as is.
 pub fn format_metric(value: f64, format: &str) -> String {
     match format {
@@ -28,10 +31,17 @@ pub fn format_metric(value: f64, format: &str) -> String {
 }
 
 /// A small line of the samples, scaled between the metric's own min and max when it has them.
+#[cfg(feature = "map")]
 #[component]
 pub fn Sparkline(samples: Vec<Sample>, min: f64, max: f64) -> impl IntoView {
-    let (w, h) = (120.0, 28.0);
     let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+    view! { <ValuesLine values=values min=min max=max /> }
+}
+
+/// A small line of `values`, as `Sparkline` draws samples.
+#[component]
+pub fn ValuesLine(values: Vec<f64>, min: f64, max: f64) -> impl IntoView {
+    let (w, h) = (120.0, 28.0);
     let lo = values
         .iter()
         .copied()

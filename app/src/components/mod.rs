@@ -7,7 +7,6 @@ pub mod forms;
 pub mod graph;
 pub mod guard;
 pub mod layout;
-#[cfg(feature = "map")]
 pub mod metrics;
 #[cfg(feature = "map")]
 pub mod node_details;

@@ -1,4 +1,5 @@
-//! The admin console: waitlist, users, orgs, outbox, audit.
+//! The admin console: waitlist, users, orgs, instances, outbox, audit, and the system's health
+//! (`system.rs`).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -18,16 +19,18 @@ enum Tab {
     Instances,
     Outbox,
     Audit,
+    System,
 }
 
 impl Tab {
-    const ALL: [(Tab, &'static str, &'static str); 6] = [
+    const ALL: [(Tab, &'static str, &'static str); 7] = [
         (Tab::Waitlist, "waitlist", "Waitlist"),
         (Tab::Users, "users", "Users"),
         (Tab::Orgs, "orgs", "Orgs"),
         (Tab::Instances, "instances", "Instances"),
         (Tab::Outbox, "outbox", "Outbox"),
         (Tab::Audit, "audit", "Audit log"),
+        (Tab::System, "system", "System"),
     ];
 
     /// The tab named in the URL (`/admin?tab=outbox`), the waitlist by default.
@@ -63,6 +66,7 @@ pub fn Admin() -> impl IntoView {
                 Tab::Instances => view! { <InstancesTab /> }.into_any(),
                 Tab::Outbox => view! { <OutboxTab /> }.into_any(),
                 Tab::Audit => view! { <AuditTab /> }.into_any(),
+                Tab::System => view! { <crate::pages::system::SystemTab /> }.into_any(),
             }}
         </section>
     }

@@ -11,6 +11,7 @@ pub mod map_loader;
 pub mod not_found;
 pub mod orgs;
 pub mod status;
+pub mod system;
 pub mod tokens;
 #[cfg(feature = "map")]
 pub mod topology;

@@ -249,6 +249,7 @@ async fn every_page_fits_a_phone() {
         ("/tokens", "h1".to_owned()),
         ("/account", "h1".to_owned()),
         ("/admin", "h1".to_owned()),
+        ("/admin?tab=system", "#system".to_owned()),
     ];
     for (path, ready) in pages {
         let path = path.replace("{org}", &org).replace("{id}", &id);
@@ -576,4 +577,39 @@ async fn a_missing_full_app_is_said_not_reloaded_forever() {
         .await;
     assert!(said.contains("map.html"), "{said}");
     browser.quit().await;
+}
+
+/// Issue 16: the admin console's System tab shows every replica the monitoring role scrapes —
+/// here `serve` itself, ready, with its request rate — and that no alert is firing; it refreshes
+/// by itself.
+#[tokio::test]
+async fn the_system_tab_shows_the_roles_and_their_alerts() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = prerequisites() else { return };
+    let (server, _data) = serve_app(&dist, &["--scrape-interval", "0.5"]).await;
+    let base = server.url.clone();
+    first_admin_at(&base).await;
+    let browser = Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+    browser.goto(&format!("{base}/admin")).await;
+    browser.click_css("#tab-system").await;
+    browser
+        .wait_for_url(|u| u.ends_with("/admin?tab=system"))
+        .await;
+    let row = "#system-targets tr[data-role='serve'][data-state='ready']";
+    browser.wait_for(row).await;
+    browser
+        .wait_for_text("#system-summary", |t| {
+            t == "All 1 replicas are ready; no alert is firing."
+        })
+        .await;
+    assert!(browser.find("#alerts-none").await.is_some());
+    // The page refreshes: the request rate appears once two scrapes are in (the page's own
+    // requests are counted).
+    browser
+        .wait_for_text(&format!("{row} td.num"), |t| t != "–" && !t.is_empty())
+        .await;
+    browser.quit().await;
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }

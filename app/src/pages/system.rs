@@ -1,0 +1,147 @@
+//! The admin console's System tab: every role replica as the monitoring role last scraped it, with
+//! sparklines of its last hour, and the alerts firing and past. Refreshes every 5 s.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use shared::ApiError;
+use shared::monitoring::{HistoryPoint, SystemStatus, TargetStatus};
+
+use crate::api;
+use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::metrics::ValuesLine;
+use crate::components::ticker::ticker;
+
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// A Unix-milliseconds time as the browser's local time of day.
+fn time_of(ms: i64) -> String {
+    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64))
+        .to_locale_time_string("en-GB")
+        .as_string()
+        .unwrap_or_default()
+}
+
+fn seconds(s: Option<f64>) -> String {
+    match s {
+        None => "–".to_owned(),
+        Some(s) if s < 1.0 => format!("{:.0} ms", s * 1000.0),
+        Some(s) => format!("{s:.2} s"),
+    }
+}
+
+/// A line of one figure over the last hour (gaps left out), or a dash without two points.
+fn line(history: &[HistoryPoint], figure: fn(&HistoryPoint) -> Option<f64>) -> AnyView {
+    let values: Vec<f64> = history.iter().filter_map(figure).collect();
+    if values.len() < 2 {
+        return view! { <span class="muted">"–"</span> }.into_any();
+    }
+    view! { <ValuesLine values=values min=0.0 max=f64::NAN /> }.into_any()
+}
+
+fn target_row(t: TargetStatus) -> impl IntoView {
+    let state = match (t.up, t.ready) {
+        (true, true) => "ready",
+        (true, false) => "not ready",
+        (false, _) => "down",
+    };
+    view! {
+        <tr data-role=t.role.clone() data-instance=t.instance.clone() data-state=state>
+            <td>{t.role.clone()}</td>
+            <td>{t.instance.clone()}</td>
+            <td><span class=format!("badge health-{}", state.replace(' ', "-"))>{state}</span>
+                {t.error.clone().map(|e| view! { <div class="muted small">{e}</div> })}</td>
+            <td class="num">{t.requests_per_second.map_or("–".to_owned(), |r| format!("{r:.1}"))}</td>
+            <td>{line(&t.history, |p| p.requests_per_second)}</td>
+            <td class="num">{t.error_ratio.map_or("–".to_owned(), |r| format!("{:.1}%", r * 100.0))}</td>
+            <td>{line(&t.history, |p| p.error_ratio)}</td>
+            <td class="num">{seconds(t.p99_seconds)}</td>
+            <td>{line(&t.history, |p| p.p99_seconds)}</td>
+            <td class="small">{t.reports_per_second.iter().map(|(o, r)| format!("{o} {r:.1}/s")).collect::<Vec<_>>().join(" · ")}
+                {t.reconcile_lag_seconds.map(|l| format!("lag {l:.0} s"))}</td>
+            <td class="small">{t.last_scrape_ms.map(time_of)}</td>
+        </tr>
+    }
+}
+
+fn system_view(status: SystemStatus) -> impl IntoView {
+    let firing = status.firing.clone();
+    let past = status.alert_history.clone();
+    let healthy = status.targets.iter().all(|t| t.up && t.ready) && firing.is_empty();
+    view! {
+        <p id="system-summary" class=if healthy { "notice" } else { "error-notice" }>
+            {if status.targets.is_empty() {
+                "Monitoring has not scraped anything yet.".to_owned()
+            } else if healthy {
+                format!("All {} replicas are ready; no alert is firing.", status.targets.len())
+            } else {
+                let down = status.targets.iter().filter(|t| !(t.up && t.ready)).count();
+                format!("{down} of {} replicas not ready; {} alerts firing.", status.targets.len(), firing.len())
+            }}
+        </p>
+        <h2>"Alerts firing"</h2>
+        {if firing.is_empty() {
+            view! { <p class="empty" id="alerts-none">"None."</p> }.into_any()
+        } else {
+            view! {
+                <ul class="alerts" id="alerts-firing">
+                    {firing.into_iter().map(|a| view! {
+                        <li data-rule=a.rule.clone()><strong>{a.rule.clone()}</strong>" · "{a.role.clone()}" "{a.instance.clone()}
+                            " · since "{time_of(a.since_ms)}<div class="muted">{a.summary.clone()}</div></li>
+                    }).collect_view()}
+                </ul>
+            }.into_any()
+        }}
+        <h2>"Roles"</h2>
+        <div class="table-wrap">
+            <table class="list" id="system-targets">
+                <thead><tr><th>"Role"</th><th>"Replica"</th><th>"State"</th><th>"Requests/s"</th><th>"last hour"</th>
+                    <th>"5xx"</th><th>"last hour"</th><th>"p99"</th><th>"last hour"</th><th>"Signals"</th><th>"Scraped"</th></tr></thead>
+                <tbody>{status.targets.into_iter().map(target_row).collect_view()}</tbody>
+            </table>
+        </div>
+        <h2>"Alert history"</h2>
+        {if past.is_empty() {
+            view! { <p class="empty">"No alert has fired."</p> }.into_any()
+        } else {
+            view! {
+                <ul class="alerts" id="alert-history">
+                    {past.into_iter().map(|e| view! {
+                        <li>{time_of(e.at_ms)}" · "<span class="badge">{e.state.clone()}</span>" "<strong>{e.rule.clone()}</strong>
+                            " · "{e.role.clone()}" "{e.instance.clone()}</li>
+                    }).collect_view()}
+                </ul>
+            }.into_any()
+        }}
+    }
+}
+
+#[component]
+pub fn SystemTab() -> impl IntoView {
+    let tick = ticker(REFRESH);
+    let read = LocalResource::new(move || {
+        tick.track();
+        api::admin_system()
+    });
+    // The last answer stays while the next loads; an error is shown above it.
+    let shown = RwSignal::new(None::<SystemStatus>);
+    let error = RwSignal::new(None::<ApiError>);
+    Effect::new(move |_| match read.get() {
+        Some(Ok(s)) => {
+            shown.set(Some(s));
+            error.set(None);
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    view! {
+        <section class="system" id="system">
+            {move || error.get().map(|e| view! { <ErrorNotice error=e /> })}
+            {move || match shown.get() {
+                None if error.with(Option::is_none) => view! { <Loading what="the system's state" /> }.into_any(),
+                None => ().into_any(),
+                Some(s) => system_view(s).into_any(),
+            }}
+        </section>
+    }
+}
