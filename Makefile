@@ -10,7 +10,7 @@ export TRUNK_TOOLS_WASM_BINDGEN = $(WASM_BINDGEN_VERSION)
 LISTEN ?= 127.0.0.1:4040
 DATA_DIR ?= ./data
 
-.PHONY: run split test tools app server musl image image-if-podman airplane airplane-down k8s-check fmt lint check-wasm test-rust clean-data help
+.PHONY: run split test tools app server musl image image-if-podman airplane airplane-down k8s-check prometheus-check fmt lint check-wasm test-rust clean-data help
 
 help:
 	@echo "make run   build everything and start Airplane Mode on http://$(LISTEN)"
@@ -67,6 +67,11 @@ image-if-podman:
 k8s-check:
 	scripts/k8s-check.sh
 
+# k8s/monitoring: the Prometheus alert rules checked and unit-tested with promtool, the Grafana
+# dashboard's queries checked (REQUIRE_PROMTOOL=1 makes promtool required).
+prometheus-check:
+	scripts/prometheus-check.sh
+
 # Every role as its own process (the edge on $(LISTEN), two collector shards), one database:
 # the SQLite file in $(DATA_DIR), or DATABASE_URL=postgres://… . Ctrl-C stops them all.
 split: app server
@@ -88,7 +93,7 @@ check-wasm:
 test-rust:
 	SCOPEHUB_TEST_DIST=$(CURDIR)/dist cargo test
 
-test: tools fmt check-wasm lint k8s-check app image-if-podman test-rust
+test: tools fmt check-wasm lint k8s-check prometheus-check app image-if-podman test-rust
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -140,8 +140,14 @@ pub async fn healthz() -> Response {
 }
 
 /// Readiness: not draining, and (for a role with a database) migrations have been applied and the
-/// database answers now.
+/// database answers now. The answer is also kept as the `scopehub_ready` gauge, for Prometheus.
 pub async fn readyz(State(state): State<OpsState>) -> Response {
+    let response = readiness(&state).await;
+    state.metrics.set_ready(response.status().is_success());
+    response
+}
+
+async fn readiness(state: &OpsState) -> Response {
     let not_ready = |message: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -71,6 +71,7 @@ struct MetricsInner {
     reports: Family<ReportLabels, Counter>,
     window_bytes: Gauge,
     password_hashes: Counter,
+    ready: Gauge,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,6 +165,12 @@ impl Metrics {
             "Passwords hashed or checked (argon2id)",
             password_hashes.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "What /readyz answered last: 1 ready, 0 not (probed by the kubelet and monitoring)",
+            ready.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -178,6 +185,7 @@ impl Metrics {
                 reports,
                 window_bytes,
                 password_hashes,
+                ready,
             }),
         }
     }
@@ -224,6 +232,11 @@ impl Metrics {
             .shard_instances
             .get_or_create(&labels)
             .set(count as i64);
+    }
+
+    /// What `/readyz` just answered.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.set(i64::from(ready));
     }
 
     pub fn set_reconcile_lag(&self, seconds: f64) {

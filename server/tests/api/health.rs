@@ -25,6 +25,14 @@ async fn health_and_readiness(b: Backend) {
             "postgres"
         }
     );
+    // What /readyz answered is a gauge, for Prometheus (which scrapes /metrics only).
+    let ready_gauge = || async {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("scopehub_ready "))
+            .map(str::to_owned)
+    };
+    assert_eq!(ready_gauge().await.as_deref(), Some("1"));
 
     // Once the database goes away, readiness says so (and liveness does not).
     app.store.close().await;
@@ -37,6 +45,7 @@ async fn health_and_readiness(b: Backend) {
         "{}",
         body.message
     );
+    assert_eq!(ready_gauge().await.as_deref(), Some("0"));
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 both!(health_and_readiness);
