@@ -52,7 +52,7 @@ start collector --shard shard-b --listen "$HOST:$SHARD_B_PORT" --public-url "$pu
     --users-url "$users" --provisioning-url "$provisioning"
 start provisioning --listen "$HOST:$PROVISIONING_PORT" --users-url "$users" --collector-shard "$shards"
 start ui --listen "$HOST:$UI_PORT" --dist-dir "$DIST_DIR"
-start monitoring --listen "$HOST:$MONITORING_PORT" --target "users=$users" \
+start monitoring --listen "$HOST:$MONITORING_PORT" --users-url "$users" --target "users=$users" \
     --target "provisioning=$provisioning" --target "ui=$ui" --target "collector=http://$HOST:$SHARD_A_PORT" \
     --target "collector=http://$HOST:$SHARD_B_PORT" --target "frontend=http://$LISTEN"
 start frontend --listen "$LISTEN" --public-url "$public" --users-url "$users" \

@@ -133,7 +133,8 @@ impl Airplane {
             },
             drain: settings.drain.clone(),
         };
-        let monitoring = MonitoringState::new(settings.monitoring, clock.clone());
+        let monitoring =
+            MonitoringState::mailing(settings.monitoring, clock.clone(), directory.clone());
         let api = users::api_router(users.clone())
             .merge(provisioning::api_router(provisioning.clone()))
             .merge(collector::api_router(collector))

@@ -339,6 +339,10 @@ pub struct MonitoringRoleArgs {
         required = true
     )]
     pub targets: Vec<crate::monitoring::TargetSpec>,
+    /// The users service, through whose outbox alerts are mailed to the site admins; without it
+    /// alerts are only shown and logged.
+    #[arg(long, env = "SCOPEHUB_USERS_URL", value_parser = parse_public_url)]
+    pub users_url: Option<Url>,
     #[command(flatten)]
     pub internal: InternalArgs,
     #[command(flatten)]

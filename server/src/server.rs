@@ -187,7 +187,17 @@ pub async fn monitoring(args: MonitoringRoleArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
     let config = MonitoringConfig::new(args.targets.clone(), args.monitoring.scrape_interval);
-    let state = MonitoringState::new(config, basics.clock.clone());
+    let state = match &args.users_url {
+        Some(url) => {
+            let users = crate::users::directory::HttpDirectory(basics.client(
+                "users",
+                "monitoring",
+                url.clone(),
+            )?);
+            MonitoringState::mailing(config, basics.clock.clone(), Arc::new(users))
+        }
+        None => MonitoringState::new(config, basics.clock.clone()),
+    };
     let router = app::monitoring_service(&state, &basics);
     announce(&listener, None, None, None)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

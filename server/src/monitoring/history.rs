@@ -111,8 +111,8 @@ impl History {
 
 #[cfg(test)]
 mod tests {
+    use super::super::signals::Reading;
     use super::*;
-    use crate::monitoring::signals::Reading;
 
     fn point(at_s: i64, requests: f64) -> Point {
         Point {

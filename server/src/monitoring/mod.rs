@@ -31,6 +31,7 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::identity::SiteAdmin;
+use crate::users::directory::{Directory, SiteAdminMail};
 use alerts::Alerts;
 use history::{History, Point};
 use scrape::Scraper;
@@ -115,10 +116,31 @@ struct Inner {
     clock: Clock,
     histories: Mutex<BTreeMap<TargetKey, History>>,
     alerts: Mutex<Alerts>,
+    /// Where alerts are mailed to site admins (through the users role's outbox).
+    mail: Option<Arc<dyn Directory>>,
 }
 
 impl MonitoringState {
+    /// Monitoring that keeps its alerts to itself (the page and the log).
     pub fn new(config: MonitoringConfig, clock: Clock) -> MonitoringState {
+        MonitoringState::build(config, clock, None)
+    }
+
+    /// Monitoring that also mails every alert that fires or resolves to the site admins, through
+    /// `directory` (the users role's outbox).
+    pub fn mailing(
+        config: MonitoringConfig,
+        clock: Clock,
+        directory: Arc<dyn Directory>,
+    ) -> MonitoringState {
+        MonitoringState::build(config, clock, Some(directory))
+    }
+
+    fn build(
+        config: MonitoringConfig,
+        clock: Clock,
+        mail: Option<Arc<dyn Directory>>,
+    ) -> MonitoringState {
         let scraper = Scraper::new(config.timeout);
         MonitoringState {
             inner: Arc::new(Inner {
@@ -127,6 +149,7 @@ impl MonitoringState {
                 clock,
                 histories: Mutex::new(BTreeMap::new()),
                 alerts: Mutex::new(Alerts::new(alerts::default_rules())),
+                mail,
             }),
         }
     }
@@ -208,8 +231,13 @@ impl MonitoringState {
             .lock()
             .expect("alerts")
             .evaluate(now, &scraped);
-        for e in events {
+        for e in &events {
             tracing::warn!(rule = %e.rule, role = %e.role, instance = %e.instance, state = %e.state, "alert: {}", e.summary);
+        }
+        if let Some(directory) = self.inner.mail.clone()
+            && !events.is_empty()
+        {
+            tokio::spawn(mail_alerts(directory, events));
         }
     }
 
@@ -228,6 +256,71 @@ impl MonitoringState {
             firing: alerts.firing(),
             alert_history: alerts.history(100),
         }
+    }
+}
+
+/// Attempts to hand one alert's mail to the users role before giving up (its outbox then retries
+/// delivery itself): 1 + 4 + 16 + 64 s of waiting, for a users role restarting meanwhile.
+const MAIL_ATTEMPTS: u32 = 5;
+
+/// Mails `events` to the site admins, in order, one message each.
+async fn mail_alerts(directory: Arc<dyn Directory>, events: Vec<shared::monitoring::AlertEvent>) {
+    for e in events {
+        let mail = alert_mail(&e);
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=MAIL_ATTEMPTS {
+            match directory.mail_site_admins(&mail).await {
+                Ok(_) => break,
+                Err(err) if attempt < MAIL_ATTEMPTS => {
+                    tracing::warn!(error = %err, attempt, rule = %e.rule, "cannot mail an alert yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, rule = %e.rule, subject = %mail.subject, "giving up mailing an alert");
+                }
+            }
+        }
+    }
+}
+
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// The mail of one alert's change of state.
+pub fn alert_mail(e: &shared::monitoring::AlertEvent) -> SiteAdminMail {
+    let firing = e.state == "firing";
+    SiteAdminMail {
+        subject: format!(
+            "[Scopehub] {}: {} on {} {}",
+            if firing { "FIRING" } else { "RESOLVED" },
+            e.rule,
+            e.role,
+            e.instance
+        ),
+        body: format!(
+            "{}\n\nRule: {}\nReplica: {} {}\n{}\n\nThe admin console's System tab shows every role's state: /admin?tab=system\n",
+            e.summary,
+            e.rule,
+            e.role,
+            e.instance,
+            if firing {
+                format!(
+                    "Firing since {} (the condition holds since {}).",
+                    utc(e.at_ms),
+                    utc(e.since_ms)
+                )
+            } else {
+                format!(
+                    "Resolved at {} (it had held since {}).",
+                    utc(e.at_ms),
+                    utc(e.since_ms)
+                )
+            }
+        ),
     }
 }
 

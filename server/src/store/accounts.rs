@@ -62,6 +62,16 @@ impl Store {
         )
     }
 
+    /// The addresses of every site admin not suspended, oldest first.
+    pub async fn site_admin_emails(&self) -> Result<Vec<String>> {
+        self.require_prepared()?;
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, String>(
+            "SELECT email FROM users WHERE is_admin = TRUE AND suspended_at IS NULL ORDER BY created_at, id"
+        )
+        .fetch_all(pool)
+        .await)?)
+    }
+
     /// The oldest site admin (Airplane Mode's owner: the first account signed up).
     pub async fn first_site_admin(&self) -> Result<Option<UserRow>> {
         self.require_prepared()?;

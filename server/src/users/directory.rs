@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use shared::users::{AccountStatus, Role, TokenScope};
 
 use crate::clock::{Clock, MINUTE};
-use crate::error::{Json, Result};
+use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, User, Via};
 use crate::internal_client::{InternalClient, SecretBody};
 use crate::secrets::sha256_hex;
@@ -53,6 +53,23 @@ pub trait Directory: Send + Sync {
     fn identity_generation(&self) -> BoxFuture<'_, Result<i64>> {
         Box::pin(async { Ok(0) })
     }
+    /// Queues `mail` in the outbox for every site admin (monitoring's alerts); says how many. (Fails
+    /// where not implemented: a directory that cannot send mail says so.)
+    fn mail_site_admins(&self, mail: &SiteAdminMail) -> BoxFuture<'_, Result<usize>> {
+        let _ = mail;
+        Box::pin(async {
+            Err(Error::Internal(anyhow::anyhow!(
+                "this directory cannot send mail"
+            )))
+        })
+    }
+}
+
+/// A message for every site admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteAdminMail {
+    pub subject: String,
+    pub body: String,
 }
 
 pub fn user_of(row: &UserRow) -> User {
@@ -69,6 +86,7 @@ pub fn user_of(row: &UserRow) -> User {
 pub struct LocalDirectory {
     pub store: Store,
     pub clock: Clock,
+    pub mailer: super::mail::Mailer,
     /// Sessions unused for longer than this no longer authenticate.
     pub session_idle: i64,
 }
@@ -171,6 +189,30 @@ impl LocalDirectory {
 }
 
 impl Directory for LocalDirectory {
+    fn mail_site_admins(&self, mail: &SiteAdminMail) -> BoxFuture<'_, Result<usize>> {
+        let mail = mail.clone();
+        Box::pin(async move {
+            let now = self.clock.now();
+            let admins = self.store.site_admin_emails().await?;
+            let mut tx = self.store.begin().await?;
+            let mut queued = Vec::with_capacity(admins.len());
+            for to in admins {
+                let message = crate::store::NewMail {
+                    to,
+                    subject: mail.subject.clone(),
+                    body: mail.body.clone(),
+                };
+                self.mailer.queue(&mut tx, &message, now).await?;
+                queued.push(message);
+            }
+            tx.commit().await?;
+            for message in &queued {
+                self.mailer.sent(message);
+            }
+            Ok(queued.len())
+        })
+    }
+
     fn still_valid(&self, identity: &Identity) -> BoxFuture<'_, Result<bool>> {
         let identity = identity.clone();
         Box::pin(async move { self.check_still_valid(&identity).await })
@@ -211,6 +253,19 @@ impl Directory for LocalDirectory {
 pub struct HttpDirectory(pub InternalClient);
 
 impl Directory for HttpDirectory {
+    fn mail_site_admins(&self, mail: &SiteAdminMail) -> BoxFuture<'_, Result<usize>> {
+        let mail = mail.clone();
+        Box::pin(async move {
+            self.0
+                .call(
+                    Method::POST,
+                    &["internal", "users", "site-admin-mail"],
+                    Some(&mail),
+                )
+                .await
+        })
+    }
+
     fn still_valid(&self, identity: &Identity) -> BoxFuture<'_, Result<bool>> {
         let identity = identity.clone();
         Box::pin(async move {
@@ -297,6 +352,7 @@ pub fn internal_router(directory: LocalDirectory) -> Router {
         .route("/internal/users/orgs/{org}/members/{user}", get(membership))
         .route("/internal/users/first-admin-org", get(first_admin_org))
         .route("/internal/users/still-valid", post(still_valid))
+        .route("/internal/users/site-admin-mail", post(site_admin_mail))
         .route(
             "/internal/users/identity-generation",
             get(identity_generation),
@@ -334,6 +390,13 @@ async fn still_valid(
 
 async fn identity_generation(State(d): State<LocalDirectory>) -> Result<Json<i64>> {
     Ok(Json(d.store.identity_generation().await?))
+}
+
+async fn site_admin_mail(
+    State(d): State<LocalDirectory>,
+    Json(mail): Json<SiteAdminMail>,
+) -> Result<Json<usize>> {
+    Ok(Json(d.mail_site_admins(&mail).await?))
 }
 
 async fn first_admin_org(State(d): State<LocalDirectory>) -> Result<Json<Option<AdminOrg>>> {

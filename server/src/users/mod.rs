@@ -61,6 +61,7 @@ impl UsersState {
         directory::LocalDirectory {
             store: self.store.clone(),
             clock: self.clock.clone(),
+            mailer: self.mailer.clone(),
             session_idle: self.config.session_idle,
         }
     }

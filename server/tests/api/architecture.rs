@@ -26,6 +26,9 @@ fn allowed(role: &str, path: &str) -> bool {
                 "collector::ReadAccess",
             ]) || (!is_role(path) && !path.starts_with("store"))
         }
+        "monitoring" => {
+            contract(&["users::directory"]) || (!is_role(path) && !path.starts_with("store"))
+        }
         _ => !is_role(path) && !path.starts_with("app"),
     }
 }
@@ -118,6 +121,7 @@ fn roles_reach_each_other_only_through_contracts() {
         graph,
         [
             "frontend -> collector,provisioning,users",
+            "monitoring -> users",
             "provisioning -> collector,users",
         ]
     );

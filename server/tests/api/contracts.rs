@@ -212,6 +212,19 @@ async fn users_directory_answers_the_same_both_ways(b: Backend) {
         );
         let admin_org = directory.first_admin_org().await.unwrap();
         assert!(admin_org.is_some(), "{how}: the site admin has an org");
+        // Mail to every site admin (monitoring's alerts) goes into the outbox.
+        let mail = scopehub::users::directory::SiteAdminMail {
+            subject: format!("alert by {how}"),
+            body: "Something is down.".into(),
+        };
+        assert_eq!(directory.mail_site_admins(&mail).await.unwrap(), 1, "{how}");
+        let queued = app.store.outbox(100).await.unwrap();
+        assert!(
+            queued
+                .iter()
+                .any(|m| m.subject == mail.subject && m.to_email == crate::support::agent::ADMIN),
+            "{how}: {queued:?}"
+        );
         answers.push((by_session, by_token, admin_org));
     }
     assert_eq!(answers[0], answers[1], "both implementations agree");

@@ -71,6 +71,74 @@ async fn serve_monitors_itself_for_site_admins() {
     assert_eq!(status, 403);
 }
 
+/// A replica down for a minute: one alert, one mail to every site admin through the outbox — and
+/// no second one while it stays down.
+#[tokio::test]
+async fn an_alert_is_mailed_to_site_admins_once() {
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(200)),
+        monitor_also: vec!["users=http://127.0.0.1:9".to_owned()],
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let subject = "[Scopehub] FIRING: RoleNotReady on users 127.0.0.1:9";
+    let mut advanced = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = admin.get("/api/admin/system").await;
+        assert_eq!(status, 200, "{body}");
+        let down = target(&body, "users").is_some_and(|t| t["up"] == false);
+        if down && !advanced {
+            // Seen down once: a minute later it still is.
+            app.clock.advance(61_000);
+            advanced = true;
+        }
+        let fired = body["firing"].as_array().is_some_and(|f| {
+            f.iter()
+                .any(|a| a["rule"] == "RoleNotReady" && a["role"] == "users")
+        });
+        if fired {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    async fn mails(admin: &mut Agent, subject: &str) -> Vec<Value> {
+        let (status, outbox) = admin.get("/api/admin/outbox").await;
+        assert_eq!(status, 200, "{outbox}");
+        outbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["subject"] == subject)
+            .cloned()
+            .collect()
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let sent = mails(&mut admin, subject).await;
+        if !sent.is_empty() {
+            break sent;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["to"], crate::support::agent::ADMIN);
+    assert!(
+        sent[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("not been ready for a minute")
+    );
+    // Several more rounds, still down: still one mail.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(mails(&mut admin, subject).await.len(), 1);
+}
+
 const SECRET: &str = "monitoring-test-secret-0123456789abcdef";
 
 /// `GET /api/admin/system` straight to the monitoring process, as the edge would send it for

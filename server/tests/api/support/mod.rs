@@ -143,8 +143,10 @@ pub struct AppOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How long one render may run (the server's default when `None`).
     pub render_budget: Option<Duration>,
-    /// The in-process monitoring scrapes the app itself this often (never when `None`).
+    /// The in-process monitoring scrapes the app itself this often (never when `None`)…
     pub monitor_every: Option<Duration>,
+    /// …and these targets too (`ROLE=URL`).
+    pub monitor_also: Vec<String>,
 }
 
 impl Default for AppOptions {
@@ -163,6 +165,7 @@ impl Default for AppOptions {
             trusted_proxies: Vec::new(),
             render_budget: None,
             monitor_every: None,
+            monitor_also: Vec::new(),
         }
     }
 }
@@ -236,7 +239,10 @@ impl TestApp {
                 drain: Default::default(),
                 monitoring: match options.monitor_every {
                     Some(every) => MonitoringConfig::new(
-                        vec![format!("serve={public_url}").parse().unwrap()],
+                        std::iter::once(format!("serve={public_url}"))
+                            .chain(options.monitor_also.iter().cloned())
+                            .map(|t| t.parse().unwrap())
+                            .collect(),
                         every,
                     ),
                     None => MonitoringConfig::new(Vec::new(), Duration::from_secs(3600)),
