@@ -321,6 +321,9 @@ pub struct MonitoringArgs {
     /// How often every target is scraped, in seconds (at least 0.1).
     #[arg(long, env = "SCOPEHUB_SCRAPE_INTERVAL", default_value = "15", value_parser = parse_scrape_interval)]
     pub scrape_interval: Duration,
+    /// Where every alert that fires or resolves is posted as JSON (retried with backoff).
+    #[arg(long, env = "SCOPEHUB_ALERT_WEBHOOK_URL", value_parser = parse_public_url)]
+    pub alert_webhook_url: Option<Url>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -124,7 +124,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dist_dir: args.dist.dist_dir.clone(),
         clock: Clock::system(),
         drain: Drain::default(),
-        monitoring: MonitoringConfig::new(vec![itself], args.monitoring.scrape_interval),
+        monitoring: MonitoringConfig {
+            webhook: args.monitoring.alert_webhook_url.clone(),
+            ..MonitoringConfig::new(vec![itself], args.monitoring.scrape_interval)
+        },
     };
     let drain = settings.drain.clone();
     let airplane = Airplane::build(store.clone(), settings);
@@ -186,7 +189,8 @@ fn role_basics(http: &HttpArgs, secret: crate::identity::internal::InternalSecre
 pub async fn monitoring(args: MonitoringRoleArgs) -> anyhow::Result<()> {
     let listener = bind(&args.http).await?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
-    let config = MonitoringConfig::new(args.targets.clone(), args.monitoring.scrape_interval);
+    let mut config = MonitoringConfig::new(args.targets.clone(), args.monitoring.scrape_interval);
+    config.webhook = args.monitoring.alert_webhook_url.clone();
     let state = match &args.users_url {
         Some(url) => {
             let users = crate::users::directory::HttpDirectory(basics.client(

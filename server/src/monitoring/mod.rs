@@ -10,12 +10,14 @@
 //! - `signals`: what a scrape says (pure);
 //! - `scrape`: one bounded scrape of one target;
 //! - `history`: an hour of a target's scrapes;
-//! - `alerts`: rules with `for` durations over them, and the events of their changes.
+//! - `alerts`: rules with `for` durations over them, and the events of their changes, which are
+//!   mailed to site admins and posted to `webhook`.
 
 pub mod alerts;
 pub mod history;
 pub mod scrape;
 pub mod signals;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -85,6 +87,8 @@ pub struct MonitoringConfig {
     pub timeout: Duration,
     /// How much history to keep (and how long a target that went away stays listed).
     pub keep: Duration,
+    /// Where alerts are posted, if anywhere.
+    pub webhook: Option<Url>,
 }
 
 impl MonitoringConfig {
@@ -98,6 +102,7 @@ impl MonitoringConfig {
             // A scrape is over before the next is due.
             timeout: (interval * 2 / 3).clamp(Duration::from_millis(200), Duration::from_secs(10)),
             keep: Self::KEEP,
+            webhook: None,
         }
     }
 }
@@ -118,6 +123,7 @@ struct Inner {
     alerts: Mutex<Alerts>,
     /// Where alerts are mailed to site admins (through the users role's outbox).
     mail: Option<Arc<dyn Directory>>,
+    webhook: Option<webhook::Webhook>,
 }
 
 impl MonitoringState {
@@ -142,6 +148,7 @@ impl MonitoringState {
         mail: Option<Arc<dyn Directory>>,
     ) -> MonitoringState {
         let scraper = Scraper::new(config.timeout);
+        let webhook = config.webhook.clone().map(webhook::Webhook::start);
         MonitoringState {
             inner: Arc::new(Inner {
                 config,
@@ -150,6 +157,7 @@ impl MonitoringState {
                 histories: Mutex::new(BTreeMap::new()),
                 alerts: Mutex::new(Alerts::new(alerts::default_rules())),
                 mail,
+                webhook,
             }),
         }
     }
@@ -233,6 +241,9 @@ impl MonitoringState {
             .evaluate(now, &scraped);
         for e in &events {
             tracing::warn!(rule = %e.rule, role = %e.role, instance = %e.instance, state = %e.state, "alert: {}", e.summary);
+            if let Some(webhook) = &self.inner.webhook {
+                webhook.post(e.clone());
+            }
         }
         if let Some(directory) = self.inner.mail.clone()
             && !events.is_empty()
@@ -391,11 +402,27 @@ mod tests {
                 }),
             );
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let clock = Clock::adjustable();
-        let config = MonitoringConfig::new(
-            vec![format!("users=http://{addr}").parse().unwrap()],
-            Duration::from_secs(15),
+        // The webhook: what it was posted, in order.
+        let posted = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook_addr = hook_listener.local_addr().unwrap();
+        let record = posted.clone();
+        let hook = Router::new().route(
+            "/",
+            axum::routing::post(move |Json(body): Json<serde_json::Value>| {
+                record.lock().unwrap().push(body);
+                async { axum::http::StatusCode::OK }
+            }),
         );
+        tokio::spawn(async move { axum::serve(hook_listener, hook).await.unwrap() });
+        let clock = Clock::adjustable();
+        let config = MonitoringConfig {
+            webhook: Some(format!("http://{hook_addr}/").parse().unwrap()),
+            ..MonitoringConfig::new(
+                vec![format!("users=http://{addr}").parse().unwrap()],
+                Duration::from_secs(15),
+            )
+        };
         let state = MonitoringState::new(config, clock.clone());
         let round = |seconds: i64| {
             let (state, clock) = (state.clone(), clock.clone());
@@ -425,6 +452,18 @@ mod tests {
         assert!(s.firing.is_empty());
         let states: Vec<_> = s.alert_history.iter().map(|e| e.state.as_str()).collect();
         assert_eq!(states, ["resolved", "firing"]);
+        // The webhook got the same two, in order.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let bodies = posted.lock().unwrap().clone();
+            if bodies.len() == 2 {
+                assert_eq!(bodies[0]["alert"]["state"], "firing");
+                assert_eq!(bodies[1]["alert"]["state"], "resolved");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{bodies:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]
