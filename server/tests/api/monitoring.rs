@@ -232,3 +232,112 @@ async fn the_monitoring_role_sees_a_role_go_down_and_come_back() {
         monitoring.stderr()
     );
 }
+
+/// The issue's end to end: `scopehub monitoring` with a users role for its mail, watching a ui
+/// process. Killed (SIGKILL), the ui is reported down at once and, a minute later, RoleNotReady
+/// fires — mailed once to the site admin; restarted, it resolves — mailed once. (About 70 s: the
+/// rule's minute is real time here.)
+#[tokio::test]
+async fn a_killed_role_fires_an_alert_mailed_once_and_resolves_after_restart() {
+    let Some(db) = crate::support::TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let created = crate::support::process::binary()
+        .args(["admin", "create", "--email", "ops@example.com"])
+        .args(["--database-url", db.url.as_str()])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let users = ServerProcess::start(
+        "users",
+        &[
+            "--database-url",
+            db.url.as_str(),
+            "--internal-secret",
+            SECRET,
+        ],
+    );
+    users.wait_ready().await;
+    let dist = tempfile::tempdir().unwrap();
+    let dist_dir = dist.path().to_str().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut ui = ServerProcess::start_on("ui", &listen, &["--dist-dir", &dist_dir]);
+    let monitoring = ServerProcess::start(
+        "monitoring",
+        &[
+            "--target",
+            &format!("ui=http://{listen}"),
+            "--scrape-interval",
+            "1",
+            "--users-url",
+            &users.url,
+            "--internal-secret",
+            SECRET,
+        ],
+    );
+    monitoring.wait_ready().await;
+    let base = monitoring.url.clone();
+    let status = || {
+        let base = base.clone();
+        async move {
+            let (code, body) = system_as(&base, Some(person(true))).await;
+            assert_eq!(code, 200, "{body}");
+            body
+        }
+    };
+    eventually(Duration::from_secs(20), "ui up", || async {
+        target(&status().await, "ui")
+            .is_some_and(|t| t["up"] == true)
+            .then_some(())
+    })
+    .await;
+
+    ui.signal(9);
+    ui.wait_exit(Duration::from_secs(10));
+    let firing = |s: &Value| {
+        s["firing"].as_array().is_some_and(|f| {
+            f.iter()
+                .any(|a| a["rule"] == "RoleNotReady" && a["role"] == "ui")
+        })
+    };
+    let fired = eventually(Duration::from_secs(90), "RoleNotReady to fire", || async {
+        let s = status().await;
+        firing(&s).then_some(s)
+    })
+    .await;
+    assert_eq!(target(&fired, "ui").unwrap()["up"], false);
+    let mails = |state: &'static str| {
+        let db = &db;
+        async move {
+            db.scalar_i64(&format!(
+                "SELECT COUNT(*) FROM outbox WHERE to_email = 'ops@example.com' \
+                 AND subject LIKE '[Scopehub] {state}: RoleNotReady on ui %'"
+            ))
+            .await
+        }
+    };
+    eventually(Duration::from_secs(20), "the firing mail", || async {
+        (mails("FIRING").await == 1).then_some(())
+    })
+    .await;
+
+    let _ui = ServerProcess::start_on("ui", &listen, &["--dist-dir", &dist_dir]);
+    eventually(
+        Duration::from_secs(30),
+        "RoleNotReady to resolve",
+        || async { (!firing(&status().await)).then_some(()) },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the resolved mail", || async {
+        (mails("RESOLVED").await == 1).then_some(())
+    })
+    .await;
+    // Exactly one mail per change of state.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!((mails("FIRING").await, mails("RESOLVED").await), (1, 1));
+    assert!(
+        !monitoring.stderr().contains("panicked"),
+        "{}",
+        monitoring.stderr()
+    );
+}
