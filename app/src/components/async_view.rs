@@ -18,3 +18,21 @@ pub fn ErrorNotice(error: ApiError) -> impl IntoView {
         </div>
     }
 }
+
+/// What a reloading resource last answered, kept on screen while the next answer loads, and its
+/// last error (cleared by the next success): for pages that refresh by themselves.
+pub fn last_answer<T: Clone + Send + Sync + 'static>(
+    resource: LocalResource<Result<T, ApiError>>,
+) -> (RwSignal<Option<T>>, RwSignal<Option<ApiError>>) {
+    let answer = RwSignal::new(None::<T>);
+    let error = RwSignal::new(None::<ApiError>);
+    Effect::new(move |_| match resource.get() {
+        Some(Ok(value)) => {
+            answer.set(Some(value));
+            error.set(None);
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    (answer, error)
+}

@@ -12,7 +12,7 @@ use shared::topology::NodeSummary;
 use topomap::resources::{Layer, Metric, layout};
 
 use crate::api;
-use crate::components::async_view::ErrorNotice;
+use crate::components::async_view::{ErrorNotice, last_answer};
 use crate::components::graph::hue_of;
 use crate::components::metrics::format_metric;
 use crate::components::ticker::ticker;
@@ -51,16 +51,7 @@ pub fn ResourceView(
         read_all(instance.get())
     });
     // The last answer stays on screen while the next loads.
-    let views = RwSignal::new(None::<Views>);
-    let error = RwSignal::new(None::<ApiError>);
-    Effect::new(move |_| match read.get() {
-        Some(Ok(v)) => {
-            views.set(Some(v));
-            error.set(None);
-        }
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
-    });
+    let (views, error) = last_answer(read);
     let boxes = Memo::new(move |_| {
         views.with(|v| {
             v.as_ref().map(|[hosts, containers, processes]| {

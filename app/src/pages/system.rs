@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
-use shared::ApiError;
 use shared::monitoring::{HistoryPoint, SystemStatus, TargetStatus};
 
 use crate::api;
-use crate::components::async_view::{ErrorNotice, Loading};
+use crate::components::async_view::{ErrorNotice, Loading, last_answer};
 use crate::components::metrics::ValuesLine;
 use crate::components::ticker::ticker;
 
@@ -124,16 +123,7 @@ pub fn SystemTab() -> impl IntoView {
         api::admin_system()
     });
     // The last answer stays while the next loads; an error is shown above it.
-    let shown = RwSignal::new(None::<SystemStatus>);
-    let error = RwSignal::new(None::<ApiError>);
-    Effect::new(move |_| match read.get() {
-        Some(Ok(s)) => {
-            shown.set(Some(s));
-            error.set(None);
-        }
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
-    });
+    let (shown, error) = last_answer(read);
     view! {
         <section class="system" id="system">
             {move || error.get().map(|e| view! { <ErrorNotice error=e /> })}

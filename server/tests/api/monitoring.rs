@@ -176,25 +176,29 @@ fn person(is_admin: bool) -> Identity {
     }
 }
 
+/// A ui process on a fixed port (so it can be restarted there) and `scopehub monitoring` watching
+/// it with `extra` flags: (its dist folder, its address, the ui, monitoring).
+fn watched_ui(extra: &[&str]) -> (tempfile::TempDir, String, ServerProcess, ServerProcess) {
+    let dist = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let ui = ServerProcess::start_on(
+        "ui",
+        &listen,
+        &["--dist-dir", dist.path().to_str().unwrap()],
+    );
+    let target = format!("ui=http://{listen}");
+    let mut args = vec!["--target", &target, "--internal-secret", SECRET];
+    args.extend_from_slice(extra);
+    let monitoring = ServerProcess::start("monitoring", &args);
+    (dist, listen, ui, monitoring)
+}
+
 /// `scopehub monitoring` against a role process: up and ready while it runs; killed (SIGKILL),
 /// down with the reason; restarted, up again, the outage kept in its history.
 #[tokio::test]
 async fn the_monitoring_role_sees_a_role_go_down_and_come_back() {
-    let dist = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let (dist, listen, mut ui, monitoring) = watched_ui(&["--scrape-interval", "0.3"]);
     let dist_dir = dist.path().to_str().unwrap().to_owned();
-    let mut ui = ServerProcess::start_on("ui", &listen, &["--dist-dir", &dist_dir]);
-    let monitoring = ServerProcess::start(
-        "monitoring",
-        &[
-            "--target",
-            &format!("ui=http://{listen}"),
-            "--scrape-interval",
-            "0.3",
-            "--internal-secret",
-            SECRET,
-        ],
-    );
     monitoring.wait_ready().await;
     let base = monitoring.url.clone();
     let ui_is = |up: bool| {
@@ -258,23 +262,9 @@ async fn a_killed_role_fires_an_alert_mailed_once_and_resolves_after_restart() {
         ],
     );
     users.wait_ready().await;
-    let dist = tempfile::tempdir().unwrap();
+    let (dist, listen, mut ui, monitoring) =
+        watched_ui(&["--scrape-interval", "1", "--users-url", &users.url]);
     let dist_dir = dist.path().to_str().unwrap().to_owned();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut ui = ServerProcess::start_on("ui", &listen, &["--dist-dir", &dist_dir]);
-    let monitoring = ServerProcess::start(
-        "monitoring",
-        &[
-            "--target",
-            &format!("ui=http://{listen}"),
-            "--scrape-interval",
-            "1",
-            "--users-url",
-            &users.url,
-            "--internal-secret",
-            SECRET,
-        ],
-    );
     monitoring.wait_ready().await;
     let base = monitoring.url.clone();
     let status = || {
