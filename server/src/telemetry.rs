@@ -70,8 +70,18 @@ struct MetricsInner {
     collector_render_hits: Counter,
     reports: Family<ReportLabels, Counter>,
     window_bytes: Gauge,
+    websockets: Gauge,
     password_hashes: Counter,
     ready: Gauge,
+}
+
+/// Counts one open websocket in `scopehub_collector_websockets` while it lives.
+pub struct OpenWebsocket(Gauge);
+
+impl Drop for OpenWebsocket {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +163,12 @@ impl Metrics {
             "Probe reports accepted, and refused by reason",
             reports.clone(),
         );
+        let websockets = Gauge::default();
+        registry.register(
+            "collector_websockets",
+            "Map websockets open on this collector",
+            websockets.clone(),
+        );
         let window_bytes = Gauge::default();
         registry.register(
             "collector_window_bytes",
@@ -184,6 +200,7 @@ impl Metrics {
                 collector_render_hits,
                 reports,
                 window_bytes,
+                websockets,
                 password_hashes,
                 ready,
             }),
@@ -210,6 +227,12 @@ impl Metrics {
     /// The counter of argon2 hashes, for the users role's hasher.
     pub fn password_hashes(&self) -> Counter {
         self.inner.password_hashes.clone()
+    }
+
+    /// A map websocket opened: counted until the returned guard is dropped.
+    pub fn websocket_open(&self) -> OpenWebsocket {
+        self.inner.websockets.inc();
+        OpenWebsocket(self.inner.websockets.clone())
     }
 
     pub fn set_window_bytes(&self, bytes: usize) {

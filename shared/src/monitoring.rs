@@ -70,6 +70,9 @@ pub struct TargetStatus {
     /// The reconciler's lag: provisioning only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile_lag_seconds: Option<f64>,
+    /// Map websockets open: collectors only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websockets: Option<f64>,
     /// The last hour, a point per scrape, oldest first (for sparklines).
     pub history: Vec<HistoryPoint>,
 }

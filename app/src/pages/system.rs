@@ -57,7 +57,8 @@ fn target_row(t: TargetStatus) -> impl IntoView {
             <td class="num">{seconds(t.p99_seconds)}</td>
             <td>{line(&t.history, |p| p.p99_seconds)}</td>
             <td class="small">{t.reports_per_second.iter().map(|(o, r)| format!("{o} {r:.1}/s")).collect::<Vec<_>>().join(" · ")}
-                {t.reconcile_lag_seconds.map(|l| format!("lag {l:.0} s"))}</td>
+                {t.reconcile_lag_seconds.map(|l| format!("lag {l:.0} s"))}
+                {t.websockets.map(|w| format!(" {w:.0} websockets"))}</td>
             <td class="small">{t.last_scrape_ms.map(time_of)}</td>
         </tr>
     }

@@ -581,6 +581,7 @@ async fn stream_topology(
     tick: Duration,
     mut socket: WebSocket,
 ) {
+    let _open = state.metrics.websocket_open();
     let mut previous: Arc<Summaries> = Arc::default();
     let mut first = true;
     let mut ticker = tokio::time::interval(tick);

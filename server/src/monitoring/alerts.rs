@@ -220,6 +220,7 @@ mod tests {
             p99_seconds: None,
             reports_per_second: BTreeMap::new(),
             reconcile_lag_seconds: None,
+            websockets: None,
             history: Vec::new(),
         }
     }

@@ -104,6 +104,9 @@ impl History {
             reconcile_lag_seconds: last
                 .and_then(|p| p.scrape.reading.as_ref())
                 .and_then(|r| r.reconcile_lag_seconds),
+            websockets: last
+                .and_then(|p| p.scrape.reading.as_ref())
+                .and_then(|r| r.websockets),
             history,
         }
     }

@@ -14,6 +14,7 @@ const REQUESTS: &str = "scopehub_http_request_duration_seconds";
 const REPORTS: &str = "scopehub_collector_reports_total";
 const RECONCILE_LAG: &str = "scopehub_reconcile_lag_seconds";
 const RECONCILE_ERRORS: &str = "scopehub_reconcile_errors_total";
+const WEBSOCKETS: &str = "scopehub_collector_websockets";
 
 /// At most this many latency buckets and report outcomes are kept of one reading (ours have 16 and
 /// a handful); of a target that sends more, the lowest bounds and the first outcomes.
@@ -32,6 +33,8 @@ pub struct Reading {
     pub reports: BTreeMap<String, f64>,
     pub reconcile_lag_seconds: Option<f64>,
     pub reconcile_errors: Option<f64>,
+    /// Map websockets open (collectors).
+    pub websockets: Option<f64>,
 }
 
 fn number(value: &Value) -> Option<f64> {
@@ -89,6 +92,7 @@ pub fn read(scrape: &Scrape) -> Reading {
             }
             (RECONCILE_LAG, value) => reading.reconcile_lag_seconds = number(value),
             (RECONCILE_ERRORS, value) => reading.reconcile_errors = number(value),
+            (WEBSOCKETS, value) => reading.websockets = number(value),
             _ => {}
         }
     }
@@ -228,6 +232,8 @@ scopehub_collector_reports_total{{outcome=\"accepted\"}} {accepted}
 scopehub_collector_reports_total{{outcome=\"too_large\"}} 2
 # TYPE scopehub_reconcile_lag_seconds gauge
 scopehub_reconcile_lag_seconds {lag}
+# TYPE scopehub_collector_websockets gauge
+scopehub_collector_websockets 4
 # EOF
 "
         )
@@ -244,6 +250,7 @@ scopehub_reconcile_lag_seconds {lag}
         assert_eq!(r.reports["accepted"], 7.0);
         assert_eq!(r.reports["too_large"], 2.0);
         assert_eq!(r.reconcile_lag_seconds, Some(1.5));
+        assert_eq!(r.websockets, Some(4.0));
     }
 
     #[test]

@@ -380,7 +380,21 @@ async fn the_topology_websocket_sends_diffs() {
         }
     };
     assert_eq!(ids_of(&removed, "remove").len(), 9);
+    // Open websockets are a gauge on /metrics (the monitoring page shows it).
+    let open = || async {
+        metric(
+            &app.get("/metrics").await.text().await.unwrap(),
+            "scopehub_collector_websockets",
+        )
+    };
+    assert_eq!(open().await, 1);
     socket.close(None).await.ok();
+    crate::support::eventually(
+        std::time::Duration::from_secs(10),
+        "the websocket counted closed",
+        || async { (open().await == 0).then_some(()) },
+    )
+    .await;
 
     // An invalid tick is refused before the upgrade; so are outsiders.
     let refused = |r: Result<_, tokio_tungstenite::tungstenite::Error>| match r {
