@@ -95,6 +95,7 @@ impl Airplane {
                 .with_memory_budget(settings.collector.memory)
                 .with_first_report_hook(Arc::new(move || woken.wake())),
         );
+        metrics.observe_instances(shard.clone());
         let directory: Arc<dyn Directory> = Arc::new(users.directory());
         let provisioning = ProvisioningState {
             store: store.clone(),
@@ -165,6 +166,7 @@ impl Airplane {
         tokio::spawn(self.users.mailer.clone().run(
             self.store.clone(),
             self.clock.clone(),
+            self.metrics.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(self.provisioning.reconciler().run(shutdown.clone()));
@@ -343,6 +345,7 @@ pub fn collector_state(
         &caller,
         provisioning_url,
     )?));
+    basics.metrics.observe_instances(shard.clone());
     Ok(CollectorState {
         shard,
         clock: basics.clock.clone(),

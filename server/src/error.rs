@@ -165,7 +165,13 @@ impl IntoResponse for Error {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
+        let on_database = matches!(&self, Error::Store(e) if !e.is_unique_violation());
         let mut response = (status, axum::Json(self.body())).into_response();
+        if on_database {
+            response
+                .extensions_mut()
+                .insert(crate::telemetry::DatabaseFailure);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -269,7 +269,12 @@ pub async fn users(args: UsersRoleArgs) -> anyhow::Result<()> {
         startup,
         shutdown_rx.clone(),
     ));
-    tokio::spawn(mailer.run(store.clone(), basics.clock.clone(), shutdown_rx));
+    tokio::spawn(mailer.run(
+        store.clone(),
+        basics.clock.clone(),
+        basics.metrics.clone(),
+        shutdown_rx,
+    ));
     announce(&listener, None, None, Some(&url))?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await?;
     store.close().await;

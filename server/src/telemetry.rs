@@ -1,16 +1,18 @@
 //! Logs (tracing) and metrics (Prometheus text format) for every role.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
@@ -73,6 +75,122 @@ struct MetricsInner {
     websockets: Gauge,
     password_hashes: Counter,
     ready: Gauge,
+    mail_deliveries: Family<MailLabels, Counter>,
+    mail_queue: Gauge,
+    mail_failing: Gauge,
+    database_errors: Counter,
+    /// What the collector's shard holds, read at each scrape ([`Metrics::observe_instances`]).
+    instances: Arc<OnceLock<Arc<dyn LiveInstances>>>,
+}
+
+/// One instance on a collector shard, as a scrape reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceFigures {
+    pub instance: String,
+    /// Probes that reported within the last minute.
+    pub probes: u64,
+    /// Reports accepted since the shard took the instance.
+    pub reports_accepted: u64,
+    /// Estimated memory of its live window.
+    pub window_bytes: u64,
+}
+
+/// A collector shard's instances, read at scrape time (so a probe that went silent stops being
+/// counted without a report having to arrive).
+pub trait LiveInstances: Send + Sync + 'static {
+    /// The shard's name, as provisioning places instances on it.
+    fn shard_name(&self) -> &str;
+    fn instance_figures(&self) -> Vec<InstanceFigures>;
+}
+
+/// Exports [`LiveInstances`] at each scrape: per instance (labelled by its id) probes, reports
+/// accepted and window bytes, and the shard's total of probes connected.
+struct InstancesCollector(Arc<OnceLock<Arc<dyn LiveInstances>>>);
+
+impl std::fmt::Debug for InstancesCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstancesCollector")
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance_id: String,
+}
+
+impl Collector for InstancesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let Some(source) = self.0.get() else {
+            return Ok(());
+        };
+        let info = ConstGauge::new(1i64);
+        let mut family = encoder.encode_descriptor(
+            "collector_shard",
+            "The shard this collector holds (its name in the label)",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(family.encode_family(&ShardLabels {
+            shard: source.shard_name().to_owned(),
+        })?)?;
+        let figures = source.instance_figures();
+        let total: u64 = figures.iter().map(|f| f.probes).sum();
+        let gauge = ConstGauge::new(i64::try_from(total).unwrap_or(i64::MAX));
+        gauge.encode(encoder.encode_descriptor(
+            "collector_probes",
+            "Probes connected to this collector (reported within the last minute)",
+            None,
+            gauge.metric_type(),
+        )?)?;
+        type Pick = fn(&InstanceFigures) -> u64;
+        let families: [(&str, &str, Pick, bool); 3] = [
+            (
+                "collector_instance_probes",
+                "Probes connected, by instance",
+                |f| f.probes,
+                false,
+            ),
+            (
+                "collector_instance_reports",
+                "Reports accepted, by instance, since this shard took it",
+                |f| f.reports_accepted,
+                true,
+            ),
+            (
+                "collector_instance_window_bytes",
+                "Estimated memory of the live window, by instance",
+                |f| f.window_bytes,
+                false,
+            ),
+        ];
+        for (name, help, pick, counter) in families {
+            let kind = if counter {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for f in &figures {
+                let labels = InstanceLabels {
+                    instance_id: f.instance.clone(),
+                };
+                let value = pick(f);
+                let metric = family.encode_family(&labels)?;
+                if counter {
+                    ConstCounter::new(value).encode(metric)?;
+                } else {
+                    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailLabels {
+    /// `sent`, or `failed` (an attempt that will be retried, or the last one).
+    outcome: &'static str,
 }
 
 /// Counts one open websocket in `scopehub_collector_websockets` while it lives.
@@ -187,6 +305,32 @@ impl Metrics {
             "What /readyz answered last: 1 ready, 0 not (probed by the kubelet and monitoring)",
             ready.clone(),
         );
+        let mail_deliveries = Family::<MailLabels, Counter>::default();
+        registry.register(
+            "mail_deliveries",
+            "Attempts to hand a message from the outbox to the SMTP server, by outcome",
+            mail_deliveries.clone(),
+        );
+        let mail_queue = Gauge::default();
+        registry.register(
+            "mail_queue",
+            "Messages in the outbox waiting for delivery",
+            mail_queue.clone(),
+        );
+        let mail_failing = Gauge::default();
+        registry.register(
+            "mail_failing",
+            "Messages waiting for delivery whose last attempt failed",
+            mail_failing.clone(),
+        );
+        let database_errors = Counter::default();
+        registry.register(
+            "database_errors",
+            "Requests and background steps that failed on the database",
+            database_errors.clone(),
+        );
+        let instances = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(InstancesCollector(instances.clone())));
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -203,6 +347,11 @@ impl Metrics {
                 websockets,
                 password_hashes,
                 ready,
+                mail_deliveries,
+                mail_queue,
+                mail_failing,
+                database_errors,
+                instances,
             }),
         }
     }
@@ -257,6 +406,35 @@ impl Metrics {
             .set(count as i64);
     }
 
+    /// Exports `shard`'s instances at each scrape. One shard per process: a second call is
+    /// ignored.
+    pub fn observe_instances(&self, shard: Arc<dyn LiveInstances>) {
+        let _ = self.inner.instances.set(shard);
+    }
+
+    /// One delivery attempt: `sent` or `failed`.
+    pub fn record_mail(&self, outcome: &'static str) {
+        self.inner
+            .mail_deliveries
+            .get_or_create(&MailLabels { outcome })
+            .inc();
+    }
+
+    /// The outbox as the mailer last counted it.
+    pub fn set_mail_queue(&self, waiting: u64, failing: u64) {
+        self.inner
+            .mail_queue
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.inner
+            .mail_failing
+            .set(i64::try_from(failing).unwrap_or(i64::MAX));
+    }
+
+    /// A request or background step failed on the database.
+    pub fn record_database_error(&self) {
+        self.inner.database_errors.inc();
+    }
+
     /// What `/readyz` just answered.
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.set(i64::from(ready));
@@ -273,6 +451,11 @@ impl Metrics {
         out
     }
 }
+
+/// Marks a response that failed on the database (set where errors become responses), counted in
+/// `scopehub_database_errors_total` by [`track_requests`].
+#[derive(Clone, Copy, Debug)]
+pub struct DatabaseFailure;
 
 /// The route pattern that served a request, recorded by [`record_route`] for [`track_requests`].
 #[derive(Clone)]
@@ -308,6 +491,9 @@ pub async fn track_requests(State(metrics): State<Metrics>, req: Request, next: 
         "/{spa}"
     };
     let response = next.run(req).await;
+    if response.extensions().get::<DatabaseFailure>().is_some() {
+        metrics.record_database_error();
+    }
     let route = response
         .extensions()
         .get::<RoutePattern>()

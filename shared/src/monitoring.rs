@@ -44,7 +44,7 @@ pub struct AlertEvent {
 }
 
 /// One replica of one role, as its last scrapes found it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TargetStatus {
     /// `users`, `provisioning`, `collector`, `frontend`, `ui`, `serve`…
     pub role: String,
@@ -73,8 +73,42 @@ pub struct TargetStatus {
     /// Map websockets open: collectors only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websockets: Option<f64>,
+    /// Reconciler steps failing per second: provisioning only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_errors_per_second: Option<f64>,
+    /// The shard a collector holds, probes connected to it (reported within the last minute) and
+    /// its instances, busiest first: collectors only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<ShardInstance>,
+    /// The outbox: messages waiting for delivery, those whose last attempt failed, and failed
+    /// attempts per second: users only (with SMTP configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_queue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_failing: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_failures_per_second: Option<f64>,
+    /// Requests and background steps failing on the database, per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_errors_per_second: Option<f64>,
     /// The last hour, a point per scrape, oldest first (for sparklines).
     pub history: Vec<HistoryPoint>,
+}
+
+/// One customer instance on a collector shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInstance {
+    pub instance: String,
+    /// Probes that reported within the last minute.
+    pub probes: f64,
+    /// Reports accepted per second since the scrape before; `None` on the first scrape.
+    pub reports_per_second: Option<f64>,
+    /// Estimated memory of its live window.
+    pub window_bytes: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,4 +119,7 @@ pub struct HistoryPoint {
     pub requests_per_second: Option<f64>,
     pub error_ratio: Option<f64>,
     pub p99_seconds: Option<f64>,
+    /// Reports accepted per second: collectors only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports_per_second: Option<f64>,
 }

@@ -21,6 +21,7 @@ use super::slot::{MemoryBudget, MemoryLedger, Slot};
 use crate::clock::Clock;
 use crate::error::{Error, Json, Result};
 use crate::internal_client::InternalClient;
+use crate::telemetry::{InstanceFigures, LiveInstances};
 
 /// What an instance refuses now (a suspension or a deletion in progress). The edge already
 /// refuses such requests; the shard enforces the same so that a stale edge cannot get past it.
@@ -166,6 +167,36 @@ impl InProcessShard {
         };
         let mut slot = slot.lock().map_err(|_| poisoned())?;
         Ok(Some(slot.usage(now)))
+    }
+}
+
+impl LiveInstances for InProcessShard {
+    fn shard_name(&self) -> &str {
+        &self.name
+    }
+
+    fn instance_figures(&self) -> Vec<InstanceFigures> {
+        let now = self.clock.now();
+        // The slots are read one at a time, outside the shard's lock: a scrape never holds up
+        // ingest into several instances at once.
+        let slots: Vec<(String, Arc<Mutex<Slot>>)> = match self.slots.lock() {
+            Ok(slots) => slots.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut figures: Vec<InstanceFigures> = slots
+            .into_iter()
+            .filter_map(|(instance, slot)| {
+                let (probes, reports_accepted, window_bytes) = slot.lock().ok()?.figures(now);
+                Some(InstanceFigures {
+                    instance,
+                    probes,
+                    reports_accepted,
+                    window_bytes,
+                })
+            })
+            .collect();
+        figures.sort_by(|a, b| a.instance.cmp(&b.instance));
+        figures
     }
 }
 

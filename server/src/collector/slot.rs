@@ -578,6 +578,17 @@ impl Slot {
         self.background.clone()
     }
 
+    /// Probes heard from within [`PROBE_TTL_MS`], reports accepted, window bytes: what a scrape
+    /// of the collector's metrics exports (without pruning, which is the readers' work).
+    pub fn figures(&self, now_ms: i64) -> (u64, u64, u64) {
+        let probes = self
+            .probes
+            .values()
+            .filter(|p| now_ms - p.last_seen < PROBE_TTL_MS)
+            .count();
+        (probes as u64, self.received, self.window_bytes as u64)
+    }
+
     pub fn usage(&mut self, now_ms: i64) -> Usage {
         self.prune(now_ms);
         self.probes

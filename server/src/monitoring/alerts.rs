@@ -4,7 +4,7 @@
 //! (one per firing, one per resolution: no storm), kept as a bounded history. Pure: the caller
 //! tells the time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use shared::monitoring::{AlertEvent, FiringAlert, TargetStatus};
 
@@ -26,6 +26,8 @@ pub enum Condition {
     P99Above(f64),
     /// The reconciler's oldest unconverged change is older than this many seconds.
     ReconcileLagAbove(f64),
+    /// Mail waits in the outbox after a failed delivery attempt.
+    MailFailing,
 }
 
 impl Condition {
@@ -38,6 +40,7 @@ impl Condition {
             Condition::ReconcileLagAbove(limit) => {
                 t.reconcile_lag_seconds.is_some_and(|l| l > limit)
             }
+            Condition::MailFailing => t.mail_failing.is_some_and(|n| n > 0.0),
         }
     }
 }
@@ -85,6 +88,13 @@ pub fn default_rules() -> Vec<Rule> {
             for_ms: MINUTE,
             summary: "The reconciler has left an instance change unconverged for over 60 s.",
         },
+        Rule {
+            name: "MailFailing",
+            condition: Condition::MailFailing,
+            for_ms: 10 * MINUTE,
+            summary: "Mail has been failing to reach the SMTP server for 10 minutes: sign-ups, \
+                      invites and password resets are not arriving.",
+        },
     ]
 }
 
@@ -116,7 +126,7 @@ impl Alerts {
     /// order. A target no longer listed resolves its alerts.
     pub fn evaluate(&mut self, now: i64, targets: &[TargetStatus]) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        let mut seen = Vec::new();
+        let mut seen = BTreeSet::new();
         for t in targets {
             for (index, rule) in self.rules.iter().enumerate() {
                 let key = (index, t.role.clone(), t.instance.clone());
@@ -129,7 +139,7 @@ impl Alerts {
                         state.firing = true;
                         events.push(event(rule, t, "firing", state.holds_since, now));
                     }
-                    seen.push(key);
+                    seen.insert(key);
                 } else if let Some(state) = self.states.remove(&key)
                     && state.firing
                 {
@@ -212,16 +222,7 @@ mod tests {
             instance: "10.0.0.1:4040".into(),
             up: ready,
             ready,
-            error: None,
-            last_scrape_ms: None,
-            requests_per_second: None,
-            error_ratio: None,
-            p50_seconds: None,
-            p99_seconds: None,
-            reports_per_second: BTreeMap::new(),
-            reconcile_lag_seconds: None,
-            websockets: None,
-            history: Vec::new(),
+            ..TargetStatus::default()
         }
     }
 
@@ -283,8 +284,9 @@ mod tests {
         bad.error_ratio = Some(0.02);
         bad.p99_seconds = Some(1.5);
         bad.reconcile_lag_seconds = Some(61.0);
+        bad.mail_failing = Some(3.0);
         alerts.evaluate(0, std::slice::from_ref(&bad));
-        let mut fired = states(&alerts.evaluate(5 * MINUTE, std::slice::from_ref(&bad)))
+        let mut fired = states(&alerts.evaluate(10 * MINUTE, std::slice::from_ref(&bad)))
             .into_iter()
             .map(|(rule, _)| rule.to_owned())
             .collect::<Vec<_>>();
@@ -294,6 +296,7 @@ mod tests {
             [
                 "CollectorShardDown",
                 "HighErrorRatio",
+                "MailFailing",
                 "ReconcileLag",
                 "RoleNotReady",
                 "SlowResponses"
@@ -303,6 +306,8 @@ mod tests {
         let mut fine = target("users", true);
         fine.error_ratio = Some(0.01);
         fine.p99_seconds = Some(1.0);
+        fine.mail_failing = Some(0.0);
+        fine.mail_queue = Some(40.0);
         let mut calm = Alerts::new(default_rules());
         calm.evaluate(0, std::slice::from_ref(&fine));
         assert!(calm.evaluate(10 * MINUTE, &[fine]).is_empty());

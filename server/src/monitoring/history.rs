@@ -3,11 +3,13 @@
 //! Memory: a point holds a `Reading` (16 latency buckets of our histograms, a few report outcomes:
 //! about 0.5 KB, at most ~2 KB for a target that sends the most `signals` keeps) and a short error;
 //! an hour at the default 15 s interval is 241 points, so about 120 KB per target, at most ~0.5 MB.
+//! A collector's instances (up to `signals::MAX_INSTANCES`, ~100 bytes each) are kept by the
+//! latest two points only, for their ingest rates: at most ~0.4 MB more per collector.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use shared::monitoring::{HistoryPoint, TargetStatus};
+use shared::monitoring::{HistoryPoint, ShardInstance, TargetStatus};
 
 use super::scrape::Scrape;
 use super::signals::{Rates, rates};
@@ -38,6 +40,13 @@ impl History {
     pub fn push(&mut self, point: Point) {
         if self.points.len() == self.capacity {
             self.points.pop_front();
+        }
+        // The point before the last no longer needs its instances: rates only look one back.
+        if self.points.len() >= 2 {
+            let older = self.points.len() - 2;
+            if let Some(reading) = &mut self.points[older].scrape.reading {
+                reading.instances = Default::default();
+            }
         }
         self.points.push_back(point);
     }
@@ -84,11 +93,35 @@ impl History {
                 requests_per_second: r.as_ref().map(|r| r.requests_per_second),
                 error_ratio: r.as_ref().and_then(|r| r.error_ratio),
                 p99_seconds: r.as_ref().and_then(|r| r.p99),
+                reports_per_second: r
+                    .as_ref()
+                    .and_then(|r| r.reports_per_second.get("accepted").copied()),
             });
             last_rates = r;
         }
         let last = self.points.back();
         let rates = last_rates.unwrap_or_default();
+        let reading = last.and_then(|p| p.scrape.reading.as_ref());
+        let mut instances: Vec<ShardInstance> = reading
+            .map(|r| {
+                r.instances
+                    .iter()
+                    .map(|(id, i)| ShardInstance {
+                        instance: id.clone(),
+                        probes: i.probes,
+                        reports_per_second: rates.instance_reports_per_second.get(id).copied(),
+                        window_bytes: i.window_bytes,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Busiest first.
+        instances.sort_by(|a, b| {
+            b.reports_per_second
+                .unwrap_or(0.0)
+                .total_cmp(&a.reports_per_second.unwrap_or(0.0))
+                .then_with(|| a.instance.cmp(&b.instance))
+        });
         TargetStatus {
             role: role.to_owned(),
             instance: instance.to_owned(),
@@ -101,12 +134,16 @@ impl History {
             p50_seconds: rates.p50,
             p99_seconds: rates.p99,
             reports_per_second: rates.reports_per_second,
-            reconcile_lag_seconds: last
-                .and_then(|p| p.scrape.reading.as_ref())
-                .and_then(|r| r.reconcile_lag_seconds),
-            websockets: last
-                .and_then(|p| p.scrape.reading.as_ref())
-                .and_then(|r| r.websockets),
+            reconcile_lag_seconds: reading.and_then(|r| r.reconcile_lag_seconds),
+            websockets: reading.and_then(|r| r.websockets),
+            reconcile_errors_per_second: rates.reconcile_errors_per_second,
+            shard: reading.and_then(|r| r.shard.clone()),
+            probes: reading.and_then(|r| r.probes),
+            instances,
+            mail_queue: reading.and_then(|r| r.mail_queue),
+            mail_failing: reading.and_then(|r| r.mail_failing),
+            mail_failures_per_second: rates.mail_failures_per_second,
+            database_errors_per_second: rates.database_errors_per_second,
             history,
         }
     }
@@ -114,7 +151,7 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use super::super::signals::Reading;
+    use super::super::signals::{InstanceReading, Reading};
     use super::*;
 
     fn point(at_s: i64, requests: f64) -> Point {
@@ -148,6 +185,44 @@ mod tests {
         assert!(s.history[0].requests_per_second.is_none());
         assert!((s.p99_seconds.unwrap() - 0.0099).abs() < 1e-12, "{s:?}");
         assert!(s.up && s.ready);
+    }
+
+    fn collector_point(at_s: i64, reports: &[(&str, f64)]) -> Point {
+        let mut p = point(at_s, 0.0);
+        let reading = p.scrape.reading.as_mut().unwrap();
+        for (id, n) in reports {
+            reading.instances.insert(
+                (*id).to_owned(),
+                InstanceReading {
+                    probes: 1.0,
+                    reports: *n,
+                    window_bytes: 10.0,
+                },
+            );
+        }
+        p
+    }
+
+    #[test]
+    fn a_collectors_instances_are_listed_busiest_first_and_kept_only_for_the_last_rate() {
+        let mut h = History::new(Duration::from_secs(3600), Duration::from_secs(15));
+        h.push(collector_point(0, &[("a", 0.0), ("b", 0.0)]));
+        h.push(collector_point(15, &[("a", 15.0), ("b", 150.0)]));
+        h.push(collector_point(30, &[("a", 45.0), ("b", 165.0)]));
+        let s = h.status("collector", "x");
+        let listed: Vec<_> = s
+            .instances
+            .iter()
+            .map(|i| (i.instance.as_str(), i.reports_per_second))
+            .collect();
+        assert_eq!(listed, [("a", Some(2.0)), ("b", Some(1.0))]);
+        // Only the latest two points hold instances.
+        let held: Vec<usize> = h
+            .points
+            .iter()
+            .map(|p| p.scrape.reading.as_ref().unwrap().instances.len())
+            .collect();
+        assert_eq!(held, [0, 2, 2]);
     }
 
     #[test]

@@ -15,11 +15,25 @@ const REPORTS: &str = "scopehub_collector_reports_total";
 const RECONCILE_LAG: &str = "scopehub_reconcile_lag_seconds";
 const RECONCILE_ERRORS: &str = "scopehub_reconcile_errors_total";
 const WEBSOCKETS: &str = "scopehub_collector_websockets";
+const PROBES: &str = "scopehub_collector_probes";
+const SHARD: &str = "scopehub_collector_shard";
+const INSTANCE_PROBES: &str = "scopehub_collector_instance_probes";
+const INSTANCE_REPORTS: &str = "scopehub_collector_instance_reports_total";
+const INSTANCE_WINDOW: &str = "scopehub_collector_instance_window_bytes";
+const MAIL_DELIVERIES: &str = "scopehub_mail_deliveries_total";
+const MAIL_QUEUE: &str = "scopehub_mail_queue";
+const MAIL_FAILING: &str = "scopehub_mail_failing";
+const DATABASE_ERRORS: &str = "scopehub_database_errors_total";
 
 /// At most this many latency buckets and report outcomes are kept of one reading (ours have 16 and
 /// a handful); of a target that sends more, the lowest bounds and the first outcomes.
 const MAX_BUCKETS: usize = 64;
 const MAX_OUTCOMES: usize = 32;
+/// At most this many of a collector's instances are read (the first by id); the rest are counted
+/// in the shard's totals only. Only a target's latest two readings keep them (`history.rs`).
+pub const MAX_INSTANCES: usize = 2_000;
+/// Shard names longer than this are cut.
+const MAX_NAME: usize = 128;
 
 /// One scrape's figures. Counters are totals since the target started.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +49,28 @@ pub struct Reading {
     pub reconcile_errors: Option<f64>,
     /// Map websockets open (collectors).
     pub websockets: Option<f64>,
+    /// Probes that reported within the last minute (collectors).
+    pub probes: Option<f64>,
+    /// The collector's shard name.
+    pub shard: Option<String>,
+    /// A collector's instances by id: at most [`MAX_INSTANCES`].
+    pub instances: BTreeMap<String, InstanceReading>,
+    /// Outbox messages waiting, and those of them whose last attempt failed (users).
+    pub mail_queue: Option<f64>,
+    pub mail_failing: Option<f64>,
+    /// Delivery attempts that failed, since start (users).
+    pub mail_failures: Option<f64>,
+    /// Requests and background steps that failed on the database, since start.
+    pub database_errors: Option<f64>,
+}
+
+/// One instance on a collector, as one scrape found it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstanceReading {
+    pub probes: f64,
+    /// Reports accepted since the shard took the instance (a counter).
+    pub reports: f64,
+    pub window_bytes: f64,
 }
 
 fn number(value: &Value) -> Option<f64> {
@@ -90,6 +126,33 @@ pub fn read(scrape: &Scrape) -> Reading {
                     *reading.reports.entry(outcome.to_owned()).or_default() += v;
                 }
             }
+            (INSTANCE_PROBES | INSTANCE_REPORTS | INSTANCE_WINDOW, value) => {
+                let (Some(id), Some(v)) = (sample.labels.get("instance_id"), number(value)) else {
+                    continue;
+                };
+                if reading.instances.len() >= MAX_INSTANCES && !reading.instances.contains_key(id) {
+                    continue;
+                }
+                let entry = reading.instances.entry(id.to_owned()).or_default();
+                match name {
+                    INSTANCE_PROBES => entry.probes = v,
+                    INSTANCE_REPORTS => entry.reports = v,
+                    _ => entry.window_bytes = v,
+                }
+            }
+            (SHARD, _) => {
+                reading.shard = sample
+                    .labels
+                    .get("shard")
+                    .map(|s| s.chars().take(MAX_NAME).collect());
+            }
+            (PROBES, value) => reading.probes = number(value),
+            (MAIL_QUEUE, value) => reading.mail_queue = number(value),
+            (MAIL_FAILING, value) => reading.mail_failing = number(value),
+            (MAIL_DELIVERIES, value) if sample.labels.get("outcome") == Some("failed") => {
+                reading.mail_failures = number(value);
+            }
+            (DATABASE_ERRORS, value) => reading.database_errors = number(value),
             (RECONCILE_LAG, value) => reading.reconcile_lag_seconds = number(value),
             (RECONCILE_ERRORS, value) => reading.reconcile_errors = number(value),
             (WEBSOCKETS, value) => reading.websockets = number(value),
@@ -118,6 +181,11 @@ pub struct Rates {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub reports_per_second: BTreeMap<String, f64>,
+    /// Reports accepted per second by instance (collectors).
+    pub instance_reports_per_second: BTreeMap<String, f64>,
+    pub reconcile_errors_per_second: Option<f64>,
+    pub mail_failures_per_second: Option<f64>,
+    pub database_errors_per_second: Option<f64>,
 }
 
 /// How much a counter grew from `before` to `after`; a counter that went down was reset (the
@@ -166,7 +234,23 @@ pub fn rates(before: &Reading, after: &Reading, seconds: f64) -> Rates {
             (outcome.clone(), growth(was, count) / seconds)
         })
         .collect();
+    // Instances the shard took since the reading before count from zero.
+    let instance_reports_per_second = after
+        .instances
+        .iter()
+        .map(|(id, now)| {
+            let was = before.instances.get(id).map_or(0.0, |b| b.reports);
+            (id.clone(), growth(was, now.reports) / seconds)
+        })
+        .collect();
+    let per_second = |was: Option<f64>, now: Option<f64>| {
+        now.map(|now| growth(if restarted { 0.0 } else { was.unwrap_or(0.0) }, now) / seconds)
+    };
     Rates {
+        instance_reports_per_second,
+        reconcile_errors_per_second: per_second(before.reconcile_errors, after.reconcile_errors),
+        mail_failures_per_second: per_second(before.mail_failures, after.mail_failures),
+        database_errors_per_second: per_second(before.database_errors, after.database_errors),
         requests_per_second: requests / seconds,
         error_ratio: (requests > 0.0).then(|| (errors / requests).min(1.0)),
         p50: quantile(0.5, &bucket_growth),
@@ -293,6 +377,87 @@ scopehub_collector_websockets 4
         assert_eq!(quantile(0.99, &slow), Some(0.1));
         assert_eq!(quantile(0.5, &[]), None);
         assert_eq!(quantile(0.5, &[(f64::INFINITY, 0.0)]), None);
+    }
+
+    /// A collector shard whose figures the test sets.
+    struct FakeShard(std::sync::Mutex<Vec<crate::telemetry::InstanceFigures>>);
+
+    impl crate::telemetry::LiveInstances for FakeShard {
+        fn shard_name(&self) -> &str {
+            "shard-b"
+        }
+        fn instance_figures(&self) -> Vec<crate::telemetry::InstanceFigures> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn figures(instance: &str, probes: u64, reports: u64) -> crate::telemetry::InstanceFigures {
+        crate::telemetry::InstanceFigures {
+            instance: instance.into(),
+            probes,
+            reports_accepted: reports,
+            window_bytes: 1000 * reports,
+        }
+    }
+
+    /// What `telemetry.rs` exports is what this module reads: the two agree on names and labels.
+    #[test]
+    fn the_roles_own_metrics_read_back() {
+        let metrics = crate::telemetry::Metrics::new();
+        let shard = std::sync::Arc::new(FakeShard(std::sync::Mutex::new(vec![
+            figures("inst-a", 2, 10),
+            figures("inst-b", 1, 4),
+        ])));
+        metrics.observe_instances(shard.clone());
+        metrics.record_mail("sent");
+        metrics.record_mail("failed");
+        metrics.record_mail("failed");
+        metrics.set_mail_queue(5, 2);
+        metrics.record_database_error();
+        metrics.set_reconcile_lag(3.5);
+        let _socket = metrics.websocket_open();
+        let before = parse(&metrics.encode());
+        assert_eq!(before.shard.as_deref(), Some("shard-b"));
+        assert_eq!(before.probes, Some(3.0));
+        assert_eq!(
+            before.instances["inst-a"],
+            InstanceReading {
+                probes: 2.0,
+                reports: 10.0,
+                window_bytes: 10_000.0
+            }
+        );
+        assert_eq!(
+            (before.mail_queue, before.mail_failing, before.mail_failures),
+            (Some(5.0), Some(2.0), Some(2.0))
+        );
+        assert_eq!(before.database_errors, Some(1.0));
+        assert_eq!(before.reconcile_lag_seconds, Some(3.5));
+        assert_eq!(before.websockets, Some(1.0));
+
+        // Ten seconds later: inst-a took 20 reports, inst-b was dropped, inst-c is new.
+        *shard.0.lock().unwrap() = vec![figures("inst-a", 2, 30), figures("inst-c", 1, 5)];
+        metrics.record_mail("failed");
+        metrics.record_database_error();
+        metrics.record_database_error();
+        let after = parse(&metrics.encode());
+        let r = rates(&before, &after, 10.0);
+        assert_eq!(r.instance_reports_per_second["inst-a"], 2.0);
+        assert_eq!(r.instance_reports_per_second["inst-c"], 0.5);
+        assert!(!r.instance_reports_per_second.contains_key("inst-b"));
+        assert_eq!(r.mail_failures_per_second, Some(0.1));
+        assert_eq!(r.database_errors_per_second, Some(0.2));
+    }
+
+    #[test]
+    fn a_shard_with_too_many_instances_is_read_in_part() {
+        let mut text = String::from("# TYPE scopehub_collector_instance_probes gauge\n");
+        for i in 0..MAX_INSTANCES + 500 {
+            text.push_str(&format!(
+                "scopehub_collector_instance_probes{{instance_id=\"i{i:05}\"}} 1\n"
+            ));
+        }
+        assert_eq!(parse(&text).instances.len(), MAX_INSTANCES);
     }
 
     #[test]

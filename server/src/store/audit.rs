@@ -89,6 +89,20 @@ impl Store {
         )
     }
 
+    /// Messages waiting for delivery, and how many of them failed their last attempt.
+    pub async fn mail_queue(&self) -> Result<(u64, u64)> {
+        self.require_prepared()?;
+        let (waiting, failing) = on_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0)
+                 FROM outbox WHERE status = 'pending'",
+            )
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok((waiting.max(0) as u64, failing.max(0) as u64))
+    }
+
     /// Messages waiting for delivery whose next attempt is due.
     pub async fn due_mail(&self, now: i64, limit: i64) -> Result<Vec<OutboxRow>> {
         self.require_prepared()?;

@@ -14,6 +14,7 @@ use crate::clock::{Clock, MINUTE, SECOND};
 /// How long a claimed message is left to the replica delivering it before another may try.
 const CLAIM_LEASE: i64 = 2 * MINUTE;
 use crate::store::{NewMail, OutboxRow, Store, Tx};
+use crate::telemetry::Metrics;
 
 /// Deliveries tried before a message is marked `failed`.
 const MAX_ATTEMPTS: i64 = 8;
@@ -92,13 +93,27 @@ impl Mailer {
     }
 
     /// Delivers queued mail until shutdown. Runs only when SMTP is configured.
-    pub async fn run(self, store: Store, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+    /// Counts attempts, the queue left after each pass and database errors in `metrics`.
+    pub async fn run(
+        self,
+        store: Store,
+        clock: Clock,
+        metrics: Metrics,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let Some(smtp) = self.inner.smtp.clone() else {
             return;
         };
         loop {
             if store.is_prepared() {
-                self.deliver_due(&smtp, &store, &clock).await;
+                self.deliver_due(&smtp, &store, &clock, &metrics).await;
+                match store.mail_queue().await {
+                    Ok((waiting, failing)) => metrics.set_mail_queue(waiting, failing),
+                    Err(e) => {
+                        metrics.record_database_error();
+                        tracing::warn!(error = %e, "cannot count the outbox");
+                    }
+                }
             }
             tokio::select! {
                 () = self.inner.wake.notified() => {}
@@ -113,10 +128,12 @@ impl Mailer {
         smtp: &AsyncSmtpTransport<Tokio1Executor>,
         store: &Store,
         clock: &Clock,
+        metrics: &Metrics,
     ) {
         let due = match store.due_mail(clock.now(), 50).await {
             Ok(due) => due,
             Err(e) => {
+                metrics.record_database_error();
                 tracing::warn!(error = %e, "cannot read the outbox");
                 return;
             }
@@ -129,6 +146,7 @@ impl Mailer {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
+                    metrics.record_database_error();
                     tracing::warn!(error = %e, "cannot claim a message in the outbox");
                     continue;
                 }
@@ -149,12 +167,14 @@ impl Mailer {
             let now = clock.now();
             let marked = match result {
                 Ok(()) => {
+                    metrics.record_mail("sent");
                     tracing::info!(to = %row.to_email, subject = %row.subject, "mail sent");
                     store
                         .mark_mail_sent(&row.id, &redact_links(&row.body), now)
                         .await
                 }
                 Err(error) => {
+                    metrics.record_mail("failed");
                     tracing::warn!(to = %row.to_email, %error, "mail delivery failed; will retry");
                     // 30 s, 1 min, 2 min, … capped at an hour.
                     let backoff = (30 * SECOND)
@@ -166,6 +186,7 @@ impl Mailer {
                 }
             };
             if let Err(e) = marked {
+                metrics.record_database_error();
                 tracing::warn!(error = %e, "cannot update the outbox");
             }
         }

@@ -49,10 +49,7 @@ async fn metrics(app: &TestApp) -> String {
 
 fn counted(metrics: &str, outcome: &str) -> u64 {
     let name = format!("scopehub_collector_reports_total{{outcome=\"{outcome}\"}}");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&name)?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    crate::support::metric(metrics, &name) as u64
 }
 
 fn message(body: &Value) -> &str {

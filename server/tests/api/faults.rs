@@ -104,6 +104,10 @@ async fn postgres_stopped_while_serving_answers_503_at_once_and_everything_recov
             started.elapsed()
         );
     }
+    // Each was counted as a database error, for monitoring to see.
+    let metrics = get_status(&format!("{base}/metrics")).await.1;
+    let errors = crate::support::metric(&metrics, "scopehub_database_errors_total");
+    assert!(errors >= 3.0, "{errors}");
     // The open map goes on streaming from the collector's memory.
     assert!(frames_within(&mut socket, Duration::from_secs(3)).await > 5);
 

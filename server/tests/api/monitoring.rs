@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::agent::{Agent, site_admin};
 use crate::support::process::{ServerProcess, free_port};
@@ -137,6 +137,126 @@ async fn an_alert_is_mailed_to_site_admins_once() {
     // Several more rounds, still down: still one mail.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(mails(&mut admin, subject).await.len(), 1);
+}
+
+/// The collector's part of the page: the shard, the probes connected to it and each instance's
+/// ingest rate, busiest first, as reports arrive.
+#[tokio::test]
+async fn serve_shows_its_shard_with_each_instances_ingest() {
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(300)),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
+    assert_eq!(status, 201, "{org}");
+    let org = org["id"].as_str().unwrap();
+    let (busy, token) = admin.create_ready_instance(org, "busy").await;
+    let (quiet, _) = admin.create_ready_instance(org, "quiet").await;
+    let report = crate::reports::fixture("probe-full-4.msgpack.gz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let serve = loop {
+        let (status, body) =
+            crate::support::split::post_report(&app.url, &token, "probe-1", report.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = admin.get("/api/admin/system").await;
+        assert_eq!(status, 200, "{body}");
+        let serve = target(&body, "serve").cloned().unwrap_or_default();
+        let ingesting = serve["instances"].as_array().is_some_and(|list| {
+            list.first().is_some_and(|i| {
+                i["instance"] == busy.as_str()
+                    && i["reports_per_second"].as_f64().is_some_and(|r| r > 0.0)
+            })
+        });
+        if ingesting {
+            break serve;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ingest seen: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    assert_eq!(serve["shard"], "local", "{serve}");
+    assert_eq!(serve["probes"], 1.0, "{serve}");
+    let instances = serve["instances"].as_array().unwrap();
+    assert_eq!(instances[0]["probes"], 1.0, "{serve}");
+    assert!(instances[0]["window_bytes"].as_f64().unwrap() > 0.0);
+    // The quiet instance is listed after it, with nothing coming in.
+    let listed_quiet = instances
+        .iter()
+        .find(|i| i["instance"] == quiet.as_str())
+        .unwrap_or_else(|| panic!("{serve}"));
+    assert_eq!(listed_quiet["probes"], 0.0);
+    assert!(
+        serve["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["reports_per_second"].as_f64().is_some_and(|r| r > 0.0)),
+        "{serve}"
+    );
+}
+
+/// The SMTP server refuses connections: the outbox fills with mail whose delivery failed, the
+/// page shows it, and after ten minutes MailFailing fires (once).
+#[tokio::test]
+async fn mail_that_keeps_failing_fires_an_alert() {
+    let port = free_port();
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(200)),
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (status, _) = Agent::new(&app)
+        .post(
+            "/api/users/signup",
+            json!({"email": "waiting@example.com", "password": crate::support::agent::PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let mut advanced = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = admin.get("/api/admin/system").await;
+        assert_eq!(status, 200, "{body}");
+        let serve = target(&body, "serve").cloned().unwrap_or_default();
+        if serve["mail_failing"].as_f64().is_some_and(|n| n >= 1.0) && !advanced {
+            assert!(serve["mail_queue"].as_f64().unwrap() >= 1.0, "{serve}");
+            app.clock.advance(10 * 60_000 + 1_000);
+            advanced = true;
+        }
+        let fired = body["firing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|a| a["rule"] == "MailFailing"));
+        if fired {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let serve = target(&body, "serve").unwrap();
+    assert!(
+        serve["mail_failures_per_second"].is_number(),
+        "failed attempts are counted: {serve}"
+    );
+    // Still failing a few rounds later: one firing event, no storm.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, body) = admin.get("/api/admin/system").await;
+    let events = body["alert_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["rule"] == "MailFailing")
+        .count();
+    assert_eq!(events, 1, "{body}");
 }
 
 const SECRET: &str = "monitoring-test-secret-0123456789abcdef";

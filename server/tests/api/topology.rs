@@ -412,9 +412,7 @@ async fn the_topology_websocket_sends_diffs() {
 }
 
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    crate::support::metric(text, name) as u64
 }
 
 #[tokio::test]

@@ -343,6 +343,13 @@ where
 }
 
 /// Whether an environment flag such as `REQUIRE_POSTGRES` is set to a true value.
+/// The value of one series (name with its labels, as written) in a `/metrics` text; 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn required(var: &str) -> bool {
     matches!(
         std::env::var(var).as_deref(),
