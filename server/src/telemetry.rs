@@ -521,3 +521,71 @@ pub async fn metrics_handler(State(metrics): State<Metrics>) -> impl IntoRespons
         metrics.encode(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OneInstance;
+
+    impl LiveInstances for OneInstance {
+        fn shard_name(&self) -> &str {
+            "s"
+        }
+        fn instance_figures(&self) -> Vec<InstanceFigures> {
+            vec![InstanceFigures {
+                instance: "i".into(),
+                probes: 1,
+                reports_accepted: 2,
+                window_bytes: 3,
+            }]
+        }
+    }
+
+    /// Every `scopehub_*` series the Prometheus rules and the Grafana dashboard in `k8s/monitoring/`
+    /// query is one the roles export: a renamed metric fails here, not silently on a dashboard.
+    #[test]
+    fn the_prometheus_rules_and_dashboard_query_only_exported_metrics() {
+        let metrics = Metrics::new();
+        metrics.observe_instances(Arc::new(OneInstance));
+        // Families appear once they have a series.
+        metrics
+            .inner
+            .request_duration
+            .get_or_create(&RequestLabels {
+                method: "GET".into(),
+                route: "/api".into(),
+                status: 200,
+            })
+            .observe(0.1);
+        metrics.record_report("accepted");
+        metrics.record_mail("sent");
+        metrics.set_shard_instances("s", 1);
+        let text = metrics.encode();
+        let mut exported = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ")
+                && let Some(name) = rest.split_whitespace().next()
+            {
+                for suffix in ["", "_total", "_bucket", "_count", "_sum"] {
+                    exported.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/monitoring");
+        let series = regex::Regex::new(r"scopehub_[a-z_]+").unwrap();
+        let mut queried = 0;
+        for file in ["rules.yaml", "rules_test.yaml", "grafana-dashboard.json"] {
+            let content = std::fs::read_to_string(folder.join(file)).unwrap();
+            for name in series.find_iter(&content) {
+                queried += 1;
+                assert!(
+                    exported.contains(name.as_str()),
+                    "{file} queries {}, which no role exports",
+                    name.as_str()
+                );
+            }
+        }
+        assert!(queried > 10, "{queried}");
+    }
+}
