@@ -1,5 +1,6 @@
 //! The admin console's System tab: every role replica as the monitoring role last scraped it, with
-//! sparklines of its last hour, and the alerts firing and past. Refreshes every 5 s.
+//! sparklines of its last hour and its own signals, the collector shards with their instances'
+//! ingest, and the alerts firing and past. Refreshes every 5 s.
 
 use std::time::Duration;
 
@@ -38,6 +39,88 @@ fn line(history: &[HistoryPoint], figure: fn(&HistoryPoint) -> Option<f64>) -> A
     view! { <ValuesLine values=values min=0.0 max=f64::NAN /> }.into_any()
 }
 
+/// A role's own figures, in words: only those it exports.
+fn signals(t: &TargetStatus) -> Vec<String> {
+    let mut out: Vec<String> = t
+        .reports_per_second
+        .iter()
+        .filter(|(_, r)| **r > 0.0 || t.reports_per_second.len() == 1)
+        .map(|(outcome, r)| format!("reports {outcome} {r:.1}/s"))
+        .collect();
+    let mut add = |figure: Option<f64>, say: &dyn Fn(f64) -> String| {
+        if let Some(v) = figure {
+            out.push(say(v));
+        }
+    };
+    add(t.probes, &|p| format!("{p:.0} probes"));
+    add(t.websockets, &|w| format!("{w:.0} websockets"));
+    add(t.reconcile_lag_seconds, &|l| {
+        format!("reconcile lag {l:.0} s")
+    });
+    add(t.reconcile_errors_per_second.filter(|r| *r > 0.0), &|r| {
+        format!("reconcile errors {r:.2}/s")
+    });
+    add(t.mail_queue, &|q| format!("{q:.0} mails waiting"));
+    add(t.mail_failing.filter(|n| *n > 0.0), &|n| {
+        format!("{n:.0} failing delivery")
+    });
+    add(t.database_errors_per_second.filter(|r| *r > 0.0), &|r| {
+        format!("database errors {r:.2}/s")
+    });
+    out
+}
+
+/// Bytes in the unit that reads best.
+fn bytes(b: f64) -> String {
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.0} KiB", b / 1024.0)
+    }
+}
+
+/// Instances listed per shard; the quieter rest are counted.
+const SHOWN_INSTANCES: usize = 50;
+
+/// A collector replica: its shard, probes, ingest over the hour, and its busiest instances.
+fn shard_view(t: TargetStatus) -> impl IntoView {
+    let name = t.shard.clone().unwrap_or_else(|| "?".to_owned());
+    let total: f64 = t
+        .instances
+        .iter()
+        .filter_map(|i| i.reports_per_second)
+        .sum();
+    let count = t.instances.len();
+    let more = count.saturating_sub(SHOWN_INSTANCES);
+    let rows = t.instances.iter().take(SHOWN_INSTANCES).map(|i| view! {
+        <tr data-instance=i.instance.clone()>
+            <td><code>{i.instance.clone()}</code></td>
+            <td class="num">{format!("{:.0}", i.probes)}</td>
+            <td class="num ingest">{i.reports_per_second.map_or("–".to_owned(), |r| format!("{r:.2}"))}</td>
+            <td class="num">{bytes(i.window_bytes)}</td>
+        </tr>
+    }).collect_view();
+    view! {
+        <div class="shard" data-shard=name.clone() data-instance=t.instance.clone()>
+            <h3>{format!("Shard {name}")}<span class="muted small">{format!(" · {} · {count} instances · {} probes · {total:.1} reports/s", t.instance, t.probes.map_or(0.0, |p| p))}</span></h3>
+            <p class="small">"Reports accepted per second, last hour: "{line(&t.history, |p| p.reports_per_second)}</p>
+            {if count == 0 {
+                view! { <p class="empty">"No instance is placed on this shard."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table class="list shard-instances">
+                            <thead><tr><th>"Instance"</th><th>"Probes"</th><th>"Reports/s"</th><th>"Window"</th></tr></thead>
+                            <tbody>{rows}</tbody>
+                        </table>
+                    </div>
+                    {(more > 0).then(|| view! { <p class="muted small">{format!("… and {more} quieter instances.")}</p> })}
+                }.into_any()
+            }}
+        </div>
+    }
+}
+
 fn target_row(t: TargetStatus) -> impl IntoView {
     let state = match (t.up, t.ready) {
         (true, true) => "ready",
@@ -56,15 +139,19 @@ fn target_row(t: TargetStatus) -> impl IntoView {
             <td>{line(&t.history, |p| p.error_ratio)}</td>
             <td class="num">{seconds(t.p99_seconds)}</td>
             <td>{line(&t.history, |p| p.p99_seconds)}</td>
-            <td class="small">{t.reports_per_second.iter().map(|(o, r)| format!("{o} {r:.1}/s")).collect::<Vec<_>>().join(" · ")}
-                {t.reconcile_lag_seconds.map(|l| format!("lag {l:.0} s"))}
-                {t.websockets.map(|w| format!(" {w:.0} websockets"))}</td>
+            <td class="small signals">{signals(&t).join(" · ")}</td>
             <td class="small">{t.last_scrape_ms.map(time_of)}</td>
         </tr>
     }
 }
 
 fn system_view(status: SystemStatus) -> impl IntoView {
+    let shards: Vec<TargetStatus> = status
+        .targets
+        .iter()
+        .filter(|t| t.shard.is_some())
+        .cloned()
+        .collect();
     let firing = status.firing.clone();
     let past = status.alert_history.clone();
     let healthy = status.targets.iter().all(|t| t.up && t.ready) && firing.is_empty();
@@ -100,6 +187,12 @@ fn system_view(status: SystemStatus) -> impl IntoView {
                 <tbody>{status.targets.into_iter().map(target_row).collect_view()}</tbody>
             </table>
         </div>
+        <h2>"Collector shards"</h2>
+        {if shards.is_empty() {
+            view! { <p class="empty" id="shards-none">"No collector shard has been scraped."</p> }.into_any()
+        } else {
+            view! { <div id="system-shards">{shards.into_iter().map(shard_view).collect_view()}</div> }.into_any()
+        }}
         <h2>"Alert history"</h2>
         {if past.is_empty() {
             view! { <p class="empty">"No alert has fired."</p> }.into_any()

@@ -580,15 +580,28 @@ async fn a_missing_full_app_is_said_not_reloaded_forever() {
 }
 
 /// Issue 16: the admin console's System tab shows every replica the monitoring role scrapes —
-/// here `serve` itself, ready, with its request rate — and that no alert is firing; it refreshes
-/// by itself.
+/// here `serve` itself, ready, with its request rate — that no alert is firing, and the collector
+/// shard with an instance whose probe is reporting; it refreshes by itself.
 #[tokio::test]
 async fn the_system_tab_shows_the_roles_and_their_alerts() {
     use crate::support::agent::{ADMIN, first_admin_at};
     let Some(dist) = prerequisites() else { return };
     let (server, _data) = serve_app(&dist, &["--scrape-interval", "0.5"]).await;
     let base = server.url.clone();
-    first_admin_at(&base).await;
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = admin.create_ready_instance(&org, "lab").await;
+    // A probe reporting every 300 ms while the page is open.
+    let probe = {
+        let base = base.clone();
+        tokio::spawn(async move {
+            let report = crate::reports::fixture("probe-full-4.msgpack.gz");
+            loop {
+                crate::support::split::post_report(&base, &token, "probe-1", report.clone()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        })
+    };
     let browser = Browser::start().await;
     crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
     browser.wait_for("#logout").await;
@@ -610,6 +623,21 @@ async fn the_system_tab_shows_the_roles_and_their_alerts() {
     browser
         .wait_for_text(&format!("{row} td.num"), |t| t != "–" && !t.is_empty())
         .await;
+    // The shard, and the instance on it with its probe and ingest rate.
+    let instance = format!("#system-shards .shard[data-shard='local'] tr[data-instance='{id}']");
+    let rate = browser
+        .wait_for_text(&format!("{instance} td.ingest"), |t| {
+            t.parse::<f64>().is_ok_and(|r| r > 0.0)
+        })
+        .await;
+    assert!(rate.parse::<f64>().unwrap() < 10.0, "{rate}");
+    let heading = browser
+        .wait_for_text("#system-shards .shard[data-shard='local'] h3", |t| {
+            t.contains("1 probes")
+        })
+        .await;
+    assert!(heading.contains("1 instances"), "{heading}");
+    probe.abort();
     browser.quit().await;
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
