@@ -190,6 +190,15 @@ impl MonitoringState {
                 let mut seen: Vec<std::net::SocketAddr> = addresses.collect();
                 seen.sort();
                 seen.dedup();
+                // No address at all (every replica gone): the name itself, shown down, rather
+                // than the role silently missing from the page.
+                if seen.is_empty() {
+                    out.push((
+                        (spec.role.clone(), format!("{host}:{port}")),
+                        spec.url.clone(),
+                    ));
+                    continue;
+                }
                 for address in seen {
                     let mut url = spec.url.clone();
                     if url.set_ip_host(address.ip()).is_ok() {
