@@ -259,6 +259,55 @@ async fn mail_that_keeps_failing_fires_an_alert() {
     assert_eq!(events, 1, "{body}");
 }
 
+/// Server errors fed to a real role: the scrapes see the 5xx share climb, and once it has stayed
+/// above 1% for five minutes HighErrorRatio fires — once.
+#[tokio::test]
+async fn server_errors_fire_the_error_ratio_alert() {
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(200)),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    // The database goes away under the app: every request that needs it answers 5xx.
+    app.store.close().await;
+    let mut advanced = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        for _ in 0..5 {
+            let (status, body) = admin.get("/api/orgs").await;
+            assert!(status >= 500, "{status} {body}");
+        }
+        let status = app.monitoring.status();
+        let ratio = status
+            .targets
+            .iter()
+            .find(|t| t.role == "serve")
+            .and_then(|t| t.error_ratio);
+        if ratio.is_some_and(|r| r > 0.5) && !advanced {
+            app.clock.advance(5 * 60_000 + 1_000);
+            advanced = true;
+        }
+        if status.firing.iter().any(|a| a.rule == "HighErrorRatio") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(advanced, "fired before five minutes had passed: {status:?}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fired = app
+        .monitoring
+        .status()
+        .alert_history
+        .iter()
+        .filter(|e| e.rule == "HighErrorRatio")
+        .count();
+    assert_eq!(fired, 1);
+}
+
 const SECRET: &str = "monitoring-test-secret-0123456789abcdef";
 
 /// `GET /api/admin/system` straight to the monitoring process, as the edge would send it for

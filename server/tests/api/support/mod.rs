@@ -119,6 +119,8 @@ pub struct TestApp {
     /// The roles' states, as the composition root built them.
     pub users: scopehub::users::UsersState,
     pub provisioning: scopehub::provisioning::ProvisioningState,
+    /// The in-process monitoring (scraping the app when `AppOptions::monitor_every` is set).
+    pub monitoring: scopehub::monitoring::MonitoringState,
     _db: TestDb,
     _dist: TempDir,
 }
@@ -252,6 +254,7 @@ impl TestApp {
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         airplane.spawn_tasks(&shutdown_rx);
         let shard = airplane.shard.clone();
+        let monitoring = airplane.monitoring.clone();
         let (users_state, provisioning_state) =
             (airplane.users.clone(), airplane.provisioning.clone());
         let router = airplane.router;
@@ -278,6 +281,7 @@ impl TestApp {
             shard,
             users: users_state,
             provisioning: provisioning_state,
+            monitoring,
             _db: db,
             _dist: dist,
         })
