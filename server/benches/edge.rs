@@ -165,6 +165,7 @@ impl Auth {
                 } else {
                     Grant::Reader {
                         instance: instance.clone(),
+                        role: shared::users::Role::Viewer,
                     }
                 };
                 let identity = (!probe).then(|| Identity {

@@ -229,6 +229,10 @@ pub struct CollectorArgs {
     /// a render past it is stopped and its readers get 503.
     #[arg(long, env = "SCOPEHUB_RENDER_BUDGET_MS", default_value_t = 10_000)]
     pub render_budget_ms: u32,
+    /// How long a control (restart a container…) waits for the probe's reply, in seconds, before
+    /// the user gets 504 (a container's stop may take its 10 s grace period).
+    #[arg(long, env = "SCOPEHUB_CONTROL_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub control_timeout_secs: u32,
 }
 
 /// The SMTP URL may hold a password: never print it.

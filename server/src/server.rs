@@ -60,6 +60,7 @@ fn collector_config(c: &CollectorArgs, public_url: &url::Url) -> CollectorConfig
             shard_bytes: (c.collector_window_mib as usize) << 20,
         },
         render_budget: Duration::from_millis(u64::from(c.render_budget_ms)),
+        control_timeout: Duration::from_secs(u64::from(c.control_timeout_secs)),
     }
 }
 

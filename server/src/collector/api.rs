@@ -41,6 +41,124 @@ pub fn app_router() -> Router<CollectorState> {
             "/app/{instance}/api/topology/{view}/{node}",
             get(node_details),
         )
+        .route(
+            "/app/{instance}/api/control/{probe}/{node}/{control}",
+            axum::routing::post(control),
+        )
+}
+
+/// A control's arguments: at most this many bytes of JSON, this many arguments.
+const MAX_CONTROL_ARGS_BYTES: usize = 64 * 1024;
+const MAX_CONTROL_ARGS: usize = 64;
+
+/// `POST /api/app/{instance}/api/control/{probeID}/{nodeID}/{control}`: Scope's control call,
+/// carried to the probe over its control channel (`controls.rs`). The optional body is a JSON
+/// object of string arguments. Answers Scope's reply (`value`, `pipe`, `removedNode`…) with 200;
+/// a control the probe could not carry out is 400 with its error (as Scope's app answers); 403
+/// below the editor role; 503 when the probe is not connected; 504 when it does not reply in time.
+async fn control(
+    State(state): State<CollectorState>,
+    InstanceReader { instance, role, .. }: InstanceReader,
+    Path((_, probe, node, control)): Path<(String, String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<super::controls::ControlReply>> {
+    use super::controls::{CallFailure, ControlRequest};
+    use axum::http::StatusCode;
+    use shared::ErrorCode;
+    if role < shared::users::Role::Editor {
+        return Err(Error::forbidden(
+            "Controls need the editor role in the instance's org; viewers can only look.",
+        ));
+    }
+    readable(&state, &instance)?;
+    if body.len() > MAX_CONTROL_ARGS_BYTES {
+        return Err(Error::client(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("A control's arguments may be at most {MAX_CONTROL_ARGS_BYTES} bytes."),
+        ));
+    }
+    let args: BTreeMap<String, String> = if body.iter().all(u8::is_ascii_whitespace) {
+        BTreeMap::new()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::bad_request(format!(
+                "A control's arguments are a JSON object of strings: {e}"
+            ))
+        })?
+    };
+    if args.len() > MAX_CONTROL_ARGS {
+        return Err(Error::bad_request(format!(
+            "A control takes at most {MAX_CONTROL_ARGS} arguments."
+        )));
+    }
+    let unavailable = |message: String| {
+        Error::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
+    };
+    let link = state
+        .shard
+        .with_slot(&instance, |slot| slot.probe_link(&probe))
+        .ok_or_else(|| unavailable("The instance is being placed; retry shortly.".to_owned()))?
+        .ok_or_else(|| {
+            unavailable(format!(
+                "The probe {probe} is not connected: it may have stopped, or cannot reach Scopehub."
+            ))
+        })?;
+    let request = ControlRequest {
+        app_id: String::new(),
+        node_id: node,
+        control,
+        args,
+    };
+    let failed = |why: CallFailure| match why {
+        CallFailure::Disconnected => unavailable(format!(
+            "The probe {probe} disconnected before it answered."
+        )),
+        CallFailure::Busy => unavailable(format!(
+            "The probe {probe} has too many controls in progress; retry shortly."
+        )),
+        CallFailure::Rpc(e) => Error::client(
+            StatusCode::BAD_GATEWAY,
+            ErrorCode::Unavailable,
+            format!("The probe {probe} failed to handle the control: {e}"),
+        ),
+    };
+    let answer = link.call(request).map_err(failed)?;
+    let timeout = state.config.control_timeout;
+    let reply = match tokio::time::timeout(timeout, answer).await {
+        Err(_) => {
+            return Err(Error::client(
+                StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::Timeout,
+                format!(
+                    "The probe {probe} did not answer within {} s; the control may still happen.",
+                    timeout.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(Err(_)) => return Err(failed(CallFailure::Disconnected)),
+        Ok(Ok(reply)) => reply.map_err(failed)?,
+    };
+    if let Some(error) = reply
+        .get("error")
+        .and_then(Value::as_str)
+        .filter(|e| !e.is_empty())
+    {
+        return Err(Error::bad_request(
+            error.chars().take(1000).collect::<String>(),
+        ));
+    }
+    if let Some(removed) = reply.get("removedNode").and_then(Value::as_str) {
+        let now = state.clock.now();
+        state
+            .shard
+            .with_slot(&instance, |slot| slot.forget_node(removed, now));
+    }
+    Ok(Json(reply))
 }
 
 /// Refuses reads of an instance whose reads are off on this shard (a suspension that the edge may
@@ -101,14 +219,19 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
     let (generation, merged) = cell
         .get_or_try_init(|| async {
             let now = state.clock.now();
-            let (generation, parts) = state
+            let (generation, parts, removed) = state
                 .shard
                 .with_slot(instance, |slot| {
                     let parts = slot.parts(now);
-                    (slot.generation(), parts)
+                    (slot.generation(), parts, slot.removed_nodes(now))
                 })
                 .unwrap_or_default();
-            let merged = blocking(move || Arc::new(slot::merge_parts(&parts, true))).await?;
+            let merged = blocking(move || {
+                let mut merged = slot::merge_parts(&parts, true);
+                slot::without_nodes(&mut merged, &removed);
+                Arc::new(merged)
+            })
+            .await?;
             state.shard.with_slot(instance, |slot| {
                 slot.cache_merged(&cell, generation, &merged);
             });
@@ -548,7 +671,9 @@ enum Item<'a> {
 /// `FRAME_BYTES` of nodes.
 async fn topology_ws(
     State(state): State<CollectorState>,
-    InstanceReader { identity, instance }: InstanceReader,
+    InstanceReader {
+        identity, instance, ..
+    }: InstanceReader,
     Path((_, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
     ws: WebSocketUpgrade,

@@ -11,6 +11,7 @@
 
 mod api;
 pub mod bounded;
+pub mod controls;
 pub mod decode;
 pub mod fold;
 pub mod footprint;
@@ -59,6 +60,8 @@ pub struct CollectorConfig {
     pub memory: slot::MemoryBudget,
     /// How long one render may run before it is stopped (`render::budget`).
     pub render_budget: std::time::Duration,
+    /// How long a control waits for the probe's reply before answering 504.
+    pub control_timeout: std::time::Duration,
 }
 
 impl Default for CollectorConfig {
@@ -69,6 +72,7 @@ impl Default for CollectorConfig {
             render_on_read_ms: slot::RENDER_ON_READ_MS,
             memory: slot::MemoryBudget::default(),
             render_budget: std::time::Duration::from_secs(10),
+            control_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -121,15 +125,16 @@ pub(crate) const MAX_INBOUND_MESSAGE: usize = 1 << 20;
 /// How often the app pings a probe's control websocket (Scope: about 33 s, pong wait 60 s).
 const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// `GET /api/control/ws`: the probe's long-lived control channel. Scope's app is the JSON-RPC
-/// client on it; issuing controls comes later, so for now the connection is accepted and kept
-/// alive with pings (a probe whose handshake fails logs errors and retries forever).
+/// `GET /api/control/ws`: the probe's long-lived control channel, on which Scope's app is the
+/// JSON-RPC client: controls users ask for are sent to the probe on it (`controls.rs`). One per
+/// probe (a reconnecting probe replaces its older one), as many probes as the instance may have.
 async fn control_ws(
     State(state): State<CollectorState>,
     ProbeInstance(instance): ProbeInstance,
     headers: HeaderMap,
     ws: axum::extract::WebSocketUpgrade,
 ) -> Result<axum::response::Response> {
+    static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let Some(probe_id) =
         header_str(&headers, "x-scope-probe-id").map(|p| p.chars().take(64).collect::<String>())
     else {
@@ -137,40 +142,34 @@ async fn control_ws(
             "The X-Scope-Probe-ID header is required.",
         ));
     };
+    let connection = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (link, queue) = controls::link(connection);
+    let linked = state.shard.with_slot(&instance, |slot| {
+        let max = slot.limits.max_probes;
+        slot.link_probe(&probe_id, link).map_err(|why| (why, max))
+    });
+    match linked {
+        None => {
+            return Err(Error::client(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "The instance is being placed; retry shortly.",
+            ));
+        }
+        Some(Err((why, max))) => return Err(refusal_error(why, max)),
+        Some(Ok(())) => {}
+    }
     let ws = ws
         .max_message_size(MAX_INBOUND_MESSAGE)
         .max_frame_size(MAX_INBOUND_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
         tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel open");
-        keep_alive(socket, state.drain).await;
+        controls::serve(socket, queue, state.drain.clone(), CONTROL_PING).await;
+        state
+            .shard
+            .with_slot(&instance, |slot| slot.unlink_probe(&probe_id, connection));
         tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel closed");
     }))
-}
-
-async fn keep_alive(mut socket: axum::extract::ws::WebSocket, drain: crate::ops::Drain) {
-    use axum::extract::ws::Message;
-    let mut ping = tokio::time::interval(CONTROL_PING);
-    ping.tick().await;
-    let closing = drain.streams_closing();
-    tokio::pin!(closing);
-    loop {
-        tokio::select! {
-            () = &mut closing => {
-                let _ = socket.send(api::going_away()).await;
-                return;
-            }
-            _ = ping.tick() => {
-                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return;
-                }
-            }
-            message = socket.recv() => match message {
-                // Pongs and (until controls exist) anything else the probe sends are read and dropped.
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
 }
 
 fn refusal_error(why: Refusal, limit: i64) -> Error {

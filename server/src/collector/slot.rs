@@ -160,6 +160,18 @@ pub fn merge_parts(parts: &[Part], drop_partial: bool) -> Report {
     super::fold::merge_window_on(parts, |part| lock(part).materialize(), *CORES, drop_partial)
 }
 
+/// Leaves `removed` nodes out of a merged window.
+pub fn without_nodes(report: &mut Report, removed: &[String]) {
+    if removed.is_empty() {
+        return;
+    }
+    for topology in report.topologies.values_mut() {
+        for id in removed {
+            topology.nodes.remove(id);
+        }
+    }
+}
+
 pub struct Slot {
     pub limits: Limits,
     /// The window, by probe id.
@@ -191,7 +203,15 @@ pub struct Slot {
     window_bytes: usize,
     /// The shard's account of its windows' memory.
     ledger: Arc<MemoryLedger>,
+    /// Each connected probe's control channel, by probe id.
+    controls: BTreeMap<String, super::controls::ProbeLink>,
+    /// Nodes a control removed (a container deleted), by id, with when: left out of the window's
+    /// merge until the reports that still hold them have left the window.
+    removed: BTreeMap<String, i64>,
 }
+
+/// Removed nodes remembered per instance at most (the oldest are forgotten first).
+const MAX_REMOVED: usize = 1_000;
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -304,7 +324,63 @@ impl Slot {
             part_bytes: BTreeMap::new(),
             window_bytes: 0,
             ledger,
+            controls: BTreeMap::new(),
+            removed: BTreeMap::new(),
         }
+    }
+
+    /// A control removed `node` at `now_ms` (its reply's `removedNode`): the map drops it now,
+    /// not when the window forgets it.
+    pub fn forget_node(&mut self, node: &str, now_ms: i64) {
+        if self.removed.len() >= MAX_REMOVED
+            && let Some(oldest) = self
+                .removed
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(id, _)| id.clone())
+        {
+            self.removed.remove(&oldest);
+        }
+        self.removed.insert(node.to_owned(), now_ms);
+        self.generation += 1;
+    }
+
+    /// The nodes to leave out of a merge made at `now_ms`.
+    pub fn removed_nodes(&mut self, now_ms: i64) -> Vec<String> {
+        self.removed.retain(|_, at| now_ms - *at <= WINDOW_MS);
+        self.removed.keys().cloned().collect()
+    }
+
+    /// Keeps `link` as `probe`'s control channel (replacing an older connection of the same
+    /// probe); refused when as many other probes as the instance may have are connected.
+    pub fn link_probe(
+        &mut self,
+        probe: &str,
+        link: super::controls::ProbeLink,
+    ) -> Result<(), Refusal> {
+        self.controls.retain(|_, l| !l.is_closed());
+        let others = self.controls.keys().filter(|p| *p != probe).count();
+        if others >= usize::try_from(self.limits.max_probes).unwrap_or(0) {
+            return Err(Refusal::TooManyProbes);
+        }
+        self.controls.insert(probe.to_owned(), link);
+        Ok(())
+    }
+
+    /// Forgets `probe`'s control channel if it is still the `connection` that ended.
+    pub fn unlink_probe(&mut self, probe: &str, connection: u64) {
+        if self
+            .controls
+            .get(probe)
+            .is_some_and(|l| l.connection == connection)
+        {
+            self.controls.remove(probe);
+        }
+    }
+
+    /// `probe`'s control channel, if it is connected.
+    pub fn probe_link(&self, probe: &str) -> Option<super::controls::ProbeLink> {
+        self.controls.get(probe).cloned()
     }
 
     pub fn memory_budget(&self) -> MemoryBudget {

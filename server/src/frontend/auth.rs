@@ -293,7 +293,7 @@ impl EdgeAuth {
         if identity.status() != AccountStatus::Approved {
             return Err(Error::forbidden("Your account is waiting for approval."));
         }
-        let route = self.readers().check(identity, instance).await?;
+        let (route, role) = self.readers().check(identity, instance).await?;
         let placed = Placed {
             instance: route.id,
             shard: route.shard,
@@ -301,6 +301,7 @@ impl EdgeAuth {
         };
         let grant = Grant::Reader {
             instance: instance.to_owned(),
+            role,
         };
         Ok((grant, placed))
     }
@@ -449,8 +450,12 @@ impl IdentityChanges {
 }
 
 impl ReaderCheck {
-    /// Where the instance lives, if the caller may read it.
-    pub async fn check(&self, identity: &Identity, instance: &str) -> Result<InstanceRoute> {
+    /// Where the instance lives, and the caller's role in its org, if the caller may read it.
+    pub async fn check(
+        &self,
+        identity: &Identity,
+        instance: &str,
+    ) -> Result<(InstanceRoute, Role)> {
         let not_found = || Error::not_found("No such instance.");
         let route = self
             .instances
@@ -458,7 +463,7 @@ impl ReaderCheck {
             .await?
             .ok_or_else(not_found)?;
         let member = self.users.role_in(&route.org_id, &identity.user.id).await?;
-        identity
+        let role = identity
             .role_in(&route.org_id, member, Role::Viewer)
             .map_err(|e| match e.status() {
                 StatusCode::NOT_FOUND => not_found(),
@@ -467,7 +472,7 @@ impl ReaderCheck {
         if !route.readable() {
             return Err(Error::forbidden("This instance's data cannot be read now."));
         }
-        Ok(route)
+        Ok((route, role))
     }
 }
 

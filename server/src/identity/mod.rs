@@ -99,8 +99,17 @@ impl Identity {
 pub enum Grant {
     /// A probe whose token belongs to `instance`, which accepts uploads now.
     Probe { instance: String },
-    /// A member of the instance's org who may read its data now.
-    Reader { instance: String },
+    /// A member of the instance's org who may read its data now, with their role in the org
+    /// (an API token's: its user's), which decides what else they may do there (controls).
+    Reader {
+        instance: String,
+        #[serde(default = "viewer")]
+        role: Role,
+    },
+}
+
+fn viewer() -> Role {
+    Role::Viewer
 }
 
 /// The client's address as the edge saw it.
@@ -248,6 +257,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ProbeInstance {
 pub struct InstanceReader {
     pub identity: Identity,
     pub instance: String,
+    /// The caller's role in the instance's org.
+    pub role: Role,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for InstanceReader {
@@ -256,10 +267,11 @@ impl<S: Send + Sync> FromRequestParts<S> for InstanceReader {
         let Approved(identity) = Approved::from_request_parts(parts, state).await?;
         let in_path = path_param(parts, state, "instance").await;
         match (parts.extensions.get::<Grant>(), in_path) {
-            (Some(Grant::Reader { instance }), Some(path)) if *instance == path => {
+            (Some(Grant::Reader { instance, role }), Some(path)) if *instance == path => {
                 Ok(InstanceReader {
                     identity,
                     instance: path,
+                    role: *role,
                 })
             }
             // Nothing granted this instance: the edge did not check it, so nothing is revealed.

@@ -1,101 +1,90 @@
-//! Containers, from the Docker Engine API on its unix socket (Scope's `probe/docker`, in short):
-//! running containers and their images become Container and ContainerImage nodes, and processes
-//! whose cgroup names a running container get `docker_container_id`, so the containers view groups
-//! them. Read-only: only `GET /containers/json` and `GET /images/json` are called.
-//!
-//! Container metrics (CPU, memory) would need one stats call per container and are not read.
+//! Containers, from a Docker-compatible engine (Docker, or podman's compatible API) through the
+//! `bollard` client on its unix socket (Scope's `probe/docker`, in short): containers — running
+//! and stopped — and their images become Container and ContainerImage nodes with CPU and memory
+//! from each running container's stats, and processes whose cgroup names a container get
+//! `docker_container_id`, so the containers view groups them. The controls Scope's probe offers
+//! on a container are announced with them and carried out by [`Docker::control`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bollard::models::{ContainerStatsResponse, ContainerSummary, ImageSummary};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
 
 use crate::collector::keyed::KeyedMap;
-use crate::collector::report::{LatestEntry, Node, Report, Time, Topology};
+use crate::collector::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
 
 /// Where Docker listens by default.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
-/// Largest answer read from the socket.
-const MAX_ANSWER: usize = 32 << 20;
+/// The Engine API version asked for: 1.41 is what podman 4's compatible API speaks, and every
+/// Docker since 20.10 does too.
+const API_VERSION: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+/// How long one call to the engine may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Containers reported at most (the newest first), and stats read at once.
+const MAX_CONTAINERS: usize = 2_000;
+const STATS_AT_ONCE: usize = 8;
+/// How long a stop or restart lets the container's process end before it is killed.
+const STOP_GRACE_SECONDS: i32 = 10;
+/// How long a control may take in all.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(STOP_GRACE_SECONDS as u64 + 10);
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Port {
-    #[serde(default, rename = "IP")]
     pub ip: String,
-    #[serde(default)]
     pub private_port: u16,
-    #[serde(default)]
     pub public_port: u16,
-    #[serde(default, rename = "Type")]
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Network {
-    #[serde(default, rename = "IPAddress")]
-    pub ip_address: String,
+/// A running container's resource use, from its stats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// CPU use since the stats before, in percent of one core (as `docker stats` shows it);
+    /// `None` for the first reading of a container.
+    pub cpu_percent: Option<f64>,
+    /// Memory in use (without the page cache the kernel may drop), and the limit.
+    pub memory_bytes: u64,
+    pub memory_limit: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct NetworkSettings {
-    #[serde(default)]
-    pub networks: BTreeMap<String, Network>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HostConfig {
-    #[serde(default)]
-    pub network_mode: String,
-}
-
-/// One entry of `GET /containers/json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// One container as the engine lists it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Container {
     pub id: String,
-    #[serde(default)]
     pub names: Vec<String>,
-    #[serde(default)]
     pub image: String,
-    #[serde(default, rename = "ImageID")]
     pub image_id: String,
-    #[serde(default)]
     pub command: String,
-    #[serde(default)]
     pub created: i64,
-    #[serde(default)]
+    /// `running`, `paused`, `exited`, `created`…
     pub state: String,
-    #[serde(default)]
+    /// In words: "Up 2 hours".
     pub status: String,
-    #[serde(default)]
     pub ports: Vec<Port>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub network_settings: Option<NetworkSettings>,
-    #[serde(default)]
-    pub host_config: Option<HostConfig>,
+    pub labels: BTreeMap<String, String>,
+    pub ips: Vec<String>,
+    pub host_network: bool,
+    pub stats: Option<Stats>,
 }
 
-/// One entry of `GET /images/json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// One image as the engine lists it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Image {
     pub id: String,
-    #[serde(default)]
-    pub repo_tags: Option<Vec<String>>,
-    #[serde(default)]
+    pub repo_tags: Vec<String>,
     pub size: i64,
-    #[serde(default)]
-    pub virtual_size: i64,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What the engine reported at one moment.
@@ -105,16 +94,113 @@ pub struct Snapshot {
     pub images: Vec<Image>,
 }
 
-/// A Docker engine reachable on a unix socket.
-#[derive(Debug, Clone)]
+/// The CPU counters of a container's last stats, for the next one's percentage.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    container: u64,
+    system: u64,
+}
+
+/// A Docker-compatible engine reachable on a unix socket.
 pub struct Docker {
     socket: PathBuf,
+    client: Result<bollard::Docker, String>,
+    cpu: Mutex<HashMap<String, CpuSample>>,
+}
+
+fn container_of_summary(c: ContainerSummary) -> Container {
+    let host_network = c
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+        == Some("host");
+    let mut ips: Vec<String> = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .into_iter()
+        .flat_map(|networks| networks.into_values())
+        .filter_map(|n| n.ip_address)
+        .filter(|ip| !ip.is_empty())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    Container {
+        id: c.id.unwrap_or_default(),
+        names: c.names.unwrap_or_default(),
+        image: c.image.unwrap_or_default(),
+        image_id: c.image_id.unwrap_or_default(),
+        command: c.command.unwrap_or_default(),
+        created: c.created.unwrap_or_default(),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        status: c.status.unwrap_or_default(),
+        ports: c
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| Port {
+                ip: p.ip.unwrap_or_default(),
+                private_port: p.private_port,
+                public_port: p.public_port.unwrap_or(0),
+                kind: p.typ.map(|t| t.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+        ips,
+        host_network,
+        stats: None,
+    }
+}
+
+fn image_of_summary(i: ImageSummary) -> Image {
+    Image {
+        id: i.id,
+        repo_tags: i.repo_tags,
+        size: i.size,
+        labels: i.labels.into_iter().collect(),
+    }
+}
+
+/// Memory in use as `docker stats` counts it: the usage without the inactive page cache.
+fn memory_in_use(stats: &ContainerStatsResponse) -> (u64, u64) {
+    let Some(memory) = &stats.memory_stats else {
+        return (0, 0);
+    };
+    let usage = memory.usage.unwrap_or(0);
+    let cache = memory
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    (usage.saturating_sub(cache), memory.limit.unwrap_or(0))
+}
+
+/// CPU use between two samples, in percent of one core: the container's share of the whole
+/// machine's time, times its cores.
+fn cpu_percent(before: CpuSample, now: CpuSample, cores: u32) -> Option<f64> {
+    let container = now.container.checked_sub(before.container)?;
+    let system = now.system.checked_sub(before.system)?;
+    (system > 0).then(|| container as f64 / system as f64 * f64::from(cores.max(1)) * 100.0)
 }
 
 impl Docker {
     pub fn new(socket: impl Into<PathBuf>) -> Docker {
+        let socket = socket.into();
+        // The client's own timeout is a backstop for controls (a stop waits for the container's
+        // grace period); listings and stats have `CALL_TIMEOUT` each.
+        let client = bollard::Docker::connect_with_unix(
+            &socket.to_string_lossy(),
+            CONTROL_TIMEOUT.as_secs(),
+            &API_VERSION,
+        )
+        .map_err(|e| e.to_string());
         Docker {
-            socket: socket.into(),
+            socket,
+            client,
+            cpu: Mutex::new(HashMap::new()),
         }
     }
 
@@ -122,41 +208,188 @@ impl Docker {
         &self.socket
     }
 
-    /// `GET path` over HTTP/1.0 (the engine answers and closes: no chunking, no keep-alive).
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let mut stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .with_context(|| format!("cannot connect to {}", self.socket.display()))?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes())
-            .await?;
-        let mut answer = Vec::new();
-        (&mut stream)
-            .take(MAX_ANSWER as u64 + 1)
-            .read_to_end(&mut answer)
-            .await?;
-        anyhow::ensure!(answer.len() <= MAX_ANSWER, "answer to {path} is too large");
-        let split = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .context("malformed HTTP answer")?;
-        let head = String::from_utf8_lossy(&answer[..split]);
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        anyhow::ensure!(status == "200", "{path}: HTTP {status}");
-        serde_json::from_slice(&answer[split + 4..]).with_context(|| format!("{path}: bad JSON"))
+    fn client(&self) -> anyhow::Result<&bollard::Docker> {
+        self.client
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("cannot use {}: {e}", self.socket.display()))
     }
 
+    /// Every container (running or not, at most [`MAX_CONTAINERS`]) with the running ones'
+    /// stats, and every image.
     pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let client = self.client()?;
         let fetch = async {
-            Ok::<_, anyhow::Error>(Snapshot {
-                containers: self.get("/containers/json").await?,
-                images: self.get("/images/json").await?,
-            })
+            let containers = client
+                .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+                .await
+                .context("listing containers")?;
+            let images = client
+                .list_images(Some(ListImagesOptionsBuilder::new().build()))
+                .await
+                .context("listing images")?;
+            Ok::<_, anyhow::Error>((containers, images))
         };
-        tokio::time::timeout(Duration::from_secs(5), fetch)
+        let (containers, images) = tokio::time::timeout(CALL_TIMEOUT, fetch)
             .await
-            .context("the Docker engine did not answer within 5 s")?
+            .context("the container engine did not answer within 5 s")??;
+        let mut containers: Vec<Container> = containers
+            .into_iter()
+            .map(container_of_summary)
+            .filter(|c| !c.id.is_empty())
+            .collect();
+        containers.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        containers.truncate(MAX_CONTAINERS);
+        self.add_stats(client, &mut containers).await;
+        Ok(Snapshot {
+            containers,
+            images: images.into_iter().map(image_of_summary).collect(),
+        })
     }
+
+    /// Reads the running containers' stats, a few at a time; a container whose stats do not come
+    /// is reported without them.
+    async fn add_stats(&self, client: &bollard::Docker, containers: &mut [Container]) {
+        let running: Vec<String> = containers
+            .iter()
+            .filter(|c| c.state == "running")
+            .map(|c| c.id.clone())
+            .collect();
+        let read: HashMap<String, ContainerStatsResponse> = futures_util::stream::iter(running)
+            .map(|id| async move {
+                let options = StatsOptionsBuilder::new()
+                    .stream(false)
+                    .one_shot(true)
+                    .build();
+                let mut stream = client.stats(&id, Some(options));
+                let first = tokio::time::timeout(CALL_TIMEOUT, stream.next()).await;
+                match first {
+                    Ok(Some(Ok(stats))) => Some((id, stats)),
+                    _ => None,
+                }
+            })
+            .buffer_unordered(STATS_AT_ONCE)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        let mut previous = self.cpu.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::new();
+        for c in containers.iter_mut() {
+            let Some(stats) = read.get(&c.id) else {
+                continue;
+            };
+            let cpu = stats.cpu_stats.as_ref();
+            let sample = cpu.and_then(|cpu| {
+                Some(CpuSample {
+                    container: cpu.cpu_usage.as_ref()?.total_usage?,
+                    system: cpu.system_cpu_usage?,
+                })
+            });
+            let cores = cpu.and_then(|c| c.online_cpus).unwrap_or(1);
+            let cpu_percent = match (sample, previous.get(&c.id)) {
+                (Some(now), Some(before)) => cpu_percent(*before, now, cores),
+                _ => None,
+            };
+            if let Some(sample) = sample {
+                next.insert(c.id.clone(), sample);
+            }
+            let (memory_bytes, memory_limit) = memory_in_use(stats);
+            c.stats = Some(Stats {
+                cpu_percent,
+                memory_bytes,
+                memory_limit,
+            });
+        }
+        // Containers gone are forgotten.
+        *previous = next;
+    }
+
+    /// Carries out one of Scope's container controls on `container` (an id).
+    pub async fn control(&self, container: &str, control: &str) -> anyhow::Result<ControlDone> {
+        let client = self.client()?;
+        let call = async {
+            match control {
+                START => client.start_container(container, None).await?,
+                STOP => {
+                    let options = StopContainerOptionsBuilder::new()
+                        .t(STOP_GRACE_SECONDS)
+                        .build();
+                    client.stop_container(container, Some(options)).await?
+                }
+                RESTART => {
+                    let options = RestartContainerOptionsBuilder::new()
+                        .t(STOP_GRACE_SECONDS)
+                        .build();
+                    client.restart_container(container, Some(options)).await?
+                }
+                PAUSE => client.pause_container(container).await?,
+                UNPAUSE => client.unpause_container(container).await?,
+                REMOVE => {
+                    let options = RemoveContainerOptionsBuilder::new().build();
+                    client.remove_container(container, Some(options)).await?;
+                    return Ok(ControlDone::Removed);
+                }
+                other => anyhow::bail!("unknown control {other:?}"),
+            }
+            Ok(ControlDone::Done)
+        };
+        tokio::time::timeout(CONTROL_TIMEOUT, call)
+            .await
+            .with_context(|| format!("the container engine did not finish {control} in time"))?
+    }
+}
+
+/// What a control did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlDone {
+    Done,
+    /// The container is gone: the reply says `removedNode`.
+    Removed,
+}
+
+/// Scope's container controls (`probe/docker/controls.go`), by id.
+pub const START: &str = "docker_start_container";
+pub const STOP: &str = "docker_stop_container";
+pub const RESTART: &str = "docker_restart_container";
+pub const PAUSE: &str = "docker_pause_container";
+pub const UNPAUSE: &str = "docker_unpause_container";
+pub const REMOVE: &str = "docker_remove_container";
+
+/// The controls a container in `state` offers (Scope's `container.controls()`, less attach and
+/// exec, which need pipes).
+fn active_controls(state: &str) -> &'static [&'static str] {
+    match state {
+        "paused" => &[UNPAUSE],
+        "running" => &[RESTART, STOP, PAUSE],
+        _ => &[START, REMOVE],
+    }
+}
+
+/// The controls' templates as Scope's probe announces them on the Container topology; the
+/// destructive ones ask first.
+fn control_templates() -> BTreeMap<String, serde_json::Value> {
+    [
+        (START, "Start", "fa fa-play", 3, ""),
+        (RESTART, "Restart", "fa fa-redo", 4, ""),
+        (PAUSE, "Pause", "fa fa-pause", 5, ""),
+        (UNPAUSE, "Unpause", "fa fa-play", 6, ""),
+        (STOP, "Stop", "fa fa-stop", 7, "Stop this container?"),
+        (
+            REMOVE,
+            "Remove",
+            "far fa-trash-alt",
+            8,
+            "Remove this container? This cannot be undone.",
+        ),
+    ]
+    .into_iter()
+    .map(|(id, human, icon, rank, confirmation)| {
+        let mut control = serde_json::json!({"id": id, "human": human, "icon": icon, "rank": rank});
+        if !confirmation.is_empty() {
+            control["confirmation"] = confirmation.into();
+        }
+        (id.to_owned(), control)
+    })
+    .collect()
 }
 
 fn short_id(id: &str) -> &str {
@@ -176,12 +409,23 @@ fn template(id: &str, label: &str, priority: f64, from: &str) -> serde_json::Val
     serde_json::json!({"id": id, "label": label, "priority": priority, "from": from})
 }
 
-/// Adds the snapshot's containers and images to `report` (whose host node is `host_id`), and marks
-/// the processes inside them. `cgroup_of(pid)` reads a process's cgroup file.
+/// A metric of one sample at `now`.
+fn metric(value: f64, max: f64, now: Time) -> Metric {
+    Metric {
+        samples: vec![Sample { date: now, value }],
+        min: 0.0,
+        max,
+    }
+}
+
+/// Adds the snapshot's containers and images to `report` (whose host node is `host_id`, made by
+/// the probe `probe_id`, which takes their controls), and marks the processes inside them.
+/// `cgroup_of(pid)` reads a process's cgroup file.
 pub fn add_to_report(
     report: &mut Report,
     snapshot: &Snapshot,
     host_id: &str,
+    probe_id: &str,
     now: Time,
     cgroup_of: impl Fn(&str) -> Option<String>,
 ) {
@@ -204,7 +448,7 @@ pub fn add_to_report(
         let image_id = short_id(&c.image_id).to_owned();
         let image = images.get(image_id.as_str());
         let image_name = image
-            .and_then(|i| i.repo_tags.as_ref()?.first().cloned())
+            .and_then(|i| i.repo_tags.first().cloned())
             .filter(|t| t != "<none>:<none>")
             .unwrap_or_else(|| c.image.clone());
         let mut node = Node {
@@ -234,33 +478,35 @@ pub fn add_to_report(
             ("docker_container_state_human", c.status.clone()),
             ("docker_container_created", c.created.to_string()),
             ("host_node_id", host_id.to_owned()),
+            ("control_probe_id", probe_id.to_owned()),
+            ("active_controls", active_controls(&c.state).join(";")),
         ] {
             node.latest_mut()
                 .insert(key.into(), LatestEntry::new(value, now));
         }
-        for (k, v) in c.labels.iter().flatten() {
+        for (k, v) in &c.labels {
             node.latest_mut().insert(
                 format!("docker_label_{k}"),
                 LatestEntry::new(v.clone(), now),
             );
         }
-        let host_network = c
-            .host_config
-            .as_ref()
-            .is_some_and(|h| h.network_mode == "host");
-        if host_network {
+        if let Some(stats) = &c.stats {
+            if let Some(cpu) = stats.cpu_percent {
+                node.metrics_mut()
+                    .insert("docker_cpu_total_usage".into(), metric(cpu, 0.0, now));
+            }
+            node.metrics_mut().insert(
+                "docker_memory_usage".into(),
+                metric(stats.memory_bytes as f64, stats.memory_limit as f64, now),
+            );
+        }
+        if c.host_network {
             node.latest_mut().insert(
                 "docker_is_in_host_network".into(),
                 LatestEntry::new("true", now),
             );
         }
-        let ips: Vec<String> = c
-            .network_settings
-            .iter()
-            .flat_map(|n| n.networks.values())
-            .map(|n| n.ip_address.clone())
-            .filter(|ip| !ip.is_empty())
-            .collect();
+        let ips = c.ips.clone();
         if !ips.is_empty() {
             node.sets_mut().insert(
                 "docker_container_ips_with_scopes".into(),
@@ -299,7 +545,7 @@ pub fn add_to_report(
                     "docker_image_size".into(),
                     LatestEntry::new(i.size.to_string(), now),
                 );
-                for (k, v) in i.labels.iter().flatten() {
+                for (k, v) in &i.labels {
                     image_node.latest_mut().insert(
                         format!("docker_image_label_{k}"),
                         LatestEntry::new(v.clone(), now),
@@ -341,11 +587,20 @@ pub fn add_to_report(
     .into_iter()
     .map(|t| (t["id"].as_str().unwrap_or_default().to_owned(), t))
     .collect();
+    let metrics: crate::collector::report::Templates = [
+        serde_json::json!({"id": "docker_cpu_total_usage", "label": "CPU", "format": "percent", "priority": 1}),
+        serde_json::json!({"id": "docker_memory_usage", "label": "Memory", "format": "filesize", "priority": 2}),
+    ]
+    .into_iter()
+    .map(|t| (t["id"].as_str().unwrap_or_default().to_owned(), t))
+    .collect();
     report.topologies.insert(
         "Container".into(),
         Topology {
             nodes: containers,
             metadata_templates: metadata,
+            metric_templates: metrics,
+            controls: control_templates().into_iter().collect(),
             ..Topology::default()
         },
     );
@@ -368,6 +623,7 @@ pub fn add_to_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa99887766554433221100";
 
@@ -384,7 +640,7 @@ mod tests {
         );
     }
 
-    /// A fake engine on a unix socket answering like Docker does (HTTP/1.0, then close).
+    /// A fake engine on a unix socket answering like Docker does (one answer per connection).
     async fn engine(dir: &Path) -> PathBuf {
         let socket = dir.join("docker.sock");
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
@@ -396,7 +652,7 @@ mod tests {
                 let mut buf = vec![0u8; 4096];
                 let n = stream.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]).to_string();
-                let body = if request.starts_with("GET /containers/json ") {
+                let body = if request.contains("/containers/json") {
                     serde_json::json!([{
                         "Id": ID, "Names": ["/web"], "Image": "nginx:1.25",
                         "ImageID": "sha256:abc123", "Command": "nginx -g 'daemon off;'",
@@ -406,14 +662,23 @@ mod tests {
                         "HostConfig": {"NetworkMode": "bridge"},
                         "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}}
                     }])
-                } else if request.starts_with("GET /images/json ") {
-                    serde_json::json!([{"Id": "sha256:abc123", "RepoTags": ["nginx:1.25"], "Size": 187_000_000}])
+                } else if request.contains("/images/json") {
+                    serde_json::json!([{
+                        "Id": "sha256:abc123", "ParentId": "", "RepoTags": ["nginx:1.25"],
+                        "RepoDigests": null, "Created": 1_700_000_000, "Size": 187_000_000,
+                        "SharedSize": -1, "Labels": null, "Containers": -1
+                    }])
                 } else {
-                    let _ = stream.write_all(b"HTTP/1.0 404 Not Found\r\n\r\n{}").await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
+                        .await;
                     continue;
                 };
-                let answer =
-                    format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}");
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = stream.write_all(answer.as_bytes()).await;
             }
         });
@@ -455,7 +720,7 @@ mod tests {
                 ..Topology::default()
             },
         );
-        add_to_report(&mut report, &snapshot, "h;<host>", now, |pid| {
+        add_to_report(&mut report, &snapshot, "h;<host>", "probe-1", now, |pid| {
             (pid == "42").then(|| format!("0::/system.slice/docker-{ID}.scope"))
         });
         let container = &report.topology("Container").unwrap().nodes[&format!("{ID};<container>")];
@@ -472,6 +737,15 @@ mod tests {
         );
         let image = &report.topology("ContainerImage").unwrap().nodes["abc123;<container_image>"];
         assert_eq!(image.latest["docker_image_name"].value, "nginx:1.25");
+        // A running container offers restart, stop and pause, through this probe.
+        assert_eq!(
+            container.latest["active_controls"].value,
+            "docker_restart_container;docker_stop_container;docker_pause_container"
+        );
+        assert_eq!(container.latest["control_probe_id"].value, "probe-1");
+        let controls = &report.topology("Container").unwrap().controls;
+        assert_eq!(controls.len(), 6);
+        assert!(controls[STOP]["confirmation"].is_string());
         let procs = &report.topology("Process").unwrap().nodes;
         assert_eq!(procs["h;42"].latest["docker_container_id"].value, ID);
         assert!(!procs["h;7"].latest.contains_key("docker_container_id"));

@@ -5,6 +5,7 @@
 //! deltas against the last full one in between (and a full one again after any failure).
 //! Containers come from the Docker engine's socket when it answers (`docker.rs`).
 
+pub mod control;
 pub mod docker;
 pub mod host;
 pub mod loadgen;
@@ -127,7 +128,21 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(12))
         .build()?;
     tracing::info!(url = %args.url, probe = %probe_id, host = %collector.hostname, "probe starting");
-    let docker = docker::Docker::new(&args.docker_socket);
+    let docker = std::sync::Arc::new(docker::Docker::new(&args.docker_socket));
+    // Controls asked for on the map come over the control channel; one that changed something
+    // makes the next report go at once.
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    if !args.once {
+        tokio::spawn(control::run(
+            control::Channel {
+                url: args.url.clone(),
+                token: args.token.clone(),
+                probe_id: probe_id.clone(),
+            },
+            docker.clone(),
+            changed.clone(),
+        ));
+    }
     // Whether containers were readable last time: the log says so once per change, not per report.
     let mut containers_readable: Option<bool> = None;
     let mut backoff = Duration::from_secs(1);
@@ -148,6 +163,7 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
                     &mut report,
                     &snapshot,
                     &collector.host_node_id(),
+                    &probe_id,
                     at,
                     |pid| std::fs::read_to_string(proc_root.join(pid).join("cgroup")).ok(),
                 );
@@ -202,7 +218,10 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
                 if args.once {
                     return Ok(());
                 }
-                tokio::time::sleep(args.interval.saturating_sub(started.elapsed())).await;
+                tokio::select! {
+                    () = tokio::time::sleep(args.interval.saturating_sub(started.elapsed())) => {}
+                    () = changed.notified() => {}
+                }
             }
             Err(error) if args.once => anyhow::bail!("report refused: {error}"),
             Err(error) => {

@@ -576,6 +576,7 @@ async fn a_role_refuses_identities_the_edge_did_not_sign(b: Backend) {
     // Replayed onto another path: a read grant for one instance's topology cannot read another's.
     let grant = Some(Grant::Reader {
         instance: id.clone(),
+        role: shared::users::Role::Viewer,
     });
     let topology = format!("/api/app/{id}/api/topology");
     let (status, _) = send_with(

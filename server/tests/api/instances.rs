@@ -230,38 +230,18 @@ async fn lifecycle_through_the_api_and_the_reconciler(b: Backend) {
 both!(lifecycle_through_the_api_and_the_reconciler);
 
 /// A new account that joins `org` with `role` through an invite from `owner`.
-async fn join(app: &TestApp, owner: &mut Agent, org: &str, email: &str, role: &str) -> Agent {
-    let (_, invite) = owner
-        .post(
-            &format!("/api/orgs/{org}/invites"),
-            json!({"email": email, "role": role}),
-        )
-        .await;
-    assert!(invite["link"].is_string(), "{invite}");
-    // A new account: from the link mailed to the address (the inviter's cannot create one).
-    let token = crate::support::agent::last_link_token(app, email).await;
-    let mut agent = Agent::new(app);
-    let (status, _) = agent
-        .post(
-            "/api/invites/accept",
-            json!({"token": token, "password": "correct horse battery"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    // The new session's CSRF token comes with `Me`, as the web app fetches it.
-    let (_, me) = agent.get("/api/users/me").await;
-    agent.csrf = me["csrf_token"].as_str().map(str::to_owned);
-    agent
-}
-
 async fn roles_decide_who_does_what(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else {
         return;
     };
     let mut admin = site_admin(&app).await;
     let (mut owner, org) = approved_user(&app, &mut admin, "owner@example.com").await;
-    let mut editor = join(&app, &mut owner, &org, "editor@example.com", "editor").await;
-    let mut viewer = join(&app, &mut owner, &org, "viewer@example.com", "viewer").await;
+    let mut editor =
+        crate::support::agent::join_org(&app, &mut owner, &org, "editor@example.com", "editor")
+            .await;
+    let mut viewer =
+        crate::support::agent::join_org(&app, &mut owner, &org, "viewer@example.com", "viewer")
+            .await;
     let (mut outsider, _) = approved_user(&app, &mut admin, "outsider@example.com").await;
 
     // Viewers see; they cannot create, rename or touch tokens.

@@ -11,6 +11,7 @@ mod architecture;
 mod browser;
 mod cli;
 mod contracts;
+mod controls;
 mod crash;
 mod errors;
 mod faults;

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::TestApp;
 
+#[derive(Clone)]
 pub struct Agent {
     pub base: String,
     pub client: reqwest::Client,
@@ -242,4 +243,35 @@ pub async fn approved_user(app: &TestApp, admin: &mut Agent, email: &str) -> (Ag
         .expect("personal org")
         .to_owned();
     (agent, org)
+}
+
+/// A new account that joins `org` with `role` through an invite from `owner`.
+pub async fn join_org(
+    app: &TestApp,
+    owner: &mut Agent,
+    org: &str,
+    email: &str,
+    role: &str,
+) -> Agent {
+    let (_, invite) = owner
+        .post(
+            &format!("/api/orgs/{org}/invites"),
+            json!({"email": email, "role": role}),
+        )
+        .await;
+    assert!(invite["link"].is_string(), "{invite}");
+    // A new account: from the link mailed to the address (the inviter's cannot create one).
+    let token = last_link_token(app, email).await;
+    let mut agent = Agent::new(app);
+    let (status, _) = agent
+        .post(
+            "/api/invites/accept",
+            json!({"token": token, "password": "correct horse battery"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The new session's CSRF token comes with `Me`, as the web app fetches it.
+    let (_, me) = agent.get("/api/users/me").await;
+    agent.csrf = me["csrf_token"].as_str().map(str::to_owned);
+    agent
 }

@@ -149,6 +149,8 @@ pub struct AppOptions {
     pub monitor_every: Option<Duration>,
     /// …and these targets too (`ROLE=URL`).
     pub monitor_also: Vec<String>,
+    /// How long a control waits for the probe (the server's default when `None`).
+    pub control_timeout: Option<Duration>,
 }
 
 impl Default for AppOptions {
@@ -168,6 +170,7 @@ impl Default for AppOptions {
             render_budget: None,
             monitor_every: None,
             monitor_also: Vec::new(),
+            control_timeout: None,
         }
     }
 }
@@ -219,6 +222,9 @@ impl TestApp {
         }
         if let Some(budget) = options.render_budget {
             collector.render_budget = budget;
+        }
+        if let Some(timeout) = options.control_timeout {
+            collector.control_timeout = timeout;
         }
         // The same wiring as `scopehub serve`: the composition root builds every role.
         let airplane = Airplane::build(

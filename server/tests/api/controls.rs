@@ -1,0 +1,413 @@
+//! Issue 17: controls carried from a user to the probe that reported the node, over the probe's
+//! control websocket as Scope's JSON-RPC — with a scripted probe (what the collector does for any
+//! probe) and with our probe against a real container engine (podman's Docker-compatible API).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::support::agent::{Agent, join_org, site_admin};
+use crate::support::{AppOptions, Backend, TestApp, eventually, required, warn};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A probe's control channel opened by the test, which answers (or not) as the test says.
+async fn connect_probe(app: &TestApp, token: &str, probe: &str) -> Socket {
+    let mut request = format!("ws://{}/api/control/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "authorization",
+        format!("Scope-Probe token={token}").parse().unwrap(),
+    );
+    headers.insert("x-scope-probe-id", probe.parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+}
+
+/// The next call on a probe's channel: its header and body frames.
+async fn next_call(socket: &mut Socket) -> (Value, Value) {
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        match socket.next().await {
+            Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(_)) => {}
+            other => panic!("the channel ended: {other:?}"),
+        }
+    }
+    let body = frames.pop().unwrap();
+    (frames.pop().unwrap(), body)
+}
+
+async fn reply(socket: &mut Socket, seq: u64, value: Value) {
+    let head = json!({"Request": null, "Response": {"ServiceMethod": "control.Handle", "Seq": seq, "Error": ""}, "Value": null});
+    socket
+        .send(Message::Text(head.to_string().into()))
+        .await
+        .unwrap();
+    let body = json!({"Request": null, "Response": null, "Value": value});
+    socket
+        .send(Message::Text(body.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// An org with an instance the admin owns, and a viewer in it.
+async fn tenant(app: &TestApp) -> (Agent, Agent, String, String) {
+    let mut admin = site_admin(app).await;
+    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
+    assert_eq!(status, 201, "{org}");
+    let org = org["id"].as_str().unwrap().to_owned();
+    let (id, token) = admin.create_ready_instance(&org, "prod").await;
+    let viewer = join_org(app, &mut admin, &org, "viewer@example.com", "viewer").await;
+    (admin, viewer, id, token)
+}
+
+fn control_path(id: &str, probe: &str, node: &str, control: &str) -> String {
+    let node = node
+        .replace(';', "%3B")
+        .replace('<', "%3C")
+        .replace('>', "%3E");
+    format!("/api/app/{id}/api/control/{probe}/{node}/{control}")
+}
+
+/// The collector's side with any probe: the call goes out as Scope's two frames, the reply comes
+/// back in Scope's shape; a probe's error is 400; a viewer is refused before anything reaches the
+/// probe; a probe not connected is 503; one that does not answer is 504 and the instance keeps
+/// serving.
+#[tokio::test]
+async fn controls_reach_the_probe_and_its_reply_comes_back() {
+    let options = AppOptions {
+        control_timeout: Some(Duration::from_millis(800)),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let (mut admin, mut viewer, id, token) = tenant(&app).await;
+    let node = "abc;<container>";
+    let path = control_path(&id, "probe-1", node, "docker_restart_container");
+
+    // Not connected yet.
+    let (status, body) = admin.post(&path, json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not connected"));
+
+    let mut probe = connect_probe(&app, &token, "probe-1").await;
+    let call = tokio::spawn({
+        let mut agent = admin.clone();
+        let path = path.clone();
+        async move { agent.post(&path, json!({"reason": "test"})).await }
+    });
+    let (head, body) = next_call(&mut probe).await;
+    assert_eq!(head["Request"]["ServiceMethod"], "control.Handle");
+    assert_eq!(body["Value"]["NodeID"], node);
+    assert_eq!(body["Value"]["Control"], "docker_restart_container");
+    assert_eq!(body["Value"]["ControlArgs"]["reason"], "test");
+    let seq = head["Request"]["Seq"].as_u64().unwrap();
+    reply(&mut probe, seq, json!({"value": "restarted"})).await;
+    let (status, answer) = call.await.unwrap();
+    assert_eq!((status, &answer), (200, &json!({"value": "restarted"})));
+
+    // A control the probe could not carry out: 400 with its error, as Scope's app answers.
+    let call = tokio::spawn({
+        let mut agent = admin.clone();
+        let path = path.clone();
+        async move { agent.post(&path, json!({})).await }
+    });
+    let (head, _) = next_call(&mut probe).await;
+    reply(
+        &mut probe,
+        head["Request"]["Seq"].as_u64().unwrap(),
+        json!({"error": "no such container"}),
+    )
+    .await;
+    let (status, answer) = call.await.unwrap();
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["message"], "no such container");
+
+    // A viewer: 403, and the probe hears nothing.
+    let (status, body) = viewer.post(&path, json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("editor"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), probe.next())
+            .await
+            .is_err(),
+        "the probe got a call from a viewer"
+    );
+
+    // The probe does not answer: 504 within the timeout; the instance keeps serving.
+    let started = std::time::Instant::now();
+    let (status, body) = admin.post(&path, json!({})).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (status, _) = admin.get(&format!("/api/app/{id}/api/topology")).await;
+    assert_eq!(status, 200);
+
+    // The probe goes away: 503 again.
+    drop(probe);
+    eventually(Duration::from_secs(5), "the link to go", || {
+        let mut admin = admin.clone();
+        let path = path.clone();
+        async move { (admin.post(&path, json!({})).await.0 == 503).then_some(()) }
+    })
+    .await;
+}
+
+/// The test image: busybox on nothing, a shell that ticks and ends on SIGTERM (as a well-behaved
+/// service does, so that stop and restart do not wait for the grace period).
+const IMAGE: &str = "localhost/scopehub-test-busybox:2";
+
+/// Podman's Docker-compatible API on a socket of the test's own, and the containers it ran.
+struct Engine {
+    dir: tempfile::TempDir,
+    service: std::process::Child,
+    containers: Vec<String>,
+}
+
+impl Engine {
+    fn start() -> Option<Engine> {
+        let missing = ["podman", "buildah", "runc"]
+            .into_iter()
+            .find(|tool| {
+                !Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .map(|tool| format!("{tool} is not installed"))
+            .or_else(|| {
+                (!Path::new("/bin/busybox").exists())
+                    .then(|| "/bin/busybox is missing (busybox-static)".to_owned())
+            });
+        if let Some(why) = missing {
+            assert!(!required("REQUIRE_PODMAN"), "REQUIRE_PODMAN=1 but {why}");
+            warn(&format!(
+                "WARNING: skipping the container-engine test: {why}"
+            ));
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\nlog_driver = \"k8s-file\"\n\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        let socket = dir.path().join("podman.sock");
+        let mut engine = Engine {
+            service: Command::new("podman")
+                .env("CONTAINERS_CONF", dir.path().join("containers.conf"))
+                .args(["system", "service", "--time=0"])
+                .arg(format!("unix://{}", socket.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("podman system service"),
+            dir,
+            containers: Vec::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "podman's socket");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        engine.build_image();
+        Some(engine)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("podman.sock")
+    }
+
+    fn podman(&self, args: &[&str]) -> String {
+        let out = Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podman {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn build_image(&mut self) {
+        let context = self.dir.path().join("image");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::copy("/bin/busybox", context.join("busybox")).unwrap();
+        std::fs::write(
+            context.join("Containerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do echo tick; /bin/busybox sleep 1; done\"]\n",
+        )
+        .unwrap();
+        let out = Command::new("buildah")
+            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .args(["bud", "--isolation", "chroot", "-q", "-t", IMAGE, "-f"])
+            .arg(context.join("Containerfile"))
+            .arg(&context)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "buildah: {out:?}");
+    }
+
+    /// Runs a container of the test image on the host's network; returns its id.
+    fn run(&mut self, name: &str) -> String {
+        let id = self.podman(&["run", "-d", "--network", "host", "--name", name, IMAGE]);
+        self.containers.push(name.to_owned());
+        id
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        self.podman(&["inspect", "--format", format, name])
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for name in &self.containers {
+            let _ = Command::new("podman")
+                .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+                .args(["rm", "-f", "-t", "0", name])
+                .output();
+        }
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+    }
+}
+
+/// The node of the container named `name` in the containers view, once it is there.
+async fn container_node(admin: &mut Agent, id: &str, name: &str) -> Option<Value> {
+    let (status, view) = admin
+        .get(&format!("/api/app/{id}/api/topology/containers"))
+        .await;
+    assert_eq!(status, 200, "{view}");
+    view["nodes"]
+        .as_object()?
+        .values()
+        .find(|n| n["label"] == name)
+        .cloned()
+}
+
+/// A container's details, once the map has it.
+async fn details(admin: &mut Agent, id: &str, node: &str) -> Option<Value> {
+    let node_path = node
+        .replace(';', "%3B")
+        .replace('<', "%3C")
+        .replace('>', "%3E");
+    let (status, details) = admin
+        .get(&format!(
+            "/api/app/{id}/api/topology/containers/{node_path}"
+        ))
+        .await;
+    if status == 404 {
+        return None;
+    }
+    assert_eq!(status, 200, "{details}");
+    Some(details["node"].clone())
+}
+
+/// Our probe against podman: the containers view shows the engine's container with its image,
+/// state, CPU and memory; its controls work from the map — restart changes its start time, stop
+/// stops it, remove takes it off the map at once — and a viewer changes nothing.
+#[tokio::test]
+async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_controls() {
+    let Some(mut engine) = Engine::start() else {
+        return;
+    };
+    let name = format!("scopehub-test-{}", std::process::id());
+    let container = engine.run(&name);
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut admin, mut viewer, id, token) = tenant(&app).await;
+    let probe = tokio::spawn(scopehub::probe::publish(scopehub::probe::Options {
+        url: app.url.parse().unwrap(),
+        token,
+        interval: Duration::from_millis(700),
+        json: false,
+        once: false,
+        proc_root: "/proc".into(),
+        docker_socket: engine.socket(),
+    }));
+
+    // The container, with its image and state; CPU once two stats readings are in.
+    let node_id = format!("{container};<container>");
+    let node = eventually(Duration::from_secs(30), "the container with CPU", || {
+        let mut admin = admin.clone();
+        let (id, node_id) = (id.clone(), node_id.clone());
+        async move {
+            let node = details(&mut admin, &id, &node_id).await?;
+            let metrics = node["metrics"].as_array()?;
+            metrics
+                .iter()
+                .any(|m| m["id"] == "docker_cpu_total_usage")
+                .then_some(node)
+        }
+    })
+    .await;
+    assert_eq!(node["label"], name.as_str(), "{node}");
+    let text = node.to_string();
+    assert!(text.contains(IMAGE), "the image: {node}");
+    assert!(text.contains("docker_memory_usage"), "memory: {node}");
+    let controls: Vec<&str> = node["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(
+        controls.contains(&"docker_restart_container"),
+        "{controls:?}"
+    );
+    let probe_id = node["controls"][0]["probeId"].as_str().unwrap().to_owned();
+
+    // A viewer may not restart it: nothing happens.
+    let started = engine.inspect(&name, "{{.State.StartedAt}}");
+    let restart = control_path(&id, &probe_id, &node_id, "docker_restart_container");
+    assert_eq!(viewer.post(&restart, json!({})).await.0, 403);
+    assert_eq!(engine.inspect(&name, "{{.State.StartedAt}}"), started);
+
+    // An editor (the org's admin) restarts it: a new start time.
+    let (status, body) = admin.post(&restart, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(engine.inspect(&name, "{{.State.StartedAt}}"), started);
+
+    // Stop: the engine says so, and the map follows (the probe reports at once).
+    let stop = control_path(&id, &probe_id, &node_id, "docker_stop_container");
+    let (status, body) = admin.post(&stop, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(engine.inspect(&name, "{{.State.Running}}"), "false");
+    eventually(
+        Duration::from_secs(10),
+        "the map to show it stopped",
+        || {
+            let mut admin = admin.clone();
+            let (id, node_id) = (id.clone(), node_id.clone());
+            async move {
+                let node = details(&mut admin, &id, &node_id).await?;
+                let ids: Vec<String> = node["controls"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                    .collect();
+                ids.contains(&"docker_remove_container".to_owned())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Remove: the reply names the node, and it is off the map at once.
+    let remove = control_path(&id, &probe_id, &node_id, "docker_remove_container");
+    let (status, body) = admin.post(&remove, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["removedNode"], node_id.as_str());
+    assert!(container_node(&mut admin, &id, &name).await.is_none());
+    probe.abort();
+}
