@@ -165,6 +165,7 @@ impl Auth {
                 } else {
                     Grant::Reader {
                         instance: instance.clone(),
+                        org: String::new(),
                         role: shared::users::Role::Viewer,
                     }
                 };

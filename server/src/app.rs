@@ -124,6 +124,7 @@ impl Airplane {
                 ..edge.readers()
             }) as Arc<dyn ReadAccess>,
             drain: settings.drain.clone(),
+            control_log: Arc::new(AuditedControls(directory.clone())),
         };
         let spa = Spa::new(&settings.dist_dir);
         let ops = OpsState {
@@ -351,6 +352,7 @@ pub fn collector_state(
         clock: basics.clock.clone(),
         metrics: basics.metrics.clone(),
         config: Arc::new(config),
+        control_log: Arc::new(AuditedControls(users.clone())),
         access: Arc::new(ReaderCheck {
             changes: IdentityChanges::polled(users.clone(), IDENTITY_POLL),
             users,
@@ -358,6 +360,30 @@ pub fn collector_state(
         }),
         drain: basics.drain.clone(),
     })
+}
+
+/// The collector's controls, audited in the users role's audit log (its `Directory` contract).
+struct AuditedControls(Arc<dyn Directory>);
+
+impl crate::collector::controls::ControlLog for AuditedControls {
+    fn record(
+        &self,
+        r: crate::collector::controls::ControlRecord,
+    ) -> futures_util::future::BoxFuture<'_, Result<()>> {
+        let record = crate::users::directory::AuditRecord {
+            action: "instance_control".to_owned(),
+            actor_id: r.user_id,
+            actor_email: r.user_email,
+            org_id: r.org,
+            target: r.instance,
+            ip: r.ip,
+            detail: format!(
+                "{} on {} (probe {}): {}",
+                r.control, r.node, r.probe, r.outcome
+            ),
+        };
+        Box::pin(async move { self.0.record_audit(&record).await })
+    }
 }
 
 /// `scopehub collector`: one shard alone, with its internal API ([`Shard`] over HTTP). It is ready

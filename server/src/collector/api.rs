@@ -56,21 +56,59 @@ const MAX_CONTROL_ARGS: usize = 64;
 /// object of string arguments. Answers Scope's reply (`value`, `pipe`, `removedNode`…) with 200;
 /// a control the probe could not carry out is 400 with its error (as Scope's app answers); 403
 /// below the editor role; 503 when the probe is not connected; 504 when it does not reply in time.
+/// Every call that names a control is audited with its outcome, refusals included.
 async fn control(
     State(state): State<CollectorState>,
-    InstanceReader { instance, role, .. }: InstanceReader,
+    reader: InstanceReader,
+    ip: crate::identity::ClientIp,
     Path((_, probe, node, control)): Path<(String, String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<super::controls::ControlReply>> {
+    let result = carry_control(&state, &reader, &probe, &node, &control, &body).await;
+    let outcome = match &result {
+        Ok(reply) if reply.contains_key("removedNode") => "removed".to_owned(),
+        Ok(_) => "done".to_owned(),
+        Err(e) if e.status() == axum::http::StatusCode::GATEWAY_TIMEOUT => "timed out".to_owned(),
+        Err(e) if e.status() == axum::http::StatusCode::FORBIDDEN => format!("refused: {e}"),
+        Err(e) => format!("failed: {e}"),
+    };
+    let record = super::controls::ControlRecord {
+        user_id: reader.identity.user.id.clone(),
+        user_email: reader.identity.user.email.clone(),
+        ip: ip.0,
+        org: reader.org.clone(),
+        instance: reader.instance.clone(),
+        probe,
+        node,
+        control,
+        outcome,
+    };
+    // The control has happened (or not) whatever the log says: a failure to audit is logged
+    // loudly, not turned into the user's error.
+    if let Err(e) = state.control_log.record(record.clone()).await {
+        tracing::error!(error = %e, ?record, "a control could not be audited");
+    }
+    result.map(Json)
+}
+
+async fn carry_control(
+    state: &CollectorState,
+    reader: &InstanceReader,
+    probe: &str,
+    node: &str,
+    control: &str,
+    body: &[u8],
+) -> Result<super::controls::ControlReply> {
     use super::controls::{CallFailure, ControlRequest};
     use axum::http::StatusCode;
     use shared::ErrorCode;
-    if role < shared::users::Role::Editor {
+    let instance = &reader.instance;
+    if reader.role < shared::users::Role::Editor {
         return Err(Error::forbidden(
             "Controls need the editor role in the instance's org; viewers can only look.",
         ));
     }
-    readable(&state, &instance)?;
+    readable(state, instance)?;
     if body.len() > MAX_CONTROL_ARGS_BYTES {
         return Err(Error::client(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,7 +119,7 @@ async fn control(
     let args: BTreeMap<String, String> = if body.iter().all(u8::is_ascii_whitespace) {
         BTreeMap::new()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(body).map_err(|e| {
             Error::bad_request(format!(
                 "A control's arguments are a JSON object of strings: {e}"
             ))
@@ -101,7 +139,7 @@ async fn control(
     };
     let link = state
         .shard
-        .with_slot(&instance, |slot| slot.probe_link(&probe))
+        .with_slot(instance, |slot| slot.probe_link(probe))
         .ok_or_else(|| unavailable("The instance is being placed; retry shortly.".to_owned()))?
         .ok_or_else(|| {
             unavailable(format!(
@@ -110,8 +148,8 @@ async fn control(
         })?;
     let request = ControlRequest {
         app_id: String::new(),
-        node_id: node,
-        control,
+        node_id: node.to_owned(),
+        control: control.to_owned(),
         args,
     };
     let failed = |why: CallFailure| match why {
@@ -156,9 +194,9 @@ async fn control(
         let now = state.clock.now();
         state
             .shard
-            .with_slot(&instance, |slot| slot.forget_node(removed, now));
+            .with_slot(instance, |slot| slot.forget_node(removed, now));
     }
-    Ok(Json(reply))
+    Ok(reply)
 }
 
 /// Refuses reads of an instance whose reads are off on this shard (a suspension that the edge may

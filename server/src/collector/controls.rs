@@ -15,6 +15,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+/// One control as the audit log keeps it: who asked for what, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlRecord {
+    pub user_id: String,
+    pub user_email: String,
+    pub ip: Option<String>,
+    pub org: String,
+    pub instance: String,
+    pub probe: String,
+    pub node: String,
+    pub control: String,
+    /// `done`, `removed`, or why not: `refused: …`, `failed: …`, `timed out`.
+    pub outcome: String,
+}
+
+/// Where controls are audited (the users role's audit log, wired by the composition root).
+pub trait ControlLog: Send + Sync {
+    fn record(
+        &self,
+        record: ControlRecord,
+    ) -> futures_util::future::BoxFuture<'_, crate::error::Result<()>>;
+}
+
 /// Calls queued for one probe at most, and replies awaited from it at once: beyond that the probe
 /// is not keeping up, and new calls are refused at once.
 const QUEUED_CALLS: usize = 8;

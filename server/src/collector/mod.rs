@@ -100,6 +100,8 @@ pub struct CollectorState {
     pub access: Arc<dyn ReadAccess>,
     /// Closes websockets (1001) when the process shuts down.
     pub drain: crate::ops::Drain,
+    /// Where every control is audited.
+    pub control_log: Arc<dyn controls::ControlLog>,
 }
 
 /// The collector's public API, relative to `/api`: Scope's probe paths and the browser API.

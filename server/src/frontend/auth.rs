@@ -294,14 +294,15 @@ impl EdgeAuth {
             return Err(Error::forbidden("Your account is waiting for approval."));
         }
         let (route, role) = self.readers().check(identity, instance).await?;
+        let grant = Grant::Reader {
+            instance: instance.to_owned(),
+            org: route.org_id.clone(),
+            role,
+        };
         let placed = Placed {
             instance: route.id,
             shard: route.shard,
             max_report_bytes: None,
-        };
-        let grant = Grant::Reader {
-            instance: instance.to_owned(),
-            role,
         };
         Ok((grant, placed))
     }

@@ -271,6 +271,7 @@ mod tests {
             }),
             grant: Some(Grant::Reader {
                 instance: "i1".into(),
+                org: "o1".into(),
                 role: shared::users::Role::Editor,
             }),
             client_ip: ClientIp(Some("127.0.0.1".into())),

@@ -103,6 +103,9 @@ pub enum Grant {
     /// (an API token's: its user's), which decides what else they may do there (controls).
     Reader {
         instance: String,
+        /// The instance's org.
+        #[serde(default)]
+        org: String,
         #[serde(default = "viewer")]
         role: Role,
     },
@@ -257,7 +260,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ProbeInstance {
 pub struct InstanceReader {
     pub identity: Identity,
     pub instance: String,
-    /// The caller's role in the instance's org.
+    /// The instance's org, and the caller's role in it.
+    pub org: String,
     pub role: Role,
 }
 
@@ -267,13 +271,19 @@ impl<S: Send + Sync> FromRequestParts<S> for InstanceReader {
         let Approved(identity) = Approved::from_request_parts(parts, state).await?;
         let in_path = path_param(parts, state, "instance").await;
         match (parts.extensions.get::<Grant>(), in_path) {
-            (Some(Grant::Reader { instance, role }), Some(path)) if *instance == path => {
-                Ok(InstanceReader {
-                    identity,
-                    instance: path,
-                    role: *role,
-                })
-            }
+            (
+                Some(Grant::Reader {
+                    instance,
+                    org,
+                    role,
+                }),
+                Some(path),
+            ) if *instance == path => Ok(InstanceReader {
+                identity,
+                instance: path,
+                org: org.clone(),
+                role: *role,
+            }),
             // Nothing granted this instance: the edge did not check it, so nothing is revealed.
             _ => Err(Error::not_found("No such instance.")),
         }

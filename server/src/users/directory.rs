@@ -53,6 +53,15 @@ pub trait Directory: Send + Sync {
     fn identity_generation(&self) -> BoxFuture<'_, Result<i64>> {
         Box::pin(async { Ok(0) })
     }
+    /// Writes `record` to the audit log. (Fails where not implemented.)
+    fn record_audit(&self, record: &AuditRecord) -> BoxFuture<'_, Result<()>> {
+        let _ = record;
+        Box::pin(async {
+            Err(Error::Internal(anyhow::anyhow!(
+                "this directory cannot write the audit log"
+            )))
+        })
+    }
     /// Queues `mail` in the outbox for every site admin (monitoring's alerts); says how many. (Fails
     /// where not implemented: a directory that cannot send mail says so.)
     fn mail_site_admins(&self, mail: &SiteAdminMail) -> BoxFuture<'_, Result<usize>> {
@@ -63,6 +72,25 @@ pub trait Directory: Send + Sync {
             )))
         })
     }
+}
+
+/// An entry for the audit log from another role: what a member did there. Only the actions in
+/// [`AuditRecord::ACTIONS`] are taken; every field is cut to [`AuditRecord::MAX_FIELD`] characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub action: String,
+    pub actor_id: String,
+    pub actor_email: String,
+    pub org_id: String,
+    pub target: String,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+impl AuditRecord {
+    /// `instance_control`: a control on a node of an instance (the collector).
+    pub const ACTIONS: [&'static str; 1] = ["instance_control"];
+    pub const MAX_FIELD: usize = 512;
 }
 
 /// A message for every site admin.
@@ -189,6 +217,29 @@ impl LocalDirectory {
 }
 
 impl Directory for LocalDirectory {
+    fn record_audit(&self, record: &AuditRecord) -> BoxFuture<'_, Result<()>> {
+        let record = record.clone();
+        Box::pin(async move {
+            let Some(action) = AuditRecord::ACTIONS.iter().find(|a| **a == record.action) else {
+                return Err(Error::bad_request(format!(
+                    "{:?} is not an action other roles may audit.",
+                    record.action
+                )));
+            };
+            let cut = |s: String| -> String { s.chars().take(AuditRecord::MAX_FIELD).collect() };
+            let entry = crate::store::AuditEntry {
+                action,
+                actor_id: Some(cut(record.actor_id)),
+                actor_email: Some(cut(record.actor_email)),
+                org_id: Some(cut(record.org_id)).filter(|o| !o.is_empty()),
+                target: Some(cut(record.target)),
+                ip: record.ip.map(cut),
+                detail: Some(cut(record.detail)),
+            };
+            Ok(self.store.audit(&entry, self.clock.now()).await?)
+        })
+    }
+
     fn mail_site_admins(&self, mail: &SiteAdminMail) -> BoxFuture<'_, Result<usize>> {
         let mail = mail.clone();
         Box::pin(async move {
@@ -253,6 +304,15 @@ impl Directory for LocalDirectory {
 pub struct HttpDirectory(pub InternalClient);
 
 impl Directory for HttpDirectory {
+    fn record_audit(&self, record: &AuditRecord) -> BoxFuture<'_, Result<()>> {
+        let record = record.clone();
+        Box::pin(async move {
+            self.0
+                .call(Method::POST, &["internal", "users", "audit"], Some(&record))
+                .await
+        })
+    }
+
     fn mail_site_admins(&self, mail: &SiteAdminMail) -> BoxFuture<'_, Result<usize>> {
         let mail = mail.clone();
         Box::pin(async move {
@@ -353,6 +413,7 @@ pub fn internal_router(directory: LocalDirectory) -> Router {
         .route("/internal/users/first-admin-org", get(first_admin_org))
         .route("/internal/users/still-valid", post(still_valid))
         .route("/internal/users/site-admin-mail", post(site_admin_mail))
+        .route("/internal/users/audit", post(record_audit))
         .route(
             "/internal/users/identity-generation",
             get(identity_generation),
@@ -397,6 +458,13 @@ async fn site_admin_mail(
     Json(mail): Json<SiteAdminMail>,
 ) -> Result<Json<usize>> {
     Ok(Json(d.mail_site_admins(&mail).await?))
+}
+
+async fn record_audit(
+    State(d): State<LocalDirectory>,
+    Json(record): Json<AuditRecord>,
+) -> Result<Json<()>> {
+    Ok(Json(d.record_audit(&record).await?))
 }
 
 async fn first_admin_org(State(d): State<LocalDirectory>) -> Result<Json<Option<AdminOrg>>> {

@@ -225,6 +225,29 @@ async fn users_directory_answers_the_same_both_ways(b: Backend) {
                 .any(|m| m.subject == mail.subject && m.to_email == crate::support::agent::ADMIN),
             "{how}: {queued:?}"
         );
+        // Other roles' audit entries (the collector's controls) land in the org's log; an action
+        // outside the allowed ones is refused.
+        let record = scopehub::users::directory::AuditRecord {
+            action: "instance_control".into(),
+            actor_id: user.clone(),
+            actor_email: "alice@example.com".into(),
+            org_id: org.clone(),
+            target: "inst-1".into(),
+            ip: Some("127.0.0.1".into()),
+            detail: format!("docker_stop_container by {how}: done"),
+        };
+        directory.record_audit(&record).await.unwrap();
+        let logged = app.store.audit_events(Some(&org), None, 50).await.unwrap();
+        assert!(
+            logged.iter().any(|e| e.action == "instance_control"
+                && e.detail.as_deref() == Some(record.detail.as_str())),
+            "{how}: {logged:?}"
+        );
+        let forged = scopehub::users::directory::AuditRecord {
+            action: "admin_granted".into(),
+            ..record
+        };
+        assert!(directory.record_audit(&forged).await.is_err(), "{how}");
         answers.push((by_session, by_token, admin_org));
     }
     assert_eq!(answers[0], answers[1], "both implementations agree");
@@ -576,6 +599,7 @@ async fn a_role_refuses_identities_the_edge_did_not_sign(b: Backend) {
     // Replayed onto another path: a read grant for one instance's topology cannot read another's.
     let grant = Some(Grant::Reader {
         instance: id.clone(),
+        org: String::new(),
         role: shared::users::Role::Viewer,
     });
     let topology = format!("/api/app/{id}/api/topology");
@@ -656,6 +680,20 @@ async fn a_collector_websocket_refuses_oversized_messages(b: Backend) {
         return;
     };
     let split = split(&app).await;
+    // A probe's control channel opens only for an instance its shard holds.
+    split
+        .remote_shard
+        .ensure(
+            "i-any",
+            shared::instances::Limits {
+                max_probes: 10,
+                max_report_bytes: 1 << 20,
+                max_reports_per_second: 10,
+            },
+            Flags::default(),
+        )
+        .await
+        .unwrap();
     let path = "/api/control/ws";
     let envelope = Envelope {
         caller: Caller::Edge,

@@ -59,6 +59,30 @@ async fn reply(socket: &mut Socket, seq: u64, value: Value) {
         .unwrap();
 }
 
+/// The org's audit entries of controls, newest first: (actor, detail).
+async fn audited_controls(admin: &mut Agent, org: &str) -> Vec<(String, String)> {
+    let (status, events) = admin.get(&format!("/api/orgs/{org}/audit")).await;
+    assert_eq!(status, 200, "{events}");
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "instance_control")
+        .map(|e| {
+            (
+                e["actor_email"].as_str().unwrap_or_default().to_owned(),
+                e["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The org of instance `id`.
+async fn org_of(admin: &mut Agent, id: &str) -> String {
+    let (_, details) = admin.get(&format!("/api/instances/{id}")).await;
+    details["instance"]["org_id"].as_str().unwrap().to_owned()
+}
+
 /// An org with an instance the admin owns, and a viewer in it.
 async fn tenant(app: &TestApp) -> (Agent, Agent, String, String) {
     let mut admin = site_admin(app).await;
@@ -151,6 +175,33 @@ async fn controls_reach_the_probe_and_its_reply_comes_back() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let (status, _) = admin.get(&format!("/api/app/{id}/api/topology")).await;
     assert_eq!(status, 200);
+
+    // Every call was audited, with who asked and how it ended.
+    let org = org_of(&mut admin, &id).await;
+    let audited = audited_controls(&mut admin, &org).await;
+    let outcomes: Vec<&str> = audited
+        .iter()
+        .map(|(_, d)| d.rsplit_once(": ").map_or("", |(_, o)| o))
+        .collect();
+    assert!(
+        audited
+            .iter()
+            .all(|(_, d)| d
+                .starts_with("docker_restart_container on abc;<container> (probe probe-1)")),
+        "{audited:?}"
+    );
+    assert_eq!(audited.len(), 5, "{audited:?}");
+    assert!(outcomes[0].starts_with("timed out"), "{audited:?}");
+    assert!(
+        audited[1].0 == "viewer@example.com" && audited[1].1.contains("refused"),
+        "{audited:?}"
+    );
+    assert!(
+        audited[2].1.contains("failed: ") && audited[2].1.contains("no such container"),
+        "{audited:?}"
+    );
+    assert!(outcomes[3] == "done", "{audited:?}");
+    assert!(audited[4].1.contains("not connected"), "{audited:?}");
 
     // The probe goes away: 503 again.
     drop(probe);
