@@ -456,7 +456,7 @@ async fn request<B: Serialize>(
     sent.map_err(unreachable_server)
 }
 
-async fn send<B: Serialize, T: DeserializeOwned>(
+pub(crate) async fn send<B: Serialize, T: DeserializeOwned>(
     method: &str,
     path: &str,
     body: Option<&B>,

@@ -57,6 +57,26 @@ pub async fn node_details(
     Ok(answer.node)
 }
 
+/// Asks the probe `probe` to carry out `control` on `node` (a container's restart…); answers the
+/// probe's reply (`removedNode` when the node is gone).
+pub async fn control(
+    instance: &str,
+    probe: &str,
+    node: &str,
+    control: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let path = app_path(
+        instance,
+        &format!(
+            "control/{}/{}/{}",
+            js_sys_encode(probe),
+            js_sys_encode(node),
+            js_sys_encode(control)
+        ),
+    );
+    crate::api::send("POST", &path, Some(&serde_json::json!({}))).await
+}
+
 /// A view's nodes once (`query` holds its options, URL-encoded): for the resource view, which
 /// shows three views at once.
 pub async fn topology_nodes(

@@ -1,11 +1,13 @@
-//! The details panel of a selected node: metrics with sparklines, metadata, parents (links to their
-//! views), children tables, and connections in and out. It refreshes while open.
+//! The details panel of a selected node: its controls (restart a container…), metrics with
+//! sparklines, metadata, parents (links to their views), children tables, and connections in and
+//! out. It refreshes while open.
 
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
 use shared::ApiError;
-use shared::topology::{ChildGroup, Connections, NodeDetails};
+use shared::topology::{ChildGroup, Connections, Control, NodeDetails};
+use shared::users::Role;
 use topomap::values;
 
 use crate::api;
@@ -208,10 +210,96 @@ fn connections_table(c: Connections, on_open: Callback<NodeLink>) -> impl IntoVi
     }
 }
 
+/// What the panel's control buttons need: where to send a control, whether this user may, and
+/// what the last one did. Kept by the panel across its refreshes.
+#[derive(Clone, Copy)]
+struct Controls {
+    instance: Signal<String>,
+    /// Why this user may not use controls (a viewer), if so.
+    blocked: Signal<Option<String>>,
+    /// The control in progress.
+    running: RwSignal<Option<String>>,
+    /// What the last control said: done, or its error.
+    said: RwSignal<Option<Result<String, String>>>,
+    /// The node is gone (a removed container): the panel closes.
+    on_removed: Callback<()>,
+}
+
+fn control_button(control: Control, c: Controls) -> impl IntoView {
+    let id = control.id.clone();
+    let busy_id = id.clone();
+    let human = if control.human.is_empty() {
+        control.id.clone()
+    } else {
+        control.human.clone()
+    };
+    let label = human.clone();
+    let run = move |_| {
+        if !control.confirmation.is_empty()
+            && !crate::components::forms::confirmed(&control.confirmation)
+        {
+            return;
+        }
+        c.running.set(Some(control.id.clone()));
+        c.said.set(None);
+        let (probe, node, which, human) = (
+            control.probe_id.clone(),
+            control.node_id.clone(),
+            control.id.clone(),
+            human.clone(),
+        );
+        let instance = c.instance.get_untracked();
+        leptos::task::spawn_local(async move {
+            let result = api::control(&instance, &probe, &node, &which).await;
+            c.running.set(None);
+            match result {
+                Ok(reply) => {
+                    c.said.set(Some(Ok(format!("{human}: done."))));
+                    if reply.get("removedNode").is_some() {
+                        c.on_removed.run(());
+                    }
+                }
+                Err(e) => c
+                    .said
+                    .set(Some(Err(format!("{human} failed: {}", e.message)))),
+            }
+        });
+    };
+    view! {
+        <button type="button" class="secondary control" data-control=id
+            disabled=move || c.blocked.with(Option::is_some) || c.running.with(Option::is_some)
+            title=move || c.blocked.get().unwrap_or_default()
+            on:click=run>
+            {label}
+            {move || (c.running.with(|r| r.as_deref() == Some(busy_id.as_str()))).then_some("…")}
+        </button>
+    }
+}
+
+fn controls_bar(mut list: Vec<Control>, c: Controls) -> impl IntoView {
+    if list.is_empty() {
+        return ().into_any();
+    }
+    list.sort_by_key(|control| control.rank);
+    view! {
+        <div class="node-controls" id="node-controls">
+            {list.into_iter().map(|control| control_button(control, c)).collect_view()}
+            {move || c.blocked.get().map(|why| view! { <p class="muted small" id="controls-blocked">{why}</p> })}
+            {move || c.running.with(Option::is_some).then(|| view! { <p class="muted small" id="control-running">"Waiting for the probe…"</p> })}
+            {move || c.said.get().map(|said| match said {
+                Ok(m) => view! { <p class="notice small" id="control-done" role="status">{m}</p> }.into_any(),
+                Err(e) => view! { <p class="error-notice small" id="control-error" role="alert">{e}</p> }.into_any(),
+            })}
+        </div>
+    }
+    .into_any()
+}
+
 fn body(
     d: NodeDetails,
     on_open: Callback<NodeLink>,
     tables: RwSignal<BTreeMap<String, TableView>>,
+    controls: Controls,
 ) -> impl IntoView {
     let s = d.summary;
     view! {
@@ -219,6 +307,7 @@ fn body(
             <h2 id="details-label">{s.label.clone()}</h2>
             <p class="muted">{s.label_minor.clone()}</p>
         </header>
+        {controls_bar(d.controls, controls)}
         {(!s.metrics.is_empty()).then(|| view! {
             <section class="details-metrics">
                 {s.metrics.iter().map(|m| view! {
@@ -279,6 +368,31 @@ pub fn NodeDetailsPanel(
     });
     // How each children table is sorted, kept while the panel refreshes.
     let tables = RwSignal::new(BTreeMap::<String, TableView>::new());
+    // Viewers see the controls, disabled: their role in the instance's org says so.
+    let session = use_context::<crate::session::Session>();
+    let org = LocalResource::new(move || {
+        let id = instance.get();
+        async move { api::instance(id).await.ok().map(|d| d.instance.org_id) }
+    });
+    let blocked = Signal::derive(move || {
+        let org = org.get().flatten()?;
+        let role = session?.me.with(|m| {
+            m.as_ref()?
+                .orgs
+                .iter()
+                .find(|o| o.id == org)
+                .map(|o| o.role)
+        })?;
+        (role < Role::Editor)
+            .then(|| "Controls need the editor role in this org; you are a viewer.".to_owned())
+    });
+    let controls = Controls {
+        instance,
+        blocked,
+        running: RwSignal::new(None),
+        said: RwSignal::new(None),
+        on_removed: on_close,
+    };
     // Keep the last answer on screen while the next one loads.
     let shown = RwSignal::new(None::<Result<NodeDetails, ApiError>>);
     Effect::new(move |_| {
@@ -289,6 +403,7 @@ pub fn NodeDetailsPanel(
     Effect::new(move |_| {
         node.track();
         shown.set(None);
+        controls.said.set(None);
     });
     view! {
         <aside class="details" id="node-details" aria-label="Node details">
@@ -300,7 +415,7 @@ pub fn NodeDetailsPanel(
             {move || match shown.get() {
                 None => view! { <p class="loading">"Loading details…"</p> }.into_any(),
                 Some(Err(e)) => view! { <ErrorNotice error=e /> }.into_any(),
-                Some(Ok(d)) => body(d, on_open, tables).into_any(),
+                Some(Ok(d)) => body(d, on_open, tables, controls).into_any(),
             }}
         </aside>
     }

@@ -19,7 +19,11 @@ type Socket =
 
 /// A probe's control channel opened by the test, which answers (or not) as the test says.
 async fn connect_probe(app: &TestApp, token: &str, probe: &str) -> Socket {
-    let mut request = format!("ws://{}/api/control/ws", app.addr)
+    connect_probe_at(&app.url, token, probe).await
+}
+
+async fn connect_probe_at(base: &str, token: &str, probe: &str) -> Socket {
+    let mut request = format!("ws://{}/api/control/ws", base.trim_start_matches("http://"))
         .into_client_request()
         .unwrap();
     let headers = request.headers_mut();
@@ -461,4 +465,166 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
     assert_eq!(body["removedNode"], node_id.as_str());
     assert!(container_node(&mut admin, &id, &name).await.is_none());
     probe.abort();
+}
+
+/// A JSON report of one running container offering Scope's controls, from `probe`.
+fn container_report(probe: &str) -> Vec<u8> {
+    let at = "2026-12-01T00:00:00Z";
+    let latest = |pairs: &[(&str, &str)]| -> Value {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!({"timestamp": at, "value": v})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let control = |id: &str, human: &str, rank: i64, confirmation: &str| json!({"id": id, "human": human, "icon": "fa fa-redo", "rank": rank, "confirmation": confirmation});
+    serde_json::to_vec(&json!({
+        "Container": {
+            "nodes": {"abc;<container>": {
+                "id": "abc;<container>",
+                "topology": "container",
+                "latest": latest(&[
+                    ("docker_container_id", "abc"),
+                    ("docker_container_name", "web"),
+                    ("docker_container_state", "running"),
+                    ("docker_image_name", "nginx"),
+                    ("control_probe_id", probe),
+                    ("active_controls", "docker_restart_container;docker_stop_container"),
+                ]),
+            }},
+            "controls": {
+                "docker_restart_container": control("docker_restart_container", "Restart", 4, ""),
+                "docker_stop_container": control("docker_stop_container", "Stop", 7, "Stop this container?"),
+            },
+        },
+    }))
+    .unwrap()
+}
+
+/// A probe that answers every call: stop fails as the engine would say, the rest succeed.
+fn answering_probe(mut socket: Socket) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (head, body) = next_call(&mut socket).await;
+            let value = if body["Value"]["Control"] == "docker_stop_container" {
+                json!({"error": "the engine refused to stop it"})
+            } else {
+                json!({})
+            };
+            reply(&mut socket, head["Request"]["Seq"].as_u64().unwrap(), value).await;
+        }
+    })
+}
+
+/// A member of `org` with `role`, invited by `owner`, its account made from the mailed link
+/// (read from the outbox by the site admin `admin`).
+async fn member_at(base: &str, owner: &mut Agent, org: &str, email: &str, role: &str) {
+    let (status, invite) = owner
+        .post(
+            &format!("/api/orgs/{org}/invites"),
+            json!({"email": email, "role": role}),
+        )
+        .await;
+    assert_eq!(status, 201, "{invite}");
+    let (_, outbox) = owner.get("/api/admin/outbox").await;
+    let mail = outbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"] == email)
+        .unwrap_or_else(|| panic!("no invite mail: {outbox}"))
+        .clone();
+    let token = crate::support::agent::link_token(mail["body"].as_str().unwrap()).unwrap();
+    let (status, body) = Agent::for_url(base)
+        .post(
+            "/api/invites/accept",
+            json!({"token": token, "password": crate::support::agent::PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Issue 17 in the browser: the details panel's controls — an editor restarts a container and is
+/// told it is done; stop asks first and shows the probe's error; a viewer sees the buttons
+/// disabled, with the reason.
+#[tokio::test]
+async fn the_details_panel_carries_out_controls_and_shows_their_outcome() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = crate::browser::prerequisites() else {
+        return;
+    };
+    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = admin.create_ready_instance(&org, "prod").await;
+    member_at(&base, &mut admin, &org, "viewer@example.com", "viewer").await;
+    let probe = connect_probe_at(&base, &token, "probe-1").await;
+    let answering = answering_probe(probe);
+    let posted = reqwest::Client::new()
+        .post(format!("{base}/api/report"))
+        .header("authorization", format!("Scope-Probe token={token}"))
+        .header("content-type", "application/json")
+        .header("x-scope-probe-id", "probe-1")
+        .body(container_report("probe-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+
+    let browser = crate::support::webdriver::Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+    let details = format!("{base}/instances/{id}/map?view=containers&node=abc%3B%3Ccontainer%3E");
+    browser.goto(&details).await;
+    browser
+        .wait_for_text("#details-label", |t| t == "web")
+        .await;
+    let restart = "#node-controls button[data-control='docker_restart_container']";
+    let stop = "#node-controls button[data-control='docker_stop_container']";
+    browser.click_css(restart).await;
+    browser
+        .wait_for_text("#control-done", |t| t == "Restart: done.")
+        .await;
+    // Stop asks first: declined, nothing is sent.
+    browser
+        .execute("window.confirm = () => false;", vec![])
+        .await;
+    browser.click_css(stop).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(browser.find("#control-error").await.is_none());
+    assert!(browser.find("#control-done").await.is_some());
+    // Accepted: the probe's error is shown.
+    browser
+        .execute("window.confirm = () => true;", vec![])
+        .await;
+    browser.click_css(stop).await;
+    browser
+        .wait_for_text("#control-error", |t| {
+            t == "Stop failed: the engine refused to stop it"
+        })
+        .await;
+    browser.click_css("#logout").await;
+    browser.wait_for_url(|u| u.ends_with("/login")).await;
+
+    // A viewer: the buttons are there, disabled, and the panel says why.
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), "viewer@example.com").await;
+    browser.wait_for("#logout").await;
+    browser.goto(&details).await;
+    browser
+        .wait_for_text("#details-label", |t| t == "web")
+        .await;
+    browser
+        .wait_for_text("#controls-blocked", |t| t.contains("editor role"))
+        .await;
+    let disabled = browser
+        .execute(
+            "return document.querySelector(arguments[0]).disabled;",
+            vec![json!(restart)],
+        )
+        .await;
+    assert_eq!(disabled, json!(true));
+    browser.quit().await;
+    answering.abort();
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
