@@ -280,6 +280,19 @@ pub async fn suspend_instance(
     .await
 }
 
+/// Turns controls or terminals on or off (org admins).
+pub async fn change_instance_settings(
+    id: String,
+    settings: shared::instances::InstanceSettings,
+) -> Result<InstanceInfo, ApiError> {
+    send(
+        "PATCH",
+        &format!("/api/instances/{id}/settings"),
+        Some(&settings),
+    )
+    .await
+}
+
 pub async fn resume_instance(id: String) -> Result<InstanceInfo, ApiError> {
     send::<(), _>("POST", &format!("/api/instances/{id}/resume"), None).await
 }

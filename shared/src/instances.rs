@@ -95,6 +95,27 @@ pub struct InstanceInfo {
     /// Why it is suspended; shown to the org, also when a site admin suspended it.
     pub suspension_reason: Option<String>,
     pub suspended_by_site: bool,
+    /// Members (editors and up) may use controls on its nodes; on unless an org admin turns them
+    /// off.
+    #[serde(default = "yes")]
+    pub allow_controls: bool,
+    /// Terminals (exec, attach, a host's shell) may be opened; off unless an org admin turns them on.
+    #[serde(default)]
+    pub allow_terminals: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `PATCH /api/instances/{id}/settings` (org admins): what members may do from the map. Fields
+/// left out stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_controls: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_terminals: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

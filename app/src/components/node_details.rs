@@ -372,10 +372,21 @@ pub fn NodeDetailsPanel(
     let session = use_context::<crate::session::Session>();
     let org = LocalResource::new(move || {
         let id = instance.get();
-        async move { api::instance(id).await.ok().map(|d| d.instance.org_id) }
+        async move {
+            api::instance(id)
+                .await
+                .ok()
+                .map(|d| (d.instance.org_id, d.instance.allow_controls))
+        }
     });
     let blocked = Signal::derive(move || {
-        let org = org.get().flatten()?;
+        let (org, allowed) = org.get().flatten()?;
+        if !allowed {
+            return Some(
+                "Controls are turned off for this instance; an org admin can turn them on in its settings."
+                    .to_owned(),
+            );
+        }
         let role = session?.me.with(|m| {
             m.as_ref()?
                 .orgs

@@ -163,6 +163,17 @@ pub fn Instance() -> impl IntoView {
         });
     }
 
+    let change_settings = move |settings: shared::instances::InstanceSettings| {
+        spawn_local(async move {
+            match api::change_instance_settings(id(), settings).await {
+                Ok(_) => {
+                    error.set(None);
+                    details.refetch();
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
     let role = move |org: &str| {
         session.me.with(|m| {
             m.as_ref()
@@ -311,6 +322,21 @@ pub fn Instance() -> impl IntoView {
                                         on:input=move |ev| new_name.set(event_target_value(&ev)) />
                                     <button type="button" class="secondary" on:click=move |_| a0("rename")>"Rename"</button>
                                 </div>
+                            })}
+                            <h2>"From the map"</h2>
+                            <p id="map-settings">{format!("Controls (restart, stop, pause… a container) are {} · terminals (exec, attach, a host's shell) are {}.",
+                                if i.allow_controls { "on" } else { "off" }, if i.allow_terminals { "on" } else { "off" })}</p>
+                            {(admin && live).then(|| view! {
+                                <label class="checkbox">
+                                    <input type="checkbox" id="allow-controls" prop:checked=i.allow_controls
+                                        on:change=move |ev| change_settings(shared::instances::InstanceSettings { allow_controls: Some(event_target_checked(&ev)), allow_terminals: None }) />
+                                    " Editors may use controls on this instance's containers"
+                                </label>
+                                <label class="checkbox">
+                                    <input type="checkbox" id="allow-terminals" prop:checked=i.allow_terminals
+                                        on:change=move |ev| change_settings(shared::instances::InstanceSettings { allow_controls: None, allow_terminals: Some(event_target_checked(&ev)) }) />
+                                    " Editors may open terminals into containers and hosts"
+                                </label>
                             })}
                             {(admin && live).then(|| view! {
                                 <h2>"Manage"</h2>

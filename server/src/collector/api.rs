@@ -109,6 +109,19 @@ async fn carry_control(
         ));
     }
     readable(state, instance)?;
+    let flags = state.shard.with_slot(instance, |slot| slot.flags);
+    if let Some(flags) = flags {
+        if !flags.allow_controls {
+            return Err(Error::forbidden(
+                "Controls are turned off for this instance; an org admin can turn them on in its settings.",
+            ));
+        }
+        if super::controls::TERMINAL_CONTROLS.contains(&control) && !flags.allow_terminals {
+            return Err(Error::forbidden(
+                "Terminals are turned off for this instance; an org admin can turn them on in its settings.",
+            ));
+        }
+    }
     if body.len() > MAX_CONTROL_ARGS_BYTES {
         return Err(Error::client(
             StatusCode::PAYLOAD_TOO_LARGE,

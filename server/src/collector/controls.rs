@@ -38,6 +38,14 @@ pub trait ControlLog: Send + Sync {
     ) -> futures_util::future::BoxFuture<'_, crate::error::Result<()>>;
 }
 
+/// Controls that open a terminal (Scope's exec and attach, a host's shell): allowed only where the
+/// instance's "allow terminals" setting is on.
+pub const TERMINAL_CONTROLS: [&str; 3] = [
+    "docker_exec_container",
+    "docker_attach_container",
+    "host_exec",
+];
+
 /// Calls queued for one probe at most, and replies awaited from it at once: beyond that the probe
 /// is not keeping up, and new calls are refused at once.
 const QUEUED_CALLS: usize = 8;

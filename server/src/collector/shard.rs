@@ -23,12 +23,34 @@ use crate::error::{Error, Json, Result};
 use crate::internal_client::InternalClient;
 use crate::telemetry::{InstanceFigures, LiveInstances};
 
-/// What an instance refuses now (a suspension or a deletion in progress). The edge already
-/// refuses such requests; the shard enforces the same so that a stale edge cannot get past it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What an instance refuses now (a suspension or a deletion in progress), and what its members
+/// may do from the map. The edge already refuses suspended instances' requests; the shard enforces
+/// the same so that a stale edge cannot get past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Flags {
     pub refuse_uploads: bool,
     pub refuse_reads: bool,
+    /// Controls may be used (org admins' setting, on by default).
+    #[serde(default = "yes")]
+    pub allow_controls: bool,
+    /// Terminals (exec, attach, a host's shell) may be opened (off by default).
+    #[serde(default)]
+    pub allow_terminals: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            refuse_uploads: false,
+            refuse_reads: false,
+            allow_controls: true,
+            allow_terminals: false,
+        }
+    }
 }
 
 /// `ensure`'s body on the wire.

@@ -1,7 +1,7 @@
 //! `/api/instances…` and `/api/admin/instances…`.
 //!
 //! Viewers see instances; editors create, rename and rotate or revoke probe tokens; org admins
-//! suspend, resume and delete. Site admins can suspend any instance with a reason its org sees;
+//! suspend, resume and delete, and decide what members may do from the map (controls, terminals). Site admins can suspend any instance with a reason its org sees;
 //! only a site admin resumes what a site admin suspended.
 
 use std::marker::PhantomData;
@@ -13,7 +13,8 @@ use axum::http::request::Parts;
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use shared::instances::{
-    InstanceDetails, InstanceInfo, InstanceState, InstanceWithToken, NewInstance, Suspension,
+    InstanceDetails, InstanceInfo, InstanceSettings, InstanceState, InstanceWithToken, NewInstance,
+    Suspension,
 };
 use shared::users::{OrgName, Role};
 
@@ -27,6 +28,10 @@ pub fn router() -> Router<ProvisioningState> {
     Router::new()
         .route("/instances", get(list).post(create))
         .route("/instances/{id}", get(details).patch(rename).delete(remove))
+        .route(
+            "/instances/{id}/settings",
+            axum::routing::patch(change_settings),
+        )
         .route("/instances/{id}/suspend", post(suspend))
         .route("/instances/{id}/resume", post(resume))
         .route("/instances/{id}/tokens", post(rotate_token))
@@ -186,6 +191,8 @@ pub(crate) async fn create_instance(
         suspended_by_site: false,
         deleted_at: None,
         purge_after: None,
+        allow_controls: true,
+        allow_terminals: false,
     };
     let mut tx = state.store.begin().await?;
     tx.insert_instance(&row).await?;
@@ -265,6 +272,57 @@ async fn rename(
     )
     .await?;
     tx.commit().await?;
+    Ok(Json(info(&row)))
+}
+
+/// `PATCH /api/instances/{id}/settings` (org admins): turns controls and terminals on or off. The
+/// collector holding the instance is told at once (the reconciler is woken).
+async fn change_settings(
+    State(state): State<ProvisioningState>,
+    InstanceRole {
+        identity, mut row, ..
+    }: InstanceRole<identity::Admin>,
+    ip: ClientIp,
+    Json(body): Json<InstanceSettings>,
+) -> Result<Json<InstanceInfo>> {
+    let current = state_of(&row);
+    if matches!(current, InstanceState::Deleting | InstanceState::Deleted) {
+        return Err(Error::conflict(
+            "A deleted instance has no settings to change.",
+        ));
+    }
+    let mut said = Vec::new();
+    if let Some(on) = body.allow_controls {
+        row.allow_controls = on;
+        said.push(format!("controls {}", if on { "on" } else { "off" }));
+    }
+    if let Some(on) = body.allow_terminals {
+        row.allow_terminals = on;
+        said.push(format!("terminals {}", if on { "on" } else { "off" }));
+    }
+    if said.is_empty() {
+        return Ok(Json(info(&row)));
+    }
+    let now = state.clock.now();
+    row.updated_at = now;
+    let mut tx = state.store.begin().await?;
+    if !tx.update_instance(&row, &row.state.clone()).await? {
+        return Err(Error::conflict(
+            "The instance changed meanwhile; reload and try again.",
+        ));
+    }
+    record(
+        &mut tx,
+        "instance_settings_changed",
+        &row,
+        Some(current),
+        Some(&actor(&identity, &ip)),
+        Some(said.join(", ")),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    state.wakeup.wake();
     Ok(Json(info(&row)))
 }
 

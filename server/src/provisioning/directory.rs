@@ -103,6 +103,8 @@ impl LocalInstances {
                     flags: Flags {
                         refuse_uploads: row.refuse_uploads,
                         refuse_reads: row.refuse_reads,
+                        allow_controls: row.allow_controls,
+                        allow_terminals: row.allow_terminals,
                     },
                 },
             })

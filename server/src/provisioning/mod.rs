@@ -131,6 +131,8 @@ pub fn info(r: &InstanceRow) -> InstanceInfo {
         refuse_uploads: r.refuse_uploads,
         suspension_reason: r.suspension_reason.clone(),
         suspended_by_site: r.suspended_by_site,
+        allow_controls: r.allow_controls,
+        allow_terminals: r.allow_terminals,
     }
 }
 

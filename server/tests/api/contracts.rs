@@ -330,6 +330,8 @@ async fn exercise_shard(how: &str, shard: &dyn Shard, inside: &InProcessShard) {
     let flags = Flags {
         refuse_uploads: true,
         refuse_reads: false,
+        allow_controls: false,
+        allow_terminals: true,
     };
     assert!(shard.list().await.unwrap().is_empty(), "{how}");
     assert_eq!(shard.usage("a").await.unwrap(), None, "{how}");

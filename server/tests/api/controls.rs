@@ -217,6 +217,105 @@ async fn controls_reach_the_probe_and_its_reply_comes_back() {
     .await;
 }
 
+/// The instance's settings decide what members may do from the map: org admins turn controls off
+/// (and on), terminals are off until they turn them on; editors cannot change either; the probe
+/// hears nothing that was refused; every change is in the instance's history.
+#[tokio::test]
+async fn instance_settings_turn_controls_and_terminals_on_and_off() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut admin, _, id, token) = tenant(&app).await;
+    let org = org_of(&mut admin, &id).await;
+    let mut editor = join_org(&app, &mut admin, &org, "editor@example.com", "editor").await;
+    let mut probe = connect_probe(&app, &token, "probe-1").await;
+    let node = "abc;<container>";
+    let restart = control_path(&id, "probe-1", node, "docker_restart_container");
+    let exec = control_path(&id, "probe-1", node, "docker_exec_container");
+    let settings = format!("/api/instances/{id}/settings");
+    let (_, details) = admin.get(&format!("/api/instances/{id}")).await;
+    assert_eq!(details["instance"]["allow_controls"], true);
+    assert_eq!(details["instance"]["allow_terminals"], false);
+
+    // Terminals are off by default: exec is refused before the probe hears of it.
+    let (status, body) = editor.post(&exec, json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Terminals are turned off")
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), probe.next())
+            .await
+            .is_err()
+    );
+    // Only an org admin changes settings.
+    let (status, _) = editor
+        .patch(&settings, json!({"allow_terminals": true}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, info) = admin
+        .patch(&settings, json!({"allow_terminals": true}))
+        .await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["allow_terminals"], true);
+    // The collector hears of it at once: exec now reaches the probe.
+    let call = tokio::spawn({
+        let mut editor = editor.clone();
+        let exec = exec.clone();
+        async move {
+            loop {
+                let (status, body) = editor.post(&exec, json!({})).await;
+                if status != 403 {
+                    return (status, body);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let (head, body) = tokio::time::timeout(Duration::from_secs(10), next_call(&mut probe))
+        .await
+        .expect("exec reaches the probe once terminals are on");
+    assert_eq!(body["Value"]["Control"], "docker_exec_container");
+    reply(
+        &mut probe,
+        head["Request"]["Seq"].as_u64().unwrap(),
+        json!({"pipe": "p1"}),
+    )
+    .await;
+    assert_eq!(call.await.unwrap().0, 200);
+
+    // Controls off: even a restart is refused, with the reason.
+    let (status, _) = admin
+        .patch(&settings, json!({"allow_controls": false}))
+        .await;
+    assert_eq!(status, 200);
+    let refused = eventually(Duration::from_secs(10), "controls to be off", || {
+        let mut editor = editor.clone();
+        let restart = restart.clone();
+        async move {
+            let (status, body) = editor.post(&restart, json!({})).await;
+            (status == 403).then_some(body)
+        }
+    })
+    .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("Controls are turned off")
+    );
+    // The history says who changed what.
+    let (_, details) = admin.get(&format!("/api/instances/{id}")).await;
+    let events = details["events"].to_string();
+    assert!(
+        events.contains("terminals on") && events.contains("controls off"),
+        "{events}"
+    );
+}
+
 /// The test image: busybox on nothing, a shell that ticks and ends on SIGTERM (as a well-behaved
 /// service does, so that stop and restart do not wait for the grace period).
 const IMAGE: &str = "localhost/scopehub-test-busybox:2";
@@ -545,7 +644,8 @@ async fn member_at(base: &str, owner: &mut Agent, org: &str, email: &str, role: 
 }
 
 /// Issue 17 in the browser: the details panel's controls — an editor restarts a container and is
-/// told it is done; stop asks first and shows the probe's error; a viewer sees the buttons
+/// told it is done; stop asks first and shows the probe's error; an org admin turns controls off
+/// on the instance's page and the panel says why they are disabled; a viewer sees the buttons
 /// disabled, with the reason.
 #[tokio::test]
 async fn the_details_panel_carries_out_controls_and_shows_their_outcome() {
@@ -602,6 +702,28 @@ async fn the_details_panel_carries_out_controls_and_shows_their_outcome() {
     browser
         .wait_for_text("#control-error", |t| {
             t == "Stop failed: the engine refused to stop it"
+        })
+        .await;
+    // The org admin turns controls off on the instance's page: the panel says so.
+    browser.goto(&format!("{base}/instances/{id}")).await;
+    browser.click_css("#allow-controls").await;
+    browser
+        .wait_for_text("#map-settings", |t| {
+            t.contains("Controls (restart, stop, pause… a container) are off")
+        })
+        .await;
+    browser.goto(&details).await;
+    browser
+        .wait_for_text("#controls-blocked", |t| {
+            t.contains("turned off for this instance")
+        })
+        .await;
+    // And on again.
+    browser.goto(&format!("{base}/instances/{id}")).await;
+    browser.click_css("#allow-controls").await;
+    browser
+        .wait_for_text("#map-settings", |t| {
+            t.contains("Controls (restart, stop, pause… a container) are on")
         })
         .await;
     browser.click_css("#logout").await;
