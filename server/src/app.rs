@@ -384,6 +384,26 @@ impl crate::collector::controls::ControlLog for AuditedControls {
         };
         Box::pin(async move { self.0.record_audit(&record).await })
     }
+
+    fn record_terminal(
+        &self,
+        r: crate::collector::controls::TerminalRecord,
+    ) -> futures_util::future::BoxFuture<'_, Result<()>> {
+        let seconds = (r.ended_at_ms - r.started_at_ms).max(0) / 1000;
+        let record = crate::users::directory::AuditRecord {
+            action: "instance_terminal".to_owned(),
+            actor_id: r.user_id,
+            actor_email: r.user_email,
+            org_id: r.org,
+            target: r.instance,
+            ip: None,
+            detail: format!(
+                "{} on {} (probe {}, pipe {}): {seconds} s, {} bytes in, {} bytes out",
+                r.control, r.node, r.probe, r.pipe, r.bytes_in, r.bytes_out
+            ),
+        };
+        Box::pin(async move { self.0.record_audit(&record).await })
+    }
 }
 
 /// `scopehub collector`: one shard alone, with its internal API ([`Shard`] over HTTP). It is ready

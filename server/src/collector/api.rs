@@ -45,6 +45,120 @@ pub fn app_router() -> Router<CollectorState> {
             "/app/{instance}/api/control/{probe}/{node}/{control}",
             axum::routing::post(control),
         )
+        .route(
+            "/app/{instance}/api/pipe/{pipe}",
+            get(browser_pipe).delete(close_browser_pipe),
+        )
+        .route("/app/{instance}/api/pipe/{pipe}/check", get(check_pipe))
+}
+
+/// The pipe `id` of `instance`, if `identity` opened it: anyone else is told it does not exist.
+fn own_pipe<R>(
+    state: &CollectorState,
+    instance: &str,
+    id: &str,
+    identity: &Identity,
+    f: impl FnOnce(&mut super::pipes::Pipe) -> R,
+) -> Result<R> {
+    state
+        .shard
+        .with_slot(instance, |slot| {
+            slot.pipes
+                .get_mut(id)
+                .filter(|p| p.user_id == identity.user.id)
+                .map(f)
+        })
+        .flatten()
+        .ok_or_else(|| Error::not_found("No such pipe: it may have closed."))
+}
+
+/// `GET /api/app/{instance}/api/pipe/{id}/check`: 204 while the pipe is open, 404 once it is not.
+async fn check_pipe(
+    State(state): State<CollectorState>,
+    InstanceReader {
+        identity, instance, ..
+    }: InstanceReader,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode> {
+    own_pipe(&state, &instance, &id, &identity, |_| ())?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/app/{instance}/api/pipe/{id}`: the user closes the pipe; the probe's end is told.
+async fn close_browser_pipe(
+    State(state): State<CollectorState>,
+    InstanceReader {
+        identity, instance, ..
+    }: InstanceReader,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode> {
+    own_pipe(&state, &instance, &id, &identity, |_| ())?;
+    state
+        .shard
+        .with_slot(&instance, |slot| slot.pipes.remove(&id));
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/app/{instance}/api/pipe/{id}` (websocket): the browser's end of a terminal or log
+/// stream its user opened. When it closes, the pipe closes (the probe's end is told) and the
+/// session is audited with its byte counts.
+async fn browser_pipe(
+    State(state): State<CollectorState>,
+    InstanceReader {
+        identity,
+        instance,
+        org,
+        role,
+    }: InstanceReader,
+    Path((_, id)): Path<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    if role < shared::users::Role::Editor {
+        return Err(Error::forbidden(
+            "Terminals need the editor role in the instance's org.",
+        ));
+    }
+    let (io, pipe) = own_pipe(&state, &instance, &id, &identity, |p| {
+        (
+            p.take(super::pipes::End::Browser),
+            (p.probe.clone(), p.node.clone(), p.control.clone()),
+        )
+    })?;
+    let io = io.ok_or_else(|| {
+        Error::client(
+            axum::http::StatusCode::CONFLICT,
+            shared::ErrorCode::Conflict,
+            "This pipe is open in another window already.",
+        )
+    })?;
+    let ws = ws
+        .max_message_size(super::MAX_INBOUND_MESSAGE)
+        .max_frame_size(super::MAX_INBOUND_MESSAGE);
+    Ok(ws.on_upgrade(move |socket| async move {
+        let started = state.clock.now();
+        let copied = super::pipes::copy(socket, io, state.drain.clone()).await;
+        state
+            .shard
+            .with_slot(&instance, |slot| slot.pipes.remove(&id));
+        let (probe, node, control) = pipe;
+        let record = super::controls::TerminalRecord {
+            user_id: identity.user.id.clone(),
+            user_email: identity.user.email.clone(),
+            org,
+            instance,
+            probe,
+            node,
+            control,
+            pipe: id,
+            started_at_ms: started,
+            ended_at_ms: state.clock.now(),
+            bytes_in: copied.sent,
+            bytes_out: copied.received,
+        };
+        if let Err(e) = state.control_log.record_terminal(record.clone()).await {
+            tracing::error!(error = %e, ?record, "a terminal session could not be audited");
+        }
+    }))
 }
 
 /// A control's arguments: at most this many bytes of JSON, this many arguments.
@@ -203,6 +317,9 @@ async fn carry_control(
             error.chars().take(1000).collect::<String>(),
         ));
     }
+    if let Some(pipe) = reply.get("pipe").and_then(Value::as_str) {
+        open_pipe(state, reader, probe, node, control, pipe)?;
+    }
     if let Some(removed) = reply.get("removedNode").and_then(Value::as_str) {
         let now = state.clock.now();
         state
@@ -210,6 +327,57 @@ async fn carry_control(
             .with_slot(instance, |slot| slot.forget_node(removed, now));
     }
     Ok(reply)
+}
+
+/// Keeps the pipe a probe's reply announced, for its two ends to join; collected if they have not
+/// both joined in time.
+fn open_pipe(
+    state: &CollectorState,
+    reader: &InstanceReader,
+    probe: &str,
+    node: &str,
+    control: &str,
+    id: &str,
+) -> Result<()> {
+    use super::pipes::{JOIN_WITHIN, Pipe, valid_id};
+    if !valid_id(id) {
+        return Err(Error::client(
+            axum::http::StatusCode::BAD_GATEWAY,
+            shared::ErrorCode::Unavailable,
+            "The probe answered a pipe id that is not one.",
+        ));
+    }
+    let pipe = Pipe::new(
+        probe.to_owned(),
+        reader.identity.user.id.clone(),
+        reader.identity.user.email.clone(),
+        control.to_owned(),
+        node.to_owned(),
+        state.clock.now(),
+    );
+    let added = state
+        .shard
+        .with_slot(&reader.instance, |slot| slot.pipes.add(id, pipe))
+        .unwrap_or(Err("the instance is no longer on this collector"));
+    added.map_err(|why| {
+        Error::client(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            shared::ErrorCode::TooManyRequests,
+            format!("The terminal could not be opened: {why}."),
+        )
+    })?;
+    let (shard, instance, id) = (state.shard.clone(), reader.instance.clone(), id.to_owned());
+    tokio::spawn(async move {
+        tokio::time::sleep(JOIN_WITHIN).await;
+        if shard
+            .with_slot(&instance, |slot| slot.pipes.collect_unjoined(&id))
+            .flatten()
+            .is_some()
+        {
+            tracing::info!(%instance, pipe = %id, "collected a pipe whose ends did not both join");
+        }
+    });
+    Ok(())
 }
 
 /// Refuses reads of an instance whose reads are off on this shard (a suspension that the edge may

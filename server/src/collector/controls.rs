@@ -30,11 +30,35 @@ pub struct ControlRecord {
     pub outcome: String,
 }
 
-/// Where controls are audited (the users role's audit log, wired by the composition root).
+/// A terminal or log stream that ended: who had it open, how long, how many bytes each way (never
+/// what they were).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalRecord {
+    pub user_id: String,
+    pub user_email: String,
+    pub org: String,
+    pub instance: String,
+    pub probe: String,
+    pub node: String,
+    pub control: String,
+    pub pipe: String,
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+    /// Bytes the user sent (keystrokes), and bytes they received.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Where controls and terminal sessions are audited (the users role's audit log, wired by the
+/// composition root).
 pub trait ControlLog: Send + Sync {
     fn record(
         &self,
         record: ControlRecord,
+    ) -> futures_util::future::BoxFuture<'_, crate::error::Result<()>>;
+    fn record_terminal(
+        &self,
+        record: TerminalRecord,
     ) -> futures_util::future::BoxFuture<'_, crate::error::Result<()>>;
 }
 

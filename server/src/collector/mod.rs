@@ -18,6 +18,7 @@ pub mod footprint;
 pub mod fuzzing;
 pub mod keyed;
 pub mod merge;
+pub mod pipes;
 pub mod render;
 pub mod report;
 pub mod shard;
@@ -118,6 +119,56 @@ fn probe_router() -> Router<CollectorState> {
         .route("/", get(details))
         .route("/report", post(ingest))
         .route("/control/ws", get(control_ws))
+        .route(
+            "/pipe/{pipe}",
+            axum::routing::delete(close_probe_pipe).post(close_probe_pipe),
+        )
+        .route("/pipe/{pipe}/probe", get(probe_pipe))
+}
+
+/// `DELETE /api/pipe/{id}` (or POST, as Scope's app takes both): the probe closes a pipe (the
+/// command ended); the browser's end is told.
+async fn close_probe_pipe(
+    State(state): State<CollectorState>,
+    ProbeInstance(instance): ProbeInstance,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> StatusCode {
+    state
+        .shard
+        .with_slot(&instance, |slot| slot.pipes.remove(&id));
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /api/pipe/{id}/probe` (websocket): the probe's end of a pipe its reply announced. 404 for a
+/// pipe that is not (or no longer) open in the probe's instance, or was announced by another
+/// probe: the probe then closes what it opened.
+async fn probe_pipe(
+    State(state): State<CollectorState>,
+    ProbeInstance(instance): ProbeInstance,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    ws: axum::extract::WebSocketUpgrade,
+) -> Result<axum::response::Response> {
+    let probe_id = header_str(&headers, "x-scope-probe-id").unwrap_or("");
+    let io = state
+        .shard
+        .with_slot(&instance, |slot| {
+            slot.pipes
+                .get_mut(&id)
+                .filter(|p| p.probe == probe_id)
+                .and_then(|p| p.take(pipes::End::Probe))
+        })
+        .flatten()
+        .ok_or_else(|| Error::not_found("No such pipe: it may have closed."))?;
+    let ws = ws
+        .max_message_size(MAX_INBOUND_MESSAGE)
+        .max_frame_size(MAX_INBOUND_MESSAGE);
+    Ok(ws.on_upgrade(move |socket| async move {
+        pipes::copy(socket, io, state.drain.clone()).await;
+        state
+            .shard
+            .with_slot(&instance, |slot| slot.pipes.remove(&id));
+    }))
 }
 
 /// The largest websocket message the collector takes from a probe or a browser (control replies

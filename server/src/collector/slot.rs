@@ -208,6 +208,8 @@ pub struct Slot {
     /// Nodes a control removed (a container deleted), by id, with when: left out of the window's
     /// merge until the reports that still hold them have left the window.
     removed: BTreeMap<String, i64>,
+    /// Terminals and log streams between users and probes.
+    pub pipes: super::pipes::Pipes,
 }
 
 /// Removed nodes remembered per instance at most (the oldest are forgotten first).
@@ -326,6 +328,7 @@ impl Slot {
             ledger,
             controls: BTreeMap::new(),
             removed: BTreeMap::new(),
+            pipes: super::pipes::Pipes::default(),
         }
     }
 

@@ -88,8 +88,9 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// `instance_control`: a control on a node of an instance (the collector).
-    pub const ACTIONS: [&'static str; 1] = ["instance_control"];
+    /// `instance_control`: a control on a node of an instance; `instance_terminal`: a terminal or
+    /// log stream that ended (both from the collector).
+    pub const ACTIONS: [&'static str; 2] = ["instance_control", "instance_terminal"];
     pub const MAX_FIELD: usize = 512;
 }
 

@@ -316,6 +316,158 @@ async fn instance_settings_turn_controls_and_terminals_on_and_off() {
     );
 }
 
+/// A probe's end of pipe `pipe`, as the test's probe opens it.
+async fn probe_pipe_end(
+    app: &TestApp,
+    token: &str,
+    probe: &str,
+    pipe: &str,
+) -> Result<Socket, u16> {
+    let mut request = format!("ws://{}/api/pipe/{pipe}/probe", app.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "authorization",
+        format!("Scope-Probe token={token}").parse().unwrap(),
+    );
+    headers.insert("x-scope-probe-id", probe.parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The next binary frame on a pipe's end (`None` once it closes).
+async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .ok()?
+        {
+            Some(Ok(Message::Binary(b))) => return Some(b.to_vec()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Pipes: an exec the probe answers with a pipe id; the browser's end (only its user's) and the
+/// probe's end are joined by the collector, bytes go both ways; when the browser goes, the probe's
+/// end is closed and the session is audited with its byte counts, not its content.
+#[tokio::test]
+async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut admin, mut viewer, id, token) = tenant(&app).await;
+    let (status, _) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut probe = connect_probe(&app, &token, "probe-1").await;
+    let exec = control_path(&id, "probe-1", "abc;<container>", "docker_exec_container");
+    let call = tokio::spawn({
+        let mut admin = admin.clone();
+        async move {
+            loop {
+                let (status, body) = admin.post(&exec, json!({})).await;
+                if status != 403 {
+                    return (status, body);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let (head, _) = next_call(&mut probe).await;
+    let announced =
+        json!({"pipe": "pipe-1", "raw_tty": true, "resize_tty_control": "docker_resize_exec_tty"});
+    reply(
+        &mut probe,
+        head["Request"]["Seq"].as_u64().unwrap(),
+        announced.clone(),
+    )
+    .await;
+    let (status, body) = call.await.unwrap();
+    assert_eq!((status, body), (200, announced));
+
+    // Nobody else's: another member's check says it does not exist; a probe cannot open a pipe
+    // nobody announced.
+    let check = format!("/api/app/{id}/api/pipe/pipe-1/check");
+    assert_eq!(admin.get(&check).await.0, 204);
+    assert_eq!(viewer.get(&check).await.0, 404);
+    assert_eq!(
+        probe_pipe_end(&app, &token, "probe-1", "pipe-2")
+            .await
+            .err(),
+        Some(404)
+    );
+    assert_eq!(
+        probe_pipe_end(&app, &token, "probe-2", "pipe-1")
+            .await
+            .err(),
+        Some(404)
+    );
+
+    let mut probe_end = probe_pipe_end(&app, &token, "probe-1", "pipe-1")
+        .await
+        .unwrap();
+    let url = format!("ws://{}/api/app/{id}/api/pipe/pipe-1", app.addr);
+    let (mut browser_end, _) = tokio_tungstenite::connect_async(
+        crate::support::browser_ws_request(&url, admin.cookie.as_ref().unwrap()),
+    )
+    .await
+    .unwrap();
+    browser_end
+        .send(Message::Binary(b"ls\n".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_bytes(&mut probe_end).await.unwrap(), b"ls\n");
+    probe_end
+        .send(Message::Binary(b"bin etc\n".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_bytes(&mut browser_end).await.unwrap(), b"bin etc\n");
+
+    // The browser goes: the probe's end is closed, the pipe is gone, the session audited.
+    drop(browser_end);
+    assert_eq!(next_bytes(&mut probe_end).await, None);
+    eventually(Duration::from_secs(5), "the pipe to close", || {
+        let mut admin = admin.clone();
+        let check = check.clone();
+        async move { (admin.get(&check).await.0 == 404).then_some(()) }
+    })
+    .await;
+    let org = org_of(&mut admin, &id).await;
+    let logged = eventually(
+        Duration::from_secs(5),
+        "the session in the audit log",
+        || {
+            let mut admin = admin.clone();
+            let org = org.clone();
+            async move {
+                let (_, events) = admin.get(&format!("/api/orgs/{org}/audit")).await;
+                events
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["action"] == "instance_terminal")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    let detail = logged["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("pipe pipe-1") && detail.contains("3 bytes in, 8 bytes out"),
+        "{detail}"
+    );
+    assert!(!detail.contains("ls"), "never the content: {detail}");
+}
+
 /// The test image: busybox on nothing, a shell that ticks and ends on SIGTERM (as a well-behaved
 /// service does, so that stop and restart do not wait for the grace period).
 const IMAGE: &str = "localhost/scopehub-test-busybox:2";
