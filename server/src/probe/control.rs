@@ -5,7 +5,8 @@
 //! "Error":""}}`, then `{"Value":{"error"|"removedNode"…}}`). Container controls are carried out
 //! on the engine (`docker.rs`); after one, the probe publishes at once so the map shows it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::docker::{ControlDone, Docker};
+use super::docker::{self, ControlDone, Docker};
 
 /// Controls carried out at once at most; more wait for the websocket's next read.
 const AT_ONCE: usize = 8;
@@ -47,22 +48,57 @@ struct ControlRequest {
     node_id: String,
     #[serde(rename = "Control", default)]
     control: String,
+    #[serde(rename = "ControlArgs", default)]
+    args: Option<HashMap<String, String>>,
 }
 
-/// Where the control channel is, and with which credentials.
+/// Where the app is, and with which credentials.
 pub struct Channel {
     pub url: url::Url,
     pub token: String,
     pub probe_id: String,
 }
 
+impl Channel {
+    /// A websocket request to `path` (under the app's URL) with the probe's credentials.
+    fn websocket(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        let mut url = self.url.join(path)?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|()| anyhow::anyhow!("cannot make a websocket URL of {}", self.url))?;
+        let mut request = url.as_str().into_client_request()?;
+        let headers = request.headers_mut();
+        headers.insert(
+            "authorization",
+            format!("Scope-Probe token={}", self.token).parse()?,
+        );
+        headers.insert("x-scope-probe-id", self.probe_id.parse()?);
+        headers.insert(
+            "user-agent",
+            concat!("Scopehub_Probe/", env!("CARGO_PKG_VERSION")).parse()?,
+        );
+        Ok(request)
+    }
+}
+
+/// The terminals this probe has open, by pipe id: their exec, for resizing.
+type Execs = Arc<Mutex<HashMap<String, String>>>;
+
+/// Terminals and log streams open at once at most.
+const MAX_PIPES: usize = 16;
+
 /// Keeps the control channel open until the process ends, reconnecting with backoff; `changed` is
 /// notified after each control that changed something, for an immediate report.
 pub async fn run(channel: Channel, docker: Arc<Docker>, changed: Arc<Notify>) {
+    let channel = Arc::new(channel);
+    let execs: Execs = Arc::default();
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = std::time::Instant::now();
-        match serve_once(&channel, &docker, &changed).await {
+        match serve_once(&channel, &docker, &changed, &execs).await {
             Ok(()) => tracing::info!("control channel closed by the app; reconnecting"),
             Err(error) => {
                 tracing::warn!(%error, retry_in_s = backoff.as_secs(), "control channel failed")
@@ -76,28 +112,13 @@ pub async fn run(channel: Channel, docker: Arc<Docker>, changed: Arc<Notify>) {
     }
 }
 
-fn websocket_url(base: &url::Url) -> anyhow::Result<url::Url> {
-    let mut url = base.join("api/control/ws")?;
-    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-    url.set_scheme(scheme)
-        .map_err(|()| anyhow::anyhow!("cannot make a websocket URL of {base}"))?;
-    Ok(url)
-}
-
-async fn serve_once(channel: &Channel, docker: &Docker, changed: &Notify) -> anyhow::Result<()> {
-    let mut request = websocket_url(&channel.url)?
-        .as_str()
-        .into_client_request()?;
-    let headers = request.headers_mut();
-    headers.insert(
-        "authorization",
-        format!("Scope-Probe token={}", channel.token).parse()?,
-    );
-    headers.insert("x-scope-probe-id", channel.probe_id.parse()?);
-    headers.insert(
-        "user-agent",
-        concat!("Scopehub_Probe/", env!("CARGO_PKG_VERSION")).parse()?,
-    );
+async fn serve_once(
+    channel: &Arc<Channel>,
+    docker: &Arc<Docker>,
+    changed: &Notify,
+    execs: &Execs,
+) -> anyhow::Result<()> {
+    let request = channel.websocket("api/control/ws")?;
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
@@ -128,7 +149,7 @@ async fn serve_once(channel: &Channel, docker: &Docker, changed: &Notify) -> any
                     (None, Some(h)) => header = Some(h),
                     (Some(h), None) => {
                         let value = envelope.value.unwrap_or(Value::Null);
-                        running.push(handle(h, value, docker, changed));
+                        running.push(handle(h, value, channel, docker, changed, execs));
                     }
                     _ => anyhow::bail!("the app broke the RPC framing"),
                 }
@@ -141,8 +162,10 @@ async fn serve_once(channel: &Channel, docker: &Docker, changed: &Notify) -> any
 async fn handle(
     header: RequestHeader,
     value: Value,
-    docker: &Docker,
+    channel: &Arc<Channel>,
+    docker: &Arc<Docker>,
     changed: &Notify,
+    execs: &Execs,
 ) -> (u64, String, String, Value) {
     if header.service_method != "control.Handle" {
         let error = format!("rpc: can't find method {}", header.service_method);
@@ -151,8 +174,8 @@ async fn handle(
     let reply = match serde_json::from_value::<ControlRequest>(value) {
         Err(e) => json!({"error": format!("bad control request: {e}")}),
         Ok(request) => {
-            let reply = carry_out(&request, docker).await;
-            if reply.get("error").is_none() {
+            let reply = carry_out(&request, channel, docker, execs).await;
+            if reply.get("error").is_none() && reply.get("pipe").is_none() {
                 changed.notify_one();
             }
             reply
@@ -161,14 +184,145 @@ async fn handle(
     (header.seq, header.service_method, String::new(), reply)
 }
 
-async fn carry_out(request: &ControlRequest, docker: &Docker) -> Value {
+async fn carry_out(
+    request: &ControlRequest,
+    channel: &Arc<Channel>,
+    docker: &Arc<Docker>,
+    execs: &Execs,
+) -> Value {
+    let arg = |name: &str| request.args.as_ref().and_then(|a| a.get(name)).cloned();
+    if request.control == docker::RESIZE_EXEC {
+        let exec = arg("pipeID").and_then(|pipe| execs.lock().ok()?.get(&pipe).cloned());
+        let size = arg("height")
+            .and_then(|h| h.parse::<u16>().ok())
+            .zip(arg("width").and_then(|w| w.parse::<u16>().ok()));
+        return match (exec, size) {
+            (Some(exec), Some((height, width))) => {
+                match docker.resize_exec(&exec, height, width).await {
+                    Ok(()) => json!({}),
+                    Err(e) => json!({"error": format!("{e:#}")}),
+                }
+            }
+            (None, _) => json!({"error": "no such terminal"}),
+            (_, None) => json!({"error": "a resize needs pipeID, height and width"}),
+        };
+    }
     let Some(container) = request.node_id.strip_suffix(";<container>") else {
         return json!({"error": format!("{} is not a container this probe controls", request.node_id)});
     };
     tracing::info!(container, control = %request.control, "carrying out a control");
-    match docker.control(container, &request.control).await {
-        Ok(ControlDone::Done) => json!({}),
-        Ok(ControlDone::Removed) => json!({"removedNode": request.node_id}),
-        Err(error) => json!({"error": format!("{error:#}")}),
+    let session = match request.control.as_str() {
+        docker::EXEC => docker.exec_shell(container).await,
+        docker::ATTACH => docker.attach(container).await,
+        docker::LOGS => docker.logs(container),
+        _ => {
+            return match docker.control(container, &request.control).await {
+                Ok(ControlDone::Done) => json!({}),
+                Ok(ControlDone::Removed) => json!({"removedNode": request.node_id}),
+                Err(error) => json!({"error": format!("{error:#}")}),
+            };
+        }
+    };
+    let session = match session {
+        Ok(session) => session,
+        Err(error) => return json!({"error": format!("{error:#}")}),
+    };
+    let id = crate::secrets::random_hex(16);
+    {
+        let Ok(mut open) = execs.lock() else {
+            return json!({"error": "the probe's terminal registry failed"});
+        };
+        if open.len() >= MAX_PIPES {
+            return json!({"error": "too many terminals are open on this host"});
+        }
+        open.insert(id.clone(), session.exec.clone().unwrap_or_default());
     }
+    let tty = session.tty;
+    let resizable = session.exec.is_some();
+    tokio::spawn(pipe(
+        channel.clone(),
+        docker.clone(),
+        id.clone(),
+        session,
+        execs.clone(),
+    ));
+    let mut reply = json!({"pipe": id, "raw_tty": tty});
+    if resizable {
+        reply["resize_tty_control"] = docker::RESIZE_EXEC.into();
+    }
+    reply
+}
+
+/// The probe's end of pipe `id`: what the session prints goes to the app, what the user types goes
+/// to the session, until either ends (the app closing it ends the session: its connection to the
+/// engine is dropped).
+async fn pipe(
+    channel: Arc<Channel>,
+    docker: Arc<Docker>,
+    id: String,
+    mut session: docker::Session,
+    execs: Execs,
+) {
+    let opened = async {
+        let request = channel.websocket(&format!("api/pipe/{id}/probe"))?;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
+        Ok::<_, anyhow::Error>(socket)
+    };
+    match opened.await {
+        Err(error) => tracing::warn!(pipe = %id, %error, "cannot open a pipe's end"),
+        Ok(mut socket) => {
+            use tokio::io::AsyncWriteExt;
+            loop {
+                tokio::select! {
+                    out = session.output.next() => match out {
+                        Some(Ok(out)) => {
+                            if socket.send(Message::Binary(out.into_bytes())).await.is_err() {
+                                break;
+                            }
+                        }
+                        // The command ended: the app is told by the pipe closing.
+                        Some(Err(_)) | None => {
+                            let _ = socket.close(None).await;
+                            break;
+                        }
+                    },
+                    typed = socket.next() => match typed {
+                        Some(Ok(Message::Binary(bytes))) => {
+                            if let Some(input) = session.input.as_mut()
+                                && (input.write_all(&bytes).await.is_err() || input.flush().await.is_err())
+                            {
+                                break;
+                            }
+                        }
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(input) = session.input.as_mut()
+                                && (input.write_all(text.as_bytes()).await.is_err() || input.flush().await.is_err())
+                            {
+                                break;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                        Some(Ok(_)) => {}
+                    },
+                }
+            }
+        }
+    }
+    if let Ok(mut open) = execs.lock() {
+        open.remove(&id);
+    }
+    let exec = session.exec.take();
+    // The engine connection closes with the session…
+    drop(session);
+    // …and what the terminal left running is ended.
+    if let Some(exec) = exec
+        && let Err(error) = docker.end_exec(&exec).await
+    {
+        tracing::warn!(pipe = %id, %error, "a closed terminal's processes may still run");
+    }
+    tracing::info!(pipe = %id, "pipe closed");
 }

@@ -338,6 +338,148 @@ impl Docker {
     }
 }
 
+/// A stream between a user and a container: what it prints, and (for exec and attach) its input.
+pub struct Session {
+    pub output: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<
+                    Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+                > + Send,
+        >,
+    >,
+    pub input: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    /// A terminal (raw bytes, resizable) rather than lines.
+    pub tty: bool,
+    /// The exec this is, for resizing its terminal.
+    pub exec: Option<String>,
+}
+
+/// The shell an exec starts: the container's root shell if it names one, else `/bin/sh` (as
+/// Scope's probe does).
+const SHELL: &str = "TERM=xterm exec $( (type getent > /dev/null 2>&1 && getent passwd root | cut -d: -f7 2>/dev/null) || echo /bin/sh)";
+
+impl Docker {
+    /// A shell in `container`, on a terminal.
+    pub async fn exec_shell(&self, container: &str) -> anyhow::Result<Session> {
+        let client = self.client()?;
+        let created = client
+            .create_exec(
+                container,
+                bollard::exec::CreateExecOptions {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(true),
+                    cmd: Some(vec!["/bin/sh", "-c", SHELL]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("creating the exec")?;
+        let started = client
+            .start_exec(
+                &created.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: false,
+                    tty: true,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .context("starting the exec")?;
+        match started {
+            bollard::exec::StartExecResults::Attached { output, input } => Ok(Session {
+                output,
+                input: Some(input),
+                tty: true,
+                exec: Some(created.id),
+            }),
+            bollard::exec::StartExecResults::Detached => {
+                anyhow::bail!("the engine started the exec detached")
+            }
+        }
+    }
+
+    /// `container`'s own input and output (its main process), as it is now.
+    pub async fn attach(&self, container: &str) -> anyhow::Result<Session> {
+        let client = self.client()?;
+        let tty = client
+            .inspect_container(container, None)
+            .await
+            .context("inspecting the container")?
+            .config
+            .and_then(|c| c.tty)
+            .unwrap_or(false);
+        let options = bollard::query_parameters::AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attached = client
+            .attach_container(container, Some(options))
+            .await
+            .context("attaching")?;
+        Ok(Session {
+            output: attached.output,
+            input: Some(attached.input),
+            tty,
+            exec: None,
+        })
+    }
+
+    /// `container`'s logs: the last 200 lines, then what it prints from now on.
+    pub fn logs(&self, container: &str) -> anyhow::Result<Session> {
+        let client = self.client()?;
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .tail("200")
+            .build();
+        Ok(Session {
+            output: Box::pin(client.logs(container, Some(options))),
+            input: None,
+            tty: false,
+            exec: None,
+        })
+    }
+
+    /// Ends what is still running of a terminal whose user went: closing the engine connection does
+    /// not (a shell left behind would run on), so its process group is hung up, then killed if it
+    /// is still there after a grace period. The engine gives the exec's PID as the host sees it;
+    /// the probe shares the host's PID namespace (as Scope's must).
+    pub async fn end_exec(&self, exec: &str) -> anyhow::Result<()> {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        let client = self.client()?;
+        for signal in [Signal::HUP, Signal::KILL] {
+            let inspected = client
+                .inspect_exec(exec)
+                .await
+                .context("inspecting the exec")?;
+            let (Some(true), Some(pid)) = (inspected.running, inspected.pid) else {
+                return Ok(());
+            };
+            let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+                return Ok(());
+            };
+            if let Err(e) = kill_process_group(pid, signal) {
+                anyhow::bail!("cannot signal the terminal's processes: {e}");
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Resizes an exec's terminal.
+    pub async fn resize_exec(&self, exec: &str, height: u16, width: u16) -> anyhow::Result<()> {
+        self.client()?
+            .resize_exec(exec, bollard::exec::ResizeExecOptions { height, width })
+            .await
+            .context("resizing the terminal")
+    }
+}
+
 /// What a control did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlDone {
@@ -353,14 +495,18 @@ pub const RESTART: &str = "docker_restart_container";
 pub const PAUSE: &str = "docker_pause_container";
 pub const UNPAUSE: &str = "docker_unpause_container";
 pub const REMOVE: &str = "docker_remove_container";
+pub const EXEC: &str = "docker_exec_container";
+pub const ATTACH: &str = "docker_attach_container";
+/// Scopehub's own: a container's logs, followed (Scope's probe has it for Kubernetes pods only).
+pub const LOGS: &str = "docker_logs_container";
+pub const RESIZE_EXEC: &str = "docker_resize_exec_tty";
 
-/// The controls a container in `state` offers (Scope's `container.controls()`, less attach and
-/// exec, which need pipes).
+/// The controls a container in `state` offers (Scope's `container.controls()`, and logs).
 fn active_controls(state: &str) -> &'static [&'static str] {
     match state {
-        "paused" => &[UNPAUSE],
-        "running" => &[RESTART, STOP, PAUSE],
-        _ => &[START, REMOVE],
+        "paused" => &[UNPAUSE, LOGS],
+        "running" => &[RESTART, STOP, PAUSE, ATTACH, EXEC, LOGS],
+        _ => &[START, REMOVE, LOGS],
     }
 }
 
@@ -368,6 +514,9 @@ fn active_controls(state: &str) -> &'static [&'static str] {
 /// destructive ones ask first.
 fn control_templates() -> BTreeMap<String, serde_json::Value> {
     [
+        (ATTACH, "Attach", "fa fa-desktop", 1, ""),
+        (EXEC, "Exec shell", "fa fa-terminal", 2, ""),
+        (LOGS, "Logs", "fa fa-align-left", 2, ""),
         (START, "Start", "fa fa-play", 3, ""),
         (RESTART, "Restart", "fa fa-redo", 4, ""),
         (PAUSE, "Pause", "fa fa-pause", 5, ""),
@@ -740,11 +889,12 @@ mod tests {
         // A running container offers restart, stop and pause, through this probe.
         assert_eq!(
             container.latest["active_controls"].value,
-            "docker_restart_container;docker_stop_container;docker_pause_container"
+            "docker_restart_container;docker_stop_container;docker_pause_container;\
+             docker_attach_container;docker_exec_container;docker_logs_container"
         );
         assert_eq!(container.latest["control_probe_id"].value, "probe-1");
         let controls = &report.topology("Container").unwrap().controls;
-        assert_eq!(controls.len(), 6);
+        assert_eq!(controls.len(), 9);
         assert!(controls[STOP]["confirmation"].is_string());
         let procs = &report.topology("Process").unwrap().nodes;
         assert_eq!(procs["h;42"].latest["docker_container_id"].value, ID);

@@ -470,7 +470,7 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
 
 /// The test image: busybox on nothing, a shell that ticks and ends on SIGTERM (as a well-behaved
 /// service does, so that stop and restart do not wait for the grace period).
-const IMAGE: &str = "localhost/scopehub-test-busybox:2";
+const IMAGE: &str = "localhost/scopehub-test-busybox:3";
 
 /// Podman's Docker-compatible API on a socket of the test's own, and the containers it ran.
 struct Engine {
@@ -549,7 +549,7 @@ impl Engine {
         std::fs::copy("/bin/busybox", context.join("busybox")).unwrap();
         std::fs::write(
             context.join("Containerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nCMD [\"/bin/busybox\", \"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do echo tick; /bin/busybox sleep 1; done\"]\n",
+            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY busybox /bin/sh\nCMD [\"/bin/busybox\", \"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do echo tick; /bin/busybox sleep 1; done\"]\n",
         )
         .unwrap();
         let out = Command::new("buildah")
@@ -683,6 +683,115 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
     let (status, body) = admin.post(&restart, json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_ne!(engine.inspect(&name, "{{.State.StartedAt}}"), started);
+
+    // A shell in the container, through a pipe: what is typed runs there, what it prints comes
+    // back. (Terminals are off until an org admin turns them on.)
+    let exec = control_path(&id, &probe_id, &node_id, "docker_exec_container");
+    assert_eq!(admin.post(&exec, json!({})).await.0, 403);
+    let (status, _) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let opened = eventually(Duration::from_secs(10), "the exec to open a pipe", || {
+        let mut admin = admin.clone();
+        let exec = exec.clone();
+        async move {
+            let (status, body) = admin.post(&exec, json!({})).await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(opened["raw_tty"], true, "{opened}");
+    let pipe = opened["pipe"].as_str().unwrap().to_owned();
+    let url = format!("ws://{}/api/app/{id}/api/pipe/{pipe}", app.addr);
+    let (mut terminal, _) = tokio_tungstenite::connect_async(crate::support::browser_ws_request(
+        &url,
+        admin.cookie.as_ref().unwrap(),
+    ))
+    .await
+    .unwrap();
+    terminal
+        .send(Message::Binary(b"echo hi-$((40+2))\n".to_vec().into()))
+        .await
+        .unwrap();
+    let mut printed = String::new();
+    while !printed.contains("hi-42") {
+        let bytes = next_bytes(&mut terminal)
+            .await
+            .unwrap_or_else(|| panic!("the shell said: {printed:?}"));
+        printed.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    // A resize goes to the exec's terminal.
+    let resize = control_path(&id, &probe_id, &node_id, "docker_resize_exec_tty");
+    let (status, body) = admin
+        .post(
+            &resize,
+            json!({"pipeID": pipe, "height": "40", "width": "120"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    terminal
+        .send(Message::Binary(
+            b"stty size; exec /bin/busybox sleep 4242\n".to_vec().into(),
+        ))
+        .await
+        .unwrap();
+    while !printed.contains("40 120") {
+        let bytes = next_bytes(&mut terminal)
+            .await
+            .unwrap_or_else(|| panic!("the shell said: {printed:?}"));
+        printed.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the session's command to run",
+        || {
+            let top = engine.podman(&["top", &name, "args"]);
+            async move { top.contains("4242").then_some(()) }
+        },
+    )
+    .await;
+    // The browser goes: the probe closes the session, and its command ends with it.
+    drop(terminal);
+    eventually(
+        Duration::from_secs(15),
+        "the session's command to end",
+        || {
+            let top = engine.podman(&["top", &name, "args"]);
+            async move { (!top.contains("4242")).then_some(()) }
+        },
+    )
+    .await;
+
+    // Its logs, followed: what it printed, then what it prints from now on.
+    let logs = control_path(&id, &probe_id, &node_id, "docker_logs_container");
+    let (status, opened) = admin.post(&logs, json!({})).await;
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(opened["raw_tty"], false, "{opened}");
+    let url = format!(
+        "ws://{}/api/app/{id}/api/pipe/{}",
+        app.addr,
+        opened["pipe"].as_str().unwrap()
+    );
+    let (mut viewer_of_logs, _) = tokio_tungstenite::connect_async(
+        crate::support::browser_ws_request(&url, admin.cookie.as_ref().unwrap()),
+    )
+    .await
+    .unwrap();
+    let first = String::from_utf8(next_bytes(&mut viewer_of_logs).await.unwrap()).unwrap();
+    assert!(first.contains("tick"), "{first:?}");
+    // The replay comes at once; a followed line comes about a second later (it ticks each second).
+    let started = std::time::Instant::now();
+    loop {
+        let line = String::from_utf8(next_bytes(&mut viewer_of_logs).await.unwrap()).unwrap();
+        if line.contains("tick") && started.elapsed() > Duration::from_millis(800) {
+            break;
+        }
+    }
+    drop(viewer_of_logs);
 
     // Stop: the engine says so, and the map follows (the probe reports at once).
     let stop = control_path(&id, &probe_id, &node_id, "docker_stop_container");
