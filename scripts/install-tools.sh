@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the web app needs, skipping whatever is already there at the right version:
-# the wasm32 target, trunk, wasm-bindgen-cli (equal to Cargo.lock's wasm-bindgen) and wasm-opt
-# (npm's binaryen, into ./tools; never Debian's, which corrupts rustc 1.95's output).
+# the wasm32 target, trunk, wasm-bindgen-cli (equal to Cargo.lock's wasm-bindgen), wasm-opt
+# (npm's binaryen, into ./tools; never Debian's, which corrupts rustc 1.95's output), and the
+# terminal emulator the map bundles (xterm.js, app/package-lock.json, into app/node_modules).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,5 +36,17 @@ if [ "$(tools/node_modules/.bin/wasm-opt --version 2>/dev/null | awk '{print $3}
     npm install --prefix tools --no-save --no-audit --no-fund "binaryen@$BINARYEN_VERSION" >&2
   else
     say "npm not found: the app will be built without wasm-opt (larger download, same behaviour)"
+  fi
+fi
+
+# The map's terminal emulator, exactly as app/package-lock.json pins it.
+if ! cmp -s app/package-lock.json app/node_modules/.installed-from-lock 2>/dev/null; then
+  if command -v npm >/dev/null 2>&1; then
+    say "installing the app's npm packages (xterm.js) into app/node_modules"
+    npm ci --prefix app --no-audit --no-fund >&2
+    cp app/package-lock.json app/node_modules/.installed-from-lock
+  else
+    say "npm is needed for the map's terminal emulator (xterm.js): apt-get install npm"
+    exit 1
   fi
 fi

@@ -405,7 +405,7 @@ mod live;
 pub use live::*;
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass through).
-fn js_sys_encode(value: &str) -> String {
+pub(crate) fn js_sys_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -478,7 +478,7 @@ pub(crate) async fn send<B: Serialize, T: DeserializeOwned>(
 }
 
 /// For endpoints that answer 204 No Content.
-async fn send_empty<B: Serialize>(
+pub(crate) async fn send_empty<B: Serialize>(
     method: &str,
     path: &str,
     body: Option<&B>,

@@ -58,12 +58,23 @@ pub async fn node_details(
 }
 
 /// Asks the probe `probe` to carry out `control` on `node` (a container's restart…); answers the
-/// probe's reply (`removedNode` when the node is gone).
+/// probe's reply (`removedNode` when the node is gone, `pipe` when it opened a terminal).
 pub async fn control(
     instance: &str,
     probe: &str,
     node: &str,
     control: &str,
+) -> Result<serde_json::Value, ApiError> {
+    control_with(instance, probe, node, control, &serde_json::json!({})).await
+}
+
+/// A control with arguments (a terminal's resize: `pipeID`, `height`, `width`).
+pub async fn control_with(
+    instance: &str,
+    probe: &str,
+    node: &str,
+    control: &str,
+    args: &serde_json::Value,
 ) -> Result<serde_json::Value, ApiError> {
     let path = app_path(
         instance,
@@ -74,7 +85,13 @@ pub async fn control(
             js_sys_encode(control)
         ),
     );
-    crate::api::send("POST", &path, Some(&serde_json::json!({}))).await
+    crate::api::send("POST", &path, Some(args)).await
+}
+
+/// Closes a terminal or log stream (the probe's end is told).
+pub async fn close_pipe(instance: &str, pipe: &str) -> Result<(), ApiError> {
+    let path = app_path(instance, &format!("pipe/{}", js_sys_encode(pipe)));
+    crate::api::send_empty("DELETE", &path, None::<&()>).await
 }
 
 /// A view's nodes once (`query` holds its options, URL-encoded): for the resource view, which

@@ -14,4 +14,6 @@ pub mod node_details;
 pub mod node_table;
 #[cfg(feature = "map")]
 pub mod resources;
+#[cfg(feature = "map")]
+pub mod terminal;
 pub mod ticker;

@@ -223,6 +223,8 @@ struct Controls {
     said: RwSignal<Option<Result<String, String>>>,
     /// The node is gone (a removed container): the panel closes.
     on_removed: Callback<()>,
+    /// The terminal or log stream a control opened.
+    terminal: RwSignal<Option<crate::components::terminal::OpenPipe>>,
 }
 
 fn control_button(control: Control, c: Controls) -> impl IntoView {
@@ -254,7 +256,24 @@ fn control_button(control: Control, c: Controls) -> impl IntoView {
             c.running.set(None);
             match result {
                 Ok(reply) => {
-                    c.said.set(Some(Ok(format!("{human}: done."))));
+                    if let Some(pipe) = reply.get("pipe").and_then(|p| p.as_str()) {
+                        let text = |k: &str| reply.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                        let resize = text("resize_tty_control");
+                        c.terminal.set(Some(crate::components::terminal::OpenPipe {
+                            id: pipe.to_owned(),
+                            title: human.clone(),
+                            raw_tty: reply
+                                .get("raw_tty")
+                                .and_then(|v| v.as_bool())
+                                .unwrap_or(false),
+                            resize: (!resize.is_empty())
+                                .then(|| (probe.clone(), node.clone(), resize.to_owned())),
+                            input: which != "docker_logs_container",
+                        }));
+                        c.said.set(Some(Ok(format!("{human}: opened below."))));
+                    } else {
+                        c.said.set(Some(Ok(format!("{human}: done."))));
+                    }
                     if reply.get("removedNode").is_some() {
                         c.on_removed.run(());
                     }
@@ -403,6 +422,7 @@ pub fn NodeDetailsPanel(
         running: RwSignal::new(None),
         said: RwSignal::new(None),
         on_removed: on_close,
+        terminal: RwSignal::new(None),
     };
     // Keep the last answer on screen while the next one loads.
     let shown = RwSignal::new(None::<Result<NodeDetails, ApiError>>);
@@ -428,6 +448,10 @@ pub fn NodeDetailsPanel(
                 Some(Err(e)) => view! { <ErrorNotice error=e /> }.into_any(),
                 Some(Ok(d)) => body(d, on_open, tables, controls).into_any(),
             }}
+            {move || controls.terminal.get().map(|pipe| view! {
+                <crate::components::terminal::TerminalPanel instance=instance pipe=pipe
+                    on_close=Callback::new(move |()| controls.terminal.set(None)) />
+            })}
         </aside>
     }
 }

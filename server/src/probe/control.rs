@@ -89,6 +89,8 @@ type Execs = Arc<Mutex<HashMap<String, String>>>;
 
 /// Terminals and log streams open at once at most.
 const MAX_PIPES: usize = 16;
+/// How many times (200 ms apart) a pipe's end knocks before the app knows the pipe.
+const PIPE_KNOCKS: u32 = 25;
 
 /// Keeps the control channel open until the process ends, reconnecting with backoff; `changed` is
 /// notified after each control that changed something, for an immediate report.
@@ -263,14 +265,26 @@ async fn pipe(
     mut session: docker::Session,
     execs: Execs,
 ) {
+    // The app learns of the pipe from this probe's reply, which may reach it after this end
+    // knocks: a 404 is tried again for a few seconds before the session is given up.
     let opened = async {
-        let request = channel.websocket(&format!("api/pipe/{id}/probe"))?;
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
-        let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), false).await?;
-        Ok::<_, anyhow::Error>(socket)
+        let mut tries = 0;
+        loop {
+            let request = channel.websocket(&format!("api/pipe/{id}/probe"))?;
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .max_message_size(Some(MAX_MESSAGE))
+                .max_frame_size(Some(MAX_MESSAGE));
+            match tokio_tungstenite::connect_async_with_config(request, Some(config), false).await {
+                Ok((socket, _)) => return Ok::<_, anyhow::Error>(socket),
+                Err(tokio_tungstenite::tungstenite::Error::Http(r))
+                    if r.status() == 404 && tries < PIPE_KNOCKS =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
     match opened.await {
         Err(error) => tracing::warn!(pipe = %id, %error, "cannot open a pipe's end"),

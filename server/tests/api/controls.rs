@@ -1011,3 +1011,110 @@ async fn the_details_panel_carries_out_controls_and_shows_their_outcome() {
     answering.abort();
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
+
+/// Issue 17 end to end in the browser, with a real engine: from a container's details, "Exec
+/// shell" opens a terminal where a typed command runs in the container and its output shows;
+/// closing it ends the shell's command; "Logs" shows the container's output as it comes.
+#[tokio::test]
+async fn a_shell_and_logs_open_from_the_map_in_the_browser() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = crate::browser::prerequisites() else {
+        return;
+    };
+    let Some(mut engine) = Engine::start() else {
+        return;
+    };
+    let name = format!("scopehub-browser-{}", std::process::id());
+    let container = engine.run(&name);
+    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = admin.create_ready_instance(&org, "prod").await;
+    let (status, _) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let probe = tokio::spawn(scopehub::probe::publish(scopehub::probe::Options {
+        url: base.parse().unwrap(),
+        token,
+        interval: Duration::from_millis(700),
+        json: false,
+        once: false,
+        proc_root: "/proc".into(),
+        docker_socket: engine.socket(),
+    }));
+
+    let browser = crate::support::webdriver::Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+    let node = format!("{container};<container>");
+    let encoded = node
+        .replace(';', "%3B")
+        .replace('<', "%3C")
+        .replace('>', "%3E");
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers&node={encoded}"
+        ))
+        .await;
+    browser.wait_for_text("#details-label", |t| t == name).await;
+    browser
+        .click_css("#node-controls button[data-control='docker_exec_container']")
+        .await;
+    browser.wait_for("#terminal .xterm-helper-textarea").await;
+    // The shell's prompt, then a command typed into the terminal.
+    browser
+        .wait_for_text("#terminal .xterm-rows", |t| {
+            t.contains('#') || t.contains('$')
+        })
+        .await;
+    browser
+        .type_into(
+            "#terminal .xterm-helper-textarea",
+            "echo hi-$((40+2)); exec /bin/busybox sleep 4343\u{E007}",
+        )
+        .await;
+    browser
+        .wait_for_text("#terminal .xterm-rows", |t| t.contains("hi-42"))
+        .await;
+    eventually(Duration::from_secs(5), "the typed command to run", || {
+        let top = engine.podman(&["top", &name, "args"]);
+        async move { top.contains("4343").then_some(()) }
+    })
+    .await;
+    // Closing the terminal ends what it ran.
+    browser.click_css("#terminal-close").await;
+    eventually(
+        Duration::from_secs(15),
+        "the shell's command to end",
+        || {
+            let top = engine.podman(&["top", &name, "args"]);
+            async move { (!top.contains("4343")).then_some(()) }
+        },
+    )
+    .await;
+
+    // Logs: what the container printed, and more as it prints.
+    browser
+        .click_css("#node-controls button[data-control='docker_logs_container']")
+        .await;
+    browser
+        .wait_for_text("#terminal-title", |t| t == "Logs")
+        .await;
+    let ticks = |t: &str| t.matches("tick").count();
+    let first = ticks(
+        &browser
+            .wait_for_text("#terminal .xterm-rows", |t| t.contains("tick"))
+            .await,
+    );
+    browser
+        .wait_for_text("#terminal .xterm-rows", |t| ticks(t) > first)
+        .await;
+    browser.quit().await;
+    probe.abort();
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
