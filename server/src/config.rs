@@ -475,6 +475,10 @@ pub struct ProbeArgs {
     /// The Docker engine's socket; containers are reported while it answers.
     #[arg(long, env = "SCOPEHUB_PROBE_DOCKER_SOCKET", default_value = crate::probe::docker::DEFAULT_SOCKET)]
     pub docker_socket: PathBuf,
+    /// Offer a shell on this host from the map ("Open shell" on the host's node, for editors of
+    /// instances whose terminals are on). Off unless given: it is root on the host.
+    #[arg(long, env = "SCOPEHUB_PROBE_HOST_EXEC")]
+    pub host_exec: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }

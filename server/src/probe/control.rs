@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::docker::{self, ControlDone, Docker};
+use super::host_shell;
 
 /// Controls carried out at once at most; more wait for the websocket's next read.
 const AT_ONCE: usize = 8;
@@ -52,11 +53,14 @@ struct ControlRequest {
     args: Option<HashMap<String, String>>,
 }
 
-/// Where the app is, and with which credentials.
+/// Where the app is, and with which credentials; what this probe offers besides containers.
 pub struct Channel {
     pub url: url::Url,
     pub token: String,
     pub probe_id: String,
+    /// `--host-exec`: a shell on this host, on the node `host_id`.
+    pub host_exec: bool,
+    pub host_id: String,
 }
 
 impl Channel {
@@ -84,8 +88,17 @@ impl Channel {
     }
 }
 
-/// The terminals this probe has open, by pipe id: their exec, for resizing.
-type Execs = Arc<Mutex<HashMap<String, String>>>;
+/// How an open terminal is resized.
+#[derive(Clone)]
+enum Resizing {
+    /// It cannot be (logs, attach).
+    Fixed,
+    Exec(String),
+    Pty(super::host_shell::Resizer),
+}
+
+/// The terminals this probe has open, by pipe id.
+type Execs = Arc<Mutex<HashMap<String, Resizing>>>;
 
 /// Terminals and log streams open at once at most.
 const MAX_PIPES: usize = 16;
@@ -193,36 +206,51 @@ async fn carry_out(
     execs: &Execs,
 ) -> Value {
     let arg = |name: &str| request.args.as_ref().and_then(|a| a.get(name)).cloned();
-    if request.control == docker::RESIZE_EXEC {
-        let exec = arg("pipeID").and_then(|pipe| execs.lock().ok()?.get(&pipe).cloned());
+    if request.control == docker::RESIZE_EXEC || request.control == host_shell::HOST_RESIZE {
+        let resizing = arg("pipeID").and_then(|pipe| execs.lock().ok()?.get(&pipe).cloned());
         let size = arg("height")
             .and_then(|h| h.parse::<u16>().ok())
-            .zip(arg("width").and_then(|w| w.parse::<u16>().ok()));
-        return match (exec, size) {
-            (Some(exec), Some((height, width))) => {
-                match docker.resize_exec(&exec, height, width).await {
-                    Ok(()) => json!({}),
-                    Err(e) => json!({"error": format!("{e:#}")}),
-                }
-            }
-            (None, _) => json!({"error": "no such terminal"}),
-            (_, None) => json!({"error": "a resize needs pipeID, height and width"}),
+            .zip(arg("width").and_then(|w| w.parse::<u16>().ok()))
+            .filter(|(h, w)| *h > 0 && *w > 0);
+        let Some((height, width)) = size else {
+            return json!({"error": "a resize needs pipeID, height and width"});
+        };
+        let resized = match resizing {
+            Some(Resizing::Exec(exec)) => docker.resize_exec(&exec, height, width).await,
+            Some(Resizing::Pty(pty)) => pty.resize(height, width),
+            Some(Resizing::Fixed) => Ok(()),
+            None => return json!({"error": "no such terminal"}),
+        };
+        return match resized {
+            Ok(()) => json!({}),
+            Err(e) => json!({"error": format!("{e:#}")}),
         };
     }
-    let Some(container) = request.node_id.strip_suffix(";<container>") else {
-        return json!({"error": format!("{} is not a container this probe controls", request.node_id)});
-    };
-    tracing::info!(container, control = %request.control, "carrying out a control");
-    let session = match request.control.as_str() {
-        docker::EXEC => docker.exec_shell(container).await,
-        docker::ATTACH => docker.attach(container).await,
-        docker::LOGS => docker.logs(container),
-        _ => {
-            return match docker.control(container, &request.control).await {
-                Ok(ControlDone::Done) => json!({}),
-                Ok(ControlDone::Removed) => json!({"removedNode": request.node_id}),
-                Err(error) => json!({"error": format!("{error:#}")}),
-            };
+    let session = if request.control == host_shell::HOST_EXEC {
+        if !channel.host_exec {
+            return json!({"error": "this probe does not offer a host shell (scopehub probe --host-exec)"});
+        }
+        if request.node_id != channel.host_id {
+            return json!({"error": format!("{} is not this probe's host", request.node_id)});
+        }
+        tracing::info!("opening a shell on this host");
+        host_shell::open()
+    } else {
+        let Some(container) = request.node_id.strip_suffix(";<container>") else {
+            return json!({"error": format!("{} is not a container this probe controls", request.node_id)});
+        };
+        tracing::info!(container, control = %request.control, "carrying out a control");
+        match request.control.as_str() {
+            docker::EXEC => docker.exec_shell(container).await,
+            docker::ATTACH => docker.attach(container).await,
+            docker::LOGS => docker.logs(container),
+            _ => {
+                return match docker.control(container, &request.control).await {
+                    Ok(ControlDone::Done) => json!({}),
+                    Ok(ControlDone::Removed) => json!({"removedNode": request.node_id}),
+                    Err(error) => json!({"error": format!("{error:#}")}),
+                };
+            }
         }
     };
     let session = match session {
@@ -237,10 +265,19 @@ async fn carry_out(
         if open.len() >= MAX_PIPES {
             return json!({"error": "too many terminals are open on this host"});
         }
-        open.insert(id.clone(), session.exec.clone().unwrap_or_default());
+        let resizing = match &session.handle {
+            docker::SessionHandle::Stream => Resizing::Fixed,
+            docker::SessionHandle::Exec(exec) => Resizing::Exec(exec.clone()),
+            docker::SessionHandle::Pty(pty) => Resizing::Pty(pty.resizer()),
+        };
+        open.insert(id.clone(), resizing);
     }
     let tty = session.tty;
-    let resizable = session.exec.is_some();
+    let resize_control = match &session.handle {
+        docker::SessionHandle::Stream => None,
+        docker::SessionHandle::Exec(_) => Some(docker::RESIZE_EXEC),
+        docker::SessionHandle::Pty(_) => Some(host_shell::HOST_RESIZE),
+    };
     tokio::spawn(pipe(
         channel.clone(),
         docker.clone(),
@@ -249,8 +286,8 @@ async fn carry_out(
         execs.clone(),
     ));
     let mut reply = json!({"pipe": id, "raw_tty": tty});
-    if resizable {
-        reply["resize_tty_control"] = docker::RESIZE_EXEC.into();
+    if let Some(control) = resize_control {
+        reply["resize_tty_control"] = control.into();
     }
     reply
 }
@@ -294,7 +331,7 @@ async fn pipe(
                 tokio::select! {
                     out = session.output.next() => match out {
                         Some(Ok(out)) => {
-                            if socket.send(Message::Binary(out.into_bytes())).await.is_err() {
+                            if socket.send(Message::Binary(out.into())).await.is_err() {
                                 break;
                             }
                         }
@@ -329,14 +366,18 @@ async fn pipe(
     if let Ok(mut open) = execs.lock() {
         open.remove(&id);
     }
-    let exec = session.exec.take();
-    // The engine connection closes with the session…
-    drop(session);
-    // …and what the terminal left running is ended.
-    if let Some(exec) = exec
-        && let Err(error) = docker.end_exec(&exec).await
-    {
-        tracing::warn!(pipe = %id, %error, "a closed terminal's processes may still run");
+    // The connection closes with the session, and what the terminal left running is ended.
+    let docker::Session { handle, .. } = session;
+    match handle {
+        docker::SessionHandle::Stream => {}
+        docker::SessionHandle::Exec(exec) => {
+            if let Err(error) = docker.end_exec(&exec).await {
+                tracing::warn!(pipe = %id, %error, "a closed terminal's processes may still run");
+            }
+        }
+        docker::SessionHandle::Pty(pty) => {
+            let _ = tokio::task::spawn_blocking(move || pty.end()).await;
+        }
     }
     tracing::info!(pipe = %id, "pipe closed");
 }

@@ -338,20 +338,42 @@ impl Docker {
     }
 }
 
-/// A stream between a user and a container: what it prints, and (for exec and attach) its input.
+/// A stream between a user and a command (a container's shell, attach or logs, a host's shell):
+/// what it prints, and (unless it is logs) its input.
 pub struct Session {
-    pub output: std::pin::Pin<
+    pub output: std::pin::Pin<Box<dyn futures_util::Stream<Item = anyhow::Result<Vec<u8>>> + Send>>,
+    pub input: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    /// A terminal (raw bytes, resizable) rather than lines.
+    pub tty: bool,
+    /// How its terminal is resized and what ends it.
+    pub handle: SessionHandle,
+}
+
+/// What a session's terminal is, for resizing it and ending what runs on it.
+pub enum SessionHandle {
+    /// Nothing to resize; closing the connection ends it.
+    Stream,
+    /// A container exec, by id.
+    Exec(String),
+    /// A pseudo-terminal on the host and the shell on it (`host_shell.rs`).
+    Pty(super::host_shell::Pty),
+}
+
+/// The engine's output frames as bytes.
+fn engine_output(
+    output: std::pin::Pin<
         Box<
             dyn futures_util::Stream<
                     Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
                 > + Send,
         >,
     >,
-    pub input: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
-    /// A terminal (raw bytes, resizable) rather than lines.
-    pub tty: bool,
-    /// The exec this is, for resizing its terminal.
-    pub exec: Option<String>,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = anyhow::Result<Vec<u8>>> + Send>> {
+    Box::pin(output.map(|frame| {
+        frame
+            .map(|f| f.into_bytes().to_vec())
+            .map_err(anyhow::Error::from)
+    }))
 }
 
 /// The shell an exec starts: the container's root shell if it names one, else `/bin/sh` (as
@@ -389,10 +411,10 @@ impl Docker {
             .context("starting the exec")?;
         match started {
             bollard::exec::StartExecResults::Attached { output, input } => Ok(Session {
-                output,
+                output: engine_output(output),
                 input: Some(input),
                 tty: true,
-                exec: Some(created.id),
+                handle: SessionHandle::Exec(created.id),
             }),
             bollard::exec::StartExecResults::Detached => {
                 anyhow::bail!("the engine started the exec detached")
@@ -421,10 +443,10 @@ impl Docker {
             .await
             .context("attaching")?;
         Ok(Session {
-            output: attached.output,
+            output: engine_output(attached.output),
             input: Some(attached.input),
             tty,
-            exec: None,
+            handle: SessionHandle::Stream,
         })
     }
 
@@ -438,10 +460,10 @@ impl Docker {
             .tail("200")
             .build();
         Ok(Session {
-            output: Box::pin(client.logs(container, Some(options))),
+            output: engine_output(Box::pin(client.logs(container, Some(options)))),
             input: None,
             tty: false,
-            exec: None,
+            handle: SessionHandle::Stream,
         })
     }
 

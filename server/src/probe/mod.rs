@@ -8,6 +8,7 @@
 pub mod control;
 pub mod docker;
 pub mod host;
+pub mod host_shell;
 pub mod loadgen;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,8 @@ pub struct Options {
     pub once: bool,
     pub proc_root: std::path::PathBuf,
     pub docker_socket: std::path::PathBuf,
+    /// Offer a shell on this host (`--host-exec`).
+    pub host_exec: bool,
 }
 
 /// `scopehub probe`: collect and publish until stopped (or once, with `--once`).
@@ -115,6 +118,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         once: args.once,
         proc_root: args.proc_root,
         docker_socket: args.docker_socket,
+        host_exec: args.host_exec,
     })
     .await
 }
@@ -138,6 +142,8 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
                 url: args.url.clone(),
                 token: args.token.clone(),
                 probe_id: probe_id.clone(),
+                host_exec: args.host_exec,
+                host_id: collector.host_node_id(),
             },
             docker.clone(),
             changed.clone(),
@@ -174,6 +180,10 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
                 }
                 containers_readable = Some(false);
             }
+        }
+        if args.host_exec {
+            let at = report.ts;
+            host_shell::announce(&mut report, &collector.host_node_id(), &probe_id, at);
         }
         report.window = i64::try_from(args.interval.as_nanos()).unwrap_or(i64::MAX);
         let full = publishes.is_multiple_of(FULL_EVERY) || last_full.is_none();

@@ -104,6 +104,8 @@ pub async fn run(
             once: false,
             proc_root,
             docker_socket: crate::probe::docker::DEFAULT_SOCKET.into(),
+            // Airplane Mode's own probe offers no shell on the laptop it runs on.
+            host_exec: false,
         };
         if let Err(error) = crate::probe::publish(options).await {
             tracing::warn!(%error, "local probe stopped");

@@ -640,6 +640,7 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
         once: false,
         proc_root: "/proc".into(),
         docker_socket: engine.socket(),
+        host_exec: false,
     }));
 
     // The container, with its image and state; CPU once two stats readings are in.
@@ -672,6 +673,49 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
         "{controls:?}"
     );
     let probe_id = node["controls"][0]["probeId"].as_str().unwrap().to_owned();
+
+    // This probe runs without --host-exec: no shell on its host, whoever asks.
+    let (_, hosts) = admin
+        .get(&format!("/api/app/{id}/api/topology/hosts"))
+        .await;
+    let host = hosts["nodes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let (status, _) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let refused = eventually(
+        Duration::from_secs(10),
+        "the probe to refuse a host shell",
+        || {
+            let mut admin = admin.clone();
+            let path = control_path(&id, &probe_id, &host, "host_exec");
+            async move {
+                let (status, body) = admin.post(&path, json!({})).await;
+                (status == 400).then_some(body)
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("--host-exec"),
+        "{refused}"
+    );
+    let (status, _) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": false}),
+        )
+        .await;
+    assert_eq!(status, 200);
 
     // A viewer may not restart it: nothing happens.
     let started = engine.inspect(&name, "{{.State.StartedAt}}");
@@ -1046,6 +1090,7 @@ async fn a_shell_and_logs_open_from_the_map_in_the_browser() {
         once: false,
         proc_root: "/proc".into(),
         docker_socket: engine.socket(),
+        host_exec: false,
     }));
 
     let browser = crate::support::webdriver::Browser::start().await;
@@ -1117,4 +1162,127 @@ async fn a_shell_and_logs_open_from_the_map_in_the_browser() {
     browser.quit().await;
     probe.abort();
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+/// Whether a process whose command line holds `marker` runs on this machine.
+fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+}
+
+/// `scopehub probe --host-exec`: the host's node offers "Open shell"; with terminals on, it opens a
+/// shell on the host where a typed command runs; closing it kills the shell. Without the flag the
+/// probe refuses.
+#[tokio::test]
+async fn a_probe_with_host_exec_opens_a_shell_on_its_host() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut admin, _, id, token) = tenant(&app).await;
+    let (status, _) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let probe = tokio::spawn(scopehub::probe::publish(scopehub::probe::Options {
+        url: app.url.parse().unwrap(),
+        token,
+        interval: Duration::from_millis(500),
+        json: false,
+        once: false,
+        proc_root: "/proc".into(),
+        docker_socket: dir.path().join("no-engine.sock"),
+        host_exec: true,
+    }));
+    // The host's node, offering the shell through this probe.
+    let (host, probe_id) = eventually(Duration::from_secs(20), "the host offering a shell", || {
+        let mut admin = admin.clone();
+        let id = id.clone();
+        async move {
+            let (_, view) = admin
+                .get(&format!("/api/app/{id}/api/topology/hosts"))
+                .await;
+            let host = view["nodes"].as_object()?.keys().next()?.clone();
+            let encoded = host
+                .replace(';', "%3B")
+                .replace('<', "%3C")
+                .replace('>', "%3E");
+            let (_, details) = admin
+                .get(&format!("/api/app/{id}/api/topology/hosts/{encoded}"))
+                .await;
+            let control = details["node"]["controls"]
+                .as_array()?
+                .iter()
+                .find(|c| c["id"] == "host_exec")?
+                .clone();
+            Some((host, control["probeId"].as_str()?.to_owned()))
+        }
+    })
+    .await;
+    let open = control_path(&id, &probe_id, &host, "host_exec");
+    let opened = eventually(Duration::from_secs(10), "the shell to open", || {
+        let mut admin = admin.clone();
+        let open = open.clone();
+        async move {
+            let (status, body) = admin.post(&open, json!({})).await;
+            (status == 200).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(opened["raw_tty"], true, "{opened}");
+    assert_eq!(
+        opened["resize_tty_control"], "host_resize_exec_tty",
+        "{opened}"
+    );
+    let pipe = opened["pipe"].as_str().unwrap();
+    let url = format!("ws://{}/api/app/{id}/api/pipe/{pipe}", app.addr);
+    let (mut terminal, _) = tokio_tungstenite::connect_async(crate::support::browser_ws_request(
+        &url,
+        admin.cookie.as_ref().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let resize = control_path(&id, &probe_id, &host, "host_resize_exec_tty");
+    let (status, body) = admin
+        .post(
+            &resize,
+            json!({"pipeID": pipe, "height": "30", "width": "100"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let marker = format!("{}", 40000 + std::process::id() % 10000);
+    terminal
+        .send(Message::Binary(
+            format!("echo host-$((6*7)); stty size; exec sleep {marker}\n")
+                .into_bytes()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let mut printed = String::new();
+    while !(printed.contains("host-42") && printed.contains("30 100")) {
+        let bytes = next_bytes(&mut terminal)
+            .await
+            .unwrap_or_else(|| panic!("the shell said: {printed:?}"));
+        printed.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    eventually(Duration::from_secs(5), "the shell's command to run", || {
+        let marker = marker.clone();
+        async move { running(&format!("sleep{}{marker}", '\0')).then_some(()) }
+    })
+    .await;
+    // Closed: the shell is killed.
+    drop(terminal);
+    eventually(Duration::from_secs(10), "the shell to end", || {
+        let marker = marker.clone();
+        async move { (!running(&format!("sleep{}{marker}", '\0'))).then_some(()) }
+    })
+    .await;
+    probe.abort();
 }
