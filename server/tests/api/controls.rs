@@ -292,15 +292,7 @@ async fn instance_settings_turn_controls_and_terminals_on_and_off() {
         .patch(&settings, json!({"allow_controls": false}))
         .await;
     assert_eq!(status, 200);
-    let refused = eventually(Duration::from_secs(10), "controls to be off", || {
-        let mut editor = editor.clone();
-        let restart = restart.clone();
-        async move {
-            let (status, body) = editor.post(&restart, json!({})).await;
-            (status == 403).then_some(body)
-        }
-    })
-    .await;
+    let refused = post_until(&editor, &restart, 403, "controls to be off").await;
     assert!(
         refused["message"]
             .as_str()
@@ -353,6 +345,58 @@ async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
     }
 }
 
+/// Turns the instance's terminals on or off (as its org admin).
+async fn allow_terminals(admin: &mut Agent, id: &str, on: bool) {
+    let (status, body) = admin
+        .patch(
+            &format!("/api/instances/{id}/settings"),
+            json!({"allow_terminals": on}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Posts to `path` until it answers `status` (a setting reaches the collector a moment after it
+/// changes); returns that answer.
+async fn post_until(agent: &Agent, path: &str, status: u16, what: &str) -> Value {
+    eventually(Duration::from_secs(10), what, || {
+        let mut agent = agent.clone();
+        let path = path.to_owned();
+        async move {
+            let (got, body) = agent.post(&path, json!({})).await;
+            (got == status).then_some(body)
+        }
+    })
+    .await
+}
+
+/// The browser's end of `pipe` of instance `id`, opened with `agent`'s session.
+async fn browser_pipe_end(
+    addr: &std::net::SocketAddr,
+    agent: &Agent,
+    id: &str,
+    pipe: &str,
+) -> Socket {
+    let url = format!("ws://{addr}/api/app/{id}/api/pipe/{pipe}");
+    let (socket, _) = tokio_tungstenite::connect_async(crate::support::browser_ws_request(
+        &url,
+        agent.cookie.as_ref().unwrap(),
+    ))
+    .await
+    .unwrap();
+    socket
+}
+
+/// Reads a terminal into `printed` until it holds `needle`.
+async fn read_until(terminal: &mut Socket, printed: &mut String, needle: &str) {
+    while !printed.contains(needle) {
+        let bytes = next_bytes(terminal)
+            .await
+            .unwrap_or_else(|| panic!("the terminal said: {printed:?}"));
+        printed.push_str(&String::from_utf8_lossy(&bytes));
+    }
+}
+
 /// Pipes: an exec the probe answers with a pipe id; the browser's end (only its user's) and the
 /// probe's end are joined by the collector, bytes go both ways; when the browser goes, the probe's
 /// end is closed and the session is audited with its byte counts, not its content.
@@ -362,13 +406,7 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
         return;
     };
     let (mut admin, mut viewer, id, token) = tenant(&app).await;
-    let (status, _) = admin
-        .patch(
-            &format!("/api/instances/{id}/settings"),
-            json!({"allow_terminals": true}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    allow_terminals(&mut admin, &id, true).await;
     let mut probe = connect_probe(&app, &token, "probe-1").await;
     let exec = control_path(&id, "probe-1", "abc;<container>", "docker_exec_container");
     let call = tokio::spawn({
@@ -416,12 +454,7 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
     let mut probe_end = probe_pipe_end(&app, &token, "probe-1", "pipe-1")
         .await
         .unwrap();
-    let url = format!("ws://{}/api/app/{id}/api/pipe/pipe-1", app.addr);
-    let (mut browser_end, _) = tokio_tungstenite::connect_async(
-        crate::support::browser_ws_request(&url, admin.cookie.as_ref().unwrap()),
-    )
-    .await
-    .unwrap();
+    let mut browser_end = browser_pipe_end(&app.addr, &admin, &id, "pipe-1").await;
     browser_end
         .send(Message::Binary(b"ls\n".to_vec().into()))
         .await
@@ -685,37 +718,14 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
         .next()
         .unwrap()
         .clone();
-    let (status, _) = admin
-        .patch(
-            &format!("/api/instances/{id}/settings"),
-            json!({"allow_terminals": true}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let refused = eventually(
-        Duration::from_secs(10),
-        "the probe to refuse a host shell",
-        || {
-            let mut admin = admin.clone();
-            let path = control_path(&id, &probe_id, &host, "host_exec");
-            async move {
-                let (status, body) = admin.post(&path, json!({})).await;
-                (status == 400).then_some(body)
-            }
-        },
-    )
-    .await;
+    allow_terminals(&mut admin, &id, true).await;
+    let host_exec = control_path(&id, &probe_id, &host, "host_exec");
+    let refused = post_until(&admin, &host_exec, 400, "the probe to refuse a host shell").await;
     assert!(
         refused["message"].as_str().unwrap().contains("--host-exec"),
         "{refused}"
     );
-    let (status, _) = admin
-        .patch(
-            &format!("/api/instances/{id}/settings"),
-            json!({"allow_terminals": false}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    allow_terminals(&mut admin, &id, false).await;
 
     // A viewer may not restart it: nothing happens.
     let started = engine.inspect(&name, "{{.State.StartedAt}}");
@@ -732,42 +742,17 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
     // back. (Terminals are off until an org admin turns them on.)
     let exec = control_path(&id, &probe_id, &node_id, "docker_exec_container");
     assert_eq!(admin.post(&exec, json!({})).await.0, 403);
-    let (status, _) = admin
-        .patch(
-            &format!("/api/instances/{id}/settings"),
-            json!({"allow_terminals": true}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let opened = eventually(Duration::from_secs(10), "the exec to open a pipe", || {
-        let mut admin = admin.clone();
-        let exec = exec.clone();
-        async move {
-            let (status, body) = admin.post(&exec, json!({})).await;
-            (status == 200).then_some(body)
-        }
-    })
-    .await;
+    allow_terminals(&mut admin, &id, true).await;
+    let opened = post_until(&admin, &exec, 200, "the exec to open a pipe").await;
     assert_eq!(opened["raw_tty"], true, "{opened}");
     let pipe = opened["pipe"].as_str().unwrap().to_owned();
-    let url = format!("ws://{}/api/app/{id}/api/pipe/{pipe}", app.addr);
-    let (mut terminal, _) = tokio_tungstenite::connect_async(crate::support::browser_ws_request(
-        &url,
-        admin.cookie.as_ref().unwrap(),
-    ))
-    .await
-    .unwrap();
+    let mut terminal = browser_pipe_end(&app.addr, &admin, &id, &pipe).await;
     terminal
         .send(Message::Binary(b"echo hi-$((40+2))\n".to_vec().into()))
         .await
         .unwrap();
     let mut printed = String::new();
-    while !printed.contains("hi-42") {
-        let bytes = next_bytes(&mut terminal)
-            .await
-            .unwrap_or_else(|| panic!("the shell said: {printed:?}"));
-        printed.push_str(&String::from_utf8_lossy(&bytes));
-    }
+    read_until(&mut terminal, &mut printed, "hi-42").await;
     // A resize goes to the exec's terminal.
     let resize = control_path(&id, &probe_id, &node_id, "docker_resize_exec_tty");
     let (status, body) = admin
@@ -783,12 +768,7 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
         ))
         .await
         .unwrap();
-    while !printed.contains("40 120") {
-        let bytes = next_bytes(&mut terminal)
-            .await
-            .unwrap_or_else(|| panic!("the shell said: {printed:?}"));
-        printed.push_str(&String::from_utf8_lossy(&bytes));
-    }
+    read_until(&mut terminal, &mut printed, "40 120").await;
     eventually(
         Duration::from_secs(5),
         "the session's command to run",
@@ -815,16 +795,8 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
     let (status, opened) = admin.post(&logs, json!({})).await;
     assert_eq!(status, 200, "{opened}");
     assert_eq!(opened["raw_tty"], false, "{opened}");
-    let url = format!(
-        "ws://{}/api/app/{id}/api/pipe/{}",
-        app.addr,
-        opened["pipe"].as_str().unwrap()
-    );
-    let (mut viewer_of_logs, _) = tokio_tungstenite::connect_async(
-        crate::support::browser_ws_request(&url, admin.cookie.as_ref().unwrap()),
-    )
-    .await
-    .unwrap();
+    let mut viewer_of_logs =
+        browser_pipe_end(&app.addr, &admin, &id, opened["pipe"].as_str().unwrap()).await;
     let first = String::from_utf8(next_bytes(&mut viewer_of_logs).await.unwrap()).unwrap();
     assert!(first.contains("tick"), "{first:?}");
     // The replay comes at once; a followed line comes about a second later (it ticks each second).
@@ -1075,13 +1047,7 @@ async fn a_shell_and_logs_open_from_the_map_in_the_browser() {
     let (mut admin, me) = first_admin_at(&base).await;
     let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
     let (id, token) = admin.create_ready_instance(&org, "prod").await;
-    let (status, _) = admin
-        .patch(
-            &format!("/api/instances/{id}/settings"),
-            json!({"allow_terminals": true}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    allow_terminals(&mut admin, &id, true).await;
     let probe = tokio::spawn(scopehub::probe::publish(scopehub::probe::Options {
         url: base.parse().unwrap(),
         token,
@@ -1182,13 +1148,7 @@ async fn a_probe_with_host_exec_opens_a_shell_on_its_host() {
         return;
     };
     let (mut admin, _, id, token) = tenant(&app).await;
-    let (status, _) = admin
-        .patch(
-            &format!("/api/instances/{id}/settings"),
-            json!({"allow_terminals": true}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    allow_terminals(&mut admin, &id, true).await;
     let dir = tempfile::tempdir().unwrap();
     let probe = tokio::spawn(scopehub::probe::publish(scopehub::probe::Options {
         url: app.url.parse().unwrap(),
@@ -1226,28 +1186,14 @@ async fn a_probe_with_host_exec_opens_a_shell_on_its_host() {
     })
     .await;
     let open = control_path(&id, &probe_id, &host, "host_exec");
-    let opened = eventually(Duration::from_secs(10), "the shell to open", || {
-        let mut admin = admin.clone();
-        let open = open.clone();
-        async move {
-            let (status, body) = admin.post(&open, json!({})).await;
-            (status == 200).then_some(body)
-        }
-    })
-    .await;
+    let opened = post_until(&admin, &open, 200, "the shell to open").await;
     assert_eq!(opened["raw_tty"], true, "{opened}");
     assert_eq!(
         opened["resize_tty_control"], "host_resize_exec_tty",
         "{opened}"
     );
     let pipe = opened["pipe"].as_str().unwrap();
-    let url = format!("ws://{}/api/app/{id}/api/pipe/{pipe}", app.addr);
-    let (mut terminal, _) = tokio_tungstenite::connect_async(crate::support::browser_ws_request(
-        &url,
-        admin.cookie.as_ref().unwrap(),
-    ))
-    .await
-    .unwrap();
+    let mut terminal = browser_pipe_end(&app.addr, &admin, &id, pipe).await;
     let resize = control_path(&id, &probe_id, &host, "host_resize_exec_tty");
     let (status, body) = admin
         .post(
@@ -1266,12 +1212,8 @@ async fn a_probe_with_host_exec_opens_a_shell_on_its_host() {
         .await
         .unwrap();
     let mut printed = String::new();
-    while !(printed.contains("host-42") && printed.contains("30 100")) {
-        let bytes = next_bytes(&mut terminal)
-            .await
-            .unwrap_or_else(|| panic!("the shell said: {printed:?}"));
-        printed.push_str(&String::from_utf8_lossy(&bytes));
-    }
+    read_until(&mut terminal, &mut printed, "host-42").await;
+    read_until(&mut terminal, &mut printed, "30 100").await;
     eventually(Duration::from_secs(5), "the shell's command to run", || {
         let marker = marker.clone();
         async move { running(&format!("sleep{}{marker}", '\0')).then_some(()) }
