@@ -11,10 +11,18 @@ use std::time::{Duration, Instant};
 /// could be handed to a client connection of another test before the process binds it.
 pub fn free_port() -> u16 {
     use rand::Rng;
+    // Ports handed out already in this test process: free when checked is not enough when tests
+    // run in parallel — two could be handed the same one before either binds it (a split role then
+    // reached another test's process).
+    static GIVEN: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(Default::default);
     let mut rng = rand::rng();
     for _ in 0..1000 {
         let port = rng.random_range(20_000..32_000);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
             return port;
         }
     }
