@@ -74,6 +74,8 @@ pub struct Container {
     pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
     pub ips: Vec<String>,
+    /// `host`, `bridge`…, when the engine says.
+    pub network_mode: Option<String>,
     pub host_network: bool,
     pub stats: Option<Stats>,
 }
@@ -106,14 +108,14 @@ pub struct Docker {
     socket: PathBuf,
     client: Result<bollard::Docker, String>,
     cpu: Mutex<HashMap<String, CpuSample>>,
+    /// Each container's network mode, for engines whose list leaves it out (podman's): read once
+    /// per container by inspecting it (a container's network mode never changes).
+    network_modes: Mutex<HashMap<String, String>>,
 }
 
 fn container_of_summary(c: ContainerSummary) -> Container {
-    let host_network = c
-        .host_config
-        .as_ref()
-        .and_then(|h| h.network_mode.as_deref())
-        == Some("host");
+    let network_mode = c.host_config.as_ref().and_then(|h| h.network_mode.clone());
+    let host_network = network_mode.as_deref() == Some("host");
     let mut ips: Vec<String> = c
         .network_settings
         .and_then(|n| n.networks)
@@ -146,6 +148,7 @@ fn container_of_summary(c: ContainerSummary) -> Container {
             .collect(),
         labels: c.labels.unwrap_or_default().into_iter().collect(),
         ips,
+        network_mode,
         host_network,
         stats: None,
     }
@@ -201,6 +204,7 @@ impl Docker {
             socket,
             client,
             cpu: Mutex::new(HashMap::new()),
+            network_modes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -239,11 +243,56 @@ impl Docker {
             .collect();
         containers.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
         containers.truncate(MAX_CONTAINERS);
+        self.add_network_modes(client, &mut containers).await;
         self.add_stats(client, &mut containers).await;
         Ok(Snapshot {
             containers,
             images: images.into_iter().map(image_of_summary).collect(),
         })
+    }
+
+    /// Fills in the network mode of containers listed without one and without networks (podman's
+    /// list has no `HostConfig`): inspected once each, a few at a time, then remembered.
+    async fn add_network_modes(&self, client: &bollard::Docker, containers: &mut [Container]) {
+        let known: HashMap<String, String> = self
+            .network_modes
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let unknown: Vec<String> = containers
+            .iter()
+            .filter(|c| c.network_mode.is_none() && c.ips.is_empty() && !known.contains_key(&c.id))
+            .map(|c| c.id.clone())
+            .collect();
+        let inspected: Vec<(String, String)> = futures_util::stream::iter(unknown)
+            .map(|id| async move {
+                let inspect = client.inspect_container(&id, None);
+                let mode = tokio::time::timeout(CALL_TIMEOUT, inspect)
+                    .await
+                    .ok()?
+                    .ok()?
+                    .host_config?
+                    .network_mode?;
+                Some((id, mode))
+            })
+            .buffer_unordered(STATS_AT_ONCE)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        let mut modes = self.network_modes.lock().unwrap_or_else(|e| e.into_inner());
+        modes.extend(inspected);
+        // Containers gone are forgotten.
+        let present: std::collections::HashSet<&str> =
+            containers.iter().map(|c| c.id.as_str()).collect();
+        modes.retain(|id, _| present.contains(id.as_str()));
+        for c in containers.iter_mut() {
+            if c.network_mode.is_none()
+                && let Some(mode) = modes.get(&c.id)
+            {
+                c.host_network = mode == "host";
+                c.network_mode = Some(mode.clone());
+            }
+        }
     }
 
     /// Reads the running containers' stats, a few at a time; a container whose stats do not come
@@ -580,6 +629,15 @@ fn template(id: &str, label: &str, priority: f64, from: &str) -> serde_json::Val
     serde_json::json!({"id": id, "label": label, "priority": priority, "from": from})
 }
 
+/// The host a snapshot's containers run on, as the report names it.
+pub struct HostSide {
+    /// The host's node id and the probe reporting it.
+    pub node_id: String,
+    pub probe_id: String,
+    /// The host's own addresses (for containers on its network).
+    pub addresses: Vec<String>,
+}
+
 /// A metric of one sample at `now`.
 fn metric(value: f64, max: f64, now: Time) -> Metric {
     Metric {
@@ -595,11 +653,11 @@ fn metric(value: f64, max: f64, now: Time) -> Metric {
 pub fn add_to_report(
     report: &mut Report,
     snapshot: &Snapshot,
-    host_id: &str,
-    probe_id: &str,
+    host: &HostSide,
     now: Time,
     cgroup_of: impl Fn(&str) -> Option<String>,
 ) {
+    let (host_id, probe_id) = (host.node_id.as_str(), host.probe_id.as_str());
     let host_parent = || {
         std::sync::Arc::new(KeyedMap::from([(
             "host".to_owned(),
@@ -677,7 +735,12 @@ pub fn add_to_report(
                 LatestEntry::new("true", now),
             );
         }
-        let ips = c.ips.clone();
+        // A container on the host's network has the host's addresses (as Scope reports them).
+        let ips = if c.host_network && c.ips.is_empty() {
+            host.addresses.clone()
+        } else {
+            c.ips.clone()
+        };
         if !ips.is_empty() {
             node.sets_mut().insert(
                 "docker_container_ips_with_scopes".into(),
@@ -797,6 +860,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa99887766554433221100";
+    const HOSTNET: &str = "0000000000000000000000000000000000000000000000000000000000000042";
 
     #[test]
     fn containers_are_found_in_cgroup_paths() {
@@ -823,7 +887,10 @@ mod tests {
                 let mut buf = vec![0u8; 4096];
                 let n = stream.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]).to_string();
-                let body = if request.contains("/containers/json") {
+                let body = if request.contains(&format!("/containers/{HOSTNET}/json")) {
+                    // Podman lists containers without their HostConfig; inspecting says it.
+                    serde_json::json!({"Id": HOSTNET, "HostConfig": {"NetworkMode": "host"}})
+                } else if request.contains("/containers/json") {
                     serde_json::json!([{
                         "Id": ID, "Names": ["/web"], "Image": "nginx:1.25",
                         "ImageID": "sha256:abc123", "Command": "nginx -g 'daemon off;'",
@@ -832,6 +899,10 @@ mod tests {
                         "Labels": {"app": "web"},
                         "HostConfig": {"NetworkMode": "bridge"},
                         "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}}
+                    }, {
+                        "Id": HOSTNET, "Names": ["/hostnet"], "Image": "nginx:1.25",
+                        "ImageID": "sha256:abc123", "Created": 1_600_000_000, "State": "exited",
+                        "NetworkSettings": {"Networks": null}
                     }])
                 } else if request.contains("/images/json") {
                     serde_json::json!([{
@@ -861,7 +932,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let docker = Docker::new(engine(dir.path()).await);
         let snapshot = docker.snapshot().await.unwrap();
-        assert_eq!(snapshot.containers.len(), 1);
+        assert_eq!(snapshot.containers.len(), 2);
 
         let now = Time(1_000);
         let mut report = Report::default();
@@ -891,7 +962,12 @@ mod tests {
                 ..Topology::default()
             },
         );
-        add_to_report(&mut report, &snapshot, "h;<host>", "probe-1", now, |pid| {
+        let host = HostSide {
+            node_id: "h;<host>".into(),
+            probe_id: "probe-1".into(),
+            addresses: vec!["192.0.2.2".into()],
+        };
+        add_to_report(&mut report, &snapshot, &host, now, |pid| {
             (pid == "42").then(|| format!("0::/system.slice/docker-{ID}.scope"))
         });
         let container = &report.topology("Container").unwrap().nodes[&format!("{ID};<container>")];
@@ -905,6 +981,16 @@ mod tests {
         assert_eq!(
             container.sets["docker_container_ports"],
             ["0.0.0.0:8080->80/tcp"]
+        );
+        // On the host's network (known by inspecting it): the host's addresses; stopped, it can
+        // be started or removed.
+        let hostnet =
+            &report.topology("Container").unwrap().nodes[&format!("{HOSTNET};<container>")];
+        assert_eq!(hostnet.sets["docker_container_ips"], ["192.0.2.2"]);
+        assert_eq!(hostnet.latest["docker_is_in_host_network"].value, "true");
+        assert_eq!(
+            hostnet.latest["active_controls"].value,
+            "docker_start_container;docker_remove_container;docker_logs_container"
         );
         let image = &report.topology("ContainerImage").unwrap().nodes["abc123;<container_image>"];
         assert_eq!(image.latest["docker_image_name"].value, "nginx:1.25");

@@ -39,6 +39,43 @@ pub(crate) fn templates(json: &str) -> crate::collector::report::Templates {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+/// This host's own addresses, loopback left out: IPv4 from the kernel's local routes
+/// (`/proc/net/fib_trie`: an address followed by `/32 host LOCAL`), IPv6 from `/proc/net/if_inet6`.
+/// Containers on the host's network have these (as Scope's probe reports them).
+pub fn host_addresses(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut last: Option<&str> = None;
+    let trie = read(root.join("net/fib_trie")).unwrap_or_default();
+    for line in trie.lines() {
+        let line = line.trim_start();
+        if let Some(address) = line.strip_prefix("|-- ") {
+            last = Some(address.trim());
+        } else if line.starts_with("/32 host LOCAL")
+            && let Some(address) = last.take()
+            && let Ok(ip) = address.parse::<std::net::Ipv4Addr>()
+            && !ip.is_loopback()
+        {
+            out.push(ip.to_string());
+        }
+    }
+    for line in read(root.join("net/if_inet6")).unwrap_or_default().lines() {
+        let Some(Ok(addr)) = line
+            .split_whitespace()
+            .next()
+            .map(|a| u128::from_str_radix(a, 16))
+        else {
+            continue;
+        };
+        let ip = std::net::Ipv6Addr::from(addr);
+        if !ip.is_loopback() {
+            out.push(ip.to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The networks this host's interfaces are on, as CIDRs: IPv4 routes that are not the default
 /// route (`/proc/net/route`), the loopback network, and IPv6 interface prefixes
 /// (`/proc/net/if_inet6`). The collector treats addresses in them as local, not "the internet".
@@ -461,6 +498,23 @@ fn parse_addr(field: &str, v6: bool) -> Option<(String, u16)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_addresses_are_the_local_routes_and_interface_addresses_but_loopback() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("net")).unwrap();
+        std::fs::write(
+            root.path().join("net/fib_trie"),
+            "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 127.0.0.1\n        /32 host LOCAL\n     |-- 192.0.2.0\n        /24 link UNICAST\n     |-- 192.0.2.2\n        /32 host LOCAL\n     |-- 192.0.2.255\n        /32 link BROADCAST\nLocal:\n     |-- 192.0.2.2\n        /32 host LOCAL\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("net/if_inet6"),
+            "00000000000000000000000000000001 01 80 10 80       lo\nfe800000000000000000000000000001 02 40 20 80     eth0\n",
+        )
+        .unwrap();
+        assert_eq!(host_addresses(root.path()), ["192.0.2.2", "fe80::1"]);
+    }
+
     #[test]
     fn local_networks_come_from_routes_and_interfaces() {
         let root = tempfile::tempdir().unwrap();

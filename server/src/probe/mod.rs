@@ -165,14 +165,14 @@ pub async fn publish(args: Options) -> anyhow::Result<()> {
                 containers_readable = Some(true);
                 let proc_root = args.proc_root.clone();
                 let at = report.ts;
-                docker::add_to_report(
-                    &mut report,
-                    &snapshot,
-                    &collector.host_node_id(),
-                    &probe_id,
-                    at,
-                    |pid| std::fs::read_to_string(proc_root.join(pid).join("cgroup")).ok(),
-                );
+                let host = docker::HostSide {
+                    node_id: collector.host_node_id(),
+                    probe_id: probe_id.clone(),
+                    addresses: host::host_addresses(&args.proc_root),
+                };
+                docker::add_to_report(&mut report, &snapshot, &host, at, |pid| {
+                    std::fs::read_to_string(proc_root.join(pid).join("cgroup")).ok()
+                });
             }
             Err(error) => {
                 if containers_readable != Some(false) {

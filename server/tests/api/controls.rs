@@ -695,6 +695,17 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
     let text = node.to_string();
     assert!(text.contains(IMAGE), "the image: {node}");
     assert!(text.contains("docker_memory_usage"), "memory: {node}");
+    // On the host's network: the host's addresses, as Scope shows them.
+    let ips = node["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "docker_container_ips")
+        .unwrap_or_else(|| panic!("no IPs: {node}"))["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!ips.is_empty(), "{node}");
     let controls: Vec<&str> = node["controls"]
         .as_array()
         .unwrap()
