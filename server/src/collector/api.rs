@@ -267,7 +267,7 @@ async fn carry_control(
     let link = state
         .shard
         .with_slot(instance, |slot| slot.probe_link(probe))
-        .ok_or_else(|| unavailable("The instance is being placed; retry shortly.".to_owned()))?
+        .ok_or_else(super::unplaced)?
         .ok_or_else(|| {
             unavailable(format!(
                 "The probe {probe} is not connected: it may have stopped, or cannot reach Scopehub."

@@ -132,10 +132,15 @@ async fn close_probe_pipe(
     State(state): State<CollectorState>,
     ProbeInstance(instance): ProbeInstance,
     axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
 ) -> StatusCode {
-    state
-        .shard
-        .with_slot(&instance, |slot| slot.pipes.remove(&id));
+    // Only the probe that announced it.
+    let probe_id = header_str(&headers, "x-scope-probe-id").unwrap_or("");
+    state.shard.with_slot(&instance, |slot| {
+        if slot.pipes.get_mut(&id).is_some_and(|p| p.probe == probe_id) {
+            slot.pipes.remove(&id);
+        }
+    });
     StatusCode::NO_CONTENT
 }
 
@@ -175,8 +180,9 @@ async fn probe_pipe(
 /// and map requests are small; the edge applies the same limit to browsers before this).
 pub(crate) const MAX_INBOUND_MESSAGE: usize = 1 << 20;
 
-/// How often the app pings a probe's control websocket (Scope: about 33 s, pong wait 60 s).
-const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the app pings a probe's control websocket and both ends of a pipe (Scope: about 33 s,
+/// pong wait 60 s).
+pub(crate) const CONTROL_PING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `GET /api/control/ws`: the probe's long-lived control channel, on which Scope's app is the
 /// JSON-RPC client: controls users ask for are sent to the probe on it (`controls.rs`). One per
@@ -202,13 +208,7 @@ async fn control_ws(
         slot.link_probe(&probe_id, link).map_err(|why| (why, max))
     });
     match linked {
-        None => {
-            return Err(Error::client(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Unavailable,
-                "The instance is being placed; retry shortly.",
-            ));
-        }
+        None => return Err(unplaced()),
         Some(Err((why, max))) => return Err(refusal_error(why, max)),
         Some(Ok(())) => {}
     }
@@ -223,6 +223,15 @@ async fn control_ws(
             .with_slot(&instance, |slot| slot.unlink_probe(&probe_id, connection));
         tracing::debug!(instance = %instance, probe = %probe_id, "probe control channel closed");
     }))
+}
+
+/// An instance this collector does not hold (yet): provisioning is placing it.
+pub(crate) fn unplaced() -> Error {
+    Error::client(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "The instance is being placed; retry shortly.",
+    )
 }
 
 fn refusal_error(why: Refusal, limit: i64) -> Error {
@@ -282,14 +291,6 @@ async fn ingest(
         .map(|v| v.chars().take(64).collect::<String>());
     let now = state.clock.now();
     let shard = &state.shard;
-    let unplaced = || {
-        Error::client(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "The instance is being placed; retry shortly.",
-        )
-    };
-
     // Cheap refusals first, before reading the body.
     let admitted = shard.with_slot(&instance, |slot| {
         if slot.flags.refuse_uploads {

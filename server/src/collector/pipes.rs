@@ -155,7 +155,7 @@ pub async fn copy(mut socket: WebSocket, mut io: EndIo, drain: crate::ops::Drain
     let mut copied = Copied::default();
     let closing = drain.streams_closing();
     tokio::pin!(closing);
-    let mut ping = tokio::time::interval(Duration::from_secs(30));
+    let mut ping = tokio::time::interval(super::CONTROL_PING);
     ping.tick().await;
     loop {
         tokio::select! {

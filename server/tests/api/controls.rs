@@ -451,6 +451,17 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
         Some(404)
     );
 
+    // Another probe of the instance cannot close it either.
+    let closed = reqwest::Client::new()
+        .delete(app.at("/api/pipe/pipe-1"))
+        .header("authorization", format!("Scope-Probe token={token}"))
+        .header("x-scope-probe-id", "probe-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 204);
+    assert_eq!(admin.get(&check).await.0, 204, "still open");
+
     let mut probe_end = probe_pipe_end(&app, &token, "probe-1", "pipe-1")
         .await
         .unwrap();
