@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use url::Url;
 
 use crate::clock::Clock;
+use crate::collector::history::{History, HistoryConfig};
 use crate::collector::shard::{HttpShard, InProcessShard, Shard};
 use crate::collector::{self, CollectorConfig, CollectorState, ReadAccess};
 use crate::error::{Error, Result};
@@ -54,6 +55,8 @@ pub struct Settings {
     pub drain: Drain,
     /// What the in-process monitoring scrapes (in `serve`: the process itself).
     pub monitoring: MonitoringConfig,
+    /// Where the collector keeps reports for time travel (none: no history).
+    pub history: Option<HistoryConfig>,
 }
 
 /// The name of the one collector shard in Airplane Mode.
@@ -77,7 +80,8 @@ pub struct Airplane {
 }
 
 impl Airplane {
-    pub fn build(store: Store, settings: Settings) -> Self {
+    /// Fails only when the history store cannot be opened.
+    pub fn build(store: Store, settings: Settings) -> anyhow::Result<Self> {
         let clock = settings.clock.clone();
         let metrics = Metrics::new();
         let startup = StartupStatus::default();
@@ -90,11 +94,13 @@ impl Airplane {
         .with_metrics(&metrics);
         let wakeup = Wakeup::default();
         let woken = wakeup.clone();
-        let shard = Arc::new(
-            InProcessShard::new(LOCAL_SHARD, clock.clone())
-                .with_memory_budget(settings.collector.memory)
-                .with_first_report_hook(Arc::new(move || woken.wake())),
-        );
+        let mut shard = InProcessShard::new(LOCAL_SHARD, clock.clone())
+            .with_memory_budget(settings.collector.memory)
+            .with_first_report_hook(Arc::new(move || woken.wake()));
+        if let Some(history) = settings.history {
+            shard = shard.with_history(Arc::new(History::open(history, metrics.clone())?));
+        }
+        let shard = Arc::new(shard);
         metrics.observe_instances(shard.clone());
         let directory: Arc<dyn Directory> = Arc::new(users.directory());
         let provisioning = ProvisioningState {
@@ -147,7 +153,7 @@ impl Airplane {
             .merge(ui::router(spa.clone()))
             .layer(middleware::from_fn_with_state(edge, authenticate));
         let router = frontend::apply_layers(routed, metrics.clone(), &settings.edge);
-        Airplane {
+        Ok(Airplane {
             router,
             store,
             clock,
@@ -158,11 +164,11 @@ impl Airplane {
             provisioning,
             spa,
             monitoring,
-        }
+        })
     }
 
-    /// Starts the background work of every role: mail delivery, the reconciler and monitoring's
-    /// scrapes. They stop when `shutdown` turns true.
+    /// Starts the background work of every role: mail delivery, the reconciler, monitoring's
+    /// scrapes and history's writes and retention. They stop when `shutdown` turns true.
     pub fn spawn_tasks(&self, shutdown: &watch::Receiver<bool>) {
         tokio::spawn(self.users.mailer.clone().run(
             self.store.clone(),
@@ -172,6 +178,7 @@ impl Airplane {
         ));
         tokio::spawn(self.provisioning.reconciler().run(shutdown.clone()));
         tokio::spawn(self.monitoring.clone().run(shutdown.clone()));
+        tokio::spawn(self.shard.clone().run_history(shutdown.clone()));
     }
 
     /// Airplane Mode's probe of this machine, reporting to `url` like any probe.

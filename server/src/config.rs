@@ -233,6 +233,47 @@ pub struct CollectorArgs {
     /// the user gets 504 (a container's stop may take its 10 s grace period).
     #[arg(long, env = "SCOPEHUB_CONTROL_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=600))]
     pub control_timeout_secs: u32,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+/// History (time travel): where accepted reports are kept, and how they are written.
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {
+    /// Where reports are kept: a folder (or `file:///path`), or `s3://bucket/prefix` for an
+    /// S3-compatible bucket, whose credentials, region and endpoint come from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+    /// `AWS_ALLOW_HTTP`). Default: `<data-dir>/history` for `serve`, `./data/history` for
+    /// `collector`.
+    #[arg(long, env = "SCOPEHUB_HISTORY_URL")]
+    pub history_url: Option<crate::collector::history::HistoryLocation>,
+    /// How often kept reports are written out, in seconds: what a crash can lose at most.
+    #[arg(long, env = "SCOPEHUB_HISTORY_FLUSH_SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub history_flush_secs: u32,
+    /// Report bytes waiting to be written the collector may hold, in MiB; beyond it (a store down
+    /// for long), reports are still accepted but not kept.
+    #[arg(long, env = "SCOPEHUB_HISTORY_BUFFER_MIB", default_value_t = 256)]
+    pub history_buffer_mib: u32,
+    /// How often retention and quotas are enforced, in seconds.
+    #[arg(long, env = "SCOPEHUB_HISTORY_RETENTION_CHECK_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub history_retention_check_secs: u32,
+}
+
+impl HistoryArgs {
+    /// The history configuration, kept in `default_folder` unless `--history-url` says otherwise.
+    pub fn config(&self, default_folder: PathBuf) -> crate::collector::history::HistoryConfig {
+        use crate::collector::history::{HistoryConfig, HistoryLocation};
+        let location = self
+            .history_url
+            .clone()
+            .unwrap_or(HistoryLocation::Folder(default_folder));
+        HistoryConfig {
+            flush_interval: Duration::from_secs(u64::from(self.history_flush_secs)),
+            buffer_bytes: (self.history_buffer_mib as usize) << 20,
+            retention_interval: Duration::from_secs(u64::from(self.history_retention_check_secs)),
+            ..HistoryConfig::new(location)
+        }
+    }
 }
 
 /// The SMTP URL may hold a password: never print it.

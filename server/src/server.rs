@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::app::{self, Airplane, RoleBasics, Settings};
 use crate::clock::{Clock, HOUR};
 use crate::collector::CollectorConfig;
+use crate::collector::history::History;
 use crate::collector::shard::InProcessShard;
 use crate::collector::slot::MemoryBudget;
 use crate::config::{
@@ -129,9 +130,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             webhook: args.monitoring.alert_webhook_url.clone(),
             ..MonitoringConfig::new(vec![itself], args.monitoring.scrape_interval)
         },
+        history: Some(
+            args.collector
+                .history
+                .config(args.database.data_dir.join("history")),
+        ),
     };
     let drain = settings.drain.clone();
-    let airplane = Airplane::build(store.clone(), settings);
+    let airplane = Airplane::build(store.clone(), settings)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(prepare_with_retry(
@@ -156,6 +162,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
 
     run_until_shutdown(listener, airplane.router, &args.http, shutdown_tx, drain).await?;
+    airplane.shard.flush_history().await;
     store.close().await;
     Ok(())
 }
@@ -320,9 +327,14 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
     let public_url = public_url_of(&args.public, &listener)?;
     let basics = role_basics(&args.http, args.internal.internal_secret.clone());
     let config = collector_config(&args.collector, &public_url);
+    let history = History::open(
+        args.collector.history.config("./data/history".into()),
+        basics.metrics.clone(),
+    )?;
     let shard = Arc::new(
         InProcessShard::new(args.shard.clone(), basics.clock.clone())
-            .with_memory_budget(config.memory),
+            .with_memory_budget(config.memory)
+            .with_history(Arc::new(history)),
     );
     let state = app::collector_state(
         shard,
@@ -343,10 +355,13 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
         state.clone(),
         provisioning,
         startup,
-        shutdown_rx,
+        shutdown_rx.clone(),
     ));
+    tokio::spawn(state.shard.clone().run_history(shutdown_rx));
     announce(&listener, None, None, None)?;
-    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await
+    run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await?;
+    state.shard.flush_history().await;
+    Ok(())
 }
 
 /// `scopehub migrate`: apply migrations once and exit; fails fast (a job runner retries).

@@ -79,6 +79,9 @@ struct MetricsInner {
     mail_queue: Gauge,
     mail_failing: Gauge,
     database_errors: Counter,
+    history_reports: Family<ReportLabels, Counter>,
+    history_bytes: Counter,
+    history_buffer: Gauge,
     /// What the collector's shard holds, read at each scrape ([`Metrics::observe_instances`]).
     instances: Arc<OnceLock<Arc<dyn LiveInstances>>>,
 }
@@ -329,6 +332,25 @@ impl Metrics {
             "Requests and background steps that failed on the database",
             database_errors.clone(),
         );
+        let history_reports = Family::<ReportLabels, Counter>::default();
+        registry.register(
+            "history_reports",
+            "History (time travel): reports stored, not kept (dropped_buffer_full), batches that \
+             failed to write (write_failed) or were damaged on read, batches deleted",
+            history_reports.clone(),
+        );
+        let history_bytes = Counter::default();
+        registry.register(
+            "history_written_bytes",
+            "Bytes of history batches written to the store",
+            history_bytes.clone(),
+        );
+        let history_buffer = Gauge::default();
+        registry.register(
+            "history_buffer_bytes",
+            "Report bytes waiting to be written to the history store",
+            history_buffer.clone(),
+        );
         let instances = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(InstancesCollector(instances.clone())));
         Metrics {
@@ -351,6 +373,9 @@ impl Metrics {
                 mail_queue,
                 mail_failing,
                 database_errors,
+                history_reports,
+                history_bytes,
+                history_buffer,
                 instances,
             }),
         }
@@ -363,6 +388,24 @@ impl Metrics {
         } else {
             self.inner.collector_renders.inc();
         }
+    }
+
+    /// History: `count` reports stored, not kept, or batches failed, damaged or deleted.
+    pub fn record_history(&self, outcome: &'static str, count: u64) {
+        self.inner
+            .history_reports
+            .get_or_create(&ReportLabels { outcome })
+            .inc_by(count);
+    }
+
+    pub fn record_history_bytes(&self, bytes: u64) {
+        self.inner.history_bytes.inc_by(bytes);
+    }
+
+    pub fn set_history_buffer(&self, bytes: usize) {
+        self.inner
+            .history_buffer
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// A probe report accepted (`outcome = "accepted"`) or refused, and the shard's window bytes.

@@ -102,6 +102,22 @@ pub struct InstanceInfo {
     /// Terminals (exec, attach, a host's shell) may be opened; off unless an org admin turns them on.
     #[serde(default)]
     pub allow_terminals: bool,
+    /// How long its history (time travel) is kept, in days, and the most bytes it may take.
+    #[serde(default)]
+    pub history_days: u32,
+    #[serde(default)]
+    pub history_quota_bytes: u64,
+}
+
+/// `PATCH /api/admin/instances/{id}/history` (site admins): the instance's history retention and
+/// quota. Fields left out stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -203,6 +219,22 @@ pub struct Usage {
     pub window_bytes: u64,
     #[serde(default)]
     pub window_budget_bytes: u64,
+    /// What its history (time travel) keeps; absent where the collector keeps none or cannot
+    /// tell now.
+    #[serde(default)]
+    pub history: Option<HistoryUsage>,
+}
+
+/// An instance's history: the span of reports kept (ms since the epoch), their bytes, and the
+/// retention and quota it is kept under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryUsage {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub bytes: u64,
+    pub batches: u64,
+    pub retention_days: u32,
+    pub quota_bytes: u64,
 }
 
 /// `GET /api/instances/{id}`: everything the instance page shows.

@@ -226,6 +226,56 @@ pub struct NodeAnswer {
 pub struct TopologyAnswer {
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeSummary>,
+    /// Only in an answer about a past moment (`?timestamp=`): whether history covered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryNote>,
+}
+
+/// What a past moment's answer was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryNote {
+    /// The moment (RFC 3339, whole seconds): the window is the 15 s before it.
+    pub at: String,
+    /// `kept` (reports of that moment are kept), `before-history` (before the oldest report kept:
+    /// the map is empty) or `gap` (no probe reported then: empty).
+    pub state: String,
+    /// The oldest report kept (RFC 3339), if any.
+    #[serde(default)]
+    pub kept_from: Option<String>,
+}
+
+/// `GET …/api/history?from=&to=&points=` (ms since the epoch): what the timeline shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Timeline {
+    pub from: i64,
+    pub to: i64,
+    /// The span of reports kept, and what they take.
+    pub kept_from: Option<i64>,
+    pub kept_to: Option<i64>,
+    pub kept_bytes: u64,
+    /// Samples over the range: the live window's nodes per report topology (`host`,
+    /// `container`, `process`, `pod`…) when each was written.
+    pub points: Vec<TimelinePoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    pub at: i64,
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// `GET …/api/topology/{view}/changes?from=&to=` (RFC 3339 each; a moment within the last second
+/// is the live window): what appeared and vanished in a view between two moments.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Changes {
+    pub from: String,
+    pub to: String,
+    /// Nodes at `to` that were not at `from`, and nodes at `from` gone at `to` (as they were).
+    pub appeared: Vec<NodeSummary>,
+    pub vanished: Vec<NodeSummary>,
+    /// Edges (source, target) likewise.
+    pub edges_appeared: Vec<(String, String)>,
+    pub edges_vanished: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

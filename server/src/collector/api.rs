@@ -38,6 +38,11 @@ pub fn app_router() -> Router<CollectorState> {
         .route("/app/{instance}/api/topology/{view}", get(topology))
         .route("/app/{instance}/api/topology/{view}/ws", get(topology_ws))
         .route(
+            "/app/{instance}/api/topology/{view}/changes",
+            get(super::past::changes),
+        )
+        .route("/app/{instance}/api/history", get(super::past::timeline))
+        .route(
             "/app/{instance}/api/topology/{view}/{node}",
             get(node_details),
         )
@@ -407,8 +412,14 @@ async fn details(
 async fn merged_report(
     State(state): State<CollectorState>,
     InstanceReader { instance, .. }: InstanceReader,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Report>> {
     readable(&state, &instance)?;
+    let mut query = topologies::Query::parse(raw.as_deref());
+    if let Some(at) = super::past::moment(&state, &mut query)? {
+        let past = super::past::window(&state, &instance, at).await?;
+        return Ok(Json((*past.report).clone()));
+    }
     let now = state.clock.now();
     let parts = state
         .shard
@@ -418,7 +429,9 @@ async fn merged_report(
     Ok(Json(merged))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(e.into()))
@@ -460,9 +473,13 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
     Ok((*generation, merged.clone()))
 }
 
-/// What a read renders from the merged window (at the time given): a view's summaries or the
-/// topology list; `None` for an unknown view.
-type Render = Arc<dyn Fn(&Report, Time) -> Result<Option<Rendered>> + Send + Sync>;
+/// What a read renders from the merged window (at the time given, with a note of what history
+/// had for a past moment): a view's summaries or the topology list; `None` for an unknown view.
+pub(super) type Render = Arc<
+    dyn Fn(&Report, Time, Option<&shared::topology::HistoryNote>) -> Result<Option<Rendered>>
+        + Send
+        + Sync,
+>;
 
 /// What `render` makes of the window, shared by every reader that asks for it under `key` (the
 /// slot's [`RenderPlan`]): a render of the window as it is, or (for a costly one) the last render
@@ -540,10 +557,11 @@ async fn make_render(
         let (generation, report) = window_report(state, instance).await?;
         let at = render_time(state);
         let budget = state.config.render_budget;
-        let rendered = blocking(move || render::budget::within(budget, || render(&report, at)))
-            .await?
-            .map_err(|_| over_budget(budget))??
-            .ok_or_else(unknown_view)?;
+        let rendered =
+            blocking(move || render::budget::within(budget, || render(&report, at, None)))
+                .await?
+                .map_err(|_| over_budget(budget))??
+                .ok_or_else(unknown_view)?;
         Ok((generation, rendered))
     }
     .await;
@@ -560,31 +578,50 @@ async fn make_render(
 /// A view's summaries, and its JSON answer (Scope's `TopologyAnswer`), for the window as it is now
 /// (or, for a costly view, as it was at most `slot::MAX_STALE_MS` ago), rendered and serialised
 /// once for every request and websocket tick that asks. `None` for an unknown view.
-async fn view_render(
+pub(super) async fn view_render(
     state: &CollectorState,
     instance: &str,
     view: &str,
     query: &topologies::Query,
+    at: Option<i64>,
 ) -> Result<Option<(Arc<Summaries>, Answer)>> {
     let (view_id, q) = (view.to_owned(), query.clone());
-    let render: Render = Arc::new(move |report, at| {
-        let mut ctx = Ctx::new(report, at);
+    let render: Render = Arc::new(move |report, time, note| {
+        let mut ctx = Ctx::new(report, time);
         let Some(nodes) = topologies::topology(&mut ctx, &view_id, &q) else {
             return Ok(None);
         };
-        let answer = answer_of(&NodesAnswer { nodes: &nodes })?;
+        let answer = answer_of(&NodesAnswer {
+            nodes: &nodes,
+            history: note,
+        })?;
         Ok(Some(Rendered::View(Arc::new(nodes), answer)))
     });
-    let rendered = render_once(state, instance, query.cache_key(view), render).await?;
+    let rendered = render_at(state, instance, query.cache_key(view), render, at).await?;
     Ok(match rendered {
         Some(Rendered::View(nodes, body)) => Some((nodes, body)),
         _ => None,
     })
 }
 
+/// What `render` makes of the window ending at `at` (a past moment, from history) or of the live
+/// window (`None`), shared by every reader of the same.
+async fn render_at(
+    state: &CollectorState,
+    instance: &str,
+    key: String,
+    render: Render,
+    at: Option<i64>,
+) -> Result<Option<Rendered>> {
+    match at {
+        None => render_once(state, instance, key, render).await,
+        Some(at) => super::past::render(state, instance, at, key, render).await,
+    }
+}
+
 /// Serialises an answer once, plain and gzipped (fast: it is made once per render, off the async
 /// runtime, and sent to every reader).
-fn answer_of(value: &impl Serialize) -> Result<Answer> {
+pub(super) fn answer_of(value: &impl Serialize) -> Result<Answer> {
     use std::io::Write;
     let json = serde_json::to_vec(value).map_err(|e| Error::Internal(e.into()))?;
     let mut gzip = flate2::write::GzEncoder::new(
@@ -620,7 +657,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// An answer made once, sent as it is (the edge does not compress what is already encoded).
-fn send_answer(answer: Answer, headers: &HeaderMap) -> Response {
+pub(super) fn send_answer(answer: Answer, headers: &HeaderMap) -> Response {
     let json = (header::CONTENT_TYPE, "application/json");
     let vary = (header::VARY, "accept-encoding");
     if accepts_gzip(headers) {
@@ -636,7 +673,7 @@ fn render_time(state: &CollectorState) -> Time {
 }
 
 /// A render stopped at its budget (`render::budget`).
-fn over_budget(budget: Duration) -> Error {
+pub(super) fn over_budget(budget: Duration) -> Error {
     Error::client(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         shared::ErrorCode::Unavailable,
@@ -647,7 +684,7 @@ fn over_budget(budget: Duration) -> Error {
     )
 }
 
-fn unknown_view() -> Error {
+pub(super) fn unknown_view() -> Error {
     Error::not_found("No such topology.")
 }
 
@@ -663,7 +700,7 @@ async fn for_render(
 }
 
 /// Checks the caller may read the instance, and that `view` exists.
-fn check_view(state: &CollectorState, instance: &str, view: Option<&str>) -> Result<()> {
+pub(super) fn check_view(state: &CollectorState, instance: &str, view: Option<&str>) -> Result<()> {
     readable(state, instance)?;
     if view.is_some_and(|v| !views::VIEWS.contains(&v)) {
         return Err(unknown_view());
@@ -679,15 +716,16 @@ async fn topology_list(
     headers: HeaderMap,
 ) -> Result<axum::response::Response> {
     check_view(&state, &instance, None)?;
-    let query = topologies::Query::parse(raw.as_deref());
+    let mut query = topologies::Query::parse(raw.as_deref());
+    let at = super::past::moment(&state, &mut query)?;
     // Every view is rendered for the stats: shared by readers as views are.
     let key = query.cache_key("");
-    let render: Render = Arc::new(move |report, at| {
-        let mut ctx = Ctx::new(report, at);
+    let render: Render = Arc::new(move |report, time, _| {
+        let mut ctx = Ctx::new(report, time);
         let list = topologies::topology_list(&mut ctx, &query);
         Ok(Some(Rendered::List(answer_of(&list)?)))
     });
-    let rendered = render_once(&state, &instance, key, render).await?;
+    let rendered = render_at(&state, &instance, key, render, at).await?;
     match rendered {
         Some(Rendered::List(answer)) => Ok(send_answer(answer, &headers)),
         _ => Err(Error::Internal(anyhow::anyhow!(
@@ -699,6 +737,8 @@ async fn topology_list(
 #[derive(Serialize)]
 struct NodesAnswer<'a> {
     nodes: &'a Summaries,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<&'a shared::topology::HistoryNote>,
 }
 
 /// `GET …/api/topology/{view}`: the view's nodes, summarised (Scope's `TopologyAnswer`).
@@ -710,8 +750,9 @@ async fn topology(
     headers: HeaderMap,
 ) -> Result<axum::response::Response> {
     check_view(&state, &instance, Some(&view))?;
-    let query = topologies::Query::parse(raw.as_deref());
-    let (_, answer) = view_render(&state, &instance, &view, &query)
+    let mut query = topologies::Query::parse(raw.as_deref());
+    let at = super::past::moment(&state, &mut query)?;
+    let (_, answer) = view_render(&state, &instance, &view, &query, at)
         .await?
         .ok_or_else(unknown_view)?;
     Ok(send_answer(answer, &headers))
@@ -725,16 +766,19 @@ async fn node_details(
     Path((_, view, node)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<NodeAnswer>> {
-    let (report, now) = for_render(&state, &instance, Some(&view)).await?;
+    let mut query = topologies::Query::parse(raw.as_deref());
+    let (report, now) = match super::past::moment(&state, &mut query)? {
+        None => for_render(&state, &instance, Some(&view)).await?,
+        Some(at) => {
+            check_view(&state, &instance, Some(&view))?;
+            let past = super::past::window(&state, &instance, at).await?;
+            (past.report, Time(at.saturating_mul(1_000_000)))
+        }
+    };
     let details = blocking(move || {
         let mut ctx = Ctx::new(&report, now);
         let desc = topologies::find_view(&report, &view)?;
-        detail::node_details(
-            &mut ctx,
-            &desc,
-            &node,
-            &topologies::Query::parse(raw.as_deref()),
-        )
+        detail::node_details(&mut ctx, &desc, &node, &query)
     })
     .await?
     .ok_or_else(|| Error::not_found("No such node in this topology."))?;
@@ -901,7 +945,9 @@ async fn topology_ws(
     if !views::VIEWS.contains(&view.as_str()) {
         return Err(unknown_view());
     }
-    let query = topologies::Query::parse(raw.as_deref());
+    let mut query = topologies::Query::parse(raw.as_deref());
+    // A past moment streams on from there with the wall clock, as Scope's does.
+    let since = super::past::moment(&state, &mut query)?.map(|at| (at, state.clock.now()));
     let tick = match query.params.get("t") {
         None => DEFAULT_TICK,
         Some(t) => parse_go_duration(t)
@@ -912,17 +958,35 @@ async fn topology_ws(
         .max_message_size(super::MAX_INBOUND_MESSAGE)
         .max_frame_size(super::MAX_INBOUND_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
-        stream_topology(state, identity, instance, view, query, tick, socket).await;
+        let stream = Stream {
+            view,
+            query,
+            tick,
+            since,
+        };
+        stream_topology(state, identity, instance, stream, socket).await;
     }))
+}
+
+/// What a topology websocket streams: a view with its options, every tick, live or from a past
+/// moment (with when it was asked for: the moment advances with the wall clock).
+struct Stream {
+    view: String,
+    query: topologies::Query,
+    tick: Duration,
+    since: Option<(i64, i64)>,
 }
 
 async fn stream_topology(
     state: CollectorState,
     identity: Identity,
     instance: String,
-    view: String,
-    query: topologies::Query,
-    tick: Duration,
+    Stream {
+        view,
+        query,
+        tick,
+        since,
+    }: Stream,
     mut socket: WebSocket,
 ) {
     let _open = state.metrics.websocket_open();
@@ -972,7 +1036,13 @@ async fn stream_topology(
                 return;
             }
         }
-        let Ok(Some((current, _))) = view_render(&state, &instance, &view, &query).await else {
+        let at = since
+            .map(|(at, asked)| at + (state.clock.now() - asked))
+            .and_then(|at| {
+                let at = at - at.rem_euclid(1000);
+                (at < state.clock.now() - super::past::LIVE_WITHIN_MS).then_some(at)
+            });
+        let Ok(Some((current, _))) = view_render(&state, &instance, &view, &query, at).await else {
             return;
         };
         let Ok(texts) = frames(&diff(&previous, &current, first), FRAME_BYTES) else {

@@ -631,6 +631,16 @@ impl FoldedWindow {
         true
     }
 
+    /// Every node this window holds, as (report topology, node id).
+    pub fn node_ids(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.topologies.iter().flat_map(|(topology, folded)| {
+            folded
+                .nodes
+                .keys()
+                .map(move |id| (topology.as_str(), id.as_str()))
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }

@@ -16,8 +16,10 @@ pub mod decode;
 pub mod fold;
 pub mod footprint;
 pub mod fuzzing;
+pub mod history;
 pub mod keyed;
 pub mod merge;
+mod past;
 pub mod pipes;
 pub mod render;
 pub mod report;
@@ -328,6 +330,7 @@ async fn ingest(
     // and the instance's other probes need meanwhile. The report is decoded in full before any of
     // it is folded: a report refused half-way leaves nothing behind.
     let max_nodes = state.config.max_nodes_per_topology;
+    let kept = (bytes.clone(), probe_id.clone());
     let accepting = state.shard.clone();
     let into = instance.clone();
     let turn = state.shard.folding_turn().await;
@@ -382,6 +385,10 @@ async fn ingest(
             ));
         }
     };
+    if let Some(history) = shard.history() {
+        let (body, probe) = kept;
+        history.keep(&instance, now, &probe, format, body, gzip);
+    }
     state.metrics.record_report("accepted");
     state.metrics.set_window_bytes(shard.window_bytes());
     if first {
@@ -429,7 +436,7 @@ fn app_details(state: &CollectorState, instance: &str) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "hostname": hostname,
         "plugins": null,
-        "capabilities": {"historic_reports": false},
+        "capabilities": {"historic_reports": state.shard.history().is_some()},
         "newVersion": null,
     })
 }

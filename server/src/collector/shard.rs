@@ -17,6 +17,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use shared::instances::{Limits, Usage};
 
+use super::history::History;
 use super::slot::{MemoryBudget, MemoryLedger, Slot};
 use crate::clock::Clock;
 use crate::error::{Error, Json, Result};
@@ -36,6 +37,23 @@ pub struct Flags {
     /// Terminals (exec, attach, a host's shell) may be opened (off by default).
     #[serde(default)]
     pub allow_terminals: bool,
+    /// How long its history is kept, in days, and the most bytes it may take (site admins').
+    #[serde(default = "default_history_days")]
+    pub history_days: u32,
+    #[serde(default = "default_history_quota")]
+    pub history_quota_bytes: u64,
+}
+
+/// History kept unless a site admin says otherwise: a week, at most 10 GiB.
+pub const DEFAULT_HISTORY_DAYS: u32 = 7;
+pub const DEFAULT_HISTORY_QUOTA_BYTES: u64 = 10 << 30;
+
+fn default_history_days() -> u32 {
+    DEFAULT_HISTORY_DAYS
+}
+
+fn default_history_quota() -> u64 {
+    DEFAULT_HISTORY_QUOTA_BYTES
 }
 
 fn yes() -> bool {
@@ -49,6 +67,8 @@ impl Default for Flags {
             refuse_reads: false,
             allow_controls: true,
             allow_terminals: false,
+            history_days: DEFAULT_HISTORY_DAYS,
+            history_quota_bytes: DEFAULT_HISTORY_QUOTA_BYTES,
         }
     }
 }
@@ -70,6 +90,9 @@ pub trait Shard: Send + Sync {
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>>>;
     /// What the instance's probes did lately; `None` if the shard does not hold it.
     fn usage(&self, instance: &str) -> BoxFuture<'_, Result<Option<Usage>>>;
+    /// Deletes the instance's history (it was deleted). Any shard may be asked, and more than
+    /// once.
+    fn purge_history(&self, instance: &str) -> BoxFuture<'_, Result<()>>;
 }
 
 /// Called once per instance when its first report is accepted (`serve` wakes the reconciler with
@@ -90,6 +113,8 @@ pub struct InProcessShard {
     folding: Arc<tokio::sync::Semaphore>,
     /// What the instances' windows take, against the shard's memory budget.
     memory: Arc<MemoryLedger>,
+    /// Where accepted reports are kept for time travel.
+    history: Option<Arc<History>>,
 }
 
 fn poisoned() -> Error {
@@ -107,6 +132,81 @@ impl InProcessShard {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             memory: Arc::new(MemoryLedger::new(MemoryBudget::default())),
+            history: None,
+        }
+    }
+
+    /// The shard keeping its instances' reports in `history`.
+    pub fn with_history(mut self, history: Arc<History>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
+    /// Writes history out every flush interval and enforces retention every retention interval,
+    /// until `shutdown`; then writes out what is left.
+    pub async fn run_history(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let Some(history) = self.history.clone() else {
+            return;
+        };
+        let mut flush = tokio::time::interval(history.config().flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retention = tokio::time::interval(history.config().retention_interval);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    self.flush_history().await;
+                }
+                _ = retention.tick() => self.enforce_retention(&history).await,
+                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            }
+        }
+        self.flush_history().await;
+    }
+
+    /// Writes out the reports history holds now (each instance's batch carrying its live node
+    /// counts, for the timeline).
+    pub async fn flush_history(&self) -> usize {
+        let Some(history) = &self.history else {
+            return 0;
+        };
+        let counts = |instance: &str| {
+            let now = self.clock.now();
+            self.with_slot(instance, |slot| slot.parts(now))
+                .map(|parts| super::history::node_counts(&parts))
+                .unwrap_or_default()
+        };
+        history.flush(self.clock.now(), &counts).await
+    }
+
+    /// Deletes what each instance on this shard keeps beyond its retention and quota.
+    pub async fn enforce_retention(&self, history: &History) {
+        let instances: Vec<(String, Flags)> = match self.slots.lock() {
+            Ok(slots) => slots
+                .iter()
+                .filter_map(|(id, slot)| Some((id.clone(), slot.lock().ok()?.flags)))
+                .collect(),
+            Err(_) => return,
+        };
+        for (instance, flags) in instances {
+            let retention = super::history::Retention {
+                days: flags.history_days,
+                quota_bytes: flags.history_quota_bytes,
+            };
+            match history
+                .enforce(&instance, retention, self.clock.now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(%instance, deleted, "history beyond retention or quota deleted")
+                }
+                Err(e) => tracing::warn!(%instance, error = %e, "cannot enforce history retention"),
+            }
         }
     }
 
@@ -182,13 +282,43 @@ impl InProcessShard {
         Ok(ids)
     }
 
-    fn usage_now(&self, instance: &str) -> Result<Option<Usage>> {
+    async fn usage_now(&self, instance: &str) -> Result<Option<Usage>> {
         let now = self.clock.now();
         let Some(slot) = self.slot(instance) else {
             return Ok(None);
         };
-        let mut slot = slot.lock().map_err(|_| poisoned())?;
-        Ok(Some(slot.usage(now)))
+        let (mut usage, flags) = {
+            let mut slot = slot.lock().map_err(|_| poisoned())?;
+            (slot.usage(now), slot.flags)
+        };
+        if let Some(history) = &self.history {
+            // History the store cannot tell now is left out rather than failing the page.
+            match history.kept(instance).await {
+                Ok(kept) => {
+                    usage.history = Some(shared::instances::HistoryUsage {
+                        from: kept.from_ms,
+                        to: kept.to_ms,
+                        bytes: kept.bytes,
+                        batches: kept.batches,
+                        retention_days: flags.history_days,
+                        quota_bytes: flags.history_quota_bytes,
+                    })
+                }
+                Err(e) => tracing::warn!(%instance, error = %e, "cannot read what history keeps"),
+            }
+        }
+        Ok(Some(usage))
+    }
+
+    async fn purge_now(&self, instance: &str) -> Result<()> {
+        if let Some(history) = &self.history {
+            let deleted = history
+                .purge(instance)
+                .await
+                .map_err(|e| Error::Internal(e.into()))?;
+            tracing::info!(%instance, deleted, "history purged");
+        }
+        Ok(())
     }
 }
 
@@ -243,8 +373,13 @@ impl Shard for InProcessShard {
     }
 
     fn usage(&self, instance: &str) -> BoxFuture<'_, Result<Option<Usage>>> {
-        let result = self.usage_now(instance);
-        Box::pin(async move { result })
+        let instance = instance.to_owned();
+        Box::pin(async move { self.usage_now(&instance).await })
+    }
+
+    fn purge_history(&self, instance: &str) -> BoxFuture<'_, Result<()>> {
+        let instance = instance.to_owned();
+        Box::pin(async move { self.purge_now(&instance).await })
     }
 }
 
@@ -299,6 +434,14 @@ impl Shard for HttpShard {
             self.client.call(Method::GET, &path, None::<&()>).await
         })
     }
+
+    fn purge_history(&self, instance: &str) -> BoxFuture<'_, Result<()>> {
+        let instance = instance.to_owned();
+        Box::pin(async move {
+            let path = [&INSTANCES[..], &[instance.as_str(), "history"]].concat();
+            self.client.call(Method::DELETE, &path, None::<&()>).await
+        })
+    }
 }
 
 /// The collector role's internal API: [`Shard`] over HTTP, for provisioning's reconciler.
@@ -310,6 +453,10 @@ pub fn internal_router(shard: Arc<InProcessShard>) -> Router {
             axum::routing::put(ensure).delete(drop_instance),
         )
         .route("/internal/collector/instances/{id}/usage", get(usage))
+        .route(
+            "/internal/collector/instances/{id}/history",
+            axum::routing::delete(purge_history),
+        )
         .with_state(shard)
 }
 
@@ -338,5 +485,13 @@ async fn usage(
     State(shard): State<Arc<InProcessShard>>,
     Path(id): Path<String>,
 ) -> Result<Json<Option<Usage>>> {
-    Ok(Json(shard.usage_now(&id)?))
+    Ok(Json(shard.usage_now(&id).await?))
+}
+
+async fn purge_history(
+    State(shard): State<Arc<InProcessShard>>,
+    Path(id): Path<String>,
+) -> Result<Json<()>> {
+    shard.purge_now(&id).await?;
+    Ok(Json(()))
 }

@@ -683,6 +683,7 @@ impl Slot {
                 .collect(),
             window_bytes: self.window_bytes as u64,
             window_budget_bytes: self.ledger.budget.instance_bytes as u64,
+            history: None,
         }
     }
 }

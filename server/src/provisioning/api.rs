@@ -39,6 +39,10 @@ pub fn router() -> Router<ProvisioningState> {
         .route("/admin/instances", get(admin_list))
         .route("/admin/instances/{id}/suspend", post(admin_suspend))
         .route("/admin/instances/{id}/resume", post(admin_resume))
+        .route(
+            "/admin/instances/{id}/history",
+            axum::routing::patch(admin_history),
+        )
 }
 
 fn actor<'a>(identity: &'a Identity, ip: &ClientIp) -> Actor<'a> {
@@ -193,6 +197,8 @@ pub(crate) async fn create_instance(
         purge_after: None,
         allow_controls: true,
         allow_terminals: false,
+        history_days: i64::from(crate::collector::shard::DEFAULT_HISTORY_DAYS),
+        history_quota_bytes: crate::collector::shard::DEFAULT_HISTORY_QUOTA_BYTES as i64,
     };
     let mut tx = state.store.begin().await?;
     tx.insert_instance(&row).await?;
@@ -300,9 +306,31 @@ async fn change_settings(
         row.allow_terminals = on;
         said.push(format!("terminals {}", if on { "on" } else { "off" }));
     }
+    save_settings(
+        &state,
+        row,
+        &identity,
+        &ip,
+        "instance_settings_changed",
+        said,
+    )
+    .await
+}
+
+/// Writes settings changed in `row` (`said` says which, for the instance's history) and tells the
+/// collector holding it at once (the reconciler is woken).
+async fn save_settings(
+    state: &ProvisioningState,
+    mut row: InstanceRow,
+    identity: &Identity,
+    ip: &ClientIp,
+    event: &'static str,
+    said: Vec<String>,
+) -> Result<Json<InstanceInfo>> {
     if said.is_empty() {
         return Ok(Json(info(&row)));
     }
+    let current = state_of(&row);
     let now = state.clock.now();
     row.updated_at = now;
     let mut tx = state.store.begin().await?;
@@ -313,10 +341,10 @@ async fn change_settings(
     }
     record(
         &mut tx,
-        "instance_settings_changed",
+        event,
         &row,
         Some(current),
-        Some(&actor(&identity, &ip)),
+        Some(&actor(identity, ip)),
         Some(said.join(", ")),
         now,
     )
@@ -325,6 +353,63 @@ async fn change_settings(
     state.wakeup.wake();
     Ok(Json(info(&row)))
 }
+
+/// `PATCH /api/admin/instances/{id}/history` (site admins): how long the instance's history is
+/// kept and how many bytes it may take. The collector enforces it at its next retention pass.
+async fn admin_history(
+    State(state): State<ProvisioningState>,
+    SiteAdmin(identity): SiteAdmin,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    Json(body): Json<shared::instances::HistoryPolicy>,
+) -> Result<Json<InstanceInfo>> {
+    let mut row = admin_row(&state, &id).await?;
+    if matches!(
+        state_of(&row),
+        InstanceState::Deleting | InstanceState::Deleted
+    ) {
+        return Err(Error::conflict(
+            "A deleted instance's history is being purged.",
+        ));
+    }
+    let mut errors = shared::FieldErrors::default();
+    if body.days.is_some_and(|d| !(1..=3650).contains(&d)) {
+        errors.insert("days".to_owned(), "Between 1 and 3650 days.".to_owned());
+    }
+    if body
+        .quota_bytes
+        .is_some_and(|q| !(MIN_HISTORY_QUOTA..=MAX_HISTORY_QUOTA).contains(&q))
+    {
+        errors.insert(
+            "quota_bytes".to_owned(),
+            "Between 1 MiB and 100 TiB.".to_owned(),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(Error::validation(errors));
+    }
+    let mut said = Vec::new();
+    if let Some(days) = body.days {
+        row.history_days = i64::from(days);
+        said.push(format!("history kept {days} days"));
+    }
+    if let Some(quota) = body.quota_bytes {
+        row.history_quota_bytes = quota as i64;
+        said.push(format!("history quota {} MiB", quota >> 20));
+    }
+    save_settings(
+        &state,
+        row,
+        &identity,
+        &ip,
+        "instance_history_changed",
+        said,
+    )
+    .await
+}
+
+const MIN_HISTORY_QUOTA: u64 = 1 << 20;
+const MAX_HISTORY_QUOTA: u64 = 100 << 40;
 
 async fn suspend_as(
     state: &ProvisioningState,

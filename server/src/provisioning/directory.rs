@@ -15,7 +15,7 @@ use shared::instances::{InstanceState, Limits};
 
 use super::state_of;
 use crate::clock::Clock;
-use crate::collector::shard::{Flags, Placed};
+use crate::collector::shard::Placed;
 use crate::error::{Json, Result};
 use crate::internal_client::{InternalClient, SecretBody};
 use crate::secrets::sha256_hex;
@@ -100,12 +100,7 @@ impl LocalInstances {
                 id: row.id.clone(),
                 placed: Placed {
                     limits: super::limits_of(row),
-                    flags: Flags {
-                        refuse_uploads: row.refuse_uploads,
-                        refuse_reads: row.refuse_reads,
-                        allow_controls: row.allow_controls,
-                        allow_terminals: row.allow_terminals,
-                    },
+                    flags: super::reconciler::flags(row),
                 },
             })
             .collect())

@@ -133,6 +133,8 @@ pub fn info(r: &InstanceRow) -> InstanceInfo {
         suspended_by_site: r.suspended_by_site,
         allow_controls: r.allow_controls,
         allow_terminals: r.allow_terminals,
+        history_days: u32::try_from(r.history_days).unwrap_or(u32::MAX),
+        history_quota_bytes: u64::try_from(r.history_quota_bytes).unwrap_or(0),
     }
 }
 

@@ -32,12 +32,15 @@ pub struct Reconciler {
     pub purge_grace: i64,
 }
 
-fn flags(row: &InstanceRow) -> Flags {
+/// What the shard holding `row` is told of it besides its limits.
+pub(crate) fn flags(row: &InstanceRow) -> Flags {
     Flags {
         refuse_uploads: row.refuse_uploads,
         refuse_reads: row.refuse_reads,
         allow_controls: row.allow_controls,
         allow_terminals: row.allow_terminals,
+        history_days: u32::try_from(row.history_days).unwrap_or(u32::MAX),
+        history_quota_bytes: u64::try_from(row.history_quota_bytes).unwrap_or(0),
     }
 }
 
@@ -183,6 +186,10 @@ impl Reconciler {
                 for shard in self.placement.shards() {
                     shard
                         .drop_instance(&row.id)
+                        .await
+                        .map_err(|e| shard_failed(shard.as_ref(), e))?;
+                    shard
+                        .purge_history(&row.id)
                         .await
                         .map_err(|e| shard_failed(shard.as_ref(), e))?;
                 }

@@ -26,6 +26,9 @@ pub struct InstanceRow {
     /// Members may use controls on its nodes / open terminals (org admins decide).
     pub allow_controls: bool,
     pub allow_terminals: bool,
+    /// How long its history is kept, in days, and the most bytes it may take (site admins decide).
+    pub history_days: i64,
+    pub history_quota_bytes: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -52,7 +55,8 @@ pub struct ProbeTokenRow {
 
 const INSTANCE_COLUMNS: &str = "id, org_id, name, state, resume_state, shard, created_by, created_at, updated_at, \
      max_probes, max_report_bytes, max_reports_per_second, refuse_reads, refuse_uploads, suspension_reason, \
-     suspended_by_site, deleted_at, purge_after, allow_controls, allow_terminals";
+     suspended_by_site, deleted_at, purge_after, allow_controls, allow_terminals, \
+     history_days, history_quota_bytes";
 const TOKEN_COLUMNS: &str =
     "id, instance_id, token_hash, created_at, created_by, expires_at, revoked_at";
 
@@ -164,7 +168,7 @@ impl Tx {
     pub async fn insert_instance(&mut self, r: &InstanceRow) -> Result<()> {
         let sql = format!(
             "INSERT INTO instances ({INSTANCE_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         );
         on_tx!(self, conn => {
             sqlx::query(&sql)
@@ -188,6 +192,8 @@ impl Tx {
                 .bind(r.purge_after)
                 .bind(r.allow_controls)
                 .bind(r.allow_terminals)
+                .bind(r.history_days)
+                .bind(r.history_quota_bytes)
                 .execute(conn)
                 .await
                 .map(|_| ())
@@ -202,7 +208,8 @@ impl Tx {
             sqlx::query(
                 "UPDATE instances SET name = $3, state = $4, resume_state = $5, shard = $6, updated_at = $7,
                  refuse_reads = $8, refuse_uploads = $9, suspension_reason = $10, suspended_by_site = $11,
-                 deleted_at = $12, purge_after = $13, allow_controls = $14, allow_terminals = $15
+                 deleted_at = $12, purge_after = $13, allow_controls = $14, allow_terminals = $15,
+                 history_days = $16, history_quota_bytes = $17
                  WHERE id = $1 AND state = $2",
             )
             .bind(&r.id)
@@ -220,6 +227,8 @@ impl Tx {
             .bind(r.purge_after)
             .bind(r.allow_controls)
             .bind(r.allow_terminals)
+            .bind(r.history_days)
+            .bind(r.history_quota_bytes)
             .execute(conn)
             .await
             .map(|r| r.rows_affected())

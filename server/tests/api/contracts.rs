@@ -332,6 +332,8 @@ async fn exercise_shard(how: &str, shard: &dyn Shard, inside: &InProcessShard) {
         refuse_reads: false,
         allow_controls: false,
         allow_terminals: true,
+        history_days: 3,
+        history_quota_bytes: 1 << 30,
     };
     assert!(shard.list().await.unwrap().is_empty(), "{how}");
     assert_eq!(shard.usage("a").await.unwrap(), None, "{how}");

@@ -123,6 +123,8 @@ pub struct TestApp {
     pub monitoring: scopehub::monitoring::MonitoringState,
     _db: TestDb,
     _dist: TempDir,
+    /// The default history folder (empty when the test chose another location).
+    pub history_dir: TempDir,
 }
 
 pub struct AppOptions {
@@ -151,6 +153,9 @@ pub struct AppOptions {
     pub monitor_also: Vec<String>,
     /// How long a control waits for the probe (the server's default when `None`).
     pub control_timeout: Option<Duration>,
+    /// Where and how history is kept: by default a temporary folder written every second, its
+    /// retention enforced hourly (a test changes `location` or the intervals to its needs).
+    pub history: Option<scopehub::collector::history::HistoryConfig>,
 }
 
 impl Default for AppOptions {
@@ -171,6 +176,7 @@ impl Default for AppOptions {
             monitor_every: None,
             monitor_also: Vec::new(),
             control_timeout: None,
+            history: None,
         }
     }
 }
@@ -210,6 +216,15 @@ impl TestApp {
         if let Some(limits) = options.limits {
             provisioning.default_limits = limits;
         }
+        let history_dir = tempfile::tempdir().expect("temp dir");
+        let history = options.history.clone().unwrap_or_else(|| {
+            use scopehub::collector::history::{HistoryConfig, HistoryLocation};
+            HistoryConfig {
+                flush_interval: Duration::from_secs(1),
+                retention_interval: Duration::from_secs(3600),
+                ..HistoryConfig::new(HistoryLocation::Folder(history_dir.path().to_owned()))
+            }
+        });
         let mut collector = CollectorConfig::default();
         if let Some(max) = options.max_nodes_per_topology {
             collector.max_nodes_per_topology = max;
@@ -255,8 +270,10 @@ impl TestApp {
                     ),
                     None => MonitoringConfig::new(Vec::new(), Duration::from_secs(3600)),
                 },
+                history: Some(history),
             },
-        );
+        )
+        .expect("the app builds");
         let (_shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         airplane.spawn_tasks(&shutdown_rx);
         let shard = airplane.shard.clone();
@@ -290,6 +307,7 @@ impl TestApp {
             monitoring,
             _db: db,
             _dist: dist,
+            history_dir,
         })
     }
 

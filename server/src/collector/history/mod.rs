@@ -1,0 +1,964 @@
+//! History (time travel): every accepted report kept in an object store, and the window of any
+//! past moment made again from them (docs/history.md).
+//!
+//! Ingest hands each accepted report's body to [`History::keep`], which only appends it to a
+//! bounded buffer in memory; [`History::flush`] (a task of the shard) writes the buffer as one
+//! batch per instance and hour (`batch.rs`). A store that is down or slow leaves reports in the
+//! buffer, retried at the next flush; once the buffer is full, new reports are not kept — history
+//! is lost, never ingest, and both are counted (`scopehub_history_*`). A moment's window is the
+//! reports that arrived in the 15 s before it, folded exactly as the live window folds them
+//! (`slot.rs`), then merged and rendered as live reads are; windows and renders of the past never
+//! change, so they are cached.
+
+pub mod batch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use serde::Serialize;
+use shared::instances::{Limits, ProbeInfo};
+
+use self::batch::{BatchHeader, BatchName, HOUR_MS, Record};
+use super::bounded::{self, BudgetLimits};
+use super::decode::{self, Format};
+use super::report::Report;
+use super::slot::{self, Slot, WINDOW_MS};
+use super::wire::WireReport;
+use crate::telemetry::Metrics;
+
+/// Where history is kept: `--history-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryLocation {
+    /// A folder on this machine (Airplane Mode: `{data-dir}/history`).
+    Folder(std::path::PathBuf),
+    /// An S3-compatible bucket, under a prefix; credentials, region and endpoint come from the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+    /// `AWS_ALLOW_HTTP`).
+    S3 { bucket: String, prefix: String },
+}
+
+impl std::str::FromStr for HistoryLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("an s3:// history URL needs a bucket: s3://bucket/prefix".to_owned());
+            }
+            return Ok(HistoryLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        let path = s.strip_prefix("file://").unwrap_or(s);
+        if path.is_empty() || s.contains("://") && !s.starts_with("file://") {
+            return Err(format!(
+                "history URL {s:?} is neither a folder, file:///path nor s3://bucket/prefix"
+            ));
+        }
+        Ok(HistoryLocation::Folder(path.into()))
+    }
+}
+
+impl std::fmt::Display for HistoryLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HistoryLocation::Folder(path) => write!(f, "{}", path.display()),
+            HistoryLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// How history behaves in this deployment.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    pub location: HistoryLocation,
+    /// How often the buffer is written out: what a crash loses at most.
+    pub flush_interval: Duration,
+    /// Report bytes the buffer may hold (all instances); beyond it reports are not kept.
+    pub buffer_bytes: usize,
+    /// How often retention and quotas are enforced.
+    pub retention_interval: Duration,
+    /// How long one write, read or listing may take.
+    pub store_timeout: Duration,
+}
+
+impl HistoryConfig {
+    pub fn new(location: HistoryLocation) -> Self {
+        HistoryConfig {
+            location,
+            flush_interval: Duration::from_secs(10),
+            buffer_bytes: 256 << 20,
+            retention_interval: Duration::from_secs(600),
+            store_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How much history an instance keeps (site admins set it per instance).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: u32,
+    pub quota_bytes: u64,
+}
+
+/// What one instance's history holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub bytes: u64,
+    pub batches: u64,
+}
+
+/// Whether a moment's window came from kept reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coverage {
+    /// Reports of that moment are kept.
+    Kept,
+    /// Before the oldest report kept (retention, or the instance did not report yet): empty.
+    BeforeHistory,
+    /// Within the history kept, but no probe reported then: empty.
+    Gap,
+}
+
+impl Coverage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coverage::Kept => "kept",
+            Coverage::BeforeHistory => "before-history",
+            Coverage::Gap => "gap",
+        }
+    }
+}
+
+/// A render of a past moment's window, with what history had for it.
+#[derive(Clone)]
+pub struct PastRender {
+    pub rendered: super::slot::Rendered,
+    pub coverage: Coverage,
+    pub kept_from_ms: Option<i64>,
+}
+
+/// A past moment's window, merged.
+#[derive(Clone)]
+pub struct PastWindow {
+    pub report: Arc<Report>,
+    pub coverage: Coverage,
+    pub kept_from_ms: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("the history store failed: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("the history store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("a history batch is damaged: {0}")]
+    Batch(#[from] batch::BatchError),
+    #[error("history: {0}")]
+    Other(String),
+}
+
+pub type HistoryResult<T> = std::result::Result<T, HistoryError>;
+
+/// One hour folder's share of an instance's history.
+#[derive(Debug, Clone, Copy, Default)]
+struct HourKept {
+    bytes: u64,
+    batches: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+/// What is waiting to be written.
+#[derive(Default)]
+struct Buffer {
+    by_instance: HashMap<String, Vec<Record>>,
+    bytes: usize,
+}
+
+/// Past windows and renders kept at most (they can be tens of megabytes each).
+const MAX_PAST_WINDOWS: usize = 8;
+const MAX_PAST_RENDER_BYTES: usize = 64 << 20;
+/// Windows of the past made at once, per collector (each folds up to a window of reports).
+const BUILDERS: usize = 2;
+/// Objects read at once for one window or timeline.
+const READS_AT_ONCE: usize = 8;
+/// Points a timeline answers at most.
+pub const MAX_TIMELINE_POINTS: usize = 240;
+/// Batch headers and hour listings remembered.
+const MAX_HEADERS: usize = 20_000;
+const MAX_LISTINGS: usize = 4_096;
+
+type Listing = Arc<Vec<(Path, BatchName, u64)>>;
+type PastKey = (String, i64);
+
+pub struct History {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    config: HistoryConfig,
+    metrics: Metrics,
+    /// This process's name in the objects it writes, and its records' numbers.
+    writer: String,
+    next_seq: AtomicU64,
+    buffer: Mutex<Buffer>,
+    /// One flush at a time.
+    flushing: tokio::sync::Mutex<()>,
+    /// Per instance, per hour folder: what is kept (rebuilt from a listing at each retention pass,
+    /// kept up to date by writes in between).
+    kept: Mutex<HashMap<String, BTreeMap<String, HourKept>>>,
+    /// Listings of hour folders that can no longer change.
+    listings: Mutex<HashMap<(String, String), Listing>>,
+    headers: Mutex<HashMap<Path, BatchHeader>>,
+    past: Mutex<PastCache>,
+    builders: tokio::sync::Semaphore,
+}
+
+/// Merged past windows and their renders, least recently used let go first.
+#[derive(Default)]
+struct PastCache {
+    tick: u64,
+    windows: HashMap<PastKey, (u64, Arc<tokio::sync::OnceCell<PastWindow>>)>,
+    renders: HashMap<(PastKey, String), (u64, usize, PastRender)>,
+    render_bytes: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl History {
+    /// Opens (creating a folder if need be) the store at `config.location`.
+    pub fn open(config: HistoryConfig, metrics: Metrics) -> anyhow::Result<History> {
+        let (store, root): (Arc<dyn ObjectStore>, Path) = match &config.location {
+            HistoryLocation::Folder(path) => {
+                std::fs::create_dir_all(path).map_err(|e| {
+                    anyhow::anyhow!("cannot create the history folder {}: {e}", path.display())
+                })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(path)?;
+                (Arc::new(store), Path::from("v1"))
+            }
+            HistoryLocation::S3 { bucket, prefix } => {
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()?;
+                let root = if prefix.is_empty() {
+                    Path::from("v1")
+                } else {
+                    Path::from(format!("{prefix}/v1"))
+                };
+                (Arc::new(store), root)
+            }
+        };
+        Ok(History::on(store, root, config, metrics))
+    }
+
+    pub fn on(
+        store: Arc<dyn ObjectStore>,
+        root: Path,
+        config: HistoryConfig,
+        metrics: Metrics,
+    ) -> History {
+        History {
+            store,
+            root,
+            config,
+            metrics,
+            writer: crate::secrets::random_hex(4),
+            next_seq: AtomicU64::new(1),
+            buffer: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
+            kept: Mutex::default(),
+            listings: Mutex::default(),
+            headers: Mutex::default(),
+            past: Mutex::default(),
+            builders: tokio::sync::Semaphore::new(BUILDERS),
+        }
+    }
+
+    pub fn config(&self) -> &HistoryConfig {
+        &self.config
+    }
+
+    fn instance_root(&self, instance: &str) -> Path {
+        self.root.child(instance)
+    }
+
+    async fn timed<T>(
+        &self,
+        f: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> HistoryResult<T> {
+        match tokio::time::timeout(self.config.store_timeout, f).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(HistoryError::Timeout(self.config.store_timeout)),
+        }
+    }
+
+    /// Keeps a report accepted for `instance` at `at_ms`, to be written at the next flush. Never
+    /// waits: when the buffer is full the report is not kept (and counted).
+    pub fn keep(
+        &self,
+        instance: &str,
+        at_ms: i64,
+        probe: &str,
+        format: Format,
+        body: Bytes,
+        gzipped: bool,
+    ) {
+        if !batch::valid_instance(instance) {
+            return;
+        }
+        let mut buffer = lock(&self.buffer);
+        if buffer.bytes + body.len() > self.config.buffer_bytes {
+            drop(buffer);
+            self.metrics.record_history("dropped_buffer_full", 1);
+            return;
+        }
+        buffer.bytes += body.len();
+        let record = Record {
+            at_ms,
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            format,
+            probe: probe.to_owned(),
+            body,
+            gzipped,
+        };
+        buffer
+            .by_instance
+            .entry(instance.to_owned())
+            .or_default()
+            .push(record);
+        self.metrics.set_history_buffer(buffer.bytes);
+    }
+
+    /// Writes what the buffer holds: one batch per instance and hour. What could not be written
+    /// stays for the next flush. `counts` gives an instance's live node counts (for the
+    /// timeline). Returns the batches written.
+    pub async fn flush(
+        &self,
+        now_ms: i64,
+        counts: &(dyn Fn(&str) -> BTreeMap<String, u64> + Sync),
+    ) -> usize {
+        let _one = self.flushing.lock().await;
+        let waiting: Vec<(String, Vec<Record>)> = lock(&self.buffer)
+            .by_instance
+            .iter()
+            .map(|(i, records)| (i.clone(), records.clone()))
+            .collect();
+        let mut written = 0;
+        for (instance, records) in waiting {
+            let counts = counts(&instance);
+            let mut by_hour: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+            for r in records {
+                by_hour.entry(batch::hour_of(r.at_ms)).or_default().push(r);
+            }
+            for (hour, records) in by_hour {
+                match self
+                    .write_batch(&instance, &hour, records, &counts, now_ms)
+                    .await
+                {
+                    Ok(()) => written += 1,
+                    Err(e) => {
+                        self.metrics.record_history("write_failed", 1);
+                        tracing::warn!(%instance, error = %e, "a history batch could not be written; retried at the next flush");
+                    }
+                }
+            }
+        }
+        written
+    }
+
+    async fn write_batch(
+        &self,
+        instance: &str,
+        hour: &str,
+        records: Vec<Record>,
+        counts: &BTreeMap<String, u64>,
+        now_ms: i64,
+    ) -> HistoryResult<()> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(());
+        };
+        let name = BatchName {
+            first_ms: first.at_ms,
+            last_ms: last.at_ms,
+            writer: self.writer.clone(),
+            seq: first.seq,
+        };
+        let header = BatchHeader {
+            first_ms: first.at_ms,
+            last_ms: last.at_ms,
+            at_ms: now_ms,
+            counts: counts.clone(),
+        };
+        let seqs: HashSet<u64> = records.iter().map(|r| r.seq).collect();
+        let (object, records) = tokio::task::spawn_blocking(move || {
+            let records: Vec<Record> = records.into_iter().map(gzipped).collect();
+            (batch::encode(&header, &records), records.len())
+        })
+        .await
+        .map_err(|e| HistoryError::Other(e.to_string()))?;
+        let path = self
+            .instance_root(instance)
+            .child(hour)
+            .child(name.file_name());
+        let size = object.len() as u64;
+        self.timed(self.store.put(&path, PutPayload::from_bytes(object)))
+            .await?;
+        self.metrics.record_history("stored", records as u64);
+        self.metrics.record_history_bytes(size);
+        {
+            let mut buffer = lock(&self.buffer);
+            let mut freed = 0;
+            if let Some(waiting) = buffer.by_instance.get_mut(instance) {
+                waiting.retain(|r| {
+                    let flushed = seqs.contains(&r.seq);
+                    if flushed {
+                        freed += r.body.len();
+                    }
+                    !flushed
+                });
+                if waiting.is_empty() {
+                    buffer.by_instance.remove(instance);
+                }
+            }
+            buffer.bytes -= freed;
+            self.metrics.set_history_buffer(buffer.bytes);
+        }
+        let mut kept = lock(&self.kept);
+        if let Some(hours) = kept.get_mut(instance) {
+            let h = hours.entry(hour.to_owned()).or_insert(HourKept {
+                first_ms: name.first_ms,
+                last_ms: name.last_ms,
+                ..HourKept::default()
+            });
+            h.bytes += size;
+            h.batches += 1;
+            h.first_ms = h.first_ms.min(name.first_ms);
+            h.last_ms = h.last_ms.max(name.last_ms);
+        }
+        Ok(())
+    }
+
+    /// The batches of one hour folder of an instance, oldest first. Folders that can no longer
+    /// change (well past the hour and the flushes that could still write to it) are listed once.
+    async fn list_hour(&self, instance: &str, hour: &str, now_ms: i64) -> HistoryResult<Listing> {
+        let key = (instance.to_owned(), hour.to_owned());
+        if let Some(listing) = lock(&self.listings).get(&key) {
+            return Ok(listing.clone());
+        }
+        let prefix = self.instance_root(instance).child(hour);
+        let objects: Vec<object_store::ObjectMeta> = self
+            .timed(self.store.list(Some(&prefix)).try_collect())
+            .await?;
+        let mut listing: Vec<(Path, BatchName, u64)> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                let name = BatchName::parse(meta.location.filename()?)?;
+                Some((meta.location, name, meta.size))
+            })
+            .collect();
+        listing.sort_by(|a, b| (a.1.first_ms, &a.0).cmp(&(b.1.first_ms, &b.0)));
+        let listing = Arc::new(listing);
+        let settled = batch::hour_start(hour).is_some_and(|start| {
+            let settle = 2 * self.config.flush_interval.as_millis() as i64 + 60_000;
+            start + HOUR_MS + settle < now_ms
+        });
+        if settled {
+            let mut listings = lock(&self.listings);
+            if listings.len() >= MAX_LISTINGS {
+                listings.clear();
+            }
+            listings.insert(key, listing.clone());
+        }
+        Ok(listing)
+    }
+
+    /// Every record of `instance` that arrived in `(from_ms, to_ms]`, in arrival order: from the
+    /// store and from the buffer, each once.
+    async fn records_between(
+        &self,
+        instance: &str,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> HistoryResult<Vec<(String, Record)>> {
+        let mut wanted = Vec::new();
+        for hour in batch::hours_between(from_ms, to_ms) {
+            let listing = self.list_hour(instance, &hour, now_ms).await?;
+            wanted.extend(
+                listing
+                    .iter()
+                    .filter(|(_, name, _)| name.overlaps(from_ms, to_ms))
+                    .cloned(),
+            );
+        }
+        let read: Vec<Option<(String, Vec<Record>)>> = futures_util::stream::iter(wanted)
+            .map(|(path, name, _)| async move {
+                match self.read_batch(&path).await {
+                    Ok((_, records)) => Ok(Some((name.writer, records))),
+                    // Deleted by retention since it was listed.
+                    Err(HistoryError::Store(object_store::Error::NotFound { .. })) => Ok(None),
+                    Err(HistoryError::Batch(e)) => {
+                        self.metrics.record_history("damaged", 1);
+                        tracing::warn!(path = %path, error = %e, "skipping a damaged history batch");
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(READS_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut seen = HashSet::new();
+        let mut records = Vec::new();
+        let in_range = |r: &Record| r.at_ms > from_ms && r.at_ms <= to_ms;
+        for (writer, batch) in read.into_iter().flatten() {
+            for r in batch.into_iter().filter(in_range) {
+                if seen.insert((writer.clone(), r.seq)) {
+                    records.push((writer.clone(), r));
+                }
+            }
+        }
+        if let Some(waiting) = lock(&self.buffer).by_instance.get(instance) {
+            for r in waiting.iter().filter(|r| in_range(r)) {
+                if seen.insert((self.writer.clone(), r.seq)) {
+                    records.push((self.writer.clone(), r.clone()));
+                }
+            }
+        }
+        records.sort_by(|(wa, a), (wb, b)| (a.at_ms, wa, a.seq).cmp(&(b.at_ms, wb, b.seq)));
+        Ok(records)
+    }
+
+    async fn read_batch(&self, path: &Path) -> HistoryResult<(BatchHeader, Vec<Record>)> {
+        let got = self.timed(self.store.get(path)).await?;
+        if got.meta.size > batch::MAX_OBJECT_BYTES {
+            return Err(batch::BatchError::TooLarge("object").into());
+        }
+        let bytes = self.timed(got.bytes()).await?;
+        Ok(batch::decode(bytes)?)
+    }
+
+    async fn read_header(&self, path: &Path) -> HistoryResult<BatchHeader> {
+        if let Some(header) = lock(&self.headers).get(path) {
+            return Ok(header.clone());
+        }
+        let mut want = batch::HEADER_PREFIX_BYTES;
+        let header = loop {
+            let prefix = match self.timed(self.store.get_range(path, 0..want)).await {
+                Ok(prefix) => prefix,
+                // An object shorter than the range asked for: read it whole.
+                Err(HistoryError::Store(object_store::Error::Generic { .. })) => {
+                    self.timed(async { self.store.get(path).await?.bytes().await })
+                        .await?
+                }
+                Err(e) => return Err(e),
+            };
+            match batch::decode_header(&prefix)? {
+                Ok(header) => break header,
+                Err(need) if (need as u64) > want && (prefix.len() as u64) >= want => {
+                    want = need as u64;
+                }
+                Err(_) => return Err(batch::BatchError::Truncated.into()),
+            }
+        };
+        let mut headers = lock(&self.headers);
+        if headers.len() >= MAX_HEADERS {
+            headers.clear();
+        }
+        headers.insert(path.clone(), header.clone());
+        Ok(header)
+    }
+
+    /// What `instance`'s history holds, from its index (built from a listing if this process has
+    /// none yet).
+    pub async fn kept(&self, instance: &str) -> HistoryResult<Kept> {
+        if !lock(&self.kept).contains_key(instance) {
+            self.reindex(instance).await?;
+        }
+        let kept = lock(&self.kept);
+        let hours = kept.get(instance);
+        let mut total = Kept::default();
+        for h in hours.into_iter().flat_map(|h| h.values()) {
+            total.bytes += h.bytes;
+            total.batches += h.batches;
+            total.from_ms = Some(total.from_ms.map_or(h.first_ms, |f| f.min(h.first_ms)));
+            total.to_ms = Some(total.to_ms.map_or(h.last_ms, |t| t.max(h.last_ms)));
+        }
+        Ok(total)
+    }
+
+    /// Lists everything `instance` keeps and indexes it by hour.
+    async fn reindex(&self, instance: &str) -> HistoryResult<Vec<object_store::ObjectMeta>> {
+        let prefix = self.instance_root(instance);
+        let objects: Vec<object_store::ObjectMeta> = self
+            .timed(self.store.list(Some(&prefix)).try_collect())
+            .await?;
+        let mut hours: BTreeMap<String, HourKept> = BTreeMap::new();
+        for meta in &objects {
+            let Some(name) = meta.location.filename().and_then(BatchName::parse) else {
+                continue;
+            };
+            let parts: Vec<_> = meta.location.parts().collect();
+            let Some(hour) = parts
+                .len()
+                .checked_sub(2)
+                .map(|i| parts[i].as_ref().to_owned())
+            else {
+                continue;
+            };
+            let h = hours.entry(hour).or_insert(HourKept {
+                first_ms: name.first_ms,
+                last_ms: name.last_ms,
+                ..HourKept::default()
+            });
+            h.bytes += meta.size;
+            h.batches += 1;
+            h.first_ms = h.first_ms.min(name.first_ms);
+            h.last_ms = h.last_ms.max(name.last_ms);
+        }
+        lock(&self.kept).insert(instance.to_owned(), hours);
+        Ok(objects)
+    }
+
+    /// Deletes what `instance` keeps beyond its retention (older than `days`) and its quota
+    /// (oldest first). Returns the batches deleted.
+    pub async fn enforce(
+        &self,
+        instance: &str,
+        retention: Retention,
+        now_ms: i64,
+    ) -> HistoryResult<usize> {
+        let objects = self.reindex(instance).await?;
+        let cutoff = now_ms - i64::from(retention.days) * 24 * HOUR_MS;
+        let mut batches: Vec<(BatchName, object_store::ObjectMeta)> = objects
+            .into_iter()
+            .filter_map(|meta| Some((BatchName::parse(meta.location.filename()?)?, meta)))
+            .collect();
+        batches.sort_by(|a, b| (a.0.first_ms, &a.1.location).cmp(&(b.0.first_ms, &b.1.location)));
+        let mut total: u64 = batches.iter().map(|(_, m)| m.size).sum();
+        let mut doomed = Vec::new();
+        for (name, meta) in &batches {
+            if name.last_ms < cutoff || total > retention.quota_bytes {
+                total -= meta.size;
+                doomed.push(meta.location.clone());
+            }
+        }
+        let deleted = self.delete_all(doomed).await?;
+        if deleted > 0 {
+            self.forget_listings(instance);
+            self.reindex(instance).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes everything `instance` keeps (it was deleted), and what waits to be written.
+    pub async fn purge(&self, instance: &str) -> HistoryResult<usize> {
+        {
+            let mut buffer = lock(&self.buffer);
+            if let Some(waiting) = buffer.by_instance.remove(instance) {
+                buffer.bytes -= waiting.iter().map(|r| r.body.len()).sum::<usize>();
+            }
+            self.metrics.set_history_buffer(buffer.bytes);
+        }
+        let prefix = self.instance_root(instance);
+        let objects: Vec<object_store::ObjectMeta> = self
+            .timed(self.store.list(Some(&prefix)).try_collect())
+            .await?;
+        let deleted = self
+            .delete_all(objects.into_iter().map(|m| m.location).collect())
+            .await?;
+        lock(&self.kept).remove(instance);
+        self.forget_listings(instance);
+        let mut past = lock(&self.past);
+        past.windows.retain(|(i, _), _| i != instance);
+        let before = past.renders.len();
+        past.renders.retain(|((i, _), _), _| i != instance);
+        if past.renders.len() != before {
+            past.render_bytes = past.renders.values().map(|(_, b, _)| b).sum();
+        }
+        Ok(deleted)
+    }
+
+    fn forget_listings(&self, instance: &str) {
+        lock(&self.listings).retain(|(i, _), _| i != instance);
+        lock(&self.headers).retain(|p, _| !p.prefix_matches(&self.instance_root(instance)));
+    }
+
+    async fn delete_all(&self, paths: Vec<Path>) -> HistoryResult<usize> {
+        let count = paths.len();
+        futures_util::stream::iter(paths)
+            .map(|path| async move {
+                match self.timed(self.store.delete(&path)).await {
+                    Ok(()) | Err(HistoryError::Store(object_store::Error::NotFound { .. })) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if count > 0 {
+            self.metrics.record_history("deleted", count as u64);
+        }
+        Ok(count)
+    }
+
+    /// The window of `instance` as it was at `at_ms` (the reports that arrived in the 15 s
+    /// before), merged: made once and cached, for the past does not change.
+    pub async fn window_at(
+        &self,
+        instance: &str,
+        at_ms: i64,
+        now_ms: i64,
+        limits: Limits,
+        max_nodes: usize,
+    ) -> HistoryResult<PastWindow> {
+        let key = (instance.to_owned(), at_ms);
+        let cell = {
+            let mut past = lock(&self.past);
+            past.tick += 1;
+            let tick = past.tick;
+            if let Some((used, cell)) = past.windows.get_mut(&key) {
+                *used = tick;
+                cell.clone()
+            } else {
+                if past.windows.len() >= MAX_PAST_WINDOWS
+                    && let Some(oldest) = past
+                        .windows
+                        .iter()
+                        .min_by_key(|(_, (used, _))| *used)
+                        .map(|(k, _)| k.clone())
+                {
+                    past.windows.remove(&oldest);
+                }
+                let cell = Arc::new(tokio::sync::OnceCell::new());
+                past.windows.insert(key.clone(), (tick, cell.clone()));
+                cell
+            }
+        };
+        let made = cell
+            .get_or_try_init(|| self.make_window(instance, at_ms, now_ms, limits, max_nodes))
+            .await
+            .cloned();
+        if made.is_err() {
+            lock(&self.past)
+                .windows
+                .retain(|k, (_, c)| k != &key || !Arc::ptr_eq(c, &cell));
+        }
+        made
+    }
+
+    async fn make_window(
+        &self,
+        instance: &str,
+        at_ms: i64,
+        now_ms: i64,
+        limits: Limits,
+        max_nodes: usize,
+    ) -> HistoryResult<PastWindow> {
+        let kept = self.kept(instance).await?;
+        let records = self
+            .records_between(instance, at_ms - WINDOW_MS, at_ms, now_ms)
+            .await?;
+        let coverage = if !records.is_empty() {
+            Coverage::Kept
+        } else if kept.from_ms.is_none_or(|from| at_ms < from) {
+            Coverage::BeforeHistory
+        } else {
+            Coverage::Gap
+        };
+        let _turn = self
+            .builders
+            .acquire()
+            .await
+            .map_err(|e| HistoryError::Other(e.to_string()))?;
+        let report =
+            tokio::task::spawn_blocking(move || fold_window(records, at_ms, limits, max_nodes))
+                .await
+                .map_err(|e| HistoryError::Other(e.to_string()))?;
+        Ok(PastWindow {
+            report: Arc::new(report),
+            coverage,
+            kept_from_ms: kept.from_ms,
+        })
+    }
+
+    /// A render of a past window made before, under `key`.
+    pub fn past_render(&self, instance: &str, at_ms: i64, key: &str) -> Option<PastRender> {
+        let mut past = lock(&self.past);
+        past.tick += 1;
+        let tick = past.tick;
+        let entry = past
+            .renders
+            .get_mut(&((instance.to_owned(), at_ms), key.to_owned()))?;
+        entry.0 = tick;
+        Some(entry.2.clone())
+    }
+
+    /// Keeps a render of a past window for the next readers of the same.
+    pub fn keep_past_render(&self, instance: &str, at_ms: i64, key: &str, rendered: PastRender) {
+        let bytes = match &rendered.rendered {
+            super::slot::Rendered::View(_, a) | super::slot::Rendered::List(a) => {
+                2 * (a.json.len() + a.gzip.len())
+            }
+        };
+        if bytes > MAX_PAST_RENDER_BYTES / 4 {
+            return;
+        }
+        let mut past = lock(&self.past);
+        while past.render_bytes + bytes > MAX_PAST_RENDER_BYTES {
+            let Some(oldest) = past
+                .renders
+                .iter()
+                .min_by_key(|(_, (used, _, _))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, b, _)) = past.renders.remove(&oldest) {
+                past.render_bytes -= b;
+            }
+        }
+        past.tick += 1;
+        let tick = past.tick;
+        let key = ((instance.to_owned(), at_ms), key.to_owned());
+        if let Some((_, old, _)) = past.renders.insert(key, (tick, bytes, rendered)) {
+            past.render_bytes -= old;
+        }
+        past.render_bytes += bytes;
+    }
+
+    /// Up to `points` samples of the live window's node counts per report topology between
+    /// `from_ms` and `to_ms`, one per batch spread evenly over the range (read from batch
+    /// headers).
+    pub async fn timeline(
+        &self,
+        instance: &str,
+        from_ms: i64,
+        to_ms: i64,
+        points: usize,
+        now_ms: i64,
+    ) -> HistoryResult<Vec<BatchHeader>> {
+        let mut batches = Vec::new();
+        for hour in batch::hours_between(from_ms, to_ms) {
+            let listing = self.list_hour(instance, &hour, now_ms).await?;
+            batches.extend(
+                listing
+                    .iter()
+                    .filter(|(_, name, _)| name.last_ms >= from_ms && name.first_ms <= to_ms)
+                    .map(|(path, _, _)| path.clone()),
+            );
+        }
+        let points = points.clamp(1, MAX_TIMELINE_POINTS);
+        let picked: Vec<Path> = if batches.len() <= points {
+            batches
+        } else {
+            (0..points)
+                .map(|i| batches[i * (batches.len() - 1) / (points - 1).max(1)].clone())
+                .collect()
+        };
+        let mut headers: Vec<BatchHeader> = futures_util::stream::iter(picked)
+            .map(|path| async move {
+                match self.read_header(&path).await {
+                    Ok(h) => Ok(Some(h)),
+                    Err(HistoryError::Store(object_store::Error::NotFound { .. }))
+                    | Err(HistoryError::Batch(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(READS_AT_ONCE)
+            .try_filter_map(|h| async move { Ok(h) })
+            .try_collect()
+            .await?;
+        headers.sort_by_key(|h| h.last_ms);
+        Ok(headers)
+    }
+}
+
+/// Gzips a body kept as the probe sent it, if it was not already.
+fn gzipped(mut r: Record) -> Record {
+    use std::io::Write;
+    if !r.gzipped {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(r.body.len() / 6),
+            flate2::Compression::default(),
+        );
+        if gz.write_all(&r.body).is_ok()
+            && let Ok(out) = gz.finish()
+        {
+            r.body = out.into();
+            r.gzipped = true;
+        }
+    }
+    r
+}
+
+/// Folds `records` (in arrival order) as the live window would have folded them, and merges the
+/// window as it was at `at_ms`. A report that no longer decodes (a limit lowered since) is left
+/// out.
+fn fold_window(
+    records: Vec<(String, Record)>,
+    at_ms: i64,
+    limits: Limits,
+    max_nodes: usize,
+) -> Report {
+    let mut window = Slot::new(limits);
+    let max = usize::try_from(limits.max_report_bytes)
+        .unwrap_or(usize::MAX)
+        .max(16 << 20);
+    for (_, r) in records {
+        let folded = decode::with_inflated(&r.body, r.gzipped, max, |raw| {
+            let budget =
+                BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
+            let report: WireReport = decode::parse(raw, r.format, budget)?;
+            let probe = ProbeInfo {
+                id: r.probe.clone(),
+                hostname: report.hostname(),
+                version: None,
+                last_seen: r.at_ms,
+            };
+            window.accept(probe, report, r.at_ms);
+            Ok::<(), decode::DecodeError>(())
+        });
+        match folded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(error = %e, "a kept report does not decode; left out of its window");
+            }
+        }
+    }
+    let parts = window.parts(at_ms);
+    slot::merge_parts(&parts, true)
+}
+
+/// Distinct nodes per report topology in `parts` (the timeline's counts).
+pub fn node_counts(parts: &[slot::Part]) -> BTreeMap<String, u64> {
+    let mut seen: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for part in parts {
+        let part = slot::lock(part);
+        for (topology, node) in part.node_ids() {
+            let ids = seen.entry(topology.to_owned()).or_default();
+            if !ids.contains(node) {
+                ids.insert(node.to_owned());
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|(t, ids)| (t, ids.len() as u64))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

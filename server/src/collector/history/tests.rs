@@ -1,0 +1,279 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use shared::instances::{Limits, ProbeInfo};
+
+use super::*;
+use crate::collector::decode::{self, Format};
+use crate::collector::slot::{self, Slot};
+use crate::telemetry::Metrics;
+
+const LIMITS: Limits = Limits {
+    max_probes: 10,
+    max_report_bytes: 64 << 20,
+    max_reports_per_second: 100,
+};
+
+fn fixture(name: &str) -> Bytes {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/scope")
+        .join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into()
+}
+
+/// The probe's four reports in the order it sent them: full, delta, delta, full.
+const SEQUENCE: [&str; 4] = [
+    "probe-full-1.msgpack.gz",
+    "probe-delta-2.msgpack.gz",
+    "probe-delta-3.msgpack.gz",
+    "probe-full-4.msgpack.gz",
+];
+
+fn history_on(store: Arc<dyn ObjectStore>, buffer_bytes: usize) -> History {
+    let config = HistoryConfig {
+        buffer_bytes,
+        store_timeout: Duration::from_secs(5),
+        ..HistoryConfig::new(HistoryLocation::Folder("unused".into()))
+    };
+    History::on(store, Path::from("v1"), config, Metrics::new())
+}
+
+/// The live window at `at` of `reports` (arrival ms, fixture), as the collector would hold it.
+fn live_window(reports: &[(i64, &str)], at: i64) -> Report {
+    let mut slot = Slot::new(LIMITS);
+    for (when, name) in reports.iter().filter(|(when, _)| *when <= at) {
+        let report = decode::decode(&fixture(name), Format::Msgpack, true, 64 << 20).unwrap();
+        let probe = ProbeInfo {
+            id: "probe-1".into(),
+            hostname: None,
+            version: None,
+            last_seen: *when,
+        };
+        slot.accept(probe, report, *when);
+    }
+    slot::merge_parts(&slot.parts(at), true)
+}
+
+fn no_counts(_: &str) -> BTreeMap<String, u64> {
+    BTreeMap::new()
+}
+
+/// 14 s before an hour begins: the reports of the first test straddle it.
+const T0: i64 = 1_764_662_400_000 - 14_000;
+
+#[tokio::test]
+async fn a_past_window_is_the_live_window_it_was() {
+    let history = history_on(Arc::new(InMemory::new()), 1 << 30);
+    let arrivals: Vec<(i64, &str)> = SEQUENCE
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (T0 + 3_000 * i as i64 + 7_000 * (i as i64 / 2), *name))
+        .collect();
+    for (i, (at, name)) in arrivals.iter().enumerate() {
+        history.keep("inst", *at, "probe-1", Format::Msgpack, fixture(name), true);
+        // Half are written before the query, half are still in the buffer; the batches straddle
+        // an hour.
+        if i == 1 {
+            assert_eq!(history.flush(T0 + 10_000, &no_counts).await, 1);
+        }
+    }
+    for at in [
+        T0 + 1_000,
+        T0 + 5_000,
+        T0 + 14_000,
+        T0 + 20_000,
+        T0 + 40_000,
+    ] {
+        let past = history
+            .window_at("inst", at, T0 + 60_000, LIMITS, 100_000)
+            .await
+            .unwrap();
+        let live = live_window(&arrivals, at);
+        assert!(*past.report == live, "the window at {at} differs");
+        let expected = if arrivals.iter().any(|(t, _)| *t <= at && *t > at - 15_000) {
+            Coverage::Kept
+        } else {
+            Coverage::Gap
+        };
+        assert_eq!(past.coverage, expected, "at {at}");
+    }
+    // Written, then asked again: the same answer, now wholly from the store.
+    assert_eq!(history.flush(T0 + 60_000, &no_counts).await, 2);
+    let kept = history.kept("inst").await.unwrap();
+    assert_eq!((kept.from_ms, kept.batches), (Some(T0), 3));
+    let mut fresh = history_on(history.store.clone(), 1 << 30);
+    fresh.writer = "other".into();
+    let past = fresh
+        .window_at("inst", T0 + 14_000, T0 + 60_000, LIMITS, 100_000)
+        .await
+        .unwrap();
+    assert!(*past.report == live_window(&arrivals, T0 + 14_000));
+    // Before the first report: empty, and said so.
+    let before = fresh
+        .window_at("inst", T0 - 1_000, T0 + 60_000, LIMITS, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(before.coverage, Coverage::BeforeHistory);
+    assert!(
+        before
+            .report
+            .topologies
+            .values()
+            .all(|t| t.nodes.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn a_full_buffer_costs_history_not_ingest() {
+    let body = fixture(SEQUENCE[0]);
+    let history = history_on(Arc::new(InMemory::new()), body.len() * 2);
+    for i in 0..3 {
+        history.keep("inst", T0 + i, "p", Format::Msgpack, body.clone(), true);
+    }
+    assert_eq!(lock(&history.buffer).bytes, body.len() * 2);
+    let text = history.metrics.encode();
+    assert!(
+        text.contains("scopehub_history_reports_total{outcome=\"dropped_buffer_full\"} 1"),
+        "{text}"
+    );
+    history.flush(T0 + 5, &no_counts).await;
+    assert_eq!(lock(&history.buffer).bytes, 0);
+}
+
+#[tokio::test]
+async fn a_store_that_fails_keeps_the_reports_for_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("history");
+    std::fs::create_dir_all(&root).unwrap();
+    let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap());
+    let history = history_on(store, 1 << 30);
+    history.keep(
+        "inst",
+        T0,
+        "p",
+        Format::Json,
+        Bytes::from_static(b"{}"),
+        false,
+    );
+    // The store's folder is a file now: every write fails.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::write(&root, b"not a folder").unwrap();
+    assert_eq!(history.flush(T0 + 1, &no_counts).await, 0);
+    assert!(lock(&history.buffer).bytes > 0);
+    assert!(
+        history
+            .metrics
+            .encode()
+            .contains("scopehub_history_reports_total{outcome=\"write_failed\"} 1")
+    );
+    std::fs::remove_file(&root).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    assert_eq!(history.flush(T0 + 2, &no_counts).await, 1);
+    assert_eq!(lock(&history.buffer).bytes, 0);
+    // Kept gzipped, and read back as it came.
+    let records = history
+        .records_between("inst", T0 - 1, T0, T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let (_, r) = &records[0];
+    assert!(r.gzipped);
+    assert_eq!(decode::inflate(&r.body, true, 100).unwrap().as_ref(), b"{}");
+}
+
+#[tokio::test]
+async fn retention_and_quota_delete_the_oldest_and_nothing_else() {
+    let history = history_on(Arc::new(InMemory::new()), 1 << 30);
+    let day = 24 * HOUR_MS;
+    let now = T0 + 10 * day;
+    let body = Bytes::from(vec![7u8; 10_000]);
+    // One batch a day for ten days, and another instance's.
+    for d in 0..10 {
+        history.keep("inst", T0 + d * day, "p", Format::Json, body.clone(), true);
+        history.flush(T0 + d * day, &no_counts).await;
+    }
+    history.keep("other", T0, "p", Format::Json, body.clone(), true);
+    history.flush(T0, &no_counts).await;
+    let size = history.kept("inst").await.unwrap().bytes / 10;
+    let week = Retention {
+        days: 7,
+        quota_bytes: 1 << 30,
+    };
+    assert_eq!(history.enforce("inst", week, now).await.unwrap(), 3);
+    let kept = history.kept("inst").await.unwrap();
+    assert_eq!((kept.batches, kept.from_ms), (7, Some(T0 + 3 * day)));
+    let small = Retention {
+        days: 7,
+        quota_bytes: size * 4,
+    };
+    assert_eq!(history.enforce("inst", small, now).await.unwrap(), 3);
+    let kept = history.kept("inst").await.unwrap();
+    assert_eq!((kept.batches, kept.from_ms), (4, Some(T0 + 6 * day)));
+    assert!(kept.bytes <= size * 4);
+    // Within bounds: nothing more goes; the other instance was never touched.
+    assert_eq!(history.enforce("inst", small, now).await.unwrap(), 0);
+    assert_eq!(history.kept("other").await.unwrap().batches, 1);
+    // A purge takes everything of the instance, written or waiting.
+    history.keep("inst", now, "p", Format::Json, body, true);
+    assert_eq!(history.purge("inst").await.unwrap(), 4);
+    assert_eq!(history.kept("inst").await.unwrap(), Kept::default());
+    assert_eq!(lock(&history.buffer).bytes, 0);
+    assert_eq!(history.kept("other").await.unwrap().batches, 1);
+}
+
+#[tokio::test]
+async fn the_timeline_samples_batch_headers_over_the_range() {
+    let history = history_on(Arc::new(InMemory::new()), 1 << 30);
+    for i in 0..50i64 {
+        history.keep(
+            "inst",
+            T0 + i * 10_000,
+            "p",
+            Format::Json,
+            Bytes::new(),
+            true,
+        );
+        let counts = move |_: &str| BTreeMap::from([("host".to_owned(), i as u64)]);
+        history.flush(T0 + i * 10_000, &counts).await;
+    }
+    let all = history
+        .timeline("inst", T0, T0 + 500_000, 100, T0 + 600_000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 50);
+    assert!(all.windows(2).all(|w| w[0].last_ms < w[1].last_ms));
+    assert_eq!(all[49].counts["host"], 49);
+    let few = history
+        .timeline("inst", T0, T0 + 500_000, 5, T0 + 600_000)
+        .await
+        .unwrap();
+    let counts: Vec<u64> = few.iter().map(|h| h.counts["host"]).collect();
+    assert_eq!(counts, [0, 12, 24, 36, 49]);
+}
+
+#[test]
+fn history_urls() {
+    assert_eq!(
+        "s3://bucket/some/prefix/".parse(),
+        Ok(HistoryLocation::S3 {
+            bucket: "bucket".into(),
+            prefix: "some/prefix".into()
+        })
+    );
+    assert_eq!(
+        "file:///var/lib/x".parse(),
+        Ok(HistoryLocation::Folder("/var/lib/x".into()))
+    );
+    assert_eq!(
+        "./data/history".parse(),
+        Ok(HistoryLocation::Folder("./data/history".into()))
+    );
+    assert!("s3://".parse::<HistoryLocation>().is_err());
+    assert!("gs://bucket".parse::<HistoryLocation>().is_err());
+}
