@@ -16,6 +16,7 @@ mod crash;
 mod errors;
 mod faults;
 mod health;
+mod history;
 mod instances;
 mod journey;
 mod lifecycle;

@@ -54,7 +54,7 @@ async fn members_read_views_and_node_details(b: Backend) {
     let (status, details) = alice.get(&base).await;
     assert_eq!(status, 200, "{details}");
     assert_eq!(details["id"], id.as_str());
-    assert_eq!(details["capabilities"]["historic_reports"], false);
+    assert_eq!(details["capabilities"]["historic_reports"], true);
     assert!(details["version"].is_string() && details["hostname"].is_string());
 
     let (status, list) = alice.get(&format!("{base}/topology")).await;

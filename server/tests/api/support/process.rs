@@ -45,6 +45,8 @@ pub struct ServerProcess {
     child: Child,
     pub url: String,
     stderr: Arc<Mutex<String>>,
+    /// The history folder it was given unless its arguments chose one, removed when dropped.
+    history: std::path::PathBuf,
 }
 
 impl ServerProcess {
@@ -60,7 +62,26 @@ impl ServerProcess {
 
     /// Starts `scopehub ROLE --listen LISTEN ARGS…` (a fixed port survives a restart).
     pub fn start_on(role: &str, listen: &str, args: &[&str]) -> ServerProcess {
+        Self::start_with_env(role, listen, args, &[])
+    }
+
+    /// `start_on` with these environment variables set too. Its history goes to a folder of its
+    /// own (removed when it is dropped) unless `--history-url` or the environment says otherwise.
+    pub fn start_with_env(
+        role: &str,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let history = std::env::temp_dir().join(format!(
+            "scopehub-test-history-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         let mut child = binary()
+            .env("SCOPEHUB_HISTORY_URL", &history)
+            .envs(env.iter().copied())
             .args([role, "--listen", listen, "--log-format", "json"])
             .args(args)
             .stdout(Stdio::piped())
@@ -92,7 +113,12 @@ impl ServerProcess {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        ServerProcess { child, url, stderr }
+        ServerProcess {
+            child,
+            url,
+            stderr,
+            history,
+        }
     }
 
     /// Waits until `/readyz` answers 200 (migrations applied).
@@ -142,6 +168,7 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.history);
     }
 }
 
