@@ -307,3 +307,210 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+/// An S3-compatible server (PyPI's `moto` in server mode) on loopback with one bucket, or `None`
+/// (with a warning) where it is not installed, unless `REQUIRE_S3=1`.
+struct S3Server {
+    _process: crate::support::process::KillOnDrop,
+    endpoint: String,
+}
+
+const BUCKET: &str = "scopehub-history";
+
+async fn s3_server() -> Option<S3Server> {
+    let found = std::process::Command::new("moto_server")
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            !crate::support::required("REQUIRE_S3"),
+            "REQUIRE_S3=1 but moto_server (pip install 'moto[server]') is not installed"
+        );
+        crate::support::warn("WARNING: moto_server not installed; skipping the S3 history test");
+        return None;
+    }
+    let port = crate::support::process::free_port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("moto_server");
+    let process = crate::support::process::KillOnDrop(child);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let bucket = format!("{endpoint}/{BUCKET}");
+    crate::support::eventually(Duration::from_secs(30), "moto to create the bucket", || {
+        let (client, bucket) = (client.clone(), bucket.clone());
+        async move {
+            let response = client.put(bucket).send().await.ok()?;
+            response.status().is_success().then_some(())
+        }
+    })
+    .await;
+    Some(S3Server {
+        _process: process,
+        endpoint,
+    })
+}
+
+/// `scopehub serve` keeping history at `url` (and the environment `env`), on `db`.
+fn serve_keeping(
+    data: &std::path::Path,
+    listen: &str,
+    url: &str,
+    env: &[(&str, &str)],
+) -> crate::support::process::ServerProcess {
+    let db = format!("sqlite://{}/scopehub.db", data.display());
+    crate::support::process::ServerProcess::start_with_env(
+        "serve",
+        listen,
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            &db,
+            "--dist-dir",
+            "/nonexistent",
+            "--history-url",
+            url,
+            "--history-flush-secs",
+            "1",
+        ],
+        env,
+    )
+}
+
+/// Reports posted while the server is killed with `kill -9` mid-write: after a restart on the
+/// same store, what was written before is read back whole (nothing damaged), at most the last
+/// unflushed second is missing, and reporting and history go on.
+async fn history_survives_kill_9(url: &str, env: &[(&str, &str)]) {
+    let data = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", crate::support::process::free_port());
+    let server = serve_keeping(data.path(), &listen, url, env);
+    server.wait_ready().await;
+    let (mut admin, me) = crate::support::agent::first_admin_at(&server.url).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = crate::support::split::Split::ready_instance(&mut admin, &org, "prod").await;
+    let body = crate::reports::fixture("probe-full-1.msgpack.gz");
+    let first = chrono::Utc::now().timestamp_millis();
+    let mut last_accepted = first;
+    // Five seconds of reports, four a second; killed in the middle of them.
+    for i in 0..20 {
+        let (status, answer) =
+            crate::support::split::post_report(&server.url, &token, "p1", body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        last_accepted = chrono::Utc::now().timestamp_millis();
+        if i == 14 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    server.signal(libc::SIGKILL);
+    drop(server);
+
+    let server = serve_keeping(data.path(), &listen, url, env);
+    server.wait_ready().await;
+    admin.base = server.url.clone();
+    admin.origin = Some(server.url.clone());
+    let base = format!("/api/app/{id}/api");
+    // History is read before the restarted server has placed the instance again.
+    // Kept up to a second before the kill at the latest (one flush a second).
+    let (status, timeline) = admin
+        .get(&format!("{base}/history?from={}", first - 60_000))
+        .await;
+    assert_eq!(status, 200, "{timeline}");
+    assert!(
+        timeline["kept_from"].as_i64().unwrap() >= first
+            && timeline["kept_to"].as_i64().unwrap() >= last_accepted - 2_500,
+        "{timeline} (reports from {first} to {last_accepted})"
+    );
+    for offset in [1_000, 3_000] {
+        let at = rfc3339(first + offset);
+        let (status, answer) = admin
+            .get(&format!("{base}/topology/hosts?timestamp={at}"))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["history"]["state"], "kept", "{at}: {answer}");
+        assert_eq!(drawn(&answer).len(), 1, "{at}: {answer}");
+    }
+    let metrics = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::support::metric(
+            &metrics,
+            "scopehub_history_reports_total{outcome=\"damaged\"}"
+        ),
+        0.0,
+        "{metrics}"
+    );
+    // History goes on after the restart.
+    crate::support::eventually(Duration::from_secs(30), "a report accepted again", || {
+        let (url, token, body) = (server.url.clone(), token.clone(), body.clone());
+        async move {
+            let (status, _) = crate::support::split::post_report(&url, &token, "p1", body).await;
+            (status == 200).then_some(())
+        }
+    })
+    .await;
+    crate::support::eventually(Duration::from_secs(10), "the new report written", || {
+        let url = format!("{}/metrics", server.url);
+        async move {
+            let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+            (crate::support::metric(&text, "scopehub_history_reports_total{outcome=\"stored\"}")
+                >= 1.0)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_folder_of_history_survives_kill_9() {
+    let folder = tempfile::tempdir().unwrap();
+    history_survives_kill_9(folder.path().to_str().unwrap(), &[]).await;
+    // Every object in the folder is a whole batch (a write in flight leaves at most a staging
+    // file, which is never read).
+    for file in walk(folder.path()) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".batch") {
+            let bytes = std::fs::read(&file).unwrap();
+            assert_eq!(&bytes[..4], b"SHH1", "{name}");
+        } else {
+            assert!(name.contains('#'), "unexpected file {}", file.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_s3_bucket_of_history_survives_kill_9() {
+    let Some(s3) = s3_server().await else {
+        return;
+    };
+    let env = [
+        ("AWS_ENDPOINT", s3.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    history_survives_kill_9(&format!("s3://{BUCKET}/tests"), &env).await;
+    // The objects are in the bucket, under the prefix.
+    let listing = reqwest::get(format!(
+        "{}/{BUCKET}?list-type=2&prefix=tests/v1/",
+        s3.endpoint
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(listing.contains(".batch</Key>"), "{listing}");
+}
