@@ -5,7 +5,8 @@ use shared::ApiError;
 use std::collections::BTreeMap;
 
 use shared::topology::{
-    Diff, NodeAnswer, NodeDetails, NodeSummary, ProbeStatus, TopologyAnswer, TopologyDesc,
+    Changes, Diff, NodeAnswer, NodeDetails, NodeSummary, ProbeStatus, Timeline, TopologyAnswer,
+    TopologyDesc,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -104,6 +105,48 @@ pub async fn topology_nodes(
     let path = app_path(instance, &format!("topology/{}", js_sys_encode(view)));
     let answer: TopologyAnswer = get_json(&with_query(path, &with_defaults(query))).await?;
     Ok(answer.nodes)
+}
+
+/// A view as it was at `at` (RFC 3339), with what history had for that moment.
+pub async fn topology_at(
+    instance: &str,
+    view: &str,
+    query: &str,
+    at: &str,
+) -> Result<TopologyAnswer, ApiError> {
+    let path = app_path(instance, &format!("topology/{}", js_sys_encode(view)));
+    let query = format!("{}&timestamp={}", with_defaults(query), js_sys_encode(at));
+    get_json(&with_query(path, &query)).await
+}
+
+/// The history kept between `from` and `to` (ms since the epoch), with node counts over it.
+pub async fn timeline(instance: &str, from: i64, to: i64) -> Result<Timeline, ApiError> {
+    get_json(&format!(
+        "{}?from={from}&to={to}&points=120",
+        app_path(instance, "history")
+    ))
+    .await
+}
+
+/// What appeared and vanished in a view between two moments (RFC 3339).
+pub async fn changes(
+    instance: &str,
+    view: &str,
+    query: &str,
+    from: &str,
+    to: &str,
+) -> Result<Changes, ApiError> {
+    let path = app_path(
+        instance,
+        &format!("topology/{}/changes", js_sys_encode(view)),
+    );
+    let query = format!(
+        "{}&from={}&to={}",
+        with_defaults(query),
+        js_sys_encode(from),
+        js_sys_encode(to)
+    );
+    get_json(&with_query(path, &query)).await
 }
 
 /// The probes that reported recently (`lastSeen` is RFC 3339).

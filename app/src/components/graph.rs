@@ -192,7 +192,16 @@ pub fn Graph(
     /// Bumped to ask for a fit to screen (a new view, the first layout).
     #[prop(into)]
     fit_request: Signal<u64>,
+    /// Nodes to mark: `appeared` or `vanished` (changes between two moments of history).
+    #[prop(optional, into)]
+    marks: Option<Signal<BTreeMap<String, &'static str>>>,
+    /// Nodes glide to their new places (moving between moments of history).
+    #[prop(optional, into)]
+    animate: Option<Signal<bool>>,
 ) -> impl IntoView {
+    let marks = marks.unwrap_or_else(|| Signal::derive(BTreeMap::new));
+    let animate = animate.unwrap_or_else(|| Signal::derive(|| false));
+    let mark_of = move |id: &str| marks.with(|m| m.get(id).copied());
     let container = NodeRef::<html::Div>::new();
     let view_state = RwSignal::new(View::default());
     let hovered = RwSignal::new(None::<String>);
@@ -343,6 +352,7 @@ pub fn Graph(
                     format!("translate({:.1}px,{:.1}px) scale({:.4})", v.x + x * v.k, v.y + y * v.k, v.k)
                 }
                 class:zoomed-out=move || view_state.with(|v| v.k < LABELS_FROM_SCALE)
+                class:animated=move || animate.get()
                 class:busy=move || busy.get()>
                 <defs>
                     <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
@@ -381,13 +391,23 @@ pub fn Graph(
                                 };
                                 let (id_pos, id_sel, id_dim, id_click, id_enter) =
                                     (id.clone(), id.clone(), id.clone(), id.clone(), id.clone());
+                                let (id_style, id_new, id_gone) = (id.clone(), id.clone(), id.clone());
                                 view! {
                                     <g class="node" data-id=id.clone()
                                         class:hot={ let id = id.clone(); move || hot(&id) || neighbours.with(|n| n.as_ref().is_some_and(|n| n.contains(&id))) }
                                         class:selected=move || selected.with(|s| s.as_deref() == Some(id_sel.as_str()))
                                         class:dim=move || dimmed(&id_dim)
                                         class:pseudo=move || node.with(|n| n.as_ref().is_some_and(|n| n.pseudo))
-                                        style=move || node.with(|n| n.as_ref().map(|n| format!("--hue:{}", hue_of(&n.label))).unwrap_or_default())
+                                        class:appeared=move || mark_of(&id_new) == Some("appeared")
+                                        class:vanished=move || mark_of(&id_gone) == Some("vanished")
+                                        style=move || {
+                                            let hue = node.with(|n| n.as_ref().map(|n| format!("--hue:{}", hue_of(&n.label))).unwrap_or_default());
+                                            // The same place as the attribute, as a style a CSS transition can move.
+                                            match position(&id_style).filter(|_| animate.get()) {
+                                                Some(p) => format!("{hue};transform:translate({:.1}px,{:.1}px)", p.x, p.y),
+                                                None => hue,
+                                            }
+                                        }
                                         transform=move || position(&id_pos).map(|p| format!("translate({:.1},{:.1})", p.x, p.y)).unwrap_or_default()
                                         on:click=move |ev| { ev.stop_propagation(); on_select.run(id_click.clone()) }
                                         on:pointerdown=|ev: leptos::ev::PointerEvent| ev.stop_propagation()

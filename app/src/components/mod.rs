@@ -17,3 +17,5 @@ pub mod resources;
 #[cfg(feature = "map")]
 pub mod terminal;
 pub mod ticker;
+#[cfg(feature = "map")]
+pub mod timeline;

@@ -22,6 +22,7 @@ use crate::components::node_details::{NodeDetailsPanel, NodeLink};
 use crate::components::node_table::NodeTable;
 use crate::components::resources::ResourceView;
 use crate::components::ticker::ticker;
+use crate::components::timeline::{self, ChangeCounts, Timeline};
 
 /// Views with more nodes than this open as a table (`?mode=graph` still draws them). Each browser
 /// can change it (kept in local storage under `GRAPH_LIMIT_KEY`).
@@ -39,7 +40,7 @@ fn saved_graph_limit() -> usize {
         .unwrap_or(GRAPH_LIMIT)
 }
 /// Query keys that are the page's own; every other key is a view option passed to the API.
-const PAGE_KEYS: [&str; 7] = ["view", "mode", "metric", "group", "node", "q", "pins"];
+const PAGE_KEYS: [&str; 8] = ["view", "mode", "metric", "group", "node", "q", "pins", "at"];
 /// Scope's window: with no report for longer, the map is stale.
 const STALE_AFTER_MS: f64 = 15_000.0;
 
@@ -62,6 +63,8 @@ struct MapState {
     node: Option<String>,
     q: String,
     pins: Vec<String>,
+    /// The moment shown (RFC 3339), when the map is history rather than live.
+    at: Option<String>,
     options: BTreeMap<String, String>,
 }
 
@@ -94,6 +97,9 @@ impl MapState {
         }
         if !self.pins.is_empty() {
             parts.push(format!("pins={}", encode(&self.pins.join("\n"))));
+        }
+        if let Some(at) = &self.at {
+            parts.push(format!("at={}", encode(at)));
         }
         for (k, v) in &self.options {
             parts.push(format!("{}={}", encode(k), encode(v)));
@@ -150,6 +156,7 @@ pub fn TopologyMap() -> impl IntoView {
                 group: get("group"),
                 node: get("node"),
                 q: get("q").unwrap_or_default(),
+                at: get("at"),
                 pins: get("pins")
                     .map(|p| {
                         p.split('\n')
@@ -218,6 +225,9 @@ pub fn TopologyMap() -> impl IntoView {
             .with(|s| s.view.clone())
             .unwrap_or_else(|| list.with(|l| default_view(l)))
     });
+    // The moment shown, when the map is history (`?at=`), in ms.
+    let moment =
+        Memo::new(move |_| state.with(|s| s.at.as_deref().and_then(timeline::parse_rfc3339)));
     // A view the URL names that this instance does not have (once the list is known).
     let unknown_view = Memo::new(move |_| {
         let named = state.with(|s| s.view.clone())?;
@@ -279,8 +289,12 @@ pub fn TopologyMap() -> impl IntoView {
         reconnect.track();
         let (i, v, q) = (instance.get(), view_id.get(), options_query.get());
         socket.set_value(None);
-        // Nothing to stream from an instance or a view that is not there.
-        if fatal.with(Option::is_some) || unknown_view.with(Option::is_some) {
+        // Nothing to stream from an instance or a view that is not there, nor while the map shows
+        // a moment of history.
+        if fatal.with(Option::is_some)
+            || unknown_view.with(Option::is_some)
+            || moment.with(Option::is_some)
+        {
             return;
         }
         link.set(Link::Connecting);
@@ -347,6 +361,95 @@ pub fn TopologyMap() -> impl IntoView {
         received_first.set(false);
     });
     on_cleanup(move || socket.set_value(None));
+
+    // History: the view as it was at the moment, and (with "changes since") what appeared and
+    // vanished before it, marked on the map with the vanished nodes drawn as ghosts.
+    let note = RwSignal::new(None::<shared::topology::HistoryNote>);
+    let compare = RwSignal::new(None::<i64>);
+    let marks = RwSignal::new(BTreeMap::<String, &'static str>::new());
+    let change_counts = RwSignal::new(None::<ChangeCounts>);
+    let animate = RwSignal::new(false);
+    let asked = StoredValue::new(0u64);
+    let was_past = StoredValue::new(false);
+    Effect::new(move |_| {
+        let (i, v, q, since) = (
+            instance.get(),
+            view_id.get(),
+            options_query.get(),
+            compare.get(),
+        );
+        let n = asked.get_value() + 1;
+        asked.set_value(n);
+        let Some(at) = moment.get() else {
+            note.set(None);
+            marks.set(BTreeMap::new());
+            change_counts.set(None);
+            animate.set(false);
+            // Back to live: the websocket's first frame fills the map again.
+            if was_past.get_value() {
+                was_past.set_value(false);
+                shown.update_untracked(BTreeMap::clear);
+                pending.set_value(Change::ALL);
+                publish();
+                received_first.set(false);
+            }
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            let when = timeline::rfc3339(at);
+            let answer = api::topology_at(&i, &v, &q, &when).await;
+            let changes = match since {
+                Some(before) => api::changes(&i, &v, &q, &timeline::rfc3339(at - before), &when)
+                    .await
+                    .ok(),
+                None => None,
+            };
+            if asked.get_value() != n {
+                return;
+            }
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(e) => {
+                    list_error.set(Some(e));
+                    return;
+                }
+            };
+            let mut nodes = answer.nodes;
+            let mut marked = BTreeMap::new();
+            if let Some(c) = &changes {
+                for node in &c.appeared {
+                    marked.insert(node.id.clone(), "appeared");
+                }
+                for node in &c.vanished {
+                    marked.insert(node.id.clone(), "vanished");
+                    nodes.entry(node.id.clone()).or_insert_with(|| node.clone());
+                }
+            }
+            change_counts.set(changes.map(|c| ChangeCounts {
+                appeared: c.appeared.len(),
+                vanished: c.vanished.len(),
+                edges_appeared: c.edges_appeared.len(),
+                edges_vanished: c.edges_vanished.len(),
+            }));
+            marks.set(marked);
+            note.set(answer.history);
+            // The first moment after live jumps; later ones glide.
+            animate.set(was_past.get_value());
+            was_past.set_value(true);
+            shown.update_untracked(|m| *m = nodes);
+            pending.set_value(Change::ALL);
+            publish();
+            received_first.set(true);
+        });
+    });
+    let set_moment = {
+        let go = go.clone();
+        Callback::new(move |at: Option<i64>| {
+            let mut next = state.get_untracked();
+            next.at = at.map(timeline::rfc3339);
+            go(next, true);
+        })
+    };
 
     let map_is_empty = Memo::new(move |_| shown.with(BTreeMap::is_empty));
 
@@ -661,7 +764,13 @@ pub fn TopologyMap() -> impl IntoView {
     };
 
     let details_view = Signal::derive(move || view_id.get());
-    let details_options = Signal::derive(move || options_query.get());
+    let details_options = Signal::derive(move || {
+        let options = options_query.get();
+        match moment.get() {
+            Some(at) => format!("{options}&timestamp={}", timeline::rfc3339(at)),
+            None => options,
+        }
+    });
     let set_search_input = set_search.clone();
     let pin_key = pin.clone();
 
@@ -816,6 +925,7 @@ pub fn TopologyMap() -> impl IntoView {
                     data-updates=move || updates.get().to_string()>
                     {move || match (link.get(), paused.get()) {
                         _ if unknown_view.with(Option::is_some) => "",
+                        _ if moment.with(Option::is_some) => "History",
                         (_, true) => "Paused",
                         (Link::Live, _) => "Live",
                         (Link::Connecting, _) => "Connecting…",
@@ -894,7 +1004,7 @@ pub fn TopologyMap() -> impl IntoView {
                     } else if mode.get() == "table" {
                         view! { <NodeTable nodes=shown selected=selected matches=matches on_select=select /> }.into_any()
                     } else {
-                        view! { <Graph structure=structure looks=looks layout=positions selected=selected matches=graph_matches on_select=select fit_request=fit_request /> }.into_any()
+                        view! { <Graph structure=structure looks=looks layout=positions selected=selected matches=graph_matches on_select=select fit_request=fit_request marks=marks animate=animate /> }.into_any()
                     }
                 }}
                 {move || selected.get().map(|node| view! {
@@ -902,6 +1012,8 @@ pub fn TopologyMap() -> impl IntoView {
                         options=details_options on_close=close_details on_open=open_link />
                 })}
             </div>
+            <Timeline instance=instance view=Signal::derive(move || view_id.get()) at=moment
+                on_moment=set_moment compare=compare note=note changes=change_counts />
         </section>
     }
 }

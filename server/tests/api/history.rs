@@ -514,3 +514,134 @@ async fn an_s3_bucket_of_history_survives_kill_9() {
     .unwrap();
     assert!(listing.contains(".batch</Key>"), "{listing}");
 }
+
+async fn count_in_page(browser: &crate::support::webdriver::Browser, css: &str) -> u64 {
+    browser
+        .execute(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![json!(css)],
+        )
+        .await
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn wait_count(browser: &crate::support::webdriver::Browser, css: &str, n: u64) {
+    crate::support::eventually(Duration::from_secs(20), css, || async move {
+        (count_in_page(browser, css).await == n).then_some(())
+    })
+    .await;
+}
+
+/// Sets a form control's value as a user's input would and lets the page hear of it.
+async fn set_control(browser: &crate::support::webdriver::Browser, css: &str, value: &str) {
+    browser
+        .execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+             e.dispatchEvent(new Event('input', {bubbles: true})); \
+             e.dispatchEvent(new Event('change', {bubbles: true}));",
+            vec![json!(css), json!(value)],
+        )
+        .await;
+}
+
+/// The timeline in the browser: a shared link to a moment shows the map as it was, "changes
+/// since" marks what appeared and (as ghosts) what vanished, the slider moves to another moment
+/// (nodes glide there), and "Live" goes back.
+#[tokio::test]
+async fn the_timeline_travels_in_time_in_the_browser() {
+    let Some(dist) = crate::browser::prerequisites() else {
+        return;
+    };
+    let (server, _data) = crate::browser::serve_app(&dist, &["--history-flush-secs", "1"]).await;
+    let base = server.url.clone();
+    let (mut agent, me) = crate::support::agent::first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = agent.create_ready_instance(&org, "travel").await;
+    let browser = crate::support::webdriver::Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for_url(|u| !u.contains("/login")).await;
+
+    // Two hosts report for a few seconds, then stop.
+    let mut load = crate::support::process::KillOnDrop(
+        crate::support::process::binary()
+            .args(["loadgen", "--url", &base, "--token", &token])
+            .args(["--hosts", "2", "--containers", "1", "--connections", "1"])
+            .args(["--interval", "1", "--duration", "300"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("scopehub loadgen"),
+    );
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=hosts"))
+        .await;
+    wait_count(&browser, ".graph .node", 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reported = chrono::Utc::now().timestamp_millis() - 1_000;
+    load.stop();
+
+    // A link to that moment: the map as it was, said to be history.
+    let moment = rfc3339(reported);
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=hosts&at={moment}"))
+        .await;
+    wait_count(&browser, ".graph .node", 2).await;
+    browser
+        .wait_for_text("#link-status", |t| t == "History")
+        .await;
+    crate::support::eventually(Duration::from_secs(10), "the moment kept", || async {
+        let state = browser
+            .execute(
+                "return document.getElementById('timeline').dataset.state;",
+                vec![],
+            )
+            .await;
+        (state == "kept").then_some(())
+    })
+    .await;
+    crate::support::eventually(Duration::from_secs(10), "the sparkline", || async {
+        let points = browser
+            .execute(
+                "return document.getElementById('timeline-sparkline').dataset.points;",
+                vec![],
+            )
+            .await;
+        (points.as_str().is_some_and(|p| p != "0")).then_some(())
+    })
+    .await;
+
+    // Changes since 15 s before: nothing was there, so both hosts appeared.
+    set_control(&browser, "#timeline-compare", "15000").await;
+    wait_count(&browser, ".graph .node.appeared", 2).await;
+    browser
+        .wait_for_text("#changes-summary", |t| t.contains("+2 nodes"))
+        .await;
+
+    // Later, once the reports left the window: dragged there, both hosts vanished (drawn as ghosts),
+    // and the nodes glide between moments.
+    let later = reported + 20_000;
+    let wait = later + 2_500 - chrono::Utc::now().timestamp_millis();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+    set_control(&browser, "#timeline-slider", &later.to_string()).await;
+    let later_at = rfc3339(later);
+    browser
+        .wait_for_url(|u| u.contains(&format!("at={}", later_at.replace(':', "%3A"))))
+        .await;
+    wait_count(&browser, ".graph .node.vanished", 2).await;
+    assert_eq!(count_in_page(&browser, ".graph-canvas.animated").await, 1);
+    browser
+        .wait_for_text("#changes-summary", |t| t.contains("−2 nodes"))
+        .await;
+
+    // Back to live: the URL forgets the moment and the map streams again.
+    browser.click_css("#timeline-live").await;
+    browser.wait_for_url(|u| !u.contains("at=")).await;
+    browser
+        .wait_for_text("#link-status", |t| t != "History")
+        .await;
+    wait_count(&browser, ".graph .node.vanished", 0).await;
+    browser.quit().await;
+}
