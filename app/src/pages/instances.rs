@@ -276,6 +276,14 @@ pub fn Instance() -> impl IntoView {
                                 <h2>"Probes"</h2>
                                 <p id="usage-summary">{format!("{} reports received · {} in the last 15 s · live window {} of {}",
                                     u.reports_received, u.reports_in_window, mebibytes(u.window_bytes), mebibytes(u.window_budget_bytes))}</p>
+                                {u.history.clone().map(|h| view! {
+                                    <h2>"History"</h2>
+                                    <p id="history-kept">{match (h.from, h.to) {
+                                        (Some(from), Some(to)) => format!("Kept from {} to {} · {} in {} batches · kept {} days, at most {}",
+                                            when(from), when(to), mebibytes(h.bytes), h.batches, h.retention_days, mebibytes(h.quota_bytes)),
+                                        _ => format!("Nothing kept yet · kept {} days, at most {}", h.retention_days, mebibytes(h.quota_bytes)),
+                                    }}</p>
+                                })}
                                 {(!u.refused.is_empty()).then(|| view! {
                                     <p class="error-notice" id="refusals">"Refused by the limits: "
                                         {u.refused.iter().map(|(why, n)| format!("{} {}", n, why.replace('_', " "))).collect::<Vec<_>>().join(" · ")}</p>

@@ -643,5 +643,13 @@ async fn the_timeline_travels_in_time_in_the_browser() {
         .wait_for_text("#link-status", |t| t != "History")
         .await;
     wait_count(&browser, ".graph .node.vanished", 0).await;
+
+    // The instance page shows the history kept.
+    browser.goto(&format!("{base}/instances/{id}")).await;
+    browser
+        .wait_for_text("#history-kept", |t| {
+            t.starts_with("Kept from") && t.contains("kept 7 days")
+        })
+        .await;
     browser.quit().await;
 }
