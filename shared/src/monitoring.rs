@@ -95,6 +95,12 @@ pub struct TargetStatus {
     /// Requests and background steps failing on the database, per second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database_errors_per_second: Option<f64>,
+    /// History (time travel): per second by outcome (`stored`, `dropped_buffer_full`,
+    /// `write_failed`, `damaged`, `deleted`), and report bytes waiting to be written: collectors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history_per_second: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_buffer_bytes: Option<f64>,
     /// The last hour, a point per scrape, oldest first (for sparklines).
     pub history: Vec<HistoryPoint>,
 }

@@ -67,6 +67,14 @@ fn signals(t: &TargetStatus) -> Vec<String> {
     add(t.database_errors_per_second.filter(|r| *r > 0.0), &|r| {
         format!("database errors {r:.2}/s")
     });
+    add(t.history_buffer_bytes, &|b| {
+        format!("history waiting {}", bytes(b))
+    });
+    for (outcome, r) in &t.history_per_second {
+        if *r > 0.0 || outcome == "stored" {
+            out.push(format!("history {} {r:.1}/s", outcome.replace('_', " ")));
+        }
+    }
     out
 }
 

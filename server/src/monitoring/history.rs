@@ -144,6 +144,8 @@ impl History {
             mail_failing: reading.and_then(|r| r.mail_failing),
             mail_failures_per_second: rates.mail_failures_per_second,
             database_errors_per_second: rates.database_errors_per_second,
+            history_per_second: rates.history_per_second,
+            history_buffer_bytes: reading.and_then(|r| r.history_buffer_bytes),
             history,
         }
     }

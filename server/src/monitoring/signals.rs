@@ -24,6 +24,8 @@ const MAIL_DELIVERIES: &str = "scopehub_mail_deliveries_total";
 const MAIL_QUEUE: &str = "scopehub_mail_queue";
 const MAIL_FAILING: &str = "scopehub_mail_failing";
 const DATABASE_ERRORS: &str = "scopehub_database_errors_total";
+const HISTORY_REPORTS: &str = "scopehub_history_reports_total";
+const HISTORY_BUFFER: &str = "scopehub_history_buffer_bytes";
 
 /// At most this many latency buckets and report outcomes are kept of one reading (ours have 16 and
 /// a handful); of a target that sends more, the lowest bounds and the first outcomes.
@@ -62,6 +64,10 @@ pub struct Reading {
     pub mail_failures: Option<f64>,
     /// Requests and background steps that failed on the database, since start.
     pub database_errors: Option<f64>,
+    /// History: reports stored, not kept, batches failed… by outcome, since start (collectors).
+    pub history: BTreeMap<String, f64>,
+    /// History: report bytes waiting to be written (collectors).
+    pub history_buffer_bytes: Option<f64>,
 }
 
 /// One instance on a collector, as one scrape found it.
@@ -153,6 +159,16 @@ pub fn read(scrape: &Scrape) -> Reading {
                 reading.mail_failures = number(value);
             }
             (DATABASE_ERRORS, value) => reading.database_errors = number(value),
+            (HISTORY_BUFFER, value) => reading.history_buffer_bytes = number(value),
+            (HISTORY_REPORTS, value) => {
+                let outcome = sample.labels.get("outcome").unwrap_or("unknown");
+                if let Some(v) = number(value)
+                    && (reading.history.len() < MAX_OUTCOMES
+                        || reading.history.contains_key(outcome))
+                {
+                    *reading.history.entry(outcome.to_owned()).or_default() += v;
+                }
+            }
             (RECONCILE_LAG, value) => reading.reconcile_lag_seconds = number(value),
             (RECONCILE_ERRORS, value) => reading.reconcile_errors = number(value),
             (WEBSOCKETS, value) => reading.websockets = number(value),
@@ -186,6 +202,8 @@ pub struct Rates {
     pub reconcile_errors_per_second: Option<f64>,
     pub mail_failures_per_second: Option<f64>,
     pub database_errors_per_second: Option<f64>,
+    /// History by outcome, per second (collectors).
+    pub history_per_second: BTreeMap<String, f64>,
 }
 
 /// How much a counter grew from `before` to `after`; a counter that went down was reset (the
@@ -226,14 +244,17 @@ pub fn rates(before: &Reading, after: &Reading, seconds: f64) -> Rates {
             (le, growth(was, count))
         })
         .collect();
-    let reports_per_second = after
-        .reports
-        .iter()
-        .map(|(outcome, &count)| {
-            let was = before.reports.get(outcome).copied().unwrap_or(0.0);
-            (outcome.clone(), growth(was, count) / seconds)
-        })
-        .collect();
+    let outcomes_per_second = |before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>| {
+        after
+            .iter()
+            .map(|(outcome, &count)| {
+                let was = before.get(outcome).copied().unwrap_or(0.0);
+                (outcome.clone(), growth(was, count) / seconds)
+            })
+            .collect()
+    };
+    let reports_per_second = outcomes_per_second(&before.reports, &after.reports);
+    let history_per_second = outcomes_per_second(&before.history, &after.history);
     // Instances the shard took since the reading before count from zero.
     let instance_reports_per_second = after
         .instances
@@ -256,6 +277,7 @@ pub fn rates(before: &Reading, after: &Reading, seconds: f64) -> Rates {
         p50: quantile(0.5, &bucket_growth),
         p99: quantile(0.99, &bucket_growth),
         reports_per_second,
+        history_per_second,
     }
 }
 
@@ -415,8 +437,12 @@ scopehub_collector_websockets 4
         metrics.set_mail_queue(5, 2);
         metrics.record_database_error();
         metrics.set_reconcile_lag(3.5);
+        metrics.record_history("stored", 30);
+        metrics.set_history_buffer(4096);
         let _socket = metrics.websocket_open();
         let before = parse(&metrics.encode());
+        assert_eq!(before.history["stored"], 30.0);
+        assert_eq!(before.history_buffer_bytes, Some(4096.0));
         assert_eq!(before.shard.as_deref(), Some("shard-b"));
         assert_eq!(before.probes, Some(3.0));
         assert_eq!(
@@ -440,6 +466,8 @@ scopehub_collector_websockets 4
         metrics.record_mail("failed");
         metrics.record_database_error();
         metrics.record_database_error();
+        metrics.record_history("stored", 20);
+        metrics.record_history("dropped_buffer_full", 5);
         let after = parse(&metrics.encode());
         let r = rates(&before, &after, 10.0);
         assert_eq!(r.instance_reports_per_second["inst-a"], 2.0);
@@ -447,6 +475,8 @@ scopehub_collector_websockets 4
         assert!(!r.instance_reports_per_second.contains_key("inst-b"));
         assert_eq!(r.mail_failures_per_second, Some(0.1));
         assert_eq!(r.database_errors_per_second, Some(0.2));
+        assert_eq!(r.history_per_second["stored"], 2.0);
+        assert_eq!(r.history_per_second["dropped_buffer_full"], 0.5);
     }
 
     #[test]

@@ -250,7 +250,7 @@ mod tests {
         Record {
             at_ms,
             seq,
-            format: if seq % 2 == 0 {
+            format: if seq.is_multiple_of(2) {
                 Format::Msgpack
             } else {
                 Format::Json
