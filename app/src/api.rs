@@ -363,6 +363,19 @@ pub async fn admin_suspend_instance(id: String, reason: String) -> Result<Instan
     .await
 }
 
+/// Sets how long an instance's history is kept (days) and the most bytes it may take.
+pub async fn admin_set_history(
+    id: String,
+    policy: shared::instances::HistoryPolicy,
+) -> Result<InstanceInfo, ApiError> {
+    send(
+        "PATCH",
+        &format!("/api/admin/instances/{id}/history"),
+        Some(&policy),
+    )
+    .await
+}
+
 pub async fn admin_resume_instance(id: String) -> Result<InstanceInfo, ApiError> {
     send::<(), _>("POST", &format!("/api/admin/instances/{id}/resume"), None).await
 }

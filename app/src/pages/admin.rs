@@ -247,10 +247,28 @@ fn InstancesTab() -> impl IntoView {
                 Ok(instances) if instances.is_empty() => view! { <p class="empty">"No instances yet."</p> }.into_any(),
                 Ok(instances) => view! {
                     <table class="list" id="all-instances">
-                        <thead><tr><th>"Name"</th><th>"Org"</th><th>"State"</th><th></th></tr></thead>
+                        <thead><tr><th>"Name"</th><th>"Org"</th><th>"State"</th><th>"History kept"</th><th></th></tr></thead>
                         <tbody>
                             {instances.into_iter().map(|i| {
                                 let reason = RwSignal::new(String::new());
+                                let days = RwSignal::new(i.history_days.to_string());
+                                let quota_gib = RwSignal::new((i.history_quota_bytes >> 30).max(1).to_string());
+                                let save_history = {
+                                    let id = i.id.clone();
+                                    move |_| {
+                                        let id = id.clone();
+                                        let policy = shared::instances::HistoryPolicy {
+                                            days: days.get_untracked().trim().parse().ok(),
+                                            quota_bytes: quota_gib.get_untracked().trim().parse::<u64>().ok().map(|g| g << 30),
+                                        };
+                                        spawn_local(async move {
+                                            match api::admin_set_history(id, policy).await {
+                                                Ok(_) => { error.set(None); list.refetch(); }
+                                                Err(e) => error.set(Some(e)),
+                                            }
+                                        });
+                                    }
+                                };
                                 let id = i.id.clone();
                                 let suspended = i.state == shared::instances::InstanceState::Suspended;
                                 let toggle = move |_| {
@@ -276,6 +294,13 @@ fn InstancesTab() -> impl IntoView {
                                             view! { <a href=format!("/admin?tab=orgs#org-{org}") class="org-link">{label}</a> }
                                         }</td>
                                         <td>{i.state.as_str()}{i.suspension_reason.clone().map(|r| format!(" ({r})"))}</td>
+                                        <td class="history-policy">
+                                            <input type="number" min="1" max="3650" class="narrow" aria-label="Days of history"
+                                                prop:value=days on:input=move |ev| days.set(event_target_value(&ev)) />" days, at most "
+                                            <input type="number" min="1" class="narrow" aria-label="History quota (GiB)"
+                                                prop:value=quota_gib on:input=move |ev| quota_gib.set(event_target_value(&ev)) />" GiB "
+                                            <button type="button" class="secondary" on:click=save_history>"Save"</button>
+                                        </td>
                                         <td class="actions">
                                             {(!suspended).then(|| view! {
                                                 <input type="text" placeholder="Reason (the org sees it)" aria-label="Reason"

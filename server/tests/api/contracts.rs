@@ -95,7 +95,9 @@ async fn split(app: &TestApp) -> Split {
         format!("http://{}/", provisioning_listener.local_addr().unwrap())
             .parse()
             .unwrap();
-    let remote_shard = Arc::new(InProcessShard::new("remote", app.clock.clone()));
+    let remote_shard = Arc::new(
+        InProcessShard::new("remote", app.clock.clone()).with_history(history_in_memory()),
+    );
     let collector_state = app::collector_state(
         remote_shard.clone(),
         CollectorConfig::default(),
@@ -320,6 +322,17 @@ async fn provisioning_directory_answers_the_same_both_ways(b: Backend) {
 }
 both!(provisioning_directory_answers_the_same_both_ways);
 
+/// History kept in memory, for a shard's contract.
+fn history_in_memory() -> Arc<scopehub::collector::history::History> {
+    use scopehub::collector::history::{History, HistoryConfig, HistoryLocation};
+    Arc::new(History::on(
+        Arc::new(object_store::memory::InMemory::new()),
+        object_store::path::Path::from("v1"),
+        HistoryConfig::new(HistoryLocation::Folder("unused".into())),
+        scopehub::telemetry::Metrics::new(),
+    ))
+}
+
 /// The same script of shard operations, checked against what the shard's own process holds.
 async fn exercise_shard(how: &str, shard: &dyn Shard, inside: &InProcessShard) {
     let limits = Limits {
@@ -345,6 +358,21 @@ async fn exercise_shard(how: &str, shard: &dyn Shard, inside: &InProcessShard) {
     assert_eq!(inside.with_slot("a", |s| s.flags), Some(flags), "{how}");
     let usage = shard.usage("a").await.unwrap().expect("held");
     assert_eq!(usage.reports_received, 0, "{how}");
+    // A deleted instance's history is purged from any shard, as often as asked.
+    let history = inside.history().expect("the shard keeps history");
+    history.keep(
+        "a",
+        1_000,
+        "probe",
+        scopehub::collector::decode::Format::Json,
+        bytes::Bytes::from_static(b"{}"),
+        false,
+    );
+    inside.flush_history().await;
+    assert_eq!(history.kept("a").await.unwrap().batches, 1, "{how}");
+    shard.purge_history("a").await.unwrap();
+    shard.purge_history("a").await.unwrap();
+    assert_eq!(history.kept("a").await.unwrap().batches, 0, "{how}");
     shard.drop_instance("a").await.unwrap();
     shard.drop_instance("a").await.unwrap();
     assert_eq!(shard.list().await.unwrap(), vec!["b"], "{how}");
@@ -358,7 +386,7 @@ async fn shard_operations_work_the_same_both_ways() {
         return;
     };
     let split = split(&app).await;
-    let local = InProcessShard::new("here", Clock::system());
+    let local = InProcessShard::new("here", Clock::system()).with_history(history_in_memory());
     exercise_shard("in-process", &local, &local).await;
     let http = HttpShard::new(
         "remote",
