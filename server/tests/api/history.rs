@@ -515,20 +515,9 @@ async fn an_s3_bucket_of_history_survives_kill_9() {
     assert!(listing.contains(".batch</Key>"), "{listing}");
 }
 
-async fn count_in_page(browser: &crate::support::webdriver::Browser, css: &str) -> u64 {
-    browser
-        .execute(
-            "return document.querySelectorAll(arguments[0]).length;",
-            vec![json!(css)],
-        )
-        .await
-        .as_u64()
-        .unwrap_or(0)
-}
-
 async fn wait_count(browser: &crate::support::webdriver::Browser, css: &str, n: u64) {
     crate::support::eventually(Duration::from_secs(20), css, || async move {
-        (count_in_page(browser, css).await == n).then_some(())
+        (crate::map::count(browser, css).await as u64 == n).then_some(())
     })
     .await;
 }
@@ -631,7 +620,10 @@ async fn the_timeline_travels_in_time_in_the_browser() {
         .wait_for_url(|u| u.contains(&format!("at={}", later_at.replace(':', "%3A"))))
         .await;
     wait_count(&browser, ".graph .node.vanished", 2).await;
-    assert_eq!(count_in_page(&browser, ".graph-canvas.animated").await, 1);
+    assert_eq!(
+        crate::map::count(&browser, ".graph-canvas.animated").await,
+        1
+    );
     browser
         .wait_for_text("#changes-summary", |t| t.contains("−2 nodes"))
         .await;
@@ -651,5 +643,20 @@ async fn the_timeline_travels_in_time_in_the_browser() {
             t.starts_with("Kept from") && t.contains("kept 7 days")
         })
         .await;
+
+    // A site admin keeps it longer from the admin console.
+    browser.goto(&format!("{base}/admin?tab=instances")).await;
+    browser.wait_for(".history-policy input").await;
+    set_control(&browser, ".history-policy input", "30").await;
+    browser.click_css(".history-policy button").await;
+    crate::support::eventually(Duration::from_secs(10), "the retention saved", || {
+        let mut agent = agent.clone();
+        let path = format!("/api/instances/{id}");
+        async move {
+            let (_, page) = agent.get(&path).await;
+            (page["instance"]["history_days"] == 30).then_some(())
+        }
+    })
+    .await;
     browser.quit().await;
 }

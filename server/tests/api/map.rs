@@ -53,7 +53,7 @@ async fn positions(browser: &Browser) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn count(browser: &Browser, css: &str) -> usize {
+pub(crate) async fn count(browser: &Browser, css: &str) -> usize {
     browser
         .execute(
             "return document.querySelectorAll(arguments[0]).length;",
