@@ -69,7 +69,7 @@ async fn lifecycle_through_the_api_and_the_reconciler(b: Backend) {
     assert!(app.shard.limits_of(&id).is_some(), "the shard holds it");
     let (status, body) = probe_details(&app, &token).await;
     assert_eq!((status, body["id"].as_str()), (200, Some(id.as_str())));
-    assert_eq!(body["capabilities"]["historic_reports"], false);
+    assert_eq!(body["capabilities"]["historic_reports"], true);
 
     // Illegal steps answer 409 and change nothing.
     let (status, body) = alice

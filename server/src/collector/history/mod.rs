@@ -664,6 +664,8 @@ impl History {
 
     /// Deletes everything `instance` keeps (it was deleted), and what waits to be written.
     pub async fn purge(&self, instance: &str) -> HistoryResult<usize> {
+        // Not while a flush may still write what it took of the instance before.
+        let _one = self.flushing.lock().await;
         {
             let mut buffer = lock(&self.buffer);
             if let Some(waiting) = buffer.by_instance.remove(instance) {
