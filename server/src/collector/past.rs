@@ -146,8 +146,8 @@ pub async fn timeline(
     let history = state.shard.history().ok_or_else(no_history)?;
     let now = state.clock.now();
     let to = q.to.unwrap_or(now).min(now);
-    let from = q.from.unwrap_or(to - 3_600_000);
-    if from >= to || to - from > 400 * 24 * 3_600_000 {
+    let from = q.from.unwrap_or(to.saturating_sub(3_600_000));
+    if from >= to || to.saturating_sub(from) > 400 * 24 * 3_600_000 {
         return Err(Error::bad_request(
             "`from` must be before `to`, at most 400 days apart.",
         ));

@@ -178,6 +178,15 @@ async fn a_past_moment_shows_the_map_as_it_was(b: Backend) {
     assert!(!points.is_empty(), "{timeline}");
     assert_eq!(points[0]["counts"]["Host"], 1, "{timeline}");
     assert_eq!(points[0]["counts"]["Process"], live[1].len(), "{timeline}");
+    // Ranges at the ends of the numbers are refused, not overflowed.
+    for range in [
+        format!("from={}&to=0", i64::MIN),
+        format!("to={}", i64::MIN),
+        format!("from={}&to={}", i64::MIN, i64::MAX),
+    ] {
+        let (status, body) = alice.get(&format!("{base}/history?{range}")).await;
+        assert_eq!(status, 400, "{range}: {body}");
+    }
     // The instance page shows what is kept.
     let (_, page) = alice.get(&format!("/api/instances/{id}")).await;
     let kept = &page["usage"]["history"];
