@@ -22,13 +22,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use serde::Serialize;
-use shared::instances::{Limits, ProbeInfo};
+use shared::instances::Limits;
 
 use self::batch::{BatchHeader, BatchName, HOUR_MS, Record};
 use super::bounded::{self, BudgetLimits};
 use super::decode::{self, Format};
 use super::report::Report;
-use super::slot::{self, Slot, WINDOW_MS};
+use super::slot::{self, WINDOW_MS};
 use super::wire::WireReport;
 use crate::telemetry::Metrics;
 
@@ -771,8 +771,10 @@ impl History {
         max_nodes: usize,
     ) -> HistoryResult<PastWindow> {
         let kept = self.kept(instance).await?;
+        // The live window keeps a report until it is more than `WINDOW_MS` old: one that arrived
+        // exactly `WINDOW_MS` before the moment is still in it.
         let records = self
-            .records_between(instance, at_ms - WINDOW_MS, at_ms, now_ms)
+            .records_between(instance, at_ms - WINDOW_MS - 1, at_ms, now_ms)
             .await?;
         let coverage = if !records.is_empty() {
             Coverage::Kept
@@ -908,7 +910,9 @@ fn gzipped(mut r: Record) -> Record {
 }
 
 /// Folds `records` (in arrival order) as the live window would have folded them, and merges the
-/// window as it was at `at_ms`. A report that no longer decodes (a limit lowered since) is left
+/// window as it was at `at_ms`. Each probe's reports fold into that probe's own part, as in
+/// [`slot::Slot`], so the probes are folded on every core at once; the parts are then ordered and merged
+/// as [`slot::Slot::parts`] orders them. A report that no longer decodes (a limit lowered since) is left
 /// out.
 fn fold_window(
     records: Vec<(String, Record)>,
@@ -916,22 +920,59 @@ fn fold_window(
     limits: Limits,
     max_nodes: usize,
 ) -> Report {
-    let mut window = Slot::new(limits);
     let max = usize::try_from(limits.max_report_bytes)
         .unwrap_or(usize::MAX)
         .max(16 << 20);
+    let budget = BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
+    let mut by_probe: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     for (_, r) in records {
+        by_probe.entry(r.probe.clone()).or_default().push(r);
+    }
+    let probes: Vec<(String, Vec<Record>)> = by_probe.into_iter().collect();
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(probes.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let folded: Vec<(Option<i64>, String, slot::Part)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..cores)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((probe, records)) = probes.get(i) else {
+                            break;
+                        };
+                        let part = fold_probe(records, at_ms, max, budget);
+                        let window = slot::lock(&part);
+                        if !window.is_empty() {
+                            let oldest = window.oldest_at();
+                            drop(window);
+                            mine.push((oldest, probe.clone(), part));
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut folded = folded;
+    folded.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let parts: Vec<slot::Part> = folded.into_iter().map(|(_, _, part)| part).collect();
+    slot::merge_parts(&parts, true)
+}
+
+/// One probe's reports (in arrival order) folded into its part of the window at `at_ms`.
+fn fold_probe(records: &[Record], at_ms: i64, max: usize, budget: BudgetLimits) -> slot::Part {
+    let part = slot::Part::default();
+    for r in records {
         let folded = decode::with_inflated(&r.body, r.gzipped, max, |raw| {
-            let budget =
-                BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
             let report: WireReport = decode::parse(raw, r.format, budget)?;
-            let probe = ProbeInfo {
-                id: r.probe.clone(),
-                hostname: report.hostname(),
-                version: None,
-                last_seen: r.at_ms,
-            };
-            window.accept(probe, report, r.at_ms);
+            slot::fold_into(&part, report, r.at_ms);
             Ok::<(), decode::DecodeError>(())
         });
         match folded {
@@ -941,8 +982,8 @@ fn fold_window(
             }
         }
     }
-    let parts = window.parts(at_ms);
-    slot::merge_parts(&parts, true)
+    slot::lock(&part).expire(at_ms, WINDOW_MS);
+    part
 }
 
 /// Distinct nodes per report topology in `parts` (the timeline's counts), endpoints left out:

@@ -44,13 +44,14 @@ fn history_on(store: Arc<dyn ObjectStore>, buffer_bytes: usize) -> History {
     History::on(store, Path::from("v1"), config, Metrics::new())
 }
 
-/// The live window at `at` of `reports` (arrival ms, fixture), as the collector would hold it.
-fn live_window(reports: &[(i64, &str)], at: i64) -> Report {
+/// The live window at `at` of `reports` (arrival ms, probe, fixture), as the collector would hold
+/// it.
+fn live_window(reports: &[(i64, &str, &str)], at: i64) -> Report {
     let mut slot = Slot::new(LIMITS);
-    for (when, name) in reports.iter().filter(|(when, _)| *when <= at) {
+    for (when, probe, name) in reports.iter().filter(|(when, _, _)| *when <= at) {
         let report = decode::decode(&fixture(name), Format::Msgpack, true, 64 << 20).unwrap();
         let probe = ProbeInfo {
-            id: "probe-1".into(),
+            id: (*probe).into(),
             hostname: None,
             version: None,
             last_seen: *when,
@@ -70,16 +71,19 @@ const T0: i64 = 1_764_662_400_000 - 14_000;
 #[tokio::test]
 async fn a_past_window_is_the_live_window_it_was() {
     let history = history_on(Arc::new(InMemory::new()), 1 << 30);
-    let arrivals: Vec<(i64, &str)> = SEQUENCE
-        .iter()
-        .enumerate()
-        .map(|(i, name)| (T0 + 3_000 * i as i64 + 7_000 * (i as i64 / 2), *name))
-        .collect();
-    for (i, (at, name)) in arrivals.iter().enumerate() {
-        history.keep("inst", *at, "probe-1", Format::Msgpack, fixture(name), true);
+    // Two probes, the second 1.5 s behind: each folds into its own part, and the parts merge in
+    // the order their oldest reports arrived (which changes as reports leave the window).
+    let mut arrivals: Vec<(i64, &str, &str)> = Vec::new();
+    for (i, name) in SEQUENCE.iter().enumerate() {
+        let at = T0 + 3_000 * i as i64 + 7_000 * (i as i64 / 2);
+        arrivals.push((at, "probe-1", *name));
+        arrivals.push((at + 1_500, "probe-2", *name));
+    }
+    for (i, (at, probe, name)) in arrivals.iter().enumerate() {
+        history.keep("inst", *at, probe, Format::Msgpack, fixture(name), true);
         // Half are written before the query, half are still in the buffer; the batches straddle
         // an hour.
-        if i == 1 {
+        if i == 3 {
             assert_eq!(history.flush(T0 + 10_000, &no_counts).await, 1);
         }
     }
@@ -88,6 +92,7 @@ async fn a_past_window_is_the_live_window_it_was() {
         T0 + 5_000,
         T0 + 14_000,
         T0 + 20_000,
+        T0 + 28_000,
         T0 + 40_000,
     ] {
         let past = history
@@ -96,7 +101,10 @@ async fn a_past_window_is_the_live_window_it_was() {
             .unwrap();
         let live = live_window(&arrivals, at);
         assert!(*past.report == live, "the window at {at} differs");
-        let expected = if arrivals.iter().any(|(t, _)| *t <= at && *t > at - 15_000) {
+        let expected = if arrivals
+            .iter()
+            .any(|(t, _, _)| *t <= at && *t > at - 15_000)
+        {
             Coverage::Kept
         } else {
             Coverage::Gap
