@@ -777,6 +777,12 @@ pub fn merge_window_on<P: Sync>(
     finish(assemble(materialized), drop_partial)
 }
 
+/// The window of parts already materialised, in the order given (oldest part first): the cheap
+/// half of [`merge_window`], for callers that materialised the parts where they were folded.
+pub fn merge_materialized(parts: Vec<Materialized>, drop_partial: bool) -> Report {
+    finish(assemble(parts), drop_partial)
+}
+
 /// Scope's empty report with the parts merged onto it in order, as [`Materialized::merge_into`]
 /// one after the other would, but building each topology's node map at once: the parts' nodes
 /// (each part's sorted by id) are sorted together (a stable sort merges the runs), a node that

@@ -27,6 +27,7 @@ use shared::instances::Limits;
 use self::batch::{BatchHeader, BatchName, HOUR_MS, Record};
 use super::bounded::{self, BudgetLimits};
 use super::decode::{self, Format};
+use super::fold::{self, FoldedWindow};
 use super::report::Report;
 use super::slot::{self, WINDOW_MS};
 use super::wire::WireReport;
@@ -772,7 +773,9 @@ impl History {
     ) -> HistoryResult<PastWindow> {
         let kept = self.kept(instance).await?;
         // The live window keeps a report until it is more than `WINDOW_MS` old: one that arrived
-        // exactly `WINDOW_MS` before the moment is still in it.
+        // exactly `WINDOW_MS` before the moment is still in it. (A report older than that stays
+        // while a newer one in its one-second bucket does; moments are whole seconds, so such a
+        // bucket begins in the range.)
         let records = self
             .records_between(instance, at_ms - WINDOW_MS - 1, at_ms, now_ms)
             .await?;
@@ -911,9 +914,9 @@ fn gzipped(mut r: Record) -> Record {
 
 /// Folds `records` (in arrival order) as the live window would have folded them, and merges the
 /// window as it was at `at_ms`. Each probe's reports fold into that probe's own part, as in
-/// [`slot::Slot`], so the probes are folded on every core at once; the parts are then ordered and merged
-/// as [`slot::Slot::parts`] orders them. A report that no longer decodes (a limit lowered since) is left
-/// out.
+/// [`slot::Slot`], so the probes are folded and materialised on every core at once; the parts are
+/// then merged in the order [`slot::Slot::parts`] gives them. A report that no longer decodes (a
+/// limit lowered since) is left out.
 fn fold_window(
     records: Vec<(String, Record)>,
     at_ms: i64,
@@ -931,48 +934,43 @@ fn fold_window(
     let probes: Vec<(String, Vec<Record>)> = by_probe.into_iter().collect();
     let cores = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(probes.len().max(1));
+        .min(probes.len())
+        .max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let folded: Vec<(Option<i64>, String, slot::Part)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..cores)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((probe, records)) = probes.get(i) else {
-                            break;
-                        };
-                        let part = fold_probe(records, at_ms, max, budget);
-                        let window = slot::lock(&part);
-                        if !window.is_empty() {
-                            let oldest = window.oldest_at();
-                            drop(window);
-                            mine.push((oldest, probe.clone(), part));
-                        }
-                    }
-                    mine
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
+    let fold_some = || {
+        let mut mine = Vec::new();
+        while let Some((probe, records)) = probes.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let window = fold_probe(records, at_ms, max, budget);
+            if let Some(oldest) = window.oldest_at() {
+                mine.push((oldest, probe, window.materialize()));
+            }
+        }
+        mine
+    };
+    let mut parts = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..cores).map(|_| scope.spawn(fold_some)).collect();
+        let mut all = fold_some();
+        for other in others {
+            match other.join() {
+                Ok(more) => all.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
     });
-    let mut folded = folded;
-    folded.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let parts: Vec<slot::Part> = folded.into_iter().map(|(_, _, part)| part).collect();
-    slot::merge_parts(&parts, true)
+    parts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    fold::merge_materialized(parts.into_iter().map(|(_, _, m)| m).collect(), true)
 }
 
-/// One probe's reports (in arrival order) folded into its part of the window at `at_ms`.
-fn fold_probe(records: &[Record], at_ms: i64, max: usize, budget: BudgetLimits) -> slot::Part {
-    let part = slot::Part::default();
+/// One probe's reports (in arrival order) folded as its part of the live window would have
+/// folded them ([`slot::fold_into`]), as it was at `at_ms`.
+fn fold_probe(records: &[Record], at_ms: i64, max: usize, budget: BudgetLimits) -> FoldedWindow {
+    let mut window = FoldedWindow::default();
     for r in records {
         let folded = decode::with_inflated(&r.body, r.gzipped, max, |raw| {
             let report: WireReport = decode::parse(raw, r.format, budget)?;
-            slot::fold_into(&part, report, r.at_ms);
+            window.expire(r.at_ms, WINDOW_MS);
+            window.accept(report, r.at_ms, slot::QUANTUM_MS);
             Ok::<(), decode::DecodeError>(())
         });
         match folded {
@@ -982,8 +980,8 @@ fn fold_probe(records: &[Record], at_ms: i64, max: usize, budget: BudgetLimits) 
             }
         }
     }
-    slot::lock(&part).expire(at_ms, WINDOW_MS);
-    part
+    window.expire(at_ms, WINDOW_MS);
+    window
 }
 
 /// Distinct nodes per report topology in `parts` (the timeline's counts), endpoints left out:
