@@ -3,8 +3,9 @@
 //! in its data folder while `scopehub loadgen` sends Scope-sized "medium" reports (150 processes,
 //! 50 containers, 400 connections per host) from P probes every 3 s; then the containers view is
 //! read live (a render shared by every reader), rendered anew from the live window, at past
-//! moments never read before (cold: the window is made again from the kept batches), and at the
-//! same moments again (warm: cached).
+//! moments never read before (cold: the window is made again from the kept batches), at the same
+//! moments again (warm: cached), and a second at a time forward from a moment read (each window
+//! made from the one before).
 //!
 //! `cargo bench -p scopehub --bench history` (about two minutes). Not a test: it prints numbers.
 //! `HISTORY_PROBES` (default 10) and `HISTORY_SECS` (default 60) change the load.
@@ -102,20 +103,42 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (mut cold, mut warm) = (Vec::new(), Vec::new());
-    for k in 0..15 {
-        // Moments well inside the load, each read once cold, then again.
+    for k in (0..15).rev() {
+        // Moments well inside the load, each read once cold, then again; latest first, so that
+        // none is made from the one read before it (a step forward).
         let at = rfc3339(started + 20_000 + k * 2_000);
         let path = format!("api/topology/containers?timestamp={at}");
         cold.push(time(path.clone()).await);
         warm.push(time(path).await);
     }
-    let (live, anew, cold, warm) = (median(live), median(anew), median(cold), median(warm));
+    // Steps forward of a second from a moment read cold, as a websocket at a past moment advances
+    // or a slider is dragged: each moment is made from the one before and the reports between.
+    let base = started + 50_000;
+    time(format!(
+        "api/topology/containers?timestamp={}",
+        rfc3339(base)
+    ))
+    .await;
+    let mut steps = Vec::new();
+    for k in 1..=12 {
+        let at = rfc3339(base + k * 1_000);
+        steps.push(time(format!("api/topology/containers?timestamp={at}")).await);
+    }
+    let (live, anew, cold, warm, step) = (
+        median(live),
+        median(anew),
+        median(cold),
+        median(warm),
+        median(steps),
+    );
     println!(
         "containers view ({probes} probes): live read {live:.1} ms (a shared render), live window \
          rendered anew {anew:.1} ms; past moment cold {cold:.1} ms ({:.2}× the live render), \
-         warm {warm:.1} ms ({:.2}× the live read)",
+         warm {warm:.1} ms ({:.2}× the live read), a second's step forward {step:.1} ms \
+         ({:.2}× the live render)",
         cold / anew,
-        warm / live
+        warm / live,
+        step / anew
     );
     let _ = load.kill();
     let _ = load.wait();

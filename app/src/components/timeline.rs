@@ -105,12 +105,15 @@ pub fn Timeline(
     #[prop(into)] changes: Signal<Option<ChangeCounts>>,
 ) -> impl IntoView {
     let range = RwSignal::new(3_600_000i64);
-    // The range ends now: moved every second, read again from the server every ten.
+    // The range ends now: moved every second, read again from the server every ten. It ends on a
+    // whole second, so that the slider's steps are the whole seconds moments are taken in (a
+    // moment dragged to is the one the URL then names).
     let clock = ticker(std::time::Duration::from_secs(1));
     let refresh = ticker(std::time::Duration::from_secs(10));
     let end = Memo::new(move |_| {
         clock.track();
-        now_ms()
+        let now = now_ms();
+        now - now.rem_euclid(1_000)
     });
     let kept = LocalResource::new(move || {
         refresh.track();

@@ -437,7 +437,9 @@ async fn history_survives_kill_9(url: &str, env: &[(&str, &str)]) {
             && timeline["kept_to"].as_i64().unwrap() >= last_accepted - 2_500,
         "{timeline} (reports from {first} to {last_accepted})"
     );
-    for offset in [1_000, 3_000] {
+    // (Moments are whole seconds: 1.5 s after `first` is at least half a second after the first
+    // report arrived, even if posting it was slow.)
+    for offset in [1_500, 3_000] {
         let at = rfc3339(first + offset);
         let (status, answer) = admin
             .get(&format!("{base}/topology/hosts?timestamp={at}"))
@@ -618,7 +620,8 @@ async fn the_timeline_travels_in_time_in_the_browser() {
 
     // Later, once the reports left the window: dragged there, both hosts vanished (drawn as ghosts),
     // and the nodes glide between moments.
-    let later = reported + 20_000;
+    // A whole second: the slider's steps.
+    let later = (reported + 20_000) / 1_000 * 1_000;
     let wait = later + 2_500 - chrono::Utc::now().timestamp_millis();
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;

@@ -190,6 +190,9 @@ struct Buffer {
 /// Past windows and renders kept at most (they can be tens of megabytes each).
 const MAX_PAST_WINDOWS: usize = 8;
 const MAX_PAST_RENDER_BYTES: usize = 64 << 20;
+/// The probes' folded parts of past moments kept for a step forward, at most (a moment's parts take
+/// about what the live window of the instance takes).
+const MAX_FOLDED_BYTES: usize = 128 << 20;
 /// Windows of the past made at once, per collector (each folds up to a window of reports).
 const BUILDERS: usize = 2;
 /// Objects read at once for one window or timeline.
@@ -224,14 +227,32 @@ pub struct History {
     builders: tokio::sync::Semaphore,
 }
 
-/// Merged past windows and their renders, least recently used let go first.
+/// Merged past windows and their renders, least recently used let go first; and per instance the
+/// probes' folded parts of the last moment made.
 #[derive(Default)]
 struct PastCache {
     tick: u64,
     windows: HashMap<PastKey, (u64, Arc<tokio::sync::OnceCell<PastWindow>>)>,
     renders: HashMap<(PastKey, String), (u64, usize, PastRender)>,
     render_bytes: usize,
+    folded: HashMap<String, FoldedMoment>,
+    folded_bytes: usize,
+    /// Windows made from a moment before them rather than from all their reports.
+    stepped: u64,
 }
+
+/// The probes' parts of the window of a moment, folded: a moment less than a window later is made
+/// from them and the reports between the two (stepping forward through an incident, or the second
+/// moment of "what changed") instead of from all its reports. Taken by the moment made from them.
+struct FoldedMoment {
+    used: u64,
+    at_ms: i64,
+    bytes: usize,
+    parts: FoldedParts,
+}
+
+/// Probes' folded parts, each with its probe.
+type FoldedParts = Vec<(String, FoldedWindow)>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -684,6 +705,9 @@ impl History {
         lock(&self.kept).remove(instance);
         self.forget_listings(instance);
         let mut past = lock(&self.past);
+        if let Some(folded) = past.folded.remove(instance) {
+            past.folded_bytes -= folded.bytes;
+        }
         past.windows.retain(|(i, _), _| i != instance);
         let before = past.renders.len();
         past.renders.retain(|((i, _), _), _| i != instance);
@@ -772,34 +796,108 @@ impl History {
         max_nodes: usize,
     ) -> HistoryResult<PastWindow> {
         let kept = self.kept(instance).await?;
-        // The live window keeps a report until it is more than `WINDOW_MS` old: one that arrived
-        // exactly `WINDOW_MS` before the moment is still in it. (A report older than that stays
-        // while a newer one in its one-second bucket does; moments are whole seconds, so such a
-        // bucket begins in the range.)
+        // Made from the folded parts of a moment shortly before, if they are kept: then only the
+        // reports since are read and folded.
+        let (from_ms, start) = match self.take_folded(instance, at_ms) {
+            Some((before_ms, parts)) => (before_ms, parts),
+            // The live window keeps a report until it is more than `WINDOW_MS` old: one that
+            // arrived exactly `WINDOW_MS` before the moment is still in it. (A report older than
+            // that stays while a newer one in its one-second bucket does; moments are whole
+            // seconds, so such a bucket begins in the range.)
+            None => (at_ms - WINDOW_MS - 1, Vec::new()),
+        };
         let records = self
-            .records_between(instance, at_ms - WINDOW_MS - 1, at_ms, now_ms)
+            .records_between(instance, from_ms, at_ms, now_ms)
             .await?;
-        let coverage = if !records.is_empty() {
+        let _turn = self
+            .builders
+            .acquire()
+            .await
+            .map_err(|e| HistoryError::Other(e.to_string()))?;
+        let (report, parts) = tokio::task::spawn_blocking(move || {
+            fold_window(start, records, at_ms, limits, max_nodes)
+        })
+        .await
+        .map_err(|e| HistoryError::Other(e.to_string()))?;
+        let coverage = if !parts.is_empty() {
             Coverage::Kept
         } else if kept.from_ms.is_none_or(|from| at_ms < from) {
             Coverage::BeforeHistory
         } else {
             Coverage::Gap
         };
-        let _turn = self
-            .builders
-            .acquire()
-            .await
-            .map_err(|e| HistoryError::Other(e.to_string()))?;
-        let report =
-            tokio::task::spawn_blocking(move || fold_window(records, at_ms, limits, max_nodes))
-                .await
-                .map_err(|e| HistoryError::Other(e.to_string()))?;
+        self.keep_folded(instance, at_ms, parts);
         Ok(PastWindow {
             report: Arc::new(report),
             coverage,
             kept_from_ms: kept.from_ms,
         })
+    }
+
+    /// The folded parts of the latest moment of `instance` kept that is before `at_ms` by less than
+    /// a window, taken out of the cache.
+    fn take_folded(&self, instance: &str, at_ms: i64) -> Option<(i64, FoldedParts)> {
+        let mut past = lock(&self.past);
+        let usable = past
+            .folded
+            .get(instance)
+            .is_some_and(|f| f.at_ms < at_ms && at_ms - f.at_ms < WINDOW_MS);
+        if !usable {
+            return None;
+        }
+        let moment = past.folded.remove(instance)?;
+        past.folded_bytes -= moment.bytes;
+        past.stepped += 1;
+        Some((moment.at_ms, moment.parts))
+    }
+
+    /// Keeps the folded parts of `instance` at `at_ms` for a step forward, in place of what was
+    /// kept of it, letting go of the least recently used instances' to stay within
+    /// [`MAX_FOLDED_BYTES`]. What is let go is dropped off the async runtime.
+    fn keep_folded(&self, instance: &str, at_ms: i64, parts: Vec<(String, FoldedWindow, usize)>) {
+        let bytes: usize = parts.iter().map(|(_, _, b)| b).sum();
+        let parts: FoldedParts = parts.into_iter().map(|(p, w, _)| (p, w)).collect();
+        let mut gone = Vec::new();
+        {
+            let mut past = lock(&self.past);
+            if let Some(old) = past.folded.remove(instance) {
+                past.folded_bytes -= old.bytes;
+                gone.push(old.parts);
+            }
+            if bytes > MAX_FOLDED_BYTES / 2 || parts.is_empty() {
+                gone.push(parts);
+            } else {
+                while past.folded_bytes + bytes > MAX_FOLDED_BYTES {
+                    let Some(oldest) = past
+                        .folded
+                        .iter()
+                        .min_by_key(|(_, f)| f.used)
+                        .map(|(k, _)| k.clone())
+                    else {
+                        break;
+                    };
+                    if let Some(old) = past.folded.remove(&oldest) {
+                        past.folded_bytes -= old.bytes;
+                        gone.push(old.parts);
+                    }
+                }
+                past.tick += 1;
+                let used = past.tick;
+                past.folded_bytes += bytes;
+                past.folded.insert(
+                    instance.to_owned(),
+                    FoldedMoment {
+                        used,
+                        at_ms,
+                        bytes,
+                        parts,
+                    },
+                );
+            }
+        }
+        if !gone.is_empty() {
+            tokio::task::spawn_blocking(move || drop(gone));
+        }
     }
 
     /// A render of a past window made before, under `key`.
@@ -912,44 +1010,60 @@ fn gzipped(mut r: Record) -> Record {
     r
 }
 
-/// Folds `records` (in arrival order) as the live window would have folded them, and merges the
-/// window as it was at `at_ms`. Each probe's reports fold into that probe's own part, as in
-/// [`slot::Slot`], so the probes are folded and materialised on every core at once; the parts are
-/// then merged in the order [`slot::Slot::parts`] gives them. A report that no longer decodes (a
-/// limit lowered since) is left out.
+/// Folds `records` (in arrival order) into the probes' parts `start` (empty, or the parts of a
+/// moment before every record) as the live window would have folded them, and merges the window as
+/// it was at `at_ms`. Each probe's reports fold into that probe's own part, as in [`slot::Slot`], so
+/// the probes are folded and materialised on every core at once; the parts are then merged in the
+/// order [`slot::Slot::parts`] gives them. Also returns the parts still in the window, with their
+/// footprints, for a later moment. A report that no longer decodes (a limit lowered since) is left
+/// out.
 fn fold_window(
+    start: FoldedParts,
     records: Vec<(String, Record)>,
     at_ms: i64,
     limits: Limits,
     max_nodes: usize,
-) -> Report {
+) -> (Report, Vec<(String, FoldedWindow, usize)>) {
     let max = usize::try_from(limits.max_report_bytes)
         .unwrap_or(usize::MAX)
         .max(16 << 20);
     let budget = BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
-    let mut by_probe: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    let mut by_probe: BTreeMap<String, (FoldedWindow, Vec<Record>)> = start
+        .into_iter()
+        .map(|(probe, window)| (probe, (window, Vec::new())))
+        .collect();
     for (_, r) in records {
-        by_probe.entry(r.probe.clone()).or_default().push(r);
+        by_probe.entry(r.probe.clone()).or_default().1.push(r);
     }
-    let probes: Vec<(String, Vec<Record>)> = by_probe.into_iter().collect();
     let cores = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(probes.len())
+        .min(by_probe.len())
         .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let fold_some = || {
-        let mut mine = Vec::new();
-        while let Some((probe, records)) = probes.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let window = fold_probe(records, at_ms, max, budget);
+    // Probes dealt out in turn: they are about the same size.
+    let mut shares: Vec<Vec<(String, FoldedWindow, Vec<Record>)>> =
+        (0..cores).map(|_| Vec::new()).collect();
+    for (i, (probe, (window, records))) in by_probe.into_iter().enumerate() {
+        shares[i % cores].push((probe, window, records));
+    }
+    let fold_share = |share: Vec<(String, FoldedWindow, Vec<Record>)>| {
+        let mut done = Vec::new();
+        for (probe, mut window, records) in share {
+            fold_probe(&mut window, &records, at_ms, max, budget);
             if let Some(oldest) = window.oldest_at() {
-                mine.push((oldest, probe, window.materialize()));
+                let materialized = window.materialize();
+                let bytes = window.footprint();
+                done.push((oldest, probe, materialized, window, bytes));
             }
         }
-        mine
+        done
     };
-    let mut parts = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..cores).map(|_| scope.spawn(fold_some)).collect();
-        let mut all = fold_some();
+    let mut shares = shares.into_iter();
+    let mine = shares.next().unwrap_or_default();
+    let mut done = std::thread::scope(|scope| {
+        let others: Vec<_> = shares
+            .map(|share| scope.spawn(move || fold_share(share)))
+            .collect();
+        let mut all = fold_share(mine);
         for other in others {
             match other.join() {
                 Ok(more) => all.extend(more),
@@ -958,14 +1072,25 @@ fn fold_window(
         }
         all
     });
-    parts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    fold::merge_materialized(parts.into_iter().map(|(_, _, m)| m).collect(), true)
+    done.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut materialized = Vec::with_capacity(done.len());
+    let mut parts = Vec::with_capacity(done.len());
+    for (_, probe, m, window, bytes) in done {
+        materialized.push(m);
+        parts.push((probe, window, bytes));
+    }
+    (fold::merge_materialized(materialized, true), parts)
 }
 
-/// One probe's reports (in arrival order) folded as its part of the live window would have
-/// folded them ([`slot::fold_into`]), as it was at `at_ms`.
-fn fold_probe(records: &[Record], at_ms: i64, max: usize, budget: BudgetLimits) -> FoldedWindow {
-    let mut window = FoldedWindow::default();
+/// Folds one probe's reports (in arrival order) into its part as the live window would have
+/// ([`slot::fold_into`]), and leaves the part as it was at `at_ms`.
+fn fold_probe(
+    window: &mut FoldedWindow,
+    records: &[Record],
+    at_ms: i64,
+    max: usize,
+    budget: BudgetLimits,
+) {
     for r in records {
         let folded = decode::with_inflated(&r.body, r.gzipped, max, |raw| {
             let report: WireReport = decode::parse(raw, r.format, budget)?;
@@ -981,7 +1106,6 @@ fn fold_probe(records: &[Record], at_ms: i64, max: usize, budget: BudgetLimits) 
         }
     }
     window.expire(at_ms, WINDOW_MS);
-    window
 }
 
 /// Distinct nodes per report topology in `parts` (the timeline's counts), endpoints left out:

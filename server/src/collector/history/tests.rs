@@ -103,7 +103,7 @@ async fn a_past_window_is_the_live_window_it_was() {
         assert!(*past.report == live, "the window at {at} differs");
         let expected = if arrivals
             .iter()
-            .any(|(t, _, _)| *t <= at && *t > at - 15_000)
+            .any(|(t, _, _)| *t <= at && *t >= at - 15_000)
         {
             Coverage::Kept
         } else {
@@ -111,17 +111,24 @@ async fn a_past_window_is_the_live_window_it_was() {
         };
         assert_eq!(past.coverage, expected, "at {at}");
     }
+    // Each moment after the first was made from the folded parts of the one before (less than a
+    // window before it) and the reports between.
+    assert_eq!(lock(&history.past).stepped, 5);
     // Written, then asked again: the same answer, now wholly from the store.
     assert_eq!(history.flush(T0 + 60_000, &no_counts).await, 2);
     let kept = history.kept("inst").await.unwrap();
     assert_eq!((kept.from_ms, kept.batches), (Some(T0), 3));
     let mut fresh = history_on(history.store.clone(), 1 << 30);
     fresh.writer = "other".into();
-    let past = fresh
-        .window_at("inst", T0 + 14_000, T0 + 60_000, LIMITS, 100_000)
-        .await
-        .unwrap();
-    assert!(*past.report == live_window(&arrivals, T0 + 14_000));
+    // Backwards: no moment to step from.
+    for at in [T0 + 20_000, T0 + 14_000] {
+        let past = fresh
+            .window_at("inst", at, T0 + 60_000, LIMITS, 100_000)
+            .await
+            .unwrap();
+        assert!(*past.report == live_window(&arrivals, at), "at {at}");
+    }
+    assert_eq!(lock(&fresh.past).stepped, 0);
     // Before the first report: empty, and said so.
     let before = fresh
         .window_at("inst", T0 - 1_000, T0 + 60_000, LIMITS, 100_000)
