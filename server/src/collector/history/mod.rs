@@ -89,6 +89,8 @@ pub struct HistoryConfig {
     pub retention_interval: Duration,
     /// How long one write, read or listing may take.
     pub store_timeout: Duration,
+    /// Bytes of probes' folded parts kept for a step forward (all instances).
+    pub folded_bytes: usize,
 }
 
 impl HistoryConfig {
@@ -99,6 +101,7 @@ impl HistoryConfig {
             buffer_bytes: 256 << 20,
             retention_interval: Duration::from_secs(600),
             store_timeout: Duration::from_secs(30),
+            folded_bytes: MAX_FOLDED_BYTES,
         }
     }
 }
@@ -190,8 +193,8 @@ struct Buffer {
 /// Past windows and renders kept at most (they can be tens of megabytes each).
 const MAX_PAST_WINDOWS: usize = 8;
 const MAX_PAST_RENDER_BYTES: usize = 64 << 20;
-/// The probes' folded parts of past moments kept for a step forward, at most (a moment's parts take
-/// about what the live window of the instance takes).
+/// The probes' folded parts of past moments kept for a step forward, at most, by default (a
+/// moment's parts take about what the live window of the instance takes).
 const MAX_FOLDED_BYTES: usize = 128 << 20;
 /// Windows of the past made at once, per collector (each folds up to a window of reports).
 const BUILDERS: usize = 2;
@@ -852,9 +855,11 @@ impl History {
     }
 
     /// Keeps the folded parts of `instance` at `at_ms` for a step forward, in place of what was
-    /// kept of it, letting go of the least recently used instances' to stay within
-    /// [`MAX_FOLDED_BYTES`]. What is let go is dropped off the async runtime.
+    /// kept of it, letting go of the least recently used instances' to stay within the configured
+    /// bound (a moment over half of it is not kept). What is let go is dropped off the async
+    /// runtime.
     fn keep_folded(&self, instance: &str, at_ms: i64, parts: Vec<(String, FoldedWindow, usize)>) {
+        let bound = self.config.folded_bytes;
         let bytes: usize = parts.iter().map(|(_, _, b)| b).sum();
         let parts: FoldedParts = parts.into_iter().map(|(p, w, _)| (p, w)).collect();
         let mut gone = Vec::new();
@@ -864,10 +869,10 @@ impl History {
                 past.folded_bytes -= old.bytes;
                 gone.push(old.parts);
             }
-            if bytes > MAX_FOLDED_BYTES / 2 || parts.is_empty() {
+            if bytes > bound / 2 || parts.is_empty() {
                 gone.push(parts);
             } else {
-                while past.folded_bytes + bytes > MAX_FOLDED_BYTES {
+                while past.folded_bytes + bytes > bound {
                     let Some(oldest) = past
                         .folded
                         .iter()

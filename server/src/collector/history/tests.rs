@@ -144,6 +144,63 @@ async fn a_past_window_is_the_live_window_it_was() {
     );
 }
 
+/// The folded parts kept for a step forward stay within their bound: the least recently made
+/// instance's go first, and a moment over half the bound is not kept.
+#[tokio::test]
+async fn folded_parts_kept_for_a_step_stay_within_their_bound() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let writer = history_on(store.clone(), 1 << 30);
+    for instance in ["a", "b", "c"] {
+        writer.keep(
+            instance,
+            T0,
+            "probe-1",
+            Format::Msgpack,
+            fixture(SEQUENCE[0]),
+            true,
+        );
+    }
+    assert_eq!(writer.flush(T0 + 1_000, &no_counts).await, 3);
+    let with_bound = |bound: usize| {
+        let mut history = history_on(store.clone(), 1 << 30);
+        history.config.folded_bytes = bound;
+        history
+    };
+    let one = {
+        let history = with_bound(1 << 30);
+        history
+            .window_at("a", T0 + 2_000, T0 + 60_000, LIMITS, 100_000)
+            .await
+            .unwrap();
+        let bytes = lock(&history.past).folded_bytes;
+        assert!(bytes > 0);
+        bytes
+    };
+    // Room for two moments of one probe, not three.
+    let history = with_bound(one * 5 / 2);
+    for instance in ["a", "b", "c"] {
+        history
+            .window_at(instance, T0 + 2_000, T0 + 60_000, LIMITS, 100_000)
+            .await
+            .unwrap();
+    }
+    {
+        let past = lock(&history.past);
+        let mut kept: Vec<&String> = past.folded.keys().collect();
+        kept.sort();
+        assert_eq!(kept, ["b", "c"]);
+        assert_eq!(past.folded_bytes, 2 * one);
+    }
+    // A moment over half the bound is not kept.
+    let history = with_bound(one * 3 / 2);
+    history
+        .window_at("a", T0 + 2_000, T0 + 60_000, LIMITS, 100_000)
+        .await
+        .unwrap();
+    assert!(lock(&history.past).folded.is_empty());
+    assert_eq!(lock(&history.past).folded_bytes, 0);
+}
+
 #[tokio::test]
 async fn a_full_buffer_costs_history_not_ingest() {
     let body = fixture(SEQUENCE[0]);
