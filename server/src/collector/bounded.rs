@@ -1,5 +1,6 @@
-//! Decoding within a budget: a serde [`Deserializer`] that wraps msgpack's or JSON's and charges
-//! every value it reads against a [`Budget`] *while* decoding, so a report that would decode into
+//! Decoding within a budget: a [`Budget`], and a serde [`Deserializer`] that wraps JSON's and
+//! charges every value it reads against it *while* decoding (msgpack's reader, `msgpack.rs`,
+//! charges the same budget itself), so a report that would decode into
 //! far more memory than its wire size suggests is stopped at the limit, not after.
 //!
 //! A msgpack empty string is one byte on the wire and a 24-byte string in memory; a list of
@@ -148,7 +149,7 @@ impl Budget {
     }
 
     #[inline]
-    fn charge<E: de::Error>(&self, string_bytes: usize) -> Result<(), E> {
+    pub(super) fn charge<E: de::Error>(&self, string_bytes: usize) -> Result<(), E> {
         #[cfg(test)]
         self.values.set(self.values.get() + 1);
         // Strings are at most `string_bytes` long, so this cannot overflow.
@@ -160,7 +161,7 @@ impl Budget {
         Ok(())
     }
 
-    fn enter<E: de::Error>(&self) -> Result<(), E> {
+    pub(super) fn enter<E: de::Error>(&self) -> Result<(), E> {
         let depth = self.depth.get() + 1;
         if depth > self.limits.depth {
             return Err(self.refuse(Exceeded::Depth(self.limits.depth)));
@@ -179,13 +180,27 @@ impl Budget {
         Ok(())
     }
 
-    fn leave(&self) {
+    pub(super) fn leave(&self) {
         self.depth.set(self.depth.get().saturating_sub(1));
+    }
+
+    /// Refuses a list or map that says it has `len` elements, more than the limit, before any is
+    /// read (msgpack announces its lengths).
+    pub(super) fn elements<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        if len > self.limits.elements {
+            return Err(self.refuse(Exceeded::Elements(self.limits.elements)));
+        }
+        Ok(())
+    }
+
+    /// The longest a kept string may be.
+    pub(super) fn string_bytes(&self) -> usize {
+        self.limits.string_bytes
     }
 
     /// `s` cut to the string limit on a character boundary.
     #[inline]
-    fn cut<'s>(&self, s: &'s str) -> &'s str {
+    pub(super) fn cut<'s>(&self, s: &'s str) -> &'s str {
         if s.len() <= self.limits.string_bytes {
             return s;
         }
@@ -194,7 +209,7 @@ impl Budget {
     }
 
     /// `b` cut to the string limit, on a character boundary when it is text.
-    fn cut_bytes<'s>(&self, b: &'s [u8]) -> &'s [u8] {
+    pub(super) fn cut_bytes<'s>(&self, b: &'s [u8]) -> &'s [u8] {
         if b.len() <= self.limits.string_bytes {
             return b;
         }
@@ -617,6 +632,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Elements<'_, A> {
 mod tests {
     use super::*;
     use crate::collector::decode::{DecodeError, Format, inflate, parse, read_fixture};
+    use crate::collector::msgpack;
     use crate::collector::report::{Report, Time};
     use crate::collector::wire::WireReport;
     use crate::probe::loadgen::{Shape, synthetic_report};
@@ -626,10 +642,9 @@ mod tests {
     /// What a decode of `raw` used, as decoded bytes per byte of body.
     fn ratio(raw: &[u8], format: Format) -> f64 {
         let budget = Budget::new(BudgetLimits::for_report(64 * MIB));
-        let mut de = rmp_serde::Deserializer::from_read_ref(raw);
         match format {
             Format::Msgpack => {
-                WireReport::deserialize(Bounded::new(&mut de, &budget)).unwrap();
+                msgpack::from_slice::<WireReport>(raw, &budget).unwrap();
             }
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_slice(raw);
@@ -717,8 +732,7 @@ mod tests {
         let body = empty_strings_report(4_000_000);
         let limits = BudgetLimits::for_report(body.len()).with_elements(usize::MAX);
         let budget = Budget::new(limits);
-        let mut de = rmp_serde::Deserializer::from_read_ref(&body[..]);
-        assert!(WireReport::deserialize(Bounded::new(&mut de, &budget)).is_err());
+        assert!(msgpack::from_slice::<WireReport>(&body, &budget).is_err());
         assert_eq!(budget.exceeded(), Some(Exceeded::Bytes(limits.bytes)));
         // It stopped after reading no more values than the budget pays for.
         assert!(budget.values() <= (limits.bytes / VALUE_COST) as u64 + 1);

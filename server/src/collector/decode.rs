@@ -8,6 +8,7 @@ use std::io::Read;
 use serde::Deserialize;
 
 use super::bounded::{Bounded, Budget, BudgetLimits, Exceeded};
+use super::msgpack;
 use super::report::Report;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,10 +139,7 @@ pub fn parse<'de, T: Deserialize<'de>>(
 ) -> Result<T, DecodeError> {
     let budget = Budget::new(limits);
     let decoded = match format {
-        Format::Msgpack => {
-            let mut de = rmp_serde::Deserializer::from_read_ref(raw);
-            T::deserialize(Bounded::new(&mut de, &budget)).map_err(|e| format!("msgpack: {e}"))
-        }
+        Format::Msgpack => msgpack::from_slice(raw, &budget).map_err(|e| format!("msgpack: {e}")),
         Format::Json => {
             let mut de = serde_json::Deserializer::from_slice(raw);
             T::deserialize(Bounded::new(&mut de, &budget))

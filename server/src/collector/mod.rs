@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod history;
 pub mod keyed;
 pub mod merge;
+pub mod msgpack;
 mod past;
 pub mod pipes;
 pub mod render;

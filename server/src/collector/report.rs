@@ -4,6 +4,7 @@
 //! ignored, times either RFC 3339 strings (JSON) or Go `time.MarshalBinary` blobs inside msgpack
 //! strings. The same types decode both encodings.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -202,6 +203,9 @@ impl<'de> Deserialize<'de> for Time {
                 f.write_str("an RFC 3339 time or a Go binary time")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Time, E> {
+                if let Some(time) = recall_time(v.as_bytes()) {
+                    return Ok(time);
+                }
                 // A binary blob that happens to be valid UTF-8 arrives here too (msgpack reports
                 // carry every time so): it starts with its version byte, 1 or 2, where an RFC 3339
                 // time starts with a digit of the year.
@@ -211,7 +215,10 @@ impl<'de> Deserialize<'de> for Time {
                 } else {
                     Time::from_go_binary(v.as_bytes()).or_else(|| Time::parse_rfc3339(v))
                 };
-                parsed.ok_or_else(|| E::custom(format!("invalid time `{}`", v.escape_debug())))
+                let time = parsed
+                    .ok_or_else(|| E::custom(format!("invalid time `{}`", v.escape_debug())))?;
+                remember_time(v.as_bytes(), time);
+                Ok(time)
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Time, E> {
                 Time::from_go_binary(v).ok_or_else(|| E::custom("invalid Go binary time"))
@@ -224,6 +231,30 @@ impl<'de> Deserialize<'de> for Time {
             }
         }
         d.deserialize_any(TimeVisitor)
+    }
+}
+
+/// The longest time text kept by [`remember_time`]: an RFC 3339 time with nanoseconds is 30 bytes,
+/// a Go binary time 15.
+const REMEMBERED_TIME_BYTES: usize = 32;
+
+thread_local! {
+    /// The last time this thread decoded, with its text: a report stamps its latest values with
+    /// a few times, each many times over, and reading one again costs more than comparing it.
+    static LAST_TIME: Cell<([u8; REMEMBERED_TIME_BYTES], usize, Time)> =
+        const { Cell::new(([0; REMEMBERED_TIME_BYTES], usize::MAX, Time::ZERO)) };
+}
+
+fn recall_time(text: &[u8]) -> Option<Time> {
+    let (kept, len, time) = LAST_TIME.get();
+    (kept.get(..len) == Some(text)).then_some(time)
+}
+
+fn remember_time(text: &[u8], time: Time) {
+    if text.len() <= REMEMBERED_TIME_BYTES {
+        let mut kept = [0; REMEMBERED_TIME_BYTES];
+        kept[..text.len()].copy_from_slice(text);
+        LAST_TIME.set((kept, text.len(), time));
     }
 }
 
@@ -535,6 +566,35 @@ mod tests {
         assert_eq!(
             Time::parse_rfc3339("2026-11-28T06:10:18+01:00"),
             Time::parse_rfc3339("2026-11-28T05:10:18Z")
+        );
+    }
+
+    #[test]
+    fn a_time_decoded_again_is_the_same_time() {
+        // Each a prefix of the next, then back: a remembered time must match the whole text.
+        let texts = [
+            "2026-11-28T06:10:18Z",
+            "2026-11-28T06:10:18.5Z",
+            "2026-11-28T06:10:18.55Z",
+            "2026-11-28T06:10:18.5Z",
+            "2026-11-28T06:10:18.5Z",
+            "2026-11-28T06:10:18Z",
+            "2026-11-28T06:10:18+01:00",
+            "2026-11-28T06:10:18Z",
+        ];
+        let json = serde_json::to_string(&texts).unwrap();
+        let decoded: Vec<Time> = serde_json::from_str(&json).unwrap();
+        let parsed: Vec<Time> = texts
+            .iter()
+            .map(|s| Time::parse_rfc3339(s).unwrap())
+            .collect();
+        assert_eq!(decoded, parsed);
+        assert_ne!(decoded[0], decoded[1]);
+        assert_ne!(decoded[5], decoded[6]);
+        // A text that is not a time is refused even right after one that is.
+        assert!(
+            serde_json::from_str::<Vec<Time>>(r#"["2026-11-28T06:10:18Z", "2026-11-28T06:10:18"]"#)
+                .is_err()
         );
     }
 
