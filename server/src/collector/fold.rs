@@ -759,13 +759,25 @@ pub fn merge_window_on<P: Sync>(
     drop_partial: bool,
 ) -> Report {
     let share = parts.len().div_ceil(threads.max(1)).max(1);
-    let mut shares = parts.chunks(share);
-    let first = shares.next().unwrap_or_default();
-    let materialized: Vec<Materialized> = std::thread::scope(|scope| {
+    let materialized = on_cores(parts.chunks(share).collect(), |share| {
+        share.iter().map(&open).collect()
+    });
+    finish(assemble(materialized), drop_partial)
+}
+
+/// `work` done on each of `shares` at once, the first on this thread and each other on a thread
+/// of its own, and what each gave, in the shares' order. A panic in any is resumed here.
+pub fn on_cores<S: Send, T: Send>(shares: Vec<S>, work: impl Fn(S) -> Vec<T> + Sync) -> Vec<T> {
+    let mut shares = shares.into_iter();
+    let Some(first) = shares.next() else {
+        return Vec::new();
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
         let others: Vec<_> = shares
-            .map(|share| scope.spawn(|| share.iter().map(&open).collect::<Vec<_>>()))
+            .map(|share| scope.spawn(move || work(share)))
             .collect();
-        let mut all: Vec<Materialized> = first.iter().map(&open).collect();
+        let mut all = work(first);
         for other in others {
             match other.join() {
                 Ok(more) => all.extend(more),
@@ -773,8 +785,7 @@ pub fn merge_window_on<P: Sync>(
             }
         }
         all
-    });
-    finish(assemble(materialized), drop_partial)
+    })
 }
 
 /// The window of parts already materialised, in the order given (oldest part first): the cheap

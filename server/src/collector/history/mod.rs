@@ -1062,21 +1062,7 @@ fn fold_window(
         }
         done
     };
-    let mut shares = shares.into_iter();
-    let mine = shares.next().unwrap_or_default();
-    let mut done = std::thread::scope(|scope| {
-        let others: Vec<_> = shares
-            .map(|share| scope.spawn(move || fold_share(share)))
-            .collect();
-        let mut all = fold_share(mine);
-        for other in others {
-            match other.join() {
-                Ok(more) => all.extend(more),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        all
-    });
+    let mut done = fold::on_cores(shares, fold_share);
     done.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut materialized = Vec::with_capacity(done.len());
     let mut parts = Vec::with_capacity(done.len());
