@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use shared::topology::{Diff, NodeAnswer, ProbeStatus};
 
 use super::CollectorState;
+use super::fold::Samples;
 use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{self, Ctx, detail, views};
@@ -425,7 +426,7 @@ async fn merged_report(
         .shard
         .with_slot(&instance, |slot| slot.parts(now))
         .unwrap_or_default();
-    let merged = blocking(move || slot::merge_parts(&parts, false)).await?;
+    let merged = blocking(move || slot::merge_parts(&parts, false, Samples::All)).await?;
     Ok(Json(merged))
 }
 
@@ -437,10 +438,11 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(e.into()))
 }
 
-/// The instance's window merged for rendering, with its generation (0 when the instance has no
-/// slot here): the merge another reader still uses if the window has not changed since, else a new
-/// one. One merge at a time: readers arriving while one is made wait for it. The probes' parts are
-/// merged without the slot's lock.
+/// The instance's window merged for rendering views, with its generation (0 when the instance has
+/// no slot here): the merge another reader still uses if the window has not changed since, else a
+/// new one. One merge at a time: readers arriving while one is made wait for it. The probes' parts
+/// are merged without the slot's lock. Its metrics keep their newest sample only: views show no
+/// more of them (node details merge their own window, [`detail_window`]).
 async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let cell = match state.shard.with_slot(instance, |slot| slot.snapshot(now)) {
@@ -459,7 +461,7 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
                 })
                 .unwrap_or_default();
             let merged = blocking(move || {
-                let mut merged = slot::merge_parts(&parts, true);
+                let mut merged = slot::merge_parts(&parts, true, Samples::Last);
                 slot::without_nodes(&mut merged, &removed);
                 Arc::new(merged)
             })
@@ -688,15 +690,27 @@ pub(super) fn unknown_view() -> Error {
     Error::not_found("No such topology.")
 }
 
-/// Checks the caller may read the instance (and that `view` exists), then gives the merged window
-/// and the time to render it at.
-async fn for_render(
+/// Checks the caller may read the instance (and that `view` exists), then gives the window merged
+/// with every metric sample (node details draw them) and the time to render it at. Made for this
+/// reader: details are read one node at a time, views (the shared merge) all the time.
+async fn detail_window(
     state: &CollectorState,
     instance: &str,
     view: Option<&str>,
 ) -> Result<(Arc<Report>, Time)> {
     check_view(state, instance, view)?;
-    Ok((window_report(state, instance).await?.1, render_time(state)))
+    let now = state.clock.now();
+    let (parts, removed) = state
+        .shard
+        .with_slot(instance, |slot| (slot.parts(now), slot.removed_nodes(now)))
+        .unwrap_or_default();
+    let merged = blocking(move || {
+        let mut merged = slot::merge_parts(&parts, true, Samples::All);
+        slot::without_nodes(&mut merged, &removed);
+        Arc::new(merged)
+    })
+    .await?;
+    Ok((merged, render_time(state)))
 }
 
 /// Checks the caller may read the instance, and that `view` exists.
@@ -768,7 +782,7 @@ async fn node_details(
 ) -> Result<Json<NodeAnswer>> {
     let mut query = topologies::Query::parse(raw.as_deref());
     let (report, now) = match super::past::moment(&state, &mut query)? {
-        None => for_render(&state, &instance, Some(&view)).await?,
+        None => detail_window(&state, &instance, Some(&view)).await?,
         Some(at) => {
             check_view(&state, &instance, Some(&view))?;
             let past = super::past::window(&state, &instance, at).await?;

@@ -273,6 +273,17 @@ fn owned_entry(timestamp: Time, value: Text<'_>) -> LatestEntry {
     }
 }
 
+/// Which of a metric's samples a materialised window keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Samples {
+    /// Every sample in the window: node details draw them.
+    All,
+    /// The newest only, which is all a view shows of a metric (its last value; min and max are
+    /// kept apart from the samples). At a burst's rate a window holds hundreds of samples per
+    /// metric, and copying them was most of a merge.
+    Last,
+}
+
 /// A metric's samples by date (with the newest bucket that carried each, and that bucket's
 /// value), and each bucket's min and max, to fold in order as `Metric::merge` does.
 #[derive(Debug, Default)]
@@ -332,8 +343,9 @@ impl FoldedMetric {
         self.seq >= oldest
     }
 
-    /// The bucket-by-bucket merge from an empty metric, as `Report::merge_plain` makes it.
-    fn value(&self) -> Metric {
+    /// The bucket-by-bucket merge from an empty metric, as `Report::merge_plain` makes it, with
+    /// the `samples` asked for.
+    fn value(&self, samples: Samples) -> Metric {
         let mut metric = Metric::default();
         let mut had = false;
         for (_, min, max, has_samples) in &self.bounds {
@@ -345,8 +357,11 @@ impl FoldedMetric {
             );
             had |= *has_samples;
         }
-        metric.samples = self
-            .samples
+        let kept = match samples {
+            Samples::All => &self.samples[..],
+            Samples::Last => &self.samples[self.samples.len().saturating_sub(1)..],
+        };
+        metric.samples = kept
             .iter()
             .map(|(date, _, value)| Sample {
                 date: *date,
@@ -432,8 +447,9 @@ impl FoldedNode {
         true
     }
 
-    /// The node as `Report::merge_plain` of the window's buckets has it.
-    fn value(&self) -> Node {
+    /// The node as `Report::merge_plain` of the window's buckets has it, its metrics with the
+    /// `samples` asked for.
+    fn value(&self, samples: Samples) -> Node {
         let mut children = Vec::new();
         for (_, theirs) in &self.children {
             merge_children(&mut children, theirs);
@@ -452,7 +468,7 @@ impl FoldedNode {
             metrics: Metrics::shared(
                 self.metrics
                     .iter()
-                    .map(|(key, metric)| (key.clone(), metric.value()))
+                    .map(|(key, metric)| (key.clone(), metric.value(samples)))
                     .collect(),
             ),
             parents: self.parents.values().shared(),
@@ -669,6 +685,11 @@ impl FoldedWindow {
     /// The part's header, topology heads and nodes as the plain merge of its buckets has them:
     /// the costly half of merging it into a window, which needs only the part (and its lock).
     pub fn materialize(&self) -> Materialized {
+        self.materialize_with(Samples::All)
+    }
+
+    /// [`Self::materialize`] with the metric `samples` asked for.
+    pub fn materialize_with(&self, samples: Samples) -> Materialized {
         let mut header = Header::default();
         for bucket in &self.buckets {
             header.merge(&bucket.header);
@@ -684,7 +705,7 @@ impl FoldedWindow {
                 let nodes = folded
                     .nodes
                     .iter()
-                    .map(|(id, node)| (id.clone(), node.value()))
+                    .map(|(id, node)| (id.clone(), node.value(samples)))
                     .collect();
                 (name.clone(), head, nodes)
             })

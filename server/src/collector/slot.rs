@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use shared::instances::{Limits, ProbeInfo, Usage};
 use shared::topology::NodeSummary;
 
-use super::fold::FoldedWindow;
+use super::fold::{FoldedWindow, Samples};
 use super::report::Report;
 use super::wire::WireReport;
 
@@ -152,12 +152,18 @@ pub fn fold_into<'de>(
     window.footprint()
 }
 
-/// The window of `parts` (in the order [`Slot::parts`] gives them), merged with every core's help:
-/// see [`super::fold::merge_window_on`]. Each part is locked only while it is materialised.
-pub fn merge_parts(parts: &[Part], drop_partial: bool) -> Report {
+/// The window of `parts` (in the order [`Slot::parts`] gives them), merged with every core's help,
+/// its metrics with the `samples` asked for: see [`super::fold::merge_window_on`]. Each part is
+/// locked only while it is materialised.
+pub fn merge_parts(parts: &[Part], drop_partial: bool, samples: Samples) -> Report {
     static CORES: LazyLock<usize> =
         LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    super::fold::merge_window_on(parts, |part| lock(part).materialize(), *CORES, drop_partial)
+    super::fold::merge_window_on(
+        parts,
+        |part| lock(part).materialize_with(samples),
+        *CORES,
+        drop_partial,
+    )
 }
 
 /// Leaves `removed` nodes out of a merged window.

@@ -102,6 +102,20 @@ async fn members_read_views_and_node_details(b: Backend) {
         .await;
     assert_eq!(node_ids(&connected).len(), 6);
 
+    // A view shows a metric's last value; the merge views share keeps no more of its samples,
+    // but node details draw every sample of the window: the four reports' 11 host load samples.
+    let (status, hosts) = alice.get(&format!("{base}/topology/hosts")).await;
+    assert_eq!(status, 200, "{hosts}");
+    let load = |metrics: &Value| {
+        metrics
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["id"] == "load1"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no load1 in {metrics}"))
+    };
+    let summary = load(&hosts["nodes"]["scope-fixture-host;<host>"]["metrics"]);
+    assert_eq!(summary["samples"], Value::Null);
+
     // Node ids are percent-encoded path segments.
     let (status, host) = alice
         .get(&format!(
@@ -117,6 +131,20 @@ async fn members_read_views_and_node_details(b: Backend) {
             .is_some_and(|s| !s.is_empty()),
         "details keep samples: {}",
         node["metrics"]
+    );
+    let detailed = load(&node["metrics"]);
+    let samples = detailed["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 11, "{detailed}");
+    let dates: Vec<&str> = samples
+        .iter()
+        .map(|s| s["date"].as_str().unwrap())
+        .collect();
+    assert!(dates.is_sorted(), "{dates:?}");
+    let last = samples[10]["value"].as_f64().unwrap();
+    assert_eq!(summary["value"], detailed["value"]);
+    assert_eq!(
+        summary["value"].as_f64(),
+        Some((last * 100.0).trunc() / 100.0)
     );
     assert_eq!(node["children"][0]["label"], "Processes");
     assert_eq!(node["children"][0]["nodes"].as_array().unwrap().len(), 9);

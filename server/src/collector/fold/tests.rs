@@ -321,3 +321,73 @@ fn a_value_outdated_by_a_report_that_left_comes_back() {
     let sizes: BTreeMap<_, _> = [("buckets", folded.buckets())].into();
     assert_eq!(sizes["buckets"], 1);
 }
+
+#[test]
+fn views_render_the_same_from_the_newest_samples_only() {
+    use crate::collector::render::Ctx;
+    use crate::collector::render::topologies::{Query, topology, topology_list};
+    use crate::collector::render::views::VIEWS;
+    use crate::probe::loadgen::{Shape, synthetic_report};
+
+    // Real probe reports (two or three samples per metric each), the same reports again as a
+    // second probe (the same nodes with samples of the same dates), and a Scope-sized host
+    // reporting three times.
+    let fixtures = [
+        read_fixture("probe-full-1.msgpack.gz"),
+        read_fixture("probe-delta-2.msgpack.gz"),
+        read_fixture("probe-delta-3.msgpack.gz"),
+        read_fixture("probe-full-4.msgpack.gz"),
+    ];
+    let mut first = FoldedWindow::default();
+    let mut second = FoldedWindow::default();
+    for (n, report) in fixtures.iter().enumerate() {
+        first.accept(report.clone(), n as i64 * 3_000, QUANTUM);
+        if n % 2 == 0 {
+            second.accept(report.clone(), n as i64 * 3_000 + 1, QUANTUM);
+        }
+    }
+    let mut third = FoldedWindow::default();
+    for n in 0..3 {
+        let at = Time(1_800_000_000_000_000_000 + n * 3_000_000_000);
+        third.accept(
+            synthetic_report(1, 2, &Shape::small(4, 6), at),
+            n * 3_000,
+            QUANTUM,
+        );
+    }
+    let parts = [&first, &second, &third];
+    let window = |samples| merge_window_on(&parts, |p| p.materialize_with(samples), 2, true);
+    let (all, last) = (window(Samples::All), window(Samples::Last));
+    let most_samples = |report: &Report| {
+        report
+            .topologies
+            .values()
+            .flat_map(|t| t.nodes.values())
+            .flat_map(|n| n.metrics.values())
+            .map(|m| m.samples.len())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(most_samples(&all) >= 10, "{}", most_samples(&all));
+    // One per part at most: each part's newest.
+    assert!((1..=parts.len()).contains(&most_samples(&last)));
+    let mut compared = 0;
+    for query in [Query::default(), Query::parse(Some("pseudo=show"))] {
+        let (mut from_all, mut from_last) = (Ctx::new(&all, Time(0)), Ctx::new(&last, Time(0)));
+        assert_eq!(
+            format!("{:?}", topology_list(&mut from_all, &query)),
+            format!("{:?}", topology_list(&mut from_last, &query))
+        );
+        for view in VIEWS {
+            let shown = topology(&mut from_all, view, &query);
+            compared += shown
+                .iter()
+                .flat_map(|nodes| nodes.values())
+                .map(|n| n.metrics.len())
+                .sum::<usize>();
+            assert_eq!(shown, topology(&mut from_last, view, &query), "{view}");
+        }
+    }
+    // Metrics were shown, so their values were compared.
+    assert!(compared > 20, "{compared}");
+}

@@ -58,7 +58,7 @@ fn live_window(reports: &[(i64, &str, &str)], at: i64) -> Report {
         };
         slot.accept(probe, report, *when);
     }
-    slot::merge_parts(&slot.parts(at), true)
+    slot::merge_parts(&slot.parts(at), true, crate::collector::fold::Samples::All)
 }
 
 fn no_counts(_: &str) -> BTreeMap<String, u64> {
