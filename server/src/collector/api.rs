@@ -418,7 +418,7 @@ async fn merged_report(
     readable(&state, &instance)?;
     let mut query = topologies::Query::parse(raw.as_deref());
     if let Some(at) = super::past::moment(&state, &mut query)? {
-        let past = super::past::window(&state, &instance, at).await?;
+        let past = super::past::window(&state, &instance, at, Samples::All).await?;
         return Ok(Json((*past.report).clone()));
     }
     let now = state.clock.now();
@@ -785,7 +785,7 @@ async fn node_details(
         None => detail_window(&state, &instance, Some(&view)).await?,
         Some(at) => {
             check_view(&state, &instance, Some(&view))?;
-            let past = super::past::window(&state, &instance, at).await?;
+            let past = super::past::window(&state, &instance, at, Samples::All).await?;
             (past.report, Time(at.saturating_mul(1_000_000)))
         }
     };

@@ -274,7 +274,7 @@ fn owned_entry(timestamp: Time, value: Text<'_>) -> LatestEntry {
 }
 
 /// Which of a metric's samples a materialised window keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Samples {
     /// Every sample in the window: node details draw them.
     All,

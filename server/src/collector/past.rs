@@ -13,6 +13,7 @@ use shared::topology::{Changes, HistoryNote, Timeline, TimelinePoint};
 
 use super::CollectorState;
 use super::api::{Render, blocking, check_view, over_budget, unknown_view, view_render};
+use super::fold::Samples;
 use super::history::{Coverage, HistoryError, MAX_TIMELINE_POINTS, PastRender, PastWindow};
 use super::render::topologies::Query;
 use super::report::Time;
@@ -60,8 +61,14 @@ fn no_history() -> Error {
     Error::not_found("This collector keeps no history.")
 }
 
-/// The window of `instance` ending at `at` (ms), from history.
-pub async fn window(state: &CollectorState, instance: &str, at: i64) -> Result<PastWindow> {
+/// The window of `instance` ending at `at` (ms), from history, its metrics with the `samples`
+/// asked for (views show the newest only; details draw them all).
+pub async fn window(
+    state: &CollectorState,
+    instance: &str,
+    at: i64,
+    samples: Samples,
+) -> Result<PastWindow> {
     let history = state.shard.history().ok_or_else(no_history)?;
     // The instance's limits bound decoding its kept reports; an instance this shard does not
     // hold (yet: after a restart, or a move) is read under the most any instance may have.
@@ -77,6 +84,7 @@ pub async fn window(state: &CollectorState, instance: &str, at: i64) -> Result<P
             state.clock.now(),
             limits,
             state.config.max_nodes_per_topology,
+            samples,
         )
         .await
         .map_err(history_failed)
@@ -105,7 +113,7 @@ pub async fn render(
         state.metrics.record_render(true);
         return Ok(Some(kept.rendered));
     }
-    let past = window(state, instance, at).await?;
+    let past = window(state, instance, at, Samples::Last).await?;
     let budget = state.config.render_budget;
     let note = note(at, past.coverage, past.kept_from_ms);
     let report = past.report.clone();

@@ -27,7 +27,7 @@ use shared::instances::Limits;
 use self::batch::{BatchHeader, BatchName, HOUR_MS, Record};
 use super::bounded::{self, BudgetLimits};
 use super::decode::{self, Format};
-use super::fold::{self, FoldedWindow};
+use super::fold::{self, FoldedWindow, Samples};
 use super::report::Report;
 use super::slot::{self, WINDOW_MS};
 use super::wire::WireReport;
@@ -208,6 +208,9 @@ const MAX_LISTINGS: usize = 4_096;
 
 type Listing = Arc<Vec<(Path, BatchName, u64)>>;
 type PastKey = (String, i64);
+/// A past window: its instance, moment, and the metric samples it keeps (views need the newest
+/// only, node details all).
+type WindowKey = (String, i64, Samples);
 
 pub struct History {
     store: Arc<dyn ObjectStore>,
@@ -235,7 +238,7 @@ pub struct History {
 #[derive(Default)]
 struct PastCache {
     tick: u64,
-    windows: HashMap<PastKey, (u64, Arc<tokio::sync::OnceCell<PastWindow>>)>,
+    windows: HashMap<WindowKey, (u64, Arc<tokio::sync::OnceCell<PastWindow>>)>,
     renders: HashMap<(PastKey, String), (u64, usize, PastRender)>,
     render_bytes: usize,
     folded: HashMap<String, FoldedMoment>,
@@ -711,7 +714,7 @@ impl History {
         if let Some(folded) = past.folded.remove(instance) {
             past.folded_bytes -= folded.bytes;
         }
-        past.windows.retain(|(i, _), _| i != instance);
+        past.windows.retain(|(i, ..), _| i != instance);
         let before = past.renders.len();
         past.renders.retain(|((i, _), _), _| i != instance);
         if past.renders.len() != before {
@@ -746,7 +749,8 @@ impl History {
     }
 
     /// The window of `instance` as it was at `at_ms` (the reports that arrived in the 15 s
-    /// before), merged: made once and cached, for the past does not change.
+    /// before), merged with the metric `samples` asked for: made once and cached, for the past
+    /// does not change.
     pub async fn window_at(
         &self,
         instance: &str,
@@ -754,8 +758,9 @@ impl History {
         now_ms: i64,
         limits: Limits,
         max_nodes: usize,
+        samples: Samples,
     ) -> HistoryResult<PastWindow> {
-        let key = (instance.to_owned(), at_ms);
+        let key = (instance.to_owned(), at_ms, samples);
         let cell = {
             let mut past = lock(&self.past);
             past.tick += 1;
@@ -779,7 +784,9 @@ impl History {
             }
         };
         let made = cell
-            .get_or_try_init(|| self.make_window(instance, at_ms, now_ms, limits, max_nodes))
+            .get_or_try_init(|| {
+                self.make_window(instance, at_ms, now_ms, limits, max_nodes, samples)
+            })
             .await
             .cloned();
         if made.is_err() {
@@ -797,6 +804,7 @@ impl History {
         now_ms: i64,
         limits: Limits,
         max_nodes: usize,
+        samples: Samples,
     ) -> HistoryResult<PastWindow> {
         let kept = self.kept(instance).await?;
         // Made from the folded parts of a moment shortly before, if they are kept: then only the
@@ -818,7 +826,7 @@ impl History {
             .await
             .map_err(|e| HistoryError::Other(e.to_string()))?;
         let (report, parts) = tokio::task::spawn_blocking(move || {
-            fold_window(start, records, at_ms, limits, max_nodes)
+            fold_window(start, records, at_ms, limits, max_nodes, samples)
         })
         .await
         .map_err(|e| HistoryError::Other(e.to_string()))?;
@@ -1021,13 +1029,14 @@ fn gzipped(mut r: Record) -> Record {
 /// the probes are folded and materialised on every core at once; the parts are then merged in the
 /// order [`slot::Slot::parts`] gives them. Also returns the parts still in the window, with their
 /// footprints, for a later moment. A report that no longer decodes (a limit lowered since) is left
-/// out.
+/// out. The window's metrics keep the `samples` asked for.
 fn fold_window(
     start: FoldedParts,
     records: Vec<(String, Record)>,
     at_ms: i64,
     limits: Limits,
     max_nodes: usize,
+    samples: Samples,
 ) -> (Report, Vec<(String, FoldedWindow, usize)>) {
     let max = usize::try_from(limits.max_report_bytes)
         .unwrap_or(usize::MAX)
@@ -1055,7 +1064,7 @@ fn fold_window(
         for (probe, mut window, records) in share {
             fold_probe(&mut window, &records, at_ms, max, budget);
             if let Some(oldest) = window.oldest_at() {
-                let materialized = window.materialize();
+                let materialized = window.materialize_with(samples);
                 let bytes = window.footprint();
                 done.push((oldest, probe, materialized, window, bytes));
             }

@@ -46,7 +46,7 @@ fn history_on(store: Arc<dyn ObjectStore>, buffer_bytes: usize) -> History {
 
 /// The live window at `at` of `reports` (arrival ms, probe, fixture), as the collector would hold
 /// it.
-fn live_window(reports: &[(i64, &str, &str)], at: i64) -> Report {
+fn live_window(reports: &[(i64, &str, &str)], at: i64, samples: Samples) -> Report {
     let mut slot = Slot::new(LIMITS);
     for (when, probe, name) in reports.iter().filter(|(when, _, _)| *when <= at) {
         let report = decode::decode(&fixture(name), Format::Msgpack, true, 64 << 20).unwrap();
@@ -58,7 +58,7 @@ fn live_window(reports: &[(i64, &str, &str)], at: i64) -> Report {
         };
         slot.accept(probe, report, *when);
     }
-    slot::merge_parts(&slot.parts(at), true, crate::collector::fold::Samples::All)
+    slot::merge_parts(&slot.parts(at), true, samples)
 }
 
 fn no_counts(_: &str) -> BTreeMap<String, u64> {
@@ -96,10 +96,10 @@ async fn a_past_window_is_the_live_window_it_was() {
         T0 + 40_000,
     ] {
         let past = history
-            .window_at("inst", at, T0 + 60_000, LIMITS, 100_000)
+            .window_at("inst", at, T0 + 60_000, LIMITS, 100_000, Samples::All)
             .await
             .unwrap();
-        let live = live_window(&arrivals, at);
+        let live = live_window(&arrivals, at, Samples::All);
         assert!(*past.report == live, "the window at {at} differs");
         let expected = if arrivals
             .iter()
@@ -120,18 +120,45 @@ async fn a_past_window_is_the_live_window_it_was() {
     assert_eq!((kept.from_ms, kept.batches), (Some(T0), 3));
     let mut fresh = history_on(history.store.clone(), 1 << 30);
     fresh.writer = "other".into();
-    // Backwards: no moment to step from.
+    // Backwards: no moment to step from. With every sample or (for views) the newest only, as
+    // the live window has them.
     for at in [T0 + 20_000, T0 + 14_000] {
-        let past = fresh
-            .window_at("inst", at, T0 + 60_000, LIMITS, 100_000)
-            .await
-            .unwrap();
-        assert!(*past.report == live_window(&arrivals, at), "at {at}");
+        for samples in [Samples::All, Samples::Last] {
+            let past = fresh
+                .window_at("inst", at, T0 + 60_000, LIMITS, 100_000, samples)
+                .await
+                .unwrap();
+            let live = live_window(&arrivals, at, samples);
+            assert!(*past.report == live, "at {at}, {samples:?}");
+        }
     }
+    assert!(
+        *fresh
+            .window_at(
+                "inst",
+                T0 + 14_000,
+                T0 + 60_000,
+                LIMITS,
+                100_000,
+                Samples::All
+            )
+            .await
+            .unwrap()
+            .report
+            != live_window(&arrivals, T0 + 14_000, Samples::Last),
+        "the fixtures' metrics have several samples in a window"
+    );
     assert_eq!(lock(&fresh.past).stepped, 0);
     // Before the first report: empty, and said so.
     let before = fresh
-        .window_at("inst", T0 - 1_000, T0 + 60_000, LIMITS, 100_000)
+        .window_at(
+            "inst",
+            T0 - 1_000,
+            T0 + 60_000,
+            LIMITS,
+            100_000,
+            Samples::All,
+        )
         .await
         .unwrap();
     assert_eq!(before.coverage, Coverage::BeforeHistory);
@@ -169,7 +196,7 @@ async fn folded_parts_kept_for_a_step_stay_within_their_bound() {
     let one = {
         let history = with_bound(1 << 30);
         history
-            .window_at("a", T0 + 2_000, T0 + 60_000, LIMITS, 100_000)
+            .window_at("a", T0 + 2_000, T0 + 60_000, LIMITS, 100_000, Samples::All)
             .await
             .unwrap();
         let bytes = lock(&history.past).folded_bytes;
@@ -180,7 +207,14 @@ async fn folded_parts_kept_for_a_step_stay_within_their_bound() {
     let history = with_bound(one * 5 / 2);
     for instance in ["a", "b", "c"] {
         history
-            .window_at(instance, T0 + 2_000, T0 + 60_000, LIMITS, 100_000)
+            .window_at(
+                instance,
+                T0 + 2_000,
+                T0 + 60_000,
+                LIMITS,
+                100_000,
+                Samples::All,
+            )
             .await
             .unwrap();
     }
@@ -194,7 +228,7 @@ async fn folded_parts_kept_for_a_step_stay_within_their_bound() {
     // A moment over half the bound is not kept.
     let history = with_bound(one * 3 / 2);
     history
-        .window_at("a", T0 + 2_000, T0 + 60_000, LIMITS, 100_000)
+        .window_at("a", T0 + 2_000, T0 + 60_000, LIMITS, 100_000, Samples::All)
         .await
         .unwrap();
     assert!(lock(&history.past).folded.is_empty());
