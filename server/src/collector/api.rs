@@ -438,14 +438,21 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(e.into()))
 }
 
-/// The instance's window merged for rendering views, with its generation (0 when the instance has
-/// no slot here): the merge another reader still uses if the window has not changed since, else a
-/// new one. One merge at a time: readers arriving while one is made wait for it. The probes' parts
-/// are merged without the slot's lock. Its metrics keep their newest sample only: views show no
-/// more of them (node details merge their own window, [`detail_window`]).
-async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, Arc<Report>)> {
+/// The instance's window merged for rendering, with its generation (0 when the instance has no
+/// slot here): the merge another reader still uses if the window has not changed since, else a new
+/// one. One merge at a time: readers arriving while one is made wait for it. The probes' parts are
+/// merged without the slot's lock. Its metrics keep the `samples` asked for: views show only the
+/// newest, node details draw them all (two merges, each shared by its readers).
+async fn window_report(
+    state: &CollectorState,
+    instance: &str,
+    samples: Samples,
+) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
-    let cell = match state.shard.with_slot(instance, |slot| slot.snapshot(now)) {
+    let cell = match state
+        .shard
+        .with_slot(instance, |slot| slot.snapshot(now, samples))
+    {
         Some(Snapshot::Merged(generation, report)) => return Ok((generation, report)),
         Some(Snapshot::Merge(cell)) => cell,
         None => Merging::default(),
@@ -461,13 +468,13 @@ async fn window_report(state: &CollectorState, instance: &str) -> Result<(u64, A
                 })
                 .unwrap_or_default();
             let merged = blocking(move || {
-                let mut merged = slot::merge_parts(&parts, true, Samples::Last);
+                let mut merged = slot::merge_parts(&parts, true, samples);
                 slot::without_nodes(&mut merged, &removed);
                 Arc::new(merged)
             })
             .await?;
             state.shard.with_slot(instance, |slot| {
-                slot.cache_merged(&cell, generation, &merged);
+                slot.cache_merged(&cell, generation, &merged, samples);
             });
             Ok::<_, Error>((generation, merged))
         })
@@ -556,7 +563,7 @@ async fn make_render(
     let began = state.clock.now();
     let started = std::time::Instant::now();
     let made = async {
-        let (generation, report) = window_report(state, instance).await?;
+        let (generation, report) = window_report(state, instance, Samples::Last).await?;
         let at = render_time(state);
         let budget = state.config.render_budget;
         let rendered =
@@ -691,25 +698,14 @@ pub(super) fn unknown_view() -> Error {
 }
 
 /// Checks the caller may read the instance (and that `view` exists), then gives the window merged
-/// with every metric sample (node details draw them) and the time to render it at. Made for this
-/// reader: details are read one node at a time, views (the shared merge) all the time.
+/// with every metric sample (node details draw them) and the time to render it at.
 async fn detail_window(
     state: &CollectorState,
     instance: &str,
     view: Option<&str>,
 ) -> Result<(Arc<Report>, Time)> {
     check_view(state, instance, view)?;
-    let now = state.clock.now();
-    let (parts, removed) = state
-        .shard
-        .with_slot(instance, |slot| (slot.parts(now), slot.removed_nodes(now)))
-        .unwrap_or_default();
-    let merged = blocking(move || {
-        let mut merged = slot::merge_parts(&parts, true, Samples::All);
-        slot::without_nodes(&mut merged, &removed);
-        Arc::new(merged)
-    })
-    .await?;
+    let merged = window_report(state, instance, Samples::All).await?.1;
     Ok((merged, render_time(state)))
 }
 

@@ -166,6 +166,14 @@ pub fn merge_parts(parts: &[Part], drop_partial: bool, samples: Samples) -> Repo
     )
 }
 
+/// Where a slot keeps its merge with `samples`.
+fn merge_kind(samples: Samples) -> usize {
+    match samples {
+        Samples::Last => 0,
+        Samples::All => 1,
+    }
+}
+
 /// Leaves `removed` nodes out of a merged window.
 pub fn without_nodes(report: &mut Report, removed: &[String]) {
     if removed.is_empty() {
@@ -191,12 +199,14 @@ pub struct Slot {
     pub flags: super::shard::Flags,
     /// Bumped whenever the window changes, so a merge of it can be reused until then.
     generation: u64,
-    /// The window's merge at a generation, while someone (a render, node details) still uses it:
-    /// not kept beyond that, for under constant ingest the next reader needs a newer one anyway,
-    /// and a large instance's merge is tens of megabytes.
-    merged: Option<(u64, Weak<Report>)>,
-    /// A merge being made: readers who need one meanwhile wait for it rather than make their own.
-    merging: Option<Merging>,
+    /// The window's merges at a generation, one per [`Samples`] kept (views: the newest; node
+    /// details: all), while someone still uses each: not kept beyond that, for under constant
+    /// ingest the next reader needs a newer one anyway, and a large instance's merge is tens of
+    /// megabytes.
+    merged: [Option<(u64, Weak<Report>)>; 2],
+    /// Merges being made, likewise: readers who need one meanwhile wait for it rather than make
+    /// their own.
+    merging: [Option<Merging>; 2],
     /// One background render at a time per instance.
     background: Arc<tokio::sync::Semaphore>,
     /// Rendered views and topology lists, by view and query, shared by every reader (requests and
@@ -324,8 +334,8 @@ impl Slot {
             refused: BTreeMap::new(),
             flags: super::shard::Flags::default(),
             generation: 0,
-            merged: None,
-            merging: None,
+            merged: [None, None],
+            merging: [None, None],
             background: Arc::new(tokio::sync::Semaphore::new(1)),
             renders: HashMap::new(),
             pending: HashMap::new(),
@@ -546,26 +556,27 @@ impl Slot {
         parts.into_iter().map(|(_, _, part)| part).collect()
     }
 
-    /// The window's merge if one is cached for its current contents, else the merge being made
-    /// (one at a time: under constant ingest, readers share the one in progress even if a report
-    /// arrived since it began).
-    pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
+    /// The window's merge with the `samples` asked for if one is cached for its current contents,
+    /// else the merge being made (one at a time: under constant ingest, readers share the one in
+    /// progress even if a report arrived since it began).
+    pub fn snapshot(&mut self, now_ms: i64, samples: Samples) -> Snapshot {
         self.prune(now_ms);
-        if let Some((generation, merged)) = &self.merged
+        let kind = merge_kind(samples);
+        if let Some((generation, merged)) = &self.merged[kind]
             && *generation == self.generation
             && let Some(merged) = merged.upgrade()
         {
             return Snapshot::Merged(*generation, merged);
         }
-        if let Some(cell) = &self.merging {
+        if let Some(cell) = &self.merging[kind] {
             if cell.get().is_none() {
                 return Snapshot::Merge(cell.clone());
             }
             // Made, but its maker went before keeping it.
-            self.merging = None;
+            self.merging[kind] = None;
         }
         let cell = Merging::default();
-        self.merging = Some(cell.clone());
+        self.merging[kind] = Some(cell.clone());
         Snapshot::Merge(cell)
     }
 
@@ -647,14 +658,24 @@ impl Slot {
         }
     }
 
-    /// Shares a merge of the window as it was at `generation`, made by `cell`, with the readers
-    /// that come while it is in use.
-    pub fn cache_merged(&mut self, cell: &Merging, generation: u64, merged: &Arc<Report>) {
-        if self.merging.as_ref().is_some_and(|m| Arc::ptr_eq(m, cell)) {
-            self.merging = None;
+    /// Shares a merge of the window as it was at `generation` with the `samples` it keeps, made by
+    /// `cell`, with the readers that come while it is in use.
+    pub fn cache_merged(
+        &mut self,
+        cell: &Merging,
+        generation: u64,
+        merged: &Arc<Report>,
+        samples: Samples,
+    ) {
+        let kind = merge_kind(samples);
+        if self.merging[kind]
+            .as_ref()
+            .is_some_and(|m| Arc::ptr_eq(m, cell))
+        {
+            self.merging[kind] = None;
         }
         if generation == self.generation {
-            self.merged = Some((generation, Arc::downgrade(merged)));
+            self.merged[kind] = Some((generation, Arc::downgrade(merged)));
         }
     }
 
@@ -795,14 +816,14 @@ mod tests {
     /// Merges what the snapshot asks for and keeps it, as a reader does.
     /// Merges the window as a reader does; the merge is shared while the caller holds it.
     fn read(slot: &mut Slot, now: i64) -> (u64, Arc<Report>) {
-        let Snapshot::Merge(cell) = slot.snapshot(now) else {
+        let Snapshot::Merge(cell) = slot.snapshot(now, Samples::Last) else {
             unreachable!("read only when something changed")
         };
         let parts = slot.parts(now);
         let generation = slot.generation();
         let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
         let merged = Arc::new(merged);
-        slot.cache_merged(&cell, generation, &merged);
+        slot.cache_merged(&cell, generation, &merged, Samples::Last);
         (generation, merged)
     }
 
@@ -811,41 +832,80 @@ mod tests {
         let mut slot = Slot::new(limits(10, 100));
         slot.accept(probe("a", 0), Report::default(), 1_000);
         slot.accept(probe("b", 0), Report::default(), 1_500);
-        assert!(matches!(slot.snapshot(2_000), Snapshot::Merge(_)));
+        assert!(matches!(
+            slot.snapshot(2_000, Samples::Last),
+            Snapshot::Merge(_)
+        ));
         assert_eq!(slot.parts(2_000).len(), 2);
         let (_, in_use) = read(&mut slot, 2_000);
-        assert!(matches!(slot.snapshot(2_000), Snapshot::Merged(..)));
+        assert!(matches!(
+            slot.snapshot(2_000, Samples::Last),
+            Snapshot::Merged(..)
+        ));
+        // Node details' merge (every sample) is another, shared the same way.
+        let Snapshot::Merge(all) = slot.snapshot(2_000, Samples::All) else {
+            panic!("the views' merge keeps the newest samples only")
+        };
+        let with_all = Arc::new(Report::default());
+        slot.cache_merged(&all, slot.generation(), &with_all, Samples::All);
+        let Snapshot::Merged(_, shared) = slot.snapshot(2_000, Samples::All) else {
+            panic!("details' merge not shared")
+        };
+        assert!(Arc::ptr_eq(&shared, &with_all));
+        let Snapshot::Merged(_, views) = slot.snapshot(2_000, Samples::Last) else {
+            panic!("the views' merge let go of")
+        };
+        assert!(Arc::ptr_eq(&views, &in_use));
+        drop((shared, views, with_all));
         // Once nobody uses it, it is let go of: the next reader merges again.
         drop(in_use);
-        assert!(matches!(slot.snapshot(2_000), Snapshot::Merge(_)));
+        assert!(matches!(
+            slot.snapshot(2_000, Samples::Last),
+            Snapshot::Merge(_)
+        ));
         let (_, in_use) = read(&mut slot, 2_000);
         // A new report changes the window.
         slot.accept(probe("a", 0), Report::default(), 3_000);
-        assert!(matches!(slot.snapshot(3_000), Snapshot::Merge(_)));
+        assert!(matches!(
+            slot.snapshot(3_000, Samples::Last),
+            Snapshot::Merge(_)
+        ));
         let (generation, _in_use) = read(&mut slot, 3_000);
-        assert!(matches!(slot.snapshot(3_000), Snapshot::Merged(..)));
+        assert!(matches!(
+            slot.snapshot(3_000, Samples::Last),
+            Snapshot::Merged(..)
+        ));
         drop(in_use);
         // So does an old report leaving it: a's first…
-        assert!(matches!(slot.snapshot(16_200), Snapshot::Merge(_)));
+        assert!(matches!(
+            slot.snapshot(16_200, Samples::Last),
+            Snapshot::Merge(_)
+        ));
         assert_eq!(slot.parts(16_200).len(), 2);
         let _in_use = read(&mut slot, 16_200);
         // …then b's only one, and b's part goes.
-        assert!(matches!(slot.snapshot(16_600), Snapshot::Merge(_)));
+        assert!(matches!(
+            slot.snapshot(16_600, Samples::Last),
+            Snapshot::Merge(_)
+        ));
         assert_eq!(slot.parts(16_600).len(), 1);
         let _in_use = read(&mut slot, 16_600);
         slot.accept(probe("a", 0), Report::default(), 17_000);
         // A merge computed for an older generation is not shared.
-        let Snapshot::Merge(cell) = slot.snapshot(17_000) else {
+        let Snapshot::Merge(cell) = slot.snapshot(17_000, Samples::Last) else {
             panic!("the window changed")
         };
         let old = Arc::new(Report::default());
-        slot.cache_merged(&cell, generation, &old);
-        assert!(matches!(slot.snapshot(17_000), Snapshot::Merge(_)));
+        slot.cache_merged(&cell, generation, &old, Samples::Last);
+        assert!(matches!(
+            slot.snapshot(17_000, Samples::Last),
+            Snapshot::Merge(_)
+        ));
         // Readers share the merge being made.
-        let Snapshot::Merge(again) = slot.snapshot(17_000) else {
+        let Snapshot::Merge(again) = slot.snapshot(17_000, Samples::Last) else {
             panic!("still no merge")
         };
-        let Snapshot::Merge(third) = slot.snapshot(17_000) else {
+        let Snapshot::Merge(third) = slot.snapshot(17_000, Samples::Last) else {
             panic!("still no merge")
         };
         assert!(Arc::ptr_eq(&again, &third));
