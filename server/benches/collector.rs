@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use scopehub::collector::bounded::BudgetLimits;
 use scopehub::collector::decode::{Format, decode, inflate, parse};
-use scopehub::collector::fold::{FoldedWindow, merge_window, merge_window_on};
+use scopehub::collector::fold::{FoldedWindow, Samples, merge_window, merge_window_on};
 use scopehub::collector::render::Ctx;
 use scopehub::collector::render::topologies::{Query, topology, topology_list};
 use scopehub::collector::report::{Report, Time};
@@ -125,6 +125,30 @@ fn medium_window(c: &mut Criterion) {
                 at += 3_000;
                 part.expire(at, WINDOW_MS);
                 part.accept(report, at, QUANTUM_MS);
+            })
+        },
+    );
+    // A past moment read cold: each probe's part made from nothing out of the window's five
+    // reports (as kept: gzipped msgpack), then materialised for the views.
+    let bodies: Vec<Vec<u8>> = (0..5i64)
+        .map(|i| {
+            let report =
+                synthetic_report(0, probes, &Shape::medium(), Time(now.0 + i * 3_000_000_000));
+            scopehub::probe::encode(&report, false).unwrap().0
+        })
+        .collect();
+    group.bench_function(
+        "fold one probe's window of five medium reports from nothing",
+        |b| {
+            b.iter(|| {
+                let mut part = FoldedWindow::default();
+                for (i, body) in bodies.iter().enumerate() {
+                    let raw = inflate(body, true, 64 << 20).unwrap();
+                    let report: WireReport =
+                        parse(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap();
+                    part.accept(report, i as i64 * 3_000, QUANTUM_MS);
+                }
+                part.materialize_with(Samples::Last)
             })
         },
     );

@@ -17,7 +17,8 @@
 //! was behind it comes back as the plain merge would give it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::footprint::Footprint;
 use super::keyed::{KeyedMap, merge_sorted};
@@ -771,34 +772,49 @@ pub fn merge_window<W: std::ops::Deref<Target = FoldedWindow>>(
 }
 
 /// [`merge_window`] of `parts`, opened (locked and materialised) by `open` on up to `threads`
-/// threads at once, the first share on this one. The window is then assembled in the parts' order,
-/// so the result is the same.
+/// threads at once ([`each_on_cores`]). The window is then assembled in the parts' order, so the
+/// result is the same.
 pub fn merge_window_on<P: Sync>(
     parts: &[P],
     open: impl Fn(&P) -> Materialized + Sync,
     threads: usize,
     drop_partial: bool,
 ) -> Report {
-    let share = parts.len().div_ceil(threads.max(1)).max(1);
-    let materialized = on_cores(parts.chunks(share).collect(), |share| {
-        share.iter().map(&open).collect()
-    });
+    let materialized = each_on_cores(parts.iter().collect(), threads, open);
     finish(assemble(materialized), drop_partial)
 }
 
-/// `work` done on each of `shares` at once, the first on this thread and each other on a thread
-/// of its own, and what each gave, in the shares' order. A panic in any is resumed here.
-pub fn on_cores<S: Send, T: Send>(shares: Vec<S>, work: impl Fn(S) -> Vec<T> + Sync) -> Vec<T> {
-    let mut shares = shares.into_iter();
-    let Some(first) = shares.next() else {
-        return Vec::new();
+/// `work` done on each of `items` by up to `threads` threads at once (this one and scoped others),
+/// each taking the next item not yet taken when it is done with one, so a slow item or a slow
+/// thread does not leave the others idle; what each gave, in the items' order. A panic in any is
+/// resumed here.
+pub fn each_on_cores<T: Send, U: Send>(
+    items: Vec<T>,
+    threads: usize,
+    work: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(work).collect();
+    }
+    let queue: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let next = AtomicUsize::new(0);
+    let pull = || {
+        let mut done = Vec::new();
+        loop {
+            let at = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = queue.get(at) else {
+                return done;
+            };
+            let taken = item.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(taken) = taken {
+                done.push((at, work(taken)));
+            }
+        }
     };
-    let work = &work;
-    std::thread::scope(|scope| {
-        let others: Vec<_> = shares
-            .map(|share| scope.spawn(move || work(share)))
-            .collect();
-        let mut all = work(first);
+    let mut all = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads).map(|_| scope.spawn(pull)).collect();
+        let mut all = pull();
         for other in others {
             match other.join() {
                 Ok(more) => all.extend(more),
@@ -806,7 +822,9 @@ pub fn on_cores<S: Send, T: Send>(shares: Vec<S>, work: impl Fn(S) -> Vec<T> + S
             }
         }
         all
-    })
+    });
+    all.sort_unstable_by_key(|(at, _)| *at);
+    all.into_iter().map(|(_, done)| done).collect()
 }
 
 /// The window of parts already materialised, in the order given (oldest part first): the cheap

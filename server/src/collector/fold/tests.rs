@@ -391,3 +391,48 @@ fn views_render_the_same_from_the_newest_samples_only() {
     // Metrics were shown, so their values were compared.
     assert!(compared > 20, "{compared}");
 }
+
+#[test]
+fn work_on_cores_is_done_once_per_item_and_given_back_in_order() {
+    for threads in [0, 1, 2, 3, 16] {
+        for len in [0, 1, 2, 7, 40] {
+            let items: Vec<u64> = (0..len).collect();
+            let done = each_on_cores(items, threads, |n| {
+                // Uneven work, so threads finish out of order.
+                std::thread::sleep(std::time::Duration::from_micros((n * 37) % 200));
+                (n, std::thread::current().id())
+            });
+            assert_eq!(
+                done.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                (0..len).collect::<Vec<_>>(),
+                "{threads} threads, {len} items"
+            );
+            let used: std::collections::HashSet<_> = done.iter().map(|(_, t)| *t).collect();
+            assert!(
+                used.len() <= threads.max(1),
+                "{threads} threads: {}",
+                used.len()
+            );
+        }
+    }
+    // With two threads and slow items, both share the work.
+    let done = each_on_cores((0..8).collect(), 2, |_: i32| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::current().id()
+    });
+    assert_eq!(
+        done.iter().collect::<std::collections::HashSet<_>>().len(),
+        2
+    );
+}
+
+#[test]
+fn a_panic_in_work_on_cores_reaches_the_caller() {
+    let caught = std::panic::catch_unwind(|| {
+        each_on_cores((0..6).collect(), 3, |n: i32| {
+            assert_ne!(n, 4, "item four");
+            n
+        })
+    });
+    assert!(caught.is_err());
+}

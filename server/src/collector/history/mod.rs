@@ -1049,29 +1049,18 @@ fn fold_window(
     for (_, r) in records {
         by_probe.entry(r.probe.clone()).or_default().1.push(r);
     }
-    let cores = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(by_probe.len())
-        .max(1);
-    // Probes dealt out in turn: they are about the same size.
-    let mut shares: Vec<Vec<(String, FoldedWindow, Vec<Record>)>> =
-        (0..cores).map(|_| Vec::new()).collect();
-    for (i, (probe, (window, records))) in by_probe.into_iter().enumerate() {
-        shares[i % cores].push((probe, window, records));
-    }
-    let fold_share = |share: Vec<(String, FoldedWindow, Vec<Record>)>| {
-        let mut done = Vec::new();
-        for (probe, mut window, records) in share {
-            fold_probe(&mut window, &records, at_ms, max, budget);
-            if let Some(oldest) = window.oldest_at() {
-                let materialized = window.materialize_with(samples);
-                let bytes = window.footprint();
-                done.push((oldest, probe, materialized, window, bytes));
-            }
-        }
-        done
-    };
-    let mut done = fold::on_cores(shares, fold_share);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let probes: Vec<_> = by_probe.into_iter().collect();
+    let mut done: Vec<_> = fold::each_on_cores(probes, cores, |(probe, (mut window, records))| {
+        fold_probe(&mut window, &records, at_ms, max, budget);
+        let oldest = window.oldest_at()?;
+        let materialized = window.materialize_with(samples);
+        let bytes = window.footprint();
+        Some((oldest, probe, materialized, window, bytes))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     done.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut materialized = Vec::with_capacity(done.len());
     let mut parts = Vec::with_capacity(done.len());
