@@ -5,8 +5,9 @@
 //!   and instance admin → provisioning; Scope's probe paths and `/api/app/{instance}/…` → the
 //!   collector shard holding the instance (as `authenticate` found it: [`Placed`]); every other
 //!   path → ui. An API path nothing serves is answered 404 here.
-//! - **How**: one pooled keep-alive HTTP/1 client (hyper-util); request and answer bodies stream
-//!   through (a request body is cut at the instance's report limit, or the edge's body limit);
+//! - **How**: one pooled keep-alive HTTP/1 client (hyper-util); answer bodies and request bodies
+//!   stream through (a request body is cut at the instance's report limit, or the edge's body
+//!   limit), except a request body declared at most 64 KiB long, which is read before it is sent;
 //!   identity travels as the signed headers of `identity::internal` over the exact method and path
 //!   forwarded, plus `X-Scope-OrgID` on the collector's routes (design.md §3). The collector is
 //!   never sent a credential: `Authorization` and `Cookie` stay at the edge.
@@ -45,6 +46,10 @@ use crate::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
 use crate::identity::{ClientIp, Grant, Identity};
 use crate::ops::{Drain, GOING_AWAY};
 use crate::telemetry;
+
+/// Request bodies declared this small or smaller are read whole before they are forwarded; larger
+/// ones (and those of unknown length) stream through.
+const BUFFERED_BODY_BYTES: u64 = 64 << 10;
 
 /// Where each role is reached. A URL may be a Kubernetes Service (several replicas behind it).
 #[derive(Debug, Clone)]
@@ -382,10 +387,34 @@ impl Proxy {
         let retryable = idempotent && axum::body::HttpBody::is_end_stream(&body);
         // Kept for a retry only when one is possible.
         let again = retryable.then(|| (headers.clone(), uri.clone()));
-        let mut upstream = axum::http::Request::new(Body::new(Limited::new(
-            body,
-            usize::try_from(target.body_limit).unwrap_or(usize::MAX),
-        )));
+        let body = match declared {
+            // A small body (a probe's report, a form) is read here, on the client connection's
+            // own task, as nginx buffers bodies: streamed, each of its chunks would cross from this
+            // task to the upstream connection's and wake it.
+            Some(len) if len <= BUFFERED_BODY_BYTES => {
+                // The server holds the client to its declared length; a client that sends it
+                // slower than the upstream timeout allows is cut off as an upstream would.
+                let reading = axum::body::to_bytes(body, BUFFERED_BODY_BYTES as usize);
+                let read = tokio::time::timeout(self.0.timeout, reading)
+                    .await
+                    .map_err(|_| {
+                        Error::client(
+                            StatusCode::REQUEST_TIMEOUT,
+                            ErrorCode::BadRequest,
+                            "The request body did not arrive in time.",
+                        )
+                    })?
+                    .map_err(|e| {
+                        Error::bad_request(format!("The request body could not be read: {e}"))
+                    })?;
+                Body::from(read)
+            }
+            _ => Body::new(Limited::new(
+                body,
+                usize::try_from(target.body_limit).unwrap_or(usize::MAX),
+            )),
+        };
+        let mut upstream = axum::http::Request::new(body);
         *upstream.method_mut() = method.clone();
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
@@ -783,6 +812,63 @@ mod tests {
             .unwrap();
         let (status, body) = answer(router, streamed).await;
         assert_eq!(status, 413, "{body}");
+    }
+
+    #[tokio::test]
+    async fn bodies_read_whole_or_streamed_arrive_as_sent_and_a_stalled_one_is_cut_off() {
+        // A role that answers with the body it was sent.
+        let echo = fake_role(|stream| {
+            Box::pin(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::from(body)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            })
+        })
+        .await;
+        let router = proxy_to(&echo, Duration::from_millis(300));
+        let sent: String = (0..1000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        // Declared small: read whole at the edge, then forwarded.
+        let declared = axum::http::Request::post("/api/users/login")
+            .header(header::CONTENT_LENGTH, sent.len())
+            .body(Body::from(sent.clone()))
+            .unwrap();
+        assert_eq!(answer(router.clone(), declared).await, (200, sent.clone()));
+        // Of unknown length: streamed chunk by chunk.
+        let chunks = futures_util::stream::iter(
+            sent.as_bytes()
+                .chunks(300)
+                .map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        );
+        let streamed = axum::http::Request::post("/api/users/login")
+            .body(Body::from_stream(chunks))
+            .unwrap();
+        assert_eq!(answer(router.clone(), streamed).await, (200, sent.clone()));
+        // Declared, then never finished: cut off after the upstream timeout, not held forever.
+        let first = futures_util::stream::iter([Ok::<_, std::io::Error>(
+            axum::body::Bytes::from_static(b"abc"),
+        )]);
+        let stalled = axum::http::Request::post("/api/users/login")
+            .header(header::CONTENT_LENGTH, "1000")
+            .body(Body::from_stream(
+                first.chain(futures_util::stream::pending()),
+            ))
+            .unwrap();
+        let (status, body) = tokio::time::timeout(Duration::from_secs(5), answer(router, stalled))
+            .await
+            .expect("answered");
+        assert_eq!(status, 408, "{body}");
     }
 
     #[test]
