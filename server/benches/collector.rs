@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use scopehub::collector::bounded::BudgetLimits;
-use scopehub::collector::decode::{Format, decode, inflate, parse};
+use scopehub::collector::decode::{Format, decode, inflate, parse, with_inflated};
 use scopehub::collector::fold::{FoldedWindow, Samples, merge_window, merge_window_on};
 use scopehub::collector::render::Ctx;
 use scopehub::collector::render::topologies::{Query, topology, topology_list};
@@ -143,10 +143,14 @@ fn medium_window(c: &mut Criterion) {
             b.iter(|| {
                 let mut part = FoldedWindow::default();
                 for (i, body) in bodies.iter().enumerate() {
-                    let raw = inflate(body, true, 64 << 20).unwrap();
-                    let report: WireReport =
-                        parse(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap();
-                    part.accept(report, i as i64 * 3_000, QUANTUM_MS);
+                    // Into the thread's kept buffer, as the collector decodes.
+                    with_inflated(body, true, 64 << 20, |raw| {
+                        let report: WireReport =
+                            parse(raw, Format::Msgpack, BudgetLimits::for_report(64 << 20))
+                                .unwrap();
+                        part.accept(report, i as i64 * 3_000, QUANTUM_MS);
+                    })
+                    .unwrap();
                 }
                 part.materialize_with(Samples::Last)
             })
