@@ -243,7 +243,8 @@ struct PastCache {
     render_bytes: usize,
     folded: HashMap<String, FoldedMoment>,
     folded_bytes: usize,
-    /// Windows made from a moment before them rather than from all their reports.
+    /// Windows made from the folded parts of a moment before them (or of the same moment, with
+    /// the other samples kept) rather than from all their reports.
     stepped: u64,
 }
 
@@ -808,7 +809,9 @@ impl History {
     ) -> HistoryResult<PastWindow> {
         let kept = self.kept(instance).await?;
         // Made from the folded parts of a moment shortly before, if they are kept: then only the
-        // reports since are read and folded.
+        // reports since are read and folded. Parts of this very moment (made for views, which
+        // keep the newest samples, and now asked with every sample for node details, or the other
+        // way round) need no report at all.
         let (from_ms, start) = match self.take_folded(instance, at_ms) {
             Some((before_ms, parts)) => (before_ms, parts),
             // The live window keeps a report until it is more than `WINDOW_MS` old: one that
@@ -817,9 +820,12 @@ impl History {
             // seconds, so such a bucket begins in the range.)
             None => (at_ms - WINDOW_MS - 1, Vec::new()),
         };
-        let records = self
-            .records_between(instance, from_ms, at_ms, now_ms)
-            .await?;
+        let records = if from_ms < at_ms {
+            self.records_between(instance, from_ms, at_ms, now_ms)
+                .await?
+        } else {
+            Vec::new()
+        };
         let _turn = self
             .builders
             .acquire()
@@ -845,14 +851,14 @@ impl History {
         })
     }
 
-    /// The folded parts of the latest moment of `instance` kept that is before `at_ms` by less than
-    /// a window, taken out of the cache.
+    /// The folded parts of the latest moment of `instance` kept that is `at_ms` or before it by
+    /// less than a window, taken out of the cache.
     fn take_folded(&self, instance: &str, at_ms: i64) -> Option<(i64, FoldedParts)> {
         let mut past = lock(&self.past);
         let usable = past
             .folded
             .get(instance)
-            .is_some_and(|f| f.at_ms < at_ms && at_ms - f.at_ms < WINDOW_MS);
+            .is_some_and(|f| f.at_ms <= at_ms && at_ms - f.at_ms < WINDOW_MS);
         if !usable {
             return None;
         }
