@@ -603,6 +603,7 @@ mod tests {
             .observe(0.1);
         metrics.record_report("accepted");
         metrics.record_mail("sent");
+        metrics.record_history("dropped_buffer_full", 1);
         metrics.set_shard_instances("s", 1);
         let text = metrics.encode();
         let mut exported = std::collections::BTreeSet::new();

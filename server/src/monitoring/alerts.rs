@@ -28,6 +28,9 @@ pub enum Condition {
     ReconcileLagAbove(f64),
     /// Mail waits in the outbox after a failed delivery attempt.
     MailFailing,
+    /// A collector dropped reports' history since the scrape before: its buffer is full, for its
+    /// store has failed or been too slow for long enough to fill it.
+    HistoryDropping,
 }
 
 impl Condition {
@@ -41,6 +44,10 @@ impl Condition {
                 t.reconcile_lag_seconds.is_some_and(|l| l > limit)
             }
             Condition::MailFailing => t.mail_failing.is_some_and(|n| n > 0.0),
+            Condition::HistoryDropping => t
+                .history_per_second
+                .get("dropped_buffer_full")
+                .is_some_and(|r| *r > 0.0),
         }
     }
 }
@@ -94,6 +101,14 @@ pub fn default_rules() -> Vec<Rule> {
             for_ms: 10 * MINUTE,
             summary: "Mail has been failing to reach the SMTP server for 10 minutes: sign-ups, \
                       invites and password resets are not arriving.",
+        },
+        Rule {
+            name: "HistoryDropping",
+            condition: Condition::HistoryDropping,
+            for_ms: MINUTE,
+            summary: "A collector has been dropping reports' history for a minute: its history \
+                      store has failed or been too slow long enough to fill its buffer, so past \
+                      moments from now on are missing.",
         },
     ]
 }
@@ -285,6 +300,7 @@ mod tests {
         bad.p99_seconds = Some(1.5);
         bad.reconcile_lag_seconds = Some(61.0);
         bad.mail_failing = Some(3.0);
+        bad.history_per_second = [("dropped_buffer_full".to_owned(), 2.0)].into();
         alerts.evaluate(0, std::slice::from_ref(&bad));
         let mut fired = states(&alerts.evaluate(10 * MINUTE, std::slice::from_ref(&bad)))
             .into_iter()
@@ -296,6 +312,7 @@ mod tests {
             [
                 "CollectorShardDown",
                 "HighErrorRatio",
+                "HistoryDropping",
                 "MailFailing",
                 "ReconcileLag",
                 "RoleNotReady",
@@ -308,6 +325,12 @@ mod tests {
         fine.p99_seconds = Some(1.0);
         fine.mail_failing = Some(0.0);
         fine.mail_queue = Some(40.0);
+        // Writes failing are retried from the buffer: history is not lost yet.
+        fine.history_per_second = [
+            ("write_failed".to_owned(), 5.0),
+            ("dropped_buffer_full".to_owned(), 0.0),
+        ]
+        .into();
         let mut calm = Alerts::new(default_rules());
         calm.evaluate(0, std::slice::from_ref(&fine));
         assert!(calm.evaluate(10 * MINUTE, &[fine]).is_empty());
