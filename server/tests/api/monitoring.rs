@@ -259,6 +259,92 @@ async fn mail_that_keeps_failing_fires_an_alert() {
     assert_eq!(events, 1, "{body}");
 }
 
+/// A collector whose history buffer cannot take a report drops every report's history: the page
+/// shows the drops, and once they have gone on for a minute HistoryDropping fires (once). Ingest
+/// itself is unaffected.
+#[tokio::test]
+async fn history_that_is_dropped_fires_an_alert() {
+    use scopehub::collector::history::{HistoryConfig, HistoryLocation};
+    let folder = tempfile::tempdir().unwrap();
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(300)),
+        limits: Some(shared::instances::Limits {
+            max_probes: 10,
+            max_report_bytes: 10 << 20,
+            max_reports_per_second: 1_000,
+        }),
+        history: Some(HistoryConfig {
+            // Smaller than any report: each one's history is dropped.
+            buffer_bytes: 1,
+            flush_interval: Duration::from_secs(1),
+            retention_interval: Duration::from_secs(3600),
+            ..HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()))
+        }),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
+    assert_eq!(status, 201, "{org}");
+    let (_, token) = admin
+        .create_ready_instance(org["id"].as_str().unwrap(), "lossy")
+        .await;
+    // A probe keeps reporting while the page is watched: every scrape sees new drops.
+    let (url, report) = (
+        app.url.clone(),
+        crate::reports::fixture("probe-full-4.msgpack.gz"),
+    );
+    let probe = tokio::spawn(async move {
+        loop {
+            let (status, body) =
+                crate::support::split::post_report(&url, &token, "probe-1", report.clone()).await;
+            assert_eq!(
+                status, 200,
+                "history dropped, reports still accepted: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    let mut advanced = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = admin.get("/api/admin/system").await;
+        assert_eq!(status, 200, "{body}");
+        let serve = target(&body, "serve").cloned().unwrap_or_default();
+        let dropping = serve["history_per_second"]["dropped_buffer_full"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0);
+        let fired = body["firing"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|a| a["rule"] == "HistoryDropping"));
+        if fired {
+            break body;
+        }
+        // A minute on, and again if a slow scrape saw no drop and started the minute over.
+        if dropping {
+            app.clock.advance(60_000 + 1_000);
+            advanced = true;
+        }
+        assert!(!probe.is_finished(), "the probe stopped: {body}");
+        assert!(std::time::Instant::now() < deadline, "no alert: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(advanced, "fired before a minute of drops: {body}");
+    // Still dropping a few scrapes later: one firing event, no storm.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    probe.abort();
+    let (_, body) = admin.get("/api/admin/system").await;
+    let events = body["alert_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["rule"] == "HistoryDropping")
+        .count();
+    assert_eq!(events, 1, "{body}");
+}
+
 /// Server errors fed to a real role: the scrapes see the 5xx share climb, and once it has stayed
 /// above 1% for five minutes HighErrorRatio fires — once.
 #[tokio::test]
