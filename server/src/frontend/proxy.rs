@@ -394,7 +394,7 @@ impl Proxy {
             Some(len) if len <= BUFFERED_BODY_BYTES => {
                 // The server holds the client to its declared length; a client that sends it
                 // slower than the upstream timeout allows is cut off as an upstream would.
-                let reading = axum::body::to_bytes(body, BUFFERED_BODY_BYTES as usize);
+                let reading = axum::body::to_bytes(body, len as usize);
                 let read = tokio::time::timeout(self.0.timeout, reading)
                     .await
                     .map_err(|_| {
@@ -734,6 +734,27 @@ mod tests {
         url
     }
 
+    /// A role that answers 200 with the body it was sent.
+    async fn echo_role() -> String {
+        fake_role(|stream| {
+            Box::pin(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::from(body)))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            })
+        })
+        .await
+    }
+
     #[tokio::test]
     async fn a_role_that_is_down_is_503_one_that_hangs_504_one_that_babbles_502() {
         let (status, body) = answer(
@@ -779,21 +800,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_over_the_limit_are_413_whether_declared_or_streamed() {
-        // A role that reads whatever comes and answers 200.
-        let echo = fake_role(|stream| {
-            Box::pin(async move {
-                let service = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::empty()))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            })
-        })
-        .await;
+        let echo = echo_role().await;
         let router = proxy_to(&echo, Duration::from_secs(5));
         let small = axum::http::Request::post("/api/users/login")
             .body(Body::from(vec![b'x'; 1000]))
@@ -816,24 +823,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_read_whole_or_streamed_arrive_as_sent_and_a_stalled_one_is_cut_off() {
-        // A role that answers with the body it was sent.
-        let echo = fake_role(|stream| {
-            Box::pin(async move {
-                let service = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = http_body_util::BodyExt::collect(req.into_body())
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::from(body)))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            })
-        })
-        .await;
+        let echo = echo_role().await;
         let router = proxy_to(&echo, Duration::from_millis(300));
         let sent: String = (0..1000)
             .map(|i| char::from(b'a' + (i % 26) as u8))

@@ -20,6 +20,23 @@ fn target<'a>(status: &'a Value, role: &str) -> Option<&'a Value> {
         .find(|t| t["role"] == role)
 }
 
+/// Whether `rule` is firing in an answer of `/api/admin/system`.
+fn firing(status: &Value, rule: &str) -> bool {
+    status["firing"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|a| a["rule"] == rule))
+}
+
+/// Events of `rule` in an answer of `/api/admin/system`'s alert history.
+fn events_of(status: &Value, rule: &str) -> usize {
+    status["alert_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["rule"] == rule)
+        .count()
+}
+
 /// Airplane Mode watches itself: site admins see the process up and ready with its request rate
 /// and latency; nobody else sees the page.
 #[tokio::test]
@@ -233,10 +250,7 @@ async fn mail_that_keeps_failing_fires_an_alert() {
             app.clock.advance(10 * 60_000 + 1_000);
             advanced = true;
         }
-        let fired = body["firing"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|a| a["rule"] == "MailFailing"));
-        if fired {
+        if firing(&body, "MailFailing") {
             break body;
         }
         assert!(std::time::Instant::now() < deadline, "no alert: {body}");
@@ -250,13 +264,7 @@ async fn mail_that_keeps_failing_fires_an_alert() {
     // Still failing a few rounds later: one firing event, no storm.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (_, body) = admin.get("/api/admin/system").await;
-    let events = body["alert_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["rule"] == "MailFailing")
-        .count();
-    assert_eq!(events, 1, "{body}");
+    assert_eq!(events_of(&body, "MailFailing"), 1, "{body}");
 }
 
 /// A collector whose history buffer cannot take a report drops every report's history: the page
@@ -316,10 +324,7 @@ async fn history_that_is_dropped_fires_an_alert() {
         let dropping = serve["history_per_second"]["dropped_buffer_full"]
             .as_f64()
             .is_some_and(|r| r > 0.0);
-        let fired = body["firing"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|a| a["rule"] == "HistoryDropping"));
-        if fired {
+        if firing(&body, "HistoryDropping") {
             break body;
         }
         // A minute on, and again if a slow scrape saw no drop and started the minute over.
@@ -336,13 +341,7 @@ async fn history_that_is_dropped_fires_an_alert() {
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     probe.abort();
     let (_, body) = admin.get("/api/admin/system").await;
-    let events = body["alert_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["rule"] == "HistoryDropping")
-        .count();
-    assert_eq!(events, 1, "{body}");
+    assert_eq!(events_of(&body, "HistoryDropping"), 1, "{body}");
 }
 
 /// Server errors fed to a real role: the scrapes see the 5xx share climb, and once it has stayed
