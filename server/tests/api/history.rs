@@ -443,7 +443,14 @@ async fn history_survives_kill_9(url: &str, env: &[(&str, &str)]) {
         "{timeline} (reports from {sent} to {last_accepted})"
     );
     // (Moments are whole seconds: 1.5 s after `first` is at least half a second after the first
-    // report was accepted.)
+    // report was accepted.) A moment within the last second is the live window, which the
+    // restarted server has not filled again: wait until the later moment is surely past (a
+    // quick restart reads it about 4 s after `first`).
+    let past = first + 3_000 + 2_000; // the live second (`LIVE_WITHIN_MS`) and one more
+    let wait = past - chrono::Utc::now().timestamp_millis();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
     for offset in [1_500, 3_000] {
         let at = rfc3339(first + offset);
         let (status, answer) = admin
