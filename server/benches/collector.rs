@@ -156,6 +156,29 @@ fn medium_window(c: &mut Criterion) {
             })
         },
     );
+    group.bench_function(
+        "fold one probe's window of five medium reports from nothing, as decoded",
+        |b| {
+            b.iter(|| {
+                let mut part = FoldedWindow::default();
+                for (i, body) in bodies.iter().enumerate() {
+                    // As history folds a past moment's kept reports.
+                    with_inflated(body, true, 64 << 20, |raw| {
+                        part.accept_encoded(
+                            raw,
+                            Format::Msgpack,
+                            BudgetLimits::for_report(64 << 20),
+                            i as i64 * 3_000,
+                            QUANTUM_MS,
+                        )
+                    })
+                    .unwrap()
+                    .unwrap();
+                }
+                part.materialize_with(Samples::Last)
+            })
+        },
+    );
     let folded: Vec<FoldedWindow> = parts
         .iter()
         .map(|report| {

@@ -8,7 +8,10 @@
 //! made from the one before).
 //!
 //! `cargo bench -p scopehub --bench history` (about two minutes). Not a test: it prints numbers.
-//! `HISTORY_PROBES` (default 10) and `HISTORY_SECS` (default 60) change the load.
+//! `HISTORY_PROBES` (default 10) and `HISTORY_SECS` (default 60) change the load;
+//! `HISTORY_COLD` (default 15) the cold moments read (spread over 30 s of the load); with
+//! `HISTORY_PIDFILE=path` the server's pid is written there two seconds before the cold moments
+//! are read (to attach a profiler to them: `perf record -p $(cat path) -- sleep 3`).
 
 mod support;
 
@@ -103,10 +106,15 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (mut cold, mut warm) = (Vec::new(), Vec::new());
-    for k in (0..15).rev() {
+    let rounds = env_or("HISTORY_COLD", 15) as i64;
+    if let Ok(file) = std::env::var("HISTORY_PIDFILE") {
+        std::fs::write(file, server.child.id().to_string()).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for k in (0..rounds).rev() {
         // Moments well inside the load, each read once cold, then again; latest first, so that
         // none is made from the one read before it (a step forward).
-        let at = rfc3339(started + 20_000 + k * 2_000);
+        let at = rfc3339(started + 20_000 + k * 30_000 / rounds);
         let path = format!("api/topology/containers?timestamp={at}");
         cold.push(time(path.clone()).await);
         warm.push(time(path).await);

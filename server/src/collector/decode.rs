@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::io::Read;
 
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 
 use super::bounded::{Bounded, Budget, BudgetLimits, Exceeded};
 use super::msgpack;
@@ -137,12 +138,24 @@ pub fn parse<'de, T: Deserialize<'de>>(
     format: Format,
     limits: BudgetLimits,
 ) -> Result<T, DecodeError> {
+    parse_seed(raw, format, limits, std::marker::PhantomData::<T>)
+}
+
+/// [`parse`] through a seed (a decoding that hands what it decodes over as it goes).
+pub fn parse_seed<'de, S: DeserializeSeed<'de>>(
+    raw: &'de [u8],
+    format: Format,
+    limits: BudgetLimits,
+    seed: S,
+) -> Result<S::Value, DecodeError> {
     let budget = Budget::new(limits);
     let decoded = match format {
-        Format::Msgpack => msgpack::from_slice(raw, &budget).map_err(|e| format!("msgpack: {e}")),
+        Format::Msgpack => {
+            msgpack::from_slice_seed(raw, &budget, seed).map_err(|e| format!("msgpack: {e}"))
+        }
         Format::Json => {
             let mut de = serde_json::Deserializer::from_slice(raw);
-            T::deserialize(Bounded::new(&mut de, &budget))
+            seed.deserialize(Bounded::new(&mut de, &budget))
                 .and_then(|value| de.end().map(|()| value))
                 .map_err(|e| format!("json: {e}"))
         }

@@ -20,12 +20,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::bounded::BudgetLimits;
+use super::decode::{self, DecodeError, Format};
 use super::footprint::Footprint;
 use super::keyed::{KeyedMap, merge_sorted};
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
 };
-use super::wire::{List, Text, WireLatest, WireNode, WireReport, WireSets};
+use super::wire::{
+    List, NodeByNode, NodeSink, ReportSeed, Text, TopologySink, WireLatest, WireNode, WireReport,
+    WireSets,
+};
+use serde::de::MapAccess;
 
 /// A bucket's number within its probe's window; they only grow.
 type Seq = u32;
@@ -98,6 +104,58 @@ struct FoldedTopology {
     /// equal ones shared.
     heads: Vec<(Seq, Arc<Topology>)>,
     nodes: BTreeMap<String, FoldedNode>,
+}
+
+impl FoldedTopology {
+    fn add_head(&mut self, seq: Seq, head: Topology) {
+        match self.heads.last_mut() {
+            Some((last, mine)) if *last == seq => Arc::make_mut(mine).merge(&head),
+            Some((_, mine)) if **mine == head => {
+                let shared = mine.clone();
+                self.heads.push((seq, shared));
+            }
+            _ => self.heads.push((seq, Arc::new(head))),
+        }
+    }
+
+    fn add_node(&mut self, seq: Seq, id: Text<'_>, node: WireNode<'_>) {
+        match self.nodes.get_mut(id.as_str()) {
+            Some(known) => known.add(seq, node),
+            None => self
+                .nodes
+                .entry(id.into_owned())
+                .or_default()
+                .add(seq, node),
+        }
+    }
+}
+
+/// A report's topologies folded into a window as they are decoded (bucket `seq`).
+struct FoldingSink<'w> {
+    window: &'w mut FoldedWindow,
+    seq: Seq,
+}
+
+impl<'a> TopologySink<'a> for FoldingSink<'_> {
+    fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
+        let seq = self.seq;
+        let folded = self.window.topology(name, seq);
+        let mut nodes = FoldingNodes { folded, seq };
+        let (head, _) = map.next_value_seed(NodeByNode(&mut nodes))?.split();
+        nodes.folded.add_head(seq, head);
+        Ok(())
+    }
+}
+
+struct FoldingNodes<'t> {
+    folded: &'t mut FoldedTopology,
+    seq: Seq,
+}
+
+impl<'a> NodeSink<'a> for FoldingNodes<'_> {
+    fn node(&mut self, id: Text<'a>, node: WireNode<'a>) {
+        self.folded.add_node(self.seq, id, node);
+    }
 }
 
 /// Values of a keep-the-first field (a node's id and topology): runs of equal non-empty values,
@@ -572,9 +630,46 @@ impl FoldedWindow {
         quantum_ms: i64,
     ) {
         let mut report = report.into();
+        let seq = self.open_bucket(now_ms, quantum_ms, Header::of(&mut report));
+        for (name, topology) in report.topologies {
+            let folded = self.topology(name, seq);
+            let (head, nodes) = topology.split();
+            folded.add_head(seq, head);
+            for (id, node) in nodes {
+                folded.add_node(seq, id, node);
+            }
+        }
+    }
+
+    /// [`Self::accept`] of the report encoded in `raw`, folded as it is decoded: each node as it
+    /// comes, without making the whole report first (which, for reports folded one after the
+    /// other, costs about as much again in memory traffic). The same window as decoding it with
+    /// [`decode::parse`] and accepting that, for every report that decodes. One that does not
+    /// leaves the window partly folded: meant for reports accepted before (history's), whose
+    /// folder starts again without the one that fails.
+    pub fn accept_encoded(
+        &mut self,
+        raw: &[u8],
+        format: Format,
+        limits: BudgetLimits,
+        now_ms: i64,
+        quantum_ms: i64,
+    ) -> Result<(), DecodeError> {
+        let seq = self.open_bucket(now_ms, quantum_ms, Header::default());
+        let mut sink = FoldingSink { window: self, seq };
+        let mut header = decode::parse_seed(raw, format, limits, ReportSeed(&mut sink))?;
+        let header = Header::of(&mut header);
+        if let Some(bucket) = self.buckets.back_mut() {
+            bucket.header.merge(&header);
+        }
+        Ok(())
+    }
+
+    /// The bucket of `now_ms`'s quantum (a new one if the newest is of an earlier quantum), with
+    /// a report and its `header` counted in.
+    fn open_bucket(&mut self, now_ms: i64, quantum_ms: i64, header: Header) -> Seq {
         let quantum = now_ms.div_euclid(quantum_ms.max(1));
-        let header = Header::of(&mut report);
-        let seq = match self.buckets.back_mut() {
+        match self.buckets.back_mut() {
             Some(bucket) if bucket.quantum == quantum => {
                 bucket.header.merge(&header);
                 bucket.last_at = now_ms;
@@ -593,33 +688,21 @@ impl FoldedWindow {
                 });
                 seq
             }
-        };
-        for (name, topology) in report.topologies {
-            let folded = match self.topologies.get_mut(name.as_str()) {
-                Some(known) => known,
-                None => self.topologies.entry(name.into_owned()).or_default(),
-            };
-            folded.seq = seq;
-            let (topology, nodes) = topology.split();
-            match folded.heads.last_mut() {
-                Some((last, head)) if *last == seq => Arc::make_mut(head).merge(&topology),
-                Some((_, head)) if **head == topology => {
-                    let shared = head.clone();
-                    folded.heads.push((seq, shared));
-                }
-                _ => folded.heads.push((seq, Arc::new(topology))),
-            }
-            for (id, node) in nodes {
-                match folded.nodes.get_mut(id.as_str()) {
-                    Some(known) => known.add(seq, node),
-                    None => folded
-                        .nodes
-                        .entry(id.into_owned())
-                        .or_default()
-                        .add(seq, node),
-                }
-            }
         }
+    }
+
+    /// Topology `name`, carried by bucket `seq`.
+    fn topology(&mut self, name: Text<'_>, seq: Seq) -> &mut FoldedTopology {
+        if !self.topologies.contains_key(name.as_str()) {
+            self.topologies
+                .insert(name.as_str().to_owned(), FoldedTopology::default());
+        }
+        let folded = self
+            .topologies
+            .get_mut(name.as_str())
+            .expect("inserted above");
+        folded.seq = seq;
+        folded
     }
 
     /// Lets go of buckets whose newest report is more than `window_ms` older than `now_ms`, and of

@@ -46,7 +46,16 @@ type Result<T> = std::result::Result<T, Error>;
 /// Decodes one value from the start of `body` within `budget`. Bytes after it are not read (as
 /// Scope's app, which decodes a report from a stream).
 pub fn from_slice<'de, T: de::Deserialize<'de>>(body: &'de [u8], budget: &Budget) -> Result<T> {
-    T::deserialize(&mut Reader {
+    from_slice_seed(body, budget, std::marker::PhantomData::<T>)
+}
+
+/// [`from_slice`] through a seed (a decoding that hands what it decodes over as it goes).
+pub fn from_slice_seed<'de, S: de::DeserializeSeed<'de>>(
+    body: &'de [u8],
+    budget: &Budget,
+    seed: S,
+) -> Result<S::Value> {
+    seed.deserialize(&mut Reader {
         input: body,
         budget,
     })

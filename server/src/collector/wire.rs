@@ -288,38 +288,192 @@ fn next<'a, A: MapAccess<'a>, T: Deserialize<'a> + Default>(map: &mut A) -> Resu
     Ok(map.next_value::<Option<T>>()?.unwrap_or_default())
 }
 
-impl<'a> Deserialize<'a> for WireReport<'a> {
-    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
-        struct ReportVisitor;
-        impl<'a> Visitor<'a> for ReportVisitor {
-            type Value = WireReport<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a Scope report (a map)")
-            }
-            fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut report = WireReport::default();
-                while let Some(key) = map.next_key::<Text<'a>>()? {
-                    match key.as_str() {
-                        "TS" => report.ts = map.next_value()?,
-                        "Window" => report.window = next::<A, i64>(&mut map)?,
-                        "Shortcut" => report.shortcut = next::<A, bool>(&mut map)?,
-                        "ID" => report.id = map.next_value()?,
-                        "DNS" => report.dns = map.next_value()?,
-                        "Plugins" => report.plugins = map.next_value()?,
-                        name if TOPOLOGIES.contains(&name) => {
-                            let topology = next::<A, WireTopology<'a>>(&mut map)?;
-                            report.topologies.push((key, topology));
-                        }
-                        // Sampling, the legacy `nodes` (BugDNS), and anything newer.
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+/// Where a report's topologies go as the report is decoded: each one's value is decoded by the
+/// sink, in the order they came. A [`WireReport`] keeps them whole; a fold takes their nodes one
+/// by one (`fold.rs`, [`NodeByNode`]).
+pub trait TopologySink<'a> {
+    /// Decodes the value of topology `name` (one of [`TOPOLOGIES`]) from `map` and takes it.
+    fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error>;
+}
+
+/// Topologies kept whole, in the order they came.
+impl<'a> TopologySink<'a> for Vec<(Text<'a>, WireTopology<'a>)> {
+    fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
+        let topology = next::<A, WireTopology<'a>>(map)?;
+        self.push((name, topology));
+        Ok(())
+    }
+}
+
+/// A report's top level: its header fields are kept in the [`WireReport`] it returns (its
+/// topologies empty), its topologies go to the sink.
+pub struct ReportSeed<'s, S>(pub &'s mut S);
+
+impl<'a, S: TopologySink<'a>> de::DeserializeSeed<'a> for ReportSeed<'_, S> {
+    type Value = WireReport<'a>;
+
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'a, S: TopologySink<'a>> Visitor<'a> for ReportSeed<'_, S> {
+    type Value = WireReport<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Scope report (a map)")
+    }
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut report = WireReport::default();
+        while let Some(key) = map.next_key::<Text<'a>>()? {
+            match key.as_str() {
+                "TS" => report.ts = map.next_value()?,
+                "Window" => report.window = next::<A, i64>(&mut map)?,
+                "Shortcut" => report.shortcut = next::<A, bool>(&mut map)?,
+                "ID" => report.id = map.next_value()?,
+                "DNS" => report.dns = map.next_value()?,
+                "Plugins" => report.plugins = map.next_value()?,
+                name if TOPOLOGIES.contains(&name) => self.0.topology(key, &mut map)?,
+                // Sampling, the legacy `nodes` (BugDNS), and anything newer.
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Ok(report)
             }
         }
-        d.deserialize_map(ReportVisitor)
+        Ok(report)
+    }
+}
+
+impl<'a> Deserialize<'a> for WireReport<'a> {
+    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
+        let mut topologies = Vec::new();
+        let mut report = de::DeserializeSeed::deserialize(ReportSeed(&mut topologies), d)?;
+        report.topologies = topologies;
+        Ok(report)
+    }
+}
+
+/// Takes a topology's nodes one by one as they are decoded.
+pub trait NodeSink<'a> {
+    fn node(&mut self, id: Text<'a>, node: WireNode<'a>);
+}
+
+/// A topology's value decoded with its nodes handed to a [`NodeSink`] as they come; returns the
+/// topology's head (its nodes empty). As [`WireTopology`]'s own decoding, but stricter where that
+/// is lenient and no probe sends it: the topology must be a map (or `null`) with string keys.
+pub struct NodeByNode<'s, N>(pub &'s mut N);
+
+impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for NodeByNode<'_, N> {
+    type Value = WireTopology<'a>;
+
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, N> {
+    type Value = WireTopology<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a topology (a map) or null")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(WireTopology::default())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(WireTopology::default())
+    }
+    fn visit_some<D: Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
+        de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn once<E: de::Error>(seen: &mut u16, bit: u16, name: &'static str) -> Result<(), E> {
+            if *seen & bit != 0 {
+                return Err(E::duplicate_field(name));
+            }
+            *seen |= bit;
+            Ok(())
+        }
+        fn templates<'a, A: MapAccess<'a>>(map: &mut A) -> Result<Templates, A::Error> {
+            next::<A, Templates>(map)
+        }
+        let mut head = WireTopology::default();
+        let mut seen = 0u16;
+        while let Some(key) = map.next_key::<Text<'a>>()? {
+            match key.as_str() {
+                "shape" => {
+                    once(&mut seen, 1, "shape")?;
+                    head.shape = map.next_value()?;
+                }
+                "tag" => {
+                    once(&mut seen, 2, "tag")?;
+                    head.tag = map.next_value()?;
+                }
+                "label" => {
+                    once(&mut seen, 4, "label")?;
+                    head.label = map.next_value()?;
+                }
+                "label_plural" => {
+                    once(&mut seen, 8, "label_plural")?;
+                    head.label_plural = map.next_value()?;
+                }
+                "nodes" => {
+                    once(&mut seen, 16, "nodes")?;
+                    map.next_value_seed(Nodes(&mut *self.0))?;
+                }
+                "controls" => {
+                    once(&mut seen, 32, "controls")?;
+                    head.controls = templates(&mut map)?;
+                }
+                "metadata_templates" => {
+                    once(&mut seen, 64, "metadata_templates")?;
+                    head.metadata_templates = templates(&mut map)?;
+                }
+                "metric_templates" => {
+                    once(&mut seen, 128, "metric_templates")?;
+                    head.metric_templates = templates(&mut map)?;
+                }
+                "table_templates" => {
+                    once(&mut seen, 256, "table_templates")?;
+                    head.table_templates = templates(&mut map)?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// A topology's `nodes` (a map by id, or `null`), each handed to the sink as it is decoded.
+struct Nodes<'s, N>(&'s mut N);
+
+impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for Nodes<'_, N> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'a, N: NodeSink<'a>> Visitor<'a> for Nodes<'_, N> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map or null")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
+        de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((id, node)) = map.next_entry::<Text<'a>, WireNode<'a>>()? {
+            self.0.node(id, node);
+        }
+        Ok(())
     }
 }
 

@@ -178,6 +178,10 @@ fn folding_random_reports_is_merging_the_buckets_in_the_window() {
     for seed in 0..40 {
         let mut rng = Rng(seed);
         let mut folded = FoldedWindow::default();
+        // The same reports' JSON folded as it is decoded (history's way) and decoded whole first
+        // (ingest's way).
+        let mut as_decoded = FoldedWindow::default();
+        let mut decoded_whole = FoldedWindow::default();
         let mut plain = PlainWindow::default();
         let mut now = 0;
         for step in 0..120 {
@@ -189,12 +193,27 @@ fn folding_random_reports_is_merging_the_buckets_in_the_window() {
                 _ => rng.below(20_000) as i64,
             };
             folded.expire(now, WINDOW);
+            as_decoded.expire(now, WINDOW);
+            decoded_whole.expire(now, WINDOW);
             plain.expire(now);
             check(&folded, &plain, &format!("expiry, seed {seed} step {step}"));
             let report = random_report(&mut rng);
+            let json = serde_json::to_vec(&report).unwrap();
             folded.accept(report.clone(), now, QUANTUM);
             plain.accept(report, now);
             check(&folded, &plain, &format!("report, seed {seed} step {step}"));
+            let limits = BudgetLimits::for_report(1 << 30);
+            as_decoded
+                .accept_encoded(&json, Format::Json, limits, now, QUANTUM)
+                .unwrap();
+            let wire: WireReport = parse(&json, Format::Json, limits).unwrap();
+            decoded_whole.accept(wire, now, QUANTUM);
+            assert_eq!(
+                as_decoded.to_report(),
+                decoded_whole.to_report(),
+                "folded as decoded, seed {seed} step {step}"
+            );
+            assert_eq!(as_decoded.buckets(), decoded_whole.buckets());
         }
     }
 }
@@ -219,6 +238,8 @@ fn folding_the_probe_fixtures_is_merging_them() {
         })
         .collect();
     let mut folded = FoldedWindow::default();
+    // And as history folds them: as they are decoded.
+    let mut as_decoded = FoldedWindow::default();
     let mut plain = PlainWindow::default();
     // Every 3 s, as the probe sends them, then again (twice as fast) until the first ones leave.
     let times = [
@@ -236,6 +257,21 @@ fn folding_the_probe_fixtures_is_merging_them() {
         folded.accept(wire, now, QUANTUM);
         plain.accept(reports[n % 4].clone(), now);
         check(&folded, &plain, &format!("report {n}"));
+        as_decoded.expire(now, WINDOW);
+        as_decoded
+            .accept_encoded(
+                &bodies[n % 4],
+                Format::Msgpack,
+                BudgetLimits::for_report(64 << 20),
+                now,
+                QUANTUM,
+            )
+            .unwrap();
+        check(
+            &as_decoded,
+            &plain,
+            &format!("report {n} folded as decoded"),
+        );
     }
     for now in [25_000, 30_000, 36_001] {
         assert_eq!(

@@ -261,6 +261,11 @@ struct FoldedMoment {
 /// Probes' folded parts, each with its probe.
 type FoldedParts = Vec<(String, FoldedWindow)>;
 
+/// Frees `value` on a blocking thread: big windows and parts take milliseconds to free.
+fn drop_off_runtime<T: Send + 'static>(value: T) {
+    tokio::task::spawn_blocking(move || drop(value));
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -712,15 +717,23 @@ impl History {
         lock(&self.kept).remove(instance);
         self.forget_listings(instance);
         let mut past = lock(&self.past);
-        if let Some(folded) = past.folded.remove(instance) {
+        let folded = past.folded.remove(instance);
+        if let Some(folded) = &folded {
             past.folded_bytes -= folded.bytes;
         }
-        past.windows.retain(|(i, ..), _| i != instance);
-        let before = past.renders.len();
-        past.renders.retain(|((i, _), _), _| i != instance);
-        if past.renders.len() != before {
+        let windows: Vec<_> = past
+            .windows
+            .extract_if(|(i, ..), _| i == instance)
+            .collect();
+        let renders: Vec<_> = past
+            .renders
+            .extract_if(|((i, _), _), _| i == instance)
+            .collect();
+        if !renders.is_empty() {
             past.render_bytes = past.renders.values().map(|(_, b, _)| b).sum();
         }
+        drop(past);
+        drop_off_runtime((folded, windows, renders));
         Ok(deleted)
     }
 
@@ -762,6 +775,9 @@ impl History {
         samples: Samples,
     ) -> HistoryResult<PastWindow> {
         let key = (instance.to_owned(), at_ms, samples);
+        // A window let go of is a whole merged report: freeing it takes milliseconds, which are
+        // not this read's to wait for (nor the async runtime's).
+        let mut gone = None;
         let cell = {
             let mut past = lock(&self.past);
             past.tick += 1;
@@ -777,13 +793,14 @@ impl History {
                         .min_by_key(|(_, (used, _))| *used)
                         .map(|(k, _)| k.clone())
                 {
-                    past.windows.remove(&oldest);
+                    gone = past.windows.remove(&oldest);
                 }
                 let cell = Arc::new(tokio::sync::OnceCell::new());
                 past.windows.insert(key.clone(), (tick, cell.clone()));
                 cell
             }
         };
+        drop_off_runtime(gone);
         let made = cell
             .get_or_try_init(|| {
                 self.make_window(instance, at_ms, now_ms, limits, max_nodes, samples)
@@ -831,11 +848,30 @@ impl History {
             .acquire()
             .await
             .map_err(|e| HistoryError::Other(e.to_string()))?;
-        let (report, parts) = tokio::task::spawn_blocking(move || {
-            fold_window(start, records, at_ms, limits, max_nodes, samples)
-        })
-        .await
-        .map_err(|e| HistoryError::Other(e.to_string()))?;
+        let fold = |start, records| {
+            tokio::task::spawn_blocking(move || {
+                fold_window(start, records, at_ms, limits, max_nodes, samples)
+            })
+        };
+        let folded = fold(start, records)
+            .await
+            .map_err(|e| HistoryError::Other(e.to_string()))?;
+        let (report, parts) = match folded {
+            Ok(folded) => folded,
+            // Stepped from a moment before, a report failed to decode: all of the window's
+            // reports are read and folded again.
+            Err(FoldAgain) => {
+                let records = self
+                    .records_between(instance, at_ms - WINDOW_MS - 1, at_ms, now_ms)
+                    .await?;
+                fold(Vec::new(), records)
+                    .await
+                    .map_err(|e| HistoryError::Other(e.to_string()))?
+                    .map_err(|FoldAgain| {
+                        HistoryError::Other("a window from nothing was to be folded again".into())
+                    })?
+            }
+        };
         let coverage = if !parts.is_empty() {
             Coverage::Kept
         } else if kept.from_ms.is_none_or(|from| at_ms < from) {
@@ -915,7 +951,7 @@ impl History {
             }
         }
         if !gone.is_empty() {
-            tokio::task::spawn_blocking(move || drop(gone));
+            drop_off_runtime(gone);
         }
     }
 
@@ -941,6 +977,7 @@ impl History {
         if bytes > MAX_PAST_RENDER_BYTES / 4 {
             return;
         }
+        let mut gone = Vec::new();
         let mut past = lock(&self.past);
         while past.render_bytes + bytes > MAX_PAST_RENDER_BYTES {
             let Some(oldest) = past
@@ -951,17 +988,23 @@ impl History {
             else {
                 break;
             };
-            if let Some((_, b, _)) = past.renders.remove(&oldest) {
+            if let Some((_, b, render)) = past.renders.remove(&oldest) {
                 past.render_bytes -= b;
+                gone.push(render);
             }
         }
         past.tick += 1;
         let tick = past.tick;
         let key = ((instance.to_owned(), at_ms), key.to_owned());
-        if let Some((_, old, _)) = past.renders.insert(key, (tick, bytes, rendered)) {
+        if let Some((_, old, render)) = past.renders.insert(key, (tick, bytes, rendered)) {
             past.render_bytes -= old;
+            gone.push(render);
         }
         past.render_bytes += bytes;
+        drop(past);
+        if !gone.is_empty() {
+            drop_off_runtime(gone);
+        }
     }
 
     /// Up to `points` samples of the live window's node counts per report topology between
@@ -1029,13 +1072,26 @@ fn gzipped(mut r: Record) -> Record {
     r
 }
 
+/// A window's probes' parts folded from history: the window merged, and the parts still in it
+/// with their footprints (kept for a later moment).
+type Folded = (Report, Vec<(String, FoldedWindow, usize)>);
+
+/// A kept report failed to decode while it was folded into a part a moment before had left (its
+/// older reports are not at hand): the window is to be folded again from all its reports.
+#[derive(Debug)]
+struct FoldAgain;
+
 /// Folds `records` (in arrival order) into the probes' parts `start` (empty, or the parts of a
 /// moment before every record) as the live window would have folded them, and merges the window as
 /// it was at `at_ms`. Each probe's reports fold into that probe's own part, as in [`slot::Slot`], so
 /// the probes are folded and materialised on every core at once; the parts are then merged in the
 /// order [`slot::Slot::parts`] gives them. Also returns the parts still in the window, with their
-/// footprints, for a later moment. A report that no longer decodes (a limit lowered since) is left
-/// out. The window's metrics keep the `samples` asked for.
+/// footprints, for a later moment. The window's metrics keep the `samples` asked for.
+///
+/// Reports are folded as they are decoded. One that no longer decodes (a limit lowered since, a
+/// damaged store) is left out: its probe is folded again from nothing, each report decoded whole
+/// before it is folded — or, for a probe whose part came from `start`, the caller is told to fold
+/// the whole window again.
 fn fold_window(
     start: FoldedParts,
     records: Vec<(String, Record)>,
@@ -1043,30 +1099,47 @@ fn fold_window(
     limits: Limits,
     max_nodes: usize,
     samples: Samples,
-) -> (Report, Vec<(String, FoldedWindow, usize)>) {
+) -> Result<Folded, FoldAgain> {
     let max = usize::try_from(limits.max_report_bytes)
         .unwrap_or(usize::MAX)
         .max(16 << 20);
     let budget = BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
-    let mut by_probe: BTreeMap<String, (FoldedWindow, Vec<Record>)> = start
+    // Each probe's part, whether it came from `start`, and its reports.
+    let mut by_probe: BTreeMap<String, (FoldedWindow, bool, Vec<Record>)> = start
         .into_iter()
-        .map(|(probe, window)| (probe, (window, Vec::new())))
+        .map(|(probe, window)| (probe, (window, true, Vec::new())))
         .collect();
     for (_, r) in records {
-        by_probe.entry(r.probe.clone()).or_default().1.push(r);
+        by_probe.entry(r.probe.clone()).or_default().2.push(r);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let probes: Vec<_> = by_probe.into_iter().collect();
-    let mut done: Vec<_> = fold::each_on_cores(probes, cores, |(probe, (mut window, records))| {
-        fold_probe(&mut window, &records, at_ms, max, budget);
-        let oldest = window.oldest_at()?;
+    let folded = fold::each_on_cores(probes, cores, |(probe, (mut window, started, records))| {
+        if !fold_probe(
+            &mut window,
+            &records,
+            at_ms,
+            max,
+            budget,
+            Decoding::AsItComes,
+        ) {
+            if started {
+                return Err(FoldAgain);
+            }
+            window = FoldedWindow::default();
+            fold_probe(&mut window, &records, at_ms, max, budget, Decoding::Whole);
+        }
+        let Some(oldest) = window.oldest_at() else {
+            return Ok(None);
+        };
         let materialized = window.materialize_with(samples);
         let bytes = window.footprint();
-        Some((oldest, probe, materialized, window, bytes))
-    })
-    .into_iter()
-    .flatten()
-    .collect();
+        Ok(Some((oldest, probe, materialized, window, bytes)))
+    });
+    let mut done = Vec::with_capacity(folded.len());
+    for probe in folded {
+        done.extend(probe?);
+    }
     done.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut materialized = Vec::with_capacity(done.len());
     let mut parts = Vec::with_capacity(done.len());
@@ -1074,33 +1147,59 @@ fn fold_window(
         materialized.push(m);
         parts.push((probe, window, bytes));
     }
-    (fold::merge_materialized(materialized, true), parts)
+    Ok((fold::merge_materialized(materialized, true), parts))
+}
+
+/// How [`fold_probe`] decodes a kept report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    /// Folded node by node as it is decoded ([`FoldedWindow::accept_encoded`]): quicker, but a
+    /// report that fails to decode leaves the part partly folded.
+    AsItComes,
+    /// Decoded whole, then folded; a report that fails to decode is left out.
+    Whole,
 }
 
 /// Folds one probe's reports (in arrival order) into its part as the live window would have
-/// ([`slot::fold_into`]), and leaves the part as it was at `at_ms`.
+/// ([`slot::fold_into`]), and leaves the part as it was at `at_ms`. False if a report failed to
+/// decode while it was folded as it came (the part is then partly folded: fold it again).
 fn fold_probe(
     window: &mut FoldedWindow,
     records: &[Record],
     at_ms: i64,
     max: usize,
     budget: BudgetLimits,
-) {
+    decoding: Decoding,
+) -> bool {
     for r in records {
-        let folded = decode::with_inflated(&r.body, r.gzipped, max, |raw| {
-            let report: WireReport = decode::parse(raw, r.format, budget)?;
-            window.expire(r.at_ms, WINDOW_MS);
-            window.accept(report, r.at_ms, slot::QUANTUM_MS);
-            Ok::<(), decode::DecodeError>(())
+        let folded = decode::with_inflated(&r.body, r.gzipped, max, |raw| match decoding {
+            Decoding::AsItComes => {
+                window.expire(r.at_ms, WINDOW_MS);
+                window.accept_encoded(raw, r.format, budget, r.at_ms, slot::QUANTUM_MS)
+            }
+            Decoding::Whole => {
+                let report: WireReport = decode::parse(raw, r.format, budget)?;
+                window.expire(r.at_ms, WINDOW_MS);
+                window.accept(report, r.at_ms, slot::QUANTUM_MS);
+                Ok(())
+            }
         });
         match folded {
             Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => {
+            // A body that does not inflate was not folded at all.
+            Err(e) => {
+                tracing::debug!(error = %e, "a kept report does not inflate; left out of its window");
+            }
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "a kept report does not decode; left out of its window");
+                if decoding == Decoding::AsItComes {
+                    return false;
+                }
             }
         }
     }
     window.expire(at_ms, WINDOW_MS);
+    true
 }
 
 /// Distinct nodes per report topology in `parts` (the timeline's counts), endpoints left out:

@@ -173,6 +173,79 @@ async fn a_past_window_is_the_live_window_it_was() {
     );
 }
 
+/// A kept report that no longer decodes (here a body cut short before it was gzipped) is left out
+/// of every window, whether the window is folded from nothing or stepped to from a moment before
+/// (its part partly folded when the report failed, so the window is folded again).
+#[tokio::test]
+async fn a_kept_report_that_does_not_decode_is_left_out_of_its_windows() {
+    use std::io::Write;
+    let raw = decode::inflate(&fixture(SEQUENCE[1]), true, 64 << 20)
+        .unwrap()
+        .into_owned();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw[..raw.len() * 2 / 3]).unwrap();
+    let damaged = Bytes::from(gz.finish().unwrap());
+    // Folded as it is decoded, it fails after some of its nodes went in.
+    let mut part = fold::FoldedWindow::default();
+    let budget = BudgetLimits::for_report(64 << 20);
+    let cut = &raw[..raw.len() * 2 / 3];
+    assert!(
+        part.accept_encoded(cut, Format::Msgpack, budget, T0, slot::QUANTUM_MS)
+            .is_err()
+    );
+    assert!(part.node_ids().next().is_some());
+
+    let good: Vec<(i64, &str, &str)> = vec![
+        (T0, "probe-1", SEQUENCE[0]),
+        (T0 + 500, "probe-2", SEQUENCE[0]),
+        (T0 + 6_000, "probe-1", SEQUENCE[2]),
+        (T0 + 6_500, "probe-2", SEQUENCE[3]),
+    ];
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let writer = history_on(store.clone(), 1 << 30);
+    for (at, probe, name) in &good {
+        writer.keep("inst", *at, probe, Format::Msgpack, fixture(name), true);
+    }
+    writer.keep(
+        "inst",
+        T0 + 3_000,
+        "probe-1",
+        Format::Msgpack,
+        damaged,
+        true,
+    );
+    assert_eq!(writer.flush(T0 + 10_000, &no_counts).await, 1);
+    let at = T0 + 8_000;
+    let live = live_window(&good, at, Samples::All);
+    // From nothing.
+    let cold = history_on(store.clone(), 1 << 30);
+    let past = cold
+        .window_at("inst", at, T0 + 60_000, LIMITS, 100_000, Samples::All)
+        .await
+        .unwrap();
+    assert!(*past.report == live, "folded from nothing");
+    // Stepped to from a moment before the damaged report.
+    let stepped = history_on(store, 1 << 30);
+    let before = stepped
+        .window_at(
+            "inst",
+            T0 + 2_000,
+            T0 + 60_000,
+            LIMITS,
+            100_000,
+            Samples::All,
+        )
+        .await
+        .unwrap();
+    assert!(*before.report == live_window(&good, T0 + 2_000, Samples::All));
+    let past = stepped
+        .window_at("inst", at, T0 + 60_000, LIMITS, 100_000, Samples::All)
+        .await
+        .unwrap();
+    assert_eq!(lock(&stepped.past).stepped, 1);
+    assert!(*past.report == live, "stepped to");
+}
+
 /// The folded parts kept for a step forward stay within their bound: the least recently made
 /// instance's go first, and a moment over half the bound is not kept.
 #[tokio::test]
