@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use serde::de::MapAccess;
+
 use super::bounded::BudgetLimits;
 use super::decode::{self, DecodeError, Format};
 use super::footprint::Footprint;
@@ -31,7 +33,6 @@ use super::wire::{
     List, NodeByNode, NodeSink, ReportSeed, Text, TopologySink, WireLatest, WireNode, WireReport,
     WireSets,
 };
-use serde::de::MapAccess;
 
 /// A bucket's number within its probe's window; they only grow.
 type Seq = u32;

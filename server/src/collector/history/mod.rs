@@ -800,7 +800,9 @@ impl History {
                 cell
             }
         };
-        drop_off_runtime(gone);
+        if let Some(gone) = gone {
+            drop_off_runtime(gone);
+        }
         let made = cell
             .get_or_try_init(|| {
                 self.make_window(instance, at_ms, now_ms, limits, max_nodes, samples)
