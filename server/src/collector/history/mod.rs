@@ -266,6 +266,52 @@ fn drop_off_runtime<T: Send + 'static>(value: T) {
     tokio::task::spawn_blocking(move || drop(value));
 }
 
+/// How old a staging file must be to be swept: far older than any write in flight.
+const STAGING_KEPT: Duration = Duration::from_secs(10 * 60);
+
+/// Deletes the staging files under `folder` older than `older_than`, and says how many. The local
+/// store writes each object to a staging file beside it (`<object>#<n>`) and renames it into place:
+/// one that a crash (`kill -9` mid-write) left behind is never read, nor listed, but takes space
+/// until it is deleted here, when the folder is opened again. Object keys never hold a `#`.
+fn sweep_staging(folder: &std::path::Path, older_than: Duration) -> usize {
+    let Some(before) = std::time::SystemTime::now().checked_sub(older_than) else {
+        return 0;
+    };
+    let is_staging = |name: &str| {
+        name.rsplit_once('#').is_some_and(|(object, n)| {
+            !object.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let mut removed = 0;
+    let mut folders = vec![folder.to_path_buf()];
+    while let Some(dir) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                folders.push(entry.path());
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < before);
+            if kind.is_file()
+                && old
+                && is_staging(&entry.file_name().to_string_lossy())
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -279,6 +325,22 @@ impl History {
                     anyhow::anyhow!("cannot create the history folder {}: {e}", path.display())
                 })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(path)?;
+                let folder = path.clone();
+                let sweeping = std::thread::Builder::new()
+                    .name("history-sweep".into())
+                    .spawn(move || {
+                        let removed = sweep_staging(&folder, STAGING_KEPT);
+                        if removed > 0 {
+                            tracing::info!(
+                                removed,
+                                folder = %folder.display(),
+                                "history: deleted staging files a crash left behind"
+                            );
+                        }
+                    });
+                if let Err(e) = sweeping {
+                    tracing::warn!(error = %e, "history: staging files are not swept");
+                }
                 (Arc::new(store), Path::from("v1"))
             }
             HistoryLocation::S3 { bucket, prefix } => {

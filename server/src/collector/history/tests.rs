@@ -458,3 +458,37 @@ fn history_urls() {
     assert!("s3://".parse::<HistoryLocation>().is_err());
     assert!("gs://bucket".parse::<HistoryLocation>().is_err());
 }
+
+/// Staging files a crash left in a history folder are deleted when the folder is opened again,
+/// once they are older than any write in flight; objects, fresh staging files and other names stay.
+#[tokio::test]
+async fn staging_files_a_crash_left_are_swept_when_the_folder_opens() {
+    let folder = tempfile::tempdir().unwrap();
+    let hour = folder.path().join("v1/inst/2026-12-03T06");
+    std::fs::create_dir_all(&hour).unwrap();
+    let aged = |name: &str, age: Duration| {
+        let path = hour.join(name);
+        std::fs::write(&path, b"x").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+        path
+    };
+    let batch = aged("1-2-w-1.batch", Duration::from_secs(3_600));
+    let left = aged("1-2-w-2.batch#7", Duration::from_secs(3_600));
+    let in_flight = aged("1-2-w-3.batch#8", Duration::from_secs(5));
+    let other = aged("notes#draft", Duration::from_secs(3_600));
+    let config = HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()));
+    let _history = History::open(config, Metrics::new()).unwrap();
+    for _ in 0..100 {
+        if !left.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!left.exists(), "the old staging file is deleted");
+    assert!(batch.exists() && in_flight.exists() && other.exists());
+    assert_eq!(sweep_staging(folder.path(), STAGING_KEPT), 0);
+    assert_eq!(sweep_staging(folder.path(), Duration::ZERO), 1);
+    assert!(!in_flight.exists() && batch.exists() && other.exists());
+}
