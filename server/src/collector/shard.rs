@@ -146,8 +146,9 @@ impl InProcessShard {
         self.history.as_ref()
     }
 
-    /// Writes history out every flush interval and enforces retention every retention interval,
-    /// until `shutdown`; then writes out what is left.
+    /// Writes history out every flush interval and enforces retention (and sweeps a local
+    /// folder's leftover staging files) every retention interval, from the start, until
+    /// `shutdown`; then writes out what is left.
     pub async fn run_history(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let Some(history) = self.history.clone() else {
             return;
@@ -161,7 +162,10 @@ impl InProcessShard {
                 _ = flush.tick() => {
                     self.flush_history().await;
                 }
-                _ = retention.tick() => self.enforce_retention(&history).await,
+                _ = retention.tick() => {
+                    self.enforce_retention(&history).await;
+                    history.sweep().await;
+                }
                 () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             }
         }

@@ -21,7 +21,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use super::keyed::KeyedMap;
 use super::report::{
     LatestEntry, Metric, Node, Report, Shared, StringSets, TOPOLOGIES, Templates, Time, Topology,
-    bounded_templates, null_default, owned,
+    bounded_templates, owned,
 };
 
 /// Elements taken on trust from a length a map or list announces before they arrive.
@@ -231,26 +231,19 @@ pub struct WireNode<'a> {
     pub children: List<Node>,
 }
 
-/// A topology: its nodes, and its head (everything else, as [`Topology`] holds it).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A topology: its nodes, and its head (everything else, as [`Topology`] holds it). Decoded by
+/// [`NodeByNode`], whose nodes go to a [`NodeSink`]: into `nodes` for a [`WireReport`], straight into
+/// a window for a fold as it is decoded.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WireTopology<'a> {
-    #[serde(default, borrow)]
     pub shape: Text<'a>,
-    #[serde(default, borrow)]
     pub tag: Text<'a>,
-    #[serde(default, borrow)]
     pub label: Text<'a>,
-    #[serde(default, borrow)]
     pub label_plural: Text<'a>,
-    #[serde(default, borrow)]
     pub nodes: Entries<'a, WireNode<'a>>,
-    #[serde(default, deserialize_with = "null_default")]
     pub controls: Templates,
-    #[serde(default, deserialize_with = "null_default")]
     pub metadata_templates: Templates,
-    #[serde(default, deserialize_with = "null_default")]
     pub metric_templates: Templates,
-    #[serde(default, deserialize_with = "null_default")]
     pub table_templates: Templates,
 }
 
@@ -299,9 +292,18 @@ pub trait TopologySink<'a> {
 /// Topologies kept whole, in the order they came.
 impl<'a> TopologySink<'a> for Vec<(Text<'a>, WireTopology<'a>)> {
     fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
-        let topology = next::<A, WireTopology<'a>>(map)?;
+        let mut nodes = Vec::new();
+        let mut topology = map.next_value_seed(NodeByNode(&mut nodes))?;
+        topology.nodes = Entries(nodes);
         self.push((name, topology));
         Ok(())
+    }
+}
+
+/// A topology's nodes kept, in the order they came.
+impl<'a> NodeSink<'a> for Vec<(Text<'a>, WireNode<'a>)> {
+    fn node(&mut self, id: Text<'a>, node: WireNode<'a>) {
+        self.push((id, node));
     }
 }
 
@@ -357,9 +359,9 @@ pub trait NodeSink<'a> {
     fn node(&mut self, id: Text<'a>, node: WireNode<'a>);
 }
 
-/// A topology's value decoded with its nodes handed to a [`NodeSink`] as they come; returns the
-/// topology's head (its nodes empty). As [`WireTopology`]'s own decoding, but stricter where that
-/// is lenient and no probe sends it: the topology must be a map (or `null`) with string keys.
+/// The one decoding of a topology's value: its nodes are handed to a [`NodeSink`] as they come, and
+/// the topology's head is returned (its nodes empty). A map with string keys, or `null`; a field
+/// repeated is refused; unknown fields are skipped.
 pub struct NodeByNode<'s, N>(pub &'s mut N);
 
 impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for NodeByNode<'_, N> {

@@ -287,6 +287,65 @@ fn folding_the_probe_fixtures_is_merging_them() {
     assert_eq!(folded.to_report(), Report::default());
 }
 
+/// Reports written by hand for what `serde_json::to_vec(&Report)` never makes: null topologies and
+/// nodes, a topology twice, a node id twice, nodes before the head's fields, unknown fields. Folded
+/// as they are decoded they give the window that decoding them whole and folding gives; what
+/// decoding whole refuses, folding as they are decoded refuses too.
+#[test]
+fn folding_as_decoded_is_folding_the_decoded_report_on_odd_reports() {
+    let limits = BudgetLimits::for_report(1 << 20);
+    let odd = [
+        r#"{"Process": null, "Host": {"nodes": null, "shape": "circle"}}"#,
+        r#"{"Process": {"nodes": {"a": {"latest": {"k": {"timestamp": "2026-12-03T06:00:00Z",
+            "value": "1"}}}}, "label": "P"}, "Process": {"label_plural": "Ps", "nodes": {"a":
+            {"latest": {"k": {"timestamp": "2026-12-03T06:00:01Z", "value": "2"}}}, "b": {}}}}"#,
+        r#"{"Container": {"nodes": {"c": {"adjacency": ["x"]}, "c": {"adjacency": ["y"],
+            "sets": {"s": ["1"]}}}, "shape": "hexagon", "surprise": [1, 2], "controls": null},
+            "TS": "2026-12-03T06:00:00Z", "Window": 15000000000, "ID": "r1"}"#,
+    ];
+    for (i, json) in odd.iter().enumerate() {
+        let mut as_decoded = FoldedWindow::default();
+        let mut whole = FoldedWindow::default();
+        for now in [0, 1_500] {
+            as_decoded
+                .accept_encoded(json.as_bytes(), Format::Json, limits, now, QUANTUM)
+                .unwrap();
+            let wire: WireReport = parse(json.as_bytes(), Format::Json, limits).unwrap();
+            whole.accept(wire, now, QUANTUM);
+            assert_eq!(
+                as_decoded.to_report(),
+                whole.to_report(),
+                "report {i} at {now}"
+            );
+            assert_eq!(as_decoded.buckets(), whole.buckets());
+        }
+        let nodes: usize = whole
+            .to_report()
+            .topologies
+            .values()
+            .map(|t| t.nodes.len())
+            .sum();
+        assert_eq!(nodes, [0, 2, 1][i], "report {i}");
+    }
+    for bad in [
+        r#"{"Process": ["circle"]}"#,
+        r#"{"Process": {"nodes": {}, "nodes": {}}}"#,
+        r#"{"Process": {"nodes": {"a": {"latest": 7}}}}"#,
+        r#"{"Process": {"nodes": {}}} trailing"#,
+    ] {
+        assert!(
+            parse::<WireReport>(bad.as_bytes(), Format::Json, limits).is_err(),
+            "{bad}"
+        );
+        assert!(
+            FoldedWindow::default()
+                .accept_encoded(bad.as_bytes(), Format::Json, limits, 0, QUANTUM)
+                .is_err(),
+            "{bad}"
+        );
+    }
+}
+
 #[test]
 fn the_window_of_several_probes_is_the_merge_of_their_reports() {
     let full = read_fixture("probe-full-1.msgpack.gz");

@@ -261,9 +261,12 @@ struct FoldedMoment {
 /// Probes' folded parts, each with its probe.
 type FoldedParts = Vec<(String, FoldedWindow)>;
 
-/// Frees `value` on a blocking thread: big windows and parts take milliseconds to free.
+/// Frees `value` on a blocking thread: big windows and parts take milliseconds to free (in place
+/// when there is no runtime to lend one).
 fn drop_off_runtime<T: Send + 'static>(value: T) {
-    tokio::task::spawn_blocking(move || drop(value));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn_blocking(move || drop(value));
+    }
 }
 
 /// How old a staging file must be to be swept: far older than any write in flight.
@@ -271,16 +274,15 @@ const STAGING_KEPT: Duration = Duration::from_secs(10 * 60);
 
 /// Deletes the staging files under `folder` older than `older_than`, and says how many. The local
 /// store writes each object to a staging file beside it (`<object>#<n>`) and renames it into place:
-/// one that a crash (`kill -9` mid-write) left behind is never read, nor listed, but takes space
-/// until it is deleted here, when the folder is opened again. Object keys never hold a `#`.
+/// one that a crash (`kill -9` mid-write) left behind is never listed nor read, but takes space
+/// until it is deleted here. Names are told as the store tells them; object keys never hold a `#`.
 fn sweep_staging(folder: &std::path::Path, older_than: Duration) -> usize {
     let Some(before) = std::time::SystemTime::now().checked_sub(older_than) else {
         return 0;
     };
     let is_staging = |name: &str| {
-        name.rsplit_once('#').is_some_and(|(object, n)| {
-            !object.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-        })
+        name.split_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
     let mut removed = 0;
     let mut folders = vec![folder.to_path_buf()];
@@ -294,15 +296,12 @@ fn sweep_staging(folder: &std::path::Path, older_than: Duration) -> usize {
             };
             if kind.is_dir() {
                 folders.push(entry.path());
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified < before);
-            if kind.is_file()
-                && old
+            } else if kind.is_file()
                 && is_staging(&entry.file_name().to_string_lossy())
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified < before)
                 && std::fs::remove_file(entry.path()).is_ok()
             {
                 removed += 1;
@@ -325,22 +324,6 @@ impl History {
                     anyhow::anyhow!("cannot create the history folder {}: {e}", path.display())
                 })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(path)?;
-                let folder = path.clone();
-                let sweeping = std::thread::Builder::new()
-                    .name("history-sweep".into())
-                    .spawn(move || {
-                        let removed = sweep_staging(&folder, STAGING_KEPT);
-                        if removed > 0 {
-                            tracing::info!(
-                                removed,
-                                folder = %folder.display(),
-                                "history: deleted staging files a crash left behind"
-                            );
-                        }
-                    });
-                if let Err(e) = sweeping {
-                    tracing::warn!(error = %e, "history: staging files are not swept");
-                }
                 (Arc::new(store), Path::from("v1"))
             }
             HistoryLocation::S3 { bucket, prefix } => {
@@ -383,6 +366,26 @@ impl History {
 
     pub fn config(&self) -> &HistoryConfig {
         &self.config
+    }
+
+    /// Deletes the staging files a crash left among a local folder's objects once they are older
+    /// than any write in flight ([`sweep_staging`]), off the runtime; each retention pass does,
+    /// the first as the collector starts. Says how many.
+    pub async fn sweep(&self) -> usize {
+        let HistoryLocation::Folder(folder) = &self.config.location else {
+            return 0;
+        };
+        let objects = folder.join(self.root.as_ref());
+        let removed = tokio::task::spawn_blocking(move || sweep_staging(&objects, STAGING_KEPT))
+            .await
+            .unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "history: deleted staging files a crash left behind"
+            );
+        }
+        removed
     }
 
     fn instance_root(&self, instance: &str) -> Path {
@@ -795,7 +798,9 @@ impl History {
             past.render_bytes = past.renders.values().map(|(_, b, _)| b).sum();
         }
         drop(past);
-        drop_off_runtime((folded, windows, renders));
+        if folded.is_some() || !windows.is_empty() || !renders.is_empty() {
+            drop_off_runtime((folded, windows, renders));
+        }
         Ok(deleted)
     }
 
@@ -912,30 +917,11 @@ impl History {
             .acquire()
             .await
             .map_err(|e| HistoryError::Other(e.to_string()))?;
-        let fold = |start, records| {
-            tokio::task::spawn_blocking(move || {
-                fold_window(start, records, at_ms, limits, max_nodes, samples)
-            })
-        };
-        let folded = fold(start, records)
-            .await
-            .map_err(|e| HistoryError::Other(e.to_string()))?;
-        let (report, parts) = match folded {
-            Ok(folded) => folded,
-            // Stepped from a moment before, a report failed to decode: all of the window's
-            // reports are read and folded again.
-            Err(FoldAgain) => {
-                let records = self
-                    .records_between(instance, at_ms - WINDOW_MS - 1, at_ms, now_ms)
-                    .await?;
-                fold(Vec::new(), records)
-                    .await
-                    .map_err(|e| HistoryError::Other(e.to_string()))?
-                    .map_err(|FoldAgain| {
-                        HistoryError::Other("a window from nothing was to be folded again".into())
-                    })?
-            }
-        };
+        let (report, parts) = tokio::task::spawn_blocking(move || {
+            fold_window(start, records, at_ms, limits, max_nodes, samples)
+        })
+        .await
+        .map_err(|e| HistoryError::Other(e.to_string()))?;
         let coverage = if !parts.is_empty() {
             Coverage::Kept
         } else if kept.from_ms.is_none_or(|from| at_ms < from) {
@@ -1140,11 +1126,6 @@ fn gzipped(mut r: Record) -> Record {
 /// with their footprints (kept for a later moment).
 type Folded = (Report, Vec<(String, FoldedWindow, usize)>);
 
-/// A kept report failed to decode while it was folded into a part a moment before had left (its
-/// older reports are not at hand): the window is to be folded again from all its reports.
-#[derive(Debug)]
-struct FoldAgain;
-
 /// Folds `records` (in arrival order) into the probes' parts `start` (empty, or the parts of a
 /// moment before every record) as the live window would have folded them, and merges the window as
 /// it was at `at_ms`. Each probe's reports fold into that probe's own part, as in [`slot::Slot`], so
@@ -1152,10 +1133,11 @@ struct FoldAgain;
 /// order [`slot::Slot::parts`] gives them. Also returns the parts still in the window, with their
 /// footprints, for a later moment. The window's metrics keep the `samples` asked for.
 ///
-/// Reports are folded as they are decoded. One that no longer decodes (a limit lowered since, a
-/// damaged store) is left out: its probe is folded again from nothing, each report decoded whole
-/// before it is folded — or, for a probe whose part came from `start`, the caller is told to fold
-/// the whole window again.
+/// A probe folded from nothing has its reports folded as they are decoded; one that no longer
+/// decodes (a limit lowered since, a damaged store) leaves the part partly folded, so the probe is
+/// folded again, each report decoded whole first and the failing one left out. A part stepped from
+/// `start` takes the few reports since that moment decoded whole (it cannot be folded again from
+/// nothing: its older reports are not at hand).
 fn fold_window(
     start: FoldedParts,
     records: Vec<(String, Record)>,
@@ -1163,7 +1145,7 @@ fn fold_window(
     limits: Limits,
     max_nodes: usize,
     samples: Samples,
-) -> Result<Folded, FoldAgain> {
+) -> Folded {
     let max = usize::try_from(limits.max_report_bytes)
         .unwrap_or(usize::MAX)
         .max(16 << 20);
@@ -1178,32 +1160,25 @@ fn fold_window(
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let probes: Vec<_> = by_probe.into_iter().collect();
-    let folded = fold::each_on_cores(probes, cores, |(probe, (mut window, started, records))| {
-        if !fold_probe(
-            &mut window,
-            &records,
-            at_ms,
-            max,
-            budget,
-            Decoding::AsItComes,
-        ) {
-            if started {
-                return Err(FoldAgain);
+    let mut done: Vec<_> =
+        fold::each_on_cores(probes, cores, |(probe, (mut window, started, records))| {
+            let decoding = if started {
+                Decoding::Whole
+            } else {
+                Decoding::AsItComes
+            };
+            if !fold_probe(&mut window, &records, at_ms, max, budget, decoding) {
+                window = FoldedWindow::default();
+                fold_probe(&mut window, &records, at_ms, max, budget, Decoding::Whole);
             }
-            window = FoldedWindow::default();
-            fold_probe(&mut window, &records, at_ms, max, budget, Decoding::Whole);
-        }
-        let Some(oldest) = window.oldest_at() else {
-            return Ok(None);
-        };
-        let materialized = window.materialize_with(samples);
-        let bytes = window.footprint();
-        Ok(Some((oldest, probe, materialized, window, bytes)))
-    });
-    let mut done = Vec::with_capacity(folded.len());
-    for probe in folded {
-        done.extend(probe?);
-    }
+            let oldest = window.oldest_at()?;
+            let materialized = window.materialize_with(samples);
+            let bytes = window.footprint();
+            Some((oldest, probe, materialized, window, bytes))
+        })
+        .into_iter()
+        .flatten()
+        .collect();
     done.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let mut materialized = Vec::with_capacity(done.len());
     let mut parts = Vec::with_capacity(done.len());
@@ -1211,7 +1186,7 @@ fn fold_window(
         materialized.push(m);
         parts.push((probe, window, bytes));
     }
-    Ok((fold::merge_materialized(materialized, true), parts))
+    (fold::merge_materialized(materialized, true), parts)
 }
 
 /// How [`fold_probe`] decodes a kept report.

@@ -195,10 +195,10 @@ async fn a_kept_report_that_does_not_decode_is_left_out_of_its_windows() {
     );
     assert!(part.node_ids().next().is_some());
 
+    // The damaged report is probe-1's last: a part that lost what came before it shows.
     let good: Vec<(i64, &str, &str)> = vec![
         (T0, "probe-1", SEQUENCE[0]),
         (T0 + 500, "probe-2", SEQUENCE[0]),
-        (T0 + 6_000, "probe-1", SEQUENCE[2]),
         (T0 + 6_500, "probe-2", SEQUENCE[3]),
     ];
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -459,36 +459,34 @@ fn history_urls() {
     assert!("gs://bucket".parse::<HistoryLocation>().is_err());
 }
 
-/// Staging files a crash left in a history folder are deleted when the folder is opened again,
-/// once they are older than any write in flight; objects, fresh staging files and other names stay.
+/// Staging files a crash left among a history folder's objects are deleted by the sweep (each
+/// retention pass, the first at start) once they are older than any write in flight; objects,
+/// fresh staging files, names the store lists as objects, and files outside its objects stay.
 #[tokio::test]
-async fn staging_files_a_crash_left_are_swept_when_the_folder_opens() {
+async fn staging_files_a_crash_left_are_swept() {
     let folder = tempfile::tempdir().unwrap();
     let hour = folder.path().join("v1/inst/2026-12-03T06");
     std::fs::create_dir_all(&hour).unwrap();
-    let aged = |name: &str, age: Duration| {
-        let path = hour.join(name);
+    let aged = |path: std::path::PathBuf, age: Duration| {
         std::fs::write(&path, b"x").unwrap();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
         file.set_modified(std::time::SystemTime::now() - age)
             .unwrap();
         path
     };
-    let batch = aged("1-2-w-1.batch", Duration::from_secs(3_600));
-    let left = aged("1-2-w-2.batch#7", Duration::from_secs(3_600));
-    let in_flight = aged("1-2-w-3.batch#8", Duration::from_secs(5));
-    let other = aged("notes#draft", Duration::from_secs(3_600));
+    let hour_old = Duration::from_secs(3_600);
+    let batch = aged(hour.join("1-2-w-1.batch"), hour_old);
+    let left = aged(hour.join("1-2-w-2.batch#7"), hour_old);
+    let in_flight = aged(hour.join("1-2-w-3.batch#8"), Duration::from_secs(5));
+    let listed = aged(hour.join("notes#draft"), hour_old);
+    let outside = aged(folder.path().join("elsewhere.batch#9"), hour_old);
     let config = HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()));
-    let _history = History::open(config, Metrics::new()).unwrap();
-    for _ in 0..100 {
-        if !left.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let history = History::open(config, Metrics::new()).unwrap();
+    assert_eq!(history.sweep().await, 1);
     assert!(!left.exists(), "the old staging file is deleted");
-    assert!(batch.exists() && in_flight.exists() && other.exists());
-    assert_eq!(sweep_staging(folder.path(), STAGING_KEPT), 0);
-    assert_eq!(sweep_staging(folder.path(), Duration::ZERO), 1);
-    assert!(!in_flight.exists() && batch.exists() && other.exists());
+    assert!(batch.exists() && in_flight.exists() && listed.exists() && outside.exists());
+    assert_eq!(history.sweep().await, 0);
+    // Once old enough, the one in flight goes too.
+    assert_eq!(sweep_staging(&folder.path().join("v1"), Duration::ZERO), 1);
+    assert!(!in_flight.exists() && batch.exists() && listed.exists());
 }
