@@ -73,6 +73,8 @@ pub struct Airplane {
     pub startup: StartupStatus,
     /// The in-process collector shard the reconciler places instances on.
     pub shard: Arc<InProcessShard>,
+    /// The collector role serving that shard.
+    pub collector: CollectorState,
     pub users: UsersState,
     pub provisioning: ProvisioningState,
     pub spa: Spa,
@@ -145,7 +147,7 @@ impl Airplane {
             MonitoringState::mailing(settings.monitoring, clock.clone(), directory.clone());
         let api = users::api_router(users.clone())
             .merge(provisioning::api_router(provisioning.clone()))
-            .merge(collector::api_router(collector))
+            .merge(collector::api_router(collector.clone()))
             .merge(monitoring::api_router(monitoring.clone()));
         let routed = Router::new()
             .merge(ops::router(ops))
@@ -160,6 +162,7 @@ impl Airplane {
             metrics,
             startup,
             shard,
+            collector,
             users,
             provisioning,
             spa,
@@ -178,7 +181,7 @@ impl Airplane {
         ));
         tokio::spawn(self.provisioning.reconciler().run(shutdown.clone()));
         tokio::spawn(self.monitoring.clone().run(shutdown.clone()));
-        tokio::spawn(self.shard.clone().run_history(shutdown.clone()));
+        tokio::spawn(self.collector.clone().run_history(shutdown.clone()));
     }
 
     /// Airplane Mode's probe of this machine, reporting to `url` like any probe.

@@ -357,7 +357,7 @@ pub async fn collector(args: CollectorRoleArgs) -> anyhow::Result<()> {
         startup,
         shutdown_rx.clone(),
     ));
-    tokio::spawn(state.shard.clone().run_history(shutdown_rx));
+    tokio::spawn(state.clone().run_history(shutdown_rx));
     announce(&listener, None, None, None)?;
     run_until_shutdown(listener, router, &args.http, shutdown_tx, basics.drain).await?;
     state.shard.flush_history().await;

@@ -253,15 +253,20 @@ pub struct Timeline {
     pub kept_from: Option<i64>,
     pub kept_to: Option<i64>,
     pub kept_bytes: u64,
-    /// Samples over the range: the live window's nodes per report topology (`host`,
-    /// `container`, `process`, `pod`…) when each was written.
+    /// Samples over the range: the live window's nodes when each was written.
     pub points: Vec<TimelinePoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TimelinePoint {
     pub at: i64,
+    /// Distinct nodes per report topology (`Host`, `Container`, `Process`, `Pod`…).
     pub counts: BTreeMap<String, u64>,
+    /// Nodes per view (`containers`, `processes-by-name`…) with its options' defaults, as the
+    /// topology list counts them: what the map showed. Empty for history kept before views were
+    /// counted, or when the count was not made in time.
+    #[serde(default)]
+    pub views: BTreeMap<String, u64>,
 }
 
 /// `GET …/api/topology/{view}/changes?from=&to=` (RFC 3339 each; a moment within the last second

@@ -3,7 +3,7 @@
 //! stand out; and "changes since", which highlights what appeared and vanished on the map.
 
 use leptos::prelude::*;
-use shared::topology::{HistoryNote, Timeline as Kept};
+use shared::topology::{HistoryNote, Timeline as Kept, TimelinePoint};
 
 use crate::api;
 use crate::components::ticker::ticker;
@@ -58,8 +58,27 @@ fn local_time(ms: i64) -> String {
     )
 }
 
-/// The report topology a view is drawn from (what the sparkline counts).
-pub fn report_topology(view: &str) -> &'static str {
+/// What the sparkline draws for `view`: its node counts as the map showed them, or, for history
+/// kept before the collector counted views, the nodes of the report topology it is drawn from.
+/// Points whose view was not counted (a count not made in time) are left out rather than mixed.
+fn counts_of(points: &[TimelinePoint], view: &str) -> Vec<(i64, u64)> {
+    if points.iter().any(|p| !p.views.is_empty()) {
+        return points
+            .iter()
+            .filter(|p| !p.views.is_empty())
+            .map(|p| (p.at, p.views.get(view).copied().unwrap_or(0)))
+            .collect();
+    }
+    let topology = report_topology(view);
+    points
+        .iter()
+        .map(|p| (p.at, p.counts.get(topology).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// The report topology a view is drawn from (the sparkline of history kept before views were
+/// counted).
+fn report_topology(view: &str) -> &'static str {
     match view {
         "hosts" => "Host",
         v if v.starts_with("containers-by-image") => "ContainerImage",
@@ -127,15 +146,14 @@ pub fn Timeline(
         let (f, e) = (from.get(), end.get());
         ((t - f) as f64 / (e - f).max(1) as f64 * WIDTH).clamp(0.0, WIDTH)
     };
+    let drawn = Memo::new(move |_| {
+        let view = view.get();
+        timeline.with(|t: &Kept| counts_of(&t.points, &view))
+    });
+    let most = Memo::new(move |_| drawn.with(|c| c.iter().map(|c| c.1).max().unwrap_or(0)));
     let sparkline = Memo::new(move |_| {
-        let topology = report_topology(&view.get());
-        timeline.with(|t: &Kept| {
-            let counts: Vec<(i64, u64)> = t
-                .points
-                .iter()
-                .map(|p| (p.at, p.counts.get(topology).copied().unwrap_or(0)))
-                .collect();
-            let max = counts.iter().map(|c| c.1).max().unwrap_or(0).max(1) as f64;
+        let max = most.get().max(1) as f64;
+        drawn.with(|counts| {
             counts
                 .iter()
                 .map(|(t, n)| {
@@ -229,8 +247,9 @@ pub fn Timeline(
             <div class="timeline-track">
                 <svg class="sparkline" id="timeline-sparkline" viewBox=format!("0 0 {WIDTH} {HEIGHT}")
                     preserveAspectRatio="none" role="img"
-                    aria-label=move || format!("Nodes in this view over the last {}", RANGES.iter().find(|r| r.0 == range.get()).map_or("hour", |r| r.1))
-                    data-points=move || timeline.with(|t| t.points.len()).to_string()>
+                    aria-label=move || format!("Nodes in this view over the last {}: at most {}", RANGES.iter().find(|r| r.0 == range.get()).map_or("hour", |r| r.1), most.get())
+                    data-points=move || timeline.with(|t| t.points.len()).to_string()
+                    data-most=move || most.get().to_string()>
                     {move || kept_span.get().map(|(a, b)| view! {
                         <rect class="kept" x=format!("{a:.1}") y="0" width=format!("{:.1}", (b - a).max(1.0)) height=HEIGHT.to_string() />
                     })}

@@ -26,7 +26,9 @@ use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{self, Ctx, detail, views};
 use super::report::{self, Report, Time};
-use super::slot::{self, Answer, Making, Merging, RenderPlan, Rendered, Snapshot, Summaries};
+use super::slot::{
+    self, Answer, Making, Merging, RenderPlan, Rendered, Snapshot, Summaries, ViewCounts,
+};
 use crate::error::{Error, Json, Result};
 use crate::identity::{Identity, InstanceReader};
 
@@ -728,20 +730,39 @@ async fn topology_list(
     check_view(&state, &instance, None)?;
     let mut query = topologies::Query::parse(raw.as_deref());
     let at = super::past::moment(&state, &mut query)?;
-    // Every view is rendered for the stats: shared by readers as views are.
+    let (_, answer) = list_render(&state, &instance, query, at).await?;
+    Ok(send_answer(answer, &headers))
+}
+
+/// The topology list for `query` (every view rendered, for its stats) and each view's node count
+/// in it, shared by readers as views are.
+async fn list_render(
+    state: &CollectorState,
+    instance: &str,
+    query: topologies::Query,
+    at: Option<i64>,
+) -> Result<(Arc<ViewCounts>, Answer)> {
     let key = query.cache_key("");
     let render: Render = Arc::new(move |report, time, _| {
         let mut ctx = Ctx::new(report, time);
         let list = topologies::topology_list(&mut ctx, &query);
-        Ok(Some(Rendered::List(answer_of(&list)?)))
+        let counts = Arc::new(topologies::view_counts(&list));
+        Ok(Some(Rendered::List(counts, answer_of(&list)?)))
     });
-    let rendered = render_at(&state, &instance, key, render, at).await?;
-    match rendered {
-        Some(Rendered::List(answer)) => Ok(send_answer(answer, &headers)),
+    match render_at(state, instance, key, render, at).await? {
+        Some(Rendered::List(counts, answer)) => Ok((counts, answer)),
         _ => Err(Error::Internal(anyhow::anyhow!(
             "the topology list rendered as a view"
         ))),
     }
+}
+
+/// Renders the live window's topology list with the options' defaults (or finds it made by a
+/// reader), for the timeline's counts: [`Shard::flush_history`](super::shard::InProcessShard)
+/// takes them from the slot.
+pub(super) async fn count_views(state: &CollectorState, instance: &str) -> Result<()> {
+    list_render(state, instance, topologies::Query::defaults(), None).await?;
+    Ok(())
 }
 
 #[derive(Serialize)]

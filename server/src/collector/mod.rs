@@ -116,6 +116,59 @@ pub fn api_router(state: CollectorState) -> Router {
         .with_state(state)
 }
 
+impl CollectorState {
+    /// History's background work on this collector, from the start until `shutdown`: every
+    /// flush interval, the views of the instances with reports waiting are counted for the
+    /// timeline and what history holds is written out; every retention interval, retention and
+    /// quotas are enforced and a local folder's leftover staging files swept. At shutdown, what
+    /// is left is written out.
+    pub async fn run_history(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let Some(history) = self.shard.history().cloned() else {
+            return;
+        };
+        let interval = history.config().flush_interval;
+        let mut flush = tokio::time::interval(interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retention = tokio::time::interval(history.config().retention_interval);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut counting: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    // Counted first, for at most half an interval: a count that takes longer
+                    // (a huge instance, a busy machine) goes on, for the next write, and costs
+                    // this batch its view counts, never history its writes.
+                    let mut task = match counting.take() {
+                        Some(task) if !task.is_finished() => task,
+                        _ => tokio::spawn(self.clone().count_views(history.waiting_instances())),
+                    };
+                    if tokio::time::timeout(interval / 2, &mut task).await.is_err() {
+                        counting = Some(task);
+                    }
+                    self.shard.flush_history().await;
+                }
+                _ = retention.tick() => {
+                    self.shard.enforce_retention(&history).await;
+                    history.sweep().await;
+                }
+                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            }
+        }
+        self.shard.flush_history().await;
+    }
+
+    /// Renders each instance's topology list with its options' defaults (or finds it made by a
+    /// reader), one instance after another, for the timeline's counts of what the map shows:
+    /// [`InProcessShard::flush_history`] takes them from there.
+    pub async fn count_views(self, instances: Vec<String>) {
+        for instance in instances {
+            if let Err(e) = api::count_views(&self, &instance).await {
+                tracing::debug!(%instance, error = %e, "views not counted for the timeline");
+            }
+        }
+    }
+}
+
 /// Scope's probe-facing paths, mounted under `/api`.
 fn probe_router() -> Router<CollectorState> {
     Router::new()

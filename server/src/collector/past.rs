@@ -187,7 +187,8 @@ pub async fn timeline(
             .into_iter()
             .map(|h| TimelinePoint {
                 at: h.last_ms,
-                counts: h.counts,
+                counts: h.window.counts,
+                views: h.window.views,
             })
             .collect(),
     }))

@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use shared::instances::{Limits, Usage};
 
-use super::history::History;
+use super::history::{History, WindowCounts};
 use super::slot::{MemoryBudget, MemoryLedger, Slot};
 use crate::clock::Clock;
 use crate::error::{Error, Json, Result};
@@ -146,45 +146,29 @@ impl InProcessShard {
         self.history.as_ref()
     }
 
-    /// Writes history out every flush interval and enforces retention (and sweeps a local
-    /// folder's leftover staging files) every retention interval, from the start, until
-    /// `shutdown`; then writes out what is left.
-    pub async fn run_history(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let Some(history) = self.history.clone() else {
-            return;
-        };
-        let mut flush = tokio::time::interval(history.config().flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut retention = tokio::time::interval(history.config().retention_interval);
-        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = flush.tick() => {
-                    self.flush_history().await;
-                }
-                _ = retention.tick() => {
-                    self.enforce_retention(&history).await;
-                    history.sweep().await;
-                }
-                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
-            }
-        }
-        self.flush_history().await;
-    }
-
-    /// Writes out the reports history holds now (each instance's batch carrying its live node
-    /// counts, for the timeline).
+    /// Writes out the reports history holds now, each instance's batch carrying its live
+    /// window's node counts for the timeline: per report topology, counted here, and per view,
+    /// from the topology list with its options' defaults if one was rendered within the last two
+    /// flush intervals (by [`CollectorState::count_views`](super::CollectorState) or a reader).
     pub async fn flush_history(&self) -> usize {
         let Some(history) = &self.history else {
             return 0;
         };
+        let now = self.clock.now();
+        let interval_ms = i64::try_from(history.config().flush_interval.as_millis()).unwrap_or(0);
+        let since = now.saturating_sub(interval_ms.saturating_mul(2));
+        let list = super::render::topologies::Query::defaults().cache_key("");
         let counts = |instance: &str| {
-            let now = self.clock.now();
-            self.with_slot(instance, |slot| slot.parts(now))
-                .map(|parts| super::history::node_counts(&parts))
-                .unwrap_or_default()
+            self.with_slot(instance, |slot| {
+                (slot.parts(now), slot.list_counts(&list, since))
+            })
+            .map(|(parts, views)| WindowCounts {
+                counts: super::history::node_counts(&parts),
+                views: views.map(|v| (*v).clone()).unwrap_or_default(),
+            })
+            .unwrap_or_default()
         };
-        history.flush(self.clock.now(), &counts).await
+        history.flush(now, &counts).await
     }
 
     /// Deletes what each instance on this shard keeps beyond its retention and quota.

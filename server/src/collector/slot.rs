@@ -289,9 +289,12 @@ pub type Summaries = BTreeMap<String, NodeSummary>;
 pub enum Rendered {
     /// A view's summaries (for websocket diffs) and its answer.
     View(Arc<Summaries>, Answer),
-    /// The topology list's answer.
-    List(Answer),
+    /// The topology list's answer, and each view's node count in it (the timeline's sparkline).
+    List(Arc<ViewCounts>, Answer),
 }
+
+/// Nodes per view id, as the topology list's stats count them.
+pub type ViewCounts = BTreeMap<String, u64>;
 
 /// A JSON answer made once per render and sent as it is to every reader: plain, and gzipped for
 /// those that accept it (compressing a large view for each reader would cost more than the read).
@@ -649,6 +652,19 @@ impl Slot {
             rendered,
         };
         self.renders.insert(key.to_owned(), kept);
+    }
+
+    /// The view counts of the topology list kept under `key`, if it was made at `since_ms` or
+    /// later.
+    pub fn list_counts(&self, key: &str, since_ms: i64) -> Option<Arc<ViewCounts>> {
+        match self.renders.get(key) {
+            Some(Kept {
+                made_at,
+                rendered: Rendered::List(counts, _),
+                ..
+            }) if *made_at >= since_ms => Some(counts.clone()),
+            _ => None,
+        }
     }
 
     /// Lets go of `cell` as the render being made under `key` (made and kept, or failed).

@@ -204,6 +204,68 @@ async fn a_past_moment_shows_the_map_as_it_was(b: Backend) {
 }
 both!(a_past_moment_shows_the_map_as_it_was);
 
+/// Scope's Go fixture (containers, images, pods) as a JSON report.
+async fn post_go_fixture(app: &TestApp, token: &str) {
+    let report = crate::reports::fixture("fixture-report.json");
+    let (status, _) =
+        crate::reports::post_report(app, token, "probe", report, "application/json", false).await;
+    assert_eq!(status, 200);
+}
+
+/// The timeline counts what each view shows with its options' defaults (as the topology list
+/// does), counted by the collector's own history task before it writes a batch.
+#[tokio::test]
+async fn the_timeline_counts_each_view_as_the_map_shows_it() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut alice, id, token) = ready_instance(&app).await;
+    let base = format!("/api/app/{id}/api");
+    let from = app.clock.now();
+    post_go_fixture(&app, &token).await;
+    // The history task writes a batch each second, its views counted first (nobody has read
+    // the topology list: the task renders it). The same report again each time: the window's
+    // nodes stay the same.
+    let point = crate::support::eventually(Duration::from_secs(30), "views counted", || {
+        let (app, token, mut alice) = (&app, token.clone(), alice.clone());
+        let path = format!("{base}/history?from={from}&to={}", app.clock.now() + 1);
+        async move {
+            post_go_fixture(app, &token).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (_, timeline) = alice.get(&path).await;
+            let last = timeline["points"].as_array()?.last()?.clone();
+            last["views"]
+                .as_object()
+                .is_some_and(|v| !v.is_empty())
+                .then_some(last)
+        }
+    })
+    .await;
+    // What the web app asks for, every option at its default, counts the same.
+    let (status, list) = alice.get(&format!("{base}/topology?t=2s")).await;
+    assert_eq!(status, 200, "{list}");
+    let mut shown = serde_json::Map::new();
+    for t in list.as_array().unwrap() {
+        for v in std::iter::once(t).chain(t["sub_topologies"].as_array().into_iter().flatten()) {
+            let id = v["url"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            shown.insert(id, v["stats"]["node_count"].clone());
+        }
+    }
+    assert!(shown.len() > 10, "{list}");
+    assert_eq!(point["views"], Value::Object(shown), "{list}");
+    // The report topologies' counts, as before, beside the views': the containers view shows
+    // the report's three containers and a pseudo node, grouped by image they are fewer.
+    assert_eq!(point["counts"]["Container"], 3, "{point}");
+    assert_eq!(point["views"]["containers"], 4, "{point}");
+    assert_eq!(point["views"]["containers-by-image"], 3, "{point}");
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -622,6 +684,37 @@ async fn the_timeline_travels_in_time_in_the_browser() {
         (points.as_str().is_some_and(|p| p != "0")).then_some(())
     })
     .await;
+    // It draws the view's counts as the collector counted what the map showed: grouped by
+    // image, the two hosts' containers are one node (their report topology has two images).
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers-by-image&at={moment}"
+        ))
+        .await;
+    crate::support::eventually(Duration::from_secs(15), "the view's counts drawn", || {
+        let (browser, mut agent) = (&browser, agent.clone());
+        let path = format!("/api/app/{id}/api/history");
+        async move {
+            let (_, timeline) = agent.get(&path).await;
+            let most = timeline["points"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| p["views"]["containers-by-image"].as_u64())
+                .max()?;
+            let drawn = browser
+                .execute(
+                    "return document.getElementById('timeline-sparkline').dataset.most;",
+                    vec![],
+                )
+                .await;
+            (most == 1 && drawn.as_str() == Some("1")).then_some(())
+        }
+    })
+    .await;
+    browser
+        .goto(&format!("{base}/instances/{id}/map?view=hosts&at={moment}"))
+        .await;
+    wait_count(&browser, ".graph .node", 2).await;
 
     // Changes since 15 s before: nothing was there, so both hosts appeared.
     set_control(&browser, "#timeline-compare", "15000").await;

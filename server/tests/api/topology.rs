@@ -445,7 +445,18 @@ fn metric(text: &str, name: &str) -> u64 {
 
 #[tokio::test]
 async fn one_render_serves_every_reader_until_the_window_changes() {
-    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+    use scopehub::collector::history::{HistoryConfig, HistoryLocation};
+    // History written (and views counted for its timeline, a render) only at the start: the
+    // renders counted here are the readers'.
+    let folder = tempfile::tempdir().unwrap();
+    let options = AppOptions {
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()))
+        }),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
         return;
     };
     let (mut alice, id, token) = ready_instance(&app).await;

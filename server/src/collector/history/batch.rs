@@ -9,7 +9,8 @@
 //! but never leaves an index that disagrees with the objects.
 //!
 //! Object: `SHH1`, a header (u32 length + JSON [`BatchHeader`]: arrival span and the node counts
-//! of the live window when it was written, for the timeline's sparkline), a u32 record count, then
+//! of the live window when it was written, per view and per report topology, for the timeline's
+//! sparkline), a u32 record count, then
 //! records: u64 arrival (ms), u64 sequence number (unique per writer), u8 format, u8 probe id
 //! length, the probe id, u32 body length, the gzipped body. All integers little-endian.
 
@@ -50,10 +51,23 @@ pub struct Record {
 pub struct BatchHeader {
     pub first_ms: i64,
     pub last_ms: i64,
-    /// When it was written, and the live window's distinct nodes per report topology then.
+    /// When it was written, and the live window's nodes then.
     pub at_ms: i64,
+    #[serde(flatten)]
+    pub window: WindowCounts,
+}
+
+/// The live window's nodes when a batch was written: what the timeline's sparkline draws.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowCounts {
+    /// Distinct nodes per report topology (`Host`, `Process`…), endpoints left out.
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,
+    /// Nodes per view with its options' defaults, as the topology list counts them: what the
+    /// map showed. Missing from batches written before views were counted, or when the count
+    /// was not made in time (a render over its budget, a busy collector).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub views: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -267,7 +281,10 @@ mod tests {
             first_ms: 10,
             last_ms: 20,
             at_ms: 21,
-            counts: BTreeMap::from([("host".to_owned(), 3)]),
+            window: WindowCounts {
+                counts: BTreeMap::from([("Host".to_owned(), 3)]),
+                views: BTreeMap::from([("hosts".to_owned(), 4)]),
+            },
         };
         let records = vec![record(10, 1, "p1", b"abc"), record(20, 2, "p2", b"")];
         let object = encode(&header, &records);
@@ -275,6 +292,16 @@ mod tests {
         let header_len = serde_json::to_vec(&header).unwrap().len();
         assert_eq!(decode_header(&object[..20]).unwrap(), Err(8 + header_len));
         assert_eq!(decode_header(&object).unwrap(), Ok(header));
+    }
+
+    #[test]
+    fn a_header_written_before_views_were_counted_still_reads() {
+        let old = br#"{"first_ms":1,"last_ms":2,"at_ms":3,"counts":{"Host":1}}"#;
+        let header: BatchHeader = serde_json::from_slice(old).unwrap();
+        assert_eq!(header.window.counts["Host"], 1);
+        assert!(header.window.views.is_empty());
+        // …and one without views is written as before.
+        assert_eq!(serde_json::to_vec(&header).unwrap(), old);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use object_store::{ObjectStore, PutPayload};
 use serde::Serialize;
 use shared::instances::Limits;
 
+pub use self::batch::WindowCounts;
 use self::batch::{BatchHeader, BatchName, HOUR_MS, Record};
 use super::bounded::{self, BudgetLimits};
 use super::decode::{self, Format};
@@ -439,13 +440,18 @@ impl History {
         self.metrics.set_history_buffer(buffer.bytes);
     }
 
+    /// The instances with reports waiting to be written.
+    pub fn waiting_instances(&self) -> Vec<String> {
+        lock(&self.buffer).by_instance.keys().cloned().collect()
+    }
+
     /// Writes what the buffer holds: one batch per instance and hour. What could not be written
     /// stays for the next flush. `counts` gives an instance's live node counts (for the
     /// timeline). Returns the batches written.
     pub async fn flush(
         &self,
         now_ms: i64,
-        counts: &(dyn Fn(&str) -> BTreeMap<String, u64> + Sync),
+        counts: &(dyn Fn(&str) -> WindowCounts + Sync),
     ) -> usize {
         let _one = self.flushing.lock().await;
         let waiting: Vec<(String, Vec<Record>)> = lock(&self.buffer)
@@ -481,7 +487,7 @@ impl History {
         instance: &str,
         hour: &str,
         records: Vec<Record>,
-        counts: &BTreeMap<String, u64>,
+        counts: &WindowCounts,
         now_ms: i64,
     ) -> HistoryResult<()> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
@@ -497,7 +503,7 @@ impl History {
             first_ms: first.at_ms,
             last_ms: last.at_ms,
             at_ms: now_ms,
-            counts: counts.clone(),
+            window: counts.clone(),
         };
         let seqs: HashSet<u64> = records.iter().map(|r| r.seq).collect();
         let (object, records) = tokio::task::spawn_blocking(move || {
@@ -1020,7 +1026,7 @@ impl History {
     /// Keeps a render of a past window for the next readers of the same.
     pub fn keep_past_render(&self, instance: &str, at_ms: i64, key: &str, rendered: PastRender) {
         let bytes = match &rendered.rendered {
-            super::slot::Rendered::View(_, a) | super::slot::Rendered::List(a) => {
+            super::slot::Rendered::View(_, a) | super::slot::Rendered::List(_, a) => {
                 2 * (a.json.len() + a.gzip.len())
             }
         };
@@ -1057,9 +1063,9 @@ impl History {
         }
     }
 
-    /// Up to `points` samples of the live window's node counts per report topology between
-    /// `from_ms` and `to_ms`, one per batch spread evenly over the range (read from batch
-    /// headers).
+    /// Up to `points` samples of the live window's node counts (per view and per report
+    /// topology) between `from_ms` and `to_ms`, one per batch spread evenly over the range (read
+    /// from batch headers).
     pub async fn timeline(
         &self,
         instance: &str,

@@ -61,8 +61,8 @@ fn live_window(reports: &[(i64, &str, &str)], at: i64, samples: Samples) -> Repo
     slot::merge_parts(&slot.parts(at), true, samples)
 }
 
-fn no_counts(_: &str) -> BTreeMap<String, u64> {
-    BTreeMap::new()
+fn no_counts(_: &str) -> WindowCounts {
+    WindowCounts::default()
 }
 
 /// 14 s before an hour begins: the reports of the first test straddle it.
@@ -420,7 +420,10 @@ async fn the_timeline_samples_batch_headers_over_the_range() {
             Bytes::new(),
             true,
         );
-        let counts = move |_: &str| BTreeMap::from([("host".to_owned(), i as u64)]);
+        let counts = move |_: &str| WindowCounts {
+            counts: BTreeMap::from([("host".to_owned(), i as u64)]),
+            views: BTreeMap::from([("hosts".to_owned(), 2 * i as u64)]),
+        };
         history.flush(T0 + i * 10_000, &counts).await;
     }
     let all = history
@@ -429,12 +432,13 @@ async fn the_timeline_samples_batch_headers_over_the_range() {
         .unwrap();
     assert_eq!(all.len(), 50);
     assert!(all.windows(2).all(|w| w[0].last_ms < w[1].last_ms));
-    assert_eq!(all[49].counts["host"], 49);
+    assert_eq!(all[49].window.counts["host"], 49);
+    assert_eq!(all[49].window.views["hosts"], 98);
     let few = history
         .timeline("inst", T0, T0 + 500_000, 5, T0 + 600_000)
         .await
         .unwrap();
-    let counts: Vec<u64> = few.iter().map(|h| h.counts["host"]).collect();
+    let counts: Vec<u64> = few.iter().map(|h| h.window.counts["host"]).collect();
     assert_eq!(counts, [0, 12, 24, 36, 49]);
 }
 

@@ -460,6 +460,15 @@ pub struct Query {
 }
 
 impl Query {
+    /// What the web app asks with no option chosen: every option at its default (the map as a
+    /// user first sees it).
+    pub fn defaults() -> Query {
+        Query {
+            params: BTreeMap::new(),
+            any: true,
+        }
+    }
+
     pub fn parse(raw: Option<&str>) -> Query {
         let pairs: Vec<(String, String)> = raw
             .map(|q| {
@@ -548,6 +557,14 @@ pub fn topology_list(ctx: &mut Ctx, query: &Query) -> Vec<TopologyDesc> {
     }
     top.sort_by(|a, b| a.name.cmp(&b.name));
     top
+}
+
+/// Each view's (and sub-view's) node count in a topology list, by view id.
+pub fn view_counts(list: &[TopologyDesc]) -> BTreeMap<String, u64> {
+    list.iter()
+        .flat_map(|t| std::iter::once(t).chain(&t.sub_topologies))
+        .map(|t| (t.view_id().to_owned(), t.stats.node_count as u64))
+        .collect()
 }
 
 /// `GET /api/topology/{view}`: `None` for an unknown view.
