@@ -257,6 +257,10 @@ pub struct HistoryArgs {
     /// How often retention and quotas are enforced, in seconds.
     #[arg(long, env = "SCOPEHUB_HISTORY_RETENTION_CHECK_SECS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub history_retention_check_secs: u32,
+    /// How often each instance's views are counted for the timeline's sparkline, in seconds, when
+    /// no reader's topology list did: a render of every view of each instance receiving reports.
+    #[arg(long, env = "SCOPEHUB_HISTORY_COUNT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3_600))]
+    pub history_count_secs: u32,
 }
 
 impl HistoryArgs {
@@ -271,6 +275,7 @@ impl HistoryArgs {
             flush_interval: Duration::from_secs(u64::from(self.history_flush_secs)),
             buffer_bytes: (self.history_buffer_mib as usize) << 20,
             retention_interval: Duration::from_secs(u64::from(self.history_retention_check_secs)),
+            count_interval: Duration::from_secs(u64::from(self.history_count_secs)),
             ..HistoryConfig::new(location)
         }
     }

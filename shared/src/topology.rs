@@ -263,10 +263,13 @@ pub struct TimelinePoint {
     /// Distinct nodes per report topology (`Host`, `Container`, `Process`, `Pod`…).
     pub counts: BTreeMap<String, u64>,
     /// Nodes per view (`containers`, `processes-by-name`…) with its options' defaults, as the
-    /// topology list counts them: what the map showed. Empty for history kept before views were
-    /// counted, or when the count was not made in time.
+    /// topology list counts them: what the map showed at `views_at` (counted less often than
+    /// batches are written, so several points may carry the same count). Empty for history kept
+    /// before views were counted, or when no count was made in time.
     #[serde(default)]
     pub views: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub views_at: Option<i64>,
 }
 
 /// `GET …/api/topology/{view}/changes?from=&to=` (RFC 3339 each; a moment within the last second

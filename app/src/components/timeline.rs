@@ -58,16 +58,23 @@ fn local_time(ms: i64) -> String {
     )
 }
 
-/// What the sparkline draws for `view`: its node counts as the map showed them, or, for history
-/// kept before the collector counted views, the nodes of the report topology it is drawn from.
-/// Points whose view was not counted (a count not made in time) are left out rather than mixed.
+/// What the sparkline draws for `view`: its node counts as the map showed them, each at the
+/// moment it was counted (several points may carry one count), or, for history kept before the
+/// collector counted views, the nodes of the report topology it is drawn from. Points without a
+/// view count (none made in time) are left out rather than mixed in.
 fn counts_of(points: &[TimelinePoint], view: &str) -> Vec<(i64, u64)> {
     if points.iter().any(|p| !p.views.is_empty()) {
-        return points
+        let mut counted: Vec<(i64, u64)> = points
             .iter()
             .filter(|p| !p.views.is_empty())
-            .map(|p| (p.at, p.views.get(view).copied().unwrap_or(0)))
+            .map(|p| {
+                let at = p.views_at.unwrap_or(p.at);
+                (at, p.views.get(view).copied().unwrap_or(0))
+            })
             .collect();
+        counted.sort_unstable();
+        counted.dedup_by_key(|c| c.0);
+        return counted;
     }
     let topology = report_topology(view);
     points

@@ -189,6 +189,7 @@ pub async fn timeline(
                 at: h.last_ms,
                 counts: h.window.counts,
                 views: h.window.views,
+                views_at: h.window.views_at_ms,
             })
             .collect(),
     }))

@@ -148,23 +148,28 @@ impl InProcessShard {
 
     /// Writes out the reports history holds now, each instance's batch carrying its live
     /// window's node counts for the timeline: per report topology, counted here, and per view,
-    /// from the topology list with its options' defaults if one was rendered within the last two
-    /// flush intervals (by [`CollectorState::count_views`](super::CollectorState) or a reader).
+    /// from the topology list with its options' defaults last made within the count interval (by
+    /// [`CollectorState::count_views`](super::CollectorState) or a reader), with when.
     pub async fn flush_history(&self) -> usize {
         let Some(history) = &self.history else {
             return 0;
         };
         let now = self.clock.now();
-        let interval_ms = i64::try_from(history.config().flush_interval.as_millis()).unwrap_or(0);
-        let since = now.saturating_sub(interval_ms.saturating_mul(2));
+        let config = history.config();
+        let within = config.count_interval + config.flush_interval;
+        let since = now.saturating_sub(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
         let list = super::render::topologies::Query::defaults().cache_key("");
         let counts = |instance: &str| {
             self.with_slot(instance, |slot| {
                 (slot.parts(now), slot.list_counts(&list, since))
             })
-            .map(|(parts, views)| WindowCounts {
-                counts: super::history::node_counts(&parts),
-                views: views.map(|v| (*v).clone()).unwrap_or_default(),
+            .map(|(parts, views)| {
+                let (views_at_ms, views) = views.unzip();
+                WindowCounts {
+                    counts: super::history::node_counts(&parts),
+                    views: views.map(|v| (*v).clone()).unwrap_or_default(),
+                    views_at_ms,
+                }
             })
             .unwrap_or_default()
         };

@@ -654,15 +654,15 @@ impl Slot {
         self.renders.insert(key.to_owned(), kept);
     }
 
-    /// The view counts of the topology list kept under `key`, if it was made at `since_ms` or
-    /// later.
-    pub fn list_counts(&self, key: &str, since_ms: i64) -> Option<Arc<ViewCounts>> {
+    /// The view counts of the topology list kept under `key`, with when it was made (the window
+    /// it counts), if that was at `since_ms` or later.
+    pub fn list_counts(&self, key: &str, since_ms: i64) -> Option<(i64, Arc<ViewCounts>)> {
         match self.renders.get(key) {
             Some(Kept {
                 made_at,
                 rendered: Rendered::List(counts, _),
                 ..
-            }) if *made_at >= since_ms => Some(counts.clone()),
+            }) if *made_at >= since_ms => Some((*made_at, counts.clone())),
             _ => None,
         }
     }

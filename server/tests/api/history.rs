@@ -264,6 +264,51 @@ async fn the_timeline_counts_each_view_as_the_map_shows_it() {
     assert_eq!(point["counts"]["Container"], 3, "{point}");
     assert_eq!(point["views"]["containers"], 4, "{point}");
     assert_eq!(point["views"]["containers-by-image"], 3, "{point}");
+    // With when they were counted: the views are counted less often than batches are written
+    // (once a minute here)…
+    let counted = point["views_at"].as_i64();
+    assert!(
+        counted.is_some_and(|c| (from..=app.clock.now()).contains(&c)),
+        "{point}"
+    );
+    let renders = || async {
+        let text = app.client.get(app.at("/metrics")).send().await.unwrap();
+        crate::support::metric(
+            &text.text().await.unwrap(),
+            "scopehub_collector_renders_total",
+        )
+    };
+    let before = renders().await;
+    let path = |from: i64| format!("{base}/history?from={from}&to={}", app.clock.now() + 1);
+    for _ in 0..6 {
+        post_go_fixture(&app, &token).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, timeline) = alice.get(&path(from)).await;
+    let points = timeline["points"].as_array().unwrap();
+    let later = points.last().unwrap();
+    assert!(later["at"].as_i64() > point["at"].as_i64(), "{timeline}");
+    assert_eq!(later["views"], point["views"], "{timeline}");
+    assert_eq!(later["views_at"], point["views_at"], "{timeline}");
+    assert_eq!(renders().await, before, "nobody read, nothing rendered");
+    // …and again once that minute is past.
+    app.clock.advance(61_000);
+    let since = app.clock.now();
+    crate::support::eventually(Duration::from_secs(30), "views counted again", || {
+        let (app, token, mut alice, path) = (&app, token.clone(), alice.clone(), path(since));
+        async move {
+            post_go_fixture(app, &token).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (_, timeline) = alice.get(&path).await;
+            let last = timeline["points"].as_array()?.last()?.clone();
+            last["views_at"]
+                .as_i64()
+                .is_some_and(|t| t >= since)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(renders().await > before);
 }
 
 fn urlencode(s: &str) -> String {

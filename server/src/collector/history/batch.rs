@@ -64,10 +64,13 @@ pub struct WindowCounts {
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,
     /// Nodes per view with its options' defaults, as the topology list counts them: what the
-    /// map showed. Missing from batches written before views were counted, or when the count
-    /// was not made in time (a render over its budget, a busy collector).
+    /// map showed at `views_at_ms` (views are counted less often than batches are written).
+    /// Missing from batches written before views were counted, or when no count was made in
+    /// time (a render over its budget, a busy collector).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub views: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views_at_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -284,6 +287,7 @@ mod tests {
             window: WindowCounts {
                 counts: BTreeMap::from([("Host".to_owned(), 3)]),
                 views: BTreeMap::from([("hosts".to_owned(), 4)]),
+                views_at_ms: Some(15),
             },
         };
         let records = vec![record(10, 1, "p1", b"abc"), record(20, 2, "p2", b"")];
@@ -300,6 +304,7 @@ mod tests {
         let header: BatchHeader = serde_json::from_slice(old).unwrap();
         assert_eq!(header.window.counts["Host"], 1);
         assert!(header.window.views.is_empty());
+        assert_eq!(header.window.views_at_ms, None);
         // …and one without views is written as before.
         assert_eq!(serde_json::to_vec(&header).unwrap(), old);
     }

@@ -88,6 +88,9 @@ pub struct HistoryConfig {
     pub buffer_bytes: usize,
     /// How often retention and quotas are enforced.
     pub retention_interval: Duration,
+    /// How often each instance's views are counted for the timeline when no reader's topology
+    /// list did (a render of every view).
+    pub count_interval: Duration,
     /// How long one write, read or listing may take.
     pub store_timeout: Duration,
     /// Bytes of probes' folded parts kept for a step forward (all instances).
@@ -101,6 +104,7 @@ impl HistoryConfig {
             flush_interval: Duration::from_secs(10),
             buffer_bytes: 256 << 20,
             retention_interval: Duration::from_secs(600),
+            count_interval: Duration::from_secs(60),
             store_timeout: Duration::from_secs(30),
             folded_bytes: MAX_FOLDED_BYTES,
         }

@@ -423,6 +423,7 @@ async fn the_timeline_samples_batch_headers_over_the_range() {
         let counts = move |_: &str| WindowCounts {
             counts: BTreeMap::from([("host".to_owned(), i as u64)]),
             views: BTreeMap::from([("hosts".to_owned(), 2 * i as u64)]),
+            views_at_ms: Some(T0 + i * 10_000 - 5_000),
         };
         history.flush(T0 + i * 10_000, &counts).await;
     }
@@ -434,6 +435,7 @@ async fn the_timeline_samples_batch_headers_over_the_range() {
     assert!(all.windows(2).all(|w| w[0].last_ms < w[1].last_ms));
     assert_eq!(all[49].window.counts["host"], 49);
     assert_eq!(all[49].window.views["hosts"], 98);
+    assert_eq!(all[49].window.views_at_ms, Some(T0 + 485_000));
     let few = history
         .timeline("inst", T0, T0 + 500_000, 5, T0 + 600_000)
         .await
