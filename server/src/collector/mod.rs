@@ -159,8 +159,9 @@ impl CollectorState {
 
     /// Renders the topology list with its options' defaults of each instance whose list was not
     /// made within the count interval (by a reader — the web app refreshes its own every 10 s —
-    /// or an earlier count), one instance after another, for the timeline's counts of what the
-    /// map shows: [`InProcessShard::flush_history`] takes them from there.
+    /// or an earlier count) nor tried (a count over the render budget waits for the next
+    /// interval), one instance after another, for the timeline's counts of what the map shows:
+    /// [`InProcessShard::flush_history`] takes them from there.
     pub async fn count_views(self, instances: Vec<String>) {
         let Some(history) = self.shard.history() else {
             return;
@@ -168,11 +169,11 @@ impl CollectorState {
         let every = i64::try_from(history.config().count_interval.as_millis()).unwrap_or(i64::MAX);
         let list = render::topologies::Query::defaults().cache_key("");
         for instance in instances {
-            let since = self.clock.now().saturating_sub(every);
-            let counted = self
-                .shard
-                .with_slot(&instance, |slot| slot.list_counts(&list, since).is_some());
-            if counted != Some(false) {
+            let now = self.clock.now();
+            let due = self.shard.with_slot(&instance, |slot| {
+                slot.count_due(&list, now.saturating_sub(every), now)
+            });
+            if due != Some(true) {
                 continue;
             }
             if let Err(e) = api::count_views(&self, &instance).await {

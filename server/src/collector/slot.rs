@@ -221,6 +221,8 @@ pub struct Slot {
     ledger: Arc<MemoryLedger>,
     /// Each connected probe's control channel, by probe id.
     controls: BTreeMap<String, super::controls::ProbeLink>,
+    /// When history's task last began counting the views for the timeline (ms).
+    views_counted: i64,
     /// Nodes a control removed (a container deleted), by id, with when: left out of the window's
     /// merge until the reports that still hold them have left the window.
     removed: BTreeMap<String, i64>,
@@ -346,6 +348,7 @@ impl Slot {
             window_bytes: 0,
             ledger,
             controls: BTreeMap::new(),
+            views_counted: i64::MIN,
             removed: BTreeMap::new(),
             pipes: super::pipes::Pipes::default(),
         }
@@ -667,6 +670,18 @@ impl Slot {
         }
     }
 
+    /// Whether the views are to be counted for the timeline at `now_ms`: neither a topology list
+    /// kept under `key` was made, nor a count begun (made or failed), since `since_ms`. If so,
+    /// the count is taken to begin now — a count that fails (a render over its budget) is not
+    /// tried again before the next interval.
+    pub fn count_due(&mut self, key: &str, since_ms: i64, now_ms: i64) -> bool {
+        if self.views_counted >= since_ms || self.list_counts(key, since_ms).is_some() {
+            return false;
+        }
+        self.views_counted = now_ms;
+        true
+    }
+
     /// Lets go of `cell` as the render being made under `key` (made and kept, or failed).
     pub fn release_render(&mut self, key: &str, cell: &Making) {
         if self.pending.get(key).is_some_and(|p| Arc::ptr_eq(p, cell)) {
@@ -750,6 +765,31 @@ mod tests {
             version: None,
             last_seen: at,
         }
+    }
+
+    #[test]
+    fn views_are_counted_once_an_interval_and_a_failed_count_is_not_retried_sooner() {
+        const EVERY: i64 = 60_000;
+        let mut slot = Slot::new(limits(10, 2));
+        let due = |slot: &mut Slot, now: i64| slot.count_due("list", now - EVERY, now);
+        // Never counted: due, and taken to begin now.
+        assert!(due(&mut slot, 100_000));
+        // Whatever came of it (here: nothing kept, as when a render is over its budget), not
+        // again within the interval…
+        assert!(!due(&mut slot, 101_000));
+        assert!(!due(&mut slot, 160_000));
+        // …but after it.
+        assert!(due(&mut slot, 160_001));
+        // A list a reader made counts as a count.
+        let counts = Arc::new(ViewCounts::from([("hosts".to_owned(), 2)]));
+        let cell = Making::default();
+        let list = Rendered::List(counts.clone(), Answer::default());
+        slot.cache_render("list", &cell, 0, (230_000, 5), list);
+        assert!(!due(&mut slot, 230_001));
+        assert_eq!(slot.list_counts("list", 230_000), Some((230_000, counts)));
+        assert_eq!(slot.list_counts("list", 230_001), None);
+        assert!(!due(&mut slot, 289_999));
+        assert!(due(&mut slot, 290_001));
     }
 
     #[test]
