@@ -18,11 +18,10 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use shared::topology::{Diff, NodeAnswer, ProbeStatus};
+use shared::topology::{NodeAnswer, ProbeStatus};
 
 use super::CollectorState;
 use super::fold::Samples;
-use super::render::summary::NodeSummary;
 use super::render::topologies;
 use super::render::{self, Ctx, detail, views};
 use super::report::{self, Report, Time};
@@ -599,9 +598,10 @@ pub(super) async fn view_render(
     let (view_id, q) = (view.to_owned(), query.clone());
     let render: Render = Arc::new(move |report, time, note| {
         let mut ctx = Ctx::new(report, time);
-        let Some(nodes) = topologies::topology(&mut ctx, &view_id, &q) else {
+        let Some(nodes) = topologies::topology_json(&mut ctx, &view_id, &q) else {
             return Ok(None);
         };
+        let nodes = nodes.map_err(|e| Error::Internal(e.into()))?;
         let answer = answer_of(&NodesAnswer {
             nodes: &nodes,
             history: note,
@@ -900,34 +900,34 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     (total.is_finite() && total < 1e9).then(|| Duration::from_secs_f64(total))
 }
 
-fn diff(
-    previous: &BTreeMap<String, NodeSummary>,
-    current: &BTreeMap<String, NodeSummary>,
-    reset: bool,
-) -> Diff {
-    let some = |v: Vec<NodeSummary>| (!v.is_empty()).then_some(v);
-    let add = current
-        .iter()
-        .filter(|(id, _)| !previous.contains_key(*id))
-        .map(|(_, n)| n.clone())
-        .collect();
-    let update = current
-        .iter()
-        .filter(|(id, n)| previous.get(*id).is_some_and(|p| p != *n))
-        .map(|(_, n)| n.clone())
-        .collect();
-    let remove: Vec<String> = previous
-        .keys()
-        .filter(|id| !current.contains_key(*id))
-        .cloned()
-        .collect();
-    Diff {
-        add: some(add),
-        update: some(update),
-        remove: (!remove.is_empty()).then_some(remove),
+fn diff<'a>(previous: &'a Summaries, current: &'a Summaries, reset: bool) -> Delta<'a> {
+    Delta {
+        add: current
+            .iter()
+            .filter(|(id, _)| !previous.contains_key(*id))
+            .map(|(_, n)| &**n)
+            .collect(),
+        // Summaries serialise the same way every time: equal JSON is an equal node.
+        update: current
+            .iter()
+            .filter(|(id, n)| previous.get(*id).is_some_and(|p| p.get() != n.get()))
+            .map(|(_, n)| &**n)
+            .collect(),
+        remove: previous
+            .keys()
+            .filter(|id| !current.contains_key(*id))
+            .map(String::as_str)
+            .collect(),
         reset,
-        more: false,
     }
+}
+
+/// A websocket tick's change to a view (Scope's `Diff`), its nodes as kept: serialised.
+struct Delta<'a> {
+    add: Vec<&'a RawValue>,
+    update: Vec<&'a RawValue>,
+    remove: Vec<&'a str>,
+    reset: bool,
 }
 
 /// Bytes of nodes one websocket frame carries at most (one node larger than this goes alone). A
@@ -936,7 +936,7 @@ fn diff(
 /// 2,000-node update in short steps (about 5 ms each) instead of one task of 2 MB.
 const FRAME_BYTES: usize = 128 * 1024;
 
-/// One frame on the wire: `Diff`'s shape, its nodes serialised once beforehand.
+/// One frame on the wire: `Diff`'s shape.
 #[derive(Serialize)]
 struct Frame<'a> {
     add: Option<Vec<&'a RawValue>>,
@@ -952,15 +952,7 @@ struct Frame<'a> {
 /// that each frame holds at most `budget` bytes of them; only the first frame carries `reset`, and
 /// every frame but the last `more`. A diff that changes nothing is one empty frame (the client's
 /// sign the link is alive).
-fn frames(diff: &Diff, budget: usize) -> serde_json::Result<Vec<String>> {
-    let serialise = |nodes: &Option<Vec<NodeSummary>>| -> serde_json::Result<Vec<Box<RawValue>>> {
-        nodes
-            .iter()
-            .flatten()
-            .map(serde_json::value::to_raw_value)
-            .collect()
-    };
-    let (add, update) = (serialise(&diff.add)?, serialise(&diff.update)?);
+fn frames(diff: &Delta, budget: usize) -> serde_json::Result<Vec<String>> {
     let empty = |reset| Frame {
         add: None,
         update: None,
@@ -970,11 +962,12 @@ fn frames(diff: &Diff, budget: usize) -> serde_json::Result<Vec<String>> {
     };
     let mut frames = vec![empty(diff.reset)];
     let mut bytes = 0;
-    let items = add
+    let items = diff
+        .add
         .iter()
         .map(|n| Item::Add(n))
-        .chain(update.iter().map(|n| Item::Update(n)))
-        .chain(diff.remove.iter().flatten().map(|id| Item::Remove(id)));
+        .chain(diff.update.iter().map(|n| Item::Update(n)))
+        .chain(diff.remove.iter().map(|id| Item::Remove(id)));
     for item in items {
         let size = match &item {
             Item::Add(n) | Item::Update(n) => n.get().len() + 1,
@@ -1222,8 +1215,23 @@ mod tests {
         assert!(results.iter().any(|r| r.is_err()));
     }
 
-    fn node(id: &str, label_bytes: usize) -> NodeSummary {
+    use shared::topology::{Diff, NodeSummary};
+
+    fn summary(id: &str, label_bytes: usize) -> NodeSummary {
         serde_json::from_value(json!({"id": id, "label": "x".repeat(label_bytes)})).unwrap()
+    }
+
+    /// A node as a render keeps it: serialised.
+    fn node(id: &str, label_bytes: usize) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&summary(id, label_bytes)).unwrap()
+    }
+
+    /// The nodes as a client reads them.
+    fn read(nodes: &Summaries) -> BTreeMap<String, NodeSummary> {
+        nodes
+            .iter()
+            .map(|(id, n)| (id.clone(), serde_json::from_str(n.get()).unwrap()))
+            .collect()
     }
 
     /// Applies frames as a client does: a reset empties the map, then adds, updates, removals.
@@ -1270,7 +1278,7 @@ mod tests {
             let mut map = if reset {
                 BTreeMap::new()
             } else {
-                previous.clone()
+                read(previous)
             };
             for (i, text) in texts.iter().enumerate() {
                 assert!(text.len() <= budget + 100, "{}", text.len());
@@ -1280,7 +1288,7 @@ mod tests {
                 assert!(frame.add.is_some() || frame.update.is_some() || frame.remove.is_some());
                 apply(&mut map, text);
             }
-            assert_eq!(&map, current);
+            assert_eq!(map, read(current));
         }
     }
 
@@ -1296,14 +1304,34 @@ mod tests {
         let texts = frames(&diff(&map, &big, true), 1_000).unwrap();
         assert_eq!(texts.len(), 2);
         let whole: Diff = serde_json::from_str(&texts[0]).unwrap();
-        assert_eq!(whole.add.unwrap()[0], big["b"]);
+        assert_eq!(whole.add.unwrap()[0], summary("b", 5_000));
         assert!(whole.reset);
         let Diff { remove, add, .. } = serde_json::from_str(&texts[1]).unwrap();
         assert_eq!((add, remove), (None, Some(vec!["a".to_owned()])));
         // The same bytes as the one-frame encoding when it fits.
+        let one = Diff {
+            add: Some(vec![summary("b", 5_000)]),
+            update: None,
+            remove: Some(vec!["a".to_owned()]),
+            reset: false,
+            more: false,
+        };
         assert_eq!(
             frames(&diff(&map, &big, false), usize::MAX).unwrap(),
-            vec![serde_json::to_string(&diff(&map, &big, false)).unwrap()]
+            vec![serde_json::to_string(&one).unwrap()]
+        );
+        // A node whose summary changed is an update.
+        let relabelled = BTreeMap::from([("a".to_owned(), node("a", 11))]);
+        let texts = frames(&diff(&map, &relabelled, false), FRAME_BYTES).unwrap();
+        let Diff {
+            add,
+            update,
+            remove,
+            ..
+        } = serde_json::from_str(&texts[0]).unwrap();
+        assert_eq!(
+            (add, update, remove),
+            (None, Some(vec![summary("a", 11)]), None)
         );
     }
 

@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use serde_json::value::RawValue;
 use shared::ErrorCode;
 use shared::instances::Limits;
-use shared::topology::{Changes, HistoryNote, Timeline, TimelinePoint};
+use shared::topology::{HistoryNote, Timeline, TimelinePoint};
 
 use super::CollectorState;
 use super::api::{Render, blocking, check_view, over_budget, unknown_view, view_render};
@@ -17,7 +18,7 @@ use super::fold::Samples;
 use super::history::{Coverage, HistoryError, MAX_TIMELINE_POINTS, PastRender, PastWindow};
 use super::render::topologies::Query;
 use super::report::Time;
-use super::slot::Rendered;
+use super::slot::{Rendered, Summaries};
 use crate::error::{Error, Json, Result};
 use crate::identity::InstanceReader;
 
@@ -202,7 +203,7 @@ pub async fn changes(
     InstanceReader { instance, .. }: InstanceReader,
     Path((_, view)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Changes>> {
+) -> Result<Json<ChangesAnswer>> {
     check_view(&state, &instance, Some(&view))?;
     let mut query = Query::parse(raw.as_deref());
     let mut moment_of = |name: &str| -> Result<(String, Option<i64>)> {
@@ -222,31 +223,50 @@ pub async fn changes(
     let (after, _) = view_render(&state, &instance, &view, &query, to)
         .await?
         .ok_or_else(unknown_view)?;
-    let changes = blocking(move || {
-        let edges = |nodes: &super::slot::Summaries| -> BTreeSet<(String, String)> {
-            nodes
-                .values()
-                .flat_map(|n| n.adjacency.iter().map(|to| (n.id.clone(), to.clone())))
+    let changes = blocking(move || -> Result<ChangesAnswer> {
+        let (edges_before, edges_after) = (edges(&before)?, edges(&after)?);
+        let only_in = |a: &Summaries, b: &Summaries| -> Vec<Box<RawValue>> {
+            a.iter()
+                .filter(|(id, _)| !b.contains_key(*id))
+                .map(|(_, n)| n.clone())
                 .collect()
         };
-        let (edges_before, edges_after) = (edges(&before), edges(&after));
-        Changes {
+        Ok(ChangesAnswer {
             from: from_raw,
             to: to_raw,
-            appeared: after
-                .values()
-                .filter(|n| !before.contains_key(&n.id))
-                .cloned()
-                .collect(),
-            vanished: before
-                .values()
-                .filter(|n| !after.contains_key(&n.id))
-                .cloned()
-                .collect(),
+            appeared: only_in(&after, &before),
+            vanished: only_in(&before, &after),
             edges_appeared: edges_after.difference(&edges_before).cloned().collect(),
             edges_vanished: edges_before.difference(&edges_after).cloned().collect(),
-        }
+        })
     })
-    .await?;
+    .await??;
     Ok(Json(changes))
+}
+
+/// [`shared::topology::Changes`]' shape, its nodes as the view's render keeps them: serialised.
+#[derive(serde::Serialize)]
+pub struct ChangesAnswer {
+    from: String,
+    to: String,
+    appeared: Vec<Box<RawValue>>,
+    vanished: Vec<Box<RawValue>>,
+    edges_appeared: Vec<(String, String)>,
+    edges_vanished: Vec<(String, String)>,
+}
+
+/// A view's edges (source, target), read from its nodes' summaries.
+fn edges(nodes: &Summaries) -> Result<BTreeSet<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    struct Adjacent {
+        #[serde(default)]
+        adjacency: Vec<String>,
+    }
+    let mut edges = BTreeSet::new();
+    for (id, node) in nodes {
+        let node: Adjacent =
+            serde_json::from_str(node.get()).map_err(|e| Error::Internal(e.into()))?;
+        edges.extend(node.adjacency.into_iter().map(|to| (id.clone(), to)));
+    }
+    Ok(edges)
 }

@@ -17,7 +17,6 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use axum::body::Bytes;
 use shared::instances::{Limits, ProbeInfo, Usage};
-use shared::topology::NodeSummary;
 
 use super::fold::{FoldedWindow, Samples};
 use super::report::Report;
@@ -283,8 +282,8 @@ pub const MAX_STALE_REFRESHING_MS: i64 = 10_000;
 /// Renders nobody read for this long are let go.
 const KEEP_UNREAD_MS: i64 = 60_000;
 
-/// A view's nodes, summarised, by id.
-pub type Summaries = BTreeMap<String, NodeSummary>;
+/// A view's nodes, summarised and serialised (`summary::summaries_json`), by id.
+pub type Summaries = BTreeMap<String, Box<serde_json::value::RawValue>>;
 
 /// What a read renders from the window and the slot keeps for the next reader of the same.
 #[derive(Clone)]

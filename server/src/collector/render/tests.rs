@@ -914,3 +914,31 @@ fn a_namespace_filter_looks_each_node_up_once() {
     assert_eq!(half.nodes.len(), n / 2);
     assert!(half.nodes.contains_key("pod0") && !half.nodes.contains_key("pod1"));
 }
+
+#[test]
+fn a_view_serialised_as_it_is_summarised_reads_back_as_its_summaries() {
+    use super::topologies::topology_json;
+    // Views with every kind of row: metadata, metrics, parents, tables, adjacency; and a
+    // censored option set.
+    let report = merged(&["fixture-report.json", "probe-full-4.json"]);
+    for (view, q) in [
+        ("processes", ""),
+        ("containers", ""),
+        ("containers-by-image", ""),
+        ("hosts", ""),
+        ("pods", ""),
+        ("containers", "system=all&stopped=both"),
+    ] {
+        let query = Query::parse(Some(q).filter(|q| !q.is_empty()));
+        let summaries = topology(&mut Ctx::new(&report, Time(0)), view, &query).unwrap();
+        let raw = topology_json(&mut Ctx::new(&report, Time(0)), view, &query)
+            .unwrap()
+            .unwrap();
+        assert!(!summaries.is_empty(), "{view}");
+        let read: BTreeMap<String, shared::topology::NodeSummary> = raw
+            .iter()
+            .map(|(id, n)| (id.clone(), serde_json::from_str(n.get()).unwrap()))
+            .collect();
+        assert_eq!(read, summaries, "{view}?{q}");
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 pub use shared::topology::{Stats, TopologyDesc};
 
-use super::summary::{Censor, NodeSummary, summaries};
+use super::summary::{Censor, NodeSummary, summaries, summaries_json};
 use super::*;
 
 /// A node predicate behind a view option.
@@ -569,9 +569,23 @@ pub fn view_counts(list: &[TopologyDesc]) -> BTreeMap<String, u64> {
 
 /// `GET /api/topology/{view}`: `None` for an unknown view.
 pub fn topology(ctx: &mut Ctx, view: &str, query: &Query) -> Option<BTreeMap<String, NodeSummary>> {
-    let desc = registry(ctx.report).into_iter().find(|v| v.id == view)?;
-    let rendered = render_view(ctx, &desc, query);
+    let rendered = rendered_view(ctx, view, query)?;
     Some(summaries(ctx.report, &rendered.nodes, query.censor()))
+}
+
+/// [`topology`] with each node's summary serialised as it is made (`summary::summaries_json`).
+pub fn topology_json(
+    ctx: &mut Ctx,
+    view: &str,
+    query: &Query,
+) -> Option<serde_json::Result<BTreeMap<String, Box<serde_json::value::RawValue>>>> {
+    let rendered = rendered_view(ctx, view, query)?;
+    Some(summaries_json(ctx.report, &rendered.nodes, query.censor()))
+}
+
+fn rendered_view(ctx: &mut Ctx, view: &str, query: &Query) -> Option<Rendered> {
+    let desc = registry(ctx.report).into_iter().find(|v| v.id == view)?;
+    Some(render_view(ctx, &desc, query))
 }
 
 pub fn find_view(report: &Report, view: &str) -> Option<ViewDesc> {
