@@ -786,14 +786,22 @@ async fn list_render(
     at: Option<i64>,
 ) -> Result<(Arc<ViewCounts>, Answer)> {
     let key = query.cache_key("");
+    let plan = state
+        .shard
+        .with_slot(instance, |slot| slot.list_plan(&key))
+        .flatten();
     let render: Render = Arc::new(move |report, time, _| {
         let mut ctx = Ctx::new(report, time);
-        let list = topologies::topology_list(&mut ctx, &query);
+        let (list, learned) = topologies::topology_list_planned(&mut ctx, &query, plan.as_deref());
         let counts = Arc::new(topologies::view_counts(&list));
-        Ok(Some(Rendered::List(counts, answer_of(&list)?)))
+        Ok(Some(Rendered::List(
+            counts,
+            answer_of(&list)?,
+            Arc::new(learned),
+        )))
     });
     match render_at(state, instance, key, render, at).await? {
-        Some(Rendered::List(counts, answer)) => Ok((counts, answer)),
+        Some(Rendered::List(counts, answer, _)) => Ok((counts, answer)),
         _ => Err(Error::Internal(anyhow::anyhow!(
             "the topology list rendered as a view"
         ))),

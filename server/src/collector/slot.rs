@@ -19,6 +19,7 @@ use axum::body::Bytes;
 use shared::instances::{Limits, ProbeInfo, Usage};
 
 use super::fold::{FoldedWindow, Samples};
+use super::render::topologies::ListPlan;
 use super::report::Report;
 use super::wire::WireReport;
 
@@ -290,8 +291,9 @@ pub type Summaries = BTreeMap<String, Box<serde_json::value::RawValue>>;
 pub enum Rendered {
     /// A view's summaries (for websocket diffs) and its answer.
     View(Arc<Summaries>, Answer),
-    /// The topology list's answer, and each view's node count in it (the timeline's sparkline).
-    List(Arc<ViewCounts>, Answer),
+    /// The topology list's answer, each view's node count in it (the timeline's sparkline), and
+    /// the plan the next list of the instance follows.
+    List(Arc<ViewCounts>, Answer, Arc<ListPlan>),
 }
 
 /// Nodes per view id, as the topology list's stats count them.
@@ -659,13 +661,24 @@ impl Slot {
         self.renders.insert(key.to_owned(), kept);
     }
 
+    /// The plan the topology list kept under `key` learned, for the next to follow.
+    pub fn list_plan(&self, key: &str) -> Option<Arc<ListPlan>> {
+        match self.renders.get(key) {
+            Some(Kept {
+                rendered: Rendered::List(.., plan),
+                ..
+            }) => Some(plan.clone()),
+            _ => None,
+        }
+    }
+
     /// The view counts of the topology list kept under `key`, with when it was made (the window
     /// it counts), if that was at `since_ms` or later.
     pub fn list_counts(&self, key: &str, since_ms: i64) -> Option<(i64, Arc<ViewCounts>)> {
         match self.renders.get(key) {
             Some(Kept {
                 made_at,
-                rendered: Rendered::List(counts, _),
+                rendered: Rendered::List(counts, ..),
                 ..
             }) if *made_at >= since_ms => Some((*made_at, counts.clone())),
             _ => None,
@@ -785,8 +798,12 @@ mod tests {
         // A list a reader made counts as a count.
         let counts = Arc::new(ViewCounts::from([("hosts".to_owned(), 2)]));
         let cell = Making::default();
-        let list = Rendered::List(counts.clone(), Answer::default());
+        let plan = Arc::new(ListPlan::default());
+        let list = Rendered::List(counts.clone(), Answer::default(), plan.clone());
+        assert!(slot.list_plan("list").is_none());
         slot.cache_render("list", &cell, 0, (230_000, 5), list);
+        // The next list of the instance follows the plan this one learned.
+        assert!(Arc::ptr_eq(&slot.list_plan("list").unwrap(), &plan));
         assert!(!due(&mut slot, 230_001));
         assert_eq!(slot.list_counts("list", 230_000), Some((230_000, counts)));
         assert_eq!(slot.list_counts("list", 230_001), None);

@@ -1031,7 +1031,7 @@ impl History {
     pub fn keep_past_render(&self, instance: &str, at_ms: i64, key: &str, rendered: PastRender) {
         // The summaries (about twice the JSON they make) and the gzipped answer.
         let bytes = match &rendered.rendered {
-            super::slot::Rendered::View(_, a) | super::slot::Rendered::List(_, a) => {
+            super::slot::Rendered::View(_, a) | super::slot::Rendered::List(_, a, _) => {
                 2 * a.json_len + a.gzip.len()
             }
         };

@@ -508,6 +508,10 @@ pub struct Ctx<'a> {
     pub report: &'a Report,
     pub now: Time,
     memo: HashMap<String, Arc<Rendered>>,
+    /// Keys asked of the memo since [`Ctx::take_asked`] last took them, hits and renders alike.
+    asked: Vec<String>,
+    /// Renderings the memo made (asked for and not kept).
+    made: usize,
     local_networks: Option<Arc<net::Networks>>,
 }
 
@@ -517,18 +521,32 @@ impl<'a> Ctx<'a> {
             report,
             now,
             memo: HashMap::new(),
+            asked: Vec::new(),
+            made: 0,
             local_networks: None,
         }
     }
 
     /// Renders once per key and context (Scope's `Memoise`).
     pub fn memo(&mut self, key: &str, f: impl FnOnce(&mut Ctx<'a>) -> Rendered) -> Arc<Rendered> {
+        self.asked.push(key.to_owned());
         if let Some(hit) = self.memo.get(key) {
             return hit.clone();
         }
+        self.made += 1;
         let out = Arc::new(f(self));
         self.memo.insert(key.to_owned(), out.clone());
         out
+    }
+
+    /// The memo's keys asked for since the last call, in order (hits and renders alike).
+    pub fn take_asked(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.asked)
+    }
+
+    /// Lets go of a memoised rendering: asked for again, it is rendered again.
+    pub fn release(&mut self, key: &str) {
+        self.memo.remove(key);
     }
 
     /// The nodes of one report topology (by internal name), as renderers take them.

@@ -942,3 +942,42 @@ fn a_view_serialised_as_it_is_summarised_reads_back_as_its_summaries() {
         assert_eq!(read, summaries, "{view}?{q}");
     }
 }
+
+#[test]
+fn a_list_following_its_plan_lets_go_of_each_rendering_after_its_last_use_and_makes_none_twice() {
+    use super::topologies::{ListPlan, topology_list_planned};
+    // Views of every kind, Kubernetes ones included, some sharing renderings.
+    let report = merged(&["fixture-report.json", "probe-full-4.json"]);
+    let query = Query::default();
+    let mut unplanned = Ctx::new(&report, Time(0));
+    let (list, plan) = topology_list_planned(&mut unplanned, &query, None);
+    assert_eq!(list, topology_list(&mut Ctx::new(&report, Time(0)), &query));
+    // Without a plan every rendering is held to the end.
+    assert!(unplanned.memo.len() > 10, "{}", unplanned.memo.len());
+    let mut planned = Ctx::new(&report, Time(0));
+    let (followed, learned) = topology_list_planned(&mut planned, &query, Some(&plan));
+    assert_eq!(followed, list);
+    assert_eq!(learned, plan);
+    assert_eq!(planned.made, unplanned.made, "a rendering made twice");
+    assert!(planned.memo.is_empty(), "{:?}", planned.memo.keys());
+    // A plan that does not fit (here: two renderings let go of after the first view, which later
+    // views ask for) costs renderings made again, not a different list; and the plans learned
+    // from there come back to the right one.
+    let wrong = ListPlan {
+        last_asked: ["select:endpoint", "base:process"]
+            .map(|key| (key.to_owned(), 0))
+            .into(),
+    };
+    let mut ctx = Ctx::new(&report, Time(0));
+    let (followed, mut learned) = topology_list_planned(&mut ctx, &query, Some(&wrong));
+    assert_eq!(followed, list);
+    assert!(ctx.made > unplanned.made, "{} renderings", ctx.made);
+    for _ in 0..2 {
+        let mut ctx = Ctx::new(&report, Time(0));
+        let (followed, next) = topology_list_planned(&mut ctx, &query, Some(&learned));
+        assert_eq!(followed, list);
+        assert_eq!(ctx.made, unplanned.made);
+        learned = next;
+    }
+    assert_eq!(learned, plan);
+}

@@ -1,7 +1,7 @@
 //! The view registry, its options and filters, and the `/api/topology` list with stats
 //! (scope-render.md §9–§11).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 pub use shared::topology::{Stats, TopologyDesc};
 
@@ -537,15 +537,52 @@ pub fn render_view(ctx: &mut Ctx, view: &ViewDesc, query: &Query) -> Rendered {
 /// `GET /api/topology`: top-level views sorted by name, sub-views in registration order, each with
 /// the stats this query would give.
 pub fn topology_list(ctx: &mut Ctx, query: &Query) -> Vec<TopologyDesc> {
+    topology_list_planned(ctx, query, None).0
+}
+
+/// When a topology list last asks for each memoised rendering: the view (its place in the list's
+/// order) after which no other asks for it. Learned from one list and followed by the next of the
+/// same instance, which lets go of each rendering as soon as the views still to come will not ask
+/// for it — instead of holding every view's intermediate renderings until the list is done (at 50
+/// hosts, a sixth of the list's working set). A plan that no longer fits (the report's shape
+/// changed) costs a rendering made twice, never a wrong answer, and the list learns a new one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListPlan {
+    pub(super) last_asked: HashMap<String, usize>,
+}
+
+/// [`topology_list`] following `plan` (from the last list of the same instance), with the plan
+/// this one learned.
+pub fn topology_list_planned(
+    ctx: &mut Ctx,
+    query: &Query,
+    plan: Option<&ListPlan>,
+) -> (Vec<TopologyDesc>, ListPlan) {
     let registry = registry(ctx.report);
-    let describe = |ctx: &mut Ctx, v: &ViewDesc| TopologyDesc {
-        name: v.name.to_owned(),
-        rank: v.rank,
-        hide_if_empty: v.hide_if_empty,
-        options: v.options.iter().map(OptionGroup::wire).collect(),
-        url: format!("/api/topology/{}", v.id),
-        sub_topologies: Vec::new(),
-        stats: stats(&render_view(ctx, v, query)),
+    let mut learned = ListPlan::default();
+    let mut place = 0;
+    let mut describe = |ctx: &mut Ctx, v: &ViewDesc| {
+        let desc = TopologyDesc {
+            name: v.name.to_owned(),
+            rank: v.rank,
+            hide_if_empty: v.hide_if_empty,
+            options: v.options.iter().map(OptionGroup::wire).collect(),
+            url: format!("/api/topology/{}", v.id),
+            sub_topologies: Vec::new(),
+            stats: stats(&render_view(ctx, v, query)),
+        };
+        for key in ctx.take_asked() {
+            learned.last_asked.insert(key, place);
+        }
+        for (key, _) in plan
+            .iter()
+            .flat_map(|p| &p.last_asked)
+            .filter(|(_, last)| **last == place)
+        {
+            ctx.release(key);
+        }
+        place += 1;
+        desc
     };
     let mut top: Vec<TopologyDesc> = Vec::new();
     for v in registry.iter().filter(|v| v.parent.is_none()) {
@@ -556,7 +593,7 @@ pub fn topology_list(ctx: &mut Ctx, query: &Query) -> Vec<TopologyDesc> {
         top.push(d);
     }
     top.sort_by(|a, b| a.name.cmp(&b.name));
-    top
+    (top, learned)
 }
 
 /// Each view's (and sub-view's) node count in a topology list, by view id.
