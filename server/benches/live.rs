@@ -139,6 +139,17 @@ async fn steady(probes: usize) {
     }
     reading.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut rss = sampler.join().unwrap();
+    if std::env::var("LIVE_RSS_TRACE").is_ok() {
+        let trace: Vec<String> = rss.iter().map(|m| format!("{m:.0}")).collect();
+        eprintln!("RSS MiB every 100 ms while reading: {}", trace.join(" "));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        for line in status
+            .lines()
+            .filter(|l| l.starts_with("Rss") || l.starts_with("Threads"))
+        {
+            eprintln!("{line}");
+        }
+    }
     rss.sort_by(f64::total_cmp);
     let renders = renders_made(&server).await - renders_before;
     let _ = feed.kill();
