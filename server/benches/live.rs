@@ -6,7 +6,9 @@
 //!
 //! `cargo bench -p scopehub --bench live` (about five minutes). Not a test: it asserts nothing
 //! about speed, it prints the numbers. `LIVE_PROBES=50` runs only that row, `LIVE_BURST=0` skips
-//! the burst, `LIVE_DEBUG=1` prints every read's size and its time to the first byte.
+//! the burst, `LIVE_DEBUG=1` prints every read's size and its time to the first byte,
+//! `LIVE_RSS_TRACE=1` every resident-memory sample in order (where the peaks fall) and the
+//! server's `Rss*` lines at the end. Where the memory goes: the `working_set` bench.
 
 mod support;
 
