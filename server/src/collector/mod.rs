@@ -167,7 +167,7 @@ impl CollectorState {
             return;
         };
         let every = i64::try_from(history.config().count_interval.as_millis()).unwrap_or(i64::MAX);
-        let list = render::topologies::Query::defaults().cache_key("");
+        let list = render::topologies::Query::default_list_key();
         for instance in instances {
             let now = self.clock.now();
             let due = self.shard.with_slot(&instance, |slot| {

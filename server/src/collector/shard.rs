@@ -158,7 +158,7 @@ impl InProcessShard {
         let config = history.config();
         let within = config.count_interval + config.flush_interval;
         let since = now.saturating_sub(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
-        let list = super::render::topologies::Query::defaults().cache_key("");
+        let list = super::render::topologies::Query::default_list_key();
         let counts = |instance: &str| {
             self.with_slot(instance, |slot| {
                 (slot.parts(now), slot.list_counts(&list, since))

@@ -226,19 +226,8 @@ async fn the_timeline_counts_each_view_as_the_map_shows_it() {
     // The history task writes a batch each second, its views counted first (nobody has read
     // the topology list: the task renders it). The same report again each time: the window's
     // nodes stay the same.
-    let point = crate::support::eventually(Duration::from_secs(30), "views counted", || {
-        let (app, token, mut alice) = (&app, token.clone(), alice.clone());
-        let path = format!("{base}/history?from={from}&to={}", app.clock.now() + 1);
-        async move {
-            post_go_fixture(app, &token).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let (_, timeline) = alice.get(&path).await;
-            let last = timeline["points"].as_array()?.last()?.clone();
-            last["views"]
-                .as_object()
-                .is_some_and(|v| !v.is_empty())
-                .then_some(last)
-        }
+    let point = last_point_once(&app, &token, &alice, &base, from, "views counted", |last| {
+        last["views"].as_object().is_some_and(|v| !v.is_empty())
     })
     .await;
     // What the web app asks for, every option at its default, counts the same.
@@ -301,21 +290,43 @@ async fn the_timeline_counts_each_view_as_the_map_shows_it() {
     // …and again once that minute is past.
     app.clock.advance(61_000);
     let since = app.clock.now();
-    crate::support::eventually(Duration::from_secs(30), "views counted again", || {
-        let (app, token, mut alice, path) = (&app, token.clone(), alice.clone(), path(since));
+    last_point_once(
+        &app,
+        &token,
+        &alice,
+        &base,
+        since,
+        "views counted again",
+        |last| last["views_at"].as_i64().is_some_and(|t| t >= since),
+    )
+    .await;
+    assert!(renders().await > before);
+}
+
+/// Posts the Go fixture (every 300 ms) until the last point of the timeline from `from` is
+/// `wanted`; that point.
+async fn last_point_once(
+    app: &TestApp,
+    token: &str,
+    alice: &Agent,
+    base: &str,
+    from: i64,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    crate::support::eventually(Duration::from_secs(30), what, || {
+        let mut alice = alice.clone();
+        let path = format!("{base}/history?from={from}&to={}", app.clock.now() + 1);
+        let wanted = &wanted;
         async move {
-            post_go_fixture(app, &token).await;
+            post_go_fixture(app, token).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (_, timeline) = alice.get(&path).await;
             let last = timeline["points"].as_array()?.last()?.clone();
-            last["views_at"]
-                .as_i64()
-                .is_some_and(|t| t >= since)
-                .then_some(())
+            wanted(&last).then_some(last)
         }
     })
-    .await;
-    assert!(renders().await > before);
+    .await
 }
 
 fn urlencode(s: &str) -> String {

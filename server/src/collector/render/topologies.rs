@@ -469,6 +469,12 @@ impl Query {
         }
     }
 
+    /// Under what the topology list with [`Query::defaults`] is kept: the list the timeline's view
+    /// counts come from.
+    pub fn default_list_key() -> String {
+        Query::defaults().cache_key("")
+    }
+
     pub fn parse(raw: Option<&str>) -> Query {
         let pairs: Vec<(String, String)> = raw
             .map(|q| {
