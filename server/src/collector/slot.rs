@@ -212,6 +212,10 @@ pub struct Slot {
     /// Rendered views and topology lists, by view and query, shared by every reader (requests and
     /// websocket ticks): see [`Slot::render_plan`].
     renders: HashMap<String, Kept>,
+    /// The plan each topology list learned (`topologies::ListPlan`), by its key: kept beyond the
+    /// list itself, as an unwatched instance's list is made once a minute for the timeline and
+    /// let go of unread before the next.
+    list_plans: HashMap<String, Arc<ListPlan>>,
     /// Renders being made: readers who have to wait for one share it.
     pending: HashMap<String, Making>,
     /// Each part's footprint when last folded into or pruned, by probe id, and their sum.
@@ -347,6 +351,7 @@ impl Slot {
             merging: [None, None],
             background: Arc::new(tokio::sync::Semaphore::new(1)),
             renders: HashMap::new(),
+            list_plans: HashMap::new(),
             pending: HashMap::new(),
             part_bytes: BTreeMap::new(),
             window_bytes: 0,
@@ -645,6 +650,11 @@ impl Slot {
         rendered: Rendered,
     ) {
         self.release_render(key, cell);
+        if let Rendered::List(.., plan) = &rendered
+            && (self.list_plans.contains_key(key) || self.list_plans.len() < MAX_RENDERS)
+        {
+            self.list_plans.insert(key.to_owned(), plan.clone());
+        }
         let last_read = match self.renders.get(key) {
             Some(kept) if kept.generation > generation => return,
             Some(kept) => kept.last_read.max(made_at),
@@ -661,15 +671,9 @@ impl Slot {
         self.renders.insert(key.to_owned(), kept);
     }
 
-    /// The plan the topology list kept under `key` learned, for the next to follow.
+    /// The plan the last topology list made under `key` learned, for the next to follow.
     pub fn list_plan(&self, key: &str) -> Option<Arc<ListPlan>> {
-        match self.renders.get(key) {
-            Some(Kept {
-                rendered: Rendered::List(.., plan),
-                ..
-            }) => Some(plan.clone()),
-            _ => None,
-        }
+        self.list_plans.get(key).cloned()
     }
 
     /// The view counts of the topology list kept under `key`, with when it was made (the window
@@ -809,6 +813,10 @@ mod tests {
         assert_eq!(slot.list_counts("list", 230_001), None);
         assert!(!due(&mut slot, 289_999));
         assert!(due(&mut slot, 290_001));
+        // The list, unread for a minute, is let go of; its plan is kept for the next count.
+        let _ = slot.render_plan("another", 300_000, 20);
+        assert_eq!(slot.list_counts("list", 0), None);
+        assert!(Arc::ptr_eq(&slot.list_plan("list").unwrap(), &plan));
     }
 
     #[test]
