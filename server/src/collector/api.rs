@@ -1177,6 +1177,8 @@ async fn probes(
 
 #[cfg(test)]
 mod tests {
+    use shared::topology::{Diff, NodeSummary};
+
     use super::*;
 
     #[test]
@@ -1222,8 +1224,6 @@ mod tests {
         let results: Vec<_> = inflated(damaged.into()).collect().await;
         assert!(results.iter().any(|r| r.is_err()));
     }
-
-    use shared::topology::{Diff, NodeSummary};
 
     fn summary(id: &str, label_bytes: usize) -> NodeSummary {
         serde_json::from_value(json!({"id": id, "label": "x".repeat(label_bytes)})).unwrap()

@@ -1029,10 +1029,10 @@ impl History {
 
     /// Keeps a render of a past window for the next readers of the same.
     pub fn keep_past_render(&self, instance: &str, at_ms: i64, key: &str, rendered: PastRender) {
-        // The summaries (about twice the JSON they make) and the gzipped answer.
+        // A view's nodes, kept as their JSON, and the gzipped answer.
         let bytes = match &rendered.rendered {
             super::slot::Rendered::View(_, a) | super::slot::Rendered::List(_, a, _) => {
-                2 * a.json_len + a.gzip.len()
+                a.json_len + a.gzip.len()
             }
         };
         if bytes > MAX_PAST_RENDER_BYTES / 4 {

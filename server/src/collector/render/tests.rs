@@ -918,8 +918,8 @@ fn a_namespace_filter_looks_each_node_up_once() {
 #[test]
 fn a_view_serialised_as_it_is_summarised_reads_back_as_its_summaries() {
     use super::topologies::topology_json;
-    // Views with every kind of row: metadata, metrics, parents, tables, adjacency; and a
-    // censored option set.
+    // Views with every kind of row: metadata, metrics, parents, tables, adjacency; and one
+    // with options.
     let report = merged(&["fixture-report.json", "probe-full-4.json"]);
     for (view, q) in [
         ("processes", ""),
