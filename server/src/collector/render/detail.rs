@@ -459,7 +459,7 @@ mod tests {
         let mut host = RNode::bare("h1;<host>", HOST);
         host.set_latest("host_name", "h1", Time(1));
         let mut pod = RNode::bare("p1;<pod>", POD);
-        pod.children.insert(host.id.clone(), Arc::new(host));
+        pod.children_mut().insert(host.id.clone(), Arc::new(host));
         let groups = children(&report, &pod);
         assert_eq!(groups.len(), 1);
         let group = &groups[0];

@@ -94,10 +94,21 @@ pub struct RNode {
     /// Scope keeps these in `latest` as `count_<topology>`; they are summed when nodes merge.
     pub counters: BTreeMap<String, u64>,
     pub adjacency: SortedSet,
-    pub children: BTreeMap<String, Arc<RNode>>,
+    /// Shared with the nodes this one was copied from (a filter that drops edges copies a node)
+    /// until a render adds to them; most nodes have none and share one empty map.
+    pub children: Arc<Children>,
 }
 
 pub type Nodes = BTreeMap<String, Arc<RNode>>;
+
+/// A node's children by id.
+pub type Children = BTreeMap<String, Arc<RNode>>;
+
+/// The empty children map every node without children shares.
+fn no_children() -> Arc<Children> {
+    static EMPTY: std::sync::LazyLock<Arc<Children>> = std::sync::LazyLock::new(Arc::default);
+    Arc::clone(&EMPTY)
+}
 
 impl Default for RNode {
     fn default() -> Self {
@@ -110,7 +121,7 @@ impl Default for RNode {
             metrics: Metrics::new().shared(),
             counters: BTreeMap::new(),
             adjacency: SortedSet::new(),
-            children: BTreeMap::new(),
+            children: no_children(),
         }
     }
 }
@@ -127,12 +138,17 @@ impl RNode {
     pub fn from_report(node: &Node) -> RNode {
         RNode {
             adjacency: node.adjacency.iter().cloned().collect(),
-            children: node
-                .children
-                .iter()
-                .filter(|c| !c.id.is_empty())
-                .map(|c| (c.id.clone(), Arc::new(RNode::from_report(c))))
-                .collect(),
+            children: if node.children.is_empty() {
+                no_children()
+            } else {
+                Arc::new(
+                    node.children
+                        .iter()
+                        .filter(|c| !c.id.is_empty())
+                        .map(|c| (c.id.clone(), Arc::new(RNode::from_report(c))))
+                        .collect(),
+                )
+            },
             ..RNode::labelled(node)
         }
     }
@@ -149,8 +165,12 @@ impl RNode {
             metrics: Arc::clone(&node.metrics),
             counters: BTreeMap::new(),
             adjacency: SortedSet::new(),
-            children: BTreeMap::new(),
+            children: no_children(),
         }
+    }
+
+    pub fn children_mut(&mut self) -> &mut Children {
+        Arc::make_mut(&mut self.children)
     }
 
     pub fn sets_mut(&mut self) -> &mut StringSets {
@@ -209,8 +229,13 @@ impl RNode {
             *self.counters.entry(k.clone()).or_default() += v;
         }
         self.adjacency.extend(other.adjacency.iter().cloned());
-        for (k, v) in &other.children {
-            self.children.entry(k.clone()).or_insert_with(|| v.clone());
+        if self.children.is_empty() {
+            self.children = Arc::clone(&other.children);
+        } else if !other.children.is_empty() && !Arc::ptr_eq(&self.children, &other.children) {
+            let mine = self.children_mut();
+            for (k, v) in other.children.iter() {
+                mine.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
     }
 
@@ -293,7 +318,7 @@ impl Join {
     /// the child's edges do not become the output's.
     pub fn add_unmapped_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
         let out = self.output(id, topology);
-        out.children
+        out.children_mut()
             .entry(child.id.clone())
             .or_insert_with(|| child.clone());
         if child.topology != ENDPOINT {
@@ -308,9 +333,11 @@ impl Join {
 
     pub fn add_child_and_children(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
         self.add_unmapped_child(child, id, topology);
-        let out = self.output(id, topology);
-        for (k, v) in &child.children {
-            out.children.entry(k.clone()).or_insert_with(|| v.clone());
+        if !child.children.is_empty() {
+            let out = self.output(id, topology).children_mut();
+            for (k, v) in child.children.iter() {
+                out.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
         self.map_to(&child.id, id);
     }

@@ -981,3 +981,36 @@ fn a_list_following_its_plan_lets_go_of_each_rendering_after_its_last_use_and_ma
     }
     assert_eq!(learned, plan);
 }
+
+#[test]
+fn a_node_copied_to_drop_its_edges_or_merged_into_an_empty_one_shares_its_children() {
+    let child = Arc::new(RNode::bare("c", CONTAINER));
+    let mut a = RNode::bare("a", PROCESS);
+    a.children_mut().insert("c".to_owned(), child);
+    a.adjacency.extend(["gone".to_owned()]);
+    let input = Rendered {
+        nodes: BTreeMap::from([("a".to_owned(), Arc::new(a))]),
+        filtered: 0,
+    };
+    // The edge to a node not in the rendering is dropped: the node is copied, its children not.
+    let out = filter(&input, |_| true);
+    assert!(out.nodes["a"].adjacency.is_empty());
+    assert!(!input.nodes["a"].adjacency.is_empty());
+    assert!(Arc::ptr_eq(
+        &out.nodes["a"].children,
+        &input.nodes["a"].children
+    ));
+    let mut b = RNode::bare("b", PROCESS);
+    b.merge(&input.nodes["a"]);
+    assert!(Arc::ptr_eq(&b.children, &input.nodes["a"].children));
+    // Adding to shared children copies them first.
+    b.children_mut()
+        .insert("d".to_owned(), Arc::new(RNode::bare("d", CONTAINER)));
+    assert_eq!(b.children.len(), 2);
+    assert_eq!(input.nodes["a"].children.len(), 1);
+    // Nodes without children share one empty map.
+    assert!(Arc::ptr_eq(
+        &RNode::bare("x", HOST).children,
+        &RNode::default().children
+    ));
+}

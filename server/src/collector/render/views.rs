@@ -599,7 +599,7 @@ fn volumes(ctx: &mut Ctx) -> Rendered {
                     if linked.len() == MAX_LINKS || edges == MAX_EDGES {
                         break;
                     }
-                    if n.children
+                    if n.children_mut()
                         .insert(target.id.clone(), (*target).clone())
                         .is_none()
                     {
