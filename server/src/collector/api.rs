@@ -431,12 +431,31 @@ async fn merged_report(
     Ok(Json(merged))
 }
 
+/// Runs `f` off the async runtime, at the serving threads' priority: a reader waits for it.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(e.into()))
+    off_runtime(Waiting::Reader, f).await
+}
+
+/// Who waits for a merge or render made off the async runtime: a reader, or nobody yet (a view
+/// rendered again behind the one readers are given, the timeline's count), whose work goes to the
+/// [`background`](super::background) threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Waiting {
+    Reader,
+    Nobody,
+}
+
+async fn off_runtime<T: Send + 'static>(
+    waiting: Waiting,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    match waiting {
+        Waiting::Reader => tokio::task::spawn_blocking(f).await,
+        Waiting::Nobody => super::background::spawn(f).await,
+    }
+    .map_err(|e| Error::Internal(e.into()))
 }
 
 /// The instance's window merged for rendering, with its generation (0 when the instance has no
@@ -448,6 +467,7 @@ async fn window_report(
     state: &CollectorState,
     instance: &str,
     samples: Samples,
+    waiting: Waiting,
 ) -> Result<(u64, Arc<Report>)> {
     let now = state.clock.now();
     let cell = match state
@@ -468,7 +488,7 @@ async fn window_report(
                     (slot.generation(), parts, slot.removed_nodes(now))
                 })
                 .unwrap_or_default();
-            let merged = blocking(move || {
+            let merged = off_runtime(waiting, move || {
                 let mut merged = slot::merge_parts(&parts, true, samples);
                 slot::without_nodes(&mut merged, &removed);
                 Arc::new(merged)
@@ -499,6 +519,7 @@ async fn render_once(
     instance: &str,
     key: String,
     render: Render,
+    waiting: Waiting,
 ) -> Result<Option<Rendered>> {
     let now = state.clock.now();
     let plan = state
@@ -524,7 +545,9 @@ async fn render_once(
                         return;
                     };
                     let made = cell
-                        .get_or_try_init(|| make_render(&state, &instance, &key, &cell, render))
+                        .get_or_try_init(|| {
+                            make_render(&state, &instance, &key, &cell, render, Waiting::Nobody)
+                        })
                         .await;
                     if let Err(e) = made {
                         tracing::warn!(instance = %instance, error = %e, "background render failed");
@@ -539,7 +562,7 @@ async fn render_once(
     let rendered = cell
         .get_or_try_init(|| {
             made.store(true, std::sync::atomic::Ordering::Relaxed);
-            make_render(state, instance, &key, &cell, render)
+            make_render(state, instance, &key, &cell, render, waiting)
         })
         .await;
     state
@@ -560,18 +583,20 @@ async fn make_render(
     key: &str,
     cell: &Making,
     render: Render,
+    waiting: Waiting,
 ) -> Result<(u64, Rendered)> {
     let began = state.clock.now();
     let started = std::time::Instant::now();
     let made = async {
-        let (generation, report) = window_report(state, instance, Samples::Last).await?;
+        let (generation, report) = window_report(state, instance, Samples::Last, waiting).await?;
         let at = render_time(state);
         let budget = state.config.render_budget;
-        let rendered =
-            blocking(move || render::budget::within(budget, || render(&report, at, None)))
-                .await?
-                .map_err(|_| over_budget(budget))??
-                .ok_or_else(unknown_view)?;
+        let rendered = off_runtime(waiting, move || {
+            render::budget::within(budget, || render(&report, at, None))
+        })
+        .await?
+        .map_err(|_| over_budget(budget))??
+        .ok_or_else(unknown_view)?;
         Ok((generation, rendered))
     }
     .await;
@@ -608,7 +633,8 @@ pub(super) async fn view_render(
         })?;
         Ok(Some(Rendered::View(Arc::new(nodes), answer)))
     });
-    let rendered = render_at(state, instance, query.cache_key(view), render, at).await?;
+    let key = query.cache_key(view);
+    let rendered = render_at(state, instance, key, render, at, Waiting::Reader).await?;
     Ok(match rendered {
         Some(Rendered::View(nodes, body)) => Some((nodes, body)),
         _ => None,
@@ -623,9 +649,10 @@ async fn render_at(
     key: String,
     render: Render,
     at: Option<i64>,
+    waiting: Waiting,
 ) -> Result<Option<Rendered>> {
     match at {
-        None => render_once(state, instance, key, render).await,
+        None => render_once(state, instance, key, render, waiting).await,
         Some(at) => super::past::render(state, instance, at, key, render).await,
     }
 }
@@ -750,7 +777,9 @@ async fn detail_window(
     view: Option<&str>,
 ) -> Result<(Arc<Report>, Time)> {
     check_view(state, instance, view)?;
-    let merged = window_report(state, instance, Samples::All).await?.1;
+    let merged = window_report(state, instance, Samples::All, Waiting::Reader)
+        .await?
+        .1;
     Ok((merged, render_time(state)))
 }
 
@@ -773,7 +802,7 @@ async fn topology_list(
     check_view(&state, &instance, None)?;
     let mut query = topologies::Query::parse(raw.as_deref());
     let at = super::past::moment(&state, &mut query)?;
-    let (_, answer) = list_render(&state, &instance, query, at).await?;
+    let (_, answer) = list_render(&state, &instance, query, at, Waiting::Reader).await?;
     Ok(send_answer(answer, &headers))
 }
 
@@ -784,6 +813,7 @@ async fn list_render(
     instance: &str,
     query: topologies::Query,
     at: Option<i64>,
+    waiting: Waiting,
 ) -> Result<(Arc<ViewCounts>, Answer)> {
     let key = query.cache_key("");
     let plan = state
@@ -800,7 +830,7 @@ async fn list_render(
             Arc::new(learned),
         )))
     });
-    match render_at(state, instance, key, render, at).await? {
+    match render_at(state, instance, key, render, at, waiting).await? {
         Some(Rendered::List(counts, answer, _)) => Ok((counts, answer)),
         _ => Err(Error::Internal(anyhow::anyhow!(
             "the topology list rendered as a view"
@@ -812,7 +842,8 @@ async fn list_render(
 /// reader), for the timeline's counts: [`Shard::flush_history`](super::shard::InProcessShard)
 /// takes them from the slot.
 pub(super) async fn count_views(state: &CollectorState, instance: &str) -> Result<()> {
-    list_render(state, instance, topologies::Query::defaults(), None).await?;
+    let defaults = topologies::Query::defaults();
+    list_render(state, instance, defaults, None, Waiting::Nobody).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! browsers), and asks the edge's [`ReadAccess`] whether a long-lived websocket may go on.
 
 mod api;
+mod background;
 pub mod bounded;
 pub mod controls;
 pub mod decode;
@@ -402,7 +403,8 @@ async fn ingest(
     let accepting = state.shard.clone();
     let into = instance.clone();
     let turn = state.shard.folding_turn().await;
-    let folded = tokio::task::spawn_blocking(move || {
+    // Nobody waits on a fold but the probe, which does not mind a few milliseconds: reads first.
+    let folded = background::spawn(move || {
         let _turn = turn;
         decode::with_inflated(&bytes, gzip, max, |raw| {
             let limits =

@@ -62,6 +62,38 @@ async fn an_oversized_message_ends_the_websocket(url: &str, cookie: &str) {
     }
 }
 
+/// A collector folds reports on its background threads, which run at a lower priority than the
+/// threads serving requests (`collector::background`): reads come first on a busy machine.
+fn the_report_was_folded_below_the_serving_threads(pid: i32) {
+    // Each thread's name and nice (the 17th field after the name in its stat line).
+    let threads: Vec<(String, i32)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+            let nice = stat.rsplit_once(") ")?.1.split_whitespace().nth(16)?;
+            Some((name.trim().to_owned(), nice.parse().ok()?))
+        })
+        .collect();
+    let nice_of = |name: &str| -> Vec<i32> {
+        threads
+            .iter()
+            .filter(|t| t.0 == name)
+            .map(|t| t.1)
+            .collect()
+    };
+    let (serving, background) = (nice_of("tokio-rt-worker"), nice_of("background"));
+    assert!(!serving.is_empty() && !background.is_empty(), "{threads:?}");
+    let lowest_serving = serving.iter().max().unwrap();
+    assert!(
+        background
+            .iter()
+            .all(|nice| nice >= &(lowest_serving + 10).min(19)),
+        "{threads:?}"
+    );
+}
+
 async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {
     let Some(db) = TestDb::new(b).await else {
         return;
@@ -86,6 +118,7 @@ async fn the_whole_journey_goes_through_the_edge_to_two_shards(b: Backend) {
         )
         .await;
         assert_eq!(status, 200, "report to shard {n}: {body}");
+        the_report_was_folded_below_the_serving_threads(split.shards[n].process().pid());
         let (status, list) = alice.get(&format!("/api/app/{id}/api/topology")).await;
         assert_eq!(status, 200, "{list}");
         let (status, view) = alice

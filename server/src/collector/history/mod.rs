@@ -26,6 +26,7 @@ use shared::instances::Limits;
 
 pub use self::batch::WindowCounts;
 use self::batch::{BatchHeader, BatchName, HOUR_MS, Record};
+use super::background;
 use super::bounded::{self, BudgetLimits};
 use super::decode::{self, Format};
 use super::fold::{self, FoldedWindow, Samples};
@@ -266,12 +267,9 @@ struct FoldedMoment {
 /// Probes' folded parts, each with its probe.
 type FoldedParts = Vec<(String, FoldedWindow)>;
 
-/// Frees `value` on a blocking thread: big windows and parts take milliseconds to free (in place
-/// when there is no runtime to lend one).
+/// Frees `value` on a background thread: big windows and parts take milliseconds to free.
 fn drop_off_runtime<T: Send + 'static>(value: T) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn_blocking(move || drop(value));
-    }
+    drop(background::spawn(move || drop(value)));
 }
 
 /// How old a staging file must be to be swept: far older than any write in flight.
@@ -381,7 +379,7 @@ impl History {
             return 0;
         };
         let objects = folder.join(self.root.as_ref());
-        let removed = tokio::task::spawn_blocking(move || sweep_staging(&objects, STAGING_KEPT))
+        let removed = background::spawn(move || sweep_staging(&objects, STAGING_KEPT))
             .await
             .unwrap_or(0);
         if removed > 0 {
@@ -510,7 +508,7 @@ impl History {
             window: counts.clone(),
         };
         let seqs: HashSet<u64> = records.iter().map(|r| r.seq).collect();
-        let (object, records) = tokio::task::spawn_blocking(move || {
+        let (object, records) = background::spawn(move || {
             let records: Vec<Record> = records.into_iter().map(gzipped).collect();
             (batch::encode(&header, &records), records.len())
         })
