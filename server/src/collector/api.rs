@@ -427,7 +427,7 @@ async fn merged_report(
         .shard
         .with_slot(&instance, |slot| slot.parts(now))
         .unwrap_or_default();
-    let merged = blocking(move || slot::merge_parts(&parts, false, Samples::All)).await?;
+    let merged = blocking(move || slot::merge_parts(&parts, now, false, Samples::All)).await?;
     Ok(Json(merged))
 }
 
@@ -489,7 +489,7 @@ async fn window_report(
                 })
                 .unwrap_or_default();
             let merged = off_runtime(waiting, move || {
-                let mut merged = slot::merge_parts(&parts, true, samples);
+                let mut merged = slot::merge_parts(&parts, now, true, samples);
                 slot::without_nodes(&mut merged, &removed);
                 Arc::new(merged)
             })
@@ -601,12 +601,19 @@ async fn make_render(
     }
     .await;
     let cost_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    state.shard.with_slot(instance, |slot| match &made {
+    let replaced = state.shard.with_slot(instance, |slot| match &made {
         Ok((generation, rendered)) => {
             slot.cache_render(key, cell, *generation, (began, cost_ms), rendered.clone())
         }
-        Err(_) => slot.release_render(key, cell),
+        Err(_) => {
+            slot.release_render(key, cell);
+            None
+        }
     });
+    if let Some(Some(replaced)) = replaced {
+        // Freed off the runtime: a view's nodes are thousands of allocations.
+        drop(super::background::spawn(move || drop(replaced)));
+    }
     made
 }
 

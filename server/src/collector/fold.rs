@@ -95,6 +95,8 @@ pub struct FoldedWindow {
     buckets: VecDeque<Bucket>,
     next_seq: Seq,
     topologies: BTreeMap<String, FoldedTopology>,
+    /// The newest bucket [`FoldedWindow::note_expiry`] saw leave the window.
+    noted_expired: Option<Seq>,
 }
 
 #[derive(Debug, Default)]
@@ -746,6 +748,41 @@ impl FoldedWindow {
         self.buckets.is_empty()
     }
 
+    /// Whether a bucket left the window by `now_ms` that no earlier call saw leave: the window
+    /// changed. A cheap look at the oldest buckets; letting go of them, which walks every node, is
+    /// [`FoldedWindow::expire`]'s.
+    pub fn note_expiry(&mut self, now_ms: i64, window_ms: i64) -> bool {
+        let newest_gone = self
+            .buckets
+            .iter()
+            .take_while(|b| now_ms - b.last_at > window_ms)
+            .last()
+            .map(|b| b.seq);
+        match newest_gone {
+            Some(seq) if self.noted_expired.is_none_or(|noted| seq > noted) => {
+                self.noted_expired = Some(seq);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether nothing is left in the window at `now_ms` (whether or not it was let go of).
+    pub fn is_empty_at(&self, now_ms: i64, window_ms: i64) -> bool {
+        self.buckets
+            .back()
+            .is_none_or(|b| now_ms - b.last_at > window_ms)
+    }
+
+    /// When the oldest report still in the window at `now_ms` arrived (whether or not older ones
+    /// were let go of).
+    pub fn oldest_within(&self, now_ms: i64, window_ms: i64) -> Option<i64> {
+        self.buckets
+            .iter()
+            .find(|b| now_ms - b.last_at <= window_ms)
+            .map(|b| b.last_at)
+    }
+
     /// When the oldest report still in the window arrived.
     pub fn oldest_at(&self) -> Option<i64> {
         self.buckets.front().map(|b| b.last_at)
@@ -756,9 +793,14 @@ impl FoldedWindow {
         self.buckets.len()
     }
 
-    /// Reports folded into the buckets of the window.
-    pub fn reports(&self) -> u64 {
-        self.buckets.iter().map(|b| b.reports).sum()
+    /// Reports folded into the buckets still in the window at `now_ms` (whether or not older ones
+    /// were let go of).
+    pub fn reports_within(&self, now_ms: i64, window_ms: i64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|b| now_ms - b.last_at <= window_ms)
+            .map(|b| b.reports)
+            .sum()
     }
 
     /// Merges this probe's part of the window into `window`, as `window.merge(&part)` would with

@@ -397,13 +397,18 @@ async fn ingest(
         .map_err(|_| refuse(Refusal::TooLarge))?;
     // Decoding and folding run off the async runtime, and without the slot's lock, which readers
     // and the instance's other probes need meanwhile. The report is decoded in full before any of
-    // it is folded: a report refused half-way leaves nothing behind.
+    // it is folded: a report refused half-way leaves nothing behind (a new probe's part, empty,
+    // goes at the next look at the window).
     let max_nodes = state.config.max_nodes_per_topology;
     let kept = (bytes.clone(), probe_id.clone());
-    let accepting = state.shard.clone();
-    let into = instance.clone();
     let turn = state.shard.folding_turn().await;
+    let part = shard
+        .with_slot(&instance, |slot| slot.part_of(&probe_id))
+        .ok_or_else(unplaced)?;
+    let folding = part.clone();
     // Nobody waits on a fold but the probe, which does not mind a few milliseconds: reads first.
+    // The background threads take no slot's lock: one preempted while holding it would hold up
+    // the instance's readers.
     let folded = background::spawn(move || {
         let _turn = turn;
         decode::with_inflated(&bytes, gzip, max, |raw| {
@@ -421,18 +426,16 @@ async fn ingest(
                 version,
                 last_seen: now,
             };
-            let Some(part) = accepting.with_slot(&into, |slot| slot.part_of(&probe.id)) else {
-                return Ok(None);
-            };
-            let bytes = slot::fold_into(&part, report, now);
-            Ok(accepting.with_slot(&into, |slot| slot.accepted(probe, &part, bytes, now)))
+            let bytes = slot::fold_into(&folding, report, now);
+            Ok((probe, bytes))
         })?
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?;
     let first = match folded {
-        Ok(Some(first)) => first,
-        Ok(None) => return Err(unplaced()),
+        Ok((probe, bytes)) => shard
+            .with_slot(&instance, |slot| slot.accepted(probe, &part, bytes, now))
+            .ok_or_else(unplaced)?,
         Err(Rejected::Decode(DecodeError::TooLarge(_))) => return Err(refuse(Refusal::TooLarge)),
         Err(Rejected::Decode(DecodeError::TooComplex(why))) => {
             refuse(Refusal::TooLarge);

@@ -166,7 +166,7 @@ impl InProcessShard {
             .map(|(parts, views)| {
                 let (views_at_ms, views) = views.unzip();
                 WindowCounts {
-                    counts: super::history::node_counts(&parts),
+                    counts: super::history::node_counts(&parts, now),
                     views: views.map(|v| (*v).clone()).unwrap_or_default(),
                     views_at_ms,
                 }

@@ -152,15 +152,28 @@ pub fn fold_into<'de>(
     window.footprint()
 }
 
-/// The window of `parts` (in the order [`Slot::parts`] gives them), merged with every core's help,
-/// its metrics with the `samples` asked for: see [`super::fold::merge_window_on`]. Each part is
-/// locked only while it is materialised.
-pub fn merge_parts(parts: &[Part], drop_partial: bool, samples: Samples) -> Report {
+/// The window of `parts` at `now_ms` (as [`Slot::parts`] gives them), merged with every core's
+/// help, its metrics with the `samples` asked for: see [`super::fold::merge_window_on`]. The
+/// parts are merged in the order their oldest reports still in the window arrived (then in the
+/// order given), which keeps the window's order wherever it matters (the first report's id). Each
+/// part is locked only while its oldest report is looked up, and while what left the window is
+/// let go of and it is materialised.
+pub fn merge_parts(parts: &[Part], now_ms: i64, drop_partial: bool, samples: Samples) -> Report {
     static CORES: LazyLock<usize> =
         LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut ordered: Vec<_> = parts
+        .iter()
+        .map(|part| (lock(part).oldest_within(now_ms, WINDOW_MS), part.clone()))
+        .collect();
+    ordered.sort_by_key(|(oldest, _)| *oldest);
+    let parts: Vec<Part> = ordered.into_iter().map(|(_, part)| part).collect();
     super::fold::merge_window_on(
-        parts,
-        |part| lock(part).materialize_with(samples),
+        &parts,
+        |part| {
+            let mut part = lock(part);
+            part.expire(now_ms, WINDOW_MS);
+            part.materialize_with(samples)
+        },
         *CORES,
         drop_partial,
     )
@@ -468,7 +481,7 @@ impl Slot {
         };
         if over(self).is_some() {
             // Refused reports fold nothing, so what left the window is let go here.
-            self.prune(now_ms);
+            self.let_go_now(now_ms);
             if let Some(why) = over(self) {
                 return Err(self.refuse(why));
             }
@@ -517,28 +530,38 @@ impl Slot {
         first
     }
 
-    /// Lets go of what left the window. Runs under the slot's lock, which every reader needs, so a
-    /// part busy now (a report being folded into it, or a merge reading it) is not waited for: a
-    /// fold expires its part itself first, and a merge in flight is at most one merge late.
+    /// Notes what left the window (a new generation: the window changed) and lets go of the parts
+    /// wholly out of it. Runs under the slot's lock, which every reader and every report of the
+    /// instance needs, often on the async runtime, so it only looks at each part's oldest buckets:
+    /// letting go of what left a part walks all its nodes, and is done off the runtime by whoever
+    /// uses the part next (a fold expires its part first, a merge each part it reads:
+    /// [`merge_parts`], [`super::history::node_counts`]). A part's bytes are counted again as its
+    /// probe's next report is folded, or at once when the instance is over its memory budget
+    /// ([`Slot::let_go_now`]). A part busy now (folded into or merged) is not waited for: the next
+    /// look notes it.
     fn prune(&mut self, now_ms: i64) {
-        let mut shrunk = Vec::new();
-        for (probe, part) in &self.windows {
+        let mut changed = false;
+        for part in self.windows.values() {
             let mut part = match part.try_lock() {
                 Ok(part) => part,
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => continue,
             };
-            if part.expire(now_ms, WINDOW_MS) {
-                shrunk.push((probe.clone(), part.footprint()));
+            changed |= part.note_expiry(now_ms, WINDOW_MS);
+        }
+        // A part being folded into is kept even while empty; one wholly out of the window is
+        // freed on a background thread (a probe's part is thousands of allocations).
+        let mut out = Vec::new();
+        self.windows.retain(|_, part| {
+            let keep = Arc::strong_count(part) > 1 || !lock(part).is_empty_at(now_ms, WINDOW_MS);
+            if !keep {
+                out.push(part.clone());
             }
+            keep
+        });
+        if !out.is_empty() {
+            drop(super::background::spawn(move || drop(out)));
         }
-        let changed = !shrunk.is_empty();
-        for (probe, bytes) in shrunk {
-            self.set_part_bytes(&probe, bytes);
-        }
-        // A part being folded into is kept even while empty.
-        self.windows
-            .retain(|_, part| Arc::strong_count(part) > 1 || !lock(part).is_empty());
         let gone: Vec<String> = self
             .part_bytes
             .keys()
@@ -554,21 +577,34 @@ impl Slot {
         }
     }
 
-    /// The probes' parts in the order their oldest reports arrived (then by probe id), so that
-    /// merging them keeps the order of the window wherever it matters (the first report's id).
+    /// The probes' parts, by probe id ([`merge_parts`] puts them in the order of the window).
+    /// Takes no part's lock: a part being folded into is not waited for under the slot's.
     pub fn parts(&mut self, now_ms: i64) -> Vec<Part> {
         self.prune(now_ms);
-        self.ordered()
+        self.windows.values().cloned().collect()
     }
 
-    fn ordered(&self) -> Vec<Part> {
-        let mut parts: Vec<_> = self
-            .windows
-            .iter()
-            .map(|(probe, part)| (lock(part).oldest_at(), probe, part.clone()))
-            .collect();
-        parts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        parts.into_iter().map(|(_, _, part)| part).collect()
+    /// Lets go at once of what left the window and counts the parts' bytes again: before a report
+    /// is refused because the instance is over its memory budget.
+    fn let_go_now(&mut self, now_ms: i64) {
+        let mut shrunk = Vec::new();
+        for (probe, part) in &self.windows {
+            let mut part = match part.try_lock() {
+                Ok(part) => part,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+            };
+            if part.expire(now_ms, WINDOW_MS) {
+                shrunk.push((probe.clone(), part.footprint()));
+            }
+        }
+        if !shrunk.is_empty() {
+            self.generation += 1;
+        }
+        for (probe, bytes) in shrunk {
+            self.set_part_bytes(&probe, bytes);
+        }
+        self.prune(now_ms);
     }
 
     /// The window's merge with the `samples` asked for if one is cached for its current contents,
@@ -640,7 +676,10 @@ impl Slot {
     }
 
     /// Keeps a render made from the window at `generation` (unless a newer one is kept), begun at
-    /// `made_at` and `cost_ms` long, and lets go of `cell`, which made it.
+    /// `made_at` and `cost_ms` long, and lets go of `cell`, which made it. Gives back the render it
+    /// replaced, for the caller to free outside the slot's lock (a view's nodes are thousands of
+    /// allocations).
+    #[must_use]
     pub fn cache_render(
         &mut self,
         key: &str,
@@ -648,7 +687,7 @@ impl Slot {
         generation: u64,
         (made_at, cost_ms): (i64, i64),
         rendered: Rendered,
-    ) {
+    ) -> Option<Rendered> {
         self.release_render(key, cell);
         if let Rendered::List(.., plan) = &rendered
             && (self.list_plans.contains_key(key) || self.list_plans.len() < MAX_RENDERS)
@@ -656,9 +695,9 @@ impl Slot {
             self.list_plans.insert(key.to_owned(), plan.clone());
         }
         let last_read = match self.renders.get(key) {
-            Some(kept) if kept.generation > generation => return,
+            Some(kept) if kept.generation > generation => return Some(rendered),
             Some(kept) => kept.last_read.max(made_at),
-            None if self.renders.len() >= MAX_RENDERS => return,
+            None if self.renders.len() >= MAX_RENDERS => return Some(rendered),
             None => made_at,
         };
         let kept = Kept {
@@ -668,7 +707,9 @@ impl Slot {
             last_read,
             rendered,
         };
-        self.renders.insert(key.to_owned(), kept);
+        self.renders
+            .insert(key.to_owned(), kept)
+            .map(|replaced| replaced.rendered)
     }
 
     /// The plan the last topology list made under `key` learned, for the next to follow.
@@ -751,7 +792,11 @@ impl Slot {
             .retain(|_, p| now_ms - p.last_seen < PROBE_TTL_MS);
         Usage {
             probes: self.probes.values().cloned().collect(),
-            reports_in_window: self.windows.values().map(|p| lock(p).reports()).sum(),
+            reports_in_window: self
+                .windows
+                .values()
+                .map(|p| lock(p).reports_within(now_ms, WINDOW_MS))
+                .sum(),
             reports_received: self.received,
             refused: self
                 .refused
@@ -805,7 +850,7 @@ mod tests {
         let plan = Arc::new(ListPlan::default());
         let list = Rendered::List(counts.clone(), Answer::default(), plan.clone());
         assert!(slot.list_plan("list").is_none());
-        slot.cache_render("list", &cell, 0, (230_000, 5), list);
+        let _ = slot.cache_render("list", &cell, 0, (230_000, 5), list);
         // The next list of the instance follows the plan this one learned.
         assert!(Arc::ptr_eq(&slot.list_plan("list").unwrap(), &plan));
         assert!(!due(&mut slot, 230_001));
@@ -872,8 +917,7 @@ mod tests {
 
     /// Hosts in the window as a reader merges it now.
     fn hosts(slot: &mut Slot, now: i64) -> Vec<String> {
-        let parts = slot.parts(now);
-        let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
+        let merged = merge_parts(&slot.parts(now), now, true, Samples::All);
         merged.topologies["Host"].nodes.keys().cloned().collect()
     }
 
@@ -904,8 +948,7 @@ mod tests {
         };
         let parts = slot.parts(now);
         let generation = slot.generation();
-        let merged = crate::collector::fold::merge_window(parts.iter().map(|p| lock(p)), true);
-        let merged = Arc::new(merged);
+        let merged = Arc::new(merge_parts(&parts, now, true, Samples::Last));
         slot.cache_merged(&cell, generation, &merged, Samples::Last);
         (generation, merged)
     }
@@ -1004,7 +1047,7 @@ mod tests {
             panic!("expected to have to make {key}")
         };
         let generation = slot.generation;
-        slot.cache_render(key, &cell, generation, (now, cost_ms), view());
+        let _ = slot.cache_render(key, &cell, generation, (now, cost_ms), view());
     }
 
     #[test]
@@ -1019,7 +1062,7 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&first, &second), "one render for both");
         let generation = slot.generation;
-        slot.cache_render("hosts?", &first, generation, (1_000, 5), view());
+        let _ = slot.cache_render("hosts?", &first, generation, (1_000, 5), view());
         assert!(matches!(
             slot.render_plan("hosts?", 1_100, RENDER_ON_READ_MS),
             RenderPlan::Current(_)
@@ -1078,7 +1121,11 @@ mod tests {
             RenderPlan::Recent { refresh: None, .. }
         ));
         let generation = slot.generation;
-        slot.cache_render("hosts?", &cell, generation, (2_000, 300), view());
+        let replaced = slot.cache_render("hosts?", &cell, generation, (2_000, 300), view());
+        assert!(
+            replaced.is_some(),
+            "the render replaced is given back, to be freed elsewhere"
+        );
         assert!(matches!(
             slot.render_plan("hosts?", 2_400, RENDER_ON_READ_MS),
             RenderPlan::Current(_)
@@ -1113,7 +1160,7 @@ mod tests {
         ));
         // A render made from an older window never replaces a newer one.
         let older = Making::default();
-        slot.cache_render("hosts?", &older, generation - 1, (2_600, 300), view());
+        let _ = slot.cache_render("hosts?", &older, generation - 1, (2_600, 300), view());
         assert_eq!(slot.renders["hosts?"].generation, generation);
     }
 
@@ -1167,6 +1214,43 @@ mod tests {
         slot.accept(probe("a", 0), report("second"), 2_000);
         let (_, merged) = read(&mut slot, 2_000);
         assert_eq!(merged.id, "first", "the window's oldest report comes first");
+    }
+
+    #[test]
+    fn a_reader_notes_what_left_the_window_once_and_the_merge_lets_go_of_it() {
+        let mut slot = Slot::new(limits(10, 100));
+        slot.accept(probe("a", 0), host_report("h1"), 1_000);
+        slot.accept(probe("a", 0), host_report("h2"), 10_000);
+        let before = slot.generation();
+        slot.prune(16_000);
+        assert_eq!(slot.generation(), before, "nothing left the window yet");
+        // The reader's look (under the slot's lock) notes that the first bucket left: the window
+        // changed, once; letting go of it is left to whoever merges the part next.
+        slot.prune(16_500);
+        assert_eq!(slot.generation(), before + 1);
+        assert_eq!(lock(&slot.windows["a"]).buckets(), 2);
+        slot.prune(16_600);
+        assert_eq!(slot.generation(), before + 1, "noted once");
+        assert_eq!(usage_in_window(&mut slot, 16_600), 1);
+        assert_eq!(hosts(&mut slot, 16_600), ["h2"]);
+        assert_eq!(lock(&slot.windows["a"]).buckets(), 1, "the merge let go");
+        slot.prune(16_700);
+        assert_eq!(slot.generation(), before + 1);
+    }
+
+    #[test]
+    fn parts_follow_the_order_of_their_oldest_reports_still_in_the_window() {
+        let mut slot = Slot::new(limits(10, 100));
+        let report = |id: &str| Report {
+            id: id.into(),
+            ..Report::default()
+        };
+        slot.accept(probe("z", 0), report("z-gone"), 1_000);
+        slot.accept(probe("a", 0), report("a-oldest"), 5_000);
+        slot.accept(probe("z", 0), report("z-newer"), 12_000);
+        // z's first bucket left the window (noted, not yet let go of): a's report is the oldest.
+        let (_, merged) = read(&mut slot, 16_500);
+        assert_eq!(merged.id, "a-oldest");
     }
 
     #[test]

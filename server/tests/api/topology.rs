@@ -454,6 +454,10 @@ async fn one_render_serves_every_reader_until_the_window_changes() {
             flush_interval: Duration::from_secs(3600),
             ..HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()))
         }),
+        // Every render is made by the read that finds the window changed, however long it takes:
+        // on a busy machine a render over the default 20 ms would be made again in the
+        // background instead, after the count is read.
+        render_on_read_ms: Some(i64::from(u32::MAX)),
         ..AppOptions::default()
     };
     let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {

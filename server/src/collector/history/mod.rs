@@ -1250,12 +1250,13 @@ fn fold_probe(
     true
 }
 
-/// Distinct nodes per report topology in `parts` (the timeline's counts), endpoints left out:
-/// no view shows them as they are, and they outnumber everything else.
-pub fn node_counts(parts: &[slot::Part]) -> BTreeMap<String, u64> {
+/// Distinct nodes per report topology in `parts` at `now_ms` (the timeline's counts), endpoints
+/// left out: no view shows them as they are, and they outnumber everything else.
+pub fn node_counts(parts: &[slot::Part], now_ms: i64) -> BTreeMap<String, u64> {
     let mut seen: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for part in parts {
-        let part = slot::lock(part);
+        let mut part = slot::lock(part);
+        part.expire(now_ms, WINDOW_MS);
         for (topology, node) in part.node_ids().filter(|(t, _)| *t != "Endpoint") {
             let ids = seen.entry(topology.to_owned()).or_default();
             if !ids.contains(node) {

@@ -58,7 +58,7 @@ fn live_window(reports: &[(i64, &str, &str)], at: i64, samples: Samples) -> Repo
         };
         slot.accept(probe, report, *when);
     }
-    slot::merge_parts(&slot.parts(at), true, samples)
+    slot::merge_parts(&slot.parts(at), at, true, samples)
 }
 
 fn no_counts(_: &str) -> WindowCounts {
