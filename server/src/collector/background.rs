@@ -10,7 +10,9 @@
 //! The threads are a blocking pool of their own (tokio's, of a runtime that schedules nothing
 //! else), each lowered once as it starts: a thread can lower its priority but not raise it
 //! again without privileges, so the two kinds of work never share a thread. Threads a background
-//! job starts (a merge on every core) inherit its priority.
+//! job starts (a merge on every core) inherit its priority. There are at most as many as cores:
+//! more work than that waits its turn rather than holding its memory at once (each thread also
+//! keeps its own allocator heap), and no background job waits for another.
 
 use std::sync::LazyLock;
 
@@ -26,8 +28,10 @@ pub const NICE: i32 = 10;
 pub const THREAD_NAME: &str = "background";
 
 static POOL: LazyLock<Runtime> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Builder::new_current_thread()
         .thread_name(THREAD_NAME)
+        .max_blocking_threads(cores)
         .on_thread_start(lower_priority)
         .build()
         .expect("the background threads' runtime")
