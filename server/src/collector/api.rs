@@ -611,8 +611,7 @@ async fn make_render(
         }
     });
     if let Some(Some(replaced)) = replaced {
-        // Freed off the runtime: a view's nodes are thousands of allocations.
-        drop(super::background::spawn(move || drop(replaced)));
+        super::background::free(replaced);
     }
     made
 }

@@ -53,6 +53,12 @@ pub fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> JoinH
     POOL.spawn_blocking(f)
 }
 
+/// Frees `value` on a background thread: a big window, part or view is thousands of allocations
+/// and takes milliseconds to free.
+pub fn free<T: Send + 'static>(value: T) {
+    drop(spawn(move || drop(value)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -560,7 +560,7 @@ impl Slot {
             keep
         });
         if !out.is_empty() {
-            drop(super::background::spawn(move || drop(out)));
+            super::background::free(out);
         }
         let gone: Vec<String> = self
             .part_bytes

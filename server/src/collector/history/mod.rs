@@ -267,11 +267,6 @@ struct FoldedMoment {
 /// Probes' folded parts, each with its probe.
 type FoldedParts = Vec<(String, FoldedWindow)>;
 
-/// Frees `value` on a background thread: big windows and parts take milliseconds to free.
-fn drop_off_runtime<T: Send + 'static>(value: T) {
-    drop(background::spawn(move || drop(value)));
-}
-
 /// How old a staging file must be to be swept: far older than any write in flight.
 const STAGING_KEPT: Duration = Duration::from_secs(10 * 60);
 
@@ -807,7 +802,7 @@ impl History {
         }
         drop(past);
         if folded.is_some() || !windows.is_empty() || !renders.is_empty() {
-            drop_off_runtime((folded, windows, renders));
+            background::free((folded, windows, renders));
         }
         Ok(deleted)
     }
@@ -876,7 +871,7 @@ impl History {
             }
         };
         if let Some(gone) = gone {
-            drop_off_runtime(gone);
+            background::free(gone);
         }
         let made = cell
             .get_or_try_init(|| {
@@ -1009,7 +1004,7 @@ impl History {
             }
         }
         if !gone.is_empty() {
-            drop_off_runtime(gone);
+            background::free(gone);
         }
     }
 
@@ -1062,7 +1057,7 @@ impl History {
         past.render_bytes += bytes;
         drop(past);
         if !gone.is_empty() {
-            drop_off_runtime(gone);
+            background::free(gone);
         }
     }
 
