@@ -159,19 +159,31 @@ impl InProcessShard {
         let within = config.count_interval + config.flush_interval;
         let since = now.saturating_sub(i64::try_from(within.as_millis()).unwrap_or(i64::MAX));
         let list = super::render::topologies::Query::default_list_key();
-        let counts = |instance: &str| {
-            self.with_slot(instance, |slot| {
+        let counts = |instance: &str| -> BoxFuture<'static, WindowCounts> {
+            let window = self.with_slot(instance, |slot| {
                 (slot.parts(now), slot.list_counts(&list, since))
-            })
-            .map(|(parts, views)| {
+            });
+            let instance = instance.to_owned();
+            Box::pin(async move {
+                let Some((parts, views)) = window else {
+                    return WindowCounts::default();
+                };
                 let (views_at_ms, views) = views.unzip();
+                // Off the serving threads: it walks every node of the window (and waits for any
+                // part being folded into).
+                let counts =
+                    super::background::spawn(move || super::history::node_counts(&parts, now))
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(%instance, error = %e, "the window's nodes could not be counted");
+                            Default::default()
+                        });
                 WindowCounts {
-                    counts: super::history::node_counts(&parts, now),
+                    counts,
                     views: views.map(|v| (*v).clone()).unwrap_or_default(),
                     views_at_ms,
                 }
             })
-            .unwrap_or_default()
         };
         history.flush(now, &counts).await
     }

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
@@ -448,7 +449,7 @@ impl History {
     pub async fn flush(
         &self,
         now_ms: i64,
-        counts: &(dyn Fn(&str) -> WindowCounts + Sync),
+        counts: &(dyn Fn(&str) -> BoxFuture<'static, WindowCounts> + Sync),
     ) -> usize {
         let _one = self.flushing.lock().await;
         let waiting: Vec<(String, Vec<Record>)> = lock(&self.buffer)
@@ -458,7 +459,7 @@ impl History {
             .collect();
         let mut written = 0;
         for (instance, records) in waiting {
-            let counts = counts(&instance);
+            let counts = counts(&instance).await;
             let mut by_hour: BTreeMap<String, Vec<Record>> = BTreeMap::new();
             for r in records {
                 by_hour.entry(batch::hour_of(r.at_ms)).or_default().push(r);

@@ -61,8 +61,8 @@ fn live_window(reports: &[(i64, &str, &str)], at: i64, samples: Samples) -> Repo
     slot::merge_parts(&slot.parts(at), at, true, samples)
 }
 
-fn no_counts(_: &str) -> WindowCounts {
-    WindowCounts::default()
+fn no_counts(_: &str) -> BoxFuture<'static, WindowCounts> {
+    Box::pin(std::future::ready(WindowCounts::default()))
 }
 
 /// 14 s before an hour begins: the reports of the first test straddle it.
@@ -420,10 +420,12 @@ async fn the_timeline_samples_batch_headers_over_the_range() {
             Bytes::new(),
             true,
         );
-        let counts = move |_: &str| WindowCounts {
-            counts: BTreeMap::from([("host".to_owned(), i as u64)]),
-            views: BTreeMap::from([("hosts".to_owned(), 2 * i as u64)]),
-            views_at_ms: Some(T0 + i * 10_000 - 5_000),
+        let counts = move |_: &str| -> BoxFuture<'static, WindowCounts> {
+            Box::pin(std::future::ready(WindowCounts {
+                counts: BTreeMap::from([("host".to_owned(), i as u64)]),
+                views: BTreeMap::from([("hosts".to_owned(), 2 * i as u64)]),
+                views_at_ms: Some(T0 + i * 10_000 - 5_000),
+            }))
         };
         history.flush(T0 + i * 10_000, &counts).await;
     }
