@@ -217,13 +217,16 @@ struct Measured {
     failed: u64,
 }
 
-/// `concurrency` clients sending the request for `seconds`.
+/// `concurrency` clients sending the request for `seconds`: each as soon as its last answer is
+/// in (a closed loop: the proxies' throughput), or, with `rate`, `rate` requests a second in all
+/// whatever the answers take (an open loop: latency at a load the servers keep up with, each
+/// request timed from when it was due, so a request held up by a slow one counts its wait).
 async fn measure(
     base: &str,
     auth: &Auth,
     instance: &str,
     report: Option<Arc<Vec<u8>>>,
-    concurrency: usize,
+    (concurrency, rate): (usize, Option<f64>),
     seconds: u64,
 ) -> Measured {
     let (method, path) = match report {
@@ -248,8 +251,24 @@ async fn measure(
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();
+            let mut pace = rate.map(|rate| {
+                let mut pace =
+                    tokio::time::interval(Duration::from_secs_f64(concurrency as f64 / rate));
+                pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                pace
+            });
             let (mut times, mut failed) = (Vec::new(), 0u64);
+            let mut answered = Instant::now();
             while Instant::now() < deadline {
+                // Timed from when it was due if the last answer came after that (it waited for
+                // it), else from now: tokio's timer wakes up to a millisecond late.
+                let due = match &mut pace {
+                    Some(pace) => {
+                        let due = pace.tick().await.into_std();
+                        if answered > due { due } else { Instant::now() }
+                    }
+                    None => Instant::now(),
+                };
                 let mut request = client.request(method.clone(), format!("{base}{path}"));
                 request = auth.apply(request, &method, &path, report.is_some());
                 if let Some(body) = &report {
@@ -259,7 +278,6 @@ async fn measure(
                         .header("x-scope-probe-id", "bench-probe")
                         .body(body.as_ref().clone());
                 }
-                let started = Instant::now();
                 let ok = match request.send().await {
                     Ok(r) => {
                         let ok = r.status().is_success();
@@ -267,8 +285,9 @@ async fn measure(
                     }
                     Err(_) => false,
                 };
+                answered = Instant::now();
                 if ok {
-                    times.push(started.elapsed().as_secs_f64() * 1000.0);
+                    times.push(due.elapsed().as_secs_f64() * 1000.0);
                 } else {
                     failed += 1;
                 }
@@ -306,6 +325,8 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
+    // `EDGE_RATE=2000`: that many requests a second in all instead of as many as answered.
+    let rate: Option<f64> = std::env::var("EDGE_RATE").ok().and_then(|s| s.parse().ok());
     let data = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/scopehub.db", data.path().display());
     let [users, provisioning, collector, frontend, nginx_port] = [(); 5].map(|()| free_port());
@@ -418,8 +439,11 @@ async fn main() {
         cookie: tenant.cookie.clone(),
         token: tenant.token.clone(),
     };
+    let pace = rate.map_or("each as fast as answered".to_owned(), |r| {
+        format!("{r:.0} requests/s in all")
+    });
     println!(
-        "edge benchmark: {concurrency} clients × {seconds} s per row, 2 cores shared by clients and servers\n"
+        "edge benchmark: {concurrency} clients ({pace}) × {seconds} s per row, 2 cores shared by clients and servers\n"
     );
     println!("| request | path | requests/s | p50 ms | p99 ms | failed | proxy CPU µs/request |");
     println!("|---|---|---:|---:|---:|---:|---:|");
@@ -457,7 +481,7 @@ async fn main() {
                 &auth,
                 &tenant.instance,
                 body.clone(),
-                concurrency,
+                (concurrency, rate),
                 seconds,
             )
             .await;
