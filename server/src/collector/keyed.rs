@@ -14,6 +14,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use super::name::Name;
+
 /// Merges `theirs` into `mine`, both sorted (`cmp` orders an item of `mine` against one of
 /// `theirs`), in one pass: an item of `theirs` becomes `take(the item of mine it equals, if any,
 /// it)`. The one sorted merge every sorted list of the collector uses.
@@ -351,10 +353,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for KeyedMap<V> {
     }
 }
 
-/// A set of strings in one sorted vector (a render node's edges), for the reason [`KeyedMap`]
+/// A set of names in one sorted vector (a render node's edges), for the reason [`KeyedMap`]
 /// is: most render nodes have no edge or one, and a `BTreeSet` allocates a leaf for eleven.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SortedSet(Vec<String>);
+pub struct SortedSet(Vec<Name>);
 
 impl SortedSet {
     pub fn new() -> Self {
@@ -382,7 +384,7 @@ impl SortedSet {
     }
 
     /// False if it was there already.
-    pub fn insert(&mut self, item: String) -> bool {
+    pub fn insert(&mut self, item: Name) -> bool {
         match self.find(&item) {
             Ok(_) => false,
             Err(at) => {
@@ -402,11 +404,11 @@ impl SortedSet {
         }
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+    pub fn iter(&self) -> std::slice::Iter<'_, Name> {
         self.0.iter()
     }
 
-    fn sorted(mut items: Vec<String>) -> Self {
+    fn sorted(mut items: Vec<Name>) -> Self {
         if !items.is_sorted_by(|a, b| a < b) {
             items.sort_unstable();
             items.dedup();
@@ -415,14 +417,14 @@ impl SortedSet {
     }
 }
 
-impl FromIterator<String> for SortedSet {
-    fn from_iter<I: IntoIterator<Item = String>>(items: I) -> Self {
+impl FromIterator<Name> for SortedSet {
+    fn from_iter<I: IntoIterator<Item = Name>>(items: I) -> Self {
         SortedSet::sorted(items.into_iter().collect())
     }
 }
 
-impl Extend<String> for SortedSet {
-    fn extend<I: IntoIterator<Item = String>>(&mut self, items: I) {
+impl Extend<Name> for SortedSet {
+    fn extend<I: IntoIterator<Item = Name>>(&mut self, items: I) {
         let mut all = std::mem::take(&mut self.0);
         let before = all.len();
         all.extend(items);
@@ -435,8 +437,8 @@ impl Extend<String> for SortedSet {
 }
 
 impl<'a> IntoIterator for &'a SortedSet {
-    type Item = &'a String;
-    type IntoIter = std::slice::Iter<'a, String>;
+    type Item = &'a Name;
+    type IntoIter = std::slice::Iter<'a, Name>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
@@ -518,13 +520,14 @@ mod tests {
         let mut sorted = SortedSet::new();
         let mut btree = std::collections::BTreeSet::new();
         for _ in 0..2_000 {
-            let item = format!("e{}", next(20));
+            let item = Name::from(format!("e{}", next(20)));
             match next(4) {
                 0 => assert_eq!(sorted.insert(item.clone()), btree.insert(item)),
                 1 => assert_eq!(sorted.remove(&item), btree.remove(&item)),
                 2 => {
-                    let batch: Vec<String> =
-                        (0..next(6)).map(|_| format!("e{}", next(20))).collect();
+                    let batch: Vec<Name> = (0..next(6))
+                        .map(|_| Name::from(format!("e{}", next(20))))
+                        .collect();
                     sorted.extend(batch.clone());
                     btree.extend(batch);
                 }

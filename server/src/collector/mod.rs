@@ -21,6 +21,7 @@ pub mod history;
 pub mod keyed;
 pub mod merge;
 pub mod msgpack;
+pub mod name;
 mod past;
 pub mod pipes;
 pub mod render;

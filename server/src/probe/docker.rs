@@ -1020,8 +1020,13 @@ mod tests {
         let web = &view[&format!("{ID};<container>")];
         assert_eq!((web.label.as_str(), web.rank.as_str()), ("web", "nginx"));
         let rendered = crate::collector::render::views::render(&mut ctx, "containers").unwrap();
-        let children =
-            |id: &str| -> Vec<String> { rendered.nodes[id].children.keys().cloned().collect() };
+        let children = |id: &str| -> Vec<String> {
+            rendered.nodes[id]
+                .children
+                .keys()
+                .map(String::from)
+                .collect()
+        };
         assert_eq!(children(&format!("{ID};<container>")), ["h;42"]);
         assert_eq!(children("pseudo:uncontained:h"), ["h;7"]);
 

@@ -75,7 +75,7 @@ fn children(report: &Report, n: &RNode) -> Vec<ChildGroup> {
         }
         if let Some(s) = summarize(report, child, false) {
             by_topology
-                .entry(child.topology.clone())
+                .entry(child.topology.to_string())
                 .or_default()
                 .push(s);
         }
@@ -120,7 +120,7 @@ fn controls(report: &Report, n: &RNode) -> Vec<Control> {
     let Some(probe) = n.latest("control_probe_id") else {
         return Vec::new();
     };
-    if !topology.nodes.contains_key(&n.id) {
+    if !topology.nodes.contains_key(n.id.as_str()) {
         return Vec::new();
     }
     let active = n.latest("active_controls").unwrap_or("");
@@ -136,7 +136,7 @@ fn controls(report: &Report, n: &RNode) -> Vec<Control> {
                 } else {
                     own_probe
                 },
-                node_id: n.id.clone(),
+                node_id: n.id.to_string(),
                 id: name.to_owned(),
                 human: s("human"),
                 icon: s("icon"),
@@ -152,14 +152,14 @@ fn is_internet(id: &str) -> bool {
 }
 
 /// Endpoint children of a node by id, plus the ids they are copies of (mapped back to the child).
-fn endpoint_children(n: &RNode) -> (Vec<&Arc<RNode>>, BTreeMap<String, String>) {
+fn endpoint_children(n: &RNode) -> (Vec<&Arc<RNode>>, BTreeMap<Name, Name>) {
     let mut list = Vec::new();
     let mut ids = BTreeMap::new();
     for child in n.children.values().filter(|c| c.topology == ENDPOINT) {
         list.push(child);
         ids.insert(child.id.clone(), child.id.clone());
         if let Some(copy) = child.latest("copy_of") {
-            ids.entry(copy.to_owned())
+            ids.entry(Name::from(copy))
                 .or_insert_with(|| child.id.clone());
         }
     }
@@ -284,7 +284,7 @@ fn connection_rows(
                     .entry(remote_node.clone())
                     .or_insert_with(|| {
                         nodes
-                            .get(&remote_node)
+                            .get(remote_node.as_str())
                             .and_then(|n| summarize(report, n, false))
                             .map(|s| (s.label, s.label_minor))
                             .unwrap_or_default()
@@ -366,7 +366,7 @@ fn connections(report: &Report, view: &str, n: &RNode, nodes: &Nodes) -> Vec<Con
             owners
                 .entry(alias.as_str())
                 .or_default()
-                .push((*index, *other, remote_id.clone()));
+                .push((*index, *other, remote_id.to_string()));
         }
     }
     let mut found = Vec::new();
@@ -423,7 +423,7 @@ pub fn node_details(
     let node = rendered.nodes.get(id)?.clone();
     let mut filtered = transform(view, &rendered, query);
     if !filtered.nodes.contains_key(id) {
-        filtered.nodes.insert(id.to_owned(), node);
+        filtered.nodes.insert(Name::from(id), node);
         filtered.filtered = filtered.filtered.saturating_sub(1);
     }
     let node = filtered.nodes.get(id)?;

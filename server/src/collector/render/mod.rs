@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::keyed::SortedSet;
 use super::merge::{merge_latest, merge_metrics, union_sets};
+use super::name::Name;
 use super::report::{Latest, LatestEntry, Metrics, Node, Report, Shared, StringSets, Time};
 
 pub const PSEUDO: &str = "pseudo";
@@ -49,6 +50,46 @@ pub const OUTGOING_INTERNET: &str = "out-theinternet";
 pub const SERVICE_PREFIX: &str = "service-";
 pub const UNCONTAINED_PREFIX: &str = "pseudo:uncontained:";
 pub const UNMANAGED_PREFIX: &str = "pseudo:unmanaged:";
+
+/// `topology` as a name shared by every node of a known topology (a render makes tens of
+/// thousands of nodes, and each would otherwise hold its own copy of "endpoint").
+pub fn topology_name(topology: &str) -> Name {
+    static KNOWN: std::sync::LazyLock<Vec<Name>> = std::sync::LazyLock::new(|| {
+        [
+            PSEUDO,
+            ENDPOINT,
+            PROCESS,
+            CONTAINER,
+            CONTAINER_IMAGE,
+            POD,
+            SERVICE,
+            DEPLOYMENT,
+            "replica_set",
+            DAEMON_SET,
+            STATEFUL_SET,
+            CRON_JOB,
+            "namespace",
+            HOST,
+            OVERLAY,
+            ECS_TASK,
+            ECS_SERVICE,
+            SWARM_SERVICE,
+            PERSISTENT_VOLUME,
+            PERSISTENT_VOLUME_CLAIM,
+            STORAGE_CLASS,
+            VOLUME_SNAPSHOT,
+            VOLUME_SNAPSHOT_DATA,
+            JOB,
+        ]
+        .map(Name::from)
+        .into()
+    });
+    KNOWN
+        .iter()
+        .find(|known| known.as_str() == topology)
+        .cloned()
+        .unwrap_or_else(|| Name::from(topology))
+}
 
 /// A node's internal topology name → the report's wire name for that topology.
 pub fn wire_name(topology: &str) -> Option<&'static str> {
@@ -84,25 +125,25 @@ pub fn wire_name(topology: &str) -> Option<&'static str> {
 /// shared by reference, so that grouping a node does not copy what it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RNode {
-    pub id: String,
-    pub topology: String,
+    pub id: Name,
+    pub topology: Name,
     /// Shared with the report node it was made from until a render changes them.
     pub latest: Arc<Latest>,
     pub sets: Arc<StringSets>,
     pub parents: Arc<StringSets>,
     pub metrics: Arc<Metrics>,
     /// Scope keeps these in `latest` as `count_<topology>`; they are summed when nodes merge.
-    pub counters: BTreeMap<String, u64>,
+    pub counters: BTreeMap<Name, u64>,
     pub adjacency: SortedSet,
     /// Shared with the nodes this one was copied from (a filter that drops edges copies a node)
     /// until a render adds to them; most nodes have none and share one empty map.
     pub children: Arc<Children>,
 }
 
-pub type Nodes = BTreeMap<String, Arc<RNode>>;
+pub type Nodes = BTreeMap<Name, Arc<RNode>>;
 
 /// A node's children by id.
-pub type Children = BTreeMap<String, Arc<RNode>>;
+pub type Children = BTreeMap<Name, Arc<RNode>>;
 
 /// The empty children map every node without children shares.
 fn no_children() -> Arc<Children> {
@@ -113,8 +154,8 @@ fn no_children() -> Arc<Children> {
 impl Default for RNode {
     fn default() -> Self {
         RNode {
-            id: String::new(),
-            topology: String::new(),
+            id: Name::default(),
+            topology: Name::default(),
             latest: Latest::new().shared(),
             sets: StringSets::new().shared(),
             parents: StringSets::new().shared(),
@@ -127,17 +168,17 @@ impl Default for RNode {
 }
 
 impl RNode {
-    pub fn bare(id: &str, topology: &str) -> RNode {
+    pub fn bare(id: impl Into<Name>, topology: &str) -> RNode {
         RNode {
-            id: id.to_owned(),
-            topology: topology.to_owned(),
+            id: id.into(),
+            topology: topology_name(topology),
             ..RNode::default()
         }
     }
 
     pub fn from_report(node: &Node) -> RNode {
         RNode {
-            adjacency: node.adjacency.iter().cloned().collect(),
+            adjacency: node.adjacency.iter().map(Name::from).collect(),
             children: if node.children.is_empty() {
                 no_children()
             } else {
@@ -145,7 +186,10 @@ impl RNode {
                     node.children
                         .iter()
                         .filter(|c| !c.id.is_empty())
-                        .map(|c| (c.id.clone(), Arc::new(RNode::from_report(c))))
+                        .map(|c| {
+                            let child = RNode::from_report(c);
+                            (child.id.clone(), Arc::new(child))
+                        })
                         .collect(),
                 )
             },
@@ -157,8 +201,8 @@ impl RNode {
     /// from.
     pub fn labelled(node: &Node) -> RNode {
         RNode {
-            id: node.id.clone(),
-            topology: node.topology.clone(),
+            id: Name::from(&node.id),
+            topology: topology_name(&node.topology),
             latest: Arc::clone(&node.latest),
             sets: Arc::clone(&node.sets),
             parents: Arc::clone(&node.parents),
@@ -218,7 +262,7 @@ impl RNode {
     pub fn merge(&mut self, other: &RNode) {
         budget::spend();
         if self.topology.is_empty() {
-            self.topology.clone_from(&other.topology);
+            self.topology = other.topology.clone();
         }
         // A shared map is copied only when the other node adds to it.
         merge_latest(&mut self.latest, &other.latest);
@@ -260,11 +304,11 @@ pub const MAX_JOIN_EDGES: usize = 2_000_000;
 /// Scope's `joinResults`: output nodes under construction and which output ids each input id went to.
 #[derive(Default)]
 pub struct Join {
-    nodes: BTreeMap<String, RNode>,
-    mapped: HashMap<String, Vec<String>>,
+    nodes: BTreeMap<Name, RNode>,
+    mapped: HashMap<Name, Vec<Name>>,
     /// Mapped nodes for an output that already existed, merged into it in [`Join::result`]: many
     /// inputs of one output merged one by one would copy the growing output each time.
-    to_merge: HashMap<String, Vec<RNode>>,
+    to_merge: HashMap<Name, Vec<RNode>>,
 }
 
 impl Join {
@@ -290,33 +334,36 @@ impl Join {
     /// Records that input `from` maps to output `to`. Most inputs map to one output; repeats are
     /// dropped once, in [`Join::result`] (checking each time cost the square of a node's parents),
     /// and an input maps to at most [`MAX_OUTPUTS`] outputs.
-    fn map_to(&mut self, from: &str, to: &str) {
-        let outs = self.mapped.entry(from.to_owned()).or_default();
-        if outs.last().is_some_and(|o| o == to) {
+    fn map_to(&mut self, from: &Name, to: Name) {
+        let outs = self.mapped.entry(from.clone()).or_default();
+        if outs.last().is_some_and(|o| *o == to) {
             return;
         }
         if outs.len() < MAX_OUTPUTS * 2 {
-            outs.push(to.to_owned());
+            outs.push(to);
         } else {
             outs.sort_unstable();
             outs.dedup();
             outs.truncate(MAX_OUTPUTS);
-            if outs.len() < MAX_OUTPUTS && !outs.iter().any(|o| o == to) {
-                outs.push(to.to_owned());
+            if outs.len() < MAX_OUTPUTS && !outs.contains(&to) {
+                outs.push(to);
             }
         }
     }
 
     fn output(&mut self, id: &str, topology: &str) -> &mut RNode {
         budget::spend();
-        self.nodes
-            .entry(id.to_owned())
-            .or_insert_with(|| RNode::bare(id, topology))
+        if !self.nodes.contains_key(id) {
+            let id = Name::from(id);
+            self.nodes.insert(id.clone(), RNode::bare(id, topology));
+        }
+        self.nodes.get_mut(id).expect("inserted above")
     }
 
     /// Adds `child` to output node `id` (created bare if missing) without recording a mapping:
     /// the child's edges do not become the output's.
-    pub fn add_unmapped_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
+    /// The output's id.
+    pub fn add_unmapped_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) -> Name {
         let out = self.output(id, topology);
         out.children_mut()
             .entry(child.id.clone())
@@ -324,22 +371,23 @@ impl Join {
         if child.topology != ENDPOINT {
             *out.counters.entry(child.topology.clone()).or_default() += 1;
         }
+        out.id.clone()
     }
 
     pub fn add_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
-        self.add_unmapped_child(child, id, topology);
-        self.map_to(&child.id, id);
+        let out = self.add_unmapped_child(child, id, topology);
+        self.map_to(&child.id, out);
     }
 
     pub fn add_child_and_children(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
-        self.add_unmapped_child(child, id, topology);
+        let out_id = self.add_unmapped_child(child, id, topology);
         if !child.children.is_empty() {
             let out = self.output(id, topology).children_mut();
             for (k, v) in child.children.iter() {
                 out.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-        self.map_to(&child.id, id);
+        self.map_to(&child.id, out_id);
     }
 
     pub fn pass_through(&mut self, node: &Arc<RNode>) {
@@ -349,7 +397,7 @@ impl Join {
     }
 
     /// Scope's `Map`: `out` (a rewritten input node) merged into the output node with its id.
-    pub fn add_mapped(&mut self, from: &str, mut out: RNode) {
+    pub fn add_mapped(&mut self, from: &Name, mut out: RNode) {
         out.adjacency.clear();
         let id = out.id.clone();
         if self.nodes.contains_key(&id) {
@@ -357,7 +405,7 @@ impl Join {
         } else {
             self.nodes.insert(id.clone(), out);
         }
-        self.map_to(from, &id);
+        self.map_to(from, id);
     }
 
     /// Rebuilds edges: each mapped input node's edges, through the mapping of both ends.
@@ -382,7 +430,7 @@ impl Join {
         }
         // Many input edges map onto the same output edge (every connection between two
         // containers): collected by reference, then each output edge and node is visited once.
-        let mut edges: Vec<(&str, &str)> = Vec::new();
+        let mut edges: Vec<(&Name, &Name)> = Vec::new();
         'inputs: for (id, node) in input {
             let Some(outs) = mapped.get(id) else {
                 continue;
@@ -412,7 +460,7 @@ impl Join {
         for from in edges.chunk_by(|a, b| a.0 == b.0) {
             if let Some(node) = nodes.get_mut(from[0].0) {
                 node.adjacency
-                    .extend(from.iter().map(|(_, to)| (*to).to_owned()));
+                    .extend(from.iter().map(|(_, to)| Name::clone(to)));
             }
         }
         Rendered {
@@ -479,7 +527,7 @@ pub fn filter_non_pseudo(input: &Rendered, keep: impl Fn(&RNode) -> bool) -> Ren
 }
 
 fn prune_edges(nodes: &mut Nodes) {
-    let dangling: Vec<String> = nodes
+    let dangling: Vec<Name> = nodes
         .iter()
         .filter(|(_, n)| n.adjacency.iter().any(|a| !nodes.contains_key(a)))
         .map(|(id, _)| id.clone())
@@ -498,7 +546,7 @@ fn prune_edges(nodes: &mut Nodes) {
 }
 
 /// Ids of nodes with an edge to or from a different node.
-pub fn connected(nodes: &Nodes) -> BTreeSet<String> {
+pub fn connected(nodes: &Nodes) -> BTreeSet<Name> {
     let mut out = BTreeSet::new();
     for (id, node) in nodes {
         for adj in &node.adjacency {
@@ -585,7 +633,16 @@ impl<'a> Ctx<'a> {
                 .map(|t| {
                     t.nodes
                         .iter()
-                        .map(|(id, n)| (id.clone(), Arc::new(RNode::from_report(n))))
+                        .map(|(id, n)| {
+                            let node = RNode::from_report(n);
+                            // Keyed as the report keys it (a node's id is its key).
+                            let key = if node.id == *id {
+                                node.id.clone()
+                            } else {
+                                Name::from(id)
+                            };
+                            (key, Arc::new(node))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

@@ -74,7 +74,7 @@ fn num_field(v: &Value, key: &str) -> f64 {
 fn basics(report: &Report, n: &RNode) -> Option<NodeSummary> {
     let topology = report_topology(report, &n.topology);
     let mut s = NodeSummary {
-        id: n.id.clone(),
+        id: n.id.to_string(),
         label: String::new(),
         label_minor: String::new(),
         rank: String::new(),
@@ -95,7 +95,7 @@ fn basics(report: &Report, n: &RNode) -> Option<NodeSummary> {
         parents: Vec::new(),
         metrics: Vec::new(),
         tables: Vec::new(),
-        adjacency: n.adjacency.iter().cloned().collect(),
+        adjacency: n.adjacency.iter().map(String::from).collect(),
     };
     let latest = |k: &str| n.latest(k).unwrap_or("").to_owned();
     let count = |t: &str| n.counters.get(t).copied().unwrap_or(0);
@@ -261,8 +261,8 @@ fn basics(report: &Report, n: &RNode) -> Option<NodeSummary> {
             let mut parts = other.splitn(3, ':').skip(1);
             let (inner, _key) = (parts.next().unwrap_or(""), parts.next());
             let t = report_topology(report, inner);
-            s.label = n.id.clone();
-            s.rank = n.id.clone();
+            s.label = n.id.to_string();
+            s.rank = n.id.to_string();
             if let Some(t) = t {
                 let singular = if t.label.is_empty() {
                     &t.label_plural
@@ -279,7 +279,7 @@ fn basics(report: &Report, n: &RNode) -> Option<NodeSummary> {
             }
             s.stack = true;
         }
-        _ if topology.is_some() => s.label = n.id.clone(),
+        _ if topology.is_some() => s.label = n.id.to_string(),
         _ => return None,
     }
     Some(s)
@@ -488,7 +488,7 @@ fn parents(report: &Report, n: &RNode) -> Vec<Parent> {
         let mut ids = ids.clone();
         ids.sort();
         for id in ids {
-            if id == n.id {
+            if n.id == id {
                 continue;
             }
             // Only its label is needed: its edges and children are not copied (a hundred
@@ -550,7 +550,7 @@ impl Censor {
 /// Summaries of a rendered view, by id (topology answers and websocket frames: no samples).
 pub fn summaries(report: &Report, nodes: &Nodes, censor: Censor) -> BTreeMap<String, NodeSummary> {
     summarised(report, nodes, censor)
-        .map(|(id, s)| (id.clone(), s))
+        .map(|(id, s)| (id.to_string(), s))
         .collect()
 }
 
@@ -563,7 +563,7 @@ pub fn summaries_json(
     censor: Censor,
 ) -> serde_json::Result<BTreeMap<String, Box<serde_json::value::RawValue>>> {
     summarised(report, nodes, censor)
-        .map(|(id, s)| Ok((id.clone(), serde_json::value::to_raw_value(&s)?)))
+        .map(|(id, s)| Ok((id.to_string(), serde_json::value::to_raw_value(&s)?)))
         .collect()
 }
 
@@ -571,7 +571,7 @@ fn summarised<'a>(
     report: &'a Report,
     nodes: &'a Nodes,
     censor: Censor,
-) -> impl Iterator<Item = (&'a String, NodeSummary)> + 'a {
+) -> impl Iterator<Item = (&'a Name, NodeSummary)> + 'a {
     nodes.iter().filter_map(move |(id, n)| {
         let mut s = summarize(report, n, false)?;
         censor.apply(&mut s);
@@ -678,7 +678,7 @@ mod tests {
             ("abc;<pod>", ""),
         ] {
             let mut bare = RNode::clone(&node);
-            bare.id = id.to_owned();
+            bare.id = Name::from(id);
             bare.latest = Default::default();
             assert_eq!(
                 summarize(&report, &bare, false).unwrap().label,

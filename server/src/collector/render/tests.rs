@@ -26,12 +26,17 @@ fn view(report: &Report, view: &str, q: &str) -> Rendered {
 fn edges(r: &Rendered) -> BTreeMap<String, Vec<String>> {
     r.nodes
         .iter()
-        .map(|(id, n)| (id.clone(), n.adjacency.iter().cloned().collect()))
+        .map(|(id, n)| {
+            (
+                id.to_string(),
+                n.adjacency.iter().map(String::from).collect(),
+            )
+        })
         .collect()
 }
 
 fn ids(r: &Rendered) -> Vec<&str> {
-    r.nodes.keys().map(String::as_str).collect()
+    r.nodes.keys().map(Name::as_str).collect()
 }
 
 fn probe_window() -> Report {
@@ -617,7 +622,11 @@ fn a_container_keeps_its_own_image_fields_when_they_are_newer() {
         LatestEntry::new("mine/newer", Time(i64::MAX - 1)),
     );
     let rendered = view(&r, "containers", "");
-    let name = |r: &Rendered| r.nodes[&id].latest("docker_image_name").map(str::to_owned);
+    let name = |r: &Rendered| {
+        r.nodes[id.as_str()]
+            .latest("docker_image_name")
+            .map(str::to_owned)
+    };
     assert_eq!(name(&rendered).as_deref(), Some("mine/newer"));
     // Older than the image's: the image's name is copied over it.
     let node = r
@@ -716,7 +725,7 @@ fn storage_links_are_looked_up_not_matched_pair_by_pair() {
     let mut ctx = Ctx::new(&report, Time(0));
     let linked = super::views::volumes_for_tests(&mut ctx);
     for i in [0, 1, n / 2, n - 1] {
-        let pod = &linked.nodes[&format!("pod-{i}")];
+        let pod = &linked.nodes[format!("pod-{i}").as_str()];
         assert_eq!(
             pod.adjacency.iter().collect::<Vec<_>>(),
             [&format!("claim-{i}")]
@@ -798,7 +807,7 @@ fn many_nodes_mapped_to_one_output_merge_in_rounds() {
     });
     let report = report_of(peers);
     let weave = super::views::render(&mut Ctx::new(&report, Time(0)), "weave").unwrap();
-    let unmanaged = &weave.nodes[&format!("{UNMANAGED_PREFIX}nick")];
+    let unmanaged = &weave.nodes[format!("{UNMANAGED_PREFIX}nick").as_str()];
     assert_eq!(unmanaged.sets.get("address").map(Vec::len), Some(n));
     assert_eq!(
         unmanaged.latest("weave_peer_name"),
@@ -831,7 +840,7 @@ fn merging_in_rounds_equals_merging_in_order() {
                         .collect(),
                 );
                 let mut rnode = RNode::from_report(&node);
-                *rnode.counters.entry("x".to_owned()).or_default() += 1;
+                *rnode.counters.entry(Name::from("x")).or_default() += 1;
                 rnode
             })
             .collect();
@@ -841,7 +850,7 @@ fn merging_in_rounds_equals_merging_in_order() {
         }
         let mut join = Join::new();
         for (i, node) in nodes.into_iter().enumerate() {
-            join.add_mapped(&format!("in{i}"), node);
+            join.add_mapped(&Name::from(format!("in{i}")), node);
         }
         let rounds = join.result(&Nodes::new());
         let merged = &rounds.nodes["same"];
@@ -986,10 +995,10 @@ fn a_list_following_its_plan_lets_go_of_each_rendering_after_its_last_use_and_ma
 fn a_node_copied_to_drop_its_edges_or_merged_into_an_empty_one_shares_its_children() {
     let child = Arc::new(RNode::bare("c", CONTAINER));
     let mut a = RNode::bare("a", PROCESS);
-    a.children_mut().insert("c".to_owned(), child);
-    a.adjacency.extend(["gone".to_owned()]);
+    a.children_mut().insert(Name::from("c"), child);
+    a.adjacency.extend([Name::from("gone")]);
     let input = Rendered {
-        nodes: BTreeMap::from([("a".to_owned(), Arc::new(a))]),
+        nodes: BTreeMap::from([(Name::from("a"), Arc::new(a))]),
         filtered: 0,
     };
     // The edge to a node not in the rendering is dropped: the node is copied, its children not.
@@ -1005,7 +1014,7 @@ fn a_node_copied_to_drop_its_edges_or_merged_into_an_empty_one_shares_its_childr
     assert!(Arc::ptr_eq(&b.children, &input.nodes["a"].children));
     // Adding to shared children copies them first.
     b.children_mut()
-        .insert("d".to_owned(), Arc::new(RNode::bare("d", CONTAINER)));
+        .insert(Name::from("d"), Arc::new(RNode::bare("d", CONTAINER)));
     assert_eq!(b.children.len(), 2);
     assert_eq!(input.nodes["a"].children.len(), 1);
     // Nodes without children share one empty map.

@@ -166,12 +166,12 @@ fn connection_join(
     to_ips: fn(&RNode) -> Vec<String>,
 ) -> Rendered {
     let input = ctx.select(topology);
-    let mut ip_nodes: HashMap<String, String> = HashMap::new();
+    let mut ip_nodes: HashMap<String, Name> = HashMap::new();
     for n in input.nodes.values() {
         for ip in to_ips(n) {
             match ip_nodes.entry(ip) {
                 Entry::Occupied(mut e) => {
-                    e.insert(String::new());
+                    e.insert(Name::default());
                 }
                 Entry::Vacant(e) => {
                     e.insert(n.id.clone());
@@ -185,7 +185,7 @@ fn connection_join(
             Some(id) => id,
             None => ip_nodes.get(&format!("{scope};{addr};{port}"))?,
         };
-        (!id.is_empty()).then(|| id.clone())
+        (!id.is_empty()).then(|| id.to_string())
     })
 }
 
@@ -313,7 +313,7 @@ fn containers(ctx: &mut Ctx) -> Arc<Rendered> {
         for node in out.nodes.values_mut() {
             let Some(image) = node
                 .latest("docker_image_id")
-                .and_then(|id| images.nodes.get(&image_node_id(id)))
+                .and_then(|id| images.nodes.get(image_node_id(id).as_str()))
             else {
                 continue;
             };
@@ -366,7 +366,7 @@ fn containers_by_image(ctx: &mut Ctx) -> Arc<Rendered> {
                 join.add_mapped(&n.id, RNode::clone(n));
             } else if let Some(name) = n.latest("docker_image_name") {
                 let mut out = RNode::clone(n);
-                out.id = image_node_id(image_name_without_version(name));
+                out.id = Name::from(image_node_id(image_name_without_version(name)));
                 join.add_mapped(&n.id, out);
             }
         }
@@ -443,8 +443,8 @@ fn weave(ctx: &mut Ctx) -> Arc<Rendered> {
             let mut out = RNode::clone(n);
             if n.latest("host_node_id").is_none() {
                 let nick = n.latest("weave_peer_nick_name").unwrap_or("");
-                out.id = format!("{UNMANAGED_PREFIX}{nick}");
-                out.topology = PSEUDO.to_owned();
+                out.id = Name::from(format!("{UNMANAGED_PREFIX}{nick}"));
+                out.topology = topology_name(PSEUDO);
             }
             join.add_mapped(&n.id, out);
         }
