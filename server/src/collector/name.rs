@@ -182,7 +182,7 @@ mod tests {
         assert!(!std::ptr::eq(a.as_str(), other.as_str()));
         assert_eq!(a, other);
         assert_eq!(a, "host;1234");
-        assert!(Name::from("a;1") < Name::from("a;2"));
+        assert_eq!(Name::from("a;1").cmp(&Name::from("a;2")), Ordering::Less);
         assert_eq!(Name::from("b").cmp(&Name::from("a")), Ordering::Greater);
 
         let by_name: BTreeMap<Name, u32> = [(Name::from("x"), 1), (Name::from("y"), 2)].into();
