@@ -206,7 +206,10 @@ mod tests {
     /// Go's JSON encoder prints some floats one digit short, so compare metric values to 12
     /// significant digits.
     fn rounded(
-        nodes: &std::collections::BTreeMap<String, crate::collector::report::Node>,
+        nodes: &std::collections::BTreeMap<
+            crate::collector::name::Name,
+            crate::collector::report::Node,
+        >,
     ) -> serde_json::Value {
         fn walk(v: &mut serde_json::Value) {
             match v {

@@ -16,6 +16,7 @@
 //! not outdated (almost always just one), so that when a newer value's bucket leaves, the value that
 //! was behind it comes back as the plain merge would give it.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +27,7 @@ use super::bounded::BudgetLimits;
 use super::decode::{self, DecodeError, Format};
 use super::footprint::Footprint;
 use super::keyed::{KeyedMap, merge_sorted};
+use super::name::Name;
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
 };
@@ -106,7 +108,7 @@ struct FoldedTopology {
     /// Each bucket's shape, labels and templates (a topology without its nodes), oldest first;
     /// equal ones shared.
     heads: Vec<(Seq, Arc<Topology>)>,
-    nodes: BTreeMap<String, FoldedNode>,
+    nodes: BTreeMap<Name, FoldedNode>,
 }
 
 impl FoldedTopology {
@@ -122,13 +124,18 @@ impl FoldedTopology {
     }
 
     fn add_node(&mut self, seq: Seq, id: Text<'_>, node: WireNode<'_>) {
-        match self.nodes.get_mut(id.as_str()) {
-            Some(known) => known.add(seq, node),
-            None => self
-                .nodes
-                .entry(id.into_owned())
-                .or_default()
-                .add(seq, node),
+        match self.nodes.get_key_value(id.as_str()) {
+            Some((key, _)) => {
+                let key = key.clone();
+                let known = self.nodes.get_mut(&key).expect("found above");
+                known.add(seq, &key, node)
+            }
+            None => {
+                let key = Name::new(id.as_str());
+                let mut new = FoldedNode::default();
+                new.add(seq, &key, node);
+                self.nodes.insert(key, new);
+            }
         }
     }
 }
@@ -164,16 +171,17 @@ impl<'a> NodeSink<'a> for FoldingNodes<'_> {
 /// Values of a keep-the-first field (a node's id and topology): runs of equal non-empty values,
 /// each with the newest bucket that carried it. The first run still in the window is the value.
 #[derive(Debug, Default)]
-struct FirstValue(Vec<(Seq, String)>);
+struct FirstValue(Vec<(Seq, Name)>);
 
 impl FirstValue {
-    fn add(&mut self, seq: Seq, value: Text<'_>) {
+    /// `name` makes the kept value from a new one.
+    fn add(&mut self, seq: Seq, value: Text<'_>, name: impl FnOnce(&str) -> Name) {
         if value.is_empty() {
             return;
         }
         match self.0.last_mut() {
-            Some((last, v)) if v == value.as_str() => *last = seq,
-            _ => self.0.push((seq, value.into_owned())),
+            Some((last, v)) if *v == value.as_str() => *last = seq,
+            _ => self.0.push((seq, name(value.as_str()))),
         }
     }
 
@@ -181,16 +189,23 @@ impl FirstValue {
         self.0.retain(|(seq, _)| *seq >= oldest);
     }
 
-    fn value(&self) -> String {
+    fn value(&self) -> Name {
         self.0.first().map(|(_, v)| v.clone()).unwrap_or_default()
     }
 }
 
-/// A set of strings (a set's members, edges), sorted, each with the newest bucket that carried it.
-#[derive(Debug, Default)]
-struct TaggedSet(Vec<(String, Seq)>);
+/// A set of strings (a set's members as `String`s, edges as [`Name`]s, which the window's merge
+/// and renders share), sorted, each with the newest bucket that carried it.
+#[derive(Debug)]
+struct TaggedSet<T = String>(Vec<(T, Seq)>);
 
-impl TaggedSet {
+impl<T> Default for TaggedSet<T> {
+    fn default() -> Self {
+        TaggedSet(Vec::new())
+    }
+}
+
+impl<T: Clone + Borrow<str> + for<'a> From<&'a str>> TaggedSet<T> {
     /// Members already known are tagged in place; otherwise the newcomers are sorted and the two
     /// sorted lists merged in one pass (inserting them one by one would cost the square of a large
     /// set's size).
@@ -198,8 +213,8 @@ impl TaggedSet {
         if items.is_empty() {
             return;
         }
-        let find = |set: &[(String, Seq)], item: &Text| {
-            set.binary_search_by(|(v, _)| v.as_str().cmp(item.as_str()))
+        let find = |set: &[(T, Seq)], item: &Text| {
+            set.binary_search_by(|(v, _)| v.borrow().cmp(item.as_str()))
         };
         // Mostly members already known (a probe reports the same sets each time): tagged in place.
         if items.iter().all(|item| find(&self.0, item).is_ok()) {
@@ -216,8 +231,8 @@ impl TaggedSet {
         self.0 = merge_sorted(
             std::mem::take(&mut self.0),
             items,
-            |(v, _), item| v.as_str().cmp(item.as_str()),
-            |_, item| (item.into_owned(), seq),
+            |(v, _), item| v.borrow().cmp(item.as_str()),
+            |_, item| (T::from(item.as_str()), seq),
         );
     }
 
@@ -228,7 +243,7 @@ impl TaggedSet {
         }
     }
 
-    fn values(&self) -> Vec<String> {
+    fn values(&self) -> Vec<T> {
         self.0.iter().map(|(v, _)| v.clone()).collect()
     }
 }
@@ -452,7 +467,7 @@ struct FoldedNode {
     id: FirstValue,
     topology: FirstValue,
     sets: TaggedSets,
-    adjacency: TaggedSet,
+    adjacency: TaggedSet<Name>,
     parents: TaggedSets,
     latest: KeyedMap<LatestValues>,
     metrics: KeyedMap<FoldedMetric>,
@@ -461,10 +476,17 @@ struct FoldedNode {
 }
 
 impl FoldedNode {
-    fn add(&mut self, seq: Seq, node: WireNode<'_>) {
+    /// `key`: the node's key in its topology, which its id shares when they are the same.
+    fn add(&mut self, seq: Seq, key: &Name, node: WireNode<'_>) {
         self.seq = seq;
-        self.id.add(seq, node.id);
-        self.topology.add(seq, node.topology);
+        self.id.add(seq, node.id, |id| {
+            if key == id {
+                key.clone()
+            } else {
+                Name::new(id)
+            }
+        });
+        self.topology.add(seq, node.topology, Name::topology);
         self.sets.add(seq, node.sets);
         self.adjacency.add(seq, node.adjacency);
         self.parents.add(seq, node.parents);
@@ -556,7 +578,7 @@ impl Footprint for FirstValue {
     }
 }
 
-impl Footprint for TaggedSet {
+impl<T: Footprint> Footprint for TaggedSet<T> {
     fn heap_bytes(&self) -> usize {
         self.0.heap_bytes()
     }
@@ -848,7 +870,7 @@ impl FoldedWindow {
 }
 
 /// A topology's name, head and nodes (by id), materialised.
-type MaterializedTopology = (String, Topology, Vec<(String, Node)>);
+type MaterializedTopology = (String, Topology, Vec<(Name, Node)>);
 
 /// A probe's part, materialised ([`FoldedWindow::materialize`]).
 pub struct Materialized {
@@ -966,7 +988,7 @@ pub fn merge_materialized(parts: Vec<Materialized>, drop_partial: bool) -> Repor
 /// instead of by one insert each.
 fn assemble(parts: Vec<Materialized>) -> Report {
     let mut window = Report::with_defaults();
-    let mut nodes: BTreeMap<String, Vec<(String, Node)>> = BTreeMap::new();
+    let mut nodes: BTreeMap<String, Vec<(Name, Node)>> = BTreeMap::new();
     for part in parts {
         let Materialized { header, topologies } = part;
         let only_header = Materialized {
@@ -986,7 +1008,7 @@ fn assemble(parts: Vec<Materialized>) -> Report {
     for (name, mut all) in nodes {
         let topology = window.topologies.entry(name).or_default();
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut merged: Vec<(String, Node)> = Vec::with_capacity(all.len());
+        let mut merged: Vec<(Name, Node)> = Vec::with_capacity(all.len());
         for (id, node) in all {
             match merged.last_mut() {
                 Some((last, existing)) if *last == id => existing.merge(&node),

@@ -12,6 +12,7 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use super::keyed::KeyedMap;
+use super::name::Name;
 use super::report::{LatestEntry, Metric, Node, Topology};
 
 /// Heap bytes owned by a value (its own size is counted by whatever holds it).
@@ -25,6 +26,13 @@ const BTREE_OVERHEAD: usize = 16;
 impl Footprint for String {
     fn heap_bytes(&self) -> usize {
         self.capacity()
+    }
+}
+
+/// As if not shared (the text and the reference counts): an upper bound where it is.
+impl Footprint for Name {
+    fn heap_bytes(&self) -> usize {
+        2 * size_of::<usize>() + self.len()
     }
 }
 
@@ -56,9 +64,9 @@ impl<V: Footprint> Footprint for KeyedMap<V> {
     }
 }
 
-impl<V: Footprint> Footprint for BTreeMap<String, V> {
+impl<K: Footprint, V: Footprint> Footprint for BTreeMap<K, V> {
     fn heap_bytes(&self) -> usize {
-        self.len() * (size_of::<(String, V)>() + BTREE_OVERHEAD)
+        self.len() * (size_of::<(K, V)>() + BTREE_OVERHEAD)
             + self
                 .iter()
                 .map(|(k, v)| k.heap_bytes() + v.heap_bytes())

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::keyed::merge_sorted;
+use super::name::Name;
 
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, StringSets, Time, Topology,
@@ -164,7 +165,7 @@ impl Report {
             // Gathered, then sorted once: a pod naming many replica sets costs their deployments.
             let mut deployments: Vec<String> = sets
                 .iter()
-                .filter_map(|set| replica_sets.get(set))
+                .filter_map(|set| replica_sets.get(set.as_str()))
                 .flat_map(|set| set.parents.get("deployment").into_iter().flatten())
                 .cloned()
                 .collect();
@@ -189,9 +190,9 @@ impl Report {
     }
 }
 
-fn keep_first(mine: &mut String, theirs: &str) {
+fn keep_first<T: Clone + std::ops::Deref<Target = str>>(mine: &mut T, theirs: &T) {
     if mine.is_empty() {
-        theirs.clone_into(mine);
+        *mine = theirs.clone();
     }
 }
 
@@ -217,7 +218,7 @@ impl Topology {
     }
 }
 
-fn union(mine: &mut Vec<String>, theirs: &[String]) {
+fn union<T: Clone + Ord>(mine: &mut Vec<T>, theirs: &[T]) {
     if theirs.is_empty() {
         return;
     }
@@ -296,7 +297,7 @@ pub fn merge_children(mine: &mut Vec<Node>, theirs: &[Node]) {
     if theirs.is_empty() {
         return;
     }
-    let mut first: std::collections::HashMap<String, usize> =
+    let mut first: std::collections::HashMap<Name, usize> =
         std::collections::HashMap::with_capacity(mine.len() + theirs.len());
     for (at, child) in mine.iter().enumerate() {
         if !child.id.is_empty() {

@@ -20,8 +20,53 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Name(Arc<str>);
 
 impl Name {
+    pub fn new(text: &str) -> Name {
+        Name::from(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// `topology` as a name shared by every node of a known topology (a window holds tens of
+    /// thousands of nodes, and each would otherwise hold its own copy of "endpoint").
+    pub fn topology(topology: &str) -> Name {
+        use super::render::*;
+        static KNOWN: LazyLock<Vec<Name>> = LazyLock::new(|| {
+            [
+                PSEUDO,
+                ENDPOINT,
+                PROCESS,
+                CONTAINER,
+                CONTAINER_IMAGE,
+                POD,
+                SERVICE,
+                DEPLOYMENT,
+                "replica_set",
+                DAEMON_SET,
+                STATEFUL_SET,
+                CRON_JOB,
+                "namespace",
+                HOST,
+                OVERLAY,
+                ECS_TASK,
+                ECS_SERVICE,
+                SWARM_SERVICE,
+                PERSISTENT_VOLUME,
+                PERSISTENT_VOLUME_CLAIM,
+                STORAGE_CLASS,
+                VOLUME_SNAPSHOT,
+                VOLUME_SNAPSHOT_DATA,
+                JOB,
+            ]
+            .map(Name::from)
+            .into()
+        });
+        KNOWN
+            .iter()
+            .find(|known| known.as_str() == topology)
+            .cloned()
+            .unwrap_or_else(|| Name::from(topology))
     }
 }
 

@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::keyed::KeyedMap;
+use super::name::Name;
 
 /// The 23 topologies of a report, by their wire names.
 pub const TOPOLOGIES: [&str; 23] = [
@@ -350,13 +351,13 @@ shared_when_empty!(Metrics);
 pub struct Node {
     /// Empty in deltas, which carry only what changed.
     #[serde(default, deserialize_with = "null_default")]
-    pub id: String,
+    pub id: Name,
     #[serde(default, deserialize_with = "null_default")]
-    pub topology: String,
+    pub topology: Name,
     #[serde(default, deserialize_with = "shared_string_sets")]
     pub sets: Arc<StringSets>,
     #[serde(default, deserialize_with = "null_default")]
-    pub adjacency: Vec<String>,
+    pub adjacency: Vec<Name>,
     #[serde(default, deserialize_with = "shared_null_default")]
     pub latest: Arc<Latest>,
     #[serde(default, deserialize_with = "shared_null_default")]
@@ -370,8 +371,8 @@ pub struct Node {
 impl Default for Node {
     fn default() -> Self {
         Node {
-            id: String::new(),
-            topology: String::new(),
+            id: Name::default(),
+            topology: Name::default(),
             sets: StringSets::new().shared(),
             adjacency: Vec::new(),
             latest: Latest::new().shared(),
@@ -474,7 +475,7 @@ pub struct Topology {
     pub tag: String,
     pub label: String,
     pub label_plural: String,
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<Name, Node>,
     pub controls: Templates,
     pub metadata_templates: Templates,
     pub metric_templates: Templates,

@@ -194,7 +194,7 @@ pub fn without_nodes(report: &mut Report, removed: &[String]) {
     }
     for topology in report.topologies.values_mut() {
         for id in removed {
-            topology.nodes.remove(id);
+            topology.nodes.remove(id.as_str());
         }
     }
 }
@@ -918,7 +918,11 @@ mod tests {
     /// Hosts in the window as a reader merges it now.
     fn hosts(slot: &mut Slot, now: i64) -> Vec<String> {
         let merged = merge_parts(&slot.parts(now), now, true, Samples::All);
-        merged.topologies["Host"].nodes.keys().cloned().collect()
+        merged.topologies["Host"]
+            .nodes
+            .keys()
+            .map(String::from)
+            .collect()
     }
 
     #[test]
@@ -1265,8 +1269,8 @@ mod tests {
         for n in 0..nodes {
             let id = format!("{tag};{n}");
             let node = crate::collector::report::Node {
-                id: id.clone(),
-                topology: "process".to_owned(),
+                id: crate::collector::name::Name::from(&id),
+                topology: "process".into(),
                 latest: Arc::new(
                     [(
                         "cmdline".to_owned(),
@@ -1280,7 +1284,7 @@ mod tests {
                 ),
                 ..Default::default()
             };
-            topology.nodes.insert(id, node);
+            topology.nodes.insert(id.into(), node);
         }
         report
     }

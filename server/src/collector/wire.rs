@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::keyed::KeyedMap;
+use super::name::Name;
 use super::report::{
     LatestEntry, Metric, Node, Report, Shared, StringSets, TOPOLOGIES, Templates, Time, Topology,
     bounded_templates, owned,
@@ -516,7 +517,7 @@ impl WireReport<'_> {
             let (mut head, nodes) = topology.split();
             head.nodes = nodes
                 .into_iter()
-                .map(|(id, node)| (id.into_owned(), node.into_node()))
+                .map(|(id, node)| (Name::new(id.as_str()), node.into_node()))
                 .collect();
             report.topologies.insert(name.into_owned(), head);
         }
@@ -543,10 +544,15 @@ fn wire_sets(sets: StringSets) -> WireSets<'static> {
 impl WireNode<'_> {
     pub fn into_node(self) -> Node {
         Node {
-            id: self.id.into_owned(),
-            topology: self.topology.into_owned(),
+            id: Name::from(self.id.as_str()),
+            topology: Name::topology(self.topology.as_str()),
             sets: self.sets.into_map(strings).shared(),
-            adjacency: strings(self.adjacency),
+            adjacency: self
+                .adjacency
+                .0
+                .iter()
+                .map(|t| Name::from(t.as_str()))
+                .collect(),
             latest: self
                 .latest
                 .into_map(|l| LatestEntry {
@@ -564,10 +570,15 @@ impl WireNode<'_> {
 impl From<Node> for WireNode<'static> {
     fn from(node: Node) -> Self {
         WireNode {
-            id: node.id.into(),
-            topology: node.topology.into(),
+            id: Text::from(String::from(&node.id)),
+            topology: Text::from(String::from(&node.topology)),
             sets: wire_sets(owned(node.sets)),
-            adjacency: texts(node.adjacency),
+            adjacency: List(
+                node.adjacency
+                    .iter()
+                    .map(|a| Text::from(String::from(a)))
+                    .collect(),
+            ),
             latest: Entries(
                 owned(node.latest)
                     .into_iter()
@@ -608,7 +619,7 @@ impl From<Report> for WireReport<'static> {
                         topology
                             .nodes
                             .into_iter()
-                            .map(|(id, node)| (id.into(), node.into()))
+                            .map(|(id, node)| (Text::from(String::from(&id)), node.into()))
                             .collect(),
                     ),
                     controls: topology.controls,

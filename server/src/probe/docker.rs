@@ -19,6 +19,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::collector::keyed::KeyedMap;
+use crate::collector::name::Name;
 use crate::collector::report::{LatestEntry, Metric, Node, Report, Sample, Time, Topology};
 
 /// Where Docker listens by default.
@@ -681,7 +682,7 @@ pub fn add_to_report(
             .filter(|t| t != "<none>:<none>")
             .unwrap_or_else(|| c.image.clone());
         let mut node = Node {
-            id: id.clone(),
+            id: Name::from(&id),
             topology: "container".into(),
             parents: host_parent(),
             ..Node::default()
@@ -762,7 +763,7 @@ pub fn add_to_report(
         }
         if !image_id.is_empty() {
             let mut image_node = Node {
-                id: format!("{image_id};<container_image>"),
+                id: format!("{image_id};<container_image>").into(),
                 topology: "container_image".into(),
                 parents: host_parent(),
                 ..Node::default()
@@ -789,7 +790,7 @@ pub fn add_to_report(
             image_nodes.insert(image_node.id.clone(), image_node);
         }
         running.insert(c.id.clone(), id.clone());
-        containers.insert(id, node);
+        containers.insert(id.into(), node);
     }
     if let Some(processes) = report.topologies.get_mut("Process") {
         for process in processes.nodes.values_mut() {
@@ -970,7 +971,8 @@ mod tests {
         add_to_report(&mut report, &snapshot, &host, now, |pid| {
             (pid == "42").then(|| format!("0::/system.slice/docker-{ID}.scope"))
         });
-        let container = &report.topology("Container").unwrap().nodes[&format!("{ID};<container>")];
+        let container =
+            &report.topology("Container").unwrap().nodes[format!("{ID};<container>").as_str()];
         assert_eq!(container.latest["docker_container_name"].value, "web");
         assert_eq!(container.latest["docker_image_id"].value, "abc123");
         assert_eq!(container.latest["docker_label_app"].value, "web");
@@ -985,7 +987,7 @@ mod tests {
         // On the host's network (known by inspecting it): the host's addresses; stopped, it can
         // be started or removed.
         let hostnet =
-            &report.topology("Container").unwrap().nodes[&format!("{HOSTNET};<container>")];
+            &report.topology("Container").unwrap().nodes[format!("{HOSTNET};<container>").as_str()];
         assert_eq!(hostnet.sets["docker_container_ips"], ["192.0.2.2"]);
         assert_eq!(hostnet.latest["docker_is_in_host_network"].value, "true");
         assert_eq!(

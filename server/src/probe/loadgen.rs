@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::collector::keyed::KeyedMap;
+use crate::collector::name::Name;
 use crate::collector::report::{Latest, LatestEntry, Metric, Node, Report, Sample, Time, Topology};
 use crate::config::LoadgenArgs;
 
@@ -88,7 +89,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
     };
 
     let mut host_node = Node {
-        id: host_id.clone(),
+        id: Name::from(&host_id),
         topology: "host".into(),
         latest: latest(&[
             ("host_name", hostname.clone()),
@@ -124,9 +125,9 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         let image = format!("{i:04x}{host:04x}feed");
         let image_id = format!("{image};<container_image>");
         image_nodes.insert(
-            image_id.clone(),
+            Name::from(&image_id),
             Node {
-                id: image_id,
+                id: image_id.into(),
                 topology: "container_image".into(),
                 latest: latest(&[
                     ("docker_image_id", image),
@@ -145,7 +146,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         let container_id = format!("{cid};<container>");
         let image = c % images;
         let mut container = Node {
-            id: container_id.clone(),
+            id: Name::from(&container_id),
             topology: "container".into(),
             latest: latest(&[
                 ("docker_container_id", cid.clone()),
@@ -178,13 +179,13 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             "docker_memory_usage".into(),
             gauge(64.0e6 + c as f64, 1.0e9, now),
         );
-        container_nodes.insert(container_id.clone(), container);
+        container_nodes.insert(Name::from(&container_id), container);
     }
     for p in 0..shape.processes {
         let pid = pid_of(p);
         let process_id = format!("{hostname};{pid}");
         let mut process = Node {
-            id: process_id.clone(),
+            id: Name::from(&process_id),
             topology: "process".into(),
             latest: latest(&[
                 ("pid", pid.to_string()),
@@ -219,7 +220,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             "process_memory_usage_bytes".into(),
             gauge(32.0e6 + p as f64, 1.0e9, now),
         );
-        process_nodes.insert(process_id, process);
+        process_nodes.insert(process_id.into(), process);
     }
     for c in 0..shape.containers {
         // The container's first process owns its sockets.
@@ -227,9 +228,9 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         // The container's listening socket, which its peers' connections reach.
         let listening = format!(";{};8080", ip(host, c));
         let server_side = endpoint_nodes
-            .entry(listening.clone())
+            .entry(Name::from(&listening))
             .or_insert_with(|| Node {
-                id: listening,
+                id: listening.into(),
                 topology: "endpoint".into(),
                 ..Node::default()
             });
@@ -245,22 +246,22 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             let local = format!(";{};{}", ip(host, c), 40_000 + k);
             let remote = format!(";{};{}", ip(peer_host, peer_container), 8080);
             let mut endpoint = Node {
-                id: local.clone(),
+                id: Name::from(&local),
                 topology: "endpoint".into(),
                 ..Node::default()
             };
-            endpoint.adjacency = vec![remote.clone()];
+            endpoint.adjacency = vec![Name::from(&remote)];
             endpoint
                 .latest_mut()
                 .insert("pid".into(), LatestEntry::new(&pid, now));
             endpoint
                 .latest_mut()
                 .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
-            endpoint_nodes.insert(local, endpoint);
+            endpoint_nodes.insert(local.into(), endpoint);
             endpoint_nodes
-                .entry(remote.clone())
+                .entry(Name::from(&remote))
                 .or_insert_with(|| Node {
-                    id: remote,
+                    id: remote.into(),
                     topology: "endpoint".into(),
                     ..Node::default()
                 });
@@ -272,7 +273,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
     for (name, nodes, metadata, metrics) in [
         (
             "Host",
-            BTreeMap::from([(host_id, host_node)]),
+            BTreeMap::from([(host_node.id.clone(), host_node)]),
             HOST_METADATA,
             HOST_METRICS,
         ),

@@ -271,7 +271,10 @@ mod tests {
                 value: "1".into(),
             },
         );
-        n.adjacency = adjacency.iter().map(|a| (*a).to_owned()).collect();
+        n.adjacency = adjacency
+            .iter()
+            .map(|a| crate::collector::name::Name::from(*a))
+            .collect();
         n.metrics_mut().insert(
             "cpu".into(),
             Metric {

@@ -75,10 +75,10 @@ const KEYS: [&str; 3] = ["name", "pid", "state"];
 fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
     let mut node = Node::default();
     if rng.chance(70) {
-        node.id = id.to_owned();
+        node.id = id.into();
     }
     if rng.chance(70) {
-        node.topology = rng.pick(&["process", "container"]).to_owned();
+        node.topology = rng.pick(&["process", "container"]).into();
     }
     for _ in 0..rng.below(3) {
         let members = (0..rng.below(3))
@@ -87,9 +87,7 @@ fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
         node.sets_mut()
             .insert(rng.pick(&["ips", "ports"]).to_owned(), members);
     }
-    node.adjacency = (0..rng.below(3))
-        .map(|_| rng.pick(&IDS).to_owned())
-        .collect();
+    node.adjacency = (0..rng.below(3)).map(|_| rng.pick(&IDS).into()).collect();
     for _ in 0..rng.below(2) {
         let members = (0..rng.below(2))
             .map(|_| rng.pick(&IDS).to_owned())
@@ -160,9 +158,7 @@ fn random_report(rng: &mut Rng) -> Report {
         }
         for _ in 0..rng.below(4) {
             let id = rng.pick(&IDS);
-            topology
-                .nodes
-                .insert(id.to_owned(), random_node(rng, id, 0));
+            topology.nodes.insert(id.into(), random_node(rng, id, 0));
         }
     }
     report

@@ -51,46 +51,6 @@ pub const SERVICE_PREFIX: &str = "service-";
 pub const UNCONTAINED_PREFIX: &str = "pseudo:uncontained:";
 pub const UNMANAGED_PREFIX: &str = "pseudo:unmanaged:";
 
-/// `topology` as a name shared by every node of a known topology (a render makes tens of
-/// thousands of nodes, and each would otherwise hold its own copy of "endpoint").
-pub fn topology_name(topology: &str) -> Name {
-    static KNOWN: std::sync::LazyLock<Vec<Name>> = std::sync::LazyLock::new(|| {
-        [
-            PSEUDO,
-            ENDPOINT,
-            PROCESS,
-            CONTAINER,
-            CONTAINER_IMAGE,
-            POD,
-            SERVICE,
-            DEPLOYMENT,
-            "replica_set",
-            DAEMON_SET,
-            STATEFUL_SET,
-            CRON_JOB,
-            "namespace",
-            HOST,
-            OVERLAY,
-            ECS_TASK,
-            ECS_SERVICE,
-            SWARM_SERVICE,
-            PERSISTENT_VOLUME,
-            PERSISTENT_VOLUME_CLAIM,
-            STORAGE_CLASS,
-            VOLUME_SNAPSHOT,
-            VOLUME_SNAPSHOT_DATA,
-            JOB,
-        ]
-        .map(Name::from)
-        .into()
-    });
-    KNOWN
-        .iter()
-        .find(|known| known.as_str() == topology)
-        .cloned()
-        .unwrap_or_else(|| Name::from(topology))
-}
-
 /// A node's internal topology name → the report's wire name for that topology.
 pub fn wire_name(topology: &str) -> Option<&'static str> {
     Some(match topology {
@@ -171,14 +131,14 @@ impl RNode {
     pub fn bare(id: impl Into<Name>, topology: &str) -> RNode {
         RNode {
             id: id.into(),
-            topology: topology_name(topology),
+            topology: Name::topology(topology),
             ..RNode::default()
         }
     }
 
     pub fn from_report(node: &Node) -> RNode {
         RNode {
-            adjacency: node.adjacency.iter().map(Name::from).collect(),
+            adjacency: node.adjacency.iter().cloned().collect(),
             children: if node.children.is_empty() {
                 no_children()
             } else {
@@ -201,8 +161,8 @@ impl RNode {
     /// from.
     pub fn labelled(node: &Node) -> RNode {
         RNode {
-            id: Name::from(&node.id),
-            topology: topology_name(&node.topology),
+            id: node.id.clone(),
+            topology: node.topology.clone(),
             latest: Arc::clone(&node.latest),
             sets: Arc::clone(&node.sets),
             parents: Arc::clone(&node.parents),
@@ -633,16 +593,7 @@ impl<'a> Ctx<'a> {
                 .map(|t| {
                     t.nodes
                         .iter()
-                        .map(|(id, n)| {
-                            let node = RNode::from_report(n);
-                            // Keyed as the report keys it (a node's id is its key).
-                            let key = if node.id == *id {
-                                node.id.clone()
-                            } else {
-                                Name::from(id)
-                            };
-                            (key, Arc::new(node))
-                        })
+                        .map(|(id, n)| (id.clone(), Arc::new(RNode::from_report(n))))
                         .collect()
                 })
                 .unwrap_or_default(),

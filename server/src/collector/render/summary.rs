@@ -494,7 +494,7 @@ fn parents(report: &Report, n: &RNode) -> Vec<Parent> {
             // Only its label is needed: its edges and children are not copied (a hundred
             // thousand nodes naming one host copied the host's edges each time).
             let parent = nodes
-                .and_then(|t| t.nodes.get(&id))
+                .and_then(|t| t.nodes.get(id.as_str()))
                 .map(RNode::labelled)
                 .unwrap_or_else(|| RNode::bare(&id, topology));
             let label = basics(report, &parent).map(|s| s.label).unwrap_or_default();

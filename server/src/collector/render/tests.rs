@@ -648,8 +648,8 @@ fn a_container_keeps_its_own_image_fields_when_they_are_newer() {
 fn k8s_node(topology: &str, id: &str, latest: &[(&str, &str)]) -> crate::collector::report::Node {
     use crate::collector::report::{LatestEntry, Node};
     Node {
-        id: id.to_owned(),
-        topology: topology.to_owned(),
+        id: id.into(),
+        topology: topology.into(),
         latest: Arc::new(
             latest
                 .iter()
@@ -679,7 +679,7 @@ fn storage_links_are_looked_up_not_matched_pair_by_pair() {
             .entry(topology.to_owned())
             .or_default()
             .nodes
-            .insert(name.to_owned(), node);
+            .insert(name.into(), node);
     };
     add(
         "Host",
@@ -740,7 +740,7 @@ fn storage_links_are_looked_up_not_matched_pair_by_pair() {
 fn children_merge_by_id_in_one_pass() {
     use crate::collector::report::Node;
     let child = |i: usize| Node {
-        id: format!("c{i}"),
+        id: format!("c{i}").into(),
         ..Node::default()
     };
     let mut mine = Node {
