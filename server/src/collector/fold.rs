@@ -124,16 +124,12 @@ impl FoldedTopology {
     }
 
     fn add_node(&mut self, seq: Seq, id: Text<'_>, node: WireNode<'_>) {
-        match self.nodes.get_key_value(id.as_str()) {
-            Some((key, _)) => {
-                let key = key.clone();
-                let known = self.nodes.get_mut(&key).expect("found above");
-                known.add(seq, &key, node)
-            }
+        match self.nodes.get_mut(id.as_str()) {
+            Some(known) => known.add(seq, None, node),
             None => {
                 let key = Name::new(id.as_str());
                 let mut new = FoldedNode::default();
-                new.add(seq, &key, node);
+                new.add(seq, Some(&key), node);
                 self.nodes.insert(key, new);
             }
         }
@@ -476,15 +472,12 @@ struct FoldedNode {
 }
 
 impl FoldedNode {
-    /// `key`: the node's key in its topology, which its id shares when they are the same.
-    fn add(&mut self, seq: Seq, key: &Name, node: WireNode<'_>) {
+    /// `key`: a new node's key in its topology, which its id shares when they are the same.
+    fn add(&mut self, seq: Seq, key: Option<&Name>, node: WireNode<'_>) {
         self.seq = seq;
-        self.id.add(seq, node.id, |id| {
-            if key == id {
-                key.clone()
-            } else {
-                Name::new(id)
-            }
+        self.id.add(seq, node.id, |id| match key {
+            Some(key) if key == id => key.clone(),
+            _ => Name::new(id),
         });
         self.topology.add(seq, node.topology, Name::topology);
         self.sets.add(seq, node.sets);
