@@ -56,7 +56,7 @@ impl<A: Footprint, B: Footprint, C: Footprint> Footprint for (A, B, C) {
 
 impl<V: Footprint> Footprint for KeyedMap<V> {
     fn heap_bytes(&self) -> usize {
-        self.len() * size_of::<(String, V)>()
+        self.len() * size_of::<(Name, V)>()
             + self
                 .iter()
                 .map(|(k, v)| k.heap_bytes() + v.heap_bytes())

@@ -40,7 +40,7 @@ pub fn merge_sorted<T, U>(
 }
 
 #[derive(Clone, PartialEq)]
-pub struct KeyedMap<V>(Vec<(String, V)>);
+pub struct KeyedMap<V>(Vec<(Name, V)>);
 
 impl<V> Default for KeyedMap<V> {
     fn default() -> Self {
@@ -55,7 +55,7 @@ impl<V: fmt::Debug> fmt::Debug for KeyedMap<V> {
 }
 
 pub type Iter<'a, V> =
-    std::iter::Map<std::slice::Iter<'a, (String, V)>, fn(&'a (String, V)) -> (&'a String, &'a V)>;
+    std::iter::Map<std::slice::Iter<'a, (Name, V)>, fn(&'a (Name, V)) -> (&'a Name, &'a V)>;
 
 impl<V> KeyedMap<V> {
     pub fn new() -> Self {
@@ -88,7 +88,8 @@ impl<V> KeyedMap<V> {
     }
 
     /// Sets `key` to `value`, returning the value it had.
-    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: impl Into<Name>, value: V) -> Option<V> {
+        let key = key.into();
         match self.find(&key) {
             Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
             Err(at) => {
@@ -108,7 +109,7 @@ impl<V> KeyedMap<V> {
         let at = match self.find(key) {
             Ok(at) => at,
             Err(at) => {
-                self.0.insert(at, (key.to_owned(), make()));
+                self.0.insert(at, (Name::new(key), make()));
                 at
             }
         };
@@ -121,7 +122,7 @@ impl<V> KeyedMap<V> {
 
     /// The entries whose key starts with `prefix`, in key order: found by binary search, so a table
     /// of a node with many entries costs its own rows, not the whole map.
-    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a V)> {
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a Name, &'a V)> {
         let start = self.0.partition_point(|(k, _)| k.as_str() < prefix);
         self.0[start..]
             .iter()
@@ -129,11 +130,11 @@ impl<V> KeyedMap<V> {
             .map(|(k, v)| (k, v))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut V)> {
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Name, &mut V)> {
         self.0.iter_mut().map(|(k, v)| (&*k, v))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Name> {
         self.0.iter().map(|(k, _)| k)
     }
 
@@ -145,12 +146,12 @@ impl<V> KeyedMap<V> {
         self.0.iter_mut().map(|(_, v)| v)
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut V) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&Name, &mut V) -> bool) {
         self.0.retain_mut(|(k, v)| keep(k, v));
     }
 
     /// Entries sorted by key, one per key: of a key that came twice, the last.
-    fn from_unsorted(mut entries: Vec<(String, V)>) -> Self {
+    fn from_unsorted(mut entries: Vec<(Name, V)>) -> Self {
         if !entries.is_sorted_by(|a, b| a.0 < b.0) {
             entries.reverse();
             // Stable, on the reversed list: of equal keys the last that came is first.
@@ -194,7 +195,7 @@ impl<V> KeyedMap<V> {
     /// Folds entries in, in the order they came: a known key's through `update`, a new key's made
     /// by `make` (and the same new key again, through `update`). New keys are sorted and merged
     /// in at once.
-    pub fn fold<K: AsRef<str> + Into<String>, T>(
+    pub fn fold<K: AsRef<str> + Into<Name>, T>(
         &mut self,
         entries: Vec<(K, T)>,
         mut update: impl FnMut(&mut V, T),
@@ -212,7 +213,7 @@ impl<V> KeyedMap<V> {
         }
         // Stable: a key that came twice is taken in the order it came.
         fresh.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
-        let mut made: Vec<(String, V)> = Vec::with_capacity(fresh.len());
+        let mut made: Vec<(Name, V)> = Vec::with_capacity(fresh.len());
         for (key, item) in fresh {
             match made.last_mut() {
                 Some((last, value)) if last == key.as_ref() => update(value, item),
@@ -239,12 +240,15 @@ impl<V> KeyedMap<V> {
 /// A key's place in a map, as `BTreeMap::entry` gives it.
 pub struct Entry<'a, V> {
     map: &'a mut KeyedMap<V>,
-    key: String,
+    key: Name,
 }
 
 impl<V> KeyedMap<V> {
-    pub fn entry(&mut self, key: String) -> Entry<'_, V> {
-        Entry { map: self, key }
+    pub fn entry(&mut self, key: impl Into<Name>) -> Entry<'_, V> {
+        Entry {
+            map: self,
+            key: key.into(),
+        }
     }
 }
 
@@ -281,42 +285,42 @@ impl<V> std::ops::Index<&str> for KeyedMap<V> {
     }
 }
 
-impl<V> From<std::collections::BTreeMap<String, V>> for KeyedMap<V> {
-    fn from(map: std::collections::BTreeMap<String, V>) -> Self {
+impl<V> From<std::collections::BTreeMap<Name, V>> for KeyedMap<V> {
+    fn from(map: std::collections::BTreeMap<Name, V>) -> Self {
         KeyedMap(map.into_iter().collect())
     }
 }
 
-impl<V, const N: usize> From<[(String, V); N]> for KeyedMap<V> {
-    fn from(entries: [(String, V); N]) -> Self {
+impl<K: Into<Name>, V, const N: usize> From<[(K, V); N]> for KeyedMap<V> {
+    fn from(entries: [(K, V); N]) -> Self {
         entries.into_iter().collect()
     }
 }
 
-impl<V> FromIterator<(String, V)> for KeyedMap<V> {
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(entries: I) -> Self {
-        KeyedMap::from_unsorted(entries.into_iter().collect())
+impl<K: Into<Name>, V> FromIterator<(K, V)> for KeyedMap<V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        KeyedMap::from_unsorted(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 }
 
-impl<V> Extend<(String, V)> for KeyedMap<V> {
-    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, entries: I) {
+impl<K: Into<Name>, V> Extend<(K, V)> for KeyedMap<V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
         let mut all = std::mem::take(&mut self.0);
-        all.extend(entries);
+        all.extend(entries.into_iter().map(|(k, v)| (k.into(), v)));
         *self = KeyedMap::from_unsorted(all);
     }
 }
 
 impl<V> IntoIterator for KeyedMap<V> {
-    type Item = (String, V);
-    type IntoIter = std::vec::IntoIter<(String, V)>;
+    type Item = (Name, V);
+    type IntoIter = std::vec::IntoIter<(Name, V)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
 }
 
 impl<'a, V> IntoIterator for &'a KeyedMap<V> {
-    type Item = (&'a String, &'a V);
+    type Item = (&'a Name, &'a V);
     type IntoIter = Iter<'a, V>;
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
@@ -480,7 +484,7 @@ mod tests {
                         keyed.merge_with(&theirs, |m, t| *m += t, |t| t * 10);
                         for (k, t) in &theirs {
                             btree
-                                .entry(k.clone())
+                                .entry(k.to_string())
                                 .and_modify(|m| *m += t)
                                 .or_insert(t * 10);
                         }
@@ -503,7 +507,7 @@ mod tests {
                     }
                 }
                 let as_btree: BTreeMap<String, u64> =
-                    keyed.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    keyed.iter().map(|(k, v)| (k.to_string(), *v)).collect();
                 assert_eq!(as_btree, btree);
                 assert!(keyed.0.is_sorted_by(|a, b| a.0 < b.0));
             }

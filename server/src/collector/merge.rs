@@ -612,12 +612,11 @@ mod tests {
             topology: "process".into(),
             ..Node::default()
         };
-        a.sets_mut()
-            .insert("ips".into(), vec!["b".into(), "a".into()]);
+        a.sets_mut().insert("ips", vec!["b".into(), "a".into()]);
         a.adjacency = vec!["x".into()];
-        a.latest_mut().insert("name".into(), entry(2, "new"));
+        a.latest_mut().insert("name", entry(2, "new"));
         a.metrics_mut().insert(
-            "cpu".into(),
+            "cpu",
             Metric {
                 samples: vec![Sample {
                     date: Time(1),
@@ -628,13 +627,12 @@ mod tests {
             },
         );
         let mut b = Node::default();
-        b.sets_mut()
-            .insert("ips".into(), vec!["c".into(), "a".into()]);
+        b.sets_mut().insert("ips", vec!["c".into(), "a".into()]);
         b.adjacency = vec!["y".into(), "x".into()];
-        b.latest_mut().insert("name".into(), entry(1, "old"));
-        b.latest_mut().insert("pid".into(), entry(1, "7"));
+        b.latest_mut().insert("name", entry(1, "old"));
+        b.latest_mut().insert("pid", entry(1, "7"));
         b.metrics_mut().insert(
-            "cpu".into(),
+            "cpu",
             Metric {
                 samples: vec![Sample {
                     date: Time(2),

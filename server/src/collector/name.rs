@@ -9,6 +9,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
@@ -31,8 +32,15 @@ impl Name {
     /// `topology` as a name shared by every node of a known topology (a window holds tens of
     /// thousands of nodes, and each would otherwise hold its own copy of "endpoint").
     pub fn topology(topology: &str) -> Name {
+        Name::known(topology)
+    }
+
+    /// `text` as one name shared by all who use it, if it is a topology's name or a key that
+    /// Scope's probes put in every node (`host_node_id`, `pid`, …); otherwise a name of its own.
+    /// A fixed list, so that no tenant's input makes it grow.
+    pub fn known(text: &str) -> Name {
         use super::render::*;
-        static KNOWN: LazyLock<Vec<Name>> = LazyLock::new(|| {
+        static KNOWN: LazyLock<HashMap<&'static str, Name>> = LazyLock::new(|| {
             [
                 PSEUDO,
                 ENDPOINT,
@@ -58,15 +66,79 @@ impl Name {
                 VOLUME_SNAPSHOT,
                 VOLUME_SNAPSHOT_DATA,
                 JOB,
+                // Keys of latest values, metrics, sets and parents (shared/scope-protocol.md).
+                "host_node_id",
+                "pid",
+                "ppid",
+                "name",
+                "threads",
+                "cmdline",
+                "probe_id",
+                "addr",
+                "port",
+                "conntracked",
+                "procspied",
+                "copy_of",
+                "open_files_count",
+                "process_cpu_usage_percent",
+                "process_memory_usage_bytes",
+                "docker_container_id",
+                "docker_image_id",
+                "docker_image_name",
+                "docker_image_tag",
+                "docker_image_size",
+                "docker_image_virtual_size",
+                "docker_container_hostname",
+                "docker_container_name",
+                "docker_container_state",
+                "docker_container_state_human",
+                "docker_container_command",
+                "docker_container_created",
+                "docker_container_ips",
+                "docker_container_ips_with_scopes",
+                "docker_container_ports",
+                "docker_container_uptime",
+                "docker_container_restart_count",
+                "docker_container_network_mode",
+                "docker_cpu_total_usage",
+                "docker_memory_usage",
+                "docker_cpu_system_cpu_usage",
+                "docker_cpu_usage_in_kernelmode",
+                "docker_cpu_usage_in_usermode",
+                "docker_memory_failcnt",
+                "docker_memory_limit",
+                "docker_memory_max_usage",
+                "host_name",
+                "os",
+                "kernel_version",
+                "uptime",
+                "ts",
+                "load1",
+                "load5",
+                "load15",
+                "local_networks",
+                "host_cpu_usage_percent",
+                "host_mem_usage_bytes",
+                "host_scope_version",
+                "active_controls",
+                "control_probe_id",
+                "kubernetes_namespace",
+                "kubernetes_name",
+                "kubernetes_state",
+                "kubernetes_ip",
+                "kubernetes_created",
+                "weave_mac_address",
+                "weave_peer_name",
+                "weave_peer_nick_name",
             ]
-            .map(Name::from)
-            .into()
+            .into_iter()
+            .map(|text| (text, Name(Arc::from(text))))
+            .collect()
         });
-        KNOWN
-            .iter()
-            .find(|known| known.as_str() == topology)
-            .cloned()
-            .unwrap_or_else(|| Name::from(topology))
+        match KNOWN.get(text) {
+            Some(known) => known.clone(),
+            None => Name::from(text),
+        }
     }
 }
 
@@ -234,6 +306,19 @@ mod tests {
         assert_eq!(by_name.get("y"), Some(&2));
         let hashed: HashMap<Name, u32> = [(Name::from("x"), 1)].into();
         assert_eq!(hashed.get("x"), Some(&1));
+    }
+
+    #[test]
+    fn known_names_are_shared_and_others_are_not() {
+        let (one, two) = (Name::known("host_node_id"), Name::known("host_node_id"));
+        assert!(std::ptr::eq(one.as_str(), two.as_str()));
+        assert!(std::ptr::eq(
+            Name::topology("endpoint").as_str(),
+            Name::known("endpoint").as_str()
+        ));
+        let (one, two) = (Name::known("a tenant's key"), Name::known("a tenant's key"));
+        assert_eq!(one, two);
+        assert!(!std::ptr::eq(one.as_str(), two.as_str()));
     }
 
     #[test]

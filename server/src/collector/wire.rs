@@ -69,6 +69,19 @@ impl From<String> for Text<'static> {
     }
 }
 
+/// A key as the folded window keeps it: a known one shared ([`Name::known`]).
+impl From<Text<'_>> for Name {
+    fn from(text: Text<'_>) -> Name {
+        Name::known(text.as_str())
+    }
+}
+
+impl From<Name> for Text<'static> {
+    fn from(name: Name) -> Self {
+        Text(Cow::Owned(name.as_str().to_owned()))
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct TextVisitor<'a>(PhantomData<Text<'a>>);
@@ -195,7 +208,7 @@ impl<V> Entries<'_, V> {
     fn into_map<T>(self, mut value: impl FnMut(V) -> T) -> KeyedMap<T> {
         self.0
             .into_iter()
-            .map(|(key, v)| (key.into_owned(), value(v)))
+            .map(|(key, v)| (Name::from(key), value(v)))
             .collect()
     }
 }

@@ -689,7 +689,7 @@ pub fn add_to_report(
         };
         if !image_id.is_empty() {
             node.parents_mut().insert(
-                "container_image".into(),
+                "container_image",
                 vec![format!("{image_id};<container_image>")],
             );
         }
@@ -711,8 +711,7 @@ pub fn add_to_report(
             ("control_probe_id", probe_id.to_owned()),
             ("active_controls", active_controls(&c.state).join(";")),
         ] {
-            node.latest_mut()
-                .insert(key.into(), LatestEntry::new(value, now));
+            node.latest_mut().insert(key, LatestEntry::new(value, now));
         }
         for (k, v) in &c.labels {
             node.latest_mut().insert(
@@ -723,18 +722,16 @@ pub fn add_to_report(
         if let Some(stats) = &c.stats {
             if let Some(cpu) = stats.cpu_percent {
                 node.metrics_mut()
-                    .insert("docker_cpu_total_usage".into(), metric(cpu, 0.0, now));
+                    .insert("docker_cpu_total_usage", metric(cpu, 0.0, now));
             }
             node.metrics_mut().insert(
-                "docker_memory_usage".into(),
+                "docker_memory_usage",
                 metric(stats.memory_bytes as f64, stats.memory_limit as f64, now),
             );
         }
         if c.host_network {
-            node.latest_mut().insert(
-                "docker_is_in_host_network".into(),
-                LatestEntry::new("true", now),
-            );
+            node.latest_mut()
+                .insert("docker_is_in_host_network", LatestEntry::new("true", now));
         }
         // A container on the host's network has the host's addresses (as Scope reports them).
         let ips = if c.host_network && c.ips.is_empty() {
@@ -744,10 +741,10 @@ pub fn add_to_report(
         };
         if !ips.is_empty() {
             node.sets_mut().insert(
-                "docker_container_ips_with_scopes".into(),
+                "docker_container_ips_with_scopes",
                 ips.iter().map(|ip| format!(";{ip}")).collect(),
             );
-            node.sets_mut().insert("docker_container_ips".into(), ips);
+            node.sets_mut().insert("docker_container_ips", ips);
         }
         let ports: Vec<String> = c
             .ports
@@ -758,8 +755,7 @@ pub fn add_to_report(
             })
             .collect();
         if !ports.is_empty() {
-            node.sets_mut()
-                .insert("docker_container_ports".into(), ports);
+            node.sets_mut().insert("docker_container_ports", ports);
         }
         if !image_id.is_empty() {
             let mut image_node = Node {
@@ -770,14 +766,13 @@ pub fn add_to_report(
             };
             image_node
                 .latest_mut()
-                .insert("docker_image_id".into(), LatestEntry::new(&image_id, now));
-            image_node.latest_mut().insert(
-                "docker_image_name".into(),
-                LatestEntry::new(&image_name, now),
-            );
+                .insert("docker_image_id", LatestEntry::new(&image_id, now));
+            image_node
+                .latest_mut()
+                .insert("docker_image_name", LatestEntry::new(&image_name, now));
             if let Some(i) = image {
                 image_node.latest_mut().insert(
-                    "docker_image_size".into(),
+                    "docker_image_size",
                     LatestEntry::new(i.size.to_string(), now),
                 );
                 for (k, v) in &i.labels {
@@ -804,10 +799,10 @@ pub fn add_to_report(
                 let cid = container.trim_end_matches(";<container>").to_owned();
                 process
                     .latest_mut()
-                    .insert("docker_container_id".into(), LatestEntry::new(cid, now));
+                    .insert("docker_container_id", LatestEntry::new(cid, now));
                 process
                     .parents_mut()
-                    .insert("container".into(), vec![container.clone()]);
+                    .insert("container", vec![container.clone()]);
             }
         }
     }
@@ -944,16 +939,16 @@ mod tests {
         };
         process
             .latest_mut()
-            .insert("pid".into(), LatestEntry::new("42", now));
+            .insert("pid", LatestEntry::new("42", now));
         process
             .latest_mut()
-            .insert("name".into(), LatestEntry::new("nginx", now));
+            .insert("name", LatestEntry::new("nginx", now));
         process
             .latest_mut()
-            .insert("host_node_id".into(), LatestEntry::new("h;<host>", now));
+            .insert("host_node_id", LatestEntry::new("h;<host>", now));
         let outside = Node {
             id: "h;7".into(),
-            latest: KeyedMap::from([("pid".into(), LatestEntry::new("7", now))]).into(),
+            latest: KeyedMap::from([("pid", LatestEntry::new("7", now))]).into(),
             ..process.clone()
         };
         report.topologies.insert(

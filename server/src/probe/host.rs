@@ -212,39 +212,30 @@ impl Collector {
             ..Node::default()
         };
         node.sets_mut()
-            .insert("local_networks".into(), local_networks(&self.root));
+            .insert("local_networks", local_networks(&self.root));
         let l = node.latest_mut();
-        l.insert("host_name".into(), LatestEntry::new(&self.hostname, now));
-        l.insert("host_node_id".into(), LatestEntry::new(&id, now));
-        l.insert("os".into(), LatestEntry::new("linux", now));
+        l.insert("host_name", LatestEntry::new(&self.hostname, now));
+        l.insert("host_node_id", LatestEntry::new(&id, now));
+        l.insert("os", LatestEntry::new("linux", now));
+        l.insert("control_probe_id", LatestEntry::new(&self.probe_id, now));
         l.insert(
-            "control_probe_id".into(),
-            LatestEntry::new(&self.probe_id, now),
-        );
-        l.insert(
-            "host_scope_version".into(),
+            "host_scope_version",
             LatestEntry::new(concat!("scopehub-", env!("CARGO_PKG_VERSION")), now),
         );
-        l.insert("ts".into(), LatestEntry::new(now.to_rfc3339(), now));
+        l.insert("ts", LatestEntry::new(now.to_rfc3339(), now));
         if let Some(kernel) = read(self.root.join("sys/kernel/osrelease")) {
-            l.insert(
-                "kernel_version".into(),
-                LatestEntry::new(kernel.trim(), now),
-            );
+            l.insert("kernel_version", LatestEntry::new(kernel.trim(), now));
         }
         if let Some(uptime) = read(self.root.join("uptime"))
             .and_then(|u| u.split_whitespace().next()?.parse::<f64>().ok())
         {
-            l.insert(
-                "uptime".into(),
-                LatestEntry::new((uptime as u64).to_string(), now),
-            );
+            l.insert("uptime", LatestEntry::new((uptime as u64).to_string(), now));
         }
         if let Some(load1) = read(self.root.join("loadavg"))
             .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
         {
             node.metrics_mut()
-                .insert("load1".into(), metric(load1, 0.0, load1.max(1.0), now));
+                .insert("load1", metric(load1, 0.0, load1.max(1.0), now));
         }
         if let Some(meminfo) = read(self.root.join("meminfo")) {
             let field = |name: &str| {
@@ -258,7 +249,7 @@ impl Collector {
             };
             if let (Some(total), Some(available)) = (field("MemTotal:"), field("MemAvailable:")) {
                 node.metrics_mut().insert(
-                    "host_mem_usage_bytes".into(),
+                    "host_mem_usage_bytes",
                     metric((total - available) * 1024.0, 0.0, total * 1024.0, now),
                 );
             }
@@ -279,7 +270,7 @@ impl Collector {
                 let busy =
                     1.0 - (idle.saturating_sub(prev_idle)) as f64 / (total - prev_total) as f64;
                 node.metrics_mut().insert(
-                    "host_cpu_usage_percent".into(),
+                    "host_cpu_usage_percent",
                     metric(busy * 100.0, 0.0, 100.0, now),
                 );
             }
@@ -337,28 +328,27 @@ impl Collector {
                 ..Node::default()
             };
             node.latest_mut()
-                .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
+                .insert("pid", LatestEntry::new(pid.to_string(), now));
             node.latest_mut()
-                .insert("ppid".into(), LatestEntry::new(ppid.to_string(), now));
+                .insert("ppid", LatestEntry::new(ppid.to_string(), now));
             node.latest_mut()
-                .insert("name".into(), LatestEntry::new(&name, now));
+                .insert("name", LatestEntry::new(&name, now));
             node.latest_mut()
-                .insert("cmdline".into(), LatestEntry::new(cmdline.trim_end(), now));
+                .insert("cmdline", LatestEntry::new(cmdline.trim_end(), now));
             node.latest_mut()
-                .insert("threads".into(), LatestEntry::new(threads.to_string(), now));
+                .insert("threads", LatestEntry::new(threads.to_string(), now));
             node.latest_mut()
-                .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
-            node.parents_mut()
-                .insert("host".into(), vec![host_id.clone()]);
+                .insert("host_node_id", LatestEntry::new(&host_id, now));
+            node.parents_mut().insert("host", vec![host_id.clone()]);
             node.metrics_mut().insert(
-                "process_memory_usage_bytes".into(),
+                "process_memory_usage_bytes",
                 metric(rss, 0.0, rss.max(1.0), now),
             );
             if let (Some(elapsed), Some(prev)) = (elapsed, self.previous.process_ticks.get(&pid)) {
                 let percent =
                     ticks.saturating_sub(*prev) as f64 / TICKS_PER_SECOND / elapsed * 100.0;
                 node.metrics_mut().insert(
-                    "process_cpu_usage_percent".into(),
+                    "process_cpu_usage_percent",
                     metric(percent, 0.0, 100.0, now),
                 );
             }
@@ -378,7 +368,7 @@ impl Collector {
                     }
                 }
                 node.metrics_mut().insert(
-                    "open_files_count".into(),
+                    "open_files_count",
                     metric(open_files, 0.0, open_files.max(1.0), now),
                 );
             }
@@ -452,11 +442,11 @@ impl Collector {
             if let Some(local_node) = nodes.get_mut(&local_id) {
                 local_node
                     .latest_mut()
-                    .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
+                    .insert("host_node_id", LatestEntry::new(&host_id, now));
                 if let Some(pid) = sockets.get(&inode) {
                     local_node
                         .latest_mut()
-                        .insert("pid".into(), LatestEntry::new(pid.to_string(), now));
+                        .insert("pid", LatestEntry::new(pid.to_string(), now));
                 }
             }
         }

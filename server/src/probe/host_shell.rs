@@ -141,8 +141,8 @@ pub fn announce(report: &mut Report, host_id: &str, probe_id: &str, now: Time) {
     );
     if let Some(node) = host.nodes.get_mut(host_id) {
         node.latest_mut()
-            .insert("control_probe_id".into(), LatestEntry::new(probe_id, now));
+            .insert("control_probe_id", LatestEntry::new(probe_id, now));
         node.latest_mut()
-            .insert("active_controls".into(), LatestEntry::new(HOST_EXEC, now));
+            .insert("active_controls", LatestEntry::new(HOST_EXEC, now));
     }
 }

@@ -102,19 +102,19 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
     // The synthetic hosts share one private network, as a cluster's hosts do.
     host_node
         .sets_mut()
-        .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
+        .insert("local_networks", vec!["10.0.0.0/8".into()]);
     host_node
         .metrics_mut()
-        .insert("load1".into(), gauge((host % 7) as f64 / 2.0, 4.0, now));
+        .insert("load1", gauge((host % 7) as f64 / 2.0, 4.0, now));
     // CPU use moves with the clock, as a real host's does: each report changes the map a little.
     let second = (now.0 / 1_000_000_000).rem_euclid(60) as f64;
     host_node.metrics_mut().insert(
-        "host_cpu_usage_percent".into(),
+        "host_cpu_usage_percent",
         gauge(12.5 + second / 4.0, 100.0, now),
     );
     host_node
         .metrics_mut()
-        .insert("host_mem_usage_bytes".into(), gauge(2.0e9, 16.0e9, now));
+        .insert("host_mem_usage_bytes", gauge(2.0e9, 16.0e9, now));
 
     let images = shape.images.max(1);
     let mut image_nodes = BTreeMap::new();
@@ -166,19 +166,18 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         };
         container
             .parents_mut()
-            .insert("host".into(), vec![host_id.clone()]);
+            .insert("host", vec![host_id.clone()]);
         container.parents_mut().insert(
-            "container_image".into(),
+            "container_image",
             vec![format!("{image:04x}{host:04x}feed;<container_image>")],
         );
         container.metrics_mut().insert(
-            "docker_cpu_total_usage".into(),
+            "docker_cpu_total_usage",
             gauge((c as f64 + second) % 50.0, 100.0, now),
         );
-        container.metrics_mut().insert(
-            "docker_memory_usage".into(),
-            gauge(64.0e6 + c as f64, 1.0e9, now),
-        );
+        container
+            .metrics_mut()
+            .insert("docker_memory_usage", gauge(64.0e6 + c as f64, 1.0e9, now));
         container_nodes.insert(Name::from(&container_id), container);
     }
     for p in 0..shape.processes {
@@ -200,24 +199,22 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             ]),
             ..Node::default()
         };
-        process
-            .parents_mut()
-            .insert("host".into(), vec![host_id.clone()]);
+        process.parents_mut().insert("host", vec![host_id.clone()]);
         if let Some(c) = container_of(p) {
             let cid = format!("{host:04x}{c:04x}cafe");
             process
                 .latest_mut()
-                .insert("docker_container_id".into(), LatestEntry::new(&cid, now));
+                .insert("docker_container_id", LatestEntry::new(&cid, now));
             process
                 .parents_mut()
-                .insert("container".into(), vec![format!("{cid};<container>")]);
+                .insert("container", vec![format!("{cid};<container>")]);
         }
         process.metrics_mut().insert(
-            "process_cpu_usage_percent".into(),
+            "process_cpu_usage_percent",
             gauge((p as f64 + second) % 10.0, 100.0, now),
         );
         process.metrics_mut().insert(
-            "process_memory_usage_bytes".into(),
+            "process_memory_usage_bytes",
             gauge(32.0e6 + p as f64, 1.0e9, now),
         );
         process_nodes.insert(process_id.into(), process);
@@ -236,10 +233,10 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             });
         server_side
             .latest_mut()
-            .insert("pid".into(), LatestEntry::new(&pid, now));
+            .insert("pid", LatestEntry::new(&pid, now));
         server_side
             .latest_mut()
-            .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
+            .insert("host_node_id", LatestEntry::new(&host_id, now));
         for k in 0..shape.connections {
             let peer_host = (host + k + 1) % hosts.max(1);
             let peer_container = (c + k) % shape.containers.max(1);
@@ -253,10 +250,10 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             endpoint.adjacency = vec![Name::from(&remote)];
             endpoint
                 .latest_mut()
-                .insert("pid".into(), LatestEntry::new(&pid, now));
+                .insert("pid", LatestEntry::new(&pid, now));
             endpoint
                 .latest_mut()
-                .insert("host_node_id".into(), LatestEntry::new(&host_id, now));
+                .insert("host_node_id", LatestEntry::new(&host_id, now));
             endpoint_nodes.insert(local.into(), endpoint);
             endpoint_nodes
                 .entry(Name::from(&remote))

@@ -258,14 +258,14 @@ mod tests {
             ..Node::default()
         };
         n.latest_mut().insert(
-            "name".into(),
+            "name",
             LatestEntry {
                 timestamp: Time(at),
                 value: name.into(),
             },
         );
         n.latest_mut().insert(
-            "pid".into(),
+            "pid",
             LatestEntry {
                 timestamp: Time(at),
                 value: "1".into(),
@@ -276,7 +276,7 @@ mod tests {
             .map(|a| crate::collector::name::Name::from(*a))
             .collect();
         n.metrics_mut().insert(
-            "cpu".into(),
+            "cpu",
             Metric {
                 samples: vec![Sample {
                     date: Time(at),

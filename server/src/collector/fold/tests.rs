@@ -383,7 +383,7 @@ fn a_value_outdated_by_a_report_that_left_comes_back() {
             ..Node::default()
         };
         node.latest_mut()
-            .insert("state".into(), LatestEntry::new(value, Time(at)));
+            .insert("state", LatestEntry::new(value, Time(at)));
         let mut report = Report::default();
         report
             .topologies

@@ -436,7 +436,8 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                 for (key, entry) in under_prefix {
                     super::budget::spend();
                     // A fixed row's label wins over the prefix's.
-                    let is_fixed = fixed.is_some_and(|f| f.get(key).is_some_and(Value::is_string));
+                    let is_fixed =
+                        fixed.is_some_and(|f| f.get(key.as_str()).is_some_and(Value::is_string));
                     if !is_fixed {
                         keyed.push((row(&key[prefix.len()..], &entry.value), key));
                     }
@@ -656,7 +657,7 @@ mod tests {
             ("owner", "me"),
             ("zzz", "no"),
         ] {
-            latest.insert(k.into(), LatestEntry::new(v, Time(1)));
+            latest.insert(k, LatestEntry::new(v, Time(1)));
         }
         let summary = summarize(&report, &node, false).unwrap();
         let rows: Vec<(&str, &str)> = summary.tables[0]

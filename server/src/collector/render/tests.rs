@@ -453,21 +453,21 @@ fn known_services_and_local_networks() {
         ..Node::default()
     };
     host.sets_mut()
-        .insert("local_networks".into(), vec!["10.0.0.0/8".into()]);
+        .insert("local_networks", vec!["10.0.0.0/8".into()]);
     let mut proc = Node {
         id: "h;1".into(),
         topology: "process".into(),
         ..Node::default()
     };
     proc.latest_mut().insert(
-        "pid".into(),
+        "pid",
         LatestEntry {
             timestamp: Time(1),
             value: "1".into(),
         },
     );
     proc.latest_mut().insert(
-        "host_node_id".into(),
+        "host_node_id",
         LatestEntry {
             timestamp: Time(1),
             value: "h;<host>".into(),
@@ -618,7 +618,7 @@ fn a_container_keeps_its_own_image_fields_when_they_are_newer() {
         .unwrap();
     let id = id.clone();
     node.latest_mut().insert(
-        "docker_image_name".into(),
+        "docker_image_name",
         LatestEntry::new("mine/newer", Time(i64::MAX - 1)),
     );
     let rendered = view(&r, "containers", "");
@@ -636,10 +636,8 @@ fn a_container_keeps_its_own_image_fields_when_they_are_newer() {
         .nodes
         .get_mut(&id)
         .unwrap();
-    node.latest_mut().insert(
-        "docker_image_name".into(),
-        LatestEntry::new("mine/older", Time(1)),
-    );
+    node.latest_mut()
+        .insert("docker_image_name", LatestEntry::new("mine/older", Time(1)));
     let rendered = view(&r, "containers", "");
     assert_ne!(name(&rendered).as_deref(), Some("mine/older"));
 }
