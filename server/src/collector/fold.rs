@@ -312,7 +312,7 @@ impl LatestValues {
             first.0 = seq;
             first.1.timestamp = timestamp;
             if first.1.value != value.as_str() {
-                first.1.value = value.into_owned();
+                first.1.value = Name::new(value.as_str());
             }
         } else {
             self.rest.push((seq, owned_entry(timestamp, value)));
@@ -342,7 +342,7 @@ impl LatestValues {
 fn owned_entry(timestamp: Time, value: Text<'_>) -> LatestEntry {
     LatestEntry {
         timestamp,
-        value: value.into_owned(),
+        value: Name::new(value.as_str()),
     }
 }
 

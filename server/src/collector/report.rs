@@ -283,11 +283,11 @@ pub struct LatestEntry {
     #[serde(default)]
     pub timestamp: Time,
     #[serde(default, deserialize_with = "null_default")]
-    pub value: String,
+    pub value: Name,
 }
 
 impl LatestEntry {
-    pub fn new(value: impl Into<String>, timestamp: Time) -> LatestEntry {
+    pub fn new(value: impl Into<Name>, timestamp: Time) -> LatestEntry {
         LatestEntry {
             timestamp,
             value: value.into(),

@@ -1276,7 +1276,7 @@ mod tests {
                         "cmdline".to_owned(),
                         crate::collector::report::LatestEntry {
                             timestamp: crate::collector::report::Time(1),
-                            value: format!("/usr/bin/{tag}-{n} --flag"),
+                            value: format!("/usr/bin/{tag}-{n} --flag").into(),
                         },
                     )]
                     .into_iter()

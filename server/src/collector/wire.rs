@@ -570,7 +570,7 @@ impl WireNode<'_> {
                 .latest
                 .into_map(|l| LatestEntry {
                     timestamp: l.timestamp,
-                    value: l.value.into_owned(),
+                    value: Name::new(l.value.as_str()),
                 })
                 .shared(),
             metrics: self.metrics.into_map(|m| m).shared(),

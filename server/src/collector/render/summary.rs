@@ -409,7 +409,7 @@ fn tables(t: &Topology, n: &RNode) -> Vec<Table> {
                         by_row
                             .entry(row.to_owned())
                             .or_default()
-                            .insert(column.to_owned(), entry.value.clone());
+                            .insert(column.to_owned(), entry.value.to_string());
                     }
                 }
                 rows = by_row

@@ -654,7 +654,7 @@ fn k8s_node(topology: &str, id: &str, latest: &[(&str, &str)]) -> crate::collect
                 .map(|(k, v)| {
                     let entry = LatestEntry {
                         timestamp: Time(1),
-                        value: (*v).to_owned(),
+                        value: (*v).into(),
                     };
                     ((*k).to_owned(), entry)
                 })
@@ -800,7 +800,7 @@ fn many_nodes_mapped_to_one_output_merge_in_rounds() {
             .get_mut("weave_peer_name")
             .unwrap();
         name.timestamp = Time(i as i64);
-        name.value = format!("peer{i}");
+        name.value = format!("peer{i}").into();
         ("Overlay", node)
     });
     let report = report_of(peers);
@@ -830,7 +830,7 @@ fn merging_in_rounds_equals_merging_in_order() {
                 let latest = Arc::make_mut(&mut node.latest);
                 for (k, v) in latest.iter_mut() {
                     v.timestamp = Time(rng.random_range(0..3));
-                    v.value = format!("{k}{}", rng.random_range(0..100));
+                    v.value = format!("{k}{}", rng.random_range(0..100)).into();
                 }
                 node.sets = Arc::new(
                     [("s".to_owned(), vec![rng.random_range(0..5).to_string()])]

@@ -413,7 +413,7 @@ pub fn registry(report: &Report) -> Vec<ViewDesc> {
             .topology(topology)
             .into_iter()
             .flat_map(|t| t.nodes.values())
-            .filter_map(|n| n.latest.get(key).map(|l| l.value.clone()))
+            .filter_map(|n| n.latest.get(key).map(|l| l.value.to_string()))
             .collect()
     };
     let namespace_group = |names: &BTreeSet<String>, none_label: &str| OptionGroup {
