@@ -16,7 +16,6 @@
 //! not outdated (almost always just one), so that when a newer value's bucket leaves, the value that
 //! was behind it comes back as the plain merge would give it.
 
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -190,18 +189,11 @@ impl FirstValue {
     }
 }
 
-/// A set of strings (a set's members as `String`s, edges as [`Name`]s, which the window's merge
-/// and renders share), sorted, each with the newest bucket that carried it.
-#[derive(Debug)]
-struct TaggedSet<T = String>(Vec<(T, Seq)>);
+/// A set of names (a set's members, edges), sorted, each with the newest bucket that carried it.
+#[derive(Debug, Default)]
+struct TaggedSet(Vec<(Name, Seq)>);
 
-impl<T> Default for TaggedSet<T> {
-    fn default() -> Self {
-        TaggedSet(Vec::new())
-    }
-}
-
-impl<T: Clone + Borrow<str> + for<'a> From<&'a str>> TaggedSet<T> {
+impl TaggedSet {
     /// Members already known are tagged in place; otherwise the newcomers are sorted and the two
     /// sorted lists merged in one pass (inserting them one by one would cost the square of a large
     /// set's size).
@@ -209,8 +201,8 @@ impl<T: Clone + Borrow<str> + for<'a> From<&'a str>> TaggedSet<T> {
         if items.is_empty() {
             return;
         }
-        let find = |set: &[(T, Seq)], item: &Text| {
-            set.binary_search_by(|(v, _)| v.borrow().cmp(item.as_str()))
+        let find = |set: &[(Name, Seq)], item: &Text| {
+            set.binary_search_by(|(v, _)| v.as_str().cmp(item.as_str()))
         };
         // Mostly members already known (a probe reports the same sets each time): tagged in place.
         if items.iter().all(|item| find(&self.0, item).is_ok()) {
@@ -227,8 +219,8 @@ impl<T: Clone + Borrow<str> + for<'a> From<&'a str>> TaggedSet<T> {
         self.0 = merge_sorted(
             std::mem::take(&mut self.0),
             items,
-            |(v, _), item| v.borrow().cmp(item.as_str()),
-            |_, item| (T::from(item.as_str()), seq),
+            |(v, _), item| v.as_str().cmp(item.as_str()),
+            |_, item| (Name::new(item.as_str()), seq),
         );
     }
 
@@ -239,7 +231,7 @@ impl<T: Clone + Borrow<str> + for<'a> From<&'a str>> TaggedSet<T> {
         }
     }
 
-    fn values(&self) -> Vec<T> {
+    fn values(&self) -> Vec<Name> {
         self.0.iter().map(|(v, _)| v.clone()).collect()
     }
 }
@@ -463,7 +455,7 @@ struct FoldedNode {
     id: FirstValue,
     topology: FirstValue,
     sets: TaggedSets,
-    adjacency: TaggedSet<Name>,
+    adjacency: TaggedSet,
     parents: TaggedSets,
     latest: KeyedMap<LatestValues>,
     metrics: KeyedMap<FoldedMetric>,
@@ -571,7 +563,7 @@ impl Footprint for FirstValue {
     }
 }
 
-impl<T: Footprint> Footprint for TaggedSet<T> {
+impl Footprint for TaggedSet {
     fn heap_bytes(&self) -> usize {
         self.0.heap_bytes()
     }

@@ -163,7 +163,7 @@ impl Report {
                 continue;
             };
             // Gathered, then sorted once: a pod naming many replica sets costs their deployments.
-            let mut deployments: Vec<String> = sets
+            let mut deployments: Vec<Name> = sets
                 .iter()
                 .filter_map(|set| replica_sets.get(set.as_str()))
                 .flat_map(|set| set.parents.get("deployment").into_iter().flatten())
@@ -178,7 +178,7 @@ impl Report {
             }
             deployments.sort_unstable();
             deployments.dedup();
-            parents.insert("deployment".to_owned(), deployments);
+            parents.insert("deployment", deployments);
         }
     }
 

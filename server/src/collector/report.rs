@@ -270,7 +270,7 @@ where
 
 /// A map of string lists where the map, or any list in it, may be `null` (old probes do that).
 fn string_sets<'de, D: Deserializer<'de>>(d: D) -> Result<StringSets, D::Error> {
-    let raw: Option<BTreeMap<String, Option<Vec<String>>>> = Option::deserialize(d)?;
+    let raw: Option<BTreeMap<String, Option<Vec<Name>>>> = Option::deserialize(d)?;
     Ok(raw
         .unwrap_or_default()
         .into_iter()
@@ -314,7 +314,7 @@ pub struct Metric {
 }
 
 /// A node's named string sets (`sets`, `parents`).
-pub type StringSets = KeyedMap<Vec<String>>;
+pub type StringSets = KeyedMap<Vec<Name>>;
 /// A node's latest values by key.
 pub type Latest = KeyedMap<LatestEntry>;
 /// A node's metrics by key.

@@ -538,11 +538,11 @@ impl WireReport<'_> {
     }
 }
 
-fn strings(list: List<Text<'_>>) -> Vec<String> {
-    list.0.into_iter().map(Text::into_owned).collect()
+fn names(list: List<Text<'_>>) -> Vec<Name> {
+    list.0.iter().map(|text| Name::new(text.as_str())).collect()
 }
 
-fn texts(list: Vec<String>) -> List<Text<'static>> {
+fn texts(list: Vec<Name>) -> List<Text<'static>> {
     List(list.into_iter().map(Text::from).collect())
 }
 
@@ -559,7 +559,7 @@ impl WireNode<'_> {
         Node {
             id: Name::from(self.id.as_str()),
             topology: Name::topology(self.topology.as_str()),
-            sets: self.sets.into_map(strings).shared(),
+            sets: self.sets.into_map(names).shared(),
             adjacency: self
                 .adjacency
                 .0
@@ -574,7 +574,7 @@ impl WireNode<'_> {
                 })
                 .shared(),
             metrics: self.metrics.into_map(|m| m).shared(),
-            parents: self.parents.into_map(strings).shared(),
+            parents: self.parents.into_map(names).shared(),
             children: self.children.0,
         }
     }

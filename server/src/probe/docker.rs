@@ -659,12 +659,7 @@ pub fn add_to_report(
     cgroup_of: impl Fn(&str) -> Option<String>,
 ) {
     let (host_id, probe_id) = (host.node_id.as_str(), host.probe_id.as_str());
-    let host_parent = || {
-        std::sync::Arc::new(KeyedMap::from([(
-            "host".to_owned(),
-            vec![host_id.to_owned()],
-        )]))
-    };
+    let host_parent = || std::sync::Arc::new(KeyedMap::from([("host", vec![Name::from(host_id)])]));
     let images: HashMap<&str, &Image> = snapshot
         .images
         .iter()
@@ -690,7 +685,7 @@ pub fn add_to_report(
         if !image_id.is_empty() {
             node.parents_mut().insert(
                 "container_image",
-                vec![format!("{image_id};<container_image>")],
+                vec![format!("{image_id};<container_image>").into()],
             );
         }
         let name = c
@@ -742,9 +737,10 @@ pub fn add_to_report(
         if !ips.is_empty() {
             node.sets_mut().insert(
                 "docker_container_ips_with_scopes",
-                ips.iter().map(|ip| format!(";{ip}")).collect(),
+                ips.iter().map(|ip| format!(";{ip}").into()).collect(),
             );
-            node.sets_mut().insert("docker_container_ips", ips);
+            node.sets_mut()
+                .insert("docker_container_ips", ips.iter().map(Name::from).collect());
         }
         let ports: Vec<String> = c
             .ports
@@ -755,7 +751,10 @@ pub fn add_to_report(
             })
             .collect();
         if !ports.is_empty() {
-            node.sets_mut().insert("docker_container_ports", ports);
+            node.sets_mut().insert(
+                "docker_container_ports",
+                ports.into_iter().map(Name::from).collect(),
+            );
         }
         if !image_id.is_empty() {
             let mut image_node = Node {
@@ -802,7 +801,7 @@ pub fn add_to_report(
                     .insert("docker_container_id", LatestEntry::new(cid, now));
                 process
                     .parents_mut()
-                    .insert("container", vec![container.clone()]);
+                    .insert("container", vec![Name::from(container.as_str())]);
             }
         }
     }

@@ -211,8 +211,13 @@ impl Collector {
             topology: "host".into(),
             ..Node::default()
         };
-        node.sets_mut()
-            .insert("local_networks", local_networks(&self.root));
+        node.sets_mut().insert(
+            "local_networks",
+            local_networks(&self.root)
+                .into_iter()
+                .map(Name::from)
+                .collect(),
+        );
         let l = node.latest_mut();
         l.insert("host_name", LatestEntry::new(&self.hostname, now));
         l.insert("host_node_id", LatestEntry::new(&id, now));
@@ -339,7 +344,8 @@ impl Collector {
                 .insert("threads", LatestEntry::new(threads.to_string(), now));
             node.latest_mut()
                 .insert("host_node_id", LatestEntry::new(&host_id, now));
-            node.parents_mut().insert("host", vec![host_id.clone()]);
+            node.parents_mut()
+                .insert("host", vec![Name::from(&host_id)]);
             node.metrics_mut().insert(
                 "process_memory_usage_bytes",
                 metric(rss, 0.0, rss.max(1.0), now),

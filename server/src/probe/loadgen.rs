@@ -133,7 +133,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                     ("docker_image_id", image),
                     ("docker_image_name", format!("example/app-{i}:1.{i}")),
                 ]),
-                parents: Arc::new(KeyedMap::from([("host".to_owned(), vec![host_id.clone()])])),
+                parents: Arc::new(KeyedMap::from([("host", vec![Name::from(&host_id)])])),
                 ..Node::default()
             },
         );
@@ -166,10 +166,10 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
         };
         container
             .parents_mut()
-            .insert("host", vec![host_id.clone()]);
+            .insert("host", vec![Name::from(&host_id)]);
         container.parents_mut().insert(
             "container_image",
-            vec![format!("{image:04x}{host:04x}feed;<container_image>")],
+            vec![format!("{image:04x}{host:04x}feed;<container_image>").into()],
         );
         container.metrics_mut().insert(
             "docker_cpu_total_usage",
@@ -199,7 +199,9 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
             ]),
             ..Node::default()
         };
-        process.parents_mut().insert("host", vec![host_id.clone()]);
+        process
+            .parents_mut()
+            .insert("host", vec![Name::from(&host_id)]);
         if let Some(c) = container_of(p) {
             let cid = format!("{host:04x}{c:04x}cafe");
             process
@@ -207,7 +209,7 @@ pub fn synthetic_report(host: usize, hosts: usize, shape: &Shape, now: Time) -> 
                 .insert("docker_container_id", LatestEntry::new(&cid, now));
             process
                 .parents_mut()
-                .insert("container", vec![format!("{cid};<container>")]);
+                .insert("container", vec![format!("{cid};<container>").into()]);
         }
         process.metrics_mut().insert(
             "process_cpu_usage_percent",

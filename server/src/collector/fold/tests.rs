@@ -81,17 +81,13 @@ fn random_node(rng: &mut Rng, id: &str, depth: u32) -> Node {
         node.topology = rng.pick(&["process", "container"]).into();
     }
     for _ in 0..rng.below(3) {
-        let members = (0..rng.below(3))
-            .map(|_| rng.pick(&IDS).to_owned())
-            .collect();
+        let members = (0..rng.below(3)).map(|_| rng.pick(&IDS).into()).collect();
         node.sets_mut()
             .insert(rng.pick(&["ips", "ports"]).to_owned(), members);
     }
     node.adjacency = (0..rng.below(3)).map(|_| rng.pick(&IDS).into()).collect();
     for _ in 0..rng.below(2) {
-        let members = (0..rng.below(2))
-            .map(|_| rng.pick(&IDS).to_owned())
-            .collect();
+        let members = (0..rng.below(2)).map(|_| rng.pick(&IDS).into()).collect();
         node.parents_mut().insert("host".to_owned(), members);
     }
     for _ in 0..rng.below(3) {

@@ -202,7 +202,7 @@ impl RNode {
             .insert(key.to_owned(), LatestEntry::new(value, at));
     }
 
-    pub fn parents(&self, topology: &str) -> &[String] {
+    pub fn parents(&self, topology: &str) -> &[Name] {
         self.parents.get(topology).map_or(&[], |v| v.as_slice())
     }
 

@@ -497,10 +497,10 @@ fn parents(report: &Report, n: &RNode) -> Vec<Parent> {
             let parent = nodes
                 .and_then(|t| t.nodes.get(id.as_str()))
                 .map(RNode::labelled)
-                .unwrap_or_else(|| RNode::bare(&id, topology));
+                .unwrap_or_else(|| RNode::bare(id.clone(), topology));
             let label = basics(report, &parent).map(|s| s.label).unwrap_or_default();
             out.push(Parent {
-                id,
+                id: id.to_string(),
                 label,
                 topology_id: view.to_owned(),
             });

@@ -790,7 +790,7 @@ fn many_nodes_mapped_to_one_output_merge_in_rounds() {
         node.sets = Arc::new(
             [(
                 "address".to_owned(),
-                vec![format!("10.0.{}.{}", i / 256, i % 256)],
+                vec![format!("10.0.{}.{}", i / 256, i % 256).into()],
             )]
             .into_iter()
             .collect(),
@@ -833,9 +833,12 @@ fn merging_in_rounds_equals_merging_in_order() {
                     v.value = format!("{k}{}", rng.random_range(0..100)).into();
                 }
                 node.sets = Arc::new(
-                    [("s".to_owned(), vec![rng.random_range(0..5).to_string()])]
-                        .into_iter()
-                        .collect(),
+                    [(
+                        "s".to_owned(),
+                        vec![rng.random_range(0..5).to_string().into()],
+                    )]
+                    .into_iter()
+                    .collect(),
                 );
                 let mut rnode = RNode::from_report(&node);
                 *rnode.counters.entry(Name::from("x")).or_default() += 1;
@@ -867,11 +870,14 @@ fn a_pod_of_many_replica_sets_gets_their_deployments_in_one_sort() {
     let n = 100_000;
     let mut pod = k8s_node("pod", "pod", &[]);
     let parents =
-        |key: &str, values: Vec<String>| Arc::new([(key.to_owned(), values)].into_iter().collect());
-    pod.parents = parents("replica_set", (0..n).map(|i| format!("rs{i:06}")).collect());
+        |key: &str, values: Vec<Name>| Arc::new([(key.to_owned(), values)].into_iter().collect());
+    pod.parents = parents(
+        "replica_set",
+        (0..n).map(|i| format!("rs{i:06}").into()).collect(),
+    );
     let sets = (0..n).map(|i| {
         let mut set = k8s_node("replica_set", &format!("rs{i:06}"), &[]);
-        set.parents = parents("deployment", vec![format!("d{}", n - i)]);
+        set.parents = parents("deployment", vec![format!("d{}", n - i).into()]);
         ("ReplicaSet", set)
     });
     let mut report = report_of(sets.chain([("Pod", pod)]));

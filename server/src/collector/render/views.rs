@@ -339,7 +339,7 @@ fn containers(ctx: &mut Ctx) -> Arc<Rendered> {
                 }
             }
             n.parents_mut()
-                .insert(CONTAINER_IMAGE.to_owned(), vec![name_id]);
+                .insert(CONTAINER_IMAGE, vec![Name::from(name_id)]);
         }
         out
     })
