@@ -128,6 +128,38 @@ fn medium_window(c: &mut Criterion) {
             })
         },
     );
+    // Ingest as it happens: each report new (its own times: latest values outdated, a sample
+    // more per metric, the oldest bucket's leaving), for the medium and the "large" host
+    // (600 processes, 200 containers, 1,600 connections). Making and encoding the report is not
+    // timed.
+    for (shape_name, shape) in [("medium", Shape::medium()), ("large", Shape::large())] {
+        let (mut part, mut at) = (FoldedWindow::default(), 0i64);
+        group.bench_function(
+            format!("decode and fold one {shape_name} report as they arrive, every 3 s"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        at += 3_000;
+                        let time = Time(now.0 + at * 1_000_000);
+                        let report = synthetic_report(0, probes, &shape, time);
+                        (scopehub::probe::encode(&report, false).unwrap().0, at)
+                    },
+                    |(body, at)| {
+                        with_inflated(&body, true, 64 << 20, |raw| {
+                            let report: WireReport =
+                                parse(raw, Format::Msgpack, BudgetLimits::for_report(64 << 20))
+                                    .unwrap();
+                            part.expire(at, WINDOW_MS);
+                            part.accept(report, at, QUANTUM_MS);
+                        })
+                        .unwrap();
+                        body
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
+    }
     // A past moment read cold: each probe's part made from nothing out of the window's five
     // reports (as kept: gzipped msgpack), then materialised for the views.
     let bodies: Vec<Vec<u8>> = (0..5i64)

@@ -4,9 +4,10 @@
 //! 3 s, while one keep-alive client reads the UI's default views. Then a burst: as many reports as
 //! the load generator can send for 15 s, and the first read after it.
 //!
-//! `cargo bench -p scopehub --bench live` (about eight minutes). Not a test: it asserts nothing
-//! about speed, it prints the numbers. `LIVE_PROBES=50` runs only that row, `LIVE_BURST=0` skips
-//! the burst, `LIVE_DEBUG=1` prints every read's size and its time to the first byte,
+//! `cargo bench -p scopehub --bench live` (about ten minutes). Not a test: it asserts nothing
+//! about speed, it prints the numbers. `LIVE_PROBES=50` runs only that row of medium hosts,
+//! `LIVE_LARGE=0` skips the row of "large" hosts (600 processes, 200 containers, 1,600 connections;
+//! `LIVE_LARGE=20` runs it with 20 probes instead of 10), `LIVE_BURST=0` skips the burst, `LIVE_DEBUG=1` prints every read's size and its time to the first byte,
 //! `LIVE_RSS_TRACE=1` every resident-memory sample in order (where the peaks fall) and the
 //! server's `Rss*` lines at the end. Where the memory goes: the `working_set` bench.
 
@@ -41,14 +42,14 @@ const VIEWS: [&str; 3] = [
 fn loadgen(
     server: &Server,
     token: &str,
-    hosts: usize,
+    (shape, hosts): (&str, usize),
     (interval, nice): (&str, &str),
     secs: u64,
 ) -> Child {
     Command::new("nice")
         .args(["-n", nice, BIN])
         .args(["loadgen", "--url", &server.url, "--token", token])
-        .args(["--shape", "medium", "--hosts", &hosts.to_string()])
+        .args(["--shape", shape, "--hosts", &hosts.to_string()])
         .args(["--interval", interval, "--duration", &secs.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -77,8 +78,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Renders the server made so far (the rest of its reads were served renders it kept).
-async fn renders_made(server: &Server) -> u64 {
+async fn metric(server: &Server, series: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", server.url))
         .await
         .unwrap()
@@ -86,9 +86,20 @@ async fn renders_made(server: &Server) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("scopehub_collector_renders_total "))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+        .unwrap_or(0.0)
+}
+
+/// Renders the server made so far (the rest of its reads were served renders it kept).
+async fn renders_made(server: &Server) -> u64 {
+    metric(server, "scopehub_collector_renders_total").await as u64
+}
+
+/// The server's CPU seconds so far: all of it, and its threads' decoding and folding reports.
+async fn cpu_seconds_spent(server: &Server) -> (f64, f64) {
+    let decoding = metric(server, "scopehub_collector_report_cpu_seconds_total").await;
+    (cpu_seconds(server.child.id()), decoding)
 }
 
 async fn timed_get(server: &Server, tenant: &Tenant, path: &str) -> f64 {
@@ -111,28 +122,36 @@ async fn timed_get(server: &Server, tenant: &Tenant, path: &str) -> f64 {
     t
 }
 
-async fn steady(probes: usize) {
+/// One row: `probes` hosts of `shape` ("medium" or "large") reporting every 3 s.
+async fn steady(shape: &str, probes: usize) {
     let server = start();
     let tenant = tenant(&server.url).await;
     let pid = server.child.id();
     let mut feed = loadgen(
         &server,
         &tenant.token,
-        probes,
+        (shape, probes),
         ("3", "19"),
         (FILL + READS + UNWATCHED).as_secs() + 5,
     );
     // While nobody reads, the server's CPU goes to ingest: over the whole fill, and in the steady
     // state, once every probe's first report (which makes all its nodes) is in.
-    let cpu_at = |received: u64| (cpu_seconds(pid), received);
-    let first = cpu_at(reports_received(&server, &tenant).await);
-    tokio::time::sleep(STEADY_AFTER).await;
-    let steady = cpu_at(reports_received(&server, &tenant).await);
-    tokio::time::sleep(FILL - STEADY_AFTER).await;
-    let filled = cpu_at(reports_received(&server, &tenant).await);
-    let per_report = |(cpu0, n0): (f64, u64), (cpu1, n1): (f64, u64)| {
-        (cpu1 - cpu0) * 1000.0 / n1.saturating_sub(n0).max(1) as f64
+    let cpu_at = async || {
+        let received = reports_received(&server, &tenant).await;
+        (cpu_seconds_spent(&server).await, received)
     };
+    let first = cpu_at().await;
+    tokio::time::sleep(STEADY_AFTER).await;
+    let steady = cpu_at().await;
+    tokio::time::sleep(FILL - STEADY_AFTER).await;
+    let filled = cpu_at().await;
+    // Milliseconds per report between two moments: all the server's CPU, and its decoding.
+    let per_report_both = |((cpu0, dec0), n0): ((f64, f64), u64),
+                           ((cpu1, dec1), n1): ((f64, f64), u64)| {
+        let n = n1.saturating_sub(n0).max(1) as f64;
+        ((cpu1 - cpu0) * 1000.0 / n, (dec1 - dec0) * 1000.0 / n)
+    };
+    let per_report = |a, b| per_report_both(a, b).0;
     let (ingest_ms, ingest_all_ms) = (per_report(steady, filled), per_report(first, filled));
     let renders_before = renders_made(&server).await;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); VIEWS.len()];
@@ -170,7 +189,7 @@ async fn steady(probes: usize) {
     }
     rss.sort_by(f64::total_cmp);
     let renders = renders_made(&server).await - renders_before;
-    let unwatched = cpu_at(reports_received(&server, &tenant).await);
+    let unwatched = cpu_at().await;
     if std::env::var("LIVE_DEBUG").is_ok() {
         let cpu_ms = cpu_seconds(feed.id()) * 1000.0;
         eprintln!(
@@ -179,10 +198,13 @@ async fn steady(probes: usize) {
         );
     }
     tokio::time::sleep(UNWATCHED).await;
-    let unwatched_ms = per_report(unwatched, cpu_at(reports_received(&server, &tenant).await));
+    let (unwatched_ms, decoding_ms) = per_report_both(unwatched, cpu_at().await);
     let _ = feed.kill();
     let _ = feed.wait();
-    let mut row = format!("| {probes} |");
+    let mut row = match shape {
+        "medium" => format!("| {probes} |"),
+        _ => format!("| {probes} {shape} |"),
+    };
     for mut s in samples {
         s.sort_by(f64::total_cmp);
         row += &format!(
@@ -193,7 +215,7 @@ async fn steady(probes: usize) {
         );
     }
     row += &format!(
-        " {:.0} / {:.0} | {unwatched_ms:.1} ({ingest_ms:.1}; {ingest_all_ms:.1}) | {renders} |",
+        " {:.0} / {:.0} | {unwatched_ms:.1} ({ingest_ms:.1}; {ingest_all_ms:.1}) | {decoding_ms:.1} | {renders} |",
         percentile(&rss, 0.5),
         rss.last().copied().unwrap_or(f64::NAN)
     );
@@ -204,7 +226,7 @@ async fn burst() {
     let server = start();
     let tenant = tenant(&server.url).await;
     let pid = server.child.id();
-    let mut feed = loadgen(&server, &tenant.token, 10, ("0", "0"), 15);
+    let mut feed = loadgen(&server, &tenant.token, ("medium", 10), ("0", "0"), 15);
     let _ = feed.wait();
     let received = reports_received(&server, &tenant).await;
     let first = timed_get(&server, &tenant, VIEWS[0]).await;
@@ -223,16 +245,24 @@ async fn main() {
         return;
     }
     println!(
-        "| probes | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB median / peak | ingest CPU ms per report: a minute unwatched (the fill's steady state; all the fill) | renders made while reading |"
+        "| probes (medium hosts unless named) | containers ms p50 / p99 (reads) | processes ms p50 / p99 | topology list ms p50 / p99 | RSS MiB median / peak | ingest CPU ms per report: a minute unwatched (the fill's steady state; all the fill) | of which decoding and folding, unwatched | renders made while reading |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     // `LIVE_PROBES=50` (a comma-separated list) runs only those; `LIVE_BURST=0` skips the burst.
     let probes: Vec<usize> = std::env::var("LIVE_PROBES")
         .ok()
         .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 10, 50]);
     for p in probes {
-        steady(p).await;
+        steady("medium", p).await;
+    }
+    // The large hosts' row: ingest of the "large" report (Scope: 40.7 ms of CPU each).
+    let large: usize = std::env::var("LIVE_LARGE")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10);
+    if large > 0 {
+        steady("large", large).await;
     }
     if std::env::var("LIVE_BURST").as_deref() != Ok("0") {
         burst().await;

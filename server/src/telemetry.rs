@@ -1,5 +1,6 @@
 //! Logs (tracing) and metrics (Prometheus text format) for every role.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -71,6 +72,7 @@ struct MetricsInner {
     collector_renders: Counter,
     collector_render_hits: Counter,
     reports: Family<ReportLabels, Counter>,
+    report_cpu: Counter<f64, AtomicU64>,
     window_bytes: Gauge,
     websockets: Gauge,
     password_hashes: Counter,
@@ -351,6 +353,13 @@ impl Metrics {
             "Report bytes waiting to be written to the history store",
             history_buffer.clone(),
         );
+        let report_cpu = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "collector_report_cpu_seconds",
+            "CPU time spent decoding reports and folding them into their windows (the decoding \
+             threads' own clocks; the rest of a report's cost is HTTP and the window's upkeep)",
+            report_cpu.clone(),
+        );
         let instances = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(InstancesCollector(instances.clone())));
         Metrics {
@@ -365,6 +374,7 @@ impl Metrics {
                 collector_renders,
                 collector_render_hits,
                 reports,
+                report_cpu,
                 window_bytes,
                 websockets,
                 password_hashes,
@@ -414,6 +424,11 @@ impl Metrics {
             .reports
             .get_or_create(&ReportLabels { outcome })
             .inc();
+    }
+
+    /// CPU time a thread spent decoding and folding one report (accepted or refused).
+    pub fn record_report_cpu(&self, seconds: f64) {
+        self.inner.report_cpu.inc_by(seconds);
     }
 
     /// The counter of argon2 hashes, for the users role's hasher.

@@ -59,6 +59,13 @@ pub fn free<T: Send + 'static>(value: T) {
     drop(spawn(move || drop(value)));
 }
 
+/// The calling thread's own CPU time so far, in seconds (what its work cost, whatever else the
+/// cores ran meanwhile).
+pub fn thread_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -407,12 +407,14 @@ async fn ingest(
         .with_slot(&instance, |slot| slot.part_of(&probe_id))
         .ok_or_else(unplaced)?;
     let folding = part.clone();
+    let metrics = state.metrics.clone();
     // Nobody waits on a fold but the probe, which does not mind a few milliseconds: reads first.
     // The background threads take no slot's lock: one preempted while holding it would hold up
     // the instance's readers.
     let folded = background::spawn(move || {
         let _turn = turn;
-        decode::with_inflated(&bytes, gzip, max, |raw| {
+        let cpu_at_start = background::thread_cpu_seconds();
+        let folded = decode::with_inflated(&bytes, gzip, max, |raw| {
             let limits =
                 BudgetLimits::for_report(max).with_elements(max_nodes.max(bounded::MAX_ELEMENTS));
             let report: WireReport = decode::parse(raw, format, limits)?;
@@ -429,7 +431,11 @@ async fn ingest(
             };
             let bytes = slot::fold_into(&folding, report, now);
             Ok((probe, bytes))
-        })?
+        })
+        .map_err(Rejected::from)
+        .and_then(|folded| folded);
+        metrics.record_report_cpu(background::thread_cpu_seconds() - cpu_at_start);
+        folded
     })
     .await
     .map_err(|e| Error::Internal(e.into()))?;

@@ -106,11 +106,14 @@ async fn reports_that_decode_into_too_much_are_refused_while_decoding() {
         counted(&after, "too_large"),
         counted(&before, "too_large") + 3
     );
+    // The CPU the decoding threads spent, refused reports included, and then the real one's.
+    let cpu =
+        |text: &str| crate::support::metric(text, "scopehub_collector_report_cpu_seconds_total");
+    assert!(cpu(&after) > cpu(&before), "{after}");
     crate::topology::post_msgpack(&app, &token, "probe-full-1").await;
-    assert_eq!(
-        counted(&metrics(&app).await, "accepted"),
-        counted(&after, "accepted") + 1
-    );
+    let last = metrics(&app).await;
+    assert_eq!(counted(&last, "accepted"), counted(&after, "accepted") + 1);
+    assert!(cpu(&last) > cpu(&after), "{last}");
 }
 
 #[tokio::test]
