@@ -7,7 +7,8 @@
 //! `cargo bench -p scopehub --bench live` (about ten minutes). Not a test: it asserts nothing
 //! about speed, it prints the numbers. `LIVE_PROBES=50` runs only that row of medium hosts,
 //! `LIVE_LARGE=0` skips the row of "large" hosts (600 processes, 200 containers, 1,600 connections;
-//! `LIVE_LARGE=20` runs it with 20 probes instead of 10), `LIVE_BURST=0` skips the burst, `LIVE_DEBUG=1` prints every read's size and its time to the first byte,
+//! `LIVE_LARGE=20` runs it with 20 probes instead of 10), `LIVE_BURST=0` skips the burst,
+//! `LIVE_DEBUG=1` prints every read's size and its time to the first byte,
 //! `LIVE_RSS_TRACE=1` every resident-memory sample in order (where the peaks fall) and the
 //! server's `Rss*` lines at the end. Where the memory goes: the `working_set` bench.
 
