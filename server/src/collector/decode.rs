@@ -94,7 +94,8 @@ thread_local! {
 
 /// Calls `f` with the body decompressed, as [`inflate`] makes it, into a buffer the thread keeps
 /// for its next report: a fresh one, half a megabyte for a Scope-sized report, cost more page
-/// faults than the decompression itself.
+/// faults than the decompression itself. The kept buffer stays initialised, so that decompressing
+/// into it does not first fill it with zeros again (`read_to_end` does, on every call).
 pub fn with_inflated<R>(
     body: &[u8],
     gzip: bool,
@@ -106,9 +107,8 @@ pub fn with_inflated<R>(
     }
     INFLATED.with(|kept| {
         let mut buffer = kept.take();
-        buffer.clear();
-        let result = inflate_into(body, max_bytes, &mut buffer).map(|()| f(&buffer));
-        if buffer.capacity() <= KEPT_BUFFER_BYTES {
+        let result = inflate_over(body, max_bytes, &mut buffer).map(|len| f(&buffer[..len]));
+        if buffer.len() <= KEPT_BUFFER_BYTES {
             kept.replace(buffer);
         }
         result
@@ -122,6 +122,32 @@ fn inflate_into(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), 
         .read_to_end(out)
         .map_err(|e| DecodeError::Malformed(format!("gzip: {e}")))?;
     within(out.len(), max_bytes)
+}
+
+/// Decompresses `body` over the start of `buffer`, whose bytes are all initialised (what they
+/// held is overwritten), growing it as needed but never past `max_bytes` and one more (which is
+/// how a body too large is told). The length decompressed.
+fn inflate_over(body: &[u8], max_bytes: usize, buffer: &mut Vec<u8>) -> Result<usize, DecodeError> {
+    let cap = max_bytes.saturating_add(1);
+    let mut decoder = flate2::read::GzDecoder::new(body);
+    let mut len = 0;
+    loop {
+        if len >= buffer.len().min(cap) {
+            if len >= cap {
+                return Err(DecodeError::TooLarge(max_bytes));
+            }
+            let grown = (len * 2).max(body.len().saturating_mul(4)).max(64 << 10);
+            buffer.resize(grown.min(cap), 0);
+        }
+        let end = buffer.len().min(cap);
+        match decoder.read(&mut buffer[len..end]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DecodeError::Malformed(format!("gzip: {e}"))),
+        }
+    }
+    within(len, max_bytes).map(|()| len)
 }
 
 fn within(len: usize, max_bytes: usize) -> Result<(), DecodeError> {
@@ -355,6 +381,49 @@ mod tests {
         )
         .unwrap();
         assert!(old.node_count() > 100, "{}", old.node_count());
+    }
+
+    /// The thread's kept buffer is decompressed over, not cleared: what a longer earlier body
+    /// left in it is never seen, the limit holds to the byte whatever the buffer's size, and a
+    /// body that fails leaves the buffer usable.
+    #[test]
+    fn decompressing_into_the_kept_buffer_sees_only_this_body() {
+        let long: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let seen = with_inflated(&gzip(&long), true, MAX, <[u8]>::to_vec).unwrap();
+        assert_eq!(seen, long);
+        let short = b"{\"ID\":\"x\"}".to_vec();
+        let seen = with_inflated(&gzip(&short), true, MAX, <[u8]>::to_vec).unwrap();
+        assert_eq!(seen, short);
+        // At the limit it passes; one byte over, it is refused (the kept buffer is larger).
+        let at = with_inflated(&gzip(&long[..1000]), true, 1000, |raw| raw.len());
+        assert_eq!(at, Ok(1000));
+        let over = with_inflated(&gzip(&long[..1001]), true, 1000, |raw| raw.len());
+        assert_eq!(over, Err(DecodeError::TooLarge(1000)));
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..64 {
+            bomb.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let bomb = bomb.finish().unwrap();
+        let refused = with_inflated(&bomb, true, 8 << 20, |raw| raw.len());
+        assert_eq!(refused, Err(DecodeError::TooLarge(8 << 20)));
+        let mut corrupt = gzip(&long);
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        let refused = with_inflated(&corrupt, true, MAX, |raw| raw.len());
+        assert!(
+            matches!(refused, Err(DecodeError::Malformed(_))),
+            "{refused:?}"
+        );
+        let truncated = gzip(&long);
+        let refused = with_inflated(&truncated[..truncated.len() - 9], true, MAX, |raw| {
+            raw.len()
+        });
+        assert!(
+            matches!(refused, Err(DecodeError::Malformed(_))),
+            "{refused:?}"
+        );
+        let seen = with_inflated(&gzip(&short), true, MAX, <[u8]>::to_vec).unwrap();
+        assert_eq!(seen, short);
     }
 
     #[test]
