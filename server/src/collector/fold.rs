@@ -24,7 +24,7 @@ use serde::de::MapAccess;
 
 use super::bounded::BudgetLimits;
 use super::decode::{self, DecodeError, Format};
-use super::footprint::Footprint;
+use super::footprint::{BTREE_OVERHEAD, Footprint};
 use super::keyed::{KeyedMap, merge_sorted};
 use super::name::Name;
 use super::report::{
@@ -108,6 +108,9 @@ struct FoldedTopology {
     /// equal ones shared.
     heads: Vec<(Seq, Arc<Topology>)>,
     nodes: BTreeMap<Name, FoldedNode>,
+    /// The heap bytes of `nodes`' keys and nodes, kept up to date as they change: the part's
+    /// footprint after every report without walking every node again.
+    nodes_heap: usize,
 }
 
 impl FoldedTopology {
@@ -122,16 +125,44 @@ impl FoldedTopology {
         }
     }
 
-    fn add_node(&mut self, seq: Seq, id: Text<'_>, node: WireNode<'_>) {
+    /// `oldest`: the oldest bucket in the window.
+    fn add_node(&mut self, (seq, oldest): (Seq, Seq), id: Text<'_>, node: WireNode<'_>) {
         match self.nodes.get_mut(id.as_str()) {
-            Some(known) => known.add(seq, None, node),
+            Some(known) => {
+                let before = known.bytes;
+                known.add((seq, oldest), None, node);
+                known.bytes = known.heap_bytes();
+                self.nodes_heap = self.nodes_heap - before + known.bytes;
+            }
             None => {
                 let key = Name::new(id.as_str());
-                let mut new = FoldedNode::default();
-                new.add(seq, Some(&key), node);
+                let mut new = FoldedNode {
+                    oldest_tag: seq,
+                    ..FoldedNode::default()
+                };
+                new.add((seq, oldest), Some(&key), node);
+                new.bytes = new.heap_bytes();
+                self.nodes_heap += key.heap_bytes() + new.bytes;
                 self.nodes.insert(key, new);
             }
         }
+    }
+
+    /// Lets go of what no bucket from `oldest` on carried.
+    fn expire(&mut self, oldest: Seq) {
+        self.heads.retain(|(seq, _)| *seq >= oldest);
+        let mut heap = self.nodes_heap;
+        self.nodes.retain(|key, node| {
+            let before = node.bytes;
+            if node.expire(oldest) {
+                heap = heap - before + node.bytes;
+                true
+            } else {
+                heap -= key.heap_bytes() + before;
+                false
+            }
+        });
+        self.nodes_heap = heap;
     }
 }
 
@@ -143,9 +174,12 @@ struct FoldingSink<'w> {
 
 impl<'a> TopologySink<'a> for FoldingSink<'_> {
     fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
-        let seq = self.seq;
+        let (seq, oldest) = (self.seq, self.window.oldest_seq());
         let folded = self.window.topology(name, seq);
-        let mut nodes = FoldingNodes { folded, seq };
+        let mut nodes = FoldingNodes {
+            folded,
+            seq: (seq, oldest),
+        };
         let (head, _) = map.next_value_seed(NodeByNode(&mut nodes))?.split();
         nodes.folded.add_head(seq, head);
         Ok(())
@@ -154,7 +188,8 @@ impl<'a> TopologySink<'a> for FoldingSink<'_> {
 
 struct FoldingNodes<'t> {
     folded: &'t mut FoldedTopology,
-    seq: Seq,
+    /// The bucket folded into, and the window's oldest.
+    seq: (Seq, Seq),
 }
 
 impl<'a> NodeSink<'a> for FoldingNodes<'_> {
@@ -180,8 +215,10 @@ impl FirstValue {
         }
     }
 
-    fn expire(&mut self, oldest: Seq) {
+    /// The oldest bucket left ([`Seq::MAX`] if none).
+    fn expire(&mut self, oldest: Seq) -> Seq {
         self.0.retain(|(seq, _)| *seq >= oldest);
+        oldest_of(self.0.iter().map(|(seq, _)| *seq))
     }
 
     fn value(&self) -> Name {
@@ -224,11 +261,13 @@ impl TaggedSet {
         );
     }
 
-    fn expire(&mut self, oldest: Seq) {
+    /// The oldest bucket left ([`Seq::MAX`] if none).
+    fn expire(&mut self, oldest: Seq) -> Seq {
         self.0.retain(|(_, seq)| *seq >= oldest);
         if self.0.capacity() > 2 * self.0.len() + 4 {
             self.0.shrink_to_fit();
         }
+        oldest_of(self.0.iter().map(|(_, seq)| *seq))
     }
 
     fn values(&self) -> Vec<Name> {
@@ -257,12 +296,19 @@ impl TaggedSets {
         );
     }
 
-    fn expire(&mut self, oldest: Seq) {
+    /// The oldest bucket left ([`Seq::MAX`] if none).
+    fn expire(&mut self, oldest: Seq) -> Seq {
+        let mut left = Seq::MAX;
         self.0.retain(|_, (seq, set)| {
-            set.expire(oldest);
-            *seq >= oldest
+            left = left.min(set.expire(oldest));
+            let kept = *seq >= oldest;
+            if kept {
+                left = left.min(*seq);
+            }
+            kept
         });
         self.0.shrink();
+        left
     }
 
     fn values(&self) -> StringSets {
@@ -311,10 +357,10 @@ impl LatestValues {
         }
     }
 
-    /// False once none is left.
-    fn expire(&mut self, oldest: Seq) -> bool {
+    /// The oldest bucket left (the first value's: the rest came later), none once none is left.
+    fn expire(&mut self, oldest: Seq) -> Option<Seq> {
         if self.first.0 >= oldest {
-            return true;
+            return Some(self.first.0);
         }
         let gone = self
             .rest
@@ -323,11 +369,11 @@ impl LatestValues {
             .count();
         let mut kept = self.rest.split_off(gone);
         if kept.is_empty() {
-            return false;
+            return None;
         }
         self.first = kept.remove(0);
         self.rest = kept;
-        true
+        Some(self.first.0)
     }
 }
 
@@ -350,7 +396,10 @@ pub enum Samples {
 }
 
 /// A metric's samples by date (with the newest bucket that carried each, and that bucket's
-/// value), and each bucket's min and max, to fold in order as `Metric::merge` does.
+/// value), and each bucket's min and max, to fold in order as `Metric::merge` does. Unlike the
+/// rest of a node, its samples and bounds may hold some of buckets already gone (a node whose
+/// other parts are all newer is not walked when a bucket leaves): those are let go of when the
+/// metric comes again, and passed over when it is read.
 #[derive(Debug, Default)]
 struct FoldedMetric {
     seq: Seq,
@@ -363,7 +412,8 @@ struct FoldedMetric {
 impl FoldedMetric {
     /// A metric of a report of bucket `seq`: the bucket's bounds are its reports' metrics merged
     /// (a bucket's first metric, merged into the empty one, is taken as it came).
-    fn add(&mut self, seq: Seq, metric: Metric) {
+    fn add(&mut self, (seq, oldest): (Seq, Seq), metric: Metric) {
+        self.forget_before(oldest);
         self.seq = seq;
         let has_samples = !metric.samples.is_empty();
         if self.bounds.last().is_none_or(|(last, ..)| *last != seq) {
@@ -403,17 +453,24 @@ impl FoldedMetric {
     }
 
     fn expire(&mut self, oldest: Seq) -> bool {
-        self.samples.retain(|(_, seq, _)| *seq >= oldest);
-        self.bounds.retain(|(seq, ..)| *seq >= oldest);
+        self.forget_before(oldest);
         self.seq >= oldest
     }
 
-    /// The bucket-by-bucket merge from an empty metric, as `Report::merge_plain` makes it, with
-    /// the `samples` asked for.
-    fn value(&self, samples: Samples) -> Metric {
+    /// Lets go of the samples and bounds of buckets before `oldest`.
+    fn forget_before(&mut self, oldest: Seq) {
+        if self.bounds.first().is_some_and(|(seq, ..)| *seq < oldest) {
+            self.samples.retain(|(_, seq, _)| *seq >= oldest);
+            self.bounds.retain(|(seq, ..)| *seq >= oldest);
+        }
+    }
+
+    /// The bucket-by-bucket merge from an empty metric of the buckets from `oldest` on, as
+    /// `Report::merge_plain` makes it, with the `samples` asked for.
+    fn value(&self, samples: Samples, oldest: Seq) -> Metric {
         let mut metric = Metric::default();
         let mut had = false;
-        for (_, min, max, has_samples) in &self.bounds {
+        for (_, min, max, has_samples) in self.bounds.iter().filter(|(seq, ..)| *seq >= oldest) {
             fold_bounds(
                 (&mut metric.min, &mut metric.max),
                 had,
@@ -422,17 +479,15 @@ impl FoldedMetric {
             );
             had |= *has_samples;
         }
-        let kept = match samples {
-            Samples::All => &self.samples[..],
-            Samples::Last => &self.samples[self.samples.len().saturating_sub(1)..],
+        let kept = self.samples.iter().filter(|(_, seq, _)| *seq >= oldest);
+        let sample = |(date, _, value): &(Time, Seq, f64)| Sample {
+            date: *date,
+            value: *value,
         };
-        metric.samples = kept
-            .iter()
-            .map(|(date, _, value)| Sample {
-                date: *date,
-                value: *value,
-            })
-            .collect();
+        metric.samples = match samples {
+            Samples::All => kept.map(sample).collect(),
+            Samples::Last => kept.last().map(sample).into_iter().collect(),
+        };
         metric
     }
 }
@@ -452,6 +507,14 @@ fn fold_bounds(mine: (&mut f64, &mut f64), had: bool, has: bool, theirs: (f64, f
 struct FoldedNode {
     /// The newest bucket that carried the node at all.
     seq: Seq,
+    /// No part of the node (but its metrics' samples and bounds) is of a bucket older than this:
+    /// while the window's oldest bucket is not newer, a bucket leaving takes nothing of it, and
+    /// the node is not walked. Parts added later are of newer buckets, so it stays true until
+    /// the next walk sets it again. A probe sending the same nodes every time has its nodes
+    /// walked once every window's length of buckets instead of at every report.
+    oldest_tag: Seq,
+    /// Its heap bytes ([`Footprint`]) as of its last change.
+    bytes: usize,
     id: FirstValue,
     topology: FirstValue,
     sets: TaggedSets,
@@ -464,8 +527,9 @@ struct FoldedNode {
 }
 
 impl FoldedNode {
-    /// `key`: a new node's key in its topology, which its id shares when they are the same.
-    fn add(&mut self, seq: Seq, key: Option<&Name>, node: WireNode<'_>) {
+    /// `key`: a new node's key in its topology, which its id shares when they are the same;
+    /// `oldest`: the window's oldest bucket.
+    fn add(&mut self, (seq, oldest): (Seq, Seq), key: Option<&Name>, node: WireNode<'_>) {
         self.seq = seq;
         self.id.add(seq, node.id, |id| match key {
             Some(key) if key == id => key.clone(),
@@ -482,10 +546,10 @@ impl FoldedNode {
         );
         self.metrics.fold(
             node.metrics.0,
-            |folded, metric| folded.add(seq, metric),
+            |folded, metric| folded.add((seq, oldest), metric),
             |metric| {
                 let mut folded = FoldedMetric::default();
-                folded.add(seq, metric);
+                folded.add((seq, oldest), metric);
                 folded
             },
         );
@@ -503,22 +567,42 @@ impl FoldedNode {
         if self.seq < oldest {
             return false;
         }
-        self.id.expire(oldest);
-        self.topology.expire(oldest);
-        self.sets.expire(oldest);
-        self.adjacency.expire(oldest);
-        self.parents.expire(oldest);
-        self.latest.retain(|_, values| values.expire(oldest));
+        if self.oldest_tag >= oldest {
+            return true;
+        }
+        let mut left = self
+            .seq
+            .min(self.id.expire(oldest))
+            .min(self.topology.expire(oldest))
+            .min(self.sets.expire(oldest))
+            .min(self.adjacency.expire(oldest))
+            .min(self.parents.expire(oldest));
+        self.latest.retain(|_, values| match values.expire(oldest) {
+            Some(seq) => {
+                left = left.min(seq);
+                true
+            }
+            None => false,
+        });
         self.latest.shrink();
-        self.metrics.retain(|_, metric| metric.expire(oldest));
+        self.metrics.retain(|_, metric| {
+            let kept = metric.expire(oldest);
+            if kept {
+                left = left.min(metric.seq);
+            }
+            kept
+        });
         self.metrics.shrink();
         self.children.retain(|(seq, _)| *seq >= oldest);
+        left = left.min(oldest_of(self.children.iter().map(|(seq, _)| *seq)));
+        self.oldest_tag = left;
+        self.bytes = self.heap_bytes();
         true
     }
 
-    /// The node as `Report::merge_plain` of the window's buckets has it, its metrics with the
-    /// `samples` asked for.
-    fn value(&self, samples: Samples) -> Node {
+    /// The node as `Report::merge_plain` of the window's buckets has it (from `oldest` on), its
+    /// metrics with the `samples` asked for.
+    fn value(&self, samples: Samples, oldest: Seq) -> Node {
         let mut children = Vec::new();
         for (_, theirs) in &self.children {
             merge_children(&mut children, theirs);
@@ -537,13 +621,18 @@ impl FoldedNode {
             metrics: Metrics::shared(
                 self.metrics
                     .iter()
-                    .map(|(key, metric)| (key.clone(), metric.value(samples)))
+                    .map(|(key, metric)| (key.clone(), metric.value(samples, oldest)))
                     .collect(),
             ),
             parents: self.parents.values().shared(),
             children,
         }
     }
+}
+
+/// The oldest of `seqs`, [`Seq::MAX`] if there are none.
+fn oldest_of(seqs: impl Iterator<Item = Seq>) -> Seq {
+    seqs.min().unwrap_or(Seq::MAX)
 }
 
 /// `Node::merge`'s rule for children: merged by id, those without one added.
@@ -603,6 +692,15 @@ impl Footprint for FoldedNode {
 
 impl Footprint for FoldedTopology {
     fn heap_bytes(&self) -> usize {
+        self.heads_footprint()
+            + self.nodes.len() * (std::mem::size_of::<(Name, FoldedNode)>() + BTREE_OVERHEAD)
+            + self.nodes_heap
+    }
+}
+
+impl FoldedTopology {
+    /// The heap bytes of its heads.
+    fn heads_footprint(&self) -> usize {
         let mut heads = self.heads.capacity() * std::mem::size_of::<(Seq, Arc<Topology>)>();
         // Equal heads of consecutive buckets share one topology: count it once.
         let mut last: Option<&Arc<Topology>> = None;
@@ -612,13 +710,14 @@ impl Footprint for FoldedTopology {
             }
             last = Some(head);
         }
-        heads + self.nodes.heap_bytes()
+        heads
     }
 }
 
 impl FoldedWindow {
     /// What the part takes in memory, estimated (`footprint.rs`): grows with the distinct nodes,
-    /// keys and values of the window, not with the reports that carried them.
+    /// keys and values of the window, not with the reports that carried them. Cheap: each node's
+    /// share is kept up to date as it changes.
     pub fn footprint(&self) -> usize {
         std::mem::size_of::<FoldedWindow>()
             + self.buckets.capacity() * std::mem::size_of::<Bucket>()
@@ -628,6 +727,31 @@ impl FoldedWindow {
                 .map(|b| b.header.heap_bytes())
                 .sum::<usize>()
             + self.topologies.heap_bytes()
+    }
+
+    /// [`Self::footprint`] walking every node again, which it must equal.
+    #[cfg(test)]
+    pub fn footprint_walked(&self) -> usize {
+        let topologies: usize = self
+            .topologies
+            .iter()
+            .map(|(name, folded)| {
+                let mut heads = folded.heads_footprint();
+                heads += folded.nodes.heap_bytes();
+                std::mem::size_of::<(String, FoldedTopology)>()
+                    + BTREE_OVERHEAD
+                    + name.heap_bytes()
+                    + heads
+            })
+            .sum();
+        std::mem::size_of::<FoldedWindow>()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self
+                .buckets
+                .iter()
+                .map(|b| b.header.heap_bytes())
+                .sum::<usize>()
+            + topologies
     }
 }
 
@@ -641,12 +765,13 @@ impl FoldedWindow {
     ) {
         let mut report = report.into();
         let seq = self.open_bucket(now_ms, quantum_ms, Header::of(&mut report));
+        let oldest = self.oldest_seq();
         for (name, topology) in report.topologies {
             let folded = self.topology(name, seq);
             let (head, nodes) = topology.split();
             folded.add_head(seq, head);
             for (id, node) in nodes {
-                folded.add_node(seq, id, node);
+                folded.add_node((seq, oldest), id, node);
             }
         }
     }
@@ -734,11 +859,15 @@ impl FoldedWindow {
             return true;
         };
         self.topologies.retain(|_, topology| {
-            topology.heads.retain(|(seq, _)| *seq >= oldest);
-            topology.nodes.retain(|_, node| node.expire(oldest));
+            topology.expire(oldest);
             topology.seq >= oldest
         });
         true
+    }
+
+    /// The oldest bucket held (0 if none).
+    fn oldest_seq(&self) -> Seq {
+        self.buckets.front().map_or(0, |b| b.seq)
     }
 
     /// Every node this window holds, as (report topology, node id).
@@ -828,6 +957,7 @@ impl FoldedWindow {
         for bucket in &self.buckets {
             header.merge(&bucket.header);
         }
+        let oldest = self.oldest_seq();
         let topologies = self
             .topologies
             .iter()
@@ -839,7 +969,7 @@ impl FoldedWindow {
                 let nodes = folded
                     .nodes
                     .iter()
-                    .map(|(id, node)| (id.clone(), node.value(samples)))
+                    .map(|(id, node)| (id.clone(), node.value(samples, oldest)))
                     .collect();
                 (name.clone(), head, nodes)
             })

@@ -21,7 +21,7 @@ pub trait Footprint {
 }
 
 /// A `BTreeMap` entry's share of its nodes beyond the key and value (about half a node is spare).
-const BTREE_OVERHEAD: usize = 16;
+pub(super) const BTREE_OVERHEAD: usize = 16;
 
 impl Footprint for String {
     fn heap_bytes(&self) -> usize {

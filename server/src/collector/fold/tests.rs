@@ -163,6 +163,11 @@ fn random_report(rng: &mut Rng) -> Report {
 fn check(folded: &FoldedWindow, plain: &PlainWindow, step: &str) {
     assert_eq!(folded.to_report(), plain.merged(), "after {step}");
     assert_eq!(folded.buckets(), plain.buckets.len(), "after {step}");
+    assert_eq!(
+        folded.footprint(),
+        folded.footprint_walked(),
+        "footprint after {step}"
+    );
 }
 
 #[test]
