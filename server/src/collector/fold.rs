@@ -479,14 +479,14 @@ impl FoldedMetric {
             );
             had |= *has_samples;
         }
-        let kept = self.samples.iter().filter(|(_, seq, _)| *seq >= oldest);
+        let mut kept = self.samples.iter().filter(|(_, seq, _)| *seq >= oldest);
         let sample = |(date, _, value): &(Time, Seq, f64)| Sample {
             date: *date,
             value: *value,
         };
         metric.samples = match samples {
             Samples::All => kept.map(sample).collect(),
-            Samples::Last => kept.last().map(sample).into_iter().collect(),
+            Samples::Last => kept.next_back().map(sample).into_iter().collect(),
         };
         metric
     }
