@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::de::MapAccess;
+use smallvec::SmallVec;
 
 use super::bounded::BudgetLimits;
 use super::decode::{self, DecodeError, Format};
@@ -31,8 +32,8 @@ use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
 };
 use super::wire::{
-    List, NodeByNode, NodeSink, ReportSeed, Text, TopologySink, WireLatest, WireNode, WireReport,
-    WireSets,
+    Few, List, NodeByNode, NodeSink, ReportSeed, Text, TopologySink, WireLatest, WireMetric,
+    WireNode, WireReport, WireSets,
 };
 
 /// A bucket's number within its probe's window; they only grow.
@@ -234,7 +235,7 @@ impl TaggedSet {
     /// Members already known are tagged in place; otherwise the newcomers are sorted and the two
     /// sorted lists merged in one pass (inserting them one by one would cost the square of a large
     /// set's size).
-    fn add(&mut self, seq: Seq, List(mut items): List<Text<'_>>) {
+    fn add(&mut self, seq: Seq, Few(mut items): Few<Text<'_>>) {
         if items.is_empty() {
             return;
         }
@@ -412,10 +413,10 @@ struct FoldedMetric {
 impl FoldedMetric {
     /// A metric of a report of bucket `seq`: the bucket's bounds are its reports' metrics merged
     /// (a bucket's first metric, merged into the empty one, is taken as it came).
-    fn add(&mut self, (seq, oldest): (Seq, Seq), metric: Metric) {
+    fn add(&mut self, (seq, oldest): (Seq, Seq), metric: WireMetric) {
         self.forget_before(oldest);
         self.seq = seq;
-        let has_samples = !metric.samples.is_empty();
+        let has_samples = !metric.samples.0.is_empty();
         if self.bounds.last().is_none_or(|(last, ..)| *last != seq) {
             self.bounds.push((seq, 0.0, 0.0, false));
         }
@@ -423,12 +424,12 @@ impl FoldedMetric {
             fold_bounds((min, max), *had, has_samples, (metric.min, metric.max));
             *had |= has_samples;
         }
-        self.add_samples(seq, metric.samples);
+        self.add_samples(seq, metric.samples.0);
     }
 
     /// Samples by date, a later one winning a date that comes again. Mostly newer than all kept,
     /// so appended; otherwise sorted and merged in one pass.
-    fn add_samples(&mut self, seq: Seq, mut samples: Vec<Sample>) {
+    fn add_samples(&mut self, seq: Seq, mut samples: SmallVec<[Sample; 2]>) {
         if samples.is_empty() {
             return;
         }

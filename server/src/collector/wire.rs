@@ -17,12 +17,13 @@ use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use smallvec::SmallVec;
 
 use super::keyed::KeyedMap;
 use super::name::Name;
 use super::report::{
-    LatestEntry, Metric, Node, Report, Shared, StringSets, TOPOLOGIES, Templates, Time, Topology,
-    bounded_templates, owned,
+    LatestEntry, Metric, Node, Report, Sample, Shared, StringSets, TOPOLOGIES, Templates, Time,
+    Topology, bounded_templates, owned,
 };
 
 /// Elements taken on trust from a length a map or list announces before they arrive.
@@ -133,33 +134,79 @@ impl<T> Default for List<T> {
     }
 }
 
+/// A list as it came, held in place while it has at most two items (an endpoint's one edge, a
+/// parent, a metric's sample or two: most of a report's lists, which would otherwise cost an
+/// allocation each); `null` is the empty list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Few<T>(pub SmallVec<[T; 2]>);
+
+impl<T> Default for Few<T> {
+    fn default() -> Self {
+        Few(SmallVec::new())
+    }
+}
+
+/// Where a decoded list's items go.
+trait Items<T>: Default {
+    fn with_capacity(n: usize) -> Self;
+    fn push(&mut self, item: T);
+}
+
+impl<T> Items<T> for List<T> {
+    fn with_capacity(n: usize) -> Self {
+        List(Vec::with_capacity(n))
+    }
+    fn push(&mut self, item: T) {
+        self.0.push(item);
+    }
+}
+
+impl<T> Items<T> for Few<T> {
+    fn with_capacity(n: usize) -> Self {
+        Few(SmallVec::with_capacity(n))
+    }
+    fn push(&mut self, item: T) {
+        self.0.push(item);
+    }
+}
+
+/// A list or `null` into `C`.
+fn list<'a, D: Deserializer<'a>, T: Deserialize<'a>, C: Items<T>>(d: D) -> Result<C, D::Error> {
+    struct ListVisitor<T, C>(PhantomData<(T, C)>);
+    impl<'a, T: Deserialize<'a>, C: Items<T>> Visitor<'a> for ListVisitor<T, C> {
+        type Value = C;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list or null")
+        }
+        fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<C, A::Error> {
+            let mut items = C::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<C, E> {
+            Ok(C::default())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<C, E> {
+            Ok(C::default())
+        }
+        fn visit_some<D: Deserializer<'a>>(self, d: D) -> Result<C, D::Error> {
+            list(d)
+        }
+    }
+    d.deserialize_any(ListVisitor(PhantomData))
+}
+
 impl<'a, T: Deserialize<'a>> Deserialize<'a> for List<T> {
     fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
-        struct ListVisitor<T>(PhantomData<T>);
-        impl<'a, T: Deserialize<'a>> Visitor<'a> for ListVisitor<T> {
-            type Value = List<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list or null")
-            }
-            fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<List<T>, A::Error> {
-                let mut items =
-                    Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(List(items))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<List<T>, E> {
-                Ok(List::default())
-            }
-            fn visit_none<E: de::Error>(self) -> Result<List<T>, E> {
-                Ok(List::default())
-            }
-            fn visit_some<D: Deserializer<'a>>(self, d: D) -> Result<List<T>, D::Error> {
-                List::deserialize(d)
-            }
-        }
-        d.deserialize_any(ListVisitor(PhantomData))
+        list(d)
+    }
+}
+
+impl<'a, T: Deserialize<'a>> Deserialize<'a> for Few<T> {
+    fn deserialize<D: Deserializer<'a>>(d: D) -> Result<Self, D::Error> {
+        list(d)
     }
 }
 
@@ -214,7 +261,7 @@ impl<V> Entries<'_, V> {
 }
 
 /// Named string sets (a node's `sets` and `parents`).
-pub type WireSets<'a> = Entries<'a, List<Text<'a>>>;
+pub type WireSets<'a> = Entries<'a, Few<Text<'a>>>;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct WireLatest<'a> {
@@ -222,6 +269,37 @@ pub struct WireLatest<'a> {
     pub timestamp: Time,
     #[serde(default, borrow)]
     pub value: Text<'a>,
+}
+
+/// A metric as it came: [`Metric`] with its samples in place.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct WireMetric {
+    #[serde(default)]
+    pub samples: Few<Sample>,
+    #[serde(default)]
+    pub min: f64,
+    #[serde(default)]
+    pub max: f64,
+}
+
+impl From<WireMetric> for Metric {
+    fn from(m: WireMetric) -> Metric {
+        Metric {
+            samples: m.samples.0.into_vec(),
+            min: m.min,
+            max: m.max,
+        }
+    }
+}
+
+impl From<Metric> for WireMetric {
+    fn from(m: Metric) -> WireMetric {
+        WireMetric {
+            samples: Few(m.samples.into()),
+            min: m.min,
+            max: m.max,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -233,11 +311,11 @@ pub struct WireNode<'a> {
     #[serde(default, borrow)]
     pub sets: WireSets<'a>,
     #[serde(default, borrow)]
-    pub adjacency: List<Text<'a>>,
+    pub adjacency: Few<Text<'a>>,
     #[serde(default, borrow)]
     pub latest: Entries<'a, WireLatest<'a>>,
     #[serde(default, borrow)]
-    pub metrics: Entries<'a, Metric>,
+    pub metrics: Entries<'a, WireMetric>,
     #[serde(default, borrow)]
     pub parents: WireSets<'a>,
     /// Rare (probes seldom send children), so decoded as they are kept.
@@ -538,12 +616,12 @@ impl WireReport<'_> {
     }
 }
 
-fn names(list: List<Text<'_>>) -> Vec<Name> {
+fn names(list: Few<Text<'_>>) -> Vec<Name> {
     list.0.iter().map(|text| Name::new(text.as_str())).collect()
 }
 
-fn texts(list: Vec<Name>) -> List<Text<'static>> {
-    List(list.into_iter().map(Text::from).collect())
+fn texts(list: Vec<Name>) -> Few<Text<'static>> {
+    Few(list.into_iter().map(Text::from).collect())
 }
 
 fn wire_sets(sets: StringSets) -> WireSets<'static> {
@@ -573,7 +651,7 @@ impl WireNode<'_> {
                     value: Name::new(l.value.as_str()),
                 })
                 .shared(),
-            metrics: self.metrics.into_map(|m| m).shared(),
+            metrics: self.metrics.into_map(Metric::from).shared(),
             parents: self.parents.into_map(names).shared(),
             children: self.children.0,
         }
@@ -586,12 +664,11 @@ impl From<Node> for WireNode<'static> {
             id: Text::from(String::from(&node.id)),
             topology: Text::from(String::from(&node.topology)),
             sets: wire_sets(owned(node.sets)),
-            adjacency: List(
-                node.adjacency
-                    .iter()
-                    .map(|a| Text::from(String::from(a)))
-                    .collect(),
-            ),
+            adjacency: Few(node
+                .adjacency
+                .iter()
+                .map(|a| Text::from(String::from(a)))
+                .collect()),
             latest: Entries(
                 owned(node.latest)
                     .into_iter()
@@ -607,7 +684,7 @@ impl From<Node> for WireNode<'static> {
             metrics: Entries(
                 owned(node.metrics)
                     .into_iter()
-                    .map(|(key, m)| (key.into(), m))
+                    .map(|(key, m)| (key.into(), m.into()))
                     .collect(),
             ),
             parents: wire_sets(owned(node.parents)),
