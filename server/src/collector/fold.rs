@@ -886,7 +886,7 @@ impl FoldedWindow {
     }
 
     /// Whether a bucket left the window by `now_ms` that no earlier call saw leave: the window
-    /// changed. A cheap look at the oldest buckets; letting go of them, which walks every node, is
+    /// changed. A cheap look at the oldest buckets; letting go of them, which looks at every node, is
     /// [`FoldedWindow::expire`]'s.
     pub fn note_expiry(&mut self, now_ms: i64, window_ms: i64) -> bool {
         let newest_gone = self
