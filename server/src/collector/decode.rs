@@ -81,7 +81,8 @@ pub fn inflate(body: &[u8], gzip: bool, max_bytes: usize) -> Result<Cow<'_, [u8]
         return within(body.len(), max_bytes).map(|()| Cow::Borrowed(body));
     }
     let mut out = Vec::new();
-    inflate_into(body, max_bytes, &mut out)?;
+    let len = inflate_over(body, max_bytes, &mut out)?;
+    out.truncate(len);
     Ok(Cow::Owned(out))
 }
 
@@ -113,15 +114,6 @@ pub fn with_inflated<R>(
         }
         result
     })
-}
-
-fn inflate_into(body: &[u8], max_bytes: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    out.reserve(body.len().saturating_mul(4).min(max_bytes));
-    flate2::read::GzDecoder::new(body)
-        .take(max_bytes as u64 + 1)
-        .read_to_end(out)
-        .map_err(|e| DecodeError::Malformed(format!("gzip: {e}")))?;
-    within(out.len(), max_bytes)
 }
 
 /// Decompresses `body` over the start of `buffer`, whose bytes are all initialised (what they

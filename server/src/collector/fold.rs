@@ -733,26 +733,15 @@ impl FoldedWindow {
     /// [`Self::footprint`] walking every node again, which it must equal.
     #[cfg(test)]
     pub fn footprint_walked(&self) -> usize {
-        let topologies: usize = self
-            .topologies
-            .iter()
-            .map(|(name, folded)| {
-                let mut heads = folded.heads_footprint();
-                heads += folded.nodes.heap_bytes();
-                std::mem::size_of::<(String, FoldedTopology)>()
-                    + BTREE_OVERHEAD
-                    + name.heap_bytes()
-                    + heads
-            })
-            .sum();
-        std::mem::size_of::<FoldedWindow>()
-            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
-            + self
-                .buckets
+        let (kept, walked) = self.topologies.values().fold((0, 0), |(kept, walked), t| {
+            let nodes: usize = t
+                .nodes
                 .iter()
-                .map(|b| b.header.heap_bytes())
-                .sum::<usize>()
-            + topologies
+                .map(|(k, n)| k.heap_bytes() + n.heap_bytes())
+                .sum();
+            (kept + t.nodes_heap, walked + nodes)
+        });
+        self.footprint() - kept + walked
     }
 }
 
