@@ -29,6 +29,11 @@ use super::report::{
 /// Elements taken on trust from a length a map or list announces before they arrive.
 const MAX_PREALLOCATED: usize = 1024;
 
+/// Nodes of a topology taken on trust the same way: a large report's endpoints number in the
+/// thousands, and growing their list by doubling copies every node again (a node in the wire form
+/// is a few hundred bytes, so this is at most about a megabyte before any node arrived).
+const MAX_PREALLOCATED_NODES: usize = 4096;
+
 /// A string of the report; `null` is the empty string.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Text<'a>(Cow<'a, str>);
@@ -394,6 +399,9 @@ impl<'a> TopologySink<'a> for Vec<(Text<'a>, WireTopology<'a>)> {
 
 /// A topology's nodes kept, in the order they came.
 impl<'a> NodeSink<'a> for Vec<(Text<'a>, WireNode<'a>)> {
+    fn announced(&mut self, n: usize) {
+        self.reserve(n.min(MAX_PREALLOCATED_NODES));
+    }
     fn node(&mut self, id: Text<'a>, node: WireNode<'a>) {
         self.push((id, node));
     }
@@ -448,6 +456,8 @@ impl<'a> Deserialize<'a> for WireReport<'a> {
 
 /// Takes a topology's nodes one by one as they are decoded.
 pub trait NodeSink<'a> {
+    /// The topology's map announces `n` nodes (before any is decoded: a hint, not a promise).
+    fn announced(&mut self, _n: usize) {}
     fn node(&mut self, id: Text<'a>, node: WireNode<'a>);
 }
 
@@ -564,6 +574,7 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for Nodes<'_, N> {
         de::DeserializeSeed::deserialize(self, d)
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.announced(map.size_hint().unwrap_or(0));
         while let Some((id, node)) = map.next_entry::<Text<'a>, WireNode<'a>>()? {
             self.0.node(id, node);
         }
@@ -777,6 +788,41 @@ mod tests {
             WireReport::from(report.clone().into_report()).into_report(),
             read_fixture("probe-full-1.msgpack.gz")
         );
+    }
+
+    /// A topology's `nodes` (msgpack), announcing `announced` entries of which `given` follow.
+    fn msgpack_nodes(announced: u32, given: u32) -> Vec<u8> {
+        let mut body = vec![0x81, 0xa5];
+        body.extend_from_slice(b"nodes");
+        body.push(0xdf);
+        body.extend_from_slice(&announced.to_be_bytes());
+        for i in 0..given {
+            let id = format!("n{i}");
+            body.push(0xa0 | id.len() as u8);
+            body.extend_from_slice(id.as_bytes());
+            body.push(0x80);
+        }
+        body
+    }
+
+    #[test]
+    fn a_topologys_nodes_are_room_made_for_as_announced_within_a_bound() {
+        use crate::collector::bounded::Budget;
+        use crate::collector::msgpack;
+        // An honest count: room for all at once (pushing one by one would end at 2,048).
+        let body = msgpack_nodes(2000, 2000);
+        let budget = Budget::new(BudgetLimits::for_report(1 << 20));
+        let mut nodes = Vec::new();
+        msgpack::from_slice_seed(&body, &budget, NodeByNode(&mut nodes)).unwrap();
+        assert_eq!(nodes.len(), 2000);
+        assert_eq!(nodes.capacity(), 2000);
+        // A count the body does not have: no more room than the bound before the nodes arrive.
+        let body = msgpack_nodes(100_000, 1);
+        let budget = Budget::new(BudgetLimits::for_report(1 << 20));
+        let mut nodes = Vec::new();
+        assert!(msgpack::from_slice_seed(&body, &budget, NodeByNode(&mut nodes)).is_err());
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes.capacity(), MAX_PREALLOCATED_NODES);
     }
 
     #[test]
