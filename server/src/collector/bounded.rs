@@ -782,10 +782,11 @@ mod tests {
         let mut de = serde_json::Deserializer::from_slice(body.as_bytes());
         let report = WireReport::deserialize(Bounded::new(&mut de, &budget)).unwrap();
         assert_eq!(budget.truncated(), 2);
-        let (id, node) = &report.topologies[0].1.nodes.0[0];
+        let topology = &report.topologies[0].1;
+        let (id, node) = &topology.nodes[0];
         assert_eq!(id.as_str().len(), MAX_STRING_BYTES);
         assert!(long.starts_with(id.as_str()));
-        let value = node.latest.0[0].1.value.as_str();
+        let value = topology.maps.latest[node.latest.start].1.value.as_str();
         assert_eq!(value.len(), MAX_STRING_BYTES);
         assert!(value.starts_with("\"xxx"));
         // msgpack: borrowed, cut the same way.

@@ -32,8 +32,8 @@ use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
 };
 use super::wire::{
-    Few, List, NodeByNode, NodeSink, ReportSeed, Text, TopologySink, WireLatest, WireMetric,
-    WireNode, WireReport, WireSets,
+    Few, List, NodeByNode, NodeMaps, NodeMapsDrain, NodeSink, ReportSeed, Text, TopologySink,
+    WireLatest, WireMetric, WireNode, WireReport, WireSet,
 };
 
 /// A bucket's number within its probe's window; they only grow.
@@ -127,11 +127,18 @@ impl FoldedTopology {
     }
 
     /// `oldest`: the oldest bucket in the window.
-    fn add_node(&mut self, (seq, oldest): (Seq, Seq), id: Text<'_>, node: WireNode<'_>) {
+    /// `maps`: the node's maps' entries are the next.
+    fn add_node<'a>(
+        &mut self,
+        (seq, oldest): (Seq, Seq),
+        id: Text<'a>,
+        node: WireNode<'a>,
+        maps: &mut NodeMapsDrain<'_, 'a>,
+    ) {
         match self.nodes.get_mut(id.as_str()) {
             Some(known) => {
                 let before = known.bytes;
-                known.add((seq, oldest), None, node);
+                known.add((seq, oldest), None, node, maps);
                 known.bytes = known.heap_bytes();
                 self.nodes_heap = self.nodes_heap - before + known.bytes;
             }
@@ -141,7 +148,7 @@ impl FoldedTopology {
                     oldest_tag: seq,
                     ..FoldedNode::default()
                 };
-                new.add((seq, oldest), Some(&key), node);
+                new.add((seq, oldest), Some(&key), node, maps);
                 new.bytes = new.heap_bytes();
                 self.nodes_heap += key.heap_bytes() + new.bytes;
                 self.nodes.insert(key, new);
@@ -181,7 +188,7 @@ impl<'a> TopologySink<'a> for FoldingSink<'_> {
             folded,
             seq: (seq, oldest),
         };
-        let (head, _) = map.next_value_seed(NodeByNode(&mut nodes))?.split();
+        let (head, ..) = map.next_value_seed(NodeByNode(&mut nodes))?.split();
         nodes.folded.add_head(seq, head);
         Ok(())
     }
@@ -194,8 +201,9 @@ struct FoldingNodes<'t> {
 }
 
 impl<'a> NodeSink<'a> for FoldingNodes<'_> {
-    fn node(&mut self, id: Text<'a>, node: WireNode<'a>) {
-        self.folded.add_node(self.seq, id, node);
+    /// Its maps' entries are all that is left in `maps`: taken, nothing is kept for the next.
+    fn node(&mut self, id: Text<'a>, node: WireNode<'a>, maps: &mut NodeMaps<'a>) {
+        self.folded.add_node(self.seq, id, node, &mut maps.drain());
     }
 }
 
@@ -282,9 +290,9 @@ impl TaggedSet {
 struct TaggedSets(KeyedMap<(Seq, TaggedSet)>);
 
 impl TaggedSets {
-    fn add(&mut self, seq: Seq, sets: WireSets<'_>) {
+    fn add<'a>(&mut self, seq: Seq, sets: impl Iterator<Item = WireSet<'a>>) {
         self.0.fold(
-            sets.0,
+            sets,
             |(last, set), items| {
                 *last = seq;
                 set.add(seq, items);
@@ -530,23 +538,30 @@ struct FoldedNode {
 impl FoldedNode {
     /// `key`: a new node's key in its topology, which its id shares when they are the same;
     /// `oldest`: the window's oldest bucket.
-    fn add(&mut self, (seq, oldest): (Seq, Seq), key: Option<&Name>, node: WireNode<'_>) {
+    /// `maps`: the node's maps' entries are the next.
+    fn add<'a>(
+        &mut self,
+        (seq, oldest): (Seq, Seq),
+        key: Option<&Name>,
+        node: WireNode<'a>,
+        maps: &mut NodeMapsDrain<'_, 'a>,
+    ) {
         self.seq = seq;
         self.id.add(seq, node.id, |id| match key {
             Some(key) if key == id => key.clone(),
             _ => Name::new(id),
         });
         self.topology.add(seq, node.topology, Name::topology);
-        self.sets.add(seq, node.sets);
+        self.sets.add(seq, maps.sets(node.sets));
         self.adjacency.add(seq, node.adjacency);
-        self.parents.add(seq, node.parents);
+        self.parents.add(seq, maps.parents(node.parents));
         self.latest.fold(
-            node.latest.0,
+            maps.latest(node.latest),
             |values, latest| values.add(seq, latest),
             |latest| LatestValues::new(seq, owned_entry(latest.timestamp, latest.value)),
         );
         self.metrics.fold(
-            node.metrics.0,
+            maps.metrics(node.metrics),
             |folded, metric| folded.add((seq, oldest), metric),
             |metric| {
                 let mut folded = FoldedMetric::default();
@@ -758,10 +773,11 @@ impl FoldedWindow {
         let oldest = self.oldest_seq();
         for (name, topology) in report.topologies {
             let folded = self.topology(name, seq);
-            let (head, nodes) = topology.split();
+            let (head, nodes, mut maps) = topology.split();
             folded.add_head(seq, head);
+            let mut maps = maps.drain();
             for (id, node) in nodes {
-                folded.add_node((seq, oldest), id, node);
+                folded.add_node((seq, oldest), id, node, &mut maps);
             }
         }
     }

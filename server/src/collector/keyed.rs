@@ -197,7 +197,7 @@ impl<V> KeyedMap<V> {
     /// in at once.
     pub fn fold<K: AsRef<str> + Into<Name>, T>(
         &mut self,
-        entries: Vec<(K, T)>,
+        entries: impl IntoIterator<Item = (K, T)>,
         mut update: impl FnMut(&mut V, T),
         mut make: impl FnMut(T) -> V,
     ) {

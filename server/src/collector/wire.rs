@@ -1,7 +1,8 @@
 //! A report as it comes off the wire, before it is folded into its probe's part of the window.
 //!
 //! Its strings are borrowed from the request body wherever the encoding allows (msgpack always,
-//! JSON unless a string has escapes) and its maps are kept as the lists of entries they came as:
+//! JSON unless a string has escapes) and its maps are kept as the lists of entries they came as
+//! (a topology's nodes' entries of each map in one list, [`NodeMaps`]):
 //! folding it then looks every node, key and member up by the borrowed string and copies only what
 //! the part did not have yet. A probe sends almost the same report every few seconds, so a report
 //! is folded with few allocations; decoding into owned maps first cost more than the fold itself.
@@ -215,58 +216,136 @@ impl<'a, T: Deserialize<'a>> Deserialize<'a> for Few<T> {
     }
 }
 
-/// A map's entries in the order they came; `null` is the empty map.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entries<'a, V>(pub Vec<(Text<'a>, V)>);
+/// Where a node's entries of one of its maps are in its topology's [`NodeMaps`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub len: usize,
+}
 
-impl<V> Default for Entries<'_, V> {
-    fn default() -> Self {
-        Entries(Vec::new())
+impl Span {
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start..self.start + self.len
     }
 }
 
-impl<'de: 'a, 'a, V: Deserialize<'de>> Deserialize<'de> for Entries<'a, V> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor<'a, V>(PhantomData<(Text<'a>, V)>);
-        impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<'a, V> {
-            type Value = Entries<'a, V>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a map or null")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries =
-                    Vec::with_capacity(map.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Entries::default())
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Entries::default())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                Entries::deserialize(d)
-            }
+/// Named string sets' entries (a node's `sets` and `parents`).
+pub type WireSet<'a> = (Text<'a>, Few<Text<'a>>);
+
+/// The entries of the maps of a topology's nodes, one list per map for all of its nodes, in the
+/// order the nodes and their entries came (a key repeated within one node's map included); each
+/// node says where its own are ([`Span`]). A node's maps so cost no allocation of their own:
+/// most hold one or two entries (an endpoint's latest values, a process's parents and metrics),
+/// and a report has hundreds of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeMaps<'a> {
+    pub latest: Vec<(Text<'a>, WireLatest<'a>)>,
+    pub metrics: Vec<(Text<'a>, WireMetric)>,
+    pub sets: Vec<WireSet<'a>>,
+    pub parents: Vec<WireSet<'a>>,
+}
+
+impl<'a> NodeMaps<'a> {
+    /// Takes every entry out, node after node in the order they came.
+    pub fn drain(&mut self) -> NodeMapsDrain<'_, 'a> {
+        NodeMapsDrain {
+            latest: self.latest.drain(..),
+            metrics: self.metrics.drain(..),
+            sets: self.sets.drain(..),
+            parents: self.parents.drain(..),
         }
-        d.deserialize_any(EntriesVisitor(PhantomData))
     }
 }
 
-impl<V> Entries<'_, V> {
-    /// As a map: a key that came twice has its last value.
-    fn into_map<T>(self, mut value: impl FnMut(V) -> T) -> KeyedMap<T> {
+/// [`NodeMaps`] being taken out node by node, in the order the nodes came: each call takes the
+/// next `span.len` entries of one map, the node's own.
+pub struct NodeMapsDrain<'m, 'a> {
+    latest: Drain<'m, (Text<'a>, WireLatest<'a>)>,
+    metrics: Drain<'m, (Text<'a>, WireMetric)>,
+    sets: Drain<'m, WireSet<'a>>,
+    parents: Drain<'m, WireSet<'a>>,
+}
+
+type Drain<'m, T> = std::vec::Drain<'m, T>;
+
+impl<'m, 'a> NodeMapsDrain<'m, 'a> {
+    pub fn latest(&mut self, span: Span) -> Next<'_, Drain<'m, (Text<'a>, WireLatest<'a>)>> {
+        Next(self.latest.by_ref().take(span.len))
+    }
+    pub fn metrics(&mut self, span: Span) -> Next<'_, Drain<'m, (Text<'a>, WireMetric)>> {
+        Next(self.metrics.by_ref().take(span.len))
+    }
+    pub fn sets(&mut self, span: Span) -> Next<'_, Drain<'m, WireSet<'a>>> {
+        Next(self.sets.by_ref().take(span.len))
+    }
+    pub fn parents(&mut self, span: Span) -> Next<'_, Drain<'m, WireSet<'a>>> {
+        Next(self.parents.by_ref().take(span.len))
+    }
+}
+
+/// One node's entries of a map being drained; those not taken are dropped with it, so the next
+/// node's start where they should.
+pub struct Next<'d, I: Iterator>(std::iter::Take<&'d mut I>);
+
+impl<I: Iterator> Iterator for Next<'_, I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<I: Iterator> Drop for Next<'_, I> {
+    fn drop(&mut self) {
+        self.0.by_ref().for_each(drop);
+    }
+}
+
+/// Appends a map's entries (or none for `null`) to `entries`.
+struct AppendEntries<'m, 'a, V>(&'m mut Vec<(Text<'a>, V)>);
+
+impl<'de: 'a, 'a, V: Deserialize<'de>> de::DeserializeSeed<'de> for AppendEntries<'_, 'a, V> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a, V: Deserialize<'de>> Visitor<'de> for AppendEntries<'_, 'a, V> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map or null")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.0
-            .into_iter()
-            .map(|(key, v)| (Name::from(key), value(v)))
-            .collect()
+            .reserve(map.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+        while let Some(entry) = map.next_entry()? {
+            self.0.push(entry);
+        }
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        de::DeserializeSeed::deserialize(self, d)
     }
 }
 
-/// Named string sets (a node's `sets` and `parents`).
-pub type WireSets<'a> = Entries<'a, Few<Text<'a>>>;
+/// As a map: a key that came twice has its last value.
+fn into_map<'a, V, T>(
+    entries: impl Iterator<Item = (Text<'a>, V)>,
+    mut value: impl FnMut(V) -> T,
+) -> KeyedMap<T> {
+    entries
+        .map(|(key, v)| (Name::from(key), value(v)))
+        .collect()
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct WireLatest<'a> {
@@ -307,37 +386,156 @@ impl From<Metric> for WireMetric {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A node as it came; its maps' entries are in its topology's [`NodeMaps`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WireNode<'a> {
-    #[serde(default, borrow)]
     pub id: Text<'a>,
-    #[serde(default, borrow)]
     pub topology: Text<'a>,
-    #[serde(default, borrow)]
-    pub sets: WireSets<'a>,
-    #[serde(default, borrow)]
     pub adjacency: Few<Text<'a>>,
-    #[serde(default, borrow)]
-    pub latest: Entries<'a, WireLatest<'a>>,
-    #[serde(default, borrow)]
-    pub metrics: Entries<'a, WireMetric>,
-    #[serde(default, borrow)]
-    pub parents: WireSets<'a>,
+    pub sets: Span,
+    pub latest: Span,
+    pub metrics: Span,
+    pub parents: Span,
     /// Rare (probes seldom send children), so decoded as they are kept.
-    #[serde(default)]
     pub children: List<Node>,
 }
 
-/// A topology: its nodes, and its head (everything else, as [`Topology`] holds it). Decoded by
-/// [`NodeByNode`], whose nodes go to a [`NodeSink`]: into `nodes` for a [`WireReport`], straight into
-/// a window for a fold as it is decoded.
+/// A node's field name: matched as bytes and not charged, as a derived field visitor's are.
+enum NodeField {
+    Id,
+    Topology,
+    Sets,
+    Adjacency,
+    Latest,
+    Metrics,
+    Parents,
+    Children,
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for NodeField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = NodeField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a node's field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NodeField, E> {
+                self.visit_bytes(v.as_bytes())
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<NodeField, E> {
+                Ok(match v {
+                    b"id" => NodeField::Id,
+                    b"topology" => NodeField::Topology,
+                    b"sets" => NodeField::Sets,
+                    b"adjacency" => NodeField::Adjacency,
+                    b"latest" => NodeField::Latest,
+                    b"metrics" => NodeField::Metrics,
+                    b"parents" => NodeField::Parents,
+                    b"children" => NodeField::Children,
+                    _ => NodeField::Unknown,
+                })
+            }
+        }
+        d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// Decodes a node (a map; its fields each at most once, each may be `null` or missing, unknown
+/// ones skipped), its maps' entries appended to the topology's [`NodeMaps`].
+struct NodeSeed<'m, 'a>(&'m mut NodeMaps<'a>);
+
+impl<'a> de::DeserializeSeed<'a> for NodeSeed<'_, 'a> {
+    type Value = WireNode<'a>;
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<WireNode<'a>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
+    type Value = WireNode<'a>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a node (a map)")
+    }
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<WireNode<'a>, A::Error> {
+        fn once<E: de::Error>(seen: &mut u8, bit: u8, name: &'static str) -> Result<(), E> {
+            if *seen & bit != 0 {
+                return Err(E::duplicate_field(name));
+            }
+            *seen |= bit;
+            Ok(())
+        }
+        fn append<'a, A: MapAccess<'a>, V: Deserialize<'a>>(
+            map: &mut A,
+            entries: &mut Vec<(Text<'a>, V)>,
+        ) -> Result<Span, A::Error> {
+            let start = entries.len();
+            map.next_value_seed(AppendEntries(&mut *entries))?;
+            Ok(Span {
+                start,
+                len: entries.len() - start,
+            })
+        }
+        let maps = self.0;
+        let mut node = WireNode::default();
+        let mut seen = 0u8;
+        while let Some(field) = map.next_key::<NodeField>()? {
+            match field {
+                NodeField::Id => {
+                    once(&mut seen, 1, "id")?;
+                    node.id = map.next_value()?;
+                }
+                NodeField::Topology => {
+                    once(&mut seen, 2, "topology")?;
+                    node.topology = map.next_value()?;
+                }
+                NodeField::Sets => {
+                    once(&mut seen, 4, "sets")?;
+                    node.sets = append(&mut map, &mut maps.sets)?;
+                }
+                NodeField::Adjacency => {
+                    once(&mut seen, 8, "adjacency")?;
+                    node.adjacency = map.next_value()?;
+                }
+                NodeField::Latest => {
+                    once(&mut seen, 16, "latest")?;
+                    node.latest = append(&mut map, &mut maps.latest)?;
+                }
+                NodeField::Metrics => {
+                    once(&mut seen, 32, "metrics")?;
+                    node.metrics = append(&mut map, &mut maps.metrics)?;
+                }
+                NodeField::Parents => {
+                    once(&mut seen, 64, "parents")?;
+                    node.parents = append(&mut map, &mut maps.parents)?;
+                }
+                NodeField::Children => {
+                    once(&mut seen, 128, "children")?;
+                    node.children = map.next_value()?;
+                }
+                NodeField::Unknown => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(node)
+    }
+}
+
+/// A topology: its nodes and their maps' entries, and its head (everything else, as [`Topology`]
+/// holds it). Decoded by [`NodeByNode`], whose nodes go to a [`NodeSink`]: into `nodes` for a
+/// [`WireReport`], straight into a window for a fold as it is decoded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WireTopology<'a> {
     pub shape: Text<'a>,
     pub tag: Text<'a>,
     pub label: Text<'a>,
     pub label_plural: Text<'a>,
-    pub nodes: Entries<'a, WireNode<'a>>,
+    /// In the order they came.
+    pub nodes: Vec<(Text<'a>, WireNode<'a>)>,
+    /// What `nodes` did not take of the entries decoded (all of them, for a [`WireReport`]).
+    pub maps: NodeMaps<'a>,
     pub controls: Templates,
     pub metadata_templates: Templates,
     pub metric_templates: Templates,
@@ -345,8 +543,8 @@ pub struct WireTopology<'a> {
 }
 
 impl<'a> WireTopology<'a> {
-    /// The topology without its nodes, and its nodes.
-    pub fn split(self) -> (Topology, Vec<(Text<'a>, WireNode<'a>)>) {
+    /// The topology without its nodes, and its nodes with their maps' entries.
+    pub fn split(self) -> (Topology, Vec<(Text<'a>, WireNode<'a>)>, NodeMaps<'a>) {
         let head = Topology {
             shape: self.shape.into_owned(),
             tag: self.tag.into_owned(),
@@ -358,7 +556,7 @@ impl<'a> WireTopology<'a> {
             metric_templates: bounded_templates(self.metric_templates),
             table_templates: bounded_templates(self.table_templates),
         };
-        (head, self.nodes.0)
+        (head, self.nodes, self.maps)
     }
 }
 
@@ -391,7 +589,7 @@ impl<'a> TopologySink<'a> for Vec<(Text<'a>, WireTopology<'a>)> {
     fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
         let mut nodes = Vec::new();
         let mut topology = map.next_value_seed(NodeByNode(&mut nodes))?;
-        topology.nodes = Entries(nodes);
+        topology.nodes = nodes;
         self.push((name, topology));
         Ok(())
     }
@@ -402,7 +600,8 @@ impl<'a> NodeSink<'a> for Vec<(Text<'a>, WireNode<'a>)> {
     fn announced(&mut self, n: usize) {
         self.reserve(n.min(MAX_PREALLOCATED_NODES));
     }
-    fn node(&mut self, id: Text<'a>, node: WireNode<'a>) {
+    /// Its maps' entries stay in the topology's.
+    fn node(&mut self, id: Text<'a>, node: WireNode<'a>, _maps: &mut NodeMaps<'a>) {
         self.push((id, node));
     }
 }
@@ -458,7 +657,8 @@ impl<'a> Deserialize<'a> for WireReport<'a> {
 pub trait NodeSink<'a> {
     /// The topology's map announces `n` nodes (before any is decoded: a hint, not a promise).
     fn announced(&mut self, _n: usize) {}
-    fn node(&mut self, id: Text<'a>, node: WireNode<'a>);
+    /// A node, its maps' entries the last of `maps` (what earlier nodes left there before them).
+    fn node(&mut self, id: Text<'a>, node: WireNode<'a>, maps: &mut NodeMaps<'a>);
 }
 
 /// The one decoding of a topology's value: its nodes are handed to a [`NodeSink`] as they come, and
@@ -521,7 +721,7 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, N> {
                 }
                 "nodes" => {
                     once(&mut seen, 16, "nodes")?;
-                    map.next_value_seed(Nodes(&mut *self.0))?;
+                    map.next_value_seed(Nodes(&mut *self.0, &mut head.maps))?;
                 }
                 "controls" => {
                     once(&mut seen, 32, "controls")?;
@@ -548,10 +748,11 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, N> {
     }
 }
 
-/// A topology's `nodes` (a map by id, or `null`), each handed to the sink as it is decoded.
-struct Nodes<'s, N>(&'s mut N);
+/// A topology's `nodes` (a map by id, or `null`), each handed to the sink as it is decoded, their
+/// maps' entries appended to the topology's.
+struct Nodes<'s, 'a, N>(&'s mut N, &'s mut NodeMaps<'a>);
 
-impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for Nodes<'_, N> {
+impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for Nodes<'_, 'a, N> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
@@ -559,7 +760,7 @@ impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for Nodes<'_, N> {
     }
 }
 
-impl<'a, N: NodeSink<'a>> Visitor<'a> for Nodes<'_, N> {
+impl<'a, N: NodeSink<'a>> Visitor<'a> for Nodes<'_, 'a, N> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a map or null")
@@ -575,8 +776,9 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for Nodes<'_, N> {
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
         self.0.announced(map.size_hint().unwrap_or(0));
-        while let Some((id, node)) = map.next_entry::<Text<'a>, WireNode<'a>>()? {
-            self.0.node(id, node);
+        while let Some(id) = map.next_key::<Text<'a>>()? {
+            let node = map.next_value_seed(NodeSeed(&mut *self.1))?;
+            self.0.node(id, node, &mut *self.1);
         }
         Ok(())
     }
@@ -587,16 +789,15 @@ impl WireReport<'_> {
     pub fn most_nodes(&self) -> Option<(&str, usize)> {
         self.topologies
             .iter()
-            .map(|(name, t)| (name.as_str(), t.nodes.0.len()))
+            .map(|(name, t)| (name.as_str(), t.nodes.len()))
             .max_by_key(|(_, n)| *n)
     }
 
     /// The host's name, as its Host node says.
     pub fn hostname(&self) -> Option<String> {
         let (_, host) = self.topologies.iter().find(|(n, _)| n.as_str() == "Host")?;
-        host.nodes.0.iter().find_map(|(_, node)| {
-            node.latest
-                .0
+        host.nodes.iter().find_map(|(_, node)| {
+            host.maps.latest[node.latest.range()]
                 .iter()
                 .rev()
                 .find(|(key, _)| key.as_str() == "host_name")
@@ -616,10 +817,11 @@ impl WireReport<'_> {
             plugins: self.plugins,
         };
         for (name, topology) in self.topologies {
-            let (mut head, nodes) = topology.split();
+            let (mut head, nodes, mut maps) = topology.split();
+            let mut maps = maps.drain();
             head.nodes = nodes
                 .into_iter()
-                .map(|(id, node)| (Name::new(id.as_str()), node.into_node()))
+                .map(|(id, node)| (Name::new(id.as_str()), node.into_node(&mut maps)))
                 .collect();
             report.topologies.insert(name.into_owned(), head);
         }
@@ -635,72 +837,75 @@ fn texts(list: Vec<Name>) -> Few<Text<'static>> {
     Few(list.into_iter().map(Text::from).collect())
 }
 
-fn wire_sets(sets: StringSets) -> WireSets<'static> {
-    Entries(
-        sets.into_iter()
-            .map(|(name, items)| (Text::from(name), texts(items)))
-            .collect(),
-    )
+/// Appends `entries` to `to`; where they are.
+fn append<T>(to: &mut Vec<T>, entries: impl IntoIterator<Item = T>) -> Span {
+    let start = to.len();
+    to.extend(entries);
+    Span {
+        start,
+        len: to.len() - start,
+    }
 }
 
-impl WireNode<'_> {
-    pub fn into_node(self) -> Node {
+fn wire_sets(sets: StringSets) -> impl Iterator<Item = WireSet<'static>> {
+    sets.into_iter()
+        .map(|(name, items)| (Text::from(name), texts(items)))
+}
+
+impl<'a> WireNode<'a> {
+    /// The node, its maps' entries the next of `maps`.
+    pub fn into_node(self, maps: &mut NodeMapsDrain<'_, 'a>) -> Node {
         Node {
             id: Name::from(self.id.as_str()),
             topology: Name::topology(self.topology.as_str()),
-            sets: self.sets.into_map(names).shared(),
+            sets: into_map(maps.sets(self.sets), names).shared(),
             adjacency: self
                 .adjacency
                 .0
                 .iter()
                 .map(|t| Name::from(t.as_str()))
                 .collect(),
-            latest: self
-                .latest
-                .into_map(|l| LatestEntry {
-                    timestamp: l.timestamp,
-                    value: Name::new(l.value.as_str()),
-                })
-                .shared(),
-            metrics: self.metrics.into_map(Metric::from).shared(),
-            parents: self.parents.into_map(names).shared(),
+            latest: into_map(maps.latest(self.latest), |l| LatestEntry {
+                timestamp: l.timestamp,
+                value: Name::new(l.value.as_str()),
+            })
+            .shared(),
+            metrics: into_map(maps.metrics(self.metrics), Metric::from).shared(),
+            parents: into_map(maps.parents(self.parents), names).shared(),
             children: self.children.0,
         }
     }
 }
 
-impl From<Node> for WireNode<'static> {
-    fn from(node: Node) -> Self {
-        WireNode {
-            id: Text::from(String::from(&node.id)),
-            topology: Text::from(String::from(&node.topology)),
-            sets: wire_sets(owned(node.sets)),
-            adjacency: Few(node
-                .adjacency
-                .iter()
-                .map(|a| Text::from(String::from(a)))
-                .collect()),
-            latest: Entries(
-                owned(node.latest)
-                    .into_iter()
-                    .map(|(key, l)| {
-                        let value = WireLatest {
-                            timestamp: l.timestamp,
-                            value: l.value.into(),
-                        };
-                        (key.into(), value)
-                    })
-                    .collect(),
-            ),
-            metrics: Entries(
-                owned(node.metrics)
-                    .into_iter()
-                    .map(|(key, m)| (key.into(), m.into()))
-                    .collect(),
-            ),
-            parents: wire_sets(owned(node.parents)),
-            children: List(node.children),
-        }
+/// `node` in the wire form, its maps' entries appended to `maps`.
+fn wire_node(node: Node, maps: &mut NodeMaps<'static>) -> WireNode<'static> {
+    WireNode {
+        id: Text::from(String::from(&node.id)),
+        topology: Text::from(String::from(&node.topology)),
+        adjacency: Few(node
+            .adjacency
+            .iter()
+            .map(|a| Text::from(String::from(a)))
+            .collect()),
+        sets: append(&mut maps.sets, wire_sets(owned(node.sets))),
+        latest: append(
+            &mut maps.latest,
+            owned(node.latest).into_iter().map(|(key, l)| {
+                let value = WireLatest {
+                    timestamp: l.timestamp,
+                    value: l.value.into(),
+                };
+                (key.into(), value)
+            }),
+        ),
+        metrics: append(
+            &mut maps.metrics,
+            owned(node.metrics)
+                .into_iter()
+                .map(|(key, m)| (key.into(), m.into())),
+        ),
+        parents: append(&mut maps.parents, wire_sets(owned(node.parents))),
+        children: List(node.children),
     }
 }
 
@@ -711,18 +916,19 @@ impl From<Report> for WireReport<'static> {
             .topologies
             .into_iter()
             .map(|(name, topology)| {
+                let mut maps = NodeMaps::default();
+                let nodes = topology
+                    .nodes
+                    .into_iter()
+                    .map(|(id, node)| (Text::from(String::from(&id)), wire_node(node, &mut maps)))
+                    .collect();
                 let wire = WireTopology {
                     shape: topology.shape.into(),
                     tag: topology.tag.into(),
                     label: topology.label.into(),
                     label_plural: topology.label_plural.into(),
-                    nodes: Entries(
-                        topology
-                            .nodes
-                            .into_iter()
-                            .map(|(id, node)| (Text::from(String::from(&id)), node.into()))
-                            .collect(),
-                    ),
+                    nodes,
+                    maps,
                     controls: topology.controls,
                     metadata_templates: topology.metadata_templates,
                     metric_templates: topology.metric_templates,
@@ -765,18 +971,17 @@ mod tests {
         let mut texts = 0;
         for (name, topology) in &report.topologies {
             assert!(name.is_borrowed());
-            for (id, node) in &topology.nodes.0 {
+            for (id, node) in &topology.nodes {
                 assert!(id.is_borrowed() && node.id.is_borrowed(), "{}", id.as_str());
-                for (key, latest) in &node.latest.0 {
+                for (key, latest) in &topology.maps.latest[node.latest.range()] {
                     assert!(key.is_borrowed() && latest.value.is_borrowed());
                     texts += 2;
                 }
-                for member in node
-                    .adjacency
-                    .0
-                    .iter()
-                    .chain(node.sets.0.iter().flat_map(|s| &s.1.0))
-                {
+                for member in node.adjacency.0.iter().chain(
+                    topology.maps.sets[node.sets.range()]
+                        .iter()
+                        .flat_map(|s| &s.1.0),
+                ) {
                     assert!(member.is_borrowed());
                     texts += 1;
                 }
@@ -826,6 +1031,62 @@ mod tests {
     }
 
     #[test]
+    fn each_nodes_map_entries_are_its_own_in_the_topologys_lists() {
+        let body = br#"{"Process": {"nodes": {
+            "a": {"latest": {"k": {"value": "1"}, "l": {"value": "2"}}, "unknown": [1, {}],
+                  "parents": {"host": ["h"]}},
+            "b": {"metrics": null, "latest": {"k": {"value": "3"}}, "sets": {}},
+            "c": {"parents": {"host": ["h"], "container": ["c"]}, "latest": {"m": {"value": "4"}}}
+        }}}"#;
+        let report: WireReport =
+            parse(body, Format::Json, BudgetLimits::for_report(1 << 20)).unwrap();
+        let mut topology = report.topologies.into_iter().next().unwrap().1;
+        let spans: Vec<_> = topology
+            .nodes
+            .iter()
+            .map(|(id, n)| (id.as_str().to_owned(), n.latest, n.parents))
+            .collect();
+        let at = |start, len| Span { start, len };
+        assert_eq!(
+            spans,
+            [
+                ("a".to_owned(), at(0, 2), at(0, 1)),
+                ("b".to_owned(), at(2, 1), at(0, 0)),
+                ("c".to_owned(), at(3, 1), at(1, 2)),
+            ]
+        );
+        // Taken node after node: what one node's caller leaves untaken is not the next one's.
+        let mut maps = topology.maps.drain();
+        let (_, a) = &topology.nodes[0];
+        let mut first = maps.latest(a.latest);
+        assert_eq!(first.next().unwrap().0.as_str(), "k");
+        drop(first);
+        drop(maps.parents(a.parents));
+        let (_, b) = &topology.nodes[1];
+        let values: Vec<_> = maps.latest(b.latest).map(|(_, l)| l.value).collect();
+        assert_eq!(values, [Text::from("3".to_owned())]);
+        assert_eq!(maps.parents(b.parents).count(), 0);
+        let (_, c) = &topology.nodes[2];
+        let parents: Vec<_> = maps.parents(c.parents).map(|(key, _)| key).collect();
+        assert_eq!(
+            parents,
+            [
+                Text::from("host".to_owned()),
+                Text::from("container".to_owned())
+            ]
+        );
+        // A field given twice is refused, as a derived decoding refuses it.
+        let body = br#"{"Process": {"nodes": {"a": {"latest": {}, "latest": {}}}}}"#;
+        let refused = parse::<WireReport>(body, Format::Json, BudgetLimits::for_report(1 << 20));
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate field `latest`")
+        );
+    }
+
+    #[test]
     fn json_strings_with_escapes_are_copied_and_nulls_are_empty() {
         let body = br#"{"Process": {"nodes": {"a\u0041": {"id": null, "latest":
             {"k": {"timestamp": null, "value": "x\"y"}}, "sets": {"s": null}, "adjacency": null,
@@ -833,14 +1094,15 @@ mod tests {
         let report: WireReport =
             parse(body, Format::Json, BudgetLimits::for_report(1 << 20)).unwrap();
         assert_eq!(report.topologies.len(), 1);
-        let (id, node) = &report.topologies[0].1.nodes.0[0];
+        let topology = &report.topologies[0].1;
+        let (id, node) = &topology.nodes[0];
         assert_eq!((id.as_str(), id.is_borrowed()), ("aA", false));
-        let (key, latest) = &node.latest.0[0];
+        let (key, latest) = &topology.maps.latest[node.latest.start];
         assert!(key.is_borrowed());
         assert_eq!(latest.value.as_str(), "x\"y");
         assert_eq!(latest.timestamp, Time::ZERO);
         assert!(node.id.is_empty() && node.adjacency.0.is_empty() && node.children.0.is_empty());
-        assert_eq!(node.sets.0.len(), 1);
-        assert!(node.sets.0[0].1.0.is_empty());
+        assert_eq!(node.sets.len, 1);
+        assert!(topology.maps.sets[node.sets.start].1.0.is_empty());
     }
 }
