@@ -400,6 +400,16 @@ pub struct WireNode<'a> {
     pub children: List<Node>,
 }
 
+/// Marks field `name` (bit `bit` of `seen`) as read; refuses it the second time, as a derived
+/// decoding does.
+fn once<E: de::Error>(seen: &mut u16, bit: u16, name: &'static str) -> Result<(), E> {
+    if *seen & bit != 0 {
+        return Err(E::duplicate_field(name));
+    }
+    *seen |= bit;
+    Ok(())
+}
+
 /// A node's field name: matched as bytes and not charged, as a derived field visitor's are.
 enum NodeField {
     Id,
@@ -411,6 +421,23 @@ enum NodeField {
     Parents,
     Children,
     Unknown,
+}
+
+impl NodeField {
+    /// Its bit among the fields read so far and its name, for [`once`]; none for unknown fields.
+    fn known(&self) -> Option<(u16, &'static str)> {
+        Some(match self {
+            NodeField::Id => (1, "id"),
+            NodeField::Topology => (2, "topology"),
+            NodeField::Sets => (4, "sets"),
+            NodeField::Adjacency => (8, "adjacency"),
+            NodeField::Latest => (16, "latest"),
+            NodeField::Metrics => (32, "metrics"),
+            NodeField::Parents => (64, "parents"),
+            NodeField::Children => (128, "children"),
+            NodeField::Unknown => return None,
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for NodeField {
@@ -459,13 +486,6 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
         f.write_str("a node (a map)")
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<WireNode<'a>, A::Error> {
-        fn once<E: de::Error>(seen: &mut u8, bit: u8, name: &'static str) -> Result<(), E> {
-            if *seen & bit != 0 {
-                return Err(E::duplicate_field(name));
-            }
-            *seen |= bit;
-            Ok(())
-        }
         fn append<'a, A: MapAccess<'a>, V: Deserialize<'a>>(
             map: &mut A,
             entries: &mut Vec<(Text<'a>, V)>,
@@ -479,41 +499,20 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
         }
         let maps = self.0;
         let mut node = WireNode::default();
-        let mut seen = 0u8;
+        let mut seen = 0u16;
         while let Some(field) = map.next_key::<NodeField>()? {
+            if let Some((bit, name)) = field.known() {
+                once(&mut seen, bit, name)?;
+            }
             match field {
-                NodeField::Id => {
-                    once(&mut seen, 1, "id")?;
-                    node.id = map.next_value()?;
-                }
-                NodeField::Topology => {
-                    once(&mut seen, 2, "topology")?;
-                    node.topology = map.next_value()?;
-                }
-                NodeField::Sets => {
-                    once(&mut seen, 4, "sets")?;
-                    node.sets = append(&mut map, &mut maps.sets)?;
-                }
-                NodeField::Adjacency => {
-                    once(&mut seen, 8, "adjacency")?;
-                    node.adjacency = map.next_value()?;
-                }
-                NodeField::Latest => {
-                    once(&mut seen, 16, "latest")?;
-                    node.latest = append(&mut map, &mut maps.latest)?;
-                }
-                NodeField::Metrics => {
-                    once(&mut seen, 32, "metrics")?;
-                    node.metrics = append(&mut map, &mut maps.metrics)?;
-                }
-                NodeField::Parents => {
-                    once(&mut seen, 64, "parents")?;
-                    node.parents = append(&mut map, &mut maps.parents)?;
-                }
-                NodeField::Children => {
-                    once(&mut seen, 128, "children")?;
-                    node.children = map.next_value()?;
-                }
+                NodeField::Id => node.id = map.next_value()?,
+                NodeField::Topology => node.topology = map.next_value()?,
+                NodeField::Sets => node.sets = append(&mut map, &mut maps.sets)?,
+                NodeField::Adjacency => node.adjacency = map.next_value()?,
+                NodeField::Latest => node.latest = append(&mut map, &mut maps.latest)?,
+                NodeField::Metrics => node.metrics = append(&mut map, &mut maps.metrics)?,
+                NodeField::Parents => node.parents = append(&mut map, &mut maps.parents)?,
+                NodeField::Children => node.children = map.next_value()?,
                 NodeField::Unknown => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -689,13 +688,6 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, N> {
         de::DeserializeSeed::deserialize(self, d)
     }
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        fn once<E: de::Error>(seen: &mut u16, bit: u16, name: &'static str) -> Result<(), E> {
-            if *seen & bit != 0 {
-                return Err(E::duplicate_field(name));
-            }
-            *seen |= bit;
-            Ok(())
-        }
         fn templates<'a, A: MapAccess<'a>>(map: &mut A) -> Result<Templates, A::Error> {
             next::<A, Templates>(map)
         }
