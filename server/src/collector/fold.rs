@@ -32,7 +32,7 @@ use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
 };
 use super::wire::{
-    Few, List, NodeByNode, NodeMaps, NodeMapsDrain, NodeSink, ReportSeed, Text, TopologySink,
+    Few, List, NodeByNode, NodeMaps, NodeMapsDrain, NodeSink, ReportSeed, Room, Text, TopologySink,
     WireLatest, WireMetric, WireNode, WireReport, WireSet,
 };
 
@@ -183,12 +183,14 @@ struct FoldingSink<'w> {
 impl<'a> TopologySink<'a> for FoldingSink<'_> {
     fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
         let (seq, oldest) = (self.seq, self.window.oldest_seq());
-        let folded = self.window.topology(name, seq);
+        let folded = self.window.topology(name.as_str(), seq);
         let mut nodes = FoldingNodes {
             folded,
             seq: (seq, oldest),
         };
-        let (head, ..) = map.next_value_seed(NodeByNode(&mut nodes))?.split();
+        let (head, ..) = map
+            .next_value_seed(NodeByNode(&mut nodes, NodeMaps::default()))?
+            .split();
         nodes.folded.add_head(seq, head);
         Ok(())
     }
@@ -772,13 +774,15 @@ impl FoldedWindow {
         let seq = self.open_bucket(now_ms, quantum_ms, Header::of(&mut report));
         let oldest = self.oldest_seq();
         for (name, topology) in report.topologies {
-            let folded = self.topology(name, seq);
-            let (head, nodes, mut maps) = topology.split();
+            let folded = self.topology(name.as_str(), seq);
+            let (head, mut nodes, mut maps) = topology.split();
             folded.add_head(seq, head);
-            let mut maps = maps.drain();
-            for (id, node) in nodes {
-                folded.add_node((seq, oldest), id, node, &mut maps);
+            let mut entries = maps.drain();
+            for (id, node) in nodes.drain(..) {
+                folded.add_node((seq, oldest), id, node, &mut entries);
             }
+            drop(entries);
+            Room { nodes, maps }.keep(name.as_str());
         }
     }
 
@@ -833,15 +837,12 @@ impl FoldedWindow {
     }
 
     /// Topology `name`, carried by bucket `seq`.
-    fn topology(&mut self, name: Text<'_>, seq: Seq) -> &mut FoldedTopology {
-        if !self.topologies.contains_key(name.as_str()) {
+    fn topology(&mut self, name: &str, seq: Seq) -> &mut FoldedTopology {
+        if !self.topologies.contains_key(name) {
             self.topologies
-                .insert(name.as_str().to_owned(), FoldedTopology::default());
+                .insert(name.to_owned(), FoldedTopology::default());
         }
-        let folded = self
-            .topologies
-            .get_mut(name.as_str())
-            .expect("inserted above");
+        let folded = self.topologies.get_mut(name).expect("inserted above");
         folded.seq = seq;
         folded
     }

@@ -12,6 +12,7 @@
 //! cannot) is taken in the order it came: [`Report`] keeps the last, a fold merges them.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -255,6 +256,86 @@ impl<'a> NodeMaps<'a> {
             parents: self.parents.drain(..),
         }
     }
+}
+
+/// The lists of a topology's wire form (its nodes, their maps' entries), kept empty by a thread
+/// from one report to the next. A large report's lists are megabytes: made anew for each report,
+/// every 4 KiB of them is a page fault on first touch and each doubling copies them again (a
+/// fifth of a large report's ingest), and the allocator hands the memory back to the system in
+/// between. Kept per topology kind, so each gets back about the room it needs; what a report left
+/// in them is dropped first, and a thread keeps at most [`MAX_KEPT_ROOM_BYTES`].
+#[derive(Debug, Default)]
+pub struct Room<'a> {
+    pub nodes: Vec<(Text<'a>, WireNode<'a>)>,
+    pub maps: NodeMaps<'a>,
+}
+
+/// What a thread keeps of [`Room`]s between reports, at most: a large report needs a few
+/// megabytes, and reports are decoded by as many threads as there are cores.
+pub const MAX_KEPT_ROOM_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// Per topology of [`TOPOLOGIES`], the room one of its kind left, and its size in bytes.
+    static KEPT_ROOM: RefCell<[(Room<'static>, usize); TOPOLOGIES.len()]> =
+        RefCell::new(std::array::from_fn(|_| (Room::default(), 0)));
+}
+
+impl Room<'_> {
+    /// The room topology `kind`'s last of this thread left (none for a kind not of [`TOPOLOGIES`]).
+    pub fn take<'a>(kind: &str) -> Room<'a> {
+        let Some(i) = TOPOLOGIES.iter().position(|t| *t == kind) else {
+            return Room::default();
+        };
+        KEPT_ROOM.with_borrow_mut(|kept| std::mem::take(&mut kept[i]).0.emptied())
+    }
+
+    /// Empties the lists and keeps them for this thread's next topology `kind`, unless that would
+    /// keep more than [`MAX_KEPT_ROOM_BYTES`].
+    pub fn keep(self, kind: &str) {
+        let Some(i) = TOPOLOGIES.iter().position(|t| *t == kind) else {
+            return;
+        };
+        let bytes = capacity_bytes(&self.nodes)
+            + capacity_bytes(&self.maps.latest)
+            + capacity_bytes(&self.maps.metrics)
+            + capacity_bytes(&self.maps.sets)
+            + capacity_bytes(&self.maps.parents);
+        let room = self.emptied();
+        KEPT_ROOM.with_borrow_mut(|kept| {
+            let others: usize = kept.iter().map(|(_, b)| b).sum::<usize>() - kept[i].1;
+            kept[i] = if others + bytes <= MAX_KEPT_ROOM_BYTES {
+                (room, bytes)
+            } else {
+                (Room::default(), 0)
+            };
+        });
+    }
+
+    /// The lists emptied, for strings of any lifetime, in the same memory.
+    fn emptied<'b>(self) -> Room<'b> {
+        Room {
+            nodes: emptied(self.nodes),
+            maps: NodeMaps {
+                latest: emptied(self.maps.latest),
+                metrics: emptied(self.maps.metrics),
+                sets: emptied(self.maps.sets),
+                parents: emptied(self.maps.parents),
+            },
+        }
+    }
+}
+
+fn capacity_bytes<T>(list: &Vec<T>) -> usize {
+    list.capacity() * std::mem::size_of::<T>()
+}
+
+/// `list` emptied, as a list of `U` in the same memory (collected in place: `T` and `U` differ
+/// only in their lifetimes, so they have the same size and alignment).
+fn emptied<T, U>(mut list: Vec<T>) -> Vec<U> {
+    list.clear();
+    list.into_iter()
+        .map(|_| unreachable!("the list was emptied"))
+        .collect()
 }
 
 /// [`NodeMaps`] being taken out node by node, in the order the nodes came: each call takes the
@@ -586,8 +667,8 @@ pub trait TopologySink<'a> {
 /// Topologies kept whole, in the order they came.
 impl<'a> TopologySink<'a> for Vec<(Text<'a>, WireTopology<'a>)> {
     fn topology<A: MapAccess<'a>>(&mut self, name: Text<'a>, map: &mut A) -> Result<(), A::Error> {
-        let mut nodes = Vec::new();
-        let mut topology = map.next_value_seed(NodeByNode(&mut nodes))?;
+        let Room { mut nodes, maps } = Room::take(name.as_str());
+        let mut topology = map.next_value_seed(NodeByNode(&mut nodes, maps))?;
         topology.nodes = nodes;
         self.push((name, topology));
         Ok(())
@@ -661,11 +742,12 @@ pub trait NodeSink<'a> {
 }
 
 /// The one decoding of a topology's value: its nodes are handed to a [`NodeSink`] as they come, and
-/// the topology's head is returned (its nodes empty). A map with string keys, or `null`; a field
-/// repeated is refused; unknown fields are skipped.
-pub struct NodeByNode<'s, N>(pub &'s mut N);
+/// the topology's head is returned (its nodes empty, its maps' entries appended to the lists
+/// given, a [`Room`]'s or new ones). A map with string keys, or `null`; a field repeated is
+/// refused; unknown fields are skipped.
+pub struct NodeByNode<'s, 'a, N>(pub &'s mut N, pub NodeMaps<'a>);
 
-impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for NodeByNode<'_, N> {
+impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for NodeByNode<'_, 'a, N> {
     type Value = WireTopology<'a>;
 
     fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -673,7 +755,7 @@ impl<'a, N: NodeSink<'a>> de::DeserializeSeed<'a> for NodeByNode<'_, N> {
     }
 }
 
-impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, N> {
+impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, 'a, N> {
     type Value = WireTopology<'a>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a topology (a map) or null")
@@ -691,7 +773,10 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for NodeByNode<'_, N> {
         fn templates<'a, A: MapAccess<'a>>(map: &mut A) -> Result<Templates, A::Error> {
             next::<A, Templates>(map)
         }
-        let mut head = WireTopology::default();
+        let mut head = WireTopology {
+            maps: self.1,
+            ..WireTopology::default()
+        };
         let mut seen = 0u16;
         while let Some(key) = map.next_key::<Text<'a>>()? {
             match key.as_str() {
@@ -1010,16 +1095,126 @@ mod tests {
         let body = msgpack_nodes(2000, 2000);
         let budget = Budget::new(BudgetLimits::for_report(1 << 20));
         let mut nodes = Vec::new();
-        msgpack::from_slice_seed(&body, &budget, NodeByNode(&mut nodes)).unwrap();
+        msgpack::from_slice_seed(&body, &budget, NodeByNode(&mut nodes, NodeMaps::default()))
+            .unwrap();
         assert_eq!(nodes.len(), 2000);
         assert_eq!(nodes.capacity(), 2000);
         // A count the body does not have: no more room than the bound before the nodes arrive.
         let body = msgpack_nodes(100_000, 1);
         let budget = Budget::new(BudgetLimits::for_report(1 << 20));
         let mut nodes = Vec::new();
-        assert!(msgpack::from_slice_seed(&body, &budget, NodeByNode(&mut nodes)).is_err());
+        assert!(
+            msgpack::from_slice_seed(&body, &budget, NodeByNode(&mut nodes, NodeMaps::default()))
+                .is_err()
+        );
         assert_eq!(nodes.len(), 1);
         assert_eq!(nodes.capacity(), MAX_PREALLOCATED_NODES);
+    }
+
+    #[test]
+    fn a_folded_reports_lists_are_the_next_reports_on_the_same_thread() {
+        use crate::collector::fold::FoldedWindow;
+        let body = fixture_bytes("probe-full-1.msgpack.gz");
+        let raw = inflate(&body, true, 64 << 20).unwrap();
+        let decode = || -> WireReport {
+            parse(&raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap()
+        };
+        let lists = |report: &WireReport| -> Vec<(String, *const u8, usize)> {
+            let mut lists = Vec::new();
+            for (name, t) in &report.topologies {
+                let name = name.as_str();
+                lists.push((
+                    format!("{name} nodes"),
+                    t.nodes.as_ptr().cast(),
+                    t.nodes.capacity(),
+                ));
+                let latest = &t.maps.latest;
+                lists.push((
+                    format!("{name} latest"),
+                    latest.as_ptr().cast(),
+                    latest.capacity(),
+                ));
+                let parents = &t.maps.parents;
+                lists.push((
+                    format!("{name} parents"),
+                    parents.as_ptr().cast(),
+                    parents.capacity(),
+                ));
+            }
+            lists.retain(|(_, _, capacity)| *capacity > 0);
+            lists
+        };
+        let mut window = FoldedWindow::default();
+        let first = decode();
+        let first_lists = lists(&first);
+        assert!(first_lists.len() > 5, "{first_lists:?}");
+        window.accept(first, 0, 1_000);
+        // The same lists, empty, in the same memory: no allocation, no page touched for the first
+        // time, no copy when they grow.
+        let second = decode();
+        assert_eq!(lists(&second), first_lists);
+        window.accept(second, 3_000, 1_000);
+        // Decoded but not folded (refused, say): dropped, nothing kept.
+        drop(decode());
+        for (kind, ..) in &first_lists {
+            let kind = kind.split(' ').next().unwrap();
+            assert_eq!(Room::take(kind).nodes.capacity(), 0, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_thread_keeps_room_only_empty_and_within_a_bound() {
+        let node = || (Text::from("n".to_owned()), WireNode::default());
+        let mut nodes = Vec::with_capacity(100);
+        nodes.push(node());
+        let address = nodes.as_ptr() as usize;
+        Room {
+            nodes,
+            maps: NodeMaps::default(),
+        }
+        .keep("Process");
+        let room = Room::take("Process");
+        assert!(room.nodes.is_empty());
+        assert_eq!(
+            (room.nodes.as_ptr() as usize, room.nodes.capacity()),
+            (address, 100)
+        );
+        // Taken: not there for the next one.
+        assert_eq!(Room::take("Process").nodes.capacity(), 0);
+        // Not one of the topologies: not kept.
+        Room {
+            nodes: Vec::with_capacity(100),
+            maps: NodeMaps::default(),
+        }
+        .keep("Bogus");
+        assert_eq!(Room::take("Bogus").nodes.capacity(), 0);
+        // Over the bound with what the thread keeps already: let go of.
+        let node_bytes = std::mem::size_of::<(Text, WireNode)>();
+        let half = MAX_KEPT_ROOM_BYTES / 2 / node_bytes;
+        Room {
+            nodes: Vec::with_capacity(half),
+            maps: NodeMaps::default(),
+        }
+        .keep("Host");
+        Room {
+            nodes: Vec::with_capacity(half),
+            maps: NodeMaps::default(),
+        }
+        .keep("Process");
+        Room {
+            nodes: Vec::with_capacity(half),
+            maps: NodeMaps::default(),
+        }
+        .keep("Container");
+        assert_eq!(Room::take("Container").nodes.capacity(), 0);
+        assert_eq!(Room::take("Process").nodes.capacity(), half);
+        // The same kind again replaces its own, which does not count against it.
+        Room {
+            nodes: Vec::with_capacity(half),
+            maps: NodeMaps::default(),
+        }
+        .keep("Host");
+        assert_eq!(Room::take("Host").nodes.capacity(), half);
     }
 
     #[test]
