@@ -249,16 +249,26 @@ impl TaggedSet {
         if items.is_empty() {
             return;
         }
-        let find = |set: &[(Name, Seq)], item: &Text| {
-            set.binary_search_by(|(v, _)| v.as_str().cmp(item.as_str()))
-        };
-        // Mostly members already known (a probe reports the same sets each time): tagged in place.
-        if items.iter().all(|item| find(&self.0, item).is_ok()) {
-            for item in &items {
-                if let Ok(at) = find(&self.0, item) {
+        // Mostly members already known (a probe reports the same sets each time): tagged in place,
+        // each looked for first where the one before was (they mostly come sorted).
+        let mut all_known = true;
+        let mut hint = 0;
+        for item in &items {
+            let found = match self.0.get(hint) {
+                Some((v, _)) if v.as_str() == item.as_str() => Ok(hint),
+                _ => self
+                    .0
+                    .binary_search_by(|(v, _)| v.as_str().cmp(item.as_str())),
+            };
+            match found {
+                Ok(at) => {
                     self.0[at].1 = seq;
+                    hint = at + 1;
                 }
+                Err(_) => all_known = false,
             }
+        }
+        if all_known {
             return;
         }
         items.sort_unstable();

@@ -74,6 +74,15 @@ impl<V> KeyedMap<V> {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
+    /// [`Self::find`], trying the entry at `hint` first: entries folded in in key order (as a
+    /// probe sends its latest values) are each found where the one before ended, without a search.
+    fn find_from(&self, key: &str, hint: usize) -> Result<usize, usize> {
+        match self.0.get(hint) {
+            Some((k, _)) if k.as_str() == key => Ok(hint),
+            _ => self.find(key),
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&V> {
         self.find(key).ok().map(|at| &self.0[at].1)
     }
@@ -202,10 +211,14 @@ impl<V> KeyedMap<V> {
         mut make: impl FnMut(T) -> V,
     ) {
         let mut fresh = Vec::new();
+        let mut hint = 0;
         for (key, item) in entries {
-            match self.get_mut(key.as_ref()) {
-                Some(known) => update(known, item),
-                None => fresh.push((key, item)),
+            match self.find_from(key.as_ref(), hint) {
+                Ok(at) => {
+                    update(&mut self.0[at].1, item);
+                    hint = at + 1;
+                }
+                Err(_) => fresh.push((key, item)),
             }
         }
         if fresh.is_empty() {
@@ -490,9 +503,15 @@ mod tests {
                         }
                     }
                     4 => {
-                        let batch: Vec<(String, u64)> = (0..next(5))
+                        let mut batch: Vec<(String, u64)> = (0..next(5))
                             .map(|i| (format!("k{}", next(12)), i))
                             .collect();
+                        // As probes send latest values: every key known, in order, and maybe
+                        // some new ones among them.
+                        if next(2) == 0 {
+                            batch.extend(keyed.iter().map(|(k, _)| (k.to_string(), next(9))));
+                            batch.sort_by(|a, b| a.0.cmp(&b.0));
+                        }
                         keyed.fold(batch.clone(), |m, t| *m = *m * 2 + t, |t| t + 100);
                         for (k, t) in batch {
                             btree
