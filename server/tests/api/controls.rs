@@ -287,12 +287,22 @@ async fn instance_settings_turn_controls_and_terminals_on_and_off() {
     .await;
     assert_eq!(call.await.unwrap().0, 200);
 
-    // Controls off: even a restart is refused, with the reason.
+    // Controls off: even a restart is refused, with the reason. The setting reaches the collector
+    // a moment after the answer; a restart sent before it does goes to the probe, which answers
+    // it (unanswered, it would hold the request for the control's whole timeout).
     let (status, _) = admin
         .patch(&settings, json!({"allow_controls": false}))
         .await;
     assert_eq!(status, 200);
+    let answering = tokio::spawn(async move {
+        loop {
+            let (head, _) = next_call(&mut probe).await;
+            let seq = head["Request"]["Seq"].as_u64().unwrap();
+            reply(&mut probe, seq, json!({})).await;
+        }
+    });
     let refused = post_until(&editor, &restart, 403, "controls to be off").await;
+    answering.abort();
     assert!(
         refused["message"]
             .as_str()
