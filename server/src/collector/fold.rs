@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 use super::bounded::BudgetLimits;
 use super::decode::{self, DecodeError, Format};
 use super::footprint::{BTREE_OVERHEAD, Footprint};
-use super::keyed::{KeyedMap, merge_sorted};
+use super::keyed::{KeyedMap, find_from, merge_sorted};
 use super::name::Name;
 use super::report::{
     Latest, LatestEntry, Metric, Metrics, Node, Report, Sample, Shared, StringSets, Time, Topology,
@@ -254,13 +254,7 @@ impl TaggedSet {
         let mut all_known = true;
         let mut hint = 0;
         for item in &items {
-            let found = match self.0.get(hint) {
-                Some((v, _)) if v.as_str() == item.as_str() => Ok(hint),
-                _ => self
-                    .0
-                    .binary_search_by(|(v, _)| v.as_str().cmp(item.as_str())),
-            };
-            match found {
+            match find_from(&self.0, item.as_str(), hint) {
                 Ok(at) => {
                     self.0[at].1 = seq;
                     hint = at + 1;

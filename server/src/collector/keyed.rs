@@ -39,6 +39,16 @@ pub fn merge_sorted<T, U>(
     merged
 }
 
+/// Where `key` is in `list` (sorted by their names), as a binary search says, trying the item at
+/// `hint` first: keys looked up in order (as a probe sends a node's latest values and adjacency)
+/// are each found where the one before ended, without a search.
+pub fn find_from<V>(list: &[(Name, V)], key: &str, hint: usize) -> Result<usize, usize> {
+    match list.get(hint) {
+        Some((k, _)) if k.as_str() == key => Ok(hint),
+        _ => list.binary_search_by(|(k, _)| k.as_str().cmp(key)),
+    }
+}
+
 #[derive(Clone, PartialEq)]
 pub struct KeyedMap<V>(Vec<(Name, V)>);
 
@@ -72,15 +82,6 @@ impl<V> KeyedMap<V> {
 
     fn find(&self, key: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
-    }
-
-    /// [`Self::find`], trying the entry at `hint` first: entries folded in in key order (as a
-    /// probe sends its latest values) are each found where the one before ended, without a search.
-    fn find_from(&self, key: &str, hint: usize) -> Result<usize, usize> {
-        match self.0.get(hint) {
-            Some((k, _)) if k.as_str() == key => Ok(hint),
-            _ => self.find(key),
-        }
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
@@ -213,7 +214,7 @@ impl<V> KeyedMap<V> {
         let mut fresh = Vec::new();
         let mut hint = 0;
         for (key, item) in entries {
-            match self.find_from(key.as_ref(), hint) {
+            match find_from(&self.0, key.as_ref(), hint) {
                 Ok(at) => {
                     update(&mut self.0[at].1, item);
                     hint = at + 1;

@@ -280,10 +280,15 @@ thread_local! {
         RefCell::new(std::array::from_fn(|_| (Room::default(), 0)));
 }
 
+/// Where topology `kind` is among [`TOPOLOGIES`] (and in [`KEPT_ROOM`]).
+fn kind_index(kind: &str) -> Option<usize> {
+    TOPOLOGIES.iter().position(|t| *t == kind)
+}
+
 impl Room<'_> {
     /// The room topology `kind`'s last of this thread left (none for a kind not of [`TOPOLOGIES`]).
     pub fn take<'a>(kind: &str) -> Room<'a> {
-        let Some(i) = TOPOLOGIES.iter().position(|t| *t == kind) else {
+        let Some(i) = kind_index(kind) else {
             return Room::default();
         };
         KEPT_ROOM.with_borrow_mut(|kept| std::mem::take(&mut kept[i]).0.emptied())
@@ -292,7 +297,7 @@ impl Room<'_> {
     /// Empties the lists and keeps them for this thread's next topology `kind`, unless that would
     /// keep more than [`MAX_KEPT_ROOM_BYTES`].
     pub fn keep(self, kind: &str) {
-        let Some(i) = TOPOLOGIES.iter().position(|t| *t == kind) else {
+        let Some(i) = kind_index(kind) else {
             return;
         };
         let bytes = capacity_bytes(&self.nodes)
