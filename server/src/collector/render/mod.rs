@@ -17,7 +17,7 @@ pub mod views;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::keyed::SortedSet;
+use super::keyed::{SortedSet, merge_sorted};
 use super::merge::{merge_latest, merge_metrics, union_sets};
 use super::name::Name;
 use super::report::{Latest, LatestEntry, Metrics, Node, Report, Shared, StringSets, Time};
@@ -233,19 +233,42 @@ impl RNode {
             *self.counters.entry(k.clone()).or_default() += v;
         }
         self.adjacency.extend(other.adjacency.iter().cloned());
+        self.adopt_children_of(other);
+    }
+
+    /// `other`'s children this node does not have yet (its own kept on a tie); shared as they
+    /// are while it has none.
+    fn adopt_children_of(&mut self, other: &RNode) {
         if self.children.is_empty() {
             self.children = Arc::clone(&other.children);
         } else if !other.children.is_empty() && !Arc::ptr_eq(&self.children, &other.children) {
-            let mine = self.children_mut();
-            for (k, v) in other.children.iter() {
-                mine.entry(k.clone()).or_insert_with(|| v.clone());
-            }
+            union_into(self.children_mut(), &other.children);
         }
     }
 
     pub fn has_children_of(&self, topology: &str) -> bool {
         self.children.values().any(|c| c.topology == topology)
     }
+}
+
+/// Adds to `mine` the entries of `other` it lacks, keeping its own on a tie. A few are inserted
+/// one by one; more are merged with `mine`'s in one ordered pass, and the map is built once from
+/// the sorted result: inserting each costs a descent of the tree with an id comparison at every
+/// level (grouping images by name merges every host's image node, children and all, into one).
+fn union_into<V: Clone>(mine: &mut BTreeMap<Name, V>, other: &BTreeMap<Name, V>) {
+    if other.len() <= 2 || other.len() * 8 < mine.len() {
+        for (k, v) in other {
+            mine.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        return;
+    }
+    let merged = merge_sorted(
+        std::mem::take(mine).into_iter().collect(),
+        other,
+        |(k, _), (id, _)| k.cmp(id),
+        |same, (id, v)| same.unwrap_or_else(|| (id.clone(), v.clone())),
+    );
+    *mine = merged.into_iter().collect();
 }
 
 /// The output of a renderer: nodes by id and how many were filtered out since the last join.
@@ -313,11 +336,13 @@ impl Join {
 
     fn output(&mut self, id: &str, topology: &str) -> &mut RNode {
         budget::spend();
-        if !self.nodes.contains_key(id) {
-            let id = Name::from(id);
-            self.nodes.insert(id.clone(), RNode::bare(id, topology));
+        if self.nodes.contains_key(id) {
+            return self.nodes.get_mut(id).expect("present");
         }
-        self.nodes.get_mut(id).expect("inserted above")
+        let id = Name::from(id);
+        self.nodes
+            .entry(id.clone())
+            .or_insert_with(|| RNode::bare(id, topology))
     }
 
     /// Adds `child` to output node `id` (created bare if missing) without recording a mapping:
@@ -325,12 +350,7 @@ impl Join {
     /// The output's id.
     pub fn add_unmapped_child(&mut self, child: &Arc<RNode>, id: &str, topology: &str) -> Name {
         let out = self.output(id, topology);
-        out.children_mut()
-            .entry(child.id.clone())
-            .or_insert_with(|| child.clone());
-        if child.topology != ENDPOINT {
-            *out.counters.entry(child.topology.clone()).or_default() += 1;
-        }
+        adopt(out, child);
         out.id.clone()
     }
 
@@ -339,14 +359,14 @@ impl Join {
         self.map_to(&child.id, out);
     }
 
+    /// [`Join::add_child`], and the child's own children become the output's too.
     pub fn add_child_and_children(&mut self, child: &Arc<RNode>, id: &str, topology: &str) {
-        let out_id = self.add_unmapped_child(child, id, topology);
+        let out = self.output(id, topology);
+        adopt(out, child);
         if !child.children.is_empty() {
-            let out = self.output(id, topology).children_mut();
-            for (k, v) in child.children.iter() {
-                out.entry(k.clone()).or_insert_with(|| v.clone());
-            }
+            union_into(out.children_mut(), &child.children);
         }
+        let out_id = out.id.clone();
         self.map_to(&child.id, out_id);
     }
 
@@ -377,8 +397,8 @@ impl Join {
             to_merge,
         } = self;
         for (id, more) in to_merge {
-            if let (Some(node), Some(more)) = (nodes.get_mut(&id), merge_all(more)) {
-                node.merge(&more);
+            if let Some(node) = nodes.get_mut(&id) {
+                merge_into(node, more);
             }
         }
         for outs in mapped.values_mut() {
@@ -426,6 +446,51 @@ impl Join {
         Rendered {
             nodes: nodes.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             filtered: 0,
+        }
+    }
+}
+
+/// `child` as one of `out`'s children, counted by its topology (endpoints are not counted).
+fn adopt(out: &mut RNode, child: &Arc<RNode>) {
+    out.children_mut()
+        .entry(child.id.clone())
+        .or_insert_with(|| child.clone());
+    if child.topology != ENDPOINT {
+        *out.counters.entry(child.topology.clone()).or_default() += 1;
+    }
+}
+
+/// Merges `more` into `node` in order, as merging each in turn would. Their children are
+/// unioned once, all together ([`union_all`]); the rest in rounds ([`merge_all`]).
+fn merge_into(node: &mut RNode, mut more: Vec<RNode>) {
+    let children =
+        union_all(std::iter::once(&node.children).chain(more.iter().map(|n| &n.children)));
+    for n in &mut more {
+        n.children = no_children();
+    }
+    if let Some(more) = merge_all(more) {
+        node.merge(&more);
+    }
+    node.children = children;
+}
+
+/// The union of `maps`, the first map's entry kept where several have the same id (as merging
+/// them in order would): every entry gathered, sorted once (a stable sort of sorted runs) and
+/// built into one map, where merging them two by two would build every round's maps anew.
+fn union_all<'m>(maps: impl Iterator<Item = &'m Arc<Children>>) -> Arc<Children> {
+    let maps: Vec<&Arc<Children>> = maps.filter(|m| !m.is_empty()).collect();
+    match maps.as_slice() {
+        [] => no_children(),
+        [one] => Arc::clone(one),
+        _ => {
+            let mut all: Vec<(&Name, &Arc<RNode>)> = maps.iter().flat_map(|m| m.iter()).collect();
+            all.sort_by(|a, b| a.0.cmp(b.0));
+            all.dedup_by(|later, first| later.0 == first.0);
+            Arc::new(
+                all.into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
         }
     }
 }
@@ -505,18 +570,24 @@ fn prune_edges(nodes: &mut Nodes) {
     }
 }
 
-/// Ids of nodes with an edge to or from a different node.
+/// Ids of nodes with an edge to or from a different node: gathered, then sorted once (a set
+/// would be searched twice per edge, both ends).
 pub fn connected(nodes: &Nodes) -> BTreeSet<Name> {
-    let mut out = BTreeSet::new();
+    let mut linked: Vec<&Name> = Vec::new();
     for (id, node) in nodes {
-        for adj in &node.adjacency {
-            if adj != id && nodes.contains_key(adj) {
-                out.insert(id.clone());
-                out.insert(adj.clone());
-            }
+        let before = linked.len();
+        linked.extend(
+            node.adjacency
+                .iter()
+                .filter(|adj| *adj != id && nodes.contains_key(*adj)),
+        );
+        if linked.len() > before {
+            linked.push(id);
         }
     }
-    out
+    linked.sort_unstable();
+    linked.dedup();
+    linked.into_iter().cloned().collect()
 }
 
 /// Scope's `FilterUnconnectedPseudo`: drops the internet→internet edge, then pseudo nodes that no

@@ -842,13 +842,32 @@ fn merging_in_rounds_equals_merging_in_order() {
                 );
                 let mut rnode = RNode::from_report(&node);
                 *rnode.counters.entry(Name::from("x")).or_default() += 1;
+                // Children from a few dozen ids, each node's its own (which one a merge keeps
+                // shows): none, a few (inserted one by one) or many (merged in one pass).
+                let origin = rng.random::<u32>().to_string();
+                let many = [0, 2, 40][rng.random_range(0..3)];
+                for _ in 0..rng.random_range(0..=many) {
+                    let id = format!("child{}", rng.random_range(0..60));
+                    let mut child = RNode::bare(id.as_str(), PROCESS);
+                    child.set_latest("origin", &origin, Time(0));
+                    rnode.children_mut().insert(Name::from(id), Arc::new(child));
+                }
                 rnode
             })
             .collect();
+        let mut first_wins: Children = BTreeMap::new();
+        for node in &nodes {
+            for (id, child) in node.children.iter() {
+                first_wins
+                    .entry(id.clone())
+                    .or_insert_with(|| child.clone());
+            }
+        }
         let mut in_order = nodes[0].clone();
         for node in &nodes[1..] {
             in_order.merge(node);
         }
+        assert_eq!(*in_order.children, first_wins);
         let mut join = Join::new();
         for (i, node) in nodes.into_iter().enumerate() {
             join.add_mapped(&Name::from(format!("in{i}")), node);
@@ -858,6 +877,7 @@ fn merging_in_rounds_equals_merging_in_order() {
         assert_eq!(merged.latest, in_order.latest);
         assert_eq!(merged.sets, in_order.sets);
         assert_eq!(merged.counters, in_order.counters);
+        assert_eq!(*merged.children, first_wins);
     }
 }
 
