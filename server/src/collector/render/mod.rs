@@ -377,14 +377,22 @@ impl Join {
     }
 
     /// Scope's `Map`: `out` (a rewritten input node) merged into the output node with its id.
+    /// Every input mapped onto an existing output records that output's key, not the id the
+    /// input brought (its own copy of the same text): [`Join::result`] groups edges by address.
     pub fn add_mapped(&mut self, from: &Name, mut out: RNode) {
         out.adjacency.clear();
-        let id = out.id.clone();
-        if self.nodes.contains_key(&id) {
-            self.to_merge.entry(id.clone()).or_default().push(out);
-        } else {
-            self.nodes.insert(id.clone(), out);
-        }
+        let id = match self.nodes.get_key_value(&out.id) {
+            Some((key, _)) => {
+                let key = key.clone();
+                self.to_merge.entry(key.clone()).or_default().push(out);
+                key
+            }
+            None => {
+                let id = out.id.clone();
+                self.nodes.insert(id.clone(), out);
+                id
+            }
+        };
         self.map_to(from, id);
     }
 
@@ -426,8 +434,7 @@ impl Join {
                 }
                 if edges.len() >= MAX_JOIN_EDGES {
                     // Sorted and deduplicated, the edges gathered so far may be far fewer.
-                    edges.sort_unstable();
-                    edges.dedup();
+                    sort_by_address(&mut edges);
                     if edges.len() >= MAX_JOIN_EDGES {
                         tracing::warn!(edges = edges.len(), "a view's edges were cut at the limit");
                         break 'inputs;
@@ -435,9 +442,8 @@ impl Join {
                 }
             }
         }
-        edges.sort_unstable();
-        edges.dedup();
-        for from in edges.chunk_by(|a, b| a.0 == b.0) {
+        sort_by_address(&mut edges);
+        for from in edges.chunk_by(|a, b| address(a.0) == address(b.0)) {
             if let Some(node) = nodes.get_mut(from[0].0) {
                 node.adjacency
                     .extend(from.iter().map(|(_, to)| Name::clone(to)));
@@ -448,6 +454,21 @@ impl Join {
             filtered: 0,
         }
     }
+}
+
+/// Where a name's text is: names that are copies of one name share it. An output's name in a
+/// join's mapping is one of at most two copies (its key, and its node's id), so that edges
+/// sorted by address instead of by text (comparing numbers, not strings) still group each
+/// output's edges in one or two runs; the node's edge set sorts their ends by text.
+fn address(name: &Name) -> usize {
+    name.as_ptr() as usize
+}
+
+/// Sorts `edges` by the addresses of their ends and drops repeats.
+fn sort_by_address(edges: &mut Vec<(&Name, &Name)>) {
+    let ends = |(from, to): &(&Name, &Name)| (address(from), address(to));
+    edges.sort_unstable_by_key(ends);
+    edges.dedup_by_key(|edge| ends(edge));
 }
 
 /// `child` as one of `out`'s children, counted by its topology (endpoints are not counted).
@@ -570,24 +591,31 @@ fn prune_edges(nodes: &mut Nodes) {
     }
 }
 
-/// Ids of nodes with an edge to or from a different node: gathered, then sorted once (a set
-/// would be searched twice per edge, both ends).
+/// Ids of nodes with an edge to or from a different node: each end gathered as the address of
+/// its key in `nodes`, sorted once as numbers, then the keys taken in order (a set of ids would
+/// compare strings twice per edge, for both ends).
 pub fn connected(nodes: &Nodes) -> BTreeSet<Name> {
-    let mut linked: Vec<&Name> = Vec::new();
+    let mut linked: Vec<usize> = Vec::new();
     for (id, node) in nodes {
         let before = linked.len();
-        linked.extend(
-            node.adjacency
-                .iter()
-                .filter(|adj| *adj != id && nodes.contains_key(*adj)),
-        );
+        for adj in &node.adjacency {
+            if adj != id
+                && let Some((key, _)) = nodes.get_key_value(adj)
+            {
+                linked.push(address(key));
+            }
+        }
         if linked.len() > before {
-            linked.push(id);
+            linked.push(address(id));
         }
     }
     linked.sort_unstable();
     linked.dedup();
-    linked.into_iter().cloned().collect()
+    nodes
+        .keys()
+        .filter(|key| linked.binary_search(&address(key)).is_ok())
+        .cloned()
+        .collect()
 }
 
 /// Scope's `FilterUnconnectedPseudo`: drops the internet→internet edge, then pseudo nodes that no

@@ -1047,3 +1047,95 @@ fn a_node_copied_to_drop_its_edges_or_merged_into_an_empty_one_shares_its_childr
         &RNode::default().children
     ));
 }
+
+/// A join's edges go through the mapping of both ends, whichever way an input reached its output
+/// (a child of a seeded output, a node mapped onto it with its own copy of the id): the same
+/// edges as mapping every edge by the ids' text.
+#[test]
+fn a_join_s_edges_follow_the_mapping_however_inputs_reached_their_outputs() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..100 {
+        let (inputs, outputs) = (rng.random_range(1..40), rng.random_range(1..6));
+        // Seeded outputs keyed by one copy of their id, their nodes holding another.
+        let seed: Nodes = (0..outputs)
+            .filter(|_| rng.random_bool(0.5))
+            .map(|o| {
+                let node = RNode::bare(format!("out{o}").as_str(), HOST);
+                (Name::from(format!("out{o}")), Arc::new(node))
+            })
+            .collect();
+        let mut input = Nodes::new();
+        let mut output_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in 0..inputs {
+            let mut node = RNode::bare(format!("in{i}").as_str(), PROCESS);
+            for _ in 0..rng.random_range(0..4) {
+                node.adjacency
+                    .insert(Name::from(format!("in{}", rng.random_range(0..inputs))));
+            }
+            let outs: Vec<String> = (0..rng.random_range(0..3))
+                .map(|_| format!("out{}", rng.random_range(0..outputs)))
+                .collect();
+            output_of.insert(format!("in{i}"), outs);
+            input.insert(node.id.clone(), Arc::new(node));
+        }
+        let mut join = Join::seeded(&seed);
+        for (id, node) in &input {
+            for out in &output_of[id.as_str()] {
+                if rng.random_bool(0.5) {
+                    join.add_child(node, out, HOST);
+                } else {
+                    let mut mapped = RNode::bare(out.as_str(), HOST);
+                    mapped.adjacency.insert(Name::from("dropped"));
+                    join.add_mapped(id, mapped);
+                }
+            }
+        }
+        let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (id, node) in &input {
+            for out in &output_of[id.as_str()] {
+                for adj in &node.adjacency {
+                    for target in &output_of[adj.as_str()] {
+                        expected
+                            .entry(out.clone())
+                            .or_default()
+                            .push(target.clone());
+                    }
+                }
+            }
+        }
+        for targets in expected.values_mut() {
+            targets.sort();
+            targets.dedup();
+        }
+        let rendered = join.result(&input);
+        let got: BTreeMap<String, Vec<String>> = rendered
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.adjacency.is_empty())
+            .map(|(id, n)| {
+                (
+                    id.to_string(),
+                    n.adjacency.iter().map(|a| a.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected);
+        // Connected: each node with an edge to or from another.
+        let mut linked: Vec<String> = expected
+            .iter()
+            .flat_map(|(from, to)| {
+                let other: Vec<&String> = to.iter().filter(|t| *t != from).collect();
+                let from = (!other.is_empty()).then_some(from);
+                from.into_iter().chain(other).cloned().collect::<Vec<_>>()
+            })
+            .collect();
+        linked.sort();
+        linked.dedup();
+        let connected: Vec<String> = connected(&rendered.nodes)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(connected, linked);
+    }
+}
