@@ -143,6 +143,47 @@ fn medium_window(c: &mut Criterion) {
             },
         );
     }
+    // The same with ten large probes taking turns, as at the live bench's large row: each report
+    // folds into a part last touched ten reports ago, which the caches no longer hold.
+    {
+        let hosts = 10;
+        let (mut parts, mut at, mut turn) = (
+            (0..hosts)
+                .map(|_| FoldedWindow::default())
+                .collect::<Vec<_>>(),
+            0i64,
+            0usize,
+        );
+        group.bench_function(
+            "decode and fold one large report as they arrive, 10 probes taking turns",
+            |b| {
+                b.iter_batched(
+                    || {
+                        turn = (turn + 1) % hosts;
+                        if turn == 0 {
+                            at += 3_000;
+                        }
+                        let time = Time(now.0 + at * 1_000_000);
+                        let report = synthetic_report(turn, hosts, &Shape::large(), time);
+                        (scopehub::probe::encode(&report, false).unwrap().0, at, turn)
+                    },
+                    |(body, at, turn)| {
+                        let part = &mut parts[turn];
+                        with_inflated(&body, true, 64 << 20, |raw| {
+                            let report: WireReport =
+                                parse(raw, Format::Msgpack, BudgetLimits::for_report(64 << 20))
+                                    .unwrap();
+                            part.expire(at, WINDOW_MS);
+                            part.accept(report, at, QUANTUM_MS);
+                        })
+                        .unwrap();
+                        body
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
+    }
     // A past moment read cold: each probe's part made from nothing out of the window's five
     // reports (as kept: gzipped msgpack), then materialised for the views.
     let bodies: Vec<Vec<u8>> = (0..5i64)
@@ -226,6 +267,24 @@ fn medium_window(c: &mut Criterion) {
             topology_list(&mut ctx, &Query::default())
         })
     });
+    // What an unwatched instance of the live benchmark's large row renders once a minute for
+    // the timeline's counts: the list with its options' defaults, 10 large hosts.
+    let hosts = 10;
+    let large = Report::merge_all(
+        (0..hosts)
+            .map(|h| synthetic_report(h, hosts, &Shape::large(), now))
+            .collect::<Vec<_>>()
+            .iter(),
+    );
+    group.bench_function(
+        "render the topology list with the options' defaults, 10 large probes",
+        |b| {
+            b.iter(|| {
+                let mut ctx = Ctx::new(&large, Time(0));
+                topology_list(&mut ctx, &Query::defaults())
+            })
+        },
+    );
     group.finish();
 }
 
