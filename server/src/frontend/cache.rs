@@ -16,14 +16,21 @@
 //! Only positive answers are kept: "no such session/token/instance" is always asked again, so a
 //! credential or instance created a moment ago works at once. Keys are SHA-256 digests of
 //! secrets, never the secrets themselves. Size is bounded: when full, the cache starts over.
+//!
+//! One lookup per key at a time: requests that miss while another request is asking for the same
+//! key wait for that answer instead of asking too (an instance's probes share one token and report
+//! together, fifty lookups of one token at once). If that lookup keeps nothing (an unknown
+//! credential, a failure, a change meanwhile, or its request went away), each waiter asks on its
+//! own, at once: a waiter is never queued behind more than one lookup.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use shared::users::Role;
+use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::error::Result;
@@ -59,6 +66,25 @@ pub struct IdentityCache {
     /// Bumped by every [`IdentityCache::forget_all`]: lookups started before it store nothing.
     generation: AtomicU64,
     entries: Mutex<HashMap<Key, (i64, Answer)>>,
+    /// The lookups under way, one per key: each ends (its sender dropped) when its answer is kept
+    /// or given up; at most one entry per request in flight.
+    asking: Mutex<HashMap<Key, watch::Receiver<()>>>,
+}
+
+/// The lookup of `key` under way; ending it (dropped, even with its request) wakes the requests
+/// waiting for it.
+struct Asking<'c> {
+    cache: &'c IdentityCache,
+    key: Key,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut asking) = self.cache.asking.lock() {
+            asking.remove(&self.key);
+        }
+    }
 }
 
 impl IdentityCache {
@@ -69,6 +95,7 @@ impl IdentityCache {
             clock,
             generation: AtomicU64::new(0),
             entries: Mutex::new(HashMap::new()),
+            asking: Mutex::new(HashMap::new()),
         })
     }
 
@@ -124,11 +151,50 @@ impl IdentityCache {
         if let Some(found) = self.get(&key).and_then(&from) {
             return Ok(Some(found));
         }
+        if self.ttl_ms > 0 {
+            match self.ask_or_wait(&key) {
+                Err(mut asked_already) => {
+                    // Ends with the other lookup, whichever way it ends.
+                    let _ = asked_already.changed().await;
+                    if let Some(found) = self.get(&key).and_then(&from) {
+                        return Ok(Some(found));
+                    }
+                }
+                Ok(asking) => return self.ask_and_keep(key, ask, to, Some(asking)).await,
+            }
+        }
+        self.ask_and_keep(key, ask, to, None).await
+    }
+
+    /// This request's lookup of `key`, or the one under way to wait for.
+    fn ask_or_wait(&self, key: &Key) -> std::result::Result<Asking<'_>, watch::Receiver<()>> {
+        let mut asking = self.asking.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(under_way) = asking.get(key) {
+            return Err(under_way.clone());
+        }
+        let (done, waiting) = watch::channel(());
+        asking.insert(key.clone(), waiting);
+        Ok(Asking {
+            cache: self,
+            key: key.clone(),
+            _done: done,
+        })
+    }
+
+    /// Asks, keeps a positive answer, then (`asking` dropped) wakes whoever waits for it.
+    async fn ask_and_keep<T>(
+        &self,
+        key: Key,
+        ask: impl Future<Output = Result<Option<T>>>,
+        to: impl Fn(&T) -> Answer,
+        asking: Option<Asking<'_>>,
+    ) -> Result<Option<T>> {
         let generation = self.generation.load(Ordering::SeqCst);
         let answer = ask.await?;
         if let Some(value) = &answer {
             self.put(key, to(value), generation);
         }
+        drop(asking);
         Ok(answer)
     }
 }
@@ -343,6 +409,110 @@ mod tests {
                 .is_none()
         );
         let _ = inner;
+    }
+
+    /// Knows every session or none; each lookup waits until the test opens the gate.
+    struct Gated {
+        asked: AtomicUsize,
+        known: bool,
+        gate: watch::Receiver<bool>,
+    }
+
+    impl Directory for Gated {
+        fn session(&self, _: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let mut gate = self.gate.clone();
+            Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+                Ok(self.known.then(someone))
+            })
+        }
+        fn api_token(&self, _: &str) -> BoxFuture<'_, Result<Option<Identity>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn role_in(&self, _: &str, _: &str) -> BoxFuture<'_, Result<Option<Role>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn first_admin_org(&self) -> BoxFuture<'_, Result<Option<AdminOrg>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn gated(known: bool) -> (watch::Sender<bool>, Arc<Gated>, Arc<CachedDirectory>) {
+        let (open, gate) = watch::channel(false);
+        let inner = Arc::new(Gated {
+            asked: AtomicUsize::new(0),
+            known,
+            gate,
+        });
+        let directory = Arc::new(CachedDirectory {
+            inner: inner.clone(),
+            cache: IdentityCache::new(Duration::from_secs(60), Clock::adjustable()),
+        });
+        (open, inner, directory)
+    }
+
+    /// `n` lookups of one session at once, each its own task.
+    fn at_once(
+        directory: &Arc<CachedDirectory>,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<Option<Identity>>> {
+        (0..n)
+            .map(|_| {
+                let directory = directory.clone();
+                tokio::spawn(async move { directory.session("shs_a").await.unwrap() })
+            })
+            .collect()
+    }
+
+    /// Lets the spawned lookups run until they wait (on the gate or on each other).
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn lookups_of_one_key_at_once_ask_once() {
+        let (open, inner, directory) = gated(true);
+        let lookups = at_once(&directory, 20);
+        settle().await;
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 1, "the others wait");
+        open.send(true).unwrap();
+        for lookup in lookups {
+            assert_eq!(lookup.await.unwrap(), Some(someone()));
+        }
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 1);
+        assert!(directory.cache.asking.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn waiters_ask_themselves_when_the_lookup_keeps_nothing_or_goes_away() {
+        // An unknown credential is not kept: each waiter asks on its own, none hangs.
+        let (open, inner, directory) = gated(false);
+        let lookups = at_once(&directory, 5);
+        settle().await;
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 1);
+        open.send(true).unwrap();
+        for lookup in lookups {
+            assert_eq!(lookup.await.unwrap(), None);
+        }
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 5);
+        // The asking request goes away (its client hung up): the waiters ask themselves.
+        let (open, inner, directory) = gated(true);
+        let first = at_once(&directory, 1).pop().unwrap();
+        settle().await;
+        let waiters = at_once(&directory, 3);
+        settle().await;
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 1);
+        first.abort();
+        settle().await;
+        assert_eq!(inner.asked.load(Ordering::SeqCst), 4);
+        open.send(true).unwrap();
+        for lookup in waiters {
+            assert_eq!(lookup.await.unwrap(), Some(someone()));
+        }
+        assert!(directory.cache.asking.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
