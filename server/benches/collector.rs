@@ -83,6 +83,18 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
+/// A report (gzipped msgpack) arriving at `at` ms, as ingest takes it: decoded into the thread's
+/// kept buffer, the probe's part expired to the window, then the report folded in.
+fn arrives(part: &mut FoldedWindow, body: &[u8], at: i64) {
+    with_inflated(body, true, 64 << 20, |raw| {
+        let report: WireReport =
+            parse(raw, Format::Msgpack, BudgetLimits::for_report(64 << 20)).unwrap();
+        part.expire(at, WINDOW_MS);
+        part.accept(report, at, QUANTUM_MS);
+    })
+    .unwrap();
+}
+
 /// The costs of a read at 50 probes of Scope-sized ("medium") hosts, apart: decoding one medium
 /// report, merging the 50 probes' parts into the window, and rendering the default views from it.
 fn medium_window(c: &mut Criterion) {
@@ -128,14 +140,7 @@ fn medium_window(c: &mut Criterion) {
                         (scopehub::probe::encode(&report, false).unwrap().0, at)
                     },
                     |(body, at)| {
-                        with_inflated(&body, true, 64 << 20, |raw| {
-                            let report: WireReport =
-                                parse(raw, Format::Msgpack, BudgetLimits::for_report(64 << 20))
-                                    .unwrap();
-                            part.expire(at, WINDOW_MS);
-                            part.accept(report, at, QUANTUM_MS);
-                        })
-                        .unwrap();
+                        arrives(&mut part, &body, at);
                         body
                     },
                     criterion::BatchSize::SmallInput,
@@ -168,15 +173,7 @@ fn medium_window(c: &mut Criterion) {
                         (scopehub::probe::encode(&report, false).unwrap().0, at, turn)
                     },
                     |(body, at, turn)| {
-                        let part = &mut parts[turn];
-                        with_inflated(&body, true, 64 << 20, |raw| {
-                            let report: WireReport =
-                                parse(raw, Format::Msgpack, BudgetLimits::for_report(64 << 20))
-                                    .unwrap();
-                            part.expire(at, WINDOW_MS);
-                            part.accept(report, at, QUANTUM_MS);
-                        })
-                        .unwrap();
+                        arrives(&mut parts[turn], &body, at);
                         body
                     },
                     criterion::BatchSize::SmallInput,

@@ -81,9 +81,11 @@ struct Asking<'c> {
 
 impl Drop for Asking<'_> {
     fn drop(&mut self) {
-        if let Ok(mut asking) = self.cache.asking.lock() {
-            asking.remove(&self.key);
-        }
+        self.cache
+            .asking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
