@@ -300,6 +300,7 @@ impl Join {
     }
 
     /// Starts from `seed`'s nodes (with their own edges cleared: edges come only from the mapping).
+    /// A node's id is its key itself, so that the mapping records one copy of each output's name.
     pub fn seeded(seed: &Nodes) -> Join {
         Join {
             nodes: seed
@@ -307,6 +308,9 @@ impl Join {
                 .map(|(id, n)| {
                     let mut n = RNode::clone(n);
                     n.adjacency.clear();
+                    if n.id == *id {
+                        n.id = id.clone();
+                    }
                     (id.clone(), n)
                 })
                 .collect(),
@@ -464,6 +468,27 @@ fn address(name: &Name) -> usize {
     name.as_ptr() as usize
 }
 
+/// The addresses of a map's keys, sorted: whether an edge ends at one of its nodes is mostly a
+/// search among numbers, since a join's edges end at its outputs' keys themselves (and filters
+/// keep them); only an end that is a copy of its own has its text compared.
+struct KeyAddresses(Vec<usize>);
+
+impl KeyAddresses {
+    fn of(nodes: &Nodes) -> KeyAddresses {
+        let mut addresses: Vec<usize> = nodes.keys().map(address).collect();
+        addresses.sort_unstable();
+        KeyAddresses(addresses)
+    }
+
+    /// The address of `nodes`' key equal to `name`, if there is one (these are `nodes`' keys).
+    fn find(&self, nodes: &Nodes, name: &Name) -> Option<usize> {
+        if self.0.binary_search(&address(name)).is_ok() {
+            return Some(address(name));
+        }
+        nodes.get_key_value(name).map(|(key, _)| address(key))
+    }
+}
+
 /// Sorts `edges` by the addresses of their ends and drops repeats.
 fn sort_by_address(edges: &mut Vec<(&Name, &Name)>) {
     let ends = |(from, to): &(&Name, &Name)| (address(from), address(to));
@@ -554,17 +579,26 @@ pub fn reduce(parts: &[Arc<Rendered>]) -> Rendered {
 
 /// Keeps the nodes `keep` accepts, drops edges to the others, counts what it dropped.
 pub fn filter(input: &Rendered, keep: impl Fn(&RNode) -> bool) -> Rendered {
-    let mut nodes = Nodes::new();
-    let mut filtered = input.filtered;
-    for (id, node) in &input.nodes {
-        if keep(node) {
-            nodes.insert(id.clone(), node.clone());
-        } else {
-            filtered += 1;
-        }
-    }
+    let kept: Vec<bool> = input.nodes.values().map(|node| keep(node)).collect();
+    let dropped = kept.iter().filter(|k| !**k).count();
+    // All kept: the map copied as it is. Otherwise built from the kept nodes in their order (a
+    // comparison or two per node), not inserted one by one (a search from the root each).
+    let mut nodes: Nodes = if dropped == 0 {
+        input.nodes.clone()
+    } else {
+        input
+            .nodes
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| **kept)
+            .map(|((id, node), _)| (id.clone(), node.clone()))
+            .collect()
+    };
     prune_edges(&mut nodes);
-    Rendered { nodes, filtered }
+    Rendered {
+        nodes,
+        filtered: input.filtered + dropped,
+    }
 }
 
 /// Scope's `MakeFilter`: pseudo nodes always pass.
@@ -573,16 +607,17 @@ pub fn filter_non_pseudo(input: &Rendered, keep: impl Fn(&RNode) -> bool) -> Ren
 }
 
 fn prune_edges(nodes: &mut Nodes) {
+    let keys = KeyAddresses::of(nodes);
     let dangling: Vec<Name> = nodes
         .iter()
-        .filter(|(_, n)| n.adjacency.iter().any(|a| !nodes.contains_key(a)))
+        .filter(|(_, n)| n.adjacency.iter().any(|a| keys.find(nodes, a).is_none()))
         .map(|(id, _)| id.clone())
         .collect();
     for id in dangling {
         let keep: SortedSet = nodes[&id]
             .adjacency
             .iter()
-            .filter(|a| nodes.contains_key(*a))
+            .filter(|a| keys.find(nodes, a).is_some())
             .cloned()
             .collect();
         if let Some(n) = nodes.get_mut(&id) {
@@ -596,13 +631,14 @@ fn prune_edges(nodes: &mut Nodes) {
 /// compare strings twice per edge, for both ends).
 pub fn connected(nodes: &Nodes) -> BTreeSet<Name> {
     let mut linked: Vec<usize> = Vec::new();
+    let keys = KeyAddresses::of(nodes);
     for (id, node) in nodes {
         let before = linked.len();
         for adj in &node.adjacency {
             if adj != id
-                && let Some((key, _)) = nodes.get_key_value(adj)
+                && let Some(key) = keys.find(nodes, adj)
             {
-                linked.push(address(key));
+                linked.push(key);
             }
         }
         if linked.len() > before {
@@ -621,14 +657,22 @@ pub fn connected(nodes: &Nodes) -> BTreeSet<Name> {
 /// Scope's `FilterUnconnectedPseudo`: drops the internet→internet edge, then pseudo nodes that no
 /// longer connect to anything else.
 pub fn filter_unconnected_pseudo(input: &Rendered) -> Rendered {
-    let mut input = input.clone();
-    if let Some(n) = input.nodes.get_mut(INCOMING_INTERNET)
-        && n.adjacency.contains(OUTGOING_INTERNET)
+    let keep_connected = |input: &Rendered| {
+        let linked = connected(&input.nodes);
+        filter(input, |n| !n.is_pseudo() || linked.contains(&n.id))
+    };
+    if input
+        .nodes
+        .get(INCOMING_INTERNET)
+        .is_some_and(|n| n.adjacency.contains(OUTGOING_INTERNET))
     {
-        Arc::make_mut(n).adjacency.remove(OUTGOING_INTERNET);
+        let mut input = input.clone();
+        if let Some(n) = input.nodes.get_mut(INCOMING_INTERNET) {
+            Arc::make_mut(n).adjacency.remove(OUTGOING_INTERNET);
+        }
+        return keep_connected(&input);
     }
-    let linked = connected(&input.nodes);
-    filter(&input, |n| !n.is_pseudo() || linked.contains(&n.id))
+    keep_connected(input)
 }
 
 /// Node ids for endpoints: `scope;address;port`.

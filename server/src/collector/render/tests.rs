@@ -1139,3 +1139,84 @@ fn a_join_s_edges_follow_the_mapping_however_inputs_reached_their_outputs() {
         assert_eq!(connected, linked);
     }
 }
+
+/// Filters drop the edges to nodes they leave out, and `connected` finds the nodes with edges,
+/// whether an edge's end is the node's key itself (a join's edges), a copy of its text (a
+/// report's), or no node at all; a filter that keeps every node keeps every edge to one.
+#[test]
+fn edges_find_their_nodes_by_key_or_by_a_copy_of_its_text() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for round in 0..200 {
+        let n = rng.random_range(1..30);
+        let keys: Vec<Name> = (0..n).map(|i| Name::from(format!("n{i}"))).collect();
+        let mut input = Nodes::new();
+        let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in &keys {
+            let mut node = RNode::bare(key.as_str(), PROCESS);
+            node.id = key.clone();
+            for _ in 0..rng.random_range(0..5) {
+                let end = match rng.random_range(0..3) {
+                    0 => keys[rng.random_range(0..n)].clone(),
+                    1 => Name::from(format!("n{}", rng.random_range(0..n))),
+                    _ => Name::from(format!("gone{}", rng.random_range(0..3))),
+                };
+                edges
+                    .entry(key.to_string())
+                    .or_default()
+                    .push(end.to_string());
+                node.adjacency.insert(end);
+            }
+            input.insert(key.clone(), Arc::new(node));
+        }
+        // Every other round keeps every node.
+        let kept: BTreeSet<String> = keys
+            .iter()
+            .filter(|_| round % 2 == 0 || rng.random_bool(0.7))
+            .map(|k| k.to_string())
+            .collect();
+        let rendered = Rendered {
+            nodes: input,
+            filtered: 3,
+        };
+        let out = filter(&rendered, |node| kept.contains(node.id.as_str()));
+        assert_eq!(out.filtered, 3 + n - kept.len());
+        let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in &kept {
+            let mut to: Vec<String> = edges
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter(|end| kept.contains(*end))
+                .cloned()
+                .collect();
+            to.sort();
+            to.dedup();
+            expected.insert(id.clone(), to);
+        }
+        let got: BTreeMap<String, Vec<String>> = out
+            .nodes
+            .iter()
+            .map(|(id, node)| {
+                let to = node.adjacency.iter().map(|a| a.to_string()).collect();
+                (id.to_string(), to)
+            })
+            .collect();
+        assert_eq!(got, expected);
+        let mut linked: Vec<String> = expected
+            .iter()
+            .flat_map(|(from, to)| {
+                let other: Vec<&String> = to.iter().filter(|t| *t != from).collect();
+                let from = (!other.is_empty()).then_some(from);
+                from.into_iter().chain(other).cloned().collect::<Vec<_>>()
+            })
+            .collect();
+        linked.sort();
+        linked.dedup();
+        let connected: Vec<String> = connected(&out.nodes)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(connected, linked);
+    }
+}

@@ -513,16 +513,16 @@ impl Query {
 /// Applies the query's option filters (only when it has parameters), then drops unconnected
 /// pseudo nodes.
 pub fn transform(view: &ViewDesc, rendered: &Rendered, query: &Query) -> Rendered {
-    let mut out = rendered.clone();
+    let mut filtered: Option<Rendered> = None;
     if query.any {
         for g in &view.options {
             let value = query.params.get(&g.id).unwrap_or(&g.default_value);
             if let Some(keep) = g.filter_for(value) {
-                out = filter(&out, keep);
+                filtered = Some(filter(filtered.as_ref().unwrap_or(rendered), keep));
             }
         }
     }
-    filter_unconnected_pseudo(&out)
+    filter_unconnected_pseudo(filtered.as_ref().unwrap_or(rendered))
 }
 
 pub fn stats(r: &Rendered) -> Stats {
