@@ -881,14 +881,11 @@ impl FoldedWindow {
         self.buckets.front().map_or(0, |b| b.seq)
     }
 
-    /// Every node this window holds, as (report topology, node id).
-    pub fn node_ids(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.topologies.iter().flat_map(|(topology, folded)| {
-            folded
-                .nodes
-                .keys()
-                .map(move |id| (topology.as_str(), id.as_str()))
-        })
+    /// Each report topology this window holds, with its nodes' ids (sorted).
+    pub fn node_ids(&self) -> impl Iterator<Item = (&str, impl ExactSizeIterator<Item = &Name>)> {
+        self.topologies
+            .iter()
+            .map(|(topology, folded)| (topology.as_str(), folded.nodes.keys()))
     }
 
     pub fn is_empty(&self) -> bool {

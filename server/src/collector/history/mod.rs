@@ -31,6 +31,7 @@ use super::background;
 use super::bounded::{self, BudgetLimits};
 use super::decode::{self, Format};
 use super::fold::{self, FoldedWindow, Samples};
+use super::name::Name;
 use super::report::Report;
 use super::slot::{self, WINDOW_MS};
 use super::wire::WireReport;
@@ -1249,19 +1250,30 @@ fn fold_probe(
 /// Distinct nodes per report topology in `parts` at `now_ms` (the timeline's counts), endpoints
 /// left out: no view shows them as they are, and they outnumber everything else.
 pub fn node_counts(parts: &[slot::Part], now_ms: i64) -> BTreeMap<String, u64> {
-    let mut seen: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    // Each part's ids of a topology are sorted and distinct: the parts' runs are merged (shared
+    // names, not copies of their text) and the ids they have in common counted once.
+    let mut seen: BTreeMap<String, Vec<Name>> = BTreeMap::new();
     for part in parts {
         let mut part = slot::lock(part);
         part.expire(now_ms, WINDOW_MS);
-        for (topology, node) in part.node_ids().filter(|(t, _)| *t != "Endpoint") {
-            let ids = seen.entry(topology.to_owned()).or_default();
-            if !ids.contains(node) {
-                ids.insert(node.to_owned());
+        for (topology, ids) in part
+            .node_ids()
+            .filter(|(t, ids)| *t != "Endpoint" && ids.len() > 0)
+        {
+            match seen.get_mut(topology) {
+                Some(seen) => seen.extend(ids.cloned()),
+                None => {
+                    seen.insert(topology.to_owned(), ids.cloned().collect());
+                }
             }
         }
     }
     seen.into_iter()
-        .map(|(t, ids)| (t, ids.len() as u64))
+        .map(|(t, mut ids)| {
+            ids.sort();
+            ids.dedup();
+            (t, ids.len() as u64)
+        })
         .collect()
 }
 

@@ -193,7 +193,7 @@ async fn a_kept_report_that_does_not_decode_is_left_out_of_its_windows() {
         part.accept_encoded(cut, Format::Msgpack, budget, T0, slot::QUANTUM_MS)
             .is_err()
     );
-    assert!(part.node_ids().next().is_some());
+    assert!(part.node_ids().any(|(_, ids)| ids.len() > 0));
 
     // The damaged report is probe-1's last: a part that lost what came before it shows.
     let good: Vec<(i64, &str, &str)> = vec![
@@ -497,4 +497,44 @@ async fn staging_files_a_crash_left_are_swept() {
     // Once old enough, the one in flight goes too.
     assert_eq!(sweep_staging(&folder.path().join("v1"), Duration::ZERO), 1);
     assert!(!in_flight.exists() && batch.exists() && listed.exists());
+}
+
+/// The timeline's counts: each report topology's distinct nodes over every probe's part (a node
+/// two probes report counted once), endpoints and empty topologies left out.
+#[test]
+fn a_node_is_counted_once_however_many_parts_hold_it() {
+    let reports: Vec<Report> = [SEQUENCE[0], SEQUENCE[3], SEQUENCE[1]]
+        .iter()
+        .map(|name| decode::decode(&fixture(name), Format::Msgpack, true, 64 << 20).unwrap())
+        .collect();
+    let parts: Vec<slot::Part> = reports
+        .iter()
+        .chain(&reports[..1])
+        .map(|report| {
+            let mut part = FoldedWindow::default();
+            part.accept(report.clone(), T0, slot::QUANTUM_MS);
+            Arc::new(Mutex::new(part))
+        })
+        .collect();
+    let mut expected: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for report in &reports {
+        for (name, topology) in &report.topologies {
+            if name != "Endpoint" && !topology.nodes.is_empty() {
+                let ids = expected.entry(name.clone()).or_default();
+                ids.extend(topology.nodes.keys().map(|id| id.as_str()));
+            }
+        }
+    }
+    let expected: BTreeMap<String, u64> = expected
+        .into_iter()
+        .map(|(name, ids)| (name, ids.len() as u64))
+        .collect();
+    assert!(
+        expected["Process"] > 0 && expected.len() >= 2,
+        "{expected:?}"
+    );
+    assert_eq!(node_counts(&parts, T0), expected);
+    assert_eq!(node_counts(&parts[..1], T0)["Process"], {
+        reports[0].topologies["Process"].nodes.len() as u64
+    });
 }
