@@ -135,6 +135,7 @@ impl<'de> Reader<'de, '_> {
         Ok(Head::Ext(len))
     }
 
+    #[inline]
     fn head(&mut self) -> Result<Head> {
         let marker = self.byte()?;
         Ok(match marker {
