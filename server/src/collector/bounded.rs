@@ -143,6 +143,7 @@ impl Budget {
         self.exceeded.get()
     }
 
+    #[cold]
     fn refuse<E: de::Error>(&self, why: Exceeded) -> E {
         self.exceeded.set(Some(why));
         E::custom(format_args!("refused: {why}"))
@@ -161,6 +162,7 @@ impl Budget {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn enter<E: de::Error>(&self) -> Result<(), E> {
         let depth = self.depth.get() + 1;
         if depth > self.limits.depth {
@@ -180,12 +182,14 @@ impl Budget {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn leave(&self) {
         self.depth.set(self.depth.get().saturating_sub(1));
     }
 
     /// Refuses a list or map that says it has `len` elements, more than the limit, before any is
     /// read (msgpack announces its lengths).
+    #[inline]
     pub(super) fn elements<E: de::Error>(&self, len: usize) -> Result<(), E> {
         if len > self.limits.elements {
             return Err(self.refuse(Exceeded::Elements(self.limits.elements)));

@@ -87,6 +87,14 @@ struct Reader<'de, 'b> {
     budget: &'b Budget,
 }
 
+#[cold]
+fn unread(left: usize) -> Error {
+    Error(format!(
+        "msgpack: {left} elements of a list or map were not read"
+    ))
+}
+
+#[cold]
 fn truncated() -> Error {
     Error("the body ends inside a value".into())
 }
@@ -250,6 +258,7 @@ impl<'de> Reader<'de, '_> {
     }
 
     /// Enters a list or map of `len` elements: charged, one level deeper, within the element limit.
+    #[inline]
     fn open(&mut self, len: usize) -> Result<()> {
         self.budget.charge(0)?;
         self.budget.elements(len)?;
@@ -257,12 +266,11 @@ impl<'de> Reader<'de, '_> {
     }
 
     /// Leaves a list or map: every element must have been read, or what follows would be misread.
+    #[inline]
     fn close<T>(&mut self, left: usize, value: T) -> Result<T> {
         self.budget.leave();
         if left > 0 {
-            return Err(Error(format!(
-                "msgpack: {left} elements of a list or map were not read"
-            )));
+            return Err(unread(left));
         }
         Ok(value)
     }
