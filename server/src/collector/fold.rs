@@ -17,6 +17,7 @@
 //! was behind it comes back as the plain merge would give it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::mem::take;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -132,7 +133,7 @@ impl FoldedTopology {
         &mut self,
         (seq, oldest): (Seq, Seq),
         id: Text<'a>,
-        node: WireNode<'a>,
+        node: &mut WireNode<'a>,
         maps: &mut NodeMapsDrain<'_, 'a>,
     ) {
         match self.nodes.get_mut(id.as_str()) {
@@ -187,6 +188,7 @@ impl<'a> TopologySink<'a> for FoldingSink<'_> {
         let mut nodes = FoldingNodes {
             folded,
             seq: (seq, oldest),
+            node: Default::default(),
         };
         let (head, ..) = map
             .next_value_seed(NodeByNode(&mut nodes, NodeMaps::default()))?
@@ -196,15 +198,23 @@ impl<'a> TopologySink<'a> for FoldingSink<'_> {
     }
 }
 
-struct FoldingNodes<'t> {
+struct FoldingNodes<'t, 'a> {
     folded: &'t mut FoldedTopology,
     /// The bucket folded into, and the window's oldest.
     seq: (Seq, Seq),
+    /// The node being decoded, and its id.
+    node: (Text<'a>, WireNode<'a>),
 }
 
-impl<'a> NodeSink<'a> for FoldingNodes<'_> {
+impl<'a> NodeSink<'a> for FoldingNodes<'_, 'a> {
+    fn blank(&mut self, id: Text<'a>) -> &mut WireNode<'a> {
+        self.node = (id, WireNode::default());
+        &mut self.node.1
+    }
     /// Its maps' entries are all that is left in `maps`: taken, nothing is kept for the next.
-    fn node(&mut self, id: Text<'a>, node: WireNode<'a>, maps: &mut NodeMaps<'a>) {
+    fn node(&mut self, maps: &mut NodeMaps<'a>) {
+        let (id, node) = &mut self.node;
+        let id = std::mem::take(id);
         self.folded.add_node(self.seq, id, node, &mut maps.drain());
     }
 }
@@ -549,17 +559,18 @@ impl FoldedNode {
         &mut self,
         (seq, oldest): (Seq, Seq),
         key: Option<&Name>,
-        node: WireNode<'a>,
+        node: &mut WireNode<'a>,
         maps: &mut NodeMapsDrain<'_, 'a>,
     ) {
         self.seq = seq;
-        self.id.add(seq, node.id, |id| match key {
+        self.id.add(seq, take(&mut node.id), |id| match key {
             Some(key) if key == id => key.clone(),
             _ => Name::new(id),
         });
-        self.topology.add(seq, node.topology, Name::topology);
+        self.topology
+            .add(seq, take(&mut node.topology), Name::topology);
         self.sets.add(seq, maps.sets(node.sets));
-        self.adjacency.add(seq, node.adjacency);
+        self.adjacency.add(seq, take(&mut node.adjacency));
         self.parents.add(seq, maps.parents(node.parents));
         self.latest.fold(
             maps.latest(node.latest),
@@ -575,7 +586,7 @@ impl FoldedNode {
                 folded
             },
         );
-        let List(theirs) = node.children;
+        let List(theirs) = take(&mut node.children);
         if !theirs.is_empty() {
             match self.children.last_mut() {
                 Some((last, children)) if *last == seq => merge_children(children, &theirs),
@@ -782,8 +793,9 @@ impl FoldedWindow {
             let (head, mut nodes, mut maps) = topology.split();
             folded.add_head(seq, head);
             let mut entries = maps.drain();
-            for (id, node) in nodes.drain(..) {
-                folded.add_node((seq, oldest), id, node, &mut entries);
+            // Taken where they are (a node moved out of the list was copied).
+            for (id, node) in &mut nodes {
+                folded.add_node((seq, oldest), take(id), node, &mut entries);
             }
             drop(entries);
             Room { nodes, maps }.keep(name.as_str());

@@ -556,22 +556,24 @@ impl<'de> Deserialize<'de> for NodeField {
 }
 
 /// Decodes a node (a map; its fields each at most once, each may be `null` or missing, unknown
-/// ones skipped), its maps' entries appended to the topology's [`NodeMaps`].
-struct NodeSeed<'m, 'a>(&'m mut NodeMaps<'a>);
+/// ones skipped) into a blank one in place (a node is a few hundred bytes: moved out through
+/// every layer of the decoding, it was copied each time), its maps' entries appended to the
+/// topology's [`NodeMaps`].
+struct NodeSeed<'m, 'n, 'a>(&'m mut NodeMaps<'a>, &'n mut WireNode<'a>);
 
-impl<'a> de::DeserializeSeed<'a> for NodeSeed<'_, 'a> {
-    type Value = WireNode<'a>;
-    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<WireNode<'a>, D::Error> {
+impl<'a> de::DeserializeSeed<'a> for NodeSeed<'_, '_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
-    type Value = WireNode<'a>;
+impl<'a> Visitor<'a> for NodeSeed<'_, '_, 'a> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a node (a map)")
     }
-    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<WireNode<'a>, A::Error> {
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
         fn append<'a, A: MapAccess<'a>, V: Deserialize<'a>>(
             map: &mut A,
             entries: &mut Vec<(Text<'a>, V)>,
@@ -583,8 +585,7 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
                 len: entries.len() - start,
             })
         }
-        let maps = self.0;
-        let mut node = WireNode::default();
+        let NodeSeed(maps, node) = self;
         let mut seen = 0u16;
         while let Some(field) = map.next_key::<NodeField>()? {
             if let Some((bit, name)) = field.known() {
@@ -604,7 +605,7 @@ impl<'a> Visitor<'a> for NodeSeed<'_, 'a> {
                 }
             }
         }
-        Ok(node)
+        Ok(())
     }
 }
 
@@ -680,15 +681,17 @@ impl<'a> TopologySink<'a> for Vec<(Text<'a>, WireTopology<'a>)> {
     }
 }
 
-/// A topology's nodes kept, in the order they came.
+/// A topology's nodes kept, in the order they came: each decoded in its place at the end.
 impl<'a> NodeSink<'a> for Vec<(Text<'a>, WireNode<'a>)> {
     fn announced(&mut self, n: usize) {
         self.reserve(n.min(MAX_PREALLOCATED_NODES));
     }
-    /// Its maps' entries stay in the topology's.
-    fn node(&mut self, id: Text<'a>, node: WireNode<'a>, _maps: &mut NodeMaps<'a>) {
-        self.push((id, node));
+    fn blank(&mut self, id: Text<'a>) -> &mut WireNode<'a> {
+        self.push((id, WireNode::default()));
+        &mut self.last_mut().expect("pushed").1
     }
+    /// Its maps' entries stay in the topology's.
+    fn node(&mut self, _maps: &mut NodeMaps<'a>) {}
 }
 
 /// A report's top level: its header fields are kept in the [`WireReport`] it returns (its
@@ -742,8 +745,11 @@ impl<'a> Deserialize<'a> for WireReport<'a> {
 pub trait NodeSink<'a> {
     /// The topology's map announces `n` nodes (before any is decoded: a hint, not a promise).
     fn announced(&mut self, _n: usize) {}
-    /// A node, its maps' entries the last of `maps` (what earlier nodes left there before them).
-    fn node(&mut self, id: Text<'a>, node: WireNode<'a>, maps: &mut NodeMaps<'a>);
+    /// A blank node (`WireNode::default()`) to decode node `id` into.
+    fn blank(&mut self, id: Text<'a>) -> &mut WireNode<'a>;
+    /// The node last given out by [`NodeSink::blank`], decoded; its maps' entries are the last of
+    /// `maps` (what earlier nodes left there before them).
+    fn node(&mut self, maps: &mut NodeMaps<'a>);
 }
 
 /// The one decoding of a topology's value: its nodes are handed to a [`NodeSink`] as they come, and
@@ -859,8 +865,8 @@ impl<'a, N: NodeSink<'a>> Visitor<'a> for Nodes<'_, 'a, N> {
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
         self.0.announced(map.size_hint().unwrap_or(0));
         while let Some(id) = map.next_key::<Text<'a>>()? {
-            let node = map.next_value_seed(NodeSeed(&mut *self.1))?;
-            self.0.node(id, node, &mut *self.1);
+            map.next_value_seed(NodeSeed(&mut *self.1, self.0.blank(id)))?;
+            self.0.node(&mut *self.1);
         }
         Ok(())
     }
