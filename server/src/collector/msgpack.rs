@@ -143,7 +143,7 @@ impl<'de> Reader<'de, '_> {
         Ok(Head::Ext(len))
     }
 
-    #[inline]
+    #[inline(always)]
     fn head(&mut self) -> Result<Head> {
         let marker = self.byte()?;
         Ok(match marker {
