@@ -214,7 +214,7 @@ impl<'a> NodeSink<'a> for FoldingNodes<'_, 'a> {
     /// Its maps' entries are all that is left in `maps`: taken, nothing is kept for the next.
     fn node(&mut self, maps: &mut NodeMaps<'a>) {
         let (id, node) = &mut self.node;
-        let id = std::mem::take(id);
+        let id = take(id);
         self.folded.add_node(self.seq, id, node, &mut maps.drain());
     }
 }
