@@ -241,7 +241,13 @@ async fn burst() {
     let server = start();
     let tenant = tenant(&server.url).await;
     let pid = server.child.id();
-    let mut feed = loadgen(&server, &tenant.token, ("medium", 10), ("0", Priority::Usual), 15);
+    let mut feed = loadgen(
+        &server,
+        &tenant.token,
+        ("medium", 10),
+        ("0", Priority::Usual),
+        15,
+    );
     let _ = feed.wait();
     let received = reports_received(&server, &tenant).await;
     let first = timed_get(&server, &tenant, VIEWS[0]).await;
