@@ -315,6 +315,53 @@ async fn measure(
     }
 }
 
+/// The frontend's `scopehub_edge_own_seconds` histogram: cumulative counts by upper bound, in order.
+async fn edge_own_buckets(edge: &str) -> Vec<(f64, f64)> {
+    let text = reqwest::get(format!("{edge}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("the frontend's metrics")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("scopehub_edge_own_seconds_bucket{le=\"")?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.split(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile of cumulative bucket counts, interpolated within its bucket as Prometheus'
+/// `histogram_quantile` does (the last finite bound for the overflow bucket).
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let rank = q * total;
+    let mut below = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank && total > 0.0 {
+            if le.is_infinite() {
+                return below.0;
+            }
+            let within = count - below.1;
+            let part = if within > 0.0 {
+                (rank - below.1) / within
+            } else {
+                1.0
+            };
+            return below.0 + (le - below.0) * part;
+        }
+        below = (le, count);
+    }
+    f64::NAN
+}
+
 #[tokio::main]
 async fn main() {
     let seconds: u64 = std::env::var("EDGE_SECONDS")
@@ -445,8 +492,10 @@ async fn main() {
     println!(
         "edge benchmark: {concurrency} clients ({pace}) × {seconds} s per row, 2 cores shared by clients and servers\n"
     );
-    println!("| request | path | requests/s | p50 ms | p99 ms | failed | proxy CPU µs/request |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| request | path | requests/s | p50 ms | p99 ms | failed | proxy CPU µs/request | the edge's own ms p50 / p99 |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (label, body) in [
         ("GET containers view", None),
         ("POST /api/report (3 KB)", Some(report.clone())),
@@ -476,6 +525,7 @@ async fn main() {
         }
         for (path, base, auth, proxy) in rows {
             let cpu_before = proxy.map(cpu_with_children);
+            let own_before = edge_own_buckets(&edge).await;
             let m = measure(
                 &base,
                 &auth,
@@ -492,8 +542,25 @@ async fn main() {
                 ),
                 _ => "–".to_owned(),
             };
+            // The frontend's own part of its requests in this row (its histogram's difference):
+            // what it adds without the machine's shared stalls that every path's p99 carries.
+            let own = if base == edge {
+                let row = edge_own_buckets(&edge)
+                    .await
+                    .iter()
+                    .zip(&own_before)
+                    .map(|(&(le, after), &(_, before))| (le, after - before))
+                    .collect::<Vec<_>>();
+                format!(
+                    "{:.3} / {:.3}",
+                    quantile(&row, 0.5) * 1e3,
+                    quantile(&row, 0.99) * 1e3
+                )
+            } else {
+                "–".to_owned()
+            };
             println!(
-                "| {label} | {path} | {:.0} | {:.2} | {:.2} | {} | {cpu} |",
+                "| {label} | {path} | {:.0} | {:.2} | {:.2} | {} | {cpu} | {own} |",
                 m.rps, m.p50_ms, m.p99_ms, m.failed
             );
         }

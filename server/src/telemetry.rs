@@ -2,7 +2,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -64,6 +64,7 @@ pub struct Metrics {
 struct MetricsInner {
     registry: Registry,
     request_duration: DurationFamily,
+    edge_own: Histogram,
     reconcile_passes: Counter,
     reconcile_errors: Counter,
     reconcile_duration: Histogram,
@@ -238,6 +239,15 @@ impl Metrics {
             "Time from request to response head, by method, route pattern and status",
             request_duration.clone(),
         );
+        // 5 µs … ~41 ms: the edge's own part of a request is tens of microseconds, far under the
+        // 1 ms the request histogram starts at.
+        let edge_own = Histogram::new(exponential_buckets(0.000_005, 2.0, 14));
+        registry.register(
+            "edge_own_seconds",
+            "Time the edge held a request it proxied to a role, from its arrival to its answer's \
+             head, less the wait for the role's answer (identity lookups, signing, forwarding)",
+            edge_own.clone(),
+        );
         let reconcile_passes = Counter::default();
         let reconcile_errors = Counter::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
@@ -366,6 +376,7 @@ impl Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
                 request_duration,
+                edge_own,
                 reconcile_passes,
                 reconcile_errors,
                 reconcile_duration,
@@ -533,6 +544,11 @@ pub async fn record_route(req: Request, next: Next) -> Response {
     response
 }
 
+/// How long a proxied request waited for the role's answer (set by the edge's proxy on the
+/// response): [`track_requests`] counts the rest of the request's time as the edge's own.
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamWait(pub Duration);
+
 /// Labels a response that no route pattern describes (the edge's proxied requests: "proxy users").
 pub fn label_route(response: &mut Response, label: String) {
     response.extensions_mut().insert(RoutePattern(label));
@@ -549,6 +565,7 @@ pub async fn track_requests(State(metrics): State<Metrics>, req: Request, next: 
         "/{spa}"
     };
     let response = next.run(req).await;
+    let elapsed = start.elapsed();
     if response.extensions().get::<DatabaseFailure>().is_some() {
         metrics.record_database_error();
     }
@@ -565,7 +582,11 @@ pub async fn track_requests(State(metrics): State<Metrics>, req: Request, next: 
         .inner
         .request_duration
         .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    if let Some(UpstreamWait(wait)) = response.extensions().get::<UpstreamWait>() {
+        let own = elapsed.saturating_sub(*wait);
+        metrics.inner.edge_own.observe(own.as_secs_f64());
+    }
     response
 }
 

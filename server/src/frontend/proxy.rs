@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
@@ -45,7 +45,7 @@ use crate::error::{Error, Result, UpstreamFailure};
 use crate::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
 use crate::identity::{ClientIp, Grant, Identity};
 use crate::ops::{Drain, GOING_AWAY};
-use crate::telemetry;
+use crate::telemetry::{self, UpstreamWait};
 
 /// Request bodies declared this small or smaller are read whole before they are forwarded; larger
 /// ones (and those of unknown length) stream through.
@@ -419,6 +419,8 @@ impl Proxy {
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
         let mut attempt = 1;
+        // The role's time, and a retry's wait for it, is not the edge's (`edge_own_seconds`).
+        let asked = Instant::now();
         loop {
             let sent = tokio::time::timeout(self.0.timeout, self.0.pool.request(upstream)).await;
             let error = match sent {
@@ -432,6 +434,7 @@ impl Proxy {
                 Ok(Ok(response)) => {
                     let (mut parts, incoming) = response.into_parts();
                     remove_hop_by_hop(&mut parts.headers);
+                    parts.extensions.insert(UpstreamWait(asked.elapsed()));
                     return Ok(Response::from_parts(parts, Body::new(incoming)));
                 }
                 Ok(Err(e)) => e,
@@ -753,6 +756,62 @@ mod tests {
             })
         })
         .await
+    }
+
+    /// A metric's value in `scopehub`'s exposition (0 when absent).
+    fn metric(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[tokio::test]
+    async fn the_edge_counts_its_own_time_without_the_roles() {
+        let slow = fake_role(|stream| {
+            Box::pin(async move {
+                let service = hyper::service::service_fn(|_| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Body::from("late")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            })
+        })
+        .await;
+        let metrics = telemetry::Metrics::new();
+        let router = proxy_to(&slow, Duration::from_secs(5)).layer(
+            axum::middleware::from_fn_with_state(metrics.clone(), telemetry::track_requests),
+        );
+        let (status, body) = answer(router, get("/api/users/me")).await;
+        assert_eq!((status, body.as_str()), (200, "late"));
+        let text = metrics.encode();
+        let total = metric(
+            &text,
+            "scopehub_http_request_duration_seconds_sum{method=\"GET\",route=\"proxy users\",status=\"200\"}",
+        );
+        assert!(total >= 0.3, "{text}");
+        assert_eq!(
+            metric(&text, "scopehub_edge_own_seconds_count"),
+            1.0,
+            "{text}"
+        );
+        assert!(
+            metric(&text, "scopehub_edge_own_seconds_sum") < 0.1,
+            "{text}"
+        );
+
+        // An answer the edge made itself (the role is down) is not a proxied one.
+        let down = proxy_to("http://127.0.0.1:9/", Duration::from_secs(5)).layer(
+            axum::middleware::from_fn_with_state(metrics.clone(), telemetry::track_requests),
+        );
+        assert_eq!(answer(down, get("/api/users/me")).await.0, 503);
+        let text = metrics.encode();
+        assert_eq!(
+            metric(&text, "scopehub_edge_own_seconds_count"),
+            1.0,
+            "{text}"
+        );
     }
 
     #[tokio::test]
