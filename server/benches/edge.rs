@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
+use prometheus_parse::{Scrape, Value};
 use scopehub::identity::internal::{Caller, Envelope, InternalSecret, LIFETIME_MS};
 use scopehub::identity::{ClientIp, Grant, Identity, User, Via};
+use scopehub::monitoring::signals::quantile;
 use support::BIN;
 
 const SECRET: &str = "edge-benchmark-secret-0123456789abcdef0123";
@@ -315,7 +317,8 @@ async fn measure(
     }
 }
 
-/// The frontend's `scopehub_edge_own_seconds` histogram: cumulative counts by upper bound, in order.
+/// The frontend's `scopehub_edge_own_seconds` histogram: cumulative counts by upper bound, in
+/// order, read as the monitoring role reads a scrape.
 async fn edge_own_buckets(edge: &str) -> Vec<(f64, f64)> {
     let text = reqwest::get(format!("{edge}/metrics"))
         .await
@@ -324,42 +327,20 @@ async fn edge_own_buckets(edge: &str) -> Vec<(f64, f64)> {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("scopehub_edge_own_seconds_bucket{le=\"")?;
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.split(' ').next()?.parse().ok()?))
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    scrape
+        .samples
+        .into_iter()
+        .find_map(|sample| match sample.value {
+            Value::Histogram(counts) if sample.metric == "scopehub_edge_own_seconds" => Some(
+                counts
+                    .iter()
+                    .map(|c| (c.less_than, c.count))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
         })
-        .collect()
-}
-
-/// The `q` quantile of cumulative bucket counts, interpolated within its bucket as Prometheus'
-/// `histogram_quantile` does (the last finite bound for the overflow bucket).
-fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
-    let total = buckets.last().map_or(0.0, |b| b.1);
-    let rank = q * total;
-    let mut below = (0.0, 0.0);
-    for &(le, count) in buckets {
-        if count >= rank && total > 0.0 {
-            if le.is_infinite() {
-                return below.0;
-            }
-            let within = count - below.1;
-            let part = if within > 0.0 {
-                (rank - below.1) / within
-            } else {
-                1.0
-            };
-            return below.0 + (le - below.0) * part;
-        }
-        below = (le, count);
-    }
-    f64::NAN
+        .expect("the edge's own histogram")
 }
 
 #[tokio::main]
@@ -551,11 +532,8 @@ async fn main() {
                     .zip(&own_before)
                     .map(|(&(le, after), &(_, before))| (le, after - before))
                     .collect::<Vec<_>>();
-                format!(
-                    "{:.3} / {:.3}",
-                    quantile(&row, 0.5) * 1e3,
-                    quantile(&row, 0.99) * 1e3
-                )
+                let ms = |q| quantile(q, &row).map_or(f64::NAN, |s| s * 1e3);
+                format!("{:.3} / {:.3}", ms(0.5), ms(0.99))
             } else {
                 "–".to_owned()
             };
