@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::support::agent::{Agent, join_org, site_admin};
 use crate::support::{AppOptions, Backend, TestApp, eventually, required, warn};
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A probe's control channel opened by the test, which answers (or not) as the test says.
@@ -22,7 +22,7 @@ async fn connect_probe(app: &TestApp, token: &str, probe: &str) -> Socket {
     connect_probe_at(&app.url, token, probe).await
 }
 
-async fn connect_probe_at(base: &str, token: &str, probe: &str) -> Socket {
+pub(crate) async fn connect_probe_at(base: &str, token: &str, probe: &str) -> Socket {
     let mut request = format!("ws://{}/api/control/ws", base.trim_start_matches("http://"))
         .into_client_request()
         .unwrap();
@@ -37,7 +37,7 @@ async fn connect_probe_at(base: &str, token: &str, probe: &str) -> Socket {
 }
 
 /// The next call on a probe's channel: its header and body frames.
-async fn next_call(socket: &mut Socket) -> (Value, Value) {
+pub(crate) async fn next_call(socket: &mut Socket) -> (Value, Value) {
     let mut frames = Vec::new();
     while frames.len() < 2 {
         match socket.next().await {
@@ -50,7 +50,7 @@ async fn next_call(socket: &mut Socket) -> (Value, Value) {
     (frames.pop().unwrap(), body)
 }
 
-async fn reply(socket: &mut Socket, seq: u64, value: Value) {
+pub(crate) async fn reply(socket: &mut Socket, seq: u64, value: Value) {
     let head = json!({"Request": null, "Response": {"ServiceMethod": "control.Handle", "Seq": seq, "Error": ""}, "Value": null});
     socket
         .send(Message::Text(head.to_string().into()))
@@ -98,7 +98,7 @@ async fn tenant(app: &TestApp) -> (Agent, Agent, String, String) {
     (admin, viewer, id, token)
 }
 
-fn control_path(id: &str, probe: &str, node: &str, control: &str) -> String {
+pub(crate) fn control_path(id: &str, probe: &str, node: &str, control: &str) -> String {
     let node = node
         .replace(';', "%3B")
         .replace('<', "%3C")
@@ -319,13 +319,13 @@ async fn instance_settings_turn_controls_and_terminals_on_and_off() {
 }
 
 /// A probe's end of pipe `pipe`, as the test's probe opens it.
-async fn probe_pipe_end(
-    app: &TestApp,
+pub(crate) async fn probe_pipe_end(
+    addr: impl std::fmt::Display,
     token: &str,
     probe: &str,
     pipe: &str,
 ) -> Result<Socket, u16> {
-    let mut request = format!("ws://{}/api/pipe/{pipe}/probe", app.addr)
+    let mut request = format!("ws://{addr}/api/pipe/{pipe}/probe")
         .into_client_request()
         .unwrap();
     let headers = request.headers_mut();
@@ -342,7 +342,7 @@ async fn probe_pipe_end(
 }
 
 /// The next binary frame on a pipe's end (`None` once it closes).
-async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
+pub(crate) async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
     loop {
         match tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await
@@ -356,7 +356,7 @@ async fn next_bytes(socket: &mut Socket) -> Option<Vec<u8>> {
 }
 
 /// Turns the instance's terminals on or off (as its org admin).
-async fn allow_terminals(admin: &mut Agent, id: &str, on: bool) {
+pub(crate) async fn allow_terminals(admin: &mut Agent, id: &str, on: bool) {
     let (status, body) = admin
         .patch(
             &format!("/api/instances/{id}/settings"),
@@ -368,7 +368,7 @@ async fn allow_terminals(admin: &mut Agent, id: &str, on: bool) {
 
 /// Posts to `path` until it answers `status` (a setting reaches the collector a moment after it
 /// changes); returns that answer.
-async fn post_until(agent: &Agent, path: &str, status: u16, what: &str) -> Value {
+pub(crate) async fn post_until(agent: &Agent, path: &str, status: u16, what: &str) -> Value {
     eventually(Duration::from_secs(10), what, || {
         let mut agent = agent.clone();
         let path = path.to_owned();
@@ -381,7 +381,7 @@ async fn post_until(agent: &Agent, path: &str, status: u16, what: &str) -> Value
 }
 
 /// The browser's end of `pipe` of instance `id`, opened with `agent`'s session.
-async fn browser_pipe_end(
+pub(crate) async fn browser_pipe_end(
     addr: &std::net::SocketAddr,
     agent: &Agent,
     id: &str,
@@ -449,13 +449,13 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
     assert_eq!(admin.get(&check).await.0, 204);
     assert_eq!(viewer.get(&check).await.0, 404);
     assert_eq!(
-        probe_pipe_end(&app, &token, "probe-1", "pipe-2")
+        probe_pipe_end(app.addr, &token, "probe-1", "pipe-2")
             .await
             .err(),
         Some(404)
     );
     assert_eq!(
-        probe_pipe_end(&app, &token, "probe-2", "pipe-1")
+        probe_pipe_end(app.addr, &token, "probe-2", "pipe-1")
             .await
             .err(),
         Some(404)
@@ -472,7 +472,7 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
     assert_eq!(closed.status(), 204);
     assert_eq!(admin.get(&check).await.0, 204, "still open");
 
-    let mut probe_end = probe_pipe_end(&app, &token, "probe-1", "pipe-1")
+    let mut probe_end = probe_pipe_end(app.addr, &token, "probe-1", "pipe-1")
         .await
         .unwrap();
     let mut browser_end = browser_pipe_end(&app.addr, &admin, &id, "pipe-1").await;

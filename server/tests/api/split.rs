@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::reports::fixture;
 use crate::support::agent::Agent;
 use crate::support::split::{Split, post_report};
-use crate::support::{Backend, TestDb, both, eventually};
+use crate::support::{self as support, Backend, TestDb, both, eventually};
 
 /// Instances of `org` until one sits on each shard: (instance, token) per shard.
 async fn one_instance_per_shard(
@@ -228,6 +228,154 @@ async fn a_killed_shard_fails_fast_and_serves_again_after_a_restart() {
         .await;
     assert_eq!(status, 200);
     assert!(!view["nodes"].as_object().unwrap().is_empty(), "{view}");
+}
+
+/// The edge's request histograms, as its operational listener exports them: (every request's
+/// seconds from arrival to answer, the edge's own part of the proxied ones).
+async fn edge_seconds(split: &Split) -> (f64, f64) {
+    let text = reqwest::get(format!("http://{}/metrics", split.frontend.ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests = text
+        .lines()
+        .filter(|l| l.starts_with("scopehub_http_request_duration_seconds_sum{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    (
+        requests,
+        support::metric(&text, "scopehub_edge_own_seconds_sum"),
+    )
+}
+
+/// Posts `body` to `path` until the answer is other than `refused` (a probe's channel, or a
+/// setting, reaches the shard a moment after it changes): that answer, within 10 s.
+async fn post_unless(mut agent: Agent, path: String, body: Value, refused: u16) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = agent.post(&path, body.clone()).await;
+        if status != refused || Instant::now() > deadline {
+            return (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Controls and pipes through the edge: each probe's control channel reaches the shard holding
+/// its instance (two probes with the same id, one per instance, each get only their own
+/// instance's calls); a user's control travels edge → shard → probe and its reply comes back; a
+/// terminal's two ends, the probe's and the browser's, meet on that shard and carry bytes both
+/// ways. The edge counts the wait for the probe's reply as the role's time, not its own.
+#[tokio::test]
+async fn controls_and_terminals_reach_the_probe_through_the_edge() {
+    use crate::controls::{
+        allow_terminals, browser_pipe_end, connect_probe_at, control_path, next_bytes, next_call,
+        probe_pipe_end, reply,
+    };
+    use futures_util::SinkExt;
+    use serde_json::json;
+
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let split = Split::start(db.url.as_str()).await;
+    let base = split.url();
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, org) = split.customer(&mut admin, "alice@example.com").await;
+    let placed = one_instance_per_shard(&split, &mut alice, &org).await;
+    let mut probes = Vec::new();
+    for (_, token) in &placed {
+        probes.push(connect_probe_at(&base, token, "probe-1").await);
+    }
+
+    let node = "abc;<container>";
+    for (n, (id, _)) in placed.iter().enumerate() {
+        let path = control_path(id, "probe-1", node, "docker_restart_container");
+        // The shard hears of the probe's channel a moment after it opens.
+        let call = tokio::spawn(post_unless(
+            alice.clone(),
+            path,
+            json!({"n": n.to_string()}),
+            503,
+        ));
+        let Ok((head, body)) =
+            tokio::time::timeout(Duration::from_secs(12), next_call(&mut probes[n])).await
+        else {
+            panic!("no call reached instance {n}'s probe: {:?}", call.await);
+        };
+        assert_eq!(body["Value"]["NodeID"], node);
+        assert_eq!(
+            body["Value"]["ControlArgs"]["n"],
+            n.to_string(),
+            "instance {n}'s own call"
+        );
+        let before = edge_seconds(&split).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seq = head["Request"]["Seq"].as_u64().unwrap();
+        reply(
+            &mut probes[n],
+            seq,
+            json!({"value": format!("restarted {n}")}),
+        )
+        .await;
+        let (status, answer) = call.await.unwrap();
+        assert_eq!(
+            (status, &answer),
+            (200, &json!({"value": format!("restarted {n}")}))
+        );
+        // The other instance's probe of the same id heard nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), probes[1 - n].next())
+                .await
+                .is_err(),
+            "instance {n}'s control reached the other instance's probe"
+        );
+        let after = edge_seconds(&split).await;
+        assert!(after.0 - before.0 >= 0.25, "{before:?} → {after:?}");
+        assert!(after.1 - before.1 < 0.1, "{before:?} → {after:?}");
+    }
+
+    // A terminal on the second shard's instance, both ends through the edge.
+    let (id, token) = &placed[1];
+    allow_terminals(&mut alice, id, true).await;
+    let exec = control_path(id, "probe-1", node, "docker_exec_container");
+    let call = tokio::spawn(post_unless(alice.clone(), exec, json!({}), 403));
+    let (head, _) = tokio::time::timeout(Duration::from_secs(10), next_call(&mut probes[1]))
+        .await
+        .expect("the exec reached the probe");
+    let announced = json!({"pipe": "pipe-1", "raw_tty": true});
+    reply(
+        &mut probes[1],
+        head["Request"]["Seq"].as_u64().unwrap(),
+        announced.clone(),
+    )
+    .await;
+    assert_eq!(call.await.unwrap(), (200, announced));
+    // The pipe is the instance's: the other instance's probe of the same id cannot open it.
+    assert_eq!(
+        probe_pipe_end(&split.frontend.listen, &placed[0].1, "probe-1", "pipe-1")
+            .await
+            .err(),
+        Some(404)
+    );
+    let mut probe_end = probe_pipe_end(&split.frontend.listen, token, "probe-1", "pipe-1")
+        .await
+        .unwrap();
+    let addr: std::net::SocketAddr = split.frontend.listen.parse().unwrap();
+    let mut browser_end = browser_pipe_end(&addr, &alice, id, "pipe-1").await;
+    browser_end
+        .send(Message::Binary(b"ls\n".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_bytes(&mut probe_end).await.unwrap(), b"ls\n");
+    probe_end
+        .send(Message::Binary(b"bin etc\n".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_bytes(&mut browser_end).await.unwrap(), b"bin etc\n");
+    // The browser goes: the probe's end is closed, through the edge too.
+    drop(browser_end);
+    assert_eq!(next_bytes(&mut probe_end).await, None);
 }
 
 #[tokio::test]
