@@ -520,9 +520,12 @@ async fn run_until_shutdown(
     shutdown_tx: watch::Sender<bool>,
     drain: Drain,
 ) -> anyhow::Result<()> {
-    let ops = match http.ops_listen {
-        Some(addr) => Some(serve_ops(addr, router.clone()).await?),
-        None => None,
+    let (router, ops) = match http.ops_listen {
+        Some(addr) => {
+            let ops = serve_ops(addr, router.clone()).await?;
+            (metrics_on_ops_only(router), Some(ops))
+        }
+        None => (router, None),
     };
     let (signalled_tx, mut signalled_rx) = watch::channel(false);
     let delay = http.shutdown_delay;
@@ -567,6 +570,25 @@ async fn run_until_shutdown(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// With an operational listener, `/metrics` is served there only: the public listener (the
+/// edge's is the Internet's way in) answers it 404, where it would otherwise show anyone the
+/// process's request counts, routes and internals. `/healthz` and `/readyz` stay on both, for
+/// load balancers that check the public port.
+fn metrics_on_ops_only(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(
+        |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            if req.uri().path() == "/metrics" {
+                crate::error::Error::not_found(
+                    "/metrics is served on the operational listener (--ops-listen) only.",
+                )
+                .into_response()
+            } else {
+                next.run(req).await
+            }
+        },
+    ))
 }
 
 /// The internal listener (`--ops-listen`): the operational endpoints of `router`, nothing else.

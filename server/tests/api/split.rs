@@ -421,6 +421,31 @@ async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_tha
             .unwrap();
         assert_eq!(response.status(), 401, "{url}");
     }
+
+    // The operational endpoints: with `--ops-listen` (as in Kubernetes), /metrics is not on the
+    // public listener — the edge's is the Internet's way in — but on the operational one; health
+    // and readiness are on both.
+    for role in [&split.frontend, &split.users, &split.shards[0]] {
+        let public = reqwest::get(format!("{}/metrics", role.url())).await.unwrap();
+        assert_eq!(public.status(), 404, "{}", role.name);
+        let body: Value = public.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("--ops-listen"),
+            "{body}"
+        );
+        let ops = reqwest::get(format!("http://{}/metrics", role.ops))
+            .await
+            .unwrap();
+        assert_eq!(ops.status(), 200, "{}", role.name);
+        assert!(ops.text().await.unwrap().contains("scopehub_ready"));
+        for path in ["/healthz", "/readyz"] {
+            let status = reqwest::get(format!("{}{path}", role.url()))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200, "{} {path}", role.name);
+        }
+    }
 }
 
 #[tokio::test]
