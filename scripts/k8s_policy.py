@@ -77,6 +77,7 @@ def policy_errors(docs, overlay):
             if "ALL" not in sc.get("capabilities", {}).get("drop", []):
                 err(f"{cname}: capabilities not all dropped")
             if long_running:
+                errors.extend(f"{cname}: {e}" for e in metrics_port_errors(w, c, docs))
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     if probe not in c:
                         err(f"{cname}: no {probe}")
@@ -113,6 +114,30 @@ def policy_errors(docs, overlay):
     return errors
 
 
+def metrics_port_errors(workload, container, docs):
+    """/metrics is on the operational port only (SCOPEHUB_OPS_LISTEN, the container port named
+    `ops`), which Prometheus' annotation names and no Service exposes; the public port answers it
+    404."""
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    ops = ports.get("ops")
+    if ops is None or ops == ports.get("http"):
+        return ["no port named ops apart from http (/metrics would be on the public port)"]
+    errors = []
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    settings = next((d.get("data", {}) for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "scopehub-settings"), {})
+    listen = env.get("SCOPEHUB_OPS_LISTEN") or settings.get("SCOPEHUB_OPS_LISTEN") or ""
+    if not listen.endswith(f":{ops}"):
+        errors.append(f"SCOPEHUB_OPS_LISTEN {listen!r} is not its ops port {ops}")
+    annotations = workload["spec"]["template"].get("metadata", {}).get("annotations", {})
+    if annotations.get("prometheus.io/port") != str(ops):
+        errors.append(f"prometheus.io/port is not its ops port {ops}")
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        for p in svc["spec"].get("ports", []):
+            if p.get("targetPort") in ("ops", ops):
+                errors.append(f'Service/{svc["metadata"]["name"]} exposes the operational port')
+    return errors
+
+
 def image_name(image):
     return image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
 
@@ -140,7 +165,7 @@ def normalise(obj, overlay):
             c["image"] = image_name(c["image"])
             if overlay == "airplane":
                 c.pop("volumeMounts", None)
-                c["env"] = [e for e in c.get("env", []) if e["name"] != "SCOPEHUB_LISTEN"] or None
+                c["env"] = [e for e in c.get("env", []) if e["name"] not in ("SCOPEHUB_LISTEN", "SCOPEHUB_OPS_LISTEN")] or None
                 if c["env"] is None:
                     c.pop("env")
                 for port in c.get("ports", []):
@@ -202,6 +227,9 @@ def self_test(overlays):
         "a different command": lambda o: pod_spec(workload(o["staging"], "Deployment", "users"))["containers"][0].update(args=["serve"]),
         "a workload only in one overlay": lambda o: o["airplane"].remove(workload(o["airplane"], "Deployment", "monitoring")),
         "a short grace period": lambda o: pod_spec(workload(o["staging"], "StatefulSet", "collector")).update(terminationGracePeriodSeconds=30),
+        "metrics scraped on the public port": lambda o: workload(o["staging"], "Deployment", "frontend")["spec"]["template"]["metadata"]["annotations"].update({"prometheus.io/port": "4040"}),
+        "an operational listener on another port": lambda o: next(e for e in pod_spec(workload(o["airplane"], "Deployment", "users"))["containers"][0]["env"] if e["name"] == "SCOPEHUB_OPS_LISTEN").update(value="127.0.0.1:4059"),
+        "a Service exposing the operational port": lambda o: workload(o["production"], "Service", "frontend")["spec"]["ports"][0].update(targetPort="ops"),
         "a role open to other namespaces": lambda o: workload(o["production"], "NetworkPolicy", "users")["spec"]["ingress"][0]["from"].append({"namespaceSelector": {}}),
     }
     failures = []

@@ -184,6 +184,18 @@ async fn airplane_mode_runs_in_containers_from_the_production_manifests() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+    // /metrics only on each role's operational port, which monitoring scrapes: the frontend's
+    // public port answers it 404.
+    let public = reqwest::get(format!("{BASE}/metrics")).await.unwrap();
+    assert_eq!(public.status(), 404);
+    let ops = reqwest::get("http://127.0.0.1:4050/metrics").await.unwrap();
+    assert_eq!(ops.status(), 200);
+    assert!(
+        ops.text()
+            .await
+            .unwrap()
+            .contains("scopehub_edge_own_seconds")
+    );
     // The web app is served from the image too.
     let page = reqwest::get(format!("{BASE}/")).await.unwrap();
     assert_eq!(page.status(), 200);

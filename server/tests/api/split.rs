@@ -426,7 +426,9 @@ async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_tha
     // public listener — the edge's is the Internet's way in — but on the operational one; health
     // and readiness are on both.
     for role in [&split.frontend, &split.users, &split.shards[0]] {
-        let public = reqwest::get(format!("{}/metrics", role.url())).await.unwrap();
+        let public = reqwest::get(format!("{}/metrics", role.url()))
+            .await
+            .unwrap();
         assert_eq!(public.status(), 404, "{}", role.name);
         let body: Value = public.json().await.unwrap();
         assert!(
