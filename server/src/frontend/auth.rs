@@ -26,7 +26,7 @@ use futures_util::future::BoxFuture;
 use shared::ErrorCode;
 use shared::users::{AccountStatus, Role, TokenScope};
 
-use super::cache::{CachedDirectory, CachedInstances, IdentityCache};
+use super::cache::{CachedDirectory, CachedInstances, Forget, IdentityCache};
 use crate::collector::ReadAccess;
 use crate::error::{Error, Result};
 use crate::identity::internal::RESERVED_HEADERS;
@@ -175,17 +175,48 @@ pub async fn authenticate(State(edge): State<EdgeAuth>, mut req: Request, next: 
         },
         None => false,
     };
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let forget = (changes_state && !reads_an_instance)
+        .then(|| forget_after(&path, identity.as_ref()))
+        .flatten();
     if let Some(identity) = identity {
         req.extensions_mut().insert(identity);
     }
-    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let response = next.run(req).await;
     // A change made through this edge (a logout, a revoked token, a suspension, a deletion…) is
     // seen by its next request at once, not after the cache's TTL.
-    if changes_state && !reads_an_instance && response.status().is_success() {
-        edge.cache.forget_all();
+    if let Some(forget) = forget
+        && response.status().is_success()
+    {
+        edge.cache.forget(forget);
     }
     response
+}
+
+/// What of the edge's cache a successful change at `path` by `identity` may have made stale: the
+/// answers about the user who asked and about whatever the path names (`/api/orgs/{org}/members/
+/// {user}`, `/api/instances/{id}/…`: any segment may be an id); everything after a site admin's
+/// change. Nothing after a sign-up, a login or a reset asked for (which anyone may make succeed,
+/// and which change no kept answer: only positive answers are kept); a password reset forgets
+/// everything (it ends the user's sessions, and takes a token mailed to them).
+fn forget_after(path: &str, identity: Option<&Identity>) -> Option<Forget> {
+    if path.starts_with("/api/admin/") || path == "/api/users/password/reset" {
+        return Some(Forget::Everything);
+    }
+    if SESSIONLESS_PATHS.contains(&path) {
+        return None;
+    }
+    let ids = identity
+        .map(|i| i.user.id.clone())
+        .into_iter()
+        .chain(
+            path.trim_start_matches("/api/")
+                .split('/')
+                .filter(|segment| !segment.is_empty())
+                .map(str::to_owned),
+        )
+        .collect();
+    Some(Forget::Concerning(ids))
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
@@ -640,6 +671,52 @@ mod tests {
                 .unwrap();
             assert_eq!(&body[..], b"None/None/None/None", "{path}");
         }
+    }
+
+    #[test]
+    fn a_change_forgets_what_its_path_and_its_user_name() {
+        use super::{Forget, forget_after};
+        let alice = crate::identity::Identity {
+            user: crate::identity::User {
+                id: "alice-id".into(),
+                email: "alice@example.com".into(),
+                status: shared::users::AccountStatus::Approved,
+                is_admin: false,
+            },
+            via: crate::identity::Via::Session {
+                id: "s".into(),
+                csrf_token: "c".into(),
+            },
+        };
+        let concerning = |ids: &[&str]| {
+            Some(Forget::Concerning(
+                ids.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        assert_eq!(
+            forget_after("/api/orgs/o1/members/u2", Some(&alice)),
+            concerning(&["alice-id", "orgs", "o1", "members", "u2"])
+        );
+        assert_eq!(
+            forget_after("/api/users/logout", Some(&alice)),
+            concerning(&["alice-id", "users", "logout"])
+        );
+        // Anyone can make these succeed; they change no kept answer.
+        for path in [
+            "/api/users/signup",
+            "/api/users/password/forgot",
+            "/api/users/login",
+        ] {
+            assert_eq!(forget_after(path, None), None, "{path}");
+        }
+        assert_eq!(
+            forget_after("/api/admin/users/u2/suspend", Some(&alice)),
+            Some(Forget::Everything)
+        );
+        assert_eq!(
+            forget_after("/api/users/password/reset", None),
+            Some(Forget::Everything)
+        );
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //!   probe token, a suspension or a deleted instance done through *another* edge replica, or by
 //!   the roles themselves, is seen within that time on every replica, with no channel between
 //!   them to fail;
-//! - a state-changing request this edge forwarded successfully to users or provisioning empties
-//!   it at once, so on the replica (or the one process) that made the change it is immediate;
-//! - a lookup that was in flight while the cache was emptied does not store its (possibly stale)
-//!   answer.
+//! - a state-changing request this edge forwarded successfully to users or provisioning forgets
+//!   at once what it may have changed, so on the replica (or the one process) that made the
+//!   change it is immediate: the answers about the user who asked and about every user, org or
+//!   instance its path names (an admin's change: everything) — not the other tenants' answers,
+//!   which one tenant's changes (or anyone's sign-ups) would otherwise send back to the users
+//!   role on every request;
+//! - a lookup that was in flight while something it concerns was forgotten does not store its
+//!   (possibly stale) answer.
 //!
 //! Only positive answers are kept: "no such session/token/instance" is always asked again, so a
 //! credential or instance created a moment ago works at once. Keys are SHA-256 digests of
@@ -41,6 +45,17 @@ use crate::users::directory::{AdminOrg, Directory};
 
 /// Entries kept at most; one per live credential, membership and instance in use.
 const MAX_ENTRIES: usize = 100_000;
+/// Forgettings remembered for the lookups in flight meanwhile; a lookup older than all of them
+/// stores nothing.
+const FORGETTINGS_KEPT: usize = 256;
+
+/// What a change made through the edge may have changed, so what to forget of the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forget {
+    Everything,
+    /// Every answer about any of these users, orgs or instances (by id).
+    Concerning(Vec<String>),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -58,14 +73,50 @@ enum Answer {
     Route(InstanceRoute),
 }
 
+/// Whether the answer kept under `key` is about one of `ids`: a credential's user (and an API
+/// token's org), a membership's org and user, an instance and its org.
+fn concerns(key: &Key, answer: &Answer, ids: &[String]) -> bool {
+    let named = |id: &str| ids.iter().any(|i| i == id);
+    let by_key = match key {
+        Key::Member { org, user } => named(org) || named(user),
+        Key::Instance(id) => named(id),
+        Key::Session(_) | Key::ApiToken(_) | Key::ProbeToken(_) => false,
+    };
+    by_key
+        || match answer {
+            Answer::Identity(identity) => {
+                named(&identity.user.id) || identity.token_org().is_some_and(named)
+            }
+            Answer::Role(_) => false,
+            Answer::Route(route) => named(&route.id) || named(&route.org_id),
+        }
+}
+
+impl Forget {
+    fn covers(&self, key: &Key, answer: &Answer) -> bool {
+        match self {
+            Forget::Everything => true,
+            Forget::Concerning(ids) => concerns(key, answer, ids),
+        }
+    }
+}
+
+/// The kept answers, and the last forgettings (by generation) for the lookups still in flight.
+#[derive(Default)]
+struct Entries {
+    answers: HashMap<Key, (i64, Answer)>,
+    forgotten: std::collections::VecDeque<(u64, Forget)>,
+}
+
 pub struct IdentityCache {
     /// Milliseconds an answer is kept, on `clock` (so expiries that tests make by moving the
     /// clock also end cached answers).
     ttl_ms: i64,
     clock: Clock,
-    /// Bumped by every [`IdentityCache::forget_all`]: lookups started before it store nothing.
+    /// Bumped by every [`IdentityCache::forget`] (under the entries' lock): lookups started
+    /// before it store nothing it covers.
     generation: AtomicU64,
-    entries: Mutex<HashMap<Key, (i64, Answer)>>,
+    entries: Mutex<Entries>,
     /// The lookups under way, one per key: each ends (its sender dropped) when its answer is kept
     /// or given up; at most one entry per request in flight.
     asking: Mutex<HashMap<Key, watch::Receiver<()>>>,
@@ -96,7 +147,7 @@ impl IdentityCache {
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             clock,
             generation: AtomicU64::new(0),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             asking: Mutex::new(HashMap::new()),
         })
     }
@@ -106,17 +157,31 @@ impl IdentityCache {
         (0..self.ttl_ms).contains(&(now - at))
     }
 
-    /// Forgets everything (after a change made through this edge).
+    /// Forgets everything.
     pub fn forget_all(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+        self.forget(Forget::Everything);
+    }
+
+    /// Forgets what a change made through this edge may have changed. Linear in the answers
+    /// kept; lookups in flight meanwhile do not store an answer it covers.
+    pub fn forget(&self, what: Forget) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        match &what {
+            Forget::Everything => entries.answers.clear(),
+            Forget::Concerning(_) => entries
+                .answers
+                .retain(|key, (_, answer)| !what.covers(key, answer)),
         }
+        if entries.forgotten.len() == FORGETTINGS_KEPT {
+            entries.forgotten.pop_front();
+        }
+        entries.forgotten.push_back((generation, what));
     }
 
     fn get(&self, key: &Key) -> Option<Answer> {
         let entries = self.entries.lock().ok()?;
-        let (at, answer) = entries.get(key)?;
+        let (at, answer) = entries.answers.get(key)?;
         self.fresh(*at, self.clock.now()).then(|| answer.clone())
     }
 
@@ -127,19 +192,30 @@ impl IdentityCache {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        // Checked under the lock `forget_all` also takes: an answer asked for before the last
-        // change is never stored after it.
+        // Checked under the lock `forget` also takes: an answer asked for before a change that
+        // concerns it is never stored after it, nor one older than the forgettings remembered.
         if self.generation.load(Ordering::SeqCst) != asked_at_generation {
-            return;
-        }
-        let now = self.clock.now();
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, (at, _)| self.fresh(*at, now));
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+            let since = entries
+                .forgotten
+                .iter()
+                .filter(|(generation, _)| *generation > asked_at_generation);
+            let remembered = entries
+                .forgotten
+                .front()
+                .is_some_and(|(oldest, _)| *oldest <= asked_at_generation + 1);
+            if !remembered || since.clone().any(|(_, what)| what.covers(&key, &answer)) {
+                return;
             }
         }
-        entries.insert(key, (now, answer));
+        let now = self.clock.now();
+        let answers = &mut entries.answers;
+        if answers.len() >= MAX_ENTRIES {
+            answers.retain(|_, (at, _)| self.fresh(*at, now));
+            if answers.len() >= MAX_ENTRIES {
+                answers.clear();
+            }
+        }
+        answers.insert(key, (now, answer));
     }
 
     /// The cached answer for `key`, or `ask`'s (kept if positive).
@@ -392,6 +468,111 @@ mod tests {
             "an unknown answer is asked again"
         );
         assert_eq!(inner.asked.load(Ordering::SeqCst), 3);
+    }
+
+    fn identity_of(user: &str) -> Answer {
+        let mut identity = someone();
+        identity.user.id = user.into();
+        Answer::Identity(identity)
+    }
+
+    fn route_of(instance: &str, org: &str) -> Answer {
+        Answer::Route(InstanceRoute {
+            id: instance.into(),
+            org_id: org.into(),
+            state: shared::instances::InstanceState::Ready,
+            shard: None,
+            limits: shared::instances::Limits {
+                max_probes: 1,
+                max_report_bytes: 1,
+                max_reports_per_second: 1,
+            },
+            refuse_reads: false,
+            refuse_uploads: false,
+        })
+    }
+
+    /// Sessions of two users, a membership, two instances and a probe token, all kept.
+    fn filled() -> (Arc<IdentityCache>, [Key; 6]) {
+        let cache = IdentityCache::new(Duration::from_secs(60), Clock::adjustable());
+        let keys = [
+            Key::Session(sha256("alice's")),
+            Key::Session(sha256("bob's")),
+            Key::Member {
+                org: "org-a".into(),
+                user: "alice".into(),
+            },
+            Key::Instance("inst-a".into()),
+            Key::Instance("inst-b".into()),
+            Key::ProbeToken(sha256("probe-a")),
+        ];
+        let answers = [
+            identity_of("alice"),
+            identity_of("bob"),
+            Answer::Role(Role::Admin),
+            route_of("inst-a", "org-a"),
+            route_of("inst-b", "org-b"),
+            route_of("inst-a", "org-a"),
+        ];
+        for (key, answer) in keys.iter().zip(answers) {
+            cache.put(key.clone(), answer, cache.generation.load(Ordering::SeqCst));
+        }
+        (cache, keys)
+    }
+
+    fn kept(cache: &IdentityCache, keys: &[Key]) -> Vec<bool> {
+        keys.iter().map(|k| cache.get(k).is_some()).collect()
+    }
+
+    /// One tenant's change forgets the answers about that tenant only: another's stay kept, so
+    /// its requests do not go back to the users role because of someone else's changes.
+    #[test]
+    fn a_change_forgets_only_the_answers_it_concerns() {
+        let ids = |ids: &[&str]| Forget::Concerning(ids.iter().map(|s| s.to_string()).collect());
+        let (cache, keys) = filled();
+        cache.forget(ids(&["alice"]));
+        assert_eq!(kept(&cache, &keys), [false, true, false, true, true, true]);
+
+        let (cache, keys) = filled();
+        cache.forget(ids(&["org-a"]));
+        assert_eq!(kept(&cache, &keys), [true, true, false, false, true, false]);
+
+        let (cache, keys) = filled();
+        cache.forget(ids(&["inst-b", "instances"]));
+        assert_eq!(kept(&cache, &keys), [true, true, true, true, false, true]);
+
+        let (cache, keys) = filled();
+        cache.forget(Forget::Everything);
+        assert_eq!(kept(&cache, &keys), [false; 6]);
+    }
+
+    /// A lookup in flight during a change stores its answer unless the change concerns it, or
+    /// so many changes came meanwhile that they are no longer remembered.
+    #[test]
+    fn a_lookup_in_flight_during_a_change_stores_only_what_the_change_did_not_concern() {
+        let cache = IdentityCache::new(Duration::from_secs(60), Clock::adjustable());
+        let asked_at = cache.generation.load(Ordering::SeqCst);
+        cache.forget(Forget::Concerning(vec!["bob".into()]));
+        cache.put(Key::Session(sha256("a")), identity_of("alice"), asked_at);
+        cache.put(Key::Session(sha256("b")), identity_of("bob"), asked_at);
+        assert!(cache.get(&Key::Session(sha256("a"))).is_some());
+        assert!(cache.get(&Key::Session(sha256("b"))).is_none());
+
+        let asked_at = cache.generation.load(Ordering::SeqCst);
+        for _ in 0..FORGETTINGS_KEPT {
+            cache.forget(Forget::Concerning(vec!["carol".into()]));
+        }
+        cache.put(Key::Session(sha256("c")), identity_of("alice"), asked_at);
+        assert!(
+            cache.get(&Key::Session(sha256("c"))).is_some(),
+            "all remembered"
+        );
+        cache.forget(Forget::Concerning(vec!["carol".into()]));
+        cache.put(Key::Session(sha256("d")), identity_of("alice"), asked_at);
+        assert!(
+            cache.get(&Key::Session(sha256("d"))).is_none(),
+            "older than the forgettings remembered"
+        );
     }
 
     #[tokio::test]
