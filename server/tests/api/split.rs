@@ -450,6 +450,62 @@ async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_tha
     }
 }
 
+/// Session lookups the users role has answered (its own request histogram, on its operational
+/// listener).
+async fn session_lookups(split: &Split) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", split.users.ops))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    support::metric(
+        &text,
+        "scopehub_http_request_duration_seconds_count{method=\"POST\",route=\"/internal/users/session\",status=\"200\"}",
+    )
+}
+
+/// The edge keeps each session's lookup for its TTL (500 ms). Another tenant's change, or
+/// requests anyone can make succeed (a sign-up's "forgot my password"), do not make it forget
+/// alice's: her next request within the TTL asks the users role nothing.
+#[tokio::test]
+async fn one_tenants_changes_do_not_empty_the_edges_cache_for_another() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let split = Split::start(db.url.as_str()).await;
+    let mut admin = split.site_admin("admin@example.com").await;
+    let (mut alice, _) = split.customer(&mut admin, "alice@example.com").await;
+    let (mut bob, _) = split.customer(&mut admin, "bob@example.com").await;
+    let anonymous = reqwest::Client::new();
+    // A trial counts only if it took less than the TTL; a slow machine gets another.
+    for trial in 0..20 {
+        assert_eq!(alice.get("/api/users/me").await.0, 200);
+        assert_eq!(bob.get("/api/users/me").await.0, 200);
+        let started = Instant::now();
+        let before = session_lookups(&split).await;
+        let forgot = anonymous
+            .post(format!("{}/api/users/password/forgot", split.url()))
+            .json(&serde_json::json!({"email": "nobody@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(forgot.status().is_success(), "{}", forgot.status());
+        let (status, body) = bob
+            .post(
+                "/api/orgs",
+                serde_json::json!({"name": format!("bob's {trial}")}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(alice.get("/api/users/me").await.0, 200);
+        let after = session_lookups(&split).await;
+        if started.elapsed() < Duration::from_millis(400) {
+            assert_eq!(after, before, "alice's session was asked for again");
+            return;
+        }
+    }
+    panic!("no trial finished within the cache's TTL");
+}
+
 #[tokio::test]
 async fn a_token_revoked_through_one_edge_stops_working_at_another_within_a_second() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
