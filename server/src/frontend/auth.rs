@@ -206,18 +206,28 @@ fn forget_after(path: &str, identity: Option<&Identity>) -> Option<Forget> {
     if SESSIONLESS_PATHS.contains(&path) {
         return None;
     }
+    let segments: Vec<&str> = path
+        .trim_start_matches("/api/")
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    // Every forgetting walks the kept answers once per id: a path longer than any route, or with
+    // a segment longer than any id, is bounded as everything (no role answers one with a success).
+    if segments.len() > MAX_PATH_IDS || segments.iter().any(|s| s.len() > MAX_ID_BYTES) {
+        return Some(Forget::Everything);
+    }
     let ids = identity
         .map(|i| i.user.id.clone())
         .into_iter()
-        .chain(
-            path.trim_start_matches("/api/")
-                .split('/')
-                .filter(|segment| !segment.is_empty())
-                .map(str::to_owned),
-        )
+        .chain(segments.into_iter().map(str::to_owned))
         .collect();
     Some(Forget::Concerning(ids))
 }
+
+/// Segments of an API path taken as ids to forget at most (the longest route has five).
+const MAX_PATH_IDS: usize = 8;
+/// Longer segments are not ids (ours are UUIDs and short names).
+const MAX_ID_BYTES: usize = 128;
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     headers
@@ -717,6 +727,11 @@ mod tests {
             forget_after("/api/users/password/reset", None),
             Some(Forget::Everything)
         );
+        // Bounded: a forgetting's cost does not grow with a path's length.
+        let long = format!("/api/orgs/{}", "a/".repeat(1000));
+        assert_eq!(forget_after(&long, Some(&alice)), Some(Forget::Everything));
+        let wide = format!("/api/orgs/{}", "a".repeat(10_000));
+        assert_eq!(forget_after(&wide, Some(&alice)), Some(Forget::Everything));
     }
 
     #[test]
