@@ -568,7 +568,7 @@ impl FoldedNode {
             _ => Name::new(id),
         });
         self.topology
-            .add(seq, take(&mut node.topology), Name::topology);
+            .add(seq, take(&mut node.topology), Name::known);
         self.sets.add(seq, maps.sets(node.sets));
         self.adjacency.add(seq, take(&mut node.adjacency));
         self.parents.add(seq, maps.parents(node.parents));

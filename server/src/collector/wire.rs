@@ -945,7 +945,7 @@ impl<'a> WireNode<'a> {
     pub fn into_node(self, maps: &mut NodeMapsDrain<'_, 'a>) -> Node {
         Node {
             id: Name::from(self.id.as_str()),
-            topology: Name::topology(self.topology.as_str()),
+            topology: Name::known(self.topology.as_str()),
             sets: into_map(maps.sets(self.sets), names).shared(),
             adjacency: self
                 .adjacency

@@ -131,7 +131,7 @@ impl RNode {
     pub fn bare(id: impl Into<Name>, topology: &str) -> RNode {
         RNode {
             id: id.into(),
-            topology: Name::topology(topology),
+            topology: Name::known(topology),
             ..RNode::default()
         }
     }

@@ -444,7 +444,7 @@ fn weave(ctx: &mut Ctx) -> Arc<Rendered> {
             if n.latest("host_node_id").is_none() {
                 let nick = n.latest("weave_peer_nick_name").unwrap_or("");
                 out.id = Name::from(format!("{UNMANAGED_PREFIX}{nick}"));
-                out.topology = Name::topology(PSEUDO);
+                out.topology = Name::known(PSEUDO);
             }
             join.add_mapped(&n.id, out);
         }
