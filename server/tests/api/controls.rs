@@ -397,6 +397,21 @@ pub(crate) async fn browser_pipe_end(
     socket
 }
 
+/// A command typed at the browser's end of a pipe reaches the probe's end (3 bytes), and the
+/// probe's answer comes back (8 bytes).
+pub(crate) async fn bytes_go_both_ways(browser_end: &mut Socket, probe_end: &mut Socket) {
+    browser_end
+        .send(Message::Binary(b"ls\n".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_bytes(probe_end).await.unwrap(), b"ls\n");
+    probe_end
+        .send(Message::Binary(b"bin etc\n".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_bytes(browser_end).await.unwrap(), b"bin etc\n");
+}
+
 /// Reads a terminal into `printed` until it holds `needle`.
 async fn read_until(terminal: &mut Socket, printed: &mut String, needle: &str) {
     while !printed.contains(needle) {
@@ -476,16 +491,7 @@ async fn a_pipe_joins_the_browser_and_the_probe_and_closes_with_either() {
         .await
         .unwrap();
     let mut browser_end = browser_pipe_end(&app.addr, &admin, &id, "pipe-1").await;
-    browser_end
-        .send(Message::Binary(b"ls\n".to_vec().into()))
-        .await
-        .unwrap();
-    assert_eq!(next_bytes(&mut probe_end).await.unwrap(), b"ls\n");
-    probe_end
-        .send(Message::Binary(b"bin etc\n".to_vec().into()))
-        .await
-        .unwrap();
-    assert_eq!(next_bytes(&mut browser_end).await.unwrap(), b"bin etc\n");
+    bytes_go_both_ways(&mut browser_end, &mut probe_end).await;
 
     // The browser goes: the probe's end is closed, the pipe is gone, the session audited.
     drop(browser_end);

@@ -233,12 +233,7 @@ async fn a_killed_shard_fails_fast_and_serves_again_after_a_restart() {
 /// The edge's request histograms, as its operational listener exports them: (every request's
 /// seconds from arrival to answer, the edge's own part of the proxied ones).
 async fn edge_seconds(split: &Split) -> (f64, f64) {
-    let text = reqwest::get(format!("http://{}/metrics", split.frontend.ops))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = split.frontend.metrics().await;
     let requests = text
         .lines()
         .filter(|l| l.starts_with("scopehub_http_request_duration_seconds_sum{"))
@@ -271,10 +266,9 @@ async fn post_unless(mut agent: Agent, path: String, body: Value, refused: u16) 
 #[tokio::test]
 async fn controls_and_terminals_reach_the_probe_through_the_edge() {
     use crate::controls::{
-        allow_terminals, browser_pipe_end, connect_probe_at, control_path, next_bytes, next_call,
-        probe_pipe_end, reply,
+        allow_terminals, browser_pipe_end, bytes_go_both_ways, connect_probe_at, control_path,
+        next_bytes, next_call, probe_pipe_end, reply,
     };
-    use futures_util::SinkExt;
     use serde_json::json;
 
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -363,16 +357,7 @@ async fn controls_and_terminals_reach_the_probe_through_the_edge() {
         .unwrap();
     let addr: std::net::SocketAddr = split.frontend.listen.parse().unwrap();
     let mut browser_end = browser_pipe_end(&addr, &alice, id, "pipe-1").await;
-    browser_end
-        .send(Message::Binary(b"ls\n".to_vec().into()))
-        .await
-        .unwrap();
-    assert_eq!(next_bytes(&mut probe_end).await.unwrap(), b"ls\n");
-    probe_end
-        .send(Message::Binary(b"bin etc\n".to_vec().into()))
-        .await
-        .unwrap();
-    assert_eq!(next_bytes(&mut browser_end).await.unwrap(), b"bin etc\n");
+    bytes_go_both_ways(&mut browser_end, &mut probe_end).await;
     // The browser goes: the probe's end is closed, through the edge too.
     drop(browser_end);
     assert_eq!(next_bytes(&mut probe_end).await, None);
@@ -435,11 +420,7 @@ async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_tha
             body["message"].as_str().unwrap().contains("--ops-listen"),
             "{body}"
         );
-        let ops = reqwest::get(format!("http://{}/metrics", role.ops))
-            .await
-            .unwrap();
-        assert_eq!(ops.status(), 200, "{}", role.name);
-        assert!(ops.text().await.unwrap().contains("scopehub_ready"));
+        assert!(role.metrics().await.contains("scopehub_ready"));
         for path in ["/healthz", "/readyz"] {
             let status = reqwest::get(format!("{}{path}", role.url()))
                 .await
@@ -453,12 +434,7 @@ async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_tha
 /// Session lookups the users role has answered (its own request histogram, on its operational
 /// listener).
 async fn session_lookups(split: &Split) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", split.users.ops))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = split.users.metrics().await;
     support::metric(
         &text,
         "scopehub_http_request_duration_seconds_count{method=\"POST\",route=\"/internal/users/session\",status=\"200\"}",

@@ -76,6 +76,15 @@ impl Role {
         self.process = Some(ServerProcess::start_on(self.name, &self.listen, &args));
     }
 
+    /// This process's `/metrics`, from its operational listener (where alone it is served).
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("http://{}/metrics", self.ops))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{} /metrics", self.name);
+        response.text().await.unwrap()
+    }
+
     pub fn process(&self) -> &ServerProcess {
         self.process.as_ref().expect("role running")
     }
