@@ -27,7 +27,7 @@
 //! credential, a failure, a change meanwhile, or its request went away), each waiter asks on its
 //! own, at once: a waiter is never queued behind more than one lookup.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -73,39 +73,84 @@ enum Answer {
     Route(InstanceRoute),
 }
 
-/// Whether the answer kept under `key` is about one of `ids`: a credential's user (and an API
-/// token's org), a membership's org and user, an instance and its org.
-fn concerns(key: &Key, answer: &Answer, ids: &[String]) -> bool {
-    let named = |id: &str| ids.iter().any(|i| i == id);
-    let by_key = match key {
-        Key::Member { org, user } => named(org) || named(user),
-        Key::Instance(id) => named(id),
-        Key::Session(_) | Key::ApiToken(_) | Key::ProbeToken(_) => false,
-    };
-    by_key
-        || match answer {
-            Answer::Identity(identity) => {
-                named(&identity.user.id) || identity.token_org().is_some_and(named)
-            }
-            Answer::Role(_) => false,
-            Answer::Route(route) => named(&route.id) || named(&route.org_id),
-        }
+/// The users, orgs and instances (by id) the answer kept under `key` is about: a credential's
+/// user (and an API token's org), a membership's org and user, an instance and its org. A
+/// forgetting of any of them forgets the answer.
+fn about<'a>(key: &'a Key, answer: &'a Answer) -> impl Iterator<Item = &'a str> {
+    let (key_ids, answer_ids): ([Option<&str>; 2], [Option<&str>; 2]) = (
+        match key {
+            Key::Member { org, user } => [Some(org), Some(user)],
+            Key::Instance(id) => [Some(id), None],
+            Key::Session(_) | Key::ApiToken(_) | Key::ProbeToken(_) => [None, None],
+        },
+        match answer {
+            Answer::Identity(identity) => [Some(&identity.user.id), identity.token_org()],
+            Answer::Role(_) => [None, None],
+            Answer::Route(route) => [Some(&route.id), Some(&route.org_id)],
+        },
+    );
+    key_ids.into_iter().chain(answer_ids).flatten()
 }
 
 impl Forget {
     fn covers(&self, key: &Key, answer: &Answer) -> bool {
         match self {
             Forget::Everything => true,
-            Forget::Concerning(ids) => concerns(key, answer, ids),
+            Forget::Concerning(ids) => about(key, answer).any(|id| ids.iter().any(|i| i == id)),
         }
     }
 }
 
-/// The kept answers, and the last forgettings (by generation) for the lookups still in flight.
+/// The kept answers, indexed by the ids they are about, and the last forgettings (by
+/// generation) for the lookups still in flight.
 #[derive(Default)]
 struct Entries {
     answers: HashMap<Key, (i64, Answer)>,
+    /// The keys of the answers about each id ([`about`]), so that forgetting a tenant's answers
+    /// costs what it forgets, not a walk over every tenant's under the lock.
+    by_id: HashMap<String, HashSet<Key>>,
     forgotten: std::collections::VecDeque<(u64, Forget)>,
+}
+
+impl Entries {
+    fn insert(&mut self, key: Key, at: i64, answer: Answer) {
+        self.remove(&key);
+        for id in about(&key, &answer) {
+            self.by_id
+                .entry(id.to_owned())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.answers.insert(key, (at, answer));
+    }
+
+    fn remove(&mut self, key: &Key) {
+        let Some((_, answer)) = self.answers.remove(key) else {
+            return;
+        };
+        for id in about(key, &answer) {
+            if let Some(keys) = self.by_id.get_mut(id) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_id.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Forgets the answers about any of `ids`: proportional to what it forgets.
+    fn remove_concerning(&mut self, ids: &[String]) {
+        for id in ids {
+            for key in self.by_id.remove(id.as_str()).unwrap_or_default() {
+                self.remove(&key);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.answers.clear();
+        self.by_id.clear();
+    }
 }
 
 pub struct IdentityCache {
@@ -162,16 +207,14 @@ impl IdentityCache {
         self.forget(Forget::Everything);
     }
 
-    /// Forgets what a change made through this edge may have changed. Linear in the answers
-    /// kept; lookups in flight meanwhile do not store an answer it covers.
+    /// Forgets what a change made through this edge may have changed, in time proportional to
+    /// what it forgets; lookups in flight meanwhile do not store an answer it covers.
     pub fn forget(&self, what: Forget) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         match &what {
-            Forget::Everything => entries.answers.clear(),
-            Forget::Concerning(_) => entries
-                .answers
-                .retain(|key, (_, answer)| !what.covers(key, answer)),
+            Forget::Everything => entries.clear(),
+            Forget::Concerning(ids) => entries.remove_concerning(ids),
         }
         if entries.forgotten.len() == FORGETTINGS_KEPT {
             entries.forgotten.pop_front();
@@ -208,14 +251,21 @@ impl IdentityCache {
             }
         }
         let now = self.clock.now();
-        let answers = &mut entries.answers;
-        if answers.len() >= MAX_ENTRIES {
-            answers.retain(|_, (at, _)| self.fresh(*at, now));
-            if answers.len() >= MAX_ENTRIES {
-                answers.clear();
+        if entries.answers.len() >= MAX_ENTRIES {
+            let stale: Vec<Key> = (entries.answers.iter())
+                .filter(|(_, (at, _))| !self.fresh(*at, now))
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in &stale {
+                entries.remove(key);
+            }
+            // Starting over unless a quarter went: a full cache is walked at most once per
+            // quarter of its size put.
+            if entries.answers.len() >= MAX_ENTRIES / 4 * 3 {
+                entries.clear();
             }
         }
-        answers.insert(key, (now, answer));
+        entries.insert(key, now, answer);
     }
 
     /// The cached answer for `key`, or `ask`'s (kept if positive).
@@ -544,6 +594,78 @@ mod tests {
         let (cache, keys) = filled();
         cache.forget(Forget::Everything);
         assert_eq!(kept(&cache, &keys), [false; 6]);
+    }
+
+    /// Every kept answer is indexed under each id it is about, and the index holds nothing else.
+    fn assert_indexed(cache: &IdentityCache) {
+        let entries = cache.entries.lock().unwrap();
+        let mut expected: HashMap<String, HashSet<Key>> = HashMap::new();
+        for (key, (_, answer)) in &entries.answers {
+            for id in about(key, answer) {
+                expected.entry(id.into()).or_default().insert(key.clone());
+            }
+        }
+        assert_eq!(entries.by_id, expected);
+    }
+
+    /// A forgetting finds what it forgets through the index, which follows every change of
+    /// what is kept: an answer replaced by one about someone else goes with the new someone.
+    #[test]
+    fn the_index_of_ids_follows_what_is_kept() {
+        let forget = |cache: &IdentityCache, id: &str| {
+            cache.forget(Forget::Concerning(vec![id.to_string()]));
+            assert_indexed(cache);
+        };
+        let (cache, keys) = filled();
+        assert_indexed(&cache);
+        let generation = cache.generation.load(Ordering::SeqCst);
+        cache.put(keys[0].clone(), identity_of("carol"), generation);
+        assert_indexed(&cache);
+        forget(&cache, "alice");
+        assert_eq!(kept(&cache, &keys), [true, true, false, true, true, true]);
+        forget(&cache, "carol");
+        assert_eq!(kept(&cache, &keys), [false, true, false, true, true, true]);
+        for id in ["bob", "org-a", "org-b", "nobody"] {
+            forget(&cache, id);
+        }
+        assert_eq!(kept(&cache, &keys), [false; 6]);
+        assert!(cache.entries.lock().unwrap().by_id.is_empty());
+    }
+
+    /// A full cache lets go of what expired, and starts over when little did.
+    #[test]
+    fn a_full_cache_makes_room() {
+        let clock = Clock::adjustable();
+        let cache = IdentityCache::new(Duration::from_secs(600), clock.clone());
+        let put = |n: usize| {
+            let generation = cache.generation.load(Ordering::SeqCst);
+            let key = Key::Instance(format!("inst-{n}"));
+            cache.put(key, route_of(&format!("inst-{n}"), "org"), generation);
+        };
+        for n in 0..MAX_ENTRIES / 2 {
+            put(n);
+        }
+        clock.advance(600_000);
+        for n in MAX_ENTRIES / 2..MAX_ENTRIES + 1 {
+            put(n);
+        }
+        // The expired half went; the fresh half and the new answer stayed.
+        assert_eq!(
+            cache.entries.lock().unwrap().answers.len(),
+            MAX_ENTRIES / 2 + 1
+        );
+        assert!(
+            cache
+                .get(&Key::Instance(format!("inst-{MAX_ENTRIES}")))
+                .is_some()
+        );
+        assert_indexed(&cache);
+        for n in MAX_ENTRIES + 1..MAX_ENTRIES * 3 / 2 + 1 {
+            put(n);
+        }
+        // Full of fresh answers: started over, with only the newest.
+        assert_eq!(cache.entries.lock().unwrap().answers.len(), 1);
+        assert_indexed(&cache);
     }
 
     /// A lookup in flight during a change stores its answer unless the change concerns it, or
