@@ -523,7 +523,7 @@ async fn run_until_shutdown(
     let (router, ops) = match http.ops_listen {
         Some(addr) => {
             let ops = serve_ops(addr, router.clone()).await?;
-            (metrics_on_ops_only(router), Some(ops))
+            (operational_details_on_ops_only(router), Some(ops))
         }
         None => (router, None),
     };
@@ -572,20 +572,32 @@ async fn run_until_shutdown(
     Ok(())
 }
 
-/// With an operational listener, `/metrics` is served there only: the public listener (the
-/// edge's is the Internet's way in) answers it 404, where it would otherwise show anyone the
-/// process's request counts, routes and internals. `/healthz` and `/readyz` stay on both, for
-/// load balancers that check the public port.
-fn metrics_on_ops_only(router: Router) -> Router {
+/// With an operational listener, what the operational endpoints tell about the process's
+/// insides is told there only. The public listener (the edge's is the Internet's way in) answers
+/// `/metrics` 404, where it would show anyone the request counts, routes and internals, and its
+/// `/readyz` says ready or not ready without why (a database error's text, the backend): a load
+/// balancer that checks the public port needs the status only. `/healthz` is the same on both.
+fn operational_details_on_ops_only(router: Router) -> Router {
     router.layer(axum::middleware::from_fn(
         |req: axum::extract::Request, next: axum::middleware::Next| async move {
-            if req.uri().path() == "/metrics" {
-                crate::error::Error::not_found(
+            let path = req.uri().path();
+            if path == "/metrics" {
+                return crate::error::Error::not_found(
                     "/metrics is served on the operational listener (--ops-listen) only.",
                 )
-                .into_response()
-            } else {
-                next.run(req).await
+                .into_response();
+            }
+            let readiness = path == "/readyz";
+            let response = next.run(req).await;
+            match (readiness, response.status().is_success()) {
+                (false, _) => response,
+                (true, true) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+                (true, false) => crate::error::Error::client(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    shared::ErrorCode::Unavailable,
+                    "Not ready. Why is on the operational listener (--ops-listen).",
+                )
+                .into_response(),
             }
         },
     ))

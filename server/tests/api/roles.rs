@@ -71,6 +71,7 @@ async fn roles_run_alone_and_refuse_requests_without_an_edge_identity() {
         &["--database-url", &db, "--internal-secret", SECRET],
     );
     users.wait_ready().await;
+    let ops = format!("127.0.0.1:{}", crate::support::process::free_port());
     let collector = ServerProcess::start(
         "collector",
         &[
@@ -82,17 +83,19 @@ async fn roles_run_alone_and_refuse_requests_without_an_edge_identity() {
             "http://127.0.0.1:1",
             "--internal-secret",
             SECRET,
+            "--ops-listen",
+            &ops,
         ],
     );
     // A collector is ready once it holds the instances placed on it, which provisioning (not
-    // reachable at this URL) must tell it.
+    // reachable at this URL) must tell it. Why it is not ready is said on the operational
+    // listener only; the public one says not ready and where to look.
     // (Until its first attempt fails it says "still starting".)
-    let readyz = format!("{}/readyz", collector.url);
     crate::support::eventually(
         Duration::from_secs(10),
         "the collector to say it cannot load its placed instances",
         || async {
-            let (status, ready) = get(&readyz).await;
+            let (status, ready) = get(&format!("http://{ops}/readyz")).await;
             assert_eq!(status, 503, "{ready}");
             ready["message"]
                 .as_str()
@@ -101,6 +104,13 @@ async fn roles_run_alone_and_refuse_requests_without_an_edge_identity() {
         },
     )
     .await;
+    let (status, ready) = get(&format!("{}/readyz", collector.url)).await;
+    assert_eq!((status, ready["code"].as_str()), (503, Some("unavailable")));
+    let told = ready["message"].as_str().unwrap();
+    assert!(
+        told.contains("--ops-listen") && !told.contains("placed"),
+        "{ready}"
+    );
     let shard = format!("shard-a={}", collector.url);
     let provisioning = ServerProcess::start(
         "provisioning",

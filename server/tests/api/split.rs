@@ -429,6 +429,15 @@ async fn identity_headers_from_outside_are_ignored_and_roles_refuse_requests_tha
             assert_eq!(status, 200, "{} {path}", role.name);
         }
     }
+    // Readiness's details (here the database's backend) are on the operational listener only.
+    let ready = |url: String| async move {
+        let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        body
+    };
+    let public = ready(format!("{}/readyz", split.users.url())).await;
+    assert_eq!(public, serde_json::json!({"status": "ready"}));
+    let operational = ready(format!("http://{}/readyz", split.users.ops)).await;
+    assert!(operational["database"].is_string(), "{operational}");
 }
 
 /// Session lookups the users role has answered (its own request histogram, on its operational
