@@ -185,12 +185,39 @@ async fn control(
     Path((_, probe, node, control)): Path<(String, String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<super::controls::ControlReply>> {
-    let result = carry_control(&state, &reader, &probe, &node, &control, &body).await;
+    use super::controls::Allowance;
+    use axum::http::StatusCode;
+    let now = state.clock.now();
+    let allowance = state.shard.with_slot(&reader.instance, |slot| {
+        (slot.control_allowances).take(&reader.identity.user.id, now)
+    });
+    let too_many = |retry_after_secs| Error::TooManyRequests {
+        retry_after_secs,
+        message: "You have made too many controls on this instance in a short time; wait a moment."
+            .to_owned(),
+    };
+    let result = match allowance {
+        // A streak of refusals is audited once, at its first.
+        Some(Allowance::Refused {
+            first: false,
+            retry_after_secs,
+        }) => return Err(too_many(retry_after_secs)),
+        Some(Allowance::Refused {
+            first: true,
+            retry_after_secs,
+        }) => Err(too_many(retry_after_secs)),
+        Some(Allowance::Allowed) | None => {
+            carry_control(&state, &reader, &probe, &node, &control, &body).await
+        }
+    };
     let outcome = match &result {
         Ok(reply) if reply.contains_key("removedNode") => "removed".to_owned(),
         Ok(_) => "done".to_owned(),
-        Err(e) if e.status() == axum::http::StatusCode::GATEWAY_TIMEOUT => "timed out".to_owned(),
-        Err(e) if e.status() == axum::http::StatusCode::FORBIDDEN => format!("refused: {e}"),
+        Err(e) if e.status() == StatusCode::GATEWAY_TIMEOUT => "timed out".to_owned(),
+        Err(e) if e.status() == StatusCode::FORBIDDEN => format!("refused: {e}"),
+        Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => format!(
+            "refused: {e} (the user's next refusals until a control is allowed again are not audited)"
+        ),
         Err(e) => format!("failed: {e}"),
     };
     let record = super::controls::ControlRecord {

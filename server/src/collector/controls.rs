@@ -75,6 +75,83 @@ pub const TERMINAL_CONTROLS: [&str; 3] = [
 const QUEUED_CALLS: usize = 8;
 const AWAITED_REPLIES: usize = 16;
 
+/// Controls one user may call on one instance: a burst of this many, then one per this many ms.
+/// Every call is audited, so without it one member (or a leaked token with write scope) could
+/// write audit rows as fast as the collector answers, refusals included.
+pub const CONTROL_BURST: f64 = 20.0;
+pub const CONTROL_REFILL_MS: f64 = 1000.0;
+/// Users whose allowance an instance remembers at most; beyond it, those back to a full burst
+/// (whom forgetting changes nothing for) are let go, then the one nearest to it.
+const CONTROL_USERS_KEPT: usize = 1024;
+
+/// Whether a user's control may go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    Allowed,
+    /// Over the user's allowance: retry after this many seconds. `first` is the first refusal
+    /// since the user's last allowed call: it is audited; the rest of the streak is not, so the
+    /// audit log grows at most about twice as fast as the allowance.
+    Refused {
+        first: bool,
+        retry_after_secs: u64,
+    },
+}
+
+/// Each user's allowance of controls on one instance (a token bucket), kept in its slot.
+#[derive(Debug, Default)]
+pub struct ControlAllowances {
+    /// By user id: tokens left, when last counted (ms), and whether refusing.
+    users: HashMap<String, (f64, i64, bool)>,
+}
+
+impl ControlAllowances {
+    /// Takes one call of `user`'s allowance at `now_ms`, or says when to retry.
+    pub fn take(&mut self, user: &str, now_ms: i64) -> Allowance {
+        if !self.users.contains_key(user) && self.users.len() >= CONTROL_USERS_KEPT {
+            self.make_room(now_ms);
+        }
+        let (tokens, at, refusing) =
+            self.users
+                .entry(user.to_owned())
+                .or_insert((CONTROL_BURST, now_ms, false));
+        *tokens = refilled(*tokens, *at, now_ms);
+        *at = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            *refusing = false;
+            return Allowance::Allowed;
+        }
+        let first = !std::mem::replace(refusing, true);
+        let wait_ms = (1.0 - *tokens) * CONTROL_REFILL_MS;
+        Allowance::Refused {
+            first,
+            retry_after_secs: ((wait_ms / 1000.0).ceil() as u64).max(1),
+        }
+    }
+
+    /// Lets go of the users back to a full burst, or else of the one nearest to it: never of one
+    /// who spent theirs while others have more left.
+    fn make_room(&mut self, now_ms: i64) {
+        let left = |(tokens, at, _): &(f64, i64, bool)| refilled(*tokens, *at, now_ms);
+        self.users.retain(|_, user| left(user) < CONTROL_BURST);
+        if self.users.len() < CONTROL_USERS_KEPT {
+            return;
+        }
+        let nearest_full = (self.users.iter())
+            .max_by(|a, b| left(a.1).total_cmp(&left(b.1)))
+            .map(|(user, _)| user.clone());
+        if let Some(user) = nearest_full {
+            self.users.remove(&user);
+        }
+    }
+}
+
+/// `tokens` counted at `at`, refilled until `now_ms` (a clock moved back refills nothing).
+fn refilled(tokens: f64, at: i64, now_ms: i64) -> f64 {
+    let elapsed = (now_ms - at).max(0) as f64;
+    (tokens + elapsed / CONTROL_REFILL_MS).min(CONTROL_BURST)
+}
+
 /// What the user asks of a node: Scope's `xfer.Request` (the probe fills in `AppID`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlRequest {
@@ -308,6 +385,69 @@ mod tests {
             Message::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A burst, then one call per refill; each user has their own; only a streak's first
+    /// refusal is audited.
+    #[test]
+    fn each_user_has_an_allowance_of_controls() {
+        let mut allowances = ControlAllowances::default();
+        let burst = CONTROL_BURST as usize;
+        for _ in 0..burst {
+            assert_eq!(allowances.take("alice", 0), Allowance::Allowed);
+        }
+        let refused = |first| Allowance::Refused {
+            first,
+            retry_after_secs: 1,
+        };
+        assert_eq!(allowances.take("alice", 0), refused(true));
+        assert_eq!(allowances.take("alice", 10), refused(false));
+        assert_eq!(allowances.take("bob", 10), Allowance::Allowed, "bob's own");
+        let refill = CONTROL_REFILL_MS as i64;
+        assert_eq!(allowances.take("alice", refill), Allowance::Allowed);
+        assert_eq!(
+            allowances.take("alice", refill),
+            refused(true),
+            "a new streak"
+        );
+        // Idle long enough, a whole burst again, never more.
+        let later = refill * (burst as i64 + 100);
+        for _ in 0..burst {
+            assert_eq!(allowances.take("alice", later), Allowance::Allowed);
+        }
+        assert_eq!(allowances.take("alice", later), refused(true));
+        // A clock moved back refills nothing.
+        assert_eq!(allowances.take("alice", 0), refused(false));
+    }
+
+    /// The users remembered are bounded; those back to a full burst go first, and a user in the
+    /// middle of a streak keeps it while others come and go.
+    #[test]
+    fn allowances_remembered_are_bounded() {
+        let mut allowances = ControlAllowances::default();
+        for _ in 0..CONTROL_BURST as usize + 1 {
+            allowances.take("flooding", 0);
+        }
+        // Users who come and go at the same time, each with a call, so none is back to a full
+        // burst: the flooding user, furthest from it, stays remembered (and refused).
+        for n in 0..CONTROL_USERS_KEPT * 3 {
+            allowances.take(&format!("user-{n}"), 0);
+            assert!(allowances.users.len() <= CONTROL_USERS_KEPT);
+        }
+        assert_eq!(
+            allowances.take("flooding", 0),
+            Allowance::Refused {
+                first: false,
+                retry_after_secs: 1
+            }
+        );
+        // A refill later the others are back to a full burst: they are let go first.
+        allowances.take("newcomer", CONTROL_REFILL_MS as i64);
+        assert_eq!(
+            allowances.users.len(),
+            2,
+            "the flooding user and the newcomer"
+        );
     }
 
     #[tokio::test]

@@ -238,6 +238,8 @@ pub struct Slot {
     ledger: Arc<MemoryLedger>,
     /// Each connected probe's control channel, by probe id.
     controls: BTreeMap<String, super::controls::ProbeLink>,
+    /// Each user's allowance of controls on this instance.
+    pub control_allowances: super::controls::ControlAllowances,
     /// When history's task last began counting the views for the timeline (ms).
     views_counted: i64,
     /// Nodes a control removed (a container deleted), by id, with when: left out of the window's
@@ -370,6 +372,7 @@ impl Slot {
             window_bytes: 0,
             ledger,
             controls: BTreeMap::new(),
+            control_allowances: Default::default(),
             views_counted: i64::MIN,
             removed: BTreeMap::new(),
             pipes: super::pipes::Pipes::default(),

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -215,6 +216,64 @@ async fn controls_reach_the_probe_and_its_reply_comes_back() {
         async move { (admin.post(&path, json!({})).await.0 == 503).then_some(()) }
     })
     .await;
+}
+
+/// Each user has an allowance of controls per instance: a member calling controls (here a viewer,
+/// each call refused and audited) as fast as they can is told 429 with when to retry, only the
+/// first refusal of each streak writes to the audit log, and another member is not affected.
+#[tokio::test]
+async fn a_member_calling_controls_without_pause_is_slowed_and_does_not_flood_the_audit_log() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut admin, mut viewer, id, _) = tenant(&app).await;
+    let org = org_of(&mut admin, &id).await;
+    let path = control_path(
+        &id,
+        "probe-1",
+        "abc;<container>",
+        "docker_restart_container",
+    );
+    // Until three refusals in a row (a refill of the allowance between calls starts a new
+    // streak); every answer is a refusal for the viewer: 403, or 429 once over the allowance.
+    let (mut answers, mut in_a_row) = (Vec::new(), 0);
+    while in_a_row < 3 {
+        assert!(answers.len() < 200, "never slowed: {answers:?}");
+        let (status, headers, body) = viewer.send_full(Method::POST, &path, Some(json!({}))).await;
+        if status == 429 {
+            assert_eq!(body["code"], "too_many_requests", "{body}");
+            let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=2).contains(&retry), "{retry}");
+            in_a_row += 1;
+        } else {
+            assert_eq!(status, 403, "{body}");
+            in_a_row = 0;
+        }
+        answers.push(status);
+    }
+    let allowed = answers.iter().filter(|s| **s == 403).count();
+    assert!(allowed >= 20, "the burst: {answers:?}");
+    let streaks = (answers.windows(2))
+        .filter(|pair| pair[0] == 403 && pair[1] == 429)
+        .count();
+
+    let audited = audited_controls(&mut admin, &org).await;
+    let (viewers, others): (Vec<_>, Vec<_>) =
+        (audited.iter()).partition(|(actor, _)| actor == "viewer@example.com");
+    let slowed = viewers
+        .iter()
+        .filter(|(_, d)| d.contains("too many"))
+        .count();
+    assert_eq!(
+        (viewers.len() - slowed, slowed),
+        (allowed, streaks),
+        "{answers:?} {viewers:?}"
+    );
+    assert!(others.is_empty(), "{others:?}");
+
+    // The admin's allowance is their own: the probe is not connected, and they are told so.
+    let (status, body) = admin.post(&path, json!({})).await;
+    assert_eq!(status, 503, "{body}");
 }
 
 /// The instance's settings decide what members may do from the map: org admins turn controls off
