@@ -85,6 +85,7 @@ struct MetricsInner {
     history_reports: Family<ReportLabels, Counter>,
     history_bytes: Counter,
     history_buffer: Gauge,
+    history_oldest_waiting: Gauge,
     /// What the collector's shard holds, read at each scrape ([`Metrics::observe_instances`]).
     instances: Arc<OnceLock<Arc<dyn LiveInstances>>>,
 }
@@ -363,6 +364,13 @@ impl Metrics {
             "Report bytes waiting to be written to the history store",
             history_buffer.clone(),
         );
+        let history_oldest_waiting = Gauge::default();
+        registry.register(
+            "history_oldest_waiting_seconds",
+            "Age of the oldest report waiting to be written to the history store, as of the last \
+             flush (0 when none waits): it grows for as long as the store takes none of it",
+            history_oldest_waiting.clone(),
+        );
         let report_cpu = Counter::<f64, AtomicU64>::default();
         registry.register(
             "collector_report_cpu_seconds",
@@ -397,6 +405,7 @@ impl Metrics {
                 history_reports,
                 history_bytes,
                 history_buffer,
+                history_oldest_waiting,
                 instances,
             }),
         }
@@ -427,6 +436,11 @@ impl Metrics {
         self.inner
             .history_buffer
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The age of the oldest report waiting for the history store.
+    pub fn set_history_oldest_waiting(&self, seconds: i64) {
+        self.inner.history_oldest_waiting.set(seconds.max(0));
     }
 
     /// A probe report accepted (`outcome = "accepted"`) or refused, and the shard's window bytes.

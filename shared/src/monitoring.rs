@@ -101,6 +101,9 @@ pub struct TargetStatus {
     pub history_per_second: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_buffer_bytes: Option<f64>,
+    /// How long the oldest of those has waited, as of the collector's last flush (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_oldest_waiting_seconds: Option<f64>,
     /// The last hour, a point per scrape, oldest first (for sparklines).
     pub history: Vec<HistoryPoint>,
 }

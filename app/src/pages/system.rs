@@ -70,6 +70,10 @@ fn signals(t: &TargetStatus) -> Vec<String> {
     add(t.history_buffer_bytes, &|b| {
         format!("history waiting {}", bytes(b))
     });
+    add(
+        t.history_oldest_waiting_seconds.filter(|s| *s > 0.0),
+        &|s| format!("oldest waiting {s:.0} s"),
+    );
     for (outcome, r) in &t.history_per_second {
         if *r > 0.0 || outcome == "stored" {
             out.push(format!("history {} {r:.1}/s", outcome.replace('_', " ")));

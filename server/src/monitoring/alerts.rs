@@ -31,6 +31,10 @@ pub enum Condition {
     /// A collector dropped reports' history since the scrape before: its buffer is full, for its
     /// store has failed or been too slow for long enough to fill it.
     HistoryDropping,
+    /// A collector's oldest report waiting for its history store has waited longer than this many
+    /// seconds: the store has not taken it at any flush since (a level, so it holds through a store
+    /// whose writes time out, whose failures only show on every other scrape).
+    HistoryWaitingAbove(f64),
 }
 
 impl Condition {
@@ -48,6 +52,9 @@ impl Condition {
                 .history_per_second
                 .get("dropped_buffer_full")
                 .is_some_and(|r| *r > 0.0),
+            Condition::HistoryWaitingAbove(limit) => {
+                t.history_oldest_waiting_seconds.is_some_and(|s| s > limit)
+            }
         }
     }
 }
@@ -109,6 +116,14 @@ pub fn default_rules() -> Vec<Rule> {
             summary: "A collector has been dropping reports' history for a minute: its history \
                       store has failed or been too slow long enough to fill its buffer, so past \
                       moments from now on are missing.",
+        },
+        Rule {
+            name: "HistoryStalled",
+            condition: Condition::HistoryWaitingAbove(300.0),
+            for_ms: 5 * MINUTE,
+            summary: "A collector's history store has taken none of its oldest waiting reports \
+                      for over 5 minutes: they wait in its buffer, and once that is full reports' \
+                      history is dropped.",
         },
     ]
 }
@@ -301,6 +316,7 @@ mod tests {
         bad.reconcile_lag_seconds = Some(61.0);
         bad.mail_failing = Some(3.0);
         bad.history_per_second = [("dropped_buffer_full".to_owned(), 2.0)].into();
+        bad.history_oldest_waiting_seconds = Some(301.0);
         alerts.evaluate(0, std::slice::from_ref(&bad));
         let mut fired = states(&alerts.evaluate(10 * MINUTE, std::slice::from_ref(&bad)))
             .into_iter()
@@ -313,6 +329,7 @@ mod tests {
                 "CollectorShardDown",
                 "HighErrorRatio",
                 "HistoryDropping",
+                "HistoryStalled",
                 "MailFailing",
                 "ReconcileLag",
                 "RoleNotReady",
@@ -331,6 +348,7 @@ mod tests {
             ("dropped_buffer_full".to_owned(), 0.0),
         ]
         .into();
+        fine.history_oldest_waiting_seconds = Some(300.0);
         let mut calm = Alerts::new(default_rules());
         calm.evaluate(0, std::slice::from_ref(&fine));
         assert!(calm.evaluate(10 * MINUTE, &[fine]).is_empty());

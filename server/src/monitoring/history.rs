@@ -146,6 +146,7 @@ impl History {
             database_errors_per_second: rates.database_errors_per_second,
             history_per_second: rates.history_per_second,
             history_buffer_bytes: reading.and_then(|r| r.history_buffer_bytes),
+            history_oldest_waiting_seconds: reading.and_then(|r| r.history_oldest_waiting_seconds),
             history,
         }
     }

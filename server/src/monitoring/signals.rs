@@ -26,6 +26,7 @@ const MAIL_FAILING: &str = "scopehub_mail_failing";
 const DATABASE_ERRORS: &str = "scopehub_database_errors_total";
 const HISTORY_REPORTS: &str = "scopehub_history_reports_total";
 const HISTORY_BUFFER: &str = "scopehub_history_buffer_bytes";
+const HISTORY_OLDEST_WAITING: &str = "scopehub_history_oldest_waiting_seconds";
 
 /// At most this many latency buckets and report outcomes are kept of one reading (ours have 16 and
 /// a handful); of a target that sends more, the lowest bounds and the first outcomes.
@@ -68,6 +69,8 @@ pub struct Reading {
     pub history: BTreeMap<String, f64>,
     /// History: report bytes waiting to be written (collectors).
     pub history_buffer_bytes: Option<f64>,
+    /// History: how long the oldest waiting report has waited, at the last flush (collectors).
+    pub history_oldest_waiting_seconds: Option<f64>,
 }
 
 /// One instance on a collector, as one scrape found it.
@@ -160,6 +163,9 @@ pub fn read(scrape: &Scrape) -> Reading {
             }
             (DATABASE_ERRORS, value) => reading.database_errors = number(value),
             (HISTORY_BUFFER, value) => reading.history_buffer_bytes = number(value),
+            (HISTORY_OLDEST_WAITING, value) => {
+                reading.history_oldest_waiting_seconds = number(value);
+            }
             (HISTORY_REPORTS, value) => {
                 let outcome = sample.labels.get("outcome").unwrap_or("unknown");
                 if let Some(v) = number(value)
@@ -439,10 +445,12 @@ scopehub_collector_websockets 4
         metrics.set_reconcile_lag(3.5);
         metrics.record_history("stored", 30);
         metrics.set_history_buffer(4096);
+        metrics.set_history_oldest_waiting(42);
         let _socket = metrics.websocket_open();
         let before = parse(&metrics.encode());
         assert_eq!(before.history["stored"], 30.0);
         assert_eq!(before.history_buffer_bytes, Some(4096.0));
+        assert_eq!(before.history_oldest_waiting_seconds, Some(42.0));
         assert_eq!(before.shard.as_deref(), Some("shard-b"));
         assert_eq!(before.probes, Some(3.0));
         assert_eq!(

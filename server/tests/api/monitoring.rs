@@ -344,6 +344,91 @@ async fn history_that_is_dropped_fires_an_alert() {
     assert_eq!(events_of(&body, "HistoryDropping"), 1, "{body}");
 }
 
+/// A collector whose history store takes nothing keeps its reports' history waiting, older at
+/// every flush: the page shows how long, and once the oldest has waited over 5 minutes for 5
+/// minutes HistoryStalled fires (once), before any history is dropped. It resolves when the
+/// store takes the reports again.
+#[tokio::test]
+async fn history_that_waits_for_a_failing_store_fires_an_alert() {
+    use scopehub::collector::history::{HistoryConfig, HistoryLocation};
+    let folder = tempfile::tempdir().unwrap();
+    let root = folder.path().join("history");
+    std::fs::create_dir_all(&root).unwrap();
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(300)),
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_millis(300),
+            retention_interval: Duration::from_secs(3600),
+            ..HistoryConfig::new(HistoryLocation::Folder(root.clone()))
+        }),
+        ..AppOptions::default()
+    };
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+        return;
+    };
+    let mut admin = site_admin(&app).await;
+    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
+    assert_eq!(status, 201, "{org}");
+    let (_, token) = admin
+        .create_ready_instance(org["id"].as_str().unwrap(), "stalled")
+        .await;
+    // The store's folder is a file now: every write fails.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::write(&root, b"not a folder").unwrap();
+    let report = crate::reports::fixture("probe-full-4.msgpack.gz");
+    let (status, body) =
+        crate::support::split::post_report(&app.url, &token, "probe-1", report).await;
+    assert_eq!(status, 200, "{body}");
+
+    let waited = |body: &Value| {
+        let serve = target(body, "serve").cloned().unwrap_or_default();
+        serve["history_oldest_waiting_seconds"].as_f64()
+    };
+    // Six minutes on, the next flush finds the report still waiting, now for over 5 minutes.
+    app.clock.advance(6 * 60_000);
+    eventually(Duration::from_secs(20), "the page to show the wait", || {
+        let mut admin = admin.clone();
+        async move {
+            let (_, body) = admin.get("/api/admin/system").await;
+            assert!(!firing(&body, "HistoryStalled"), "fired at once: {body}");
+            waited(&body).filter(|s| *s > 300.0)
+        }
+    })
+    .await;
+    // Five more minutes of it fire the alert, once.
+    app.clock.advance(5 * 60_000 + 1_000);
+    let body = eventually(Duration::from_secs(20), "HistoryStalled to fire", || {
+        let mut admin = admin.clone();
+        async move {
+            let (_, body) = admin.get("/api/admin/system").await;
+            firing(&body, "HistoryStalled").then_some(body)
+        }
+    })
+    .await;
+    assert!(!firing(&body, "HistoryDropping"), "{body}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (_, body) = admin.get("/api/admin/system").await;
+    assert_eq!(events_of(&body, "HistoryStalled"), 1, "{body}");
+
+    // The store is back: the report is written, nothing waits, the alert resolves.
+    std::fs::remove_file(&root).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    let body = eventually(Duration::from_secs(20), "HistoryStalled to resolve", || {
+        let mut admin = admin.clone();
+        async move {
+            let (_, body) = admin.get("/api/admin/system").await;
+            (!firing(&body, "HistoryStalled")).then_some(body)
+        }
+    })
+    .await;
+    assert_eq!(waited(&body), Some(0.0), "{body}");
+    assert_eq!(
+        events_of(&body, "HistoryStalled"),
+        2,
+        "fired, resolved: {body}"
+    );
+}
+
 /// Server errors fed to a real role: the scrapes see the 5xx share climb, and once it has stayed
 /// above 1% for five minutes HighErrorRatio fires — once.
 #[tokio::test]

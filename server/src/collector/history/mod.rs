@@ -478,6 +478,11 @@ impl History {
                 }
             }
         }
+        let oldest = (lock(&self.buffer).by_instance.values())
+            .flat_map(|records| records.iter().map(|r| r.at_ms))
+            .min();
+        self.metrics
+            .set_history_oldest_waiting(oldest.map_or(0, |at| (now_ms - at) / 1000));
         written
     }
 

@@ -347,16 +347,24 @@ async fn a_store_that_fails_keeps_the_reports_for_the_next_flush() {
     std::fs::write(&root, b"not a folder").unwrap();
     assert_eq!(history.flush(T0 + 1, &no_counts).await, 0);
     assert!(lock(&history.buffer).bytes > 0);
+    let text = history.metrics.encode();
+    assert!(text.contains("scopehub_history_reports_total{outcome=\"write_failed\"} 1"));
+    // The report waits, older at each flush that cannot write it.
+    history.flush(T0 + 90_000, &no_counts).await;
+    let text = history.metrics.encode();
     assert!(
-        history
-            .metrics
-            .encode()
-            .contains("scopehub_history_reports_total{outcome=\"write_failed\"} 1")
+        text.contains("scopehub_history_oldest_waiting_seconds 90\n"),
+        "{text}"
     );
     std::fs::remove_file(&root).unwrap();
     std::fs::create_dir_all(&root).unwrap();
-    assert_eq!(history.flush(T0 + 2, &no_counts).await, 1);
+    assert_eq!(history.flush(T0 + 90_001, &no_counts).await, 1);
     assert_eq!(lock(&history.buffer).bytes, 0);
+    let text = history.metrics.encode();
+    assert!(
+        text.contains("scopehub_history_oldest_waiting_seconds 0\n"),
+        "{text}"
+    );
     // Kept gzipped, and read back as it came.
     let records = history
         .records_between("inst", T0 - 1, T0, T0 + 3)
