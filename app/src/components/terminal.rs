@@ -58,6 +58,9 @@ impl FitAddon {
     }
 }
 
+/// How long a terminal's new size must hold before the probe is told it.
+const RESIZE_SETTLES_MS: u64 = 250;
+
 /// A pipe a control opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenPipe {
@@ -205,8 +208,13 @@ pub fn TerminalPanel(
                         crate::api::control_with(&instance, &probe, &node, &control, &args).await;
                 });
             };
+            // A window dragged to a new size resizes the terminal many times a second: the probe
+            // is told the size it settles at, once it has held for a moment, not every step (each
+            // is a control, audited and counted in the user's allowance of controls).
             let on_resize = {
                 let tell = tell.clone();
+                let pending: std::rc::Rc<std::cell::Cell<Option<TimeoutHandle>>> =
+                    Default::default();
                 Closure::<dyn FnMut(JsValue)>::new(move |size: JsValue| {
                     let get = |k: &str| {
                         js_sys::Reflect::get(&size, &k.into())
@@ -214,7 +222,18 @@ pub fn TerminalPanel(
                             .and_then(|v| v.as_f64())
                             .unwrap_or(0.0) as u32
                     };
-                    tell(get("rows"), get("cols"));
+                    let (rows, cols) = (get("rows"), get("cols"));
+                    if let Some(earlier) = pending.take() {
+                        earlier.clear();
+                    }
+                    let tell = tell.clone();
+                    pending.set(
+                        set_timeout_with_handle(
+                            move || tell(rows, cols),
+                            std::time::Duration::from_millis(RESIZE_SETTLES_MS),
+                        )
+                        .ok(),
+                    );
                 })
             };
             term.on_resize(&on_resize);

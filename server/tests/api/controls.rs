@@ -962,12 +962,13 @@ fn container_report(probe: &str) -> Vec<u8> {
                     ("docker_container_state", "running"),
                     ("docker_image_name", "nginx"),
                     ("control_probe_id", probe),
-                    ("active_controls", "docker_restart_container;docker_stop_container"),
+                    ("active_controls", "docker_restart_container;docker_stop_container;docker_exec_container"),
                 ]),
             }},
             "controls": {
                 "docker_restart_container": control("docker_restart_container", "Restart", 4, ""),
                 "docker_stop_container": control("docker_stop_container", "Stop", 7, "Stop this container?"),
+                "docker_exec_container": control("docker_exec_container", "Exec shell", 8, ""),
             },
         },
     }))
@@ -1225,6 +1226,128 @@ async fn a_shell_and_logs_open_from_the_map_in_the_browser() {
     browser.quit().await;
     probe.abort();
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+/// A terminal tells the probe its size when it opens, and again only once a new size has held
+/// for a moment: a window dragged through many sizes sends one resize control, not one per step
+/// (each is audited and counted in the user's allowance of controls).
+#[tokio::test]
+async fn a_terminal_tells_the_probe_the_size_it_settles_at() {
+    use crate::support::agent::{ADMIN, first_admin_at};
+    let Some(dist) = crate::browser::prerequisites() else {
+        return;
+    };
+    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
+    let base = server.url.clone();
+    let (mut admin, me) = first_admin_at(&base).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = admin.create_ready_instance(&org, "prod").await;
+    allow_terminals(&mut admin, &id, true).await;
+    // The probe opens a pipe for the shell and says which control resizes it; every call's
+    // request goes to the test.
+    let (calls_tx, mut calls) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let mut socket = connect_probe_at(&base, &token, "probe-1").await;
+    let probe = tokio::spawn(async move {
+        loop {
+            let (head, body) = next_call(&mut socket).await;
+            let value = match body["Value"]["Control"].as_str() {
+                Some("docker_exec_container") => json!({
+                    "pipe": "pipe-1", "raw_tty": true,
+                    "resize_tty_control": "docker_resize_exec_tty",
+                }),
+                _ => json!({}),
+            };
+            let _ = calls_tx.send(body["Value"].clone());
+            reply(&mut socket, head["Request"]["Seq"].as_u64().unwrap(), value).await;
+        }
+    });
+    let posted = reqwest::Client::new()
+        .post(format!("{base}/api/report"))
+        .header("authorization", format!("Scope-Probe token={token}"))
+        .header("content-type", "application/json")
+        .header("x-scope-probe-id", "probe-1")
+        .body(container_report("probe-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let next = async |calls: &mut tokio::sync::mpsc::UnboundedReceiver<Value>| {
+        tokio::time::timeout(Duration::from_secs(10), calls.recv())
+            .await
+            .expect("a call")
+            .unwrap()
+    };
+    // The resize controls that come within `wait`: their arguments.
+    let resizes_within = async |calls: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+                                wait: Duration| {
+        let mut got = Vec::new();
+        let until = tokio::time::Instant::now() + wait;
+        while let Ok(Some(call)) = tokio::time::timeout_at(until, calls.recv()).await {
+            assert_eq!(call["Control"], "docker_resize_exec_tty", "{call}");
+            assert_eq!(call["ControlArgs"]["pipeID"], "pipe-1", "{call}");
+            got.push(call["ControlArgs"].clone());
+        }
+        got
+    };
+    let width = |args: &Value| args["width"].as_str().unwrap().parse::<u32>().unwrap();
+    // Sets the terminal's width to each of `narrower` pixels less than it opened with, one
+    // after another, each as a window resize: all in one go, as a dragged window does.
+    let resize_script = |narrower: &[u32]| {
+        format!(
+            "const screen = document.querySelector('#terminal .terminal-screen');
+             window.openedWidth ??= screen.getBoundingClientRect().width;
+             for (const less of {narrower:?}) {{
+                 screen.style.width = (window.openedWidth - less) + 'px';
+                 window.dispatchEvent(new Event('resize'));
+             }}"
+        )
+    };
+
+    let browser = crate::support::webdriver::Browser::start().await;
+    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
+    browser.wait_for("#logout").await;
+    browser
+        .goto(&format!(
+            "{base}/instances/{id}/map?view=containers&node=abc%3B%3Ccontainer%3E"
+        ))
+        .await;
+    browser
+        .wait_for_text("#details-label", |t| t == "web")
+        .await;
+    browser
+        .click_css("#node-controls button[data-control='docker_exec_container']")
+        .await;
+    assert_eq!(next(&mut calls).await["Control"], "docker_exec_container");
+    browser.wait_for("#terminal .terminal-screen .xterm").await;
+    // The size it opened with, at once, and nothing more while it keeps it.
+    let opened = next(&mut calls).await;
+    assert_eq!(opened["Control"], "docker_resize_exec_tty", "{opened}");
+    assert_eq!(opened["ControlArgs"]["pipeID"], "pipe-1");
+    assert!(
+        resizes_within(&mut calls, Duration::from_millis(600))
+            .await
+            .is_empty()
+    );
+    // Five narrower sizes in a row: one resize, with the last (the narrowest).
+    browser
+        .execute(&resize_script(&[30, 60, 90, 120, 150]), vec![])
+        .await;
+    let settled = resizes_within(&mut calls, Duration::from_secs(2)).await;
+    assert_eq!(settled.len(), 1, "one resize for five sizes: {settled:?}");
+    assert!(
+        width(&settled[0]) < width(&opened["ControlArgs"]),
+        "{settled:?} {opened}"
+    );
+    // The first of the five, alone: wider than what was sent, so what was sent was the last.
+    browser.execute(&resize_script(&[30]), vec![]).await;
+    let first = resizes_within(&mut calls, Duration::from_secs(2)).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        width(&first[0]) > width(&settled[0]),
+        "{first:?} {settled:?}"
+    );
+    browser.quit().await;
+    probe.abort();
 }
 
 /// Whether a process whose command line holds `marker` runs on this machine.
