@@ -47,7 +47,12 @@ pub fn apply_layers(routed: Router, metrics: Metrics, config: &EdgeConfig) -> Ro
                     metrics,
                     telemetry::track_requests,
                 ))
-                .layer(TraceLayer::new_for_http())
+                // A server error is logged once, with its cause, where it is made
+                // (`Error::into_response`); a 503 from `/readyz` (not ready yet, or draining) is
+                // an answer, not a failure. So a 5xx is only a debug line here.
+                .layer(TraceLayer::new_for_http().on_failure(
+                    tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+                ))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(CompressionLayer::new())
                 .layer(HandleErrorLayer::new(timeout_response))

@@ -80,7 +80,11 @@ async fn starts_without_its_database_and_becomes_ready_when_it_appears() {
         .await
         .unwrap();
     assert_eq!(version.status(), 200);
-    assert!(!server.stderr().contains("panicked"));
+    let logs = server.stderr();
+    assert!(!logs.contains("panicked"));
+    // Each 503 above was logged once, with its cause, and /readyz's "not ready" not as an error.
+    assert!(logs.contains("request failed"), "{logs}");
+    assert!(!logs.contains("response failed"), "{logs}");
 }
 
 #[tokio::test]
