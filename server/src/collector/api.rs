@@ -1093,10 +1093,12 @@ async fn topology_ws(
             .ok_or_else(|| Error::bad_request(format!("Invalid duration `t={t}`.")))?
             .clamp(MIN_TICK, MAX_TICK),
     };
+    let open = MapSocket::open(&state, &instance, &identity.user.id)?;
     let ws = ws
         .max_message_size(super::MAX_INBOUND_MESSAGE)
         .max_frame_size(super::MAX_INBOUND_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
+        let _open = open;
         let stream = Stream {
             view,
             query,
@@ -1105,6 +1107,54 @@ async fn topology_ws(
         };
         stream_topology(state, identity, instance, stream, socket).await;
     }))
+}
+
+/// A map websocket counted open on its instance's slot until it is dropped (the stream ended, or
+/// the handshake never completed).
+struct MapSocket {
+    state: CollectorState,
+    instance: String,
+    user: String,
+}
+
+impl MapSocket {
+    /// Counts one more map websocket of `user` on `instance`, or refuses with 429.
+    fn open(state: &CollectorState, instance: &str, user: &str) -> Result<MapSocket> {
+        use slot::{MAP_SOCKETS_PER_INSTANCE, MAP_SOCKETS_PER_USER, MapSocketsFull};
+        let opened = state
+            .shard
+            .with_slot(instance, |slot| slot.open_map_socket(user))
+            .ok_or_else(super::unplaced)?;
+        let message = match opened {
+            Ok(()) => {
+                return Ok(MapSocket {
+                    state: state.clone(),
+                    instance: instance.to_owned(),
+                    user: user.to_owned(),
+                });
+            }
+            Err(MapSocketsFull::User) => format!(
+                "You have {MAP_SOCKETS_PER_USER} live maps of this instance open already (other \
+                 tabs or windows?); close one to open another."
+            ),
+            Err(MapSocketsFull::Instance) => format!(
+                "This instance has {MAP_SOCKETS_PER_INSTANCE} live maps open already; try again \
+                 when some are closed."
+            ),
+        };
+        Err(Error::TooManyRequests {
+            retry_after_secs: 5,
+            message,
+        })
+    }
+}
+
+impl Drop for MapSocket {
+    fn drop(&mut self) {
+        self.state
+            .shard
+            .with_slot(&self.instance, |slot| slot.close_map_socket(&self.user));
+    }
 }
 
 /// What a topology websocket streams: a view with its options, every tick, live or from a past

@@ -199,6 +199,18 @@ pub fn without_nodes(report: &mut Report, removed: &[String]) {
     }
 }
 
+/// Map websockets one user may have open on one instance (tabs, dashboards), and the instance in
+/// all.
+pub const MAP_SOCKETS_PER_USER: usize = 16;
+pub const MAP_SOCKETS_PER_INSTANCE: usize = 256;
+
+/// Why a map websocket was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapSocketsFull {
+    User,
+    Instance,
+}
+
 pub struct Slot {
     pub limits: Limits,
     /// The window, by probe id.
@@ -240,6 +252,8 @@ pub struct Slot {
     controls: BTreeMap<String, super::controls::ProbeLink>,
     /// Each user's allowance of controls on this instance.
     pub control_allowances: super::controls::ControlAllowances,
+    /// Map websockets open on this instance, by user.
+    map_sockets: HashMap<String, usize>,
     /// When history's task last began counting the views for the timeline (ms).
     views_counted: i64,
     /// Nodes a control removed (a container deleted), by id, with when: left out of the window's
@@ -373,6 +387,7 @@ impl Slot {
             ledger,
             controls: BTreeMap::new(),
             control_allowances: Default::default(),
+            map_sockets: HashMap::new(),
             views_counted: i64::MIN,
             removed: BTreeMap::new(),
             pipes: super::pipes::Pipes::default(),
@@ -425,6 +440,32 @@ impl Slot {
             .is_some_and(|l| l.connection == connection)
         {
             self.controls.remove(probe);
+        }
+    }
+
+    /// Counts a map websocket of `user` as open, unless the user or the instance has as many as
+    /// they may ([`MAP_SOCKETS_PER_USER`], [`MAP_SOCKETS_PER_INSTANCE`]): each streams its own
+    /// diffs every tick and may hold a render of its own (a past moment's), so without a bound one
+    /// member (or a leaked read token) could take a shard's memory and cores from every tenant.
+    pub fn open_map_socket(&mut self, user: &str) -> Result<(), MapSocketsFull> {
+        let open = self.map_sockets.get(user).copied().unwrap_or(0);
+        if open >= MAP_SOCKETS_PER_USER {
+            return Err(MapSocketsFull::User);
+        }
+        if self.map_sockets.values().sum::<usize>() >= MAP_SOCKETS_PER_INSTANCE {
+            return Err(MapSocketsFull::Instance);
+        }
+        *self.map_sockets.entry(user.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    /// A map websocket of `user` counted by [`Slot::open_map_socket`] ended.
+    pub fn close_map_socket(&mut self, user: &str) {
+        if let Some(open) = self.map_sockets.get_mut(user) {
+            *open -= 1;
+            if *open == 0 {
+                self.map_sockets.remove(user);
+            }
         }
     }
 
@@ -1178,6 +1219,33 @@ mod tests {
         make(&mut slot, "hosts?", 1_000, 5);
         slot.render_plan("processes?", 1_000 + KEEP_UNREAD_MS + 1, RENDER_ON_READ_MS);
         assert!(!slot.renders.contains_key("hosts?"));
+    }
+
+    /// Map websockets are bounded per user and per instance, and each one closed makes room.
+    #[test]
+    fn map_websockets_are_bounded_per_user_and_per_instance() {
+        let mut slot = Slot::new(limits(10, 10));
+        for _ in 0..MAP_SOCKETS_PER_USER {
+            slot.open_map_socket("alice").unwrap();
+        }
+        assert_eq!(slot.open_map_socket("alice"), Err(MapSocketsFull::User));
+        slot.close_map_socket("alice");
+        slot.open_map_socket("alice").unwrap();
+        // Everyone else, until the instance is full.
+        let others = MAP_SOCKETS_PER_INSTANCE - MAP_SOCKETS_PER_USER;
+        for n in 0..others {
+            slot.open_map_socket(&format!("user-{}", n / MAP_SOCKETS_PER_USER))
+                .unwrap();
+        }
+        assert_eq!(slot.open_map_socket("bob"), Err(MapSocketsFull::Instance));
+        slot.close_map_socket("user-0");
+        slot.open_map_socket("bob").unwrap();
+        // A user who closes everything is forgotten.
+        for _ in 0..MAP_SOCKETS_PER_USER {
+            slot.close_map_socket("alice");
+        }
+        assert!(!slot.map_sockets.contains_key("alice"));
+        slot.close_map_socket("nobody");
     }
 
     #[test]

@@ -474,6 +474,68 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
 }
 
+/// A member may keep 16 live maps of an instance open (tabs, dashboards), no more: the next
+/// handshake is refused with 429 and says why, another member of the org is not affected, and a
+/// map closed makes room at once.
+#[tokio::test]
+async fn a_member_may_keep_only_so_many_maps_of_an_instance_open() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (mut alice, id, probe_token) = ready_instance(&app).await;
+    crate::topology::post_msgpack(&app, &probe_token, "probe-full-1").await;
+    let (_, details) = alice.get(&format!("/api/instances/{id}")).await;
+    let org = details["instance"]["org_id"].as_str().unwrap().to_owned();
+    let bob =
+        crate::support::agent::join_org(&app, &mut alice, &org, "bob@example.com", "viewer").await;
+    let cookie = |agent: &Agent| format!("scopehub_session={}", agent.cookie.clone().unwrap());
+    let open = |cookie: String| {
+        let mut request = format!("ws://{}/api/app/{id}/api/topology/hosts/ws", app.addr)
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        headers.insert("cookie", cookie.parse().unwrap());
+        headers.insert("origin", format!("http://{}", app.addr).parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    let mut maps = Vec::new();
+    for _ in 0..16 {
+        let (mut socket, _) = open(cookie(&alice)).await.expect("a map");
+        crate::topology::next_frame(&mut socket).await;
+        maps.push(socket);
+    }
+    let refused = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+        Ok(_) => (101, String::new()),
+        Err(e) => panic!("{e}"),
+    };
+    let (status, body) = refused(open(cookie(&alice)).await);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("16 live maps"), "{body}");
+    // Bob's maps are his own.
+    let (mut bobs, _) = open(cookie(&bob)).await.expect("bob's map");
+    crate::topology::next_frame(&mut bobs).await;
+    // One of Alice's closed: she may open another.
+    let mut closing = maps.pop().unwrap();
+    closing.close(None).await.unwrap();
+    crate::support::eventually(std::time::Duration::from_secs(5), "room for a map", || {
+        let request = open(cookie(&alice));
+        async move {
+            let (mut socket, _) = request.await.ok()?;
+            crate::topology::next_frame(&mut socket).await;
+            Some(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_session_websocket_from_another_site_is_refused() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
