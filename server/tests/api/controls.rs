@@ -940,6 +940,66 @@ async fn our_probe_shows_a_real_engines_containers_and_carries_out_their_control
     probe.abort();
 }
 
+/// The app served for a browser, its first admin, and an instance "prod" in the admin's org.
+struct Served {
+    server: crate::support::process::ServerProcess,
+    _data: tempfile::TempDir,
+    admin: Agent,
+    org: String,
+    id: String,
+    token: String,
+}
+
+/// [`Served`], if the browser tests can run here.
+async fn served_instance() -> Option<Served> {
+    let dist = crate::browser::prerequisites()?;
+    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
+    let (mut admin, me) = crate::support::agent::first_admin_at(&server.url).await;
+    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
+    let (id, token) = admin.create_ready_instance(&org, "prod").await;
+    Some(Served {
+        server,
+        _data,
+        admin,
+        org,
+        id,
+        token,
+    })
+}
+
+/// Posts [`container_report`] as the probe `probe-1` of the instance whose probe token is `token`.
+async fn post_container_report(base: &str, token: &str) {
+    let posted = reqwest::Client::new()
+        .post(format!("{base}/api/report"))
+        .header("authorization", format!("Scope-Probe token={token}"))
+        .header("content-type", "application/json")
+        .header("x-scope-probe-id", "probe-1")
+        .body(container_report("probe-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+}
+
+/// A browser with the site admin logged in, on the map of instance `id` with the container of
+/// [`container_report`] selected and its details open; and that page's URL.
+async fn container_details(base: &str, id: &str) -> (crate::support::webdriver::Browser, String) {
+    let browser = crate::support::webdriver::Browser::start().await;
+    crate::journey::log_in_at(
+        &browser,
+        &format!("{base}/login"),
+        crate::support::agent::ADMIN,
+    )
+    .await;
+    browser.wait_for("#logout").await;
+    let details = format!("{base}/instances/{id}/map?view=containers&node=abc%3B%3Ccontainer%3E");
+    browser.goto(&details).await;
+    browser
+        .wait_for_text("#details-label", |t| t == "web")
+        .await;
+    (browser, details)
+}
+
 /// A JSON report of one running container offering Scope's controls, from `probe`.
 fn container_report(probe: &str) -> Vec<u8> {
     let at = "2026-12-01T00:00:00Z";
@@ -1024,37 +1084,24 @@ async fn member_at(base: &str, owner: &mut Agent, org: &str, email: &str, role: 
 /// disabled, with the reason.
 #[tokio::test]
 async fn the_details_panel_carries_out_controls_and_shows_their_outcome() {
-    use crate::support::agent::{ADMIN, first_admin_at};
-    let Some(dist) = crate::browser::prerequisites() else {
+    let Some(Served {
+        server,
+        _data,
+        mut admin,
+        org,
+        id,
+        token,
+    }) = served_instance().await
+    else {
         return;
     };
-    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
     let base = server.url.clone();
-    let (mut admin, me) = first_admin_at(&base).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (id, token) = admin.create_ready_instance(&org, "prod").await;
     member_at(&base, &mut admin, &org, "viewer@example.com", "viewer").await;
     let probe = connect_probe_at(&base, &token, "probe-1").await;
     let answering = answering_probe(probe);
-    let posted = reqwest::Client::new()
-        .post(format!("{base}/api/report"))
-        .header("authorization", format!("Scope-Probe token={token}"))
-        .header("content-type", "application/json")
-        .header("x-scope-probe-id", "probe-1")
-        .body(container_report("probe-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 200);
+    post_container_report(&base, &token).await;
 
-    let browser = crate::support::webdriver::Browser::start().await;
-    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
-    browser.wait_for("#logout").await;
-    let details = format!("{base}/instances/{id}/map?view=containers&node=abc%3B%3Ccontainer%3E");
-    browser.goto(&details).await;
-    browser
-        .wait_for_text("#details-label", |t| t == "web")
-        .await;
+    let (browser, details) = container_details(&base, &id).await;
     let restart = "#node-controls button[data-control='docker_restart_container']";
     let stop = "#node-controls button[data-control='docker_stop_container']";
     browser.click_css(restart).await;
@@ -1233,15 +1280,18 @@ async fn a_shell_and_logs_open_from_the_map_in_the_browser() {
 /// (each is audited and counted in the user's allowance of controls).
 #[tokio::test]
 async fn a_terminal_tells_the_probe_the_size_it_settles_at() {
-    use crate::support::agent::{ADMIN, first_admin_at};
-    let Some(dist) = crate::browser::prerequisites() else {
+    let Some(Served {
+        server,
+        _data,
+        mut admin,
+        id,
+        token,
+        ..
+    }) = served_instance().await
+    else {
         return;
     };
-    let (server, _data) = crate::browser::serve_app(&dist, &[]).await;
     let base = server.url.clone();
-    let (mut admin, me) = first_admin_at(&base).await;
-    let org = me["orgs"][0]["id"].as_str().unwrap().to_owned();
-    let (id, token) = admin.create_ready_instance(&org, "prod").await;
     allow_terminals(&mut admin, &id, true).await;
     // The probe opens a pipe for the shell and says which control resizes it; every call's
     // request goes to the test.
@@ -1261,16 +1311,7 @@ async fn a_terminal_tells_the_probe_the_size_it_settles_at() {
             reply(&mut socket, head["Request"]["Seq"].as_u64().unwrap(), value).await;
         }
     });
-    let posted = reqwest::Client::new()
-        .post(format!("{base}/api/report"))
-        .header("authorization", format!("Scope-Probe token={token}"))
-        .header("content-type", "application/json")
-        .header("x-scope-probe-id", "probe-1")
-        .body(container_report("probe-1"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 200);
+    post_container_report(&base, &token).await;
     let next = async |calls: &mut tokio::sync::mpsc::UnboundedReceiver<Value>| {
         tokio::time::timeout(Duration::from_secs(10), calls.recv())
             .await
@@ -1303,17 +1344,7 @@ async fn a_terminal_tells_the_probe_the_size_it_settles_at() {
         )
     };
 
-    let browser = crate::support::webdriver::Browser::start().await;
-    crate::journey::log_in_at(&browser, &format!("{base}/login"), ADMIN).await;
-    browser.wait_for("#logout").await;
-    browser
-        .goto(&format!(
-            "{base}/instances/{id}/map?view=containers&node=abc%3B%3Ccontainer%3E"
-        ))
-        .await;
-    browser
-        .wait_for_text("#details-label", |t| t == "web")
-        .await;
+    let (browser, _) = container_details(&base, &id).await;
     browser
         .click_css("#node-controls button[data-control='docker_exec_container']")
         .await;

@@ -267,6 +267,29 @@ async fn mail_that_keeps_failing_fires_an_alert() {
     assert_eq!(events_of(&body, "MailFailing"), 1, "{body}");
 }
 
+/// `serve` with `history`, scraping itself every 300 ms; its site admin, and the probe token of a
+/// ready instance `name` in the admin's org "ops".
+async fn watched_with_history(
+    history: scopehub::collector::history::HistoryConfig,
+    limits: Option<shared::instances::Limits>,
+    name: &str,
+) -> Option<(TestApp, Agent, String)> {
+    let options = AppOptions {
+        monitor_every: Some(Duration::from_millis(300)),
+        limits,
+        history: Some(history),
+        ..AppOptions::default()
+    };
+    let app = TestApp::spawn_with(Backend::Sqlite, options).await?;
+    let mut admin = site_admin(&app).await;
+    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
+    assert_eq!(status, 201, "{org}");
+    let (_, token) = admin
+        .create_ready_instance(org["id"].as_str().unwrap(), name)
+        .await;
+    Some((app, admin, token))
+}
+
 /// A collector whose history buffer cannot take a report drops every report's history: the page
 /// shows the drops, and once they have gone on for a minute HistoryDropping fires (once). Ingest
 /// itself is unaffected.
@@ -274,31 +297,22 @@ async fn mail_that_keeps_failing_fires_an_alert() {
 async fn history_that_is_dropped_fires_an_alert() {
     use scopehub::collector::history::{HistoryConfig, HistoryLocation};
     let folder = tempfile::tempdir().unwrap();
-    let options = AppOptions {
-        monitor_every: Some(Duration::from_millis(300)),
-        limits: Some(shared::instances::Limits {
-            max_probes: 10,
-            max_report_bytes: 10 << 20,
-            max_reports_per_second: 1_000,
-        }),
-        history: Some(HistoryConfig {
-            // Smaller than any report: each one's history is dropped.
-            buffer_bytes: 1,
-            flush_interval: Duration::from_secs(1),
-            retention_interval: Duration::from_secs(3600),
-            ..HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()))
-        }),
-        ..AppOptions::default()
+    let history = HistoryConfig {
+        // Smaller than any report: each one's history is dropped.
+        buffer_bytes: 1,
+        flush_interval: Duration::from_secs(1),
+        retention_interval: Duration::from_secs(3600),
+        ..HistoryConfig::new(HistoryLocation::Folder(folder.path().to_owned()))
     };
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+    let limits = shared::instances::Limits {
+        max_probes: 10,
+        max_report_bytes: 10 << 20,
+        max_reports_per_second: 1_000,
+    };
+    let Some((app, mut admin, token)) = watched_with_history(history, Some(limits), "lossy").await
+    else {
         return;
     };
-    let mut admin = site_admin(&app).await;
-    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
-    assert_eq!(status, 201, "{org}");
-    let (_, token) = admin
-        .create_ready_instance(org["id"].as_str().unwrap(), "lossy")
-        .await;
     // A probe keeps reporting while the page is watched: every scrape sees new drops.
     let (url, report) = (
         app.url.clone(),
@@ -354,24 +368,14 @@ async fn history_that_waits_for_a_failing_store_fires_an_alert() {
     let folder = tempfile::tempdir().unwrap();
     let root = folder.path().join("history");
     std::fs::create_dir_all(&root).unwrap();
-    let options = AppOptions {
-        monitor_every: Some(Duration::from_millis(300)),
-        history: Some(HistoryConfig {
-            flush_interval: Duration::from_millis(300),
-            retention_interval: Duration::from_secs(3600),
-            ..HistoryConfig::new(HistoryLocation::Folder(root.clone()))
-        }),
-        ..AppOptions::default()
+    let history = HistoryConfig {
+        flush_interval: Duration::from_millis(300),
+        retention_interval: Duration::from_secs(3600),
+        ..HistoryConfig::new(HistoryLocation::Folder(root.clone()))
     };
-    let Some(app) = TestApp::spawn_with(Backend::Sqlite, options).await else {
+    let Some((app, mut admin, token)) = watched_with_history(history, None, "stalled").await else {
         return;
     };
-    let mut admin = site_admin(&app).await;
-    let (status, org) = admin.post("/api/orgs", json!({"name": "ops"})).await;
-    assert_eq!(status, 201, "{org}");
-    let (_, token) = admin
-        .create_ready_instance(org["id"].as_str().unwrap(), "stalled")
-        .await;
     // The store's folder is a file now: every write fails.
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::write(&root, b"not a folder").unwrap();
