@@ -211,8 +211,8 @@ fn forget_after(path: &str, identity: Option<&Identity>) -> Option<Forget> {
         .split('/')
         .filter(|segment| !segment.is_empty())
         .collect();
-    // Every forgetting walks the kept answers once per id: a path longer than any route, or with
-    // a segment longer than any id, is bounded as everything (no role answers one with a success).
+    // A forgetting looks each id up in the cache's index: a path longer than any route, or with a
+    // segment longer than any id, is bounded as everything (no role answers one with a success).
     if segments.len() > MAX_PATH_IDS || segments.iter().any(|s| s.len() > MAX_ID_BYTES) {
         return Some(Forget::Everything);
     }
